@@ -1,0 +1,903 @@
+//! Merging the parsed files into one `Config`, then the ENV overlay.
+//!
+//! The TOML tables are walked by hand (not serde) so each error names the
+//! exact file, dotted key and value. Rules: [http_api] and [io] may each
+//! come from one file only, [[sinks]] add up across files, and each input
+//! may be configured by one block in all files.
+
+use std::collections::BTreeMap;
+
+use super::env::{dataway_sinks, InputSelection, ENV_DATAWAY};
+use super::error::ConfigError;
+use super::files::{conf_files, read_toml};
+use super::inputs::{self, INPUTS};
+use super::schema::{show_toml_value, Section};
+use super::url::EXPECT_URL;
+use super::value::quote;
+use super::{env, Config, HttpApiConfig, IoConfig, Loaded, SinkConfig};
+
+/// One `[[inputs.<name>]]` block and where it was found.
+#[derive(Debug, Clone)]
+pub(crate) struct Block {
+    /// The file path as shown in errors.
+    pub file: String,
+    /// Its index among the file's blocks of that input.
+    pub index: usize,
+    pub table: toml::Table,
+}
+
+/// A [[sinks]] entry from a file, before names are settled.
+struct FileSink {
+    file: String,
+    index: usize,
+    sink: SinkConfig,
+    named: bool,
+}
+
+/// Everything gathered from the files.
+#[derive(Default)]
+struct Gathered {
+    http_api_file: Option<String>,
+    io_file: Option<String>,
+    sinks: Vec<FileSink>,
+    /// Per entry of `INPUTS`: its one block, if any file has it.
+    blocks: Vec<Option<Block>>,
+}
+
+/// See `super::load`.
+pub(crate) fn load(dir: &std::path::Path, env: env::Env) -> Result<Loaded, ConfigError> {
+    let mut config = Config::default();
+    let mut warnings = Vec::new();
+    let mut got = Gathered {
+        blocks: vec![None; INPUTS.len()],
+        ..Gathered::default()
+    };
+    for path in conf_files(dir)? {
+        let file = path.display().to_string();
+        let table = read_toml(&path, &file)?;
+        gather_file(&mut config, &mut got, &file, &table)?;
+    }
+
+    env::apply_env(&mut config.http_api, env)?;
+    env::apply_env(&mut config.io, env)?;
+
+    let file_sinks = settle_sink_names(got.sinks)?;
+    config.sinks = match dataway_sinks(env, &mut warnings)? {
+        Some(sinks) => {
+            if !file_sinks.is_empty() {
+                warnings.push(format!(
+                    "{ENV_DATAWAY} is set, so it replaces the {} [[sinks]] of the config files",
+                    file_sinks.len()
+                ));
+            }
+            sinks
+        }
+        None => file_sinks,
+    };
+
+    let selection = InputSelection::from_env(env, &mut warnings);
+    for (def, block) in INPUTS.iter().zip(&got.blocks) {
+        let enabled = selection.is_enabled(def.name, block.is_some());
+        (def.build)(&mut config, block.as_ref(), enabled, env, &mut warnings)?;
+    }
+    Ok(Loaded { config, warnings })
+}
+
+/// Takes what one file says into `config` / `got`.
+fn gather_file(
+    config: &mut Config,
+    got: &mut Gathered,
+    file: &str,
+    table: &toml::Table,
+) -> Result<(), ConfigError> {
+    for (name, value) in table {
+        match name.as_str() {
+            "http_api" => {
+                once(&mut got.http_api_file, file, HttpApiConfig::PATH)?;
+                let t = expect_table(value, file, HttpApiConfig::PATH)?;
+                apply_table(&mut config.http_api, t, file, HttpApiConfig::PATH)?;
+            }
+            "io" => {
+                once(&mut got.io_file, file, IoConfig::PATH)?;
+                let t = expect_table(value, file, IoConfig::PATH)?;
+                apply_table(&mut config.io, t, file, IoConfig::PATH)?;
+            }
+            "sinks" => {
+                let Some(items) = value.as_array() else {
+                    return Err(wrong_shape(
+                        file,
+                        "sinks",
+                        value,
+                        "an array of tables [[sinks]]",
+                    ));
+                };
+                for (index, item) in items.iter().enumerate() {
+                    let base = format!("sinks[{index}]");
+                    let Some(t) = item.as_table() else {
+                        return Err(wrong_shape(file, &base, item, "a table [[sinks]]"));
+                    };
+                    let mut sink = SinkConfig::default();
+                    apply_table(&mut sink, t, file, &base)?;
+                    if !t.contains_key("url") {
+                        return Err(ConfigError::new(format!(
+                            "{file}: {base}.url is missing: {EXPECT_URL}"
+                        )));
+                    }
+                    let named = t.contains_key("name");
+                    got.sinks.push(FileSink {
+                        file: file.to_string(),
+                        index,
+                        sink,
+                        named,
+                    });
+                }
+            }
+            "inputs" => {
+                let Some(inputs_table) = value.as_table() else {
+                    return Err(wrong_shape(
+                        file,
+                        "inputs",
+                        value,
+                        &format!("tables such as [[{}]]", inputs::known_list()),
+                    ));
+                };
+                for (input, blocks) in inputs_table {
+                    gather_input(got, file, input, blocks)?;
+                }
+            }
+            other if value.is_table() || value.is_array() => {
+                return Err(ConfigError::new(format!(
+                    "{file}: unknown table {}: expected [http_api], [io], [[sinks]] or [[inputs.<name>]]",
+                    quote(other)
+                )));
+            }
+            other => {
+                return Err(ConfigError::new(format!(
+                    "{file}: unknown key {}: expected only the tables [http_api], [io], [[sinks]] and [[inputs.<name>]] at the top level",
+                    quote(other)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records the blocks of `inputs.<input>`; a second block anywhere is an error.
+fn gather_input(
+    got: &mut Gathered,
+    file: &str,
+    input: &str,
+    value: &toml::Value,
+) -> Result<(), ConfigError> {
+    let path = format!("inputs.{input}");
+    let Some(pos) = inputs::find(input) else {
+        return Err(ConfigError::new(format!(
+            "{file}: unknown input {}: expected {} (this agent is not a full DataKit and has no other input)",
+            quote(&path),
+            inputs::known_list()
+        )));
+    };
+    // DataKit writes [[inputs.x]]; a single [inputs.x] table is taken as one block.
+    let tables: Vec<(usize, &toml::Table)> = match value {
+        toml::Value::Table(t) => vec![(0, t)],
+        toml::Value::Array(items) => {
+            let mut tables = Vec::new();
+            for (index, item) in items.iter().enumerate() {
+                let Some(t) = item.as_table() else {
+                    return Err(wrong_shape(
+                        file,
+                        &format!("{path}[{index}]"),
+                        item,
+                        &format!("a table [[{path}]]"),
+                    ));
+                };
+                tables.push((index, t));
+            }
+            tables
+        }
+        other => {
+            return Err(wrong_shape(
+                file,
+                &path,
+                other,
+                &format!("a table [[{path}]]"),
+            ))
+        }
+    };
+    for (index, table) in tables {
+        if let Some(first) = &got.blocks[pos] {
+            return Err(ConfigError::new(format!(
+                "{file}: {path}[{index}]: a second [[{path}]] block (the first is {}: {path}[{}]): expected the input to be configured once",
+                first.file, first.index
+            )));
+        }
+        got.blocks[pos] = Some(Block {
+            file: file.to_string(),
+            index,
+            table: table.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// [http_api] / [io] may come from one file only.
+fn once(seen: &mut Option<String>, file: &str, section: &str) -> Result<(), ConfigError> {
+    if let Some(first) = seen {
+        return Err(ConfigError::new(format!(
+            "{file}: [{section}] is also in {first}: expected [{section}] in one file only"
+        )));
+    }
+    *seen = Some(file.to_string());
+    Ok(())
+}
+
+fn expect_table<'a>(
+    value: &'a toml::Value,
+    file: &str,
+    section: &str,
+) -> Result<&'a toml::Table, ConfigError> {
+    value
+        .as_table()
+        .ok_or_else(|| wrong_shape(file, section, value, &format!("a table [{section}]")))
+}
+
+fn wrong_shape(file: &str, key: &str, value: &toml::Value, expected: &str) -> ConfigError {
+    ConfigError::new(format!(
+        "{file}: {key} = {}: expected {expected}",
+        show_toml_value(value)
+    ))
+}
+
+/// Reads every key of one table into `section`. `base` is the dotted path
+/// shown in errors ("http_api", "sinks[1]", "inputs.pushgateway[0]").
+pub(crate) fn apply_table<S: Section>(
+    section: &mut S,
+    table: &toml::Table,
+    file: &str,
+    base: &str,
+) -> Result<(), ConfigError> {
+    for (key, value) in table {
+        let Some(spec) = S::keys().iter().find(|s| s.key == key) else {
+            let known: Vec<&str> = S::keys().iter().map(|s| s.key).collect();
+            return Err(ConfigError::new(format!(
+                "{file}: unknown key {}: expected one of {}",
+                quote(&format!("{base}.{key}")),
+                known.join(", ")
+            )));
+        };
+        let parsed = spec.kind.read_toml_value(value).map_err(|expected| {
+            ConfigError::new(format!(
+                "{file}: {base}.{key} = {}: {expected}",
+                spec.kind.show_toml(value)
+            ))
+        })?;
+        (spec.set)(section, parsed);
+    }
+    Ok(())
+}
+
+/// Gives unnamed sinks `sink<N>` (N = position among all sinks) and checks
+/// that names are unique.
+fn settle_sink_names(file_sinks: Vec<FileSink>) -> Result<Vec<SinkConfig>, ConfigError> {
+    let mut owners: BTreeMap<String, (String, usize)> = BTreeMap::new();
+    let mut sinks = Vec::with_capacity(file_sinks.len());
+    for (pos, mut fs) in file_sinks.into_iter().enumerate() {
+        if !fs.named {
+            fs.sink.name = format!("sink{pos}");
+        }
+        if let Some((first_file, first_index)) = owners.get(&fs.sink.name) {
+            let how = if fs.named { "" } else { " (its default name)" };
+            return Err(ConfigError::new(format!(
+                "{}: sinks[{}].name = {}{how}: expected a unique sink name; {first_file}: sinks[{first_index}] already has it",
+                fs.file,
+                fs.index,
+                quote(&fs.sink.name)
+            )));
+        }
+        owners.insert(fs.sink.name.clone(), (fs.file.clone(), fs.index));
+        sinks.push(fs.sink);
+    }
+    Ok(sinks)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use super::super::{
+        load, Config, ConfigError, HttpApiConfig, IoConfig, Loaded, PushgatewayConfig, SinkConfig,
+    };
+
+    /// A conf dir in a temp dir, loaded with a fake environment.
+    struct Case {
+        dir: tempfile::TempDir,
+        env: Vec<(String, String)>,
+    }
+
+    impl Case {
+        fn new(files: &[(&str, &str)]) -> Case {
+            let dir = tempfile::tempdir().unwrap();
+            for (name, text) in files {
+                let path = dir.path().join(name);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, text).unwrap();
+            }
+            Case {
+                dir,
+                env: Vec::new(),
+            }
+        }
+
+        fn env(mut self, name: &str, value: &str) -> Case {
+            self.env.push((name.to_string(), value.to_string()));
+            self
+        }
+
+        fn load(&self) -> Result<Loaded, ConfigError> {
+            let env = |k: &str| {
+                self.env
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, v)| v.clone())
+            };
+            load(self.dir.path(), &env)
+        }
+
+        fn ok(&self) -> Loaded {
+            self.load().unwrap_or_else(|e| panic!("{e}"))
+        }
+
+        fn config(&self) -> Config {
+            let loaded = self.ok();
+            assert_eq!(loaded.warnings, Vec::<String>::new());
+            loaded.config
+        }
+
+        /// The error, with the temp dir shown as "conf.d/".
+        fn err(&self) -> String {
+            let err = self.load().expect_err("should fail").to_string();
+            assert!(!err.contains('\n'), "not one line: {err}");
+            err.replace(&format!("{}/", self.dir.path().display()), "conf.d/")
+        }
+    }
+
+    fn shipped_conf_d() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("conf.d")
+    }
+
+    #[test]
+    fn shipped_conf_d_loads_to_the_defaults() {
+        let loaded = load(&shipped_conf_d(), &|_| None).unwrap();
+        assert_eq!(loaded.warnings, Vec::<String>::new());
+        assert_eq!(
+            loaded.config,
+            Config {
+                http_api: HttpApiConfig::default(),
+                io: IoConfig::default(),
+                sinks: vec![],
+                pushgateway: Some(PushgatewayConfig::default()),
+            }
+        );
+        // Uncommenting every option of pushgateway.conf keeps the defaults.
+        let text = include_str!("../../conf.d/pushgateway.conf");
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.contains(" = ") => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(
+            Case::new(&[("pushgateway.conf", &uncommented)])
+                .config()
+                .pushgateway,
+            Some(PushgatewayConfig::default())
+        );
+        // So does uncommenting the sink example, which adds one sink.
+        let text = include_str!("../../conf.d/pushkit.conf");
+        let uncommented: String = text
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|r| r.starts_with("[[sinks]]") || r.contains(" = "))
+                    .unwrap_or(l)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = Case::new(&[("pushkit.conf", &uncommented)]).config();
+        assert_eq!(config.http_api, HttpApiConfig::default());
+        assert_eq!(
+            config.sinks,
+            [SinkConfig {
+                name: "vm".into(),
+                url: "http://127.0.0.1:8428/write".into(),
+                gzip: true,
+                timeout: Duration::from_secs(30),
+            }]
+        );
+    }
+
+    #[test]
+    fn empty_dir_gives_defaults_without_inputs() {
+        assert_eq!(Case::new(&[]).config(), Config::default());
+        assert_eq!(Config::default().pushgateway, None);
+    }
+
+    #[test]
+    fn effective_config_loads_back() {
+        let case = Case::new(&[(
+            "a.conf",
+            "[[sinks]]\nurl = \"http://h:1/w\"\n[io]\nflush_interval = \"1.5h\"\n",
+        )])
+        .env("ENV_DEFAULT_ENABLED_INPUTS", "pushgateway")
+        .env("ENV_INPUT_PUSHGATEWAY_MEASUREMENT_NAME", "pg")
+        .env("ENV_HTTP_MAX_BODY_SIZE", "1000");
+        let config = case.config();
+        let back = Case::new(&[("effective.conf", &config.to_toml())]).config();
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn precedence_default_file_env() {
+        let files = [(
+            "pushkit.conf",
+            "[http_api]\nlisten = \"0.0.0.0:1\"\nmax_body_size = 2048\n",
+        )];
+        let config = Case::new(&files).config();
+        assert_eq!(config.http_api.listen, "0.0.0.0:1");
+        assert_eq!(config.http_api.max_body_size, 2048);
+        assert_eq!(config.http_api.max_decompressed_size, 64 << 20);
+
+        let config = Case::new(&files).env("ENV_HTTP_LISTEN", "[::]:2").config();
+        assert_eq!(config.http_api.listen, "[::]:2");
+        assert_eq!(config.http_api.max_body_size, 2048);
+
+        // Set to "" counts as unset: the file value stays.
+        let config = Case::new(&files)
+            .env("ENV_HTTP_LISTEN", "")
+            .env("ENV_HTTP_MAX_BODY_SIZE", "")
+            .config();
+        assert_eq!(config.http_api.listen, "0.0.0.0:1");
+        assert_eq!(config.http_api.max_body_size, 2048);
+    }
+
+    #[test]
+    fn every_http_and_io_key_has_env() {
+        let config = Case::new(&[])
+            .env("ENV_HTTP_LISTEN", "h:3")
+            .env("ENV_HTTP_MAX_BODY_SIZE", "1024")
+            .env("ENV_HTTP_MAX_DECOMPRESSED_SIZE", "1GiB")
+            .env("ENV_IO_MAX_CACHE_COUNT", "5")
+            .env("ENV_IO_FLUSH_INTERVAL", "1m30s")
+            .env("ENV_IO_SHUTDOWN_TIMEOUT", "0")
+            .config();
+        assert_eq!(
+            config.http_api,
+            HttpApiConfig {
+                listen: "h:3".into(),
+                max_body_size: 1024,
+                max_decompressed_size: 1 << 30
+            }
+        );
+        assert_eq!(
+            config.io,
+            IoConfig {
+                max_cache_count: 5,
+                flush_interval: Duration::from_secs(90),
+                shutdown_timeout: Duration::ZERO,
+            }
+        );
+    }
+
+    #[test]
+    fn sinks_add_up_across_files() {
+        let config = Case::new(&[
+            ("a.conf", "[[sinks]]\nurl = \"http://a:1/w\"\n[[sinks]]\nname = \"vm\"\nurl = \"https://b/w?x=1\"\ngzip = false\ntimeout = \"5s\"\n"),
+            ("b/c.conf", "[[sinks]]\nurl = \"http://[::1]:8428/write\"\n"),
+        ])
+        .config();
+        let names: Vec<&str> = config.sinks.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["sink0", "vm", "sink2"]);
+        assert_eq!(config.sinks[0].url, "http://a:1/w");
+        assert!(config.sinks[0].gzip);
+        assert_eq!(config.sinks[0].timeout, Duration::from_secs(30));
+        assert!(!config.sinks[1].gzip);
+        assert_eq!(config.sinks[1].timeout, Duration::from_secs(5));
+        assert_eq!(config.sinks[1].url, "https://b/w?x=1");
+        assert_eq!(config.sinks[2].url, "http://[::1]:8428/write");
+    }
+
+    #[test]
+    fn dataway_replaces_file_sinks() {
+        let loaded = Case::new(&[(
+            "a.conf",
+            "[[sinks]]\nname = \"vm\"\nurl = \"http://a:1/w\"\ngzip = false\n",
+        )])
+        .env(
+            "ENV_DATAWAY",
+            "https://openway.example?token=tkn_x,http://127.0.0.1:8428/write",
+        )
+        .ok();
+        assert_eq!(
+            loaded.config.sinks,
+            [
+                SinkConfig {
+                    name: "sink0".into(),
+                    url: "https://openway.example/v1/write/metric?token=tkn_x".into(),
+                    gzip: true,
+                    timeout: Duration::from_secs(30),
+                },
+                SinkConfig {
+                    name: "sink1".into(),
+                    url: "http://127.0.0.1:8428/write".into(),
+                    gzip: true,
+                    timeout: Duration::from_secs(30),
+                },
+            ]
+        );
+        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+        assert!(
+            loaded.warnings[0].starts_with("ENV_DATAWAY is set, so it replaces the 1 [[sinks]]")
+        );
+
+        let case = Case::new(&[]).env("ENV_DATAWAY", "https://openway.example?token=tkn_x");
+        assert_eq!(case.config().sinks.len(), 1);
+        let case = Case::new(&[]).env("ENV_DATAWAY", "");
+        assert_eq!(case.config().sinks, []);
+    }
+
+    const PG: (&str, &str) = (
+        "pushgateway.conf",
+        "[[inputs.pushgateway]]\nroute_prefix = \"v1/pg/\"\n",
+    );
+
+    #[test]
+    fn inputs_from_files_and_env() {
+        let config = Case::new(&[PG]).config();
+        assert_eq!(config.pushgateway.unwrap().route_prefix, "/v1/pg");
+
+        // ENV options override the file ...
+        let pg = Case::new(&[PG])
+            .env("ENV_INPUT_PUSHGATEWAY_ROUTE_PREFIX", "/")
+            .env("ENV_INPUT_PUSHGATEWAY_MEASUREMENT_NAME", "m")
+            .env("ENV_INPUT_PUSHGATEWAY_JOB_AS_MEASUREMENT", "T")
+            .env("ENV_INPUT_PUSHGATEWAY_KEEP_EXIST_METRIC_NAME", "0")
+            .env("ENV_INPUT_PUSHGATEWAY_HONOR_TIMESTAMPS", "False")
+            .config()
+            .pushgateway
+            .unwrap();
+        assert_eq!(
+            pg,
+            PushgatewayConfig {
+                route_prefix: "".into(),
+                measurement_name: Some("m".into()),
+                job_as_measurement: true,
+                keep_exist_metric_name: false,
+                honor_timestamps: false,
+            }
+        );
+
+        // ... but do not enable the input by themselves.
+        let loaded = Case::new(&[])
+            .env("ENV_INPUT_PUSHGATEWAY_ROUTE_PREFIX", "/x")
+            .ok();
+        assert_eq!(loaded.config.pushgateway, None);
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(loaded.warnings[0].starts_with(
+            "ENV_INPUT_PUSHGATEWAY_ROUTE_PREFIX is set but input pushgateway is not enabled"
+        ));
+    }
+
+    #[test]
+    fn default_enabled_inputs() {
+        // Listed without a file: defaults plus its ENV.
+        let config = Case::new(&[])
+            .env("ENV_DEFAULT_ENABLED_INPUTS", "pushgateway")
+            .config();
+        assert_eq!(config.pushgateway, Some(PushgatewayConfig::default()));
+        let config = Case::new(&[])
+            .env("ENV_DEFAULT_ENABLED_INPUTS", "pushgateway")
+            .env("ENV_INPUT_PUSHGATEWAY_ROUTE_PREFIX", "a/b/")
+            .config();
+        assert_eq!(config.pushgateway.unwrap().route_prefix, "/a/b");
+
+        // Listed and in a file: the file's block.
+        let config = Case::new(&[PG])
+            .env("ENV_DEFAULT_ENABLED_INPUTS", "pushgateway")
+            .config();
+        assert_eq!(config.pushgateway.unwrap().route_prefix, "/v1/pg");
+
+        // "-" alone disables all, "-name" one, even when a file enables it.
+        assert_eq!(
+            Case::new(&[PG])
+                .env("ENV_DEFAULT_ENABLED_INPUTS", "-")
+                .config()
+                .pushgateway,
+            None
+        );
+        assert_eq!(
+            Case::new(&[PG])
+                .env("ENV_DEFAULT_ENABLED_INPUTS", "-pushgateway")
+                .config()
+                .pushgateway,
+            None
+        );
+
+        // DataKit-style lists: unknown names warn once each and are skipped.
+        let loaded = Case::new(&[])
+            .env("ENV_DEFAULT_ENABLED_INPUTS", "dk,cpu,container,pushgateway")
+            .ok();
+        assert_eq!(
+            loaded.config.pushgateway,
+            Some(PushgatewayConfig::default())
+        );
+        assert_eq!(
+            loaded.warnings,
+            [
+                r#"ENV_DEFAULT_ENABLED_INPUTS: unknown input "dk" skipped (this agent has: pushgateway)"#,
+                r#"ENV_DEFAULT_ENABLED_INPUTS: unknown input "cpu" skipped (this agent has: pushgateway)"#,
+                r#"ENV_DEFAULT_ENABLED_INPUTS: unknown input "container" skipped (this agent has: pushgateway)"#,
+            ]
+        );
+        let loaded = Case::new(&[])
+            .env("ENV_DEFAULT_ENABLED_INPUTS", "cpu mem")
+            .ok();
+        assert_eq!(loaded.config.pushgateway, None);
+        assert_eq!(loaded.warnings.len(), 2);
+
+        // Empty counts as unset: the files decide.
+        let config = Case::new(&[PG])
+            .env("ENV_DEFAULT_ENABLED_INPUTS", "")
+            .config();
+        assert!(config.pushgateway.is_some());
+    }
+
+    #[test]
+    fn a_disabled_input_block_is_still_checked() {
+        let case = Case::new(&[("p.conf", "[[inputs.pushgateway]]\nhonor_timestamps = 1\n")])
+            .env("ENV_DEFAULT_ENABLED_INPUTS", "-");
+        assert_eq!(
+            case.err(),
+            "conf.d/p.conf: inputs.pushgateway[0].honor_timestamps = 1: expected a TOML boolean, true or false"
+        );
+    }
+
+    #[test]
+    fn single_input_table_is_one_block() {
+        let config =
+            Case::new(&[("p.conf", "[inputs.pushgateway]\nroute_prefix = \"/x\"\n")]).config();
+        assert_eq!(config.pushgateway.unwrap().route_prefix, "/x");
+    }
+
+    fn file_err(text: &str) -> String {
+        Case::new(&[("pushkit.conf", text)]).err()
+    }
+
+    fn env_err(name: &str, value: &str) -> String {
+        Case::new(&[PG]).env(name, value).err()
+    }
+
+    #[test]
+    fn value_errors_name_file_key_value_and_expectation() {
+        assert_eq!(
+            file_err("[io]\nflush_interval = \"10x\"\n"),
+            r#"conf.d/pushkit.conf: io.flush_interval = "10x": expected a duration such as "300ms", "10s" or "1m30s""#
+        );
+        assert_eq!(
+            file_err("[io]\nshutdown_timeout = \"-1s\"\n"),
+            r#"conf.d/pushkit.conf: io.shutdown_timeout = "-1s": expected a duration such as "300ms", "10s" or "1m30s""#
+        );
+        assert_eq!(
+            file_err("[io]\nflush_interval = \"0s\"\n"),
+            r#"conf.d/pushkit.conf: io.flush_interval = "0s": expected a duration above zero, such as "300ms", "10s" or "1m30s""#
+        );
+        assert_eq!(
+            file_err("[io]\nmax_cache_count = 0\n"),
+            "conf.d/pushkit.conf: io.max_cache_count = 0: expected a whole number of at least 1"
+        );
+        assert_eq!(
+            file_err("[io]\nmax_cache_count = \"10\"\n"),
+            r#"conf.d/pushkit.conf: io.max_cache_count = "10": expected a TOML integer of at least 1, not a string"#
+        );
+        assert_eq!(
+            file_err("[http_api]\nmax_body_size = 0\n"),
+            r#"conf.d/pushkit.conf: http_api.max_body_size = 0: expected a size of at least 1 byte such as 1024, "512KiB", "16MiB" or "1GiB""#
+        );
+        assert_eq!(
+            file_err("[http_api]\nmax_decompressed_size = \"64MB\"\n"),
+            r#"conf.d/pushkit.conf: http_api.max_decompressed_size = "64MB": expected a size of at least 1 byte such as 1024, "512KiB", "16MiB" or "1GiB""#
+        );
+        assert_eq!(
+            file_err("[http_api]\nlisten = \"9529\"\n"),
+            r#"conf.d/pushkit.conf: http_api.listen = "9529": expected "host:port" with a port 0-65535, such as "localhost:9529", "0.0.0.0:9529" or "[::1]:9529""#
+        );
+        assert_eq!(
+            file_err("[http_api]\nlisten = 9529\n"),
+            r#"conf.d/pushkit.conf: http_api.listen = 9529: expected "host:port" with a port 0-65535, such as "localhost:9529", "0.0.0.0:9529" or "[::1]:9529""#
+        );
+        assert_eq!(
+            file_err(
+                "[[sinks]]\nurl = \"http://a/w\"\n[[sinks]]\nurl = \"http://b/w\"\ntimeout = 30\n"
+            ),
+            r#"conf.d/pushkit.conf: sinks[1].timeout = 30: expected a duration such as "300ms", "10s" or "1m30s""#
+        );
+        assert_eq!(
+            file_err("[[sinks]]\nurl = \"http://a/w\"\ngzip = \"true\"\n"),
+            r#"conf.d/pushkit.conf: sinks[0].gzip = "true": expected a TOML boolean, true or false"#
+        );
+        assert_eq!(
+            file_err("[[sinks]]\nname = \"\"\nurl = \"http://a/w\"\n"),
+            r#"conf.d/pushkit.conf: sinks[0].name = "": expected a non-empty string"#
+        );
+        assert_eq!(
+            file_err("[[inputs.pushgateway]]\nhonor_timestamps = \"yes\"\n"),
+            r#"conf.d/pushkit.conf: inputs.pushgateway[0].honor_timestamps = "yes": expected a TOML boolean, true or false"#
+        );
+        assert_eq!(
+            file_err("[[inputs.pushgateway]]\nmeasurement_name = false\n"),
+            "conf.d/pushkit.conf: inputs.pushgateway[0].measurement_name = false: expected a TOML string"
+        );
+        assert_eq!(
+            file_err("[[inputs.pushgateway]]\nroute_prefix = \"/a b\"\n"),
+            r##"conf.d/pushkit.conf: inputs.pushgateway[0].route_prefix = "/a b": expected a URL path such as "/v1/pushgateway" (no spaces, "?" or "#")"##
+        );
+    }
+
+    #[test]
+    fn sink_url_errors_are_redacted() {
+        assert_eq!(
+            file_err("[[sinks]]\nurl = \"ftp://u:pw@h/w?token=tkn_x\"\n"),
+            r#"conf.d/pushkit.conf: sinks[0].url = "ftp://u:REDACTED@h/w?token=REDACTED": expected an http:// or https:// URL such as "http://127.0.0.1:8428/write""#
+        );
+        assert_eq!(
+            file_err("[[sinks]]\nname = \"vm\"\n"),
+            r#"conf.d/pushkit.conf: sinks[0].url is missing: expected an http:// or https:// URL such as "http://127.0.0.1:8428/write""#
+        );
+    }
+
+    #[test]
+    fn env_errors_name_variable_value_and_expectation() {
+        assert_eq!(
+            env_err("ENV_INPUT_PUSHGATEWAY_HONOR_TIMESTAMPS", "yes"),
+            r#"ENV_INPUT_PUSHGATEWAY_HONOR_TIMESTAMPS = "yes": expected a bool (1, t, true, TRUE, 0, f, false, FALSE, ...)"#
+        );
+        assert_eq!(
+            env_err("ENV_IO_MAX_CACHE_COUNT", "1e3"),
+            r#"ENV_IO_MAX_CACHE_COUNT = "1e3": expected a whole number of at least 1"#
+        );
+        assert_eq!(
+            env_err("ENV_IO_FLUSH_INTERVAL", "10"),
+            r#"ENV_IO_FLUSH_INTERVAL = "10": expected a duration such as "300ms", "10s" or "1m30s""#
+        );
+        assert_eq!(
+            env_err("ENV_HTTP_LISTEN", ":9529"),
+            r#"ENV_HTTP_LISTEN = ":9529": expected "host:port" with a port 0-65535, such as "localhost:9529", "0.0.0.0:9529" or "[::1]:9529""#
+        );
+        assert_eq!(
+            env_err("ENV_DATAWAY", "http://ok/w,https://:1?token=tkn_x"),
+            r#"ENV_DATAWAY = "https://:1?token=REDACTED": expected comma-separated http:// or https:// URLs such as "https://openway.example?token=tkn_x" or "http://127.0.0.1:8428/write""#
+        );
+    }
+
+    #[test]
+    fn unknown_keys_tables_and_inputs() {
+        assert_eq!(
+            Case::new(&[("x.conf", "[http_api]\nlisen = \"h:1\"\n")]).err(),
+            r#"conf.d/x.conf: unknown key "http_api.lisen": expected one of listen, max_body_size, max_decompressed_size"#
+        );
+        assert_eq!(
+            file_err("[[sinks]]\nurl = \"http://a/w\"\ncompress = true\n"),
+            r#"conf.d/pushkit.conf: unknown key "sinks[0].compress": expected one of name, url, gzip, timeout"#
+        );
+        assert_eq!(
+            file_err("[[inputs.pushgateway]]\nstore = \"memory\"\n"),
+            r#"conf.d/pushkit.conf: unknown key "inputs.pushgateway[0].store": expected one of route_prefix, measurement_name, job_as_measurement, keep_exist_metric_name, honor_timestamps"#
+        );
+        assert_eq!(
+            file_err("[global_tags]\nhost = \"x\"\n"),
+            r#"conf.d/pushkit.conf: unknown table "global_tags": expected [http_api], [io], [[sinks]] or [[inputs.<name>]]"#
+        );
+        assert_eq!(
+            file_err("listen = \"h:1\"\n"),
+            r#"conf.d/pushkit.conf: unknown key "listen": expected only the tables [http_api], [io], [[sinks]] and [[inputs.<name>]] at the top level"#
+        );
+        assert_eq!(
+            file_err("[[inputs.cpu]]\n"),
+            r#"conf.d/pushkit.conf: unknown input "inputs.cpu": expected inputs.pushgateway (this agent is not a full DataKit and has no other input)"#
+        );
+    }
+
+    #[test]
+    fn wrong_shapes() {
+        assert_eq!(
+            file_err("[[http_api]]\n"),
+            "conf.d/pushkit.conf: http_api = [...]: expected a table [http_api]"
+        );
+        assert_eq!(
+            file_err("io = 1\n"),
+            "conf.d/pushkit.conf: io = 1: expected a table [io]"
+        );
+        assert_eq!(
+            file_err("[sinks]\nurl = \"http://a/w\"\n"),
+            "conf.d/pushkit.conf: sinks = {...}: expected an array of tables [[sinks]]"
+        );
+        assert_eq!(
+            file_err("sinks = [1]\n"),
+            "conf.d/pushkit.conf: sinks[0] = 1: expected a table [[sinks]]"
+        );
+        assert_eq!(
+            file_err("inputs = \"pushgateway\"\n"),
+            r#"conf.d/pushkit.conf: inputs = "pushgateway": expected tables such as [[inputs.pushgateway]]"#
+        );
+        assert_eq!(
+            file_err("[inputs]\npushgateway = true\n"),
+            "conf.d/pushkit.conf: inputs.pushgateway = true: expected a table [[inputs.pushgateway]]"
+        );
+    }
+
+    #[test]
+    fn toml_syntax_errors_name_file_and_line() {
+        let err = file_err("[io]\nflush_interval = \"10s\"\nmax_cache_count = \n");
+        assert!(
+            err.starts_with("conf.d/pushkit.conf: TOML syntax error at line 3, column "),
+            "{err}"
+        );
+        let err = file_err("[io]\nflush_interval = 10s\n");
+        assert!(
+            err.starts_with("conf.d/pushkit.conf: TOML syntax error at line 2, column "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sections_come_from_one_file() {
+        assert_eq!(
+            Case::new(&[("a.conf", "[http_api]\n"), ("b/b.conf", "[http_api]\nlisten = \"h:1\"\n")]).err(),
+            "conf.d/b/b.conf: [http_api] is also in conf.d/a.conf: expected [http_api] in one file only"
+        );
+        assert_eq!(
+            Case::new(&[("b.conf", "[io]\n"), ("a.conf", "[io]\n")]).err(),
+            "conf.d/b.conf: [io] is also in conf.d/a.conf: expected [io] in one file only"
+        );
+        // In one file TOML itself rejects the repeat.
+        assert!(file_err("[io]\n[io]\n").contains("TOML syntax error at line 2"));
+    }
+
+    #[test]
+    fn an_input_is_configured_once() {
+        assert_eq!(
+            Case::new(&[("a.conf", "[[inputs.pushgateway]]\n[[inputs.pushgateway]]\n")]).err(),
+            "conf.d/a.conf: inputs.pushgateway[1]: a second [[inputs.pushgateway]] block (the first is conf.d/a.conf: inputs.pushgateway[0]): expected the input to be configured once"
+        );
+        assert_eq!(
+            Case::new(&[("a.conf", "[[inputs.pushgateway]]\n"), ("b.conf", "[[inputs.pushgateway]]\n")]).err(),
+            "conf.d/b.conf: inputs.pushgateway[0]: a second [[inputs.pushgateway]] block (the first is conf.d/a.conf: inputs.pushgateway[0]): expected the input to be configured once"
+        );
+    }
+
+    #[test]
+    fn sink_names_are_unique() {
+        assert_eq!(
+            Case::new(&[
+                ("a.conf", "[[sinks]]\nname = \"vm\"\nurl = \"http://a/w\"\n"),
+                ("b.conf", "[[sinks]]\nname = \"vm\"\nurl = \"http://b/w\"\n"),
+            ])
+            .err(),
+            r#"conf.d/b.conf: sinks[0].name = "vm": expected a unique sink name; conf.d/a.conf: sinks[0] already has it"#
+        );
+        assert_eq!(
+            file_err("[[sinks]]\nname = \"sink1\"\nurl = \"http://a/w\"\n[[sinks]]\nurl = \"http://b/w\"\n"),
+            r#"conf.d/pushkit.conf: sinks[1].name = "sink1" (its default name): expected a unique sink name; conf.d/pushkit.conf: sinks[0] already has it"#
+        );
+    }
+
+    #[test]
+    fn missing_dir_is_an_error() {
+        let err = load(Path::new("/nonexistent/pushkit/conf.d"), &|_| None).unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("/nonexistent/pushkit/conf.d: cannot read directory: "));
+    }
+}

@@ -1,0 +1,167 @@
+//! Rendering the effective config as TOML, for `pushkit check`.
+//!
+//! Every key is written, defaults included, in the same syntax the loader
+//! reads (Go durations, "16MiB" sizes), so the output loads back to the
+//! same `Config`. Sink URLs are redacted: the output is meant to be shown.
+
+use std::fmt::Write as _;
+
+use super::inputs::INPUTS;
+use super::schema::{Kind, Section, Val};
+use super::url::redact_url;
+use super::value::{format_duration, format_size, quote};
+use super::Config;
+
+impl Config {
+    /// The effective configuration as TOML: all sections and keys, with
+    /// secrets in sink URLs replaced by "REDACTED".
+    pub fn to_toml(&self) -> String {
+        let mut out = String::from(
+            "# Effective pushkit configuration: built-in defaults < conf.d files < ENV.\n",
+        );
+        render_table(&mut out, "[http_api]", &self.http_api);
+        render_table(&mut out, "[io]", &self.io);
+        if self.sinks.is_empty() {
+            out.push_str("\n# No [[sinks]]: points are written to stdout as line protocol.\n");
+        }
+        for sink in &self.sinks {
+            render_table(&mut out, "[[sinks]]", sink);
+        }
+        let before = out.len();
+        for input in &INPUTS {
+            (input.render)(self, &mut out);
+        }
+        if out.len() == before {
+            out.push_str("\n# No inputs enabled.\n");
+        }
+        out
+    }
+}
+
+/// Appends a blank line, the header and one `key = value` line per key
+/// (keys whose value is unset are left out).
+pub(crate) fn render_table<S: Section>(out: &mut String, header: &str, section: &S) {
+    let _ = writeln!(out, "\n{header}");
+    for spec in S::keys() {
+        if let Some(text) = value_text(spec.kind, &(spec.get)(section)) {
+            let _ = writeln!(out, "{} = {text}", spec.key);
+        }
+    }
+}
+
+/// A value as TOML text; None for an unset optional value.
+pub(crate) fn value_text(kind: Kind, value: &Val) -> Option<String> {
+    Some(match value {
+        Val::Str(s) if kind == Kind::Url => quote(&redact_url(s)),
+        Val::Str(s) => quote(s),
+        Val::OptStr(s) => quote(s.as_ref()?),
+        Val::Bool(b) => b.to_string(),
+        Val::Bytes(n) => format_size(*n),
+        Val::Count(n) => n.to_string(),
+        Val::Dur(d) => quote(&format_duration(*d)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load, HttpApiConfig, IoConfig, PushgatewayConfig, SinkConfig};
+    use std::time::Duration;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn reload(config: &Config) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("effective.conf"), config.to_toml()).unwrap();
+        load(dir.path(), &no_env).unwrap().config
+    }
+
+    #[test]
+    fn defaults_render_and_load_back() {
+        let config = Config::default();
+        let text = config.to_toml();
+        assert!(text.contains("\n[http_api]\nlisten = \"localhost:9529\"\nmax_body_size = \"16MiB\"\nmax_decompressed_size = \"64MiB\"\n"), "{text}");
+        assert!(text.contains("\n[io]\nmax_cache_count = 1000\nflush_interval = \"10s\"\nshutdown_timeout = \"20s\"\n"), "{text}");
+        assert!(text.contains("No [[sinks]]"), "{text}");
+        assert!(!text.contains("[[inputs."), "{text}");
+        assert_eq!(reload(&config), config);
+    }
+
+    #[test]
+    fn full_config_renders_and_loads_back() {
+        let config = Config {
+            http_api: HttpApiConfig {
+                listen: "[::1]:1234".into(),
+                max_body_size: 1000,
+                max_decompressed_size: 3 << 30,
+            },
+            io: IoConfig {
+                max_cache_count: 7,
+                flush_interval: Duration::from_millis(1500),
+                shutdown_timeout: Duration::ZERO,
+            },
+            sinks: vec![
+                SinkConfig {
+                    name: "vm".into(),
+                    url: "http://127.0.0.1:8428/write".into(),
+                    gzip: false,
+                    timeout: Duration::from_secs(90),
+                },
+                SinkConfig {
+                    name: "say \"hi\"".into(),
+                    url: "https://h/x".into(),
+                    gzip: true,
+                    timeout: Duration::from_secs(3600),
+                },
+            ],
+            pushgateway: Some(PushgatewayConfig {
+                route_prefix: "/v1/pushgateway".into(),
+                measurement_name: Some("pg".into()),
+                job_as_measurement: true,
+                keep_exist_metric_name: false,
+                honor_timestamps: false,
+            }),
+        };
+        let text = config.to_toml();
+        assert!(text.contains("flush_interval = \"1.5s\""), "{text}");
+        assert!(text.contains("shutdown_timeout = \"0s\""), "{text}");
+        assert!(text.contains("timeout = \"1m30s\""), "{text}");
+        assert!(text.contains("timeout = \"1h0m0s\""), "{text}");
+        assert!(text.contains("max_body_size = 1000\n"), "{text}");
+        assert!(text.contains("max_decompressed_size = \"3GiB\""), "{text}");
+        assert!(text.contains("[[inputs.pushgateway]]\nroute_prefix = \"/v1/pushgateway\"\nmeasurement_name = \"pg\"\n"), "{text}");
+        assert_eq!(reload(&config), config);
+
+        let mut unset = config.clone();
+        unset.pushgateway.as_mut().unwrap().measurement_name = None;
+        assert!(!unset.to_toml().contains("measurement_name"));
+        assert_eq!(reload(&unset), unset);
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let mut config = Config::default();
+        config.sinks.push(SinkConfig {
+            name: "dw".into(),
+            url: "https://u:pw@openway.example/v1/write/metric?token=tkn_x".into(),
+            gzip: true,
+            timeout: Duration::from_secs(30),
+        });
+        let text = config.to_toml();
+        assert!(!text.contains("tkn_x") && !text.contains("pw@"), "{text}");
+        assert!(
+            text.contains(
+                "url = \"https://u:REDACTED@openway.example/v1/write/metric?token=REDACTED\""
+            ),
+            "{text}"
+        );
+        // It still loads; only the secrets differ.
+        let back = reload(&config);
+        assert_eq!(
+            back.sinks[0].url,
+            crate::config::redact_url(&config.sinks[0].url)
+        );
+    }
+}

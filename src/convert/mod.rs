@@ -1,0 +1,171 @@
+//! Measurement mapping: pushed families → points, with DataKit's rules.
+//!
+//! Counter, gauge and untyped samples give one point each. Summaries and
+//! histograms give one point with `<field>_count` and `<field>_sum`, plus one
+//! point per quantile (tag `quantile`, field `<field>`) or per bucket (tag
+//! `le`, field `<field>_bucket`). Where pushkit has to choose, it chooses so
+//! that text and protobuf pushes of the same data give the same points: a
+//! histogram without a `+Inf` bucket (the Go client's protobuf) gets one from
+//! its count. Native histogram buckets are not forwarded.
+
+pub mod naming;
+
+use crate::expfmt::model::{Family, Metric, Value};
+use crate::point::{Field, Point, SeriesSuffix};
+use crate::pushgateway::grouping::GroupingKey;
+pub use naming::Naming;
+use std::sync::Arc;
+
+/// Everything the mapping needs besides the push itself.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Mapping {
+    pub naming: Naming,
+    pub honor_timestamps: bool,
+}
+
+/// Converts a push's families to points. `received_ns` is the push's arrival
+/// time, used for samples without a timestamp (or all samples when
+/// `honor_timestamps` is off).
+pub fn convert(
+    families: &[Family],
+    group: &GroupingKey,
+    mapping: &Mapping,
+    received_ns: i64,
+) -> Vec<Point> {
+    let mut points = Vec::new();
+    for family in families {
+        let (measurement, field) = mapping
+            .naming
+            .measurement_and_field(&family.name, group.job());
+        let ctx = FamilyContext {
+            family,
+            name: Arc::from(family.name.as_str()),
+            measurement,
+            field,
+        };
+        for metric in &family.metrics {
+            let time_ns = match metric.timestamp_ms {
+                Some(ms) if mapping.honor_timestamps => ms.saturating_mul(1_000_000),
+                _ => received_ns,
+            };
+            let tags = merge_tags(group, metric);
+            ctx.emit(metric, tags, time_ns, &mut points);
+        }
+    }
+    points
+}
+
+struct FamilyContext<'a> {
+    family: &'a Family,
+    name: Arc<str>,
+    measurement: String,
+    field: String,
+}
+
+impl FamilyContext<'_> {
+    fn emit(
+        &self,
+        metric: &Metric,
+        tags: Vec<(String, String)>,
+        time_ns: i64,
+        out: &mut Vec<Point>,
+    ) {
+        match &metric.value {
+            Value::Simple(v) => {
+                self.push(out, tags, vec![self.field(SeriesSuffix::None, *v)], time_ns);
+            }
+            Value::Summary(s) => {
+                let fields = vec![
+                    self.field(SeriesSuffix::Count, s.sample_count),
+                    self.field(SeriesSuffix::Sum, s.sample_sum),
+                ];
+                self.push(out, tags.clone(), fields, time_ns);
+                for &(q, v) in &s.quantiles {
+                    let tags = with_tag(&tags, "quantile", naming::format_go_g(q));
+                    self.push(out, tags, vec![self.field(SeriesSuffix::None, v)], time_ns);
+                }
+            }
+            Value::Histogram(h) => {
+                let fields = vec![
+                    self.field(SeriesSuffix::Count, h.sample_count),
+                    self.field(SeriesSuffix::Sum, h.sample_sum),
+                ];
+                self.push(out, tags.clone(), fields, time_ns);
+                let has_inf = h.buckets.iter().any(|&(le, _)| le == f64::INFINITY);
+                let native_only = h.has_native && h.buckets.is_empty();
+                let inf_bucket =
+                    (!has_inf && !native_only).then_some((f64::INFINITY, h.sample_count));
+                for (le, count) in h.buckets.iter().copied().chain(inf_bucket) {
+                    let tags = with_tag(&tags, "le", naming::format_go_g(le));
+                    let fields = vec![self.field(SeriesSuffix::Bucket, count)];
+                    self.push(out, tags, fields, time_ns);
+                }
+            }
+        }
+    }
+
+    fn field(&self, suffix: SeriesSuffix, value: f64) -> Field {
+        let key = match suffix {
+            SeriesSuffix::None => self.field.clone(),
+            s => format!("{}{}", self.field, s.as_str()),
+        };
+        Field { key, value, suffix }
+    }
+
+    /// Leaves out NaN/±Inf values and fields named like a tag; a point left
+    /// with no field is not emitted.
+    fn push(
+        &self,
+        out: &mut Vec<Point>,
+        tags: Vec<(String, String)>,
+        mut fields: Vec<Field>,
+        time_ns: i64,
+    ) {
+        fields.retain(|f| f.value.is_finite() && !tags.iter().any(|(k, _)| *k == f.key));
+        if fields.is_empty() {
+            return;
+        }
+        out.push(Point {
+            measurement: self.measurement.clone(),
+            tags,
+            fields,
+            time_ns,
+            family: self.name.clone(),
+            kind: self.family.kind,
+        });
+    }
+}
+
+/// Grouping labels plus the metric's own, the grouping label winning on a
+/// shared name; empty values are dropped (an empty Prometheus label is an
+/// absent one). Sorted by key.
+fn merge_tags(group: &GroupingKey, metric: &Metric) -> Vec<(String, String)> {
+    let mut tags: Vec<(String, String)> =
+        Vec::with_capacity(group.labels().len() + metric.labels.len() + 1);
+    for (k, v) in group.labels() {
+        if !v.is_empty() {
+            tags.push((k.clone(), v.clone()));
+        }
+    }
+    for (k, v) in &metric.labels {
+        if v.is_empty() || group.get(k).is_some() {
+            continue;
+        }
+        tags.push((k.clone(), v.clone()));
+    }
+    tags.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    tags
+}
+
+/// `tags` with `key=value` set, kept sorted; replaces a tag of that name.
+fn with_tag(tags: &[(String, String)], key: &str, value: String) -> Vec<(String, String)> {
+    let mut out = tags.to_vec();
+    match out.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+        Ok(i) => out[i].1 = value,
+        Err(i) => out.insert(i, (key.to_string(), value)),
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,191 @@
+use super::*;
+use crate::expfmt::model::{Histogram, MetricType};
+use crate::expfmt::parse_text;
+use crate::point::encode_line_protocol;
+use crate::pushgateway::grouping::parse_grouping_key;
+
+const NOW: i64 = 1_000_000_000_000;
+
+fn lines(text: &str, pairs: &[&str], mapping: &Mapping) -> String {
+    let families = parse_text(text.as_bytes()).unwrap();
+    let group = parse_grouping_key("j", false, pairs).unwrap();
+    encode_line_protocol(&convert(&families, &group, mapping, NOW))
+}
+
+fn keep() -> Mapping {
+    Mapping {
+        naming: Naming {
+            keep_exist_metric_name: true,
+            ..Naming::default()
+        },
+        honor_timestamps: true,
+    }
+}
+
+#[test]
+fn counter_with_labels_and_grouping_tags() {
+    let got = lines(
+        "# TYPE etcd_writes_total counter\netcd_writes_total{disk=\"sda\"} 3\n",
+        &["instance", "h1"],
+        &keep(),
+    );
+    assert_eq!(
+        got,
+        "etcd,disk=sda,instance=h1,job=j etcd_writes_total=3 1000000000000\n"
+    );
+}
+
+#[test]
+fn keep_false_strips_the_measurement_prefix() {
+    let mut m = keep();
+    m.naming.keep_exist_metric_name = false;
+    let got = lines("etcd_writes_total 3\n", &[], &m);
+    assert_eq!(got, "etcd,job=j writes_total=3 1000000000000\n");
+}
+
+#[test]
+fn url_label_wins_and_empty_tags_are_dropped() {
+    let got = lines(
+        "app_up{instance=\"from-body\",zone=\"\",job=\"body\"} 1\n",
+        &["instance", "from-url"],
+        &keep(),
+    );
+    assert_eq!(got, "app,instance=from-url,job=j app_up=1 1000000000000\n");
+}
+
+#[test]
+fn empty_url_label_overrides_body_label_too() {
+    // instance="" from the URL still takes the name: the body's instance
+    // label is replaced by an empty one, which is then left out.
+    let got = lines("app_up{instance=\"b\"} 1\n", &["instance", ""], &keep());
+    assert_eq!(got, "app,job=j app_up=1 1000000000000\n");
+}
+
+#[test]
+fn summary_points() {
+    let text = "# TYPE rpc_seconds summary\n\
+                rpc_seconds{quantile=\"0.5\"} 0.2\n\
+                rpc_seconds{quantile=\"0.99\"} NaN\n\
+                rpc_seconds_sum 12.5\n\
+                rpc_seconds_count 40\n";
+    assert_eq!(
+        lines(text, &[], &keep()),
+        "rpc,job=j rpc_seconds_count=40,rpc_seconds_sum=12.5 1000000000000\n\
+         rpc,job=j,quantile=0.5 rpc_seconds=0.2 1000000000000\n"
+    );
+}
+
+#[test]
+fn histogram_points_with_go_formatted_bounds() {
+    let text = "# TYPE req_bytes histogram\n\
+                req_bytes_bucket{le=\"1e-05\"} 0\n\
+                req_bytes_bucket{le=\"100000\"} 1\n\
+                req_bytes_bucket{le=\"1000000\"} 2\n\
+                req_bytes_bucket{le=\"+Inf\"} 3\n\
+                req_bytes_sum 1.5e6\n\
+                req_bytes_count 3\n";
+    assert_eq!(
+        lines(text, &[], &keep()),
+        "req,job=j req_bytes_count=3,req_bytes_sum=1500000 1000000000000\n\
+         req,job=j,le=1e-05 req_bytes_bucket=0 1000000000000\n\
+         req,job=j,le=100000 req_bytes_bucket=1 1000000000000\n\
+         req,job=j,le=1e+06 req_bytes_bucket=2 1000000000000\n\
+         req,job=j,le=+Inf req_bytes_bucket=3 1000000000000\n"
+    );
+}
+
+#[test]
+fn histogram_without_inf_bucket_gets_one_from_its_count() {
+    let family = Family {
+        name: "lat_seconds".into(),
+        help: None,
+        kind: MetricType::Histogram,
+        metrics: vec![Metric {
+            labels: vec![],
+            value: Value::Histogram(Histogram {
+                sample_count: 7.0,
+                sample_sum: 2.0,
+                buckets: vec![(0.5, 4.0)],
+                has_native: false,
+            }),
+            timestamp_ms: None,
+        }],
+    };
+    let group = parse_grouping_key("j", false, &[]).unwrap();
+    let points = convert(&[family], &group, &keep(), NOW);
+    assert_eq!(
+        encode_line_protocol(&points),
+        "lat,job=j lat_seconds_count=7,lat_seconds_sum=2 1000000000000\n\
+         lat,job=j,le=0.5 lat_seconds_bucket=4 1000000000000\n\
+         lat,job=j,le=+Inf lat_seconds_bucket=7 1000000000000\n"
+    );
+    assert_eq!(points[2].fields[0].suffix, SeriesSuffix::Bucket);
+    assert_eq!(&*points[2].family, "lat_seconds");
+}
+
+#[test]
+fn native_only_histogram_gives_count_and_sum_only() {
+    let family = Family {
+        name: "lat_seconds".into(),
+        help: None,
+        kind: MetricType::Histogram,
+        metrics: vec![Metric {
+            labels: vec![],
+            value: Value::Histogram(Histogram {
+                sample_count: 7.0,
+                sample_sum: 2.0,
+                buckets: vec![],
+                has_native: true,
+            }),
+            timestamp_ms: None,
+        }],
+    };
+    let group = parse_grouping_key("j", false, &[]).unwrap();
+    let points = convert(&[family], &group, &keep(), NOW);
+    assert_eq!(points.len(), 1);
+    assert_eq!(points[0].fields.len(), 2);
+}
+
+#[test]
+fn non_finite_values_are_left_out() {
+    let got = lines("a_x NaN\na_y +Inf\na_z -Inf\n", &[], &keep());
+    assert_eq!(got, "");
+}
+
+#[test]
+fn field_named_like_a_tag_is_left_out() {
+    let mut m = keep();
+    m.naming.measurement_name = Some("m".into());
+    // The field would be "job", which is also a tag: no point.
+    assert_eq!(lines("job 1\n", &[], &m), "");
+}
+
+#[test]
+fn timestamps_honoured_or_not() {
+    let text = "app_up 1 1700000000123\n";
+    assert_eq!(
+        lines(text, &[], &keep()),
+        "app,job=j app_up=1 1700000000123000000\n"
+    );
+    let mut m = keep();
+    m.honor_timestamps = false;
+    assert_eq!(lines(text, &[], &m), "app,job=j app_up=1 1000000000000\n");
+}
+
+#[test]
+fn job_as_measurement_uses_the_job_value() {
+    let mut m = keep();
+    m.naming.job_as_measurement = true;
+    assert_eq!(
+        lines("etcd_up 1\n", &[], &m),
+        "j,job=j etcd_up=1 1000000000000\n"
+    );
+}
+
+#[test]
+fn newline_in_tag_value_is_escaped() {
+    assert_eq!(
+        lines("app_up{msg=\"a\\nb\"} 1\n", &[], &keep()),
+        "app,job=j,msg=a\\nb app_up=1 1000000000000\n"
+    );
+}

@@ -1,0 +1,131 @@
+//! Decoding (and re-encoding) of the Prometheus exposition formats a push can
+//! arrive in: the text format 0.0.4 ([`text`]) and varint-delimited protobuf
+//! `io.prometheus.client.MetricFamily` messages ([`delimited`], built on the
+//! message types in [`proto`]). Both decode into the one in-memory [`model`].
+
+use std::fmt;
+
+pub mod delimited;
+pub mod model;
+pub mod proto;
+pub mod text;
+
+pub use delimited::{parse_delimited, write_delimited};
+pub use model::{Family, Histogram, Metric, MetricType, Summary, Value};
+pub use proto::{family_from_proto, family_to_proto};
+pub use text::parse_text;
+
+/// Why a push body could not be decoded.
+///
+/// Text-format errors carry the 1-based line they were found on, like the Go
+/// reference parser's `ParseError`; protobuf errors carry no line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseError {
+    /// 1-based line of a text-format error; `None` for protobuf errors.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl ParseError {
+    /// An error of the text format, found on 1-based line `line`.
+    pub fn text(line: usize, message: impl Into<String>) -> Self {
+        ParseError {
+            line: Some(line),
+            message: message.into(),
+        }
+    }
+
+    /// An error of a protobuf body (bad wire data, or a message that
+    /// decodes but is not a valid metric family).
+    pub fn protobuf(message: impl Into<String>) -> Self {
+        ParseError {
+            line: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(
+                f,
+                "text format parsing error in line {line}: {}",
+                self.message
+            ),
+            None => write!(f, "invalid protobuf: {}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// True for a valid metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub(crate) fn is_valid_metric_name(name: &[u8]) -> bool {
+    match name.split_first() {
+        Some((&first, rest)) => {
+            is_metric_name_start(first) && rest.iter().all(|&b| is_metric_name_continue(b))
+        }
+        None => false,
+    }
+}
+
+/// True for a valid label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub(crate) fn is_valid_label_name(name: &[u8]) -> bool {
+    match name.split_first() {
+        Some((&first, rest)) => {
+            is_label_name_start(first) && rest.iter().all(|&b| is_label_name_continue(b))
+        }
+        None => false,
+    }
+}
+
+#[inline]
+pub(crate) const fn is_label_name_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_'
+}
+
+#[inline]
+pub(crate) const fn is_label_name_continue(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+#[inline]
+pub(crate) const fn is_metric_name_start(b: u8) -> bool {
+    is_label_name_start(b) || b == b':'
+}
+
+#[inline]
+pub(crate) const fn is_metric_name_continue(b: u8) -> bool {
+    is_label_name_continue(b) || b == b':'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_text_and_protobuf() {
+        assert_eq!(
+            ParseError::text(3, "boom").to_string(),
+            "text format parsing error in line 3: boom"
+        );
+        assert_eq!(
+            ParseError::protobuf("truncated").to_string(),
+            "invalid protobuf: truncated"
+        );
+    }
+
+    #[test]
+    fn name_validation() {
+        assert!(is_valid_metric_name(b"a:b_c9"));
+        assert!(is_valid_metric_name(b":x"));
+        assert!(!is_valid_metric_name(b""));
+        assert!(!is_valid_metric_name(b"9a"));
+        assert!(!is_valid_metric_name(b"a-b"));
+        assert!(is_valid_label_name(b"_a9"));
+        assert!(!is_valid_label_name(b"a:b"));
+        assert!(!is_valid_label_name(b""));
+        assert!(!is_valid_label_name(b"1a"));
+    }
+}

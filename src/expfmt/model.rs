@@ -1,0 +1,88 @@
+//! The one in-memory model of pushed metrics, shared by the text parser, the
+//! protobuf decoder, the converter and (later) the store.
+//!
+//! It mirrors `io.prometheus.client.MetricFamily` closely enough that text and
+//! protobuf pushes of the same data give equal values, but it is owned plain
+//! Rust data with no optional-field ceremony.
+
+/// The type of a metric family, as `TYPE` lines and `MetricType` name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Summary,
+    Untyped,
+    Histogram,
+    GaugeHistogram,
+}
+
+impl MetricType {
+    /// The lowercase name used in `# TYPE` lines (`gauge_histogram` as the Go
+    /// text parser spells it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Summary => "summary",
+            MetricType::Untyped => "untyped",
+            MetricType::Histogram => "histogram",
+            MetricType::GaugeHistogram => "gauge_histogram",
+        }
+    }
+
+    /// True for the types whose samples are histograms.
+    pub fn is_histogram(self) -> bool {
+        matches!(self, MetricType::Histogram | MetricType::GaugeHistogram)
+    }
+}
+
+/// One metric family: a name, its HELP and TYPE, and its metrics in push order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    pub name: String,
+    /// `None` when the push carried no HELP for the family.
+    pub help: Option<String>,
+    pub kind: MetricType,
+    pub metrics: Vec<Metric>,
+}
+
+/// One metric (one label set) of a family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// Label pairs in push order. Never contains `__name__`, nor the `le` of a
+    /// histogram or the `quantile` of a summary: those live in `value`.
+    pub labels: Vec<(String, String)>,
+    pub value: Value,
+    /// Milliseconds since the Unix epoch, when the push carried one.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// The value of a metric, shaped by the family's type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// Counter, gauge and untyped.
+    Simple(f64),
+    Summary(Summary),
+    /// Histogram and gauge histogram.
+    Histogram(Histogram),
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Summary {
+    pub sample_count: f64,
+    pub sample_sum: f64,
+    /// `(quantile, value)` pairs in push order.
+    pub quantiles: Vec<(f64, f64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Histogram {
+    pub sample_count: f64,
+    pub sample_sum: f64,
+    /// `(upper_bound, cumulative_count)` pairs in push order. A protobuf push
+    /// from the Go client leaves out the `+Inf` bucket; the converter adds it.
+    pub buckets: Vec<(f64, f64)>,
+    /// True when the push carried native (sparse) histogram data. Native
+    /// buckets are not modelled: only count, sum and classic buckets are.
+    pub has_native: bool,
+}

@@ -1,0 +1,1836 @@
+//! Parser of the Prometheus text exposition format, version 0.0.4.
+//!
+//! It accepts what the Go reference parser (`expfmt.TextParser` of
+//! prometheus/common, as used by Pushgateway 1.5.1) accepts and rejects what
+//! it rejects, reporting the same 1-based line. It works on the raw bytes in a
+//! single pass, without regular expressions. Besides the strings and vectors
+//! of the result it allocates only a name index, a label-set index per
+//! summary or histogram family, and a copy of the rare label value or HELP
+//! text with escape sequences.
+//!
+//! The Go behaviour followed is that of the parser's source (the 1.5.1-era
+//! version, plus the later check for duplicate label names, which Pushgateway
+//! applied anyway when it checked a push for consistency). Where this parser
+//! deliberately differs from Go:
+//! - A family whose lines (HELP, TYPE or samples) resume after another
+//!   family's lines began is an error ("appears twice"): Go merges them.
+//! - `gauge_histogram` families (the only spelling Go's TYPE lookup accepts)
+//!   are parsed like histograms (`_bucket`/`_sum`/`_count`, `le` stripped). Go
+//!   mishandles their samples (they get no value at all).
+//! - HELP text must be valid UTF-8, since it becomes a Rust `String`.
+//! - Of several lines of one summary or histogram that carry a timestamp, the
+//!   first line's timestamp is kept (Go keeps the last one).
+//!
+//! Go corner cases kept on purpose: a repeated `quantile`/`le` label is not a
+//! duplicate (the last one wins); a summary line without a quantile (or with
+//! a NaN one), or a histogram line without `le`, still creates its metric
+//! but its value is dropped; `_count` and bucket values are truncated to
+//! integers (`uint64(v)` in Go); a TYPE after the family already has one,
+//! even the implicit untyped of a sample, is an error; backslashes in a TYPE
+//! keyword are dropped (a quirk of Go's reader).
+
+use std::borrow::Cow;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+
+use super::model::{Family, Histogram, Metric, MetricType, Summary, Value};
+use super::{
+    is_label_name_continue, is_label_name_start, is_metric_name_continue, is_metric_name_start,
+    ParseError,
+};
+
+const UNEXPECTED_EOF: &str = "unexpected end of input stream";
+
+/// Entries of the name resolution cache.
+const RESOLVE_CACHE: usize = 4;
+
+/// Parses a text-format push body into its metric families.
+///
+/// Families come in order of first appearance, metrics in order of first
+/// appearance within their family, labels in line order. Families that had
+/// only HELP or TYPE lines and no samples are left out.
+pub fn parse_text(body: &[u8]) -> Result<Vec<Family>, ParseError> {
+    let mut parser = Parser::new(body);
+    parser.run()?;
+    Ok(parser.finish())
+}
+
+/// How a sample line relates to its family: for summaries and histograms, a
+/// line named `<family>_count` or `<family>_sum` carries the count or sum.
+/// Every other line is `Plain` (a quantile, a bucket, or a simple value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Plain,
+    Count,
+    Sum,
+}
+
+/// A label of the sample line being parsed, borrowed from the body unless
+/// escape sequences forced a copy.
+struct LabelRef<'a> {
+    name: &'a str,
+    value: Cow<'a, str>,
+}
+
+/// A family while it is being parsed.
+struct FamilyState<'a> {
+    name: &'a str,
+    help: Option<String>,
+    /// `None` until a TYPE line or the first sample fixes it.
+    kind: Option<MetricType>,
+    metrics: Vec<Metric>,
+    /// Summaries and histograms only: label-set hash to index in `metrics`.
+    groups: HashMap<u64, usize>,
+    /// Summaries and histograms only: the metric the last line went to.
+    last_group: Option<usize>,
+}
+
+impl<'a> FamilyState<'a> {
+    fn new(name: &'a str) -> Self {
+        FamilyState {
+            name,
+            help: None,
+            kind: None,
+            metrics: Vec::new(),
+            groups: HashMap::new(),
+            last_group: None,
+        }
+    }
+
+    /// The index of the summary or histogram metric with exactly the label
+    /// set `labels` (in any order), created with those labels if new.
+    fn group_for(
+        &mut self,
+        labels: &mut Vec<LabelRef<'a>>,
+        kind: MetricType,
+        hash_state: &RandomState,
+    ) -> usize {
+        if let Some(last) = self.last_group {
+            if same_labels(labels, &self.metrics[last].labels) {
+                return last;
+            }
+        }
+        let index = match self.groups.entry(label_set_hash(hash_state, labels)) {
+            Entry::Occupied(entry) => {
+                let candidate = *entry.get();
+                if same_labels(labels, &self.metrics[candidate].labels) {
+                    candidate
+                } else {
+                    // A hash collision: fall back to a linear search. The new
+                    // metric stays out of the map; later lookups get here too.
+                    match self
+                        .metrics
+                        .iter()
+                        .position(|m| same_labels(labels, &m.labels))
+                    {
+                        Some(found) => found,
+                        None => push_group(&mut self.metrics, labels, kind),
+                    }
+                }
+            }
+            Entry::Vacant(entry) => *entry.insert(push_group(&mut self.metrics, labels, kind)),
+        };
+        self.last_group = Some(index);
+        index
+    }
+}
+
+/// Appends an empty summary or histogram metric with the given labels.
+fn push_group(
+    metrics: &mut Vec<Metric>,
+    labels: &mut Vec<LabelRef<'_>>,
+    kind: MetricType,
+) -> usize {
+    let value = if kind == MetricType::Summary {
+        Value::Summary(Summary::default())
+    } else {
+        Value::Histogram(Histogram::default())
+    };
+    metrics.push(Metric {
+        labels: owned_labels(labels),
+        value,
+        timestamp_ms: None,
+    });
+    metrics.len() - 1
+}
+
+fn owned_labels(labels: &mut Vec<LabelRef<'_>>) -> Vec<(String, String)> {
+    labels
+        .drain(..)
+        .map(|l| (l.name.to_owned(), l.value.into_owned()))
+        .collect()
+}
+
+/// Set equality of label pairs. Names are unique on both sides (duplicates
+/// are rejected), so equal length plus inclusion is equality.
+fn same_labels(line: &[LabelRef<'_>], metric: &[(String, String)]) -> bool {
+    line.len() == metric.len()
+        && line.iter().all(|l| {
+            metric
+                .iter()
+                .any(|(name, value)| name == l.name && *value == *l.value)
+        })
+}
+
+/// An order-independent hash of a label set: the sum of the keyed hashes
+/// of its pairs. The key is random, so pushed label values cannot be crafted
+/// to collide (which would make `group_for` fall back to linear searches).
+fn label_set_hash(state: &RandomState, labels: &[LabelRef<'_>]) -> u64 {
+    labels.iter().fold(0u64, |sum, l| {
+        sum.wrapping_add(state.hash_one((l.name, &*l.value)))
+    })
+}
+
+struct Parser<'a> {
+    buf: &'a [u8],
+    /// The next byte to look at.
+    pos: usize,
+    /// 1-based number of the line being parsed.
+    line: usize,
+    families: Vec<FamilyState<'a>>,
+    by_name: HashMap<&'a [u8], usize>,
+    /// The family the last HELP, TYPE or sample line belonged to.
+    current: Option<usize>,
+    /// The last few names resolved, most recent first, and what they resolved
+    /// to (a histogram's lines cycle through three names). A resolution never
+    /// changes once made (see `resolve`), so it can be reused.
+    cache: [Option<(&'a [u8], usize, Role)>; RESOLVE_CACHE],
+    /// Labels of the sample line being parsed (without quantile/le).
+    labels: Vec<LabelRef<'a>>,
+    /// Key of the label-set hashes of summaries and histograms.
+    hash_state: RandomState,
+}
+
+impl<'a> Parser<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Parser {
+            buf,
+            pos: 0,
+            line: 0,
+            families: Vec::new(),
+            by_name: HashMap::new(),
+            current: None,
+            cache: [None; RESOLVE_CACHE],
+            labels: Vec::new(),
+            hash_state: RandomState::new(),
+        }
+    }
+
+    fn err(&self, message: impl Into<String>) -> ParseError {
+        ParseError::text(self.line, message)
+    }
+
+    fn run(&mut self) -> Result<(), ParseError> {
+        loop {
+            self.line += 1;
+            self.skip_blanks();
+            // Running out of input here (and only here) is the normal end,
+            // even after a last line of blanks without its newline.
+            let Some(&b) = self.buf.get(self.pos) else {
+                return Ok(());
+            };
+            match b {
+                b'#' => {
+                    self.pos += 1;
+                    self.comment()?;
+                }
+                b'\n' => self.pos += 1,
+                _ => self.sample()?,
+            }
+        }
+    }
+
+    fn finish(self) -> Vec<Family> {
+        self.families
+            .into_iter()
+            .filter(|f| !f.metrics.is_empty())
+            .map(|f| Family {
+                name: f.name.to_owned(),
+                help: f.help,
+                kind: f.kind.unwrap_or(MetricType::Untyped),
+                metrics: f.metrics,
+            })
+            .collect()
+    }
+
+    // ---- the line kinds -------------------------------------------------
+
+    /// A line starting with `#` (already consumed).
+    fn comment(&mut self) -> Result<(), ParseError> {
+        self.skip_blanks();
+        if self.cur()? == b'\n' {
+            self.pos += 1;
+            return Ok(());
+        }
+        let keyword = self.token_until_whitespace()?;
+        if self.buf[self.pos] == b'\n' {
+            // `# HELP` or `# foo` and nothing else: ignored.
+            self.pos += 1;
+            return Ok(());
+        }
+        let is_help = match keyword {
+            b"HELP" => true,
+            b"TYPE" => false,
+            _ => {
+                self.rest_of_line()?;
+                return Ok(());
+            }
+        };
+        self.skip_blanks();
+        self.cur()?;
+        let name = self.metric_name()?;
+        match self.buf[self.pos] {
+            b'\n' => {
+                // Just the name: ignored, and the family is not created.
+                self.pos += 1;
+                return Ok(());
+            }
+            b' ' | b'\t' => {}
+            _ => return Err(self.err("invalid metric name in comment")),
+        }
+        let (fam, _) = self.resolve(name)?;
+        self.skip_blanks();
+        if self.cur()? == b'\n' {
+            self.pos += 1;
+            return Ok(());
+        }
+        if is_help {
+            if self.families[fam].help.is_some() {
+                return Err(self.err(format!(
+                    "second HELP line for metric name {:?}",
+                    self.families[fam].name
+                )));
+            }
+            let help = self.help_text()?;
+            self.families[fam].help = Some(help);
+        } else {
+            if self.families[fam].kind.is_some() {
+                return Err(self.err(format!(
+                    "second TYPE line for metric name {:?}, or TYPE reported after samples",
+                    self.families[fam].name
+                )));
+            }
+            let raw = without_backslashes(self.rest_of_line()?);
+            let kind = parse_type(&raw)
+                .ok_or_else(|| self.err(format!("unknown metric type {}", quote(&raw))))?;
+            self.families[fam].kind = Some(kind);
+        }
+        Ok(())
+    }
+
+    /// A sample line; the cursor is on its first non-blank byte.
+    fn sample(&mut self) -> Result<(), ParseError> {
+        let name = self.metric_name()?;
+        if name.is_empty() {
+            return Err(self.err("invalid metric name"));
+        }
+        let (fam, role) = self.resolve(name)?;
+        let kind = *self.families[fam].kind.get_or_insert(MetricType::Untyped);
+        self.skip_blanks();
+        self.labels.clear();
+        // The quantile of a summary line or the le of a histogram line.
+        let mut special = f64::NAN;
+        if self.cur()? == b'{' {
+            special = self.label_set(fam, kind)?;
+        }
+
+        let token = self.token_until_whitespace()?;
+        let value = parse_float(token)
+            .ok_or_else(|| self.err(format!("expected float as value, got {}", quote(token))))?;
+        let mut timestamp = None;
+        if self.buf[self.pos] == b'\n' {
+            self.pos += 1;
+        } else {
+            self.skip_blanks();
+            self.cur()?;
+            let token = self.token_until_whitespace()?;
+            let ts = parse_timestamp(token).ok_or_else(|| {
+                self.err(format!(
+                    "expected integer as timestamp, got {}",
+                    quote(token)
+                ))
+            })?;
+            timestamp = Some(ts);
+            // `rest` is empty or starts with a blank. (Go drops backslashes
+            // here too, which only shows in the message.)
+            let rest = self.rest_of_line()?;
+            if !rest.is_empty() {
+                return Err(self.err(format!(
+                    "spurious string after timestamp: {}",
+                    quote(&without_backslashes(rest))
+                )));
+            }
+        }
+        self.record(fam, kind, role, value, special, timestamp);
+        Ok(())
+    }
+
+    /// Parses `{...}` (the cursor is on the `{`) into `self.labels`, leaving
+    /// the cursor on the first non-blank byte after the `}`. Returns the value
+    /// of the summary's `quantile` or the histogram's `le` label, NaN if none.
+    fn label_set(&mut self, fam: usize, kind: MetricType) -> Result<f64, ParseError> {
+        let mut special = f64::NAN;
+        loop {
+            self.pos += 1; // the '{' or ','
+            self.skip_blanks();
+            if self.cur()? == b'}' {
+                self.pos += 1;
+                break;
+            }
+            let name = self.label_name()?;
+            if name.is_empty() {
+                return Err(self.err(format!(
+                    "invalid label name for metric {:?}",
+                    self.families[fam].name
+                )));
+            }
+            if name == "__name__" {
+                return Err(self.err("label name \"__name__\" is reserved"));
+            }
+            self.skip_blanks();
+            let c = self.cur()?;
+            if c != b'=' {
+                return Err(self.err(format!(
+                    "expected '=' after label name, found {}",
+                    quote_byte(c)
+                )));
+            }
+            let is_special = match kind {
+                MetricType::Summary => name == "quantile",
+                MetricType::Histogram | MetricType::GaugeHistogram => name == "le",
+                _ => false,
+            };
+            if !is_special && self.labels.iter().any(|l| l.name == name) {
+                return Err(self.err(format!(
+                    "duplicate label names for metric {:?}",
+                    self.families[fam].name
+                )));
+            }
+            self.pos += 1; // the '='
+            self.skip_blanks();
+            let c = self.cur()?;
+            if c != b'"' {
+                return Err(self.err(format!(
+                    "expected '\"' at start of label value, found {}",
+                    quote_byte(c)
+                )));
+            }
+            self.pos += 1;
+            let value = self.label_value()?;
+            if is_special {
+                special = parse_float(value.as_bytes()).ok_or_else(|| {
+                    self.err(format!(
+                        "expected float as value for '{name}' label, got {value:?}"
+                    ))
+                })?;
+            }
+            self.skip_blanks();
+            let c = self.cur()?;
+            if c != b',' && c != b'}' {
+                return Err(self.err(format!("unexpected end of label value {value:?}")));
+            }
+            if !is_special {
+                self.labels.push(LabelRef { name, value });
+            }
+            if c == b'}' {
+                self.pos += 1;
+                break;
+            }
+        }
+        self.skip_blanks();
+        self.cur()?;
+        Ok(special)
+    }
+
+    /// Adds a parsed sample to its family.
+    fn record(
+        &mut self,
+        fam: usize,
+        kind: MetricType,
+        role: Role,
+        value: f64,
+        special: f64,
+        timestamp: Option<i64>,
+    ) {
+        let family = &mut self.families[fam];
+        match kind {
+            MetricType::Counter | MetricType::Gauge | MetricType::Untyped => {
+                family.metrics.push(Metric {
+                    labels: owned_labels(&mut self.labels),
+                    value: Value::Simple(value),
+                    timestamp_ms: timestamp,
+                });
+            }
+            MetricType::Summary | MetricType::Histogram | MetricType::GaugeHistogram => {
+                let index = family.group_for(&mut self.labels, kind, &self.hash_state);
+                let metric = &mut family.metrics[index];
+                if metric.timestamp_ms.is_none() {
+                    metric.timestamp_ms = timestamp;
+                }
+                // Like Go, a line that is neither _count nor _sum nor carries
+                // a (non-NaN) quantile/le still creates the metric, but its
+                // value is dropped.
+                match (&mut metric.value, role) {
+                    (Value::Summary(s), Role::Count) => s.sample_count = truncate(value),
+                    (Value::Summary(s), Role::Sum) => s.sample_sum = value,
+                    (Value::Summary(s), Role::Plain) if !special.is_nan() => {
+                        s.quantiles.push((special, value))
+                    }
+                    (Value::Histogram(h), Role::Count) => h.sample_count = truncate(value),
+                    (Value::Histogram(h), Role::Sum) => h.sample_sum = value,
+                    (Value::Histogram(h), Role::Plain) if !special.is_nan() => {
+                        h.buckets.push((special, truncate(value)))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Finds (or creates) the family a HELP, TYPE or sample line named `name`
+    /// belongs to, as Go's `setOrCreateCurrentMF` does, and enforces that a
+    /// family's lines are contiguous.
+    ///
+    /// A resolution never changes later: an exact match stays one (families
+    /// are never removed); a `_count`/`_sum`/`_bucket` match depends on the
+    /// base family's type, which cannot change once set; and a created family
+    /// is an exact match from then on. Hence the cache.
+    fn resolve(&mut self, name: &'a [u8]) -> Result<(usize, Role), ParseError> {
+        // Most recently used first.
+        let hit = self
+            .cache
+            .iter()
+            .position(|entry| entry.is_some_and(|(cached, _, _)| cached == name));
+        let (index, role, created) = match hit {
+            Some(slot) => {
+                let entry = self.cache[slot];
+                self.cache.copy_within(..slot, 1);
+                self.cache[0] = entry;
+                let (_, index, role) = entry.expect("a hit is Some");
+                (index, role, false)
+            }
+            None => {
+                let (index, role, created) = self.lookup(name);
+                self.cache.copy_within(..RESOLVE_CACHE - 1, 1);
+                self.cache[0] = Some((name, index, role));
+                (index, role, created)
+            }
+        };
+        if self.current != Some(index) {
+            if !created {
+                return Err(self.err(format!(
+                    "metric family {:?} appears twice: its lines must be contiguous",
+                    self.families[index].name
+                )));
+            }
+            self.current = Some(index);
+        }
+        Ok((index, role))
+    }
+
+    fn lookup(&mut self, name: &'a [u8]) -> (usize, Role, bool) {
+        if let Some(&index) = self.by_name.get(name) {
+            return (index, Role::Plain, false);
+        }
+        let suffix = if name.len() > 6 && name.ends_with(b"_count") {
+            Some((6, Role::Count))
+        } else if name.len() > 4 && name.ends_with(b"_sum") {
+            Some((4, Role::Sum))
+        } else if name.len() > 7 && name.ends_with(b"_bucket") {
+            Some((7, Role::Plain))
+        } else {
+            None
+        };
+        if let Some((len, role)) = suffix {
+            if let Some(&index) = self.by_name.get(&name[..name.len() - len]) {
+                let kind = self.families[index].kind;
+                let belongs = match role {
+                    Role::Count | Role::Sum => matches!(
+                        kind,
+                        Some(
+                            MetricType::Summary
+                                | MetricType::Histogram
+                                | MetricType::GaugeHistogram
+                        )
+                    ),
+                    Role::Plain => kind.is_some_and(MetricType::is_histogram),
+                };
+                if belongs {
+                    return (index, role, false);
+                }
+            }
+        }
+        let index = self.families.len();
+        self.families.push(FamilyState::new(ascii(name)));
+        self.by_name.insert(name, index);
+        (index, Role::Plain, true)
+    }
+
+    // ---- tokens -----------------------------------------------------------
+
+    /// The byte at the cursor; running out of input here is an error.
+    #[inline]
+    fn cur(&self) -> Result<u8, ParseError> {
+        match self.buf.get(self.pos) {
+            Some(&b) => Ok(b),
+            None => Err(self.err(UNEXPECTED_EOF)),
+        }
+    }
+
+    #[inline]
+    fn skip_blanks(&mut self) {
+        while let Some(b' ' | b'\t') = self.buf.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    /// The bytes up to (not including) the next blank, tab or newline, which
+    /// must exist.
+    fn token_until_whitespace(&mut self) -> Result<&'a [u8], ParseError> {
+        let buf = self.buf;
+        let start = self.pos;
+        match buf[start..]
+            .iter()
+            .position(|&b| matches!(b, b' ' | b'\t' | b'\n'))
+        {
+            Some(len) => {
+                self.pos = start + len;
+                Ok(&buf[start..start + len])
+            }
+            None => {
+                self.pos = buf.len();
+                Err(self.err(UNEXPECTED_EOF))
+            }
+        }
+    }
+
+    /// The bytes up to the next newline, which is consumed and must exist.
+    fn rest_of_line(&mut self) -> Result<&'a [u8], ParseError> {
+        let buf = self.buf;
+        let start = self.pos;
+        match buf[start..].iter().position(|&b| b == b'\n') {
+            Some(len) => {
+                self.pos = start + len + 1;
+                Ok(&buf[start..start + len])
+            }
+            None => {
+                self.pos = buf.len();
+                Err(self.err(UNEXPECTED_EOF))
+            }
+        }
+    }
+
+    /// A metric name starting at the cursor, empty if the byte there cannot
+    /// start one. Some byte must follow the name.
+    fn metric_name(&mut self) -> Result<&'a [u8], ParseError> {
+        self.name_token(METRIC_START, METRIC_CONTINUE)
+    }
+
+    /// A label name starting at the cursor, empty if the byte there cannot
+    /// start one. Some byte must follow the name.
+    fn label_name(&mut self) -> Result<&'a str, ParseError> {
+        self.name_token(LABEL_START, LABEL_CONTINUE).map(ascii)
+    }
+
+    /// A name whose first byte is of class `start` and other bytes of class
+    /// `rest` (see `CLASSES`).
+    #[inline]
+    fn name_token(&mut self, start: u8, rest: u8) -> Result<&'a [u8], ParseError> {
+        let buf = self.buf;
+        let begin = self.pos;
+        match buf.get(begin) {
+            Some(&b) if CLASSES[usize::from(b)] & start != 0 => {}
+            _ => return Ok(&[]),
+        }
+        let len = buf[begin + 1..]
+            .iter()
+            .position(|&b| CLASSES[usize::from(b)] & rest == 0);
+        match len {
+            Some(len) => {
+                self.pos = begin + 1 + len;
+                Ok(&buf[begin..self.pos])
+            }
+            None => Err(self.eof_at_end()),
+        }
+    }
+
+    /// A label value; the cursor is just past its opening quote and is left
+    /// just past its closing quote. Escapes: `\\`, `\"`, `\n`.
+    fn label_value(&mut self) -> Result<Cow<'a, str>, ParseError> {
+        let buf = self.buf;
+        let start = self.pos;
+        let mut i = start;
+        // Fast path: no escape sequence, borrow from the body.
+        loop {
+            match buf.get(i) {
+                None => return Err(self.eof_at_end()),
+                Some(b'"') => {
+                    self.pos = i + 1;
+                    let raw = &buf[start..i];
+                    return match utf8(raw) {
+                        Some(s) => Ok(Cow::Borrowed(s)),
+                        None => Err(self.err(format!("invalid label value {}", quote(raw)))),
+                    };
+                }
+                Some(b'\n') => {
+                    return Err(self.err(format!(
+                        "label value {} contains unescaped new-line",
+                        quote(&buf[start..i])
+                    )))
+                }
+                Some(b'\\') => break,
+                Some(_) => i += 1,
+            }
+        }
+        let mut out = buf[start..i].to_vec();
+        loop {
+            match buf.get(i) {
+                None => return Err(self.eof_at_end()),
+                Some(b'"') => break,
+                Some(b'\n') => {
+                    return Err(self.err(format!(
+                        "label value {} contains unescaped new-line",
+                        quote(&out)
+                    )))
+                }
+                Some(b'\\') => {
+                    i += 1;
+                    match buf.get(i) {
+                        None => return Err(self.eof_at_end()),
+                        Some(&c @ (b'"' | b'\\')) => out.push(c),
+                        Some(b'n') => out.push(b'\n'),
+                        Some(&c) => return Err(self.err(invalid_escape(c))),
+                    }
+                }
+                Some(&c) => out.push(c),
+            }
+            i += 1;
+        }
+        self.pos = i + 1;
+        String::from_utf8(out)
+            .map(Cow::Owned)
+            .map_err(|e| self.err(format!("invalid label value {}", quote(e.as_bytes()))))
+    }
+
+    /// HELP text: the rest of the line (newline consumed), with the escapes
+    /// `\\` and `\n`.
+    fn help_text(&mut self) -> Result<String, ParseError> {
+        let buf = self.buf;
+        let start = self.pos;
+        let mut i = start;
+        let mut out: Option<Vec<u8>> = None;
+        loop {
+            match buf.get(i) {
+                None => return Err(self.eof_at_end()),
+                Some(b'\n') => break,
+                Some(b'\\') => {
+                    let out = out.get_or_insert_with(|| buf[start..i].to_vec());
+                    i += 1;
+                    match buf.get(i) {
+                        None => return Err(self.eof_at_end()),
+                        Some(b'\\') => out.push(b'\\'),
+                        Some(b'n') => out.push(b'\n'),
+                        Some(&c) => return Err(self.err(invalid_escape(c))),
+                    }
+                }
+                Some(&c) => {
+                    if let Some(out) = out.as_mut() {
+                        out.push(c);
+                    }
+                }
+            }
+            i += 1;
+        }
+        self.pos = i + 1;
+        let text = match out {
+            Some(out) => String::from_utf8(out).ok(),
+            None => utf8(&buf[start..i]).map(str::to_owned),
+        };
+        text.ok_or_else(|| self.err("HELP text is not valid UTF-8"))
+    }
+
+    fn eof_at_end(&mut self) -> ParseError {
+        self.pos = self.buf.len();
+        self.err(UNEXPECTED_EOF)
+    }
+}
+
+// Byte classes of names, as bits of `CLASSES`.
+const METRIC_START: u8 = 1;
+const METRIC_CONTINUE: u8 = 2;
+const LABEL_START: u8 = 4;
+const LABEL_CONTINUE: u8 = 8;
+
+/// The classes of each byte: metric names are `[a-zA-Z_:][a-zA-Z0-9_:]*`,
+/// label names `[a-zA-Z_][a-zA-Z0-9_]*`.
+static CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let mut class = 0;
+        if is_label_name_start(c) {
+            class |= LABEL_START;
+        }
+        if is_label_name_continue(c) {
+            class |= LABEL_CONTINUE;
+        }
+        if is_metric_name_start(c) {
+            class |= METRIC_START;
+        }
+        if is_metric_name_continue(c) {
+            class |= METRIC_CONTINUE;
+        }
+        table[b] = class;
+        b += 1;
+    }
+    table
+};
+
+/// The rest of a TYPE line as Go reads it: its `readTokenUntilNewline`
+/// without escape processing still drops every backslash (so `S\UMMARY` is
+/// a summary).
+fn without_backslashes(raw: &[u8]) -> Cow<'_, [u8]> {
+    if raw.contains(&b'\\') {
+        Cow::Owned(raw.iter().copied().filter(|&b| b != b'\\').collect())
+    } else {
+        Cow::Borrowed(raw)
+    }
+}
+
+/// Go's `uint64(value)` for counts, made total: truncates toward zero,
+/// NaN and negatives give 0, too large saturates.
+fn truncate(value: f64) -> f64 {
+    value as u64 as f64
+}
+
+/// A name made of the ASCII bytes `name_token` accepts.
+fn ascii(name: &[u8]) -> &str {
+    assert!(name.is_ascii(), "names are ASCII");
+    // SAFETY: ASCII is valid UTF-8 (checked just above; for the short names
+    // here that check costs far less than `str::from_utf8`).
+    unsafe { std::str::from_utf8_unchecked(name) }
+}
+
+/// `bytes` as UTF-8, checking the common all-ASCII case cheaply first.
+fn utf8(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
+    }
+}
+
+fn invalid_escape(c: u8) -> String {
+    format!("invalid escape sequence '\\{}'", c as char)
+}
+
+/// Roughly Go's `%q` of a byte string.
+fn quote(bytes: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(bytes))
+}
+
+/// Roughly Go's `%q` of a byte.
+fn quote_byte(b: u8) -> String {
+    format!("{:?}", b as char)
+}
+
+/// The TYPE keyword as Go's `MetricType_value[strings.ToUpper(s)]` reads
+/// it: the enum names COUNTER, GAUGE, SUMMARY, UNTYPED, HISTOGRAM and
+/// GAUGE_HISTOGRAM, in any case. Go's Unicode upper-casing also maps the two
+/// non-ASCII letters whose upper case is ASCII ('ſ' to 'S', 'ı' to 'I').
+fn parse_type(raw: &[u8]) -> Option<MetricType> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let mut upper = [0u8; 15]; // "GAUGE_HISTOGRAM".len()
+    let mut len = 0;
+    for c in text.chars() {
+        let u = match c {
+            'ſ' => b'S',
+            'ı' => b'I',
+            c if c.is_ascii() => (c as u8).to_ascii_uppercase(),
+            _ => return None,
+        };
+        *upper.get_mut(len)? = u;
+        len += 1;
+    }
+    Some(match &upper[..len] {
+        b"COUNTER" => MetricType::Counter,
+        b"GAUGE" => MetricType::Gauge,
+        b"SUMMARY" => MetricType::Summary,
+        b"UNTYPED" => MetricType::Untyped,
+        b"HISTOGRAM" => MetricType::Histogram,
+        b"GAUGE_HISTOGRAM" => MetricType::GaugeHistogram,
+        _ => return None,
+    })
+}
+
+/// A float as Go's `strconv.ParseFloat(s, 64)` accepts it, minus what the
+/// expfmt wrapper rejects (any 'p', 'P' or '_', which rules out hex floats
+/// and digit separators): `[+-]?(inf|infinity)` and `nan` in any case, or
+/// `[+-]?(d+(.d*)?|.d+)([eE][+-]?d+)?`. Out of range (overflow to ±Inf) is an
+/// error in Go; underflow to 0 is not.
+pub(crate) fn parse_float(s: &[u8]) -> Option<f64> {
+    if let Some(value) = parse_short_decimal(s) {
+        return Some(value);
+    }
+    let (negative, body) = match s.first() {
+        Some(b'+') => (false, &s[1..]),
+        Some(b'-') => (true, &s[1..]),
+        _ => (false, s),
+    };
+    if body.eq_ignore_ascii_case(b"inf") || body.eq_ignore_ascii_case(b"infinity") {
+        return Some(if negative {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
+    }
+    if body.len() == s.len() && body.eq_ignore_ascii_case(b"nan") {
+        return Some(f64::NAN);
+    }
+    if !is_decimal_float(body) {
+        return None;
+    }
+    // The syntax is ASCII, and Rust's float grammar is a superset of it.
+    let value: f64 = utf8(s)?.parse().ok()?;
+    if value.is_infinite() {
+        return None;
+    }
+    Some(value)
+}
+
+/// Fast path of `parse_float` for the common `[+-]?d*(.d*)?` with at most 15
+/// digits: the digits as an integer `m < 10^15 < 2^53` and `10^k` (`k <= 15`)
+/// are exact doubles, so the one correctly rounded division `m / 10^k` gives
+/// the correctly rounded value, as a full decimal conversion would.
+fn parse_short_decimal(s: &[u8]) -> Option<f64> {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let (negative, body) = match s.first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if body.len() > 16 {
+        return None;
+    }
+    let mut mantissa = 0u64;
+    let mut digits = 0;
+    let mut frac_digits = None;
+    for &b in body {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                digits += 1;
+                if let Some(k) = frac_digits.as_mut() {
+                    *k += 1;
+                }
+            }
+            b'.' if frac_digits.is_none() => frac_digits = Some(0),
+            _ => return None,
+        }
+    }
+    if digits == 0 || digits > 15 {
+        return None;
+    }
+    let value = mantissa as f64 / POW10[frac_digits.unwrap_or(0)];
+    Some(if negative { -value } else { value })
+}
+
+/// `(d+(.d*)?|.d+)([eE][+-]?d+)?`
+fn is_decimal_float(s: &[u8]) -> bool {
+    let digits_from = |mut i: usize| {
+        while i < s.len() && s[i].is_ascii_digit() {
+            i += 1;
+        }
+        i
+    };
+    let int_end = digits_from(0);
+    let mut mantissa_digits = int_end;
+    let mut i = int_end;
+    if s.get(i) == Some(&b'.') {
+        let frac_end = digits_from(i + 1);
+        mantissa_digits += frac_end - (i + 1);
+        i = frac_end;
+    }
+    if mantissa_digits == 0 {
+        return false;
+    }
+    if matches!(s.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(s.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let exp_end = digits_from(i);
+        if exp_end == i {
+            return false;
+        }
+        i = exp_end;
+    }
+    i == s.len()
+}
+
+/// A timestamp as Go's `strconv.ParseInt(s, 10, 64)` accepts it.
+fn parse_timestamp(s: &[u8]) -> Option<i64> {
+    utf8(s)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Vec<Family> {
+        match parse_text(s.as_bytes()) {
+            Ok(f) => f,
+            Err(e) => panic!("unexpected error for {s:?}: {e}"),
+        }
+    }
+
+    /// Asserts an error on `line` whose message contains `fragment`.
+    fn parse_err(s: &str, line: usize, fragment: &str) {
+        parse_bytes_err(s.as_bytes(), line, fragment)
+    }
+
+    fn parse_bytes_err(s: &[u8], line: usize, fragment: &str) {
+        match parse_text(s) {
+            Ok(f) => panic!("expected error for {s:?}, got {f:?}"),
+            Err(e) => {
+                assert_eq!(e.line, Some(line), "line of {e} for {s:?}");
+                assert!(
+                    e.message.contains(fragment),
+                    "error {e:?} for {s:?} lacks {fragment:?}"
+                );
+            }
+        }
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn simple(pairs: &[(&str, &str)], value: f64, ts: Option<i64>) -> Metric {
+        Metric {
+            labels: labels(pairs),
+            value: Value::Simple(value),
+            timestamp_ms: ts,
+        }
+    }
+
+    fn single_value(s: &str) -> f64 {
+        let fams = parse(s);
+        match &fams[0].metrics[0].value {
+            Value::Simple(v) => *v,
+            other => panic!("not simple: {other:?}"),
+        }
+    }
+
+    // ---- valid input --------------------------------------------------
+
+    #[test]
+    fn empty_and_blank_bodies() {
+        assert!(parse("").is_empty());
+        assert!(parse("\n\n").is_empty());
+        assert!(parse("  \t\n").is_empty());
+        // A last line of only blanks needs no newline (Go accepts it).
+        assert!(parse("   ").is_empty());
+        assert_eq!(parse("a 1\n  \t").len(), 1);
+    }
+
+    #[test]
+    fn counter_gauge_untyped() {
+        let fams = parse(
+            "# HELP c A counter.\n# TYPE c counter\nc{a=\"1\"} 3\nc{a=\"2\"} 4\n\
+             # TYPE g gauge\ng -1.5\nu 7\n",
+        );
+        assert_eq!(
+            fams,
+            vec![
+                Family {
+                    name: "c".into(),
+                    help: Some("A counter.".into()),
+                    kind: MetricType::Counter,
+                    metrics: vec![
+                        simple(&[("a", "1")], 3.0, None),
+                        simple(&[("a", "2")], 4.0, None)
+                    ],
+                },
+                Family {
+                    name: "g".into(),
+                    help: None,
+                    kind: MetricType::Gauge,
+                    metrics: vec![simple(&[], -1.5, None)],
+                },
+                Family {
+                    name: "u".into(),
+                    help: None,
+                    kind: MetricType::Untyped,
+                    metrics: vec![simple(&[], 7.0, None)],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn type_keyword_case_and_spelling() {
+        for (word, kind) in [
+            ("counter", MetricType::Counter),
+            ("GAUGE", MetricType::Gauge),
+            ("Summary", MetricType::Summary),
+            ("uNtYpEd", MetricType::Untyped),
+            ("histogram", MetricType::Histogram),
+            ("gauge_histogram", MetricType::GaugeHistogram),
+            ("GAUGE_HISTOGRAM", MetricType::GaugeHistogram),
+            // Go's strings.ToUpper maps these two non-ASCII letters to ASCII.
+            ("ſummary", MetricType::Summary),
+            ("hıstogram", MetricType::Histogram),
+            // Go drops backslashes from the TYPE keyword.
+            ("S\\UMMARY", MetricType::Summary),
+            ("\\counter\\", MetricType::Counter),
+        ] {
+            let body = format!("# TYPE x {word}\nx 1\n");
+            let fams = parse(&body);
+            assert_eq!(fams[0].kind, kind, "{word}");
+        }
+    }
+
+    #[test]
+    fn samples_after_type_only() {
+        let fams = parse("# TYPE x gauge\nx 1\n");
+        assert_eq!(fams[0].kind, MetricType::Gauge);
+        assert_eq!(fams[0].help, None);
+    }
+
+    #[test]
+    fn help_escapes_and_trailing_space() {
+        let fams = parse("# HELP x a\\\\b\\nc \"q\"  \nx 1\n");
+        assert_eq!(fams[0].help.as_deref(), Some("a\\b\nc \"q\"  "));
+        // UTF-8 help text is fine.
+        let fams = parse("# HELP x héllo\nx 1\n");
+        assert_eq!(fams[0].help.as_deref(), Some("héllo"));
+        // Tabs separate the keyword and the name too; the help may come first
+        // or after TYPE.
+        let fams = parse("#\tTYPE\tx\tcounter\n#HELP x  text\nx 1\n");
+        assert_eq!(fams[0].help.as_deref(), Some("text"));
+        assert_eq!(fams[0].kind, MetricType::Counter);
+    }
+
+    #[test]
+    fn comments_ignored() {
+        let fams = parse(
+            "# just a comment\n#\n# \n#foo bar baz\n# HELP\n# TYPE\n# HELP x\n\
+             # TYPE x\n# HELP x   \n  # indented comment\nx 1\n# trailing {}\"\\ stuff\n",
+        );
+        assert_eq!(fams.len(), 1);
+        assert_eq!(fams[0].help, None);
+        assert_eq!(fams[0].kind, MetricType::Untyped);
+        // Comment keywords are case-sensitive: lowercase help is a comment.
+        let fams = parse("# help x foo\n# type x counter\nx 1\n");
+        assert_eq!(fams[0].help, None);
+        assert_eq!(fams[0].kind, MetricType::Untyped);
+    }
+
+    #[test]
+    fn families_without_samples_dropped() {
+        let fams = parse("# HELP a foo\n# TYPE a counter\n# TYPE b gauge\nc 1\n");
+        assert_eq!(fams.len(), 1);
+        assert_eq!(fams[0].name, "c");
+    }
+
+    #[test]
+    fn whitespace_variants() {
+        let expected = simple(&[("a", "x"), ("b", "y")], 1.0, None);
+        for body in [
+            "m{a=\"x\",b=\"y\"} 1\n",
+            "  m{a=\"x\",b=\"y\"} 1\n",
+            "\tm {a=\"x\",b=\"y\"}\t1\n",
+            "m{ a = \"x\" , b = \"y\" } 1\n",
+            "m{\ta\t=\t\"x\"\t,\tb=\"y\"\t}\t1\n",
+            "m{a=\"x\",b=\"y\",} 1\n",
+            "m{a=\"x\",b=\"y\" , } 1\n",
+            "m{a=\"x\",b=\"y\"}1\n",
+            "m   {a=\"x\",b=\"y\"}    1\n",
+        ] {
+            let fams = parse(body);
+            assert_eq!(fams[0].metrics, vec![expected.clone()], "{body:?}");
+        }
+        let fams = parse("m{} 1\nm { } 2\nm{}3\n");
+        assert_eq!(
+            fams[0].metrics,
+            vec![
+                simple(&[], 1.0, None),
+                simple(&[], 2.0, None),
+                simple(&[], 3.0, None)
+            ]
+        );
+    }
+
+    #[test]
+    fn label_value_escapes() {
+        let fams = parse("m{a=\"q\\\"b\\\\s\\nn\",b=\"\",c=\"ü{},=\"} 1\n");
+        assert_eq!(
+            fams[0].metrics[0].labels,
+            labels(&[("a", "q\"b\\s\nn"), ("b", ""), ("c", "ü{},=")])
+        );
+    }
+
+    #[test]
+    fn names_with_colons_and_underscores() {
+        let fams = parse("a:b_c:9 1\n_x{_l1=\"v\"} 2\n:y 3\n");
+        let names: Vec<_> = fams.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["a:b_c:9", "_x", ":y"]);
+        assert_eq!(fams[1].metrics[0].labels, labels(&[("_l1", "v")]));
+    }
+
+    #[test]
+    fn float_values() {
+        for (text, value) in [
+            ("1", 1.0),
+            ("-1", -1.0),
+            ("+1", 1.0),
+            ("1.5", 1.5),
+            ("1.", 1.0),
+            (".5", 0.5),
+            ("-.5e-3", -0.0005),
+            ("1e3", 1000.0),
+            ("1E+3", 1000.0),
+            ("00012", 12.0),
+            ("123456789012345678901234567890", 1.2345678901234568e29),
+            ("1e-400", 0.0), // underflow is not an error in Go
+            ("0e999999", 0.0),
+            ("+Inf", f64::INFINITY),
+            ("-Inf", f64::NEG_INFINITY),
+            ("Inf", f64::INFINITY),
+            ("inf", f64::INFINITY),
+            ("iNfInItY", f64::INFINITY),
+            ("-infinity", f64::NEG_INFINITY),
+        ] {
+            assert_eq!(single_value(&format!("x {text}\n")), value, "{text}");
+        }
+        for nan in ["NaN", "nan", "NAN"] {
+            assert!(single_value(&format!("x {nan}\n")).is_nan());
+        }
+    }
+
+    #[test]
+    fn timestamps() {
+        let fams = parse("x 1 1234567890123\ny 2 -5\nz 3 +7\nw{a=\"b\"} 4\t\t0\n");
+        assert_eq!(fams[0].metrics[0].timestamp_ms, Some(1234567890123));
+        assert_eq!(fams[1].metrics[0].timestamp_ms, Some(-5));
+        assert_eq!(fams[2].metrics[0].timestamp_ms, Some(7));
+        assert_eq!(fams[3].metrics[0].timestamp_ms, Some(0));
+        let fams = parse("x 1 9223372036854775807\ny 1 -9223372036854775808\n");
+        assert_eq!(fams[0].metrics[0].timestamp_ms, Some(i64::MAX));
+        assert_eq!(fams[1].metrics[0].timestamp_ms, Some(i64::MIN));
+    }
+
+    #[test]
+    fn summary() {
+        let fams = parse(
+            "# HELP rpc RPC latency.\n# TYPE rpc summary\n\
+             rpc{svc=\"a\",quantile=\"0.5\"} 1.5\n\
+             rpc{quantile=\"0.9\",svc=\"a\"} 2.5\n\
+             rpc_sum{svc=\"a\"} 100\n\
+             rpc_count{svc=\"a\"} 42.9\n\
+             rpc{svc=\"b\",quantile=\"0.5\"} 3\n\
+             rpc_count{svc=\"b\"} 1\n",
+        );
+        assert_eq!(fams.len(), 1);
+        let f = &fams[0];
+        assert_eq!(f.name, "rpc");
+        assert_eq!(f.help.as_deref(), Some("RPC latency."));
+        assert_eq!(f.kind, MetricType::Summary);
+        assert_eq!(
+            f.metrics,
+            vec![
+                Metric {
+                    labels: labels(&[("svc", "a")]),
+                    value: Value::Summary(Summary {
+                        sample_count: 42.0,
+                        sample_sum: 100.0,
+                        quantiles: vec![(0.5, 1.5), (0.9, 2.5)],
+                    }),
+                    timestamp_ms: None,
+                },
+                Metric {
+                    labels: labels(&[("svc", "b")]),
+                    value: Value::Summary(Summary {
+                        sample_count: 1.0,
+                        sample_sum: 0.0,
+                        quantiles: vec![(0.5, 3.0)],
+                    }),
+                    timestamp_ms: None,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn summary_grouping_ignores_label_order_and_interleaving() {
+        let fams = parse(
+            "# TYPE s summary\n\
+             s{a=\"1\",b=\"2\",quantile=\"0.1\"} 1\n\
+             s{a=\"3\",b=\"4\",quantile=\"0.1\"} 2\n\
+             s_sum{b=\"2\",a=\"1\"} 5\n\
+             s_sum{b=\"4\",a=\"3\"} 6\n",
+        );
+        let m = &fams[0].metrics;
+        assert_eq!(m.len(), 2);
+        // Labels keep the order of the metric's first line.
+        assert_eq!(m[0].labels, labels(&[("a", "1"), ("b", "2")]));
+        assert_eq!(
+            m[0].value,
+            Value::Summary(Summary {
+                sample_count: 0.0,
+                sample_sum: 5.0,
+                quantiles: vec![(0.1, 1.0)]
+            })
+        );
+        assert_eq!(
+            m[1].value,
+            Value::Summary(Summary {
+                sample_count: 0.0,
+                sample_sum: 6.0,
+                quantiles: vec![(0.1, 2.0)]
+            })
+        );
+    }
+
+    #[test]
+    fn summary_edge_cases() {
+        // No quantile: the metric exists (as in Go) but the value is dropped.
+        // A NaN quantile is dropped too. `le` is an ordinary label here.
+        let fams = parse(
+            "# TYPE s summary\ns 5\ns{quantile=\"NaN\"} 6\ns{le=\"1\",quantile=\"+Inf\"} 7\n\
+             s_count -3\n",
+        );
+        let m = &fams[0].metrics;
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            m[0],
+            Metric {
+                labels: vec![],
+                value: Value::Summary(Summary::default()),
+                timestamp_ms: None
+            }
+        );
+        assert_eq!(m[1].labels, labels(&[("le", "1")]));
+        assert_eq!(
+            m[1].value,
+            Value::Summary(Summary {
+                quantiles: vec![(f64::INFINITY, 7.0)],
+                ..Summary::default()
+            })
+        );
+        // The count of the first metric is uint64(-3), i.e. 0 here.
+        let fams = parse("# TYPE s summary\ns_count{a=\"b\"} NaN\ns_count 1e30\n");
+        let m = &fams[0].metrics;
+        match (&m[0].value, &m[1].value) {
+            (Value::Summary(a), Value::Summary(b)) => {
+                assert_eq!(a.sample_count, 0.0);
+                assert_eq!(b.sample_count, u64::MAX as f64);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn histogram() {
+        let fams = parse(
+            "# HELP h Sizes.\n# TYPE h histogram\n\
+             h_bucket{le=\"0.1\"} 1\n\
+             h_bucket{le=\"1\"} 2.7\n\
+             h_bucket{le=\"+Inf\"} 3\n\
+             h_sum 1.25\n\
+             h_count 3\n\
+             h_bucket{path=\"/x\",le=\"1\"} 5\n",
+        );
+        assert_eq!(fams.len(), 1);
+        assert_eq!(fams[0].kind, MetricType::Histogram);
+        assert_eq!(
+            fams[0].metrics,
+            vec![
+                Metric {
+                    labels: vec![],
+                    value: Value::Histogram(Histogram {
+                        sample_count: 3.0,
+                        sample_sum: 1.25,
+                        buckets: vec![(0.1, 1.0), (1.0, 2.0), (f64::INFINITY, 3.0)],
+                        has_native: false,
+                    }),
+                    timestamp_ms: None,
+                },
+                Metric {
+                    labels: labels(&[("path", "/x")]),
+                    value: Value::Histogram(Histogram {
+                        buckets: vec![(1.0, 5.0)],
+                        ..Histogram::default()
+                    }),
+                    timestamp_ms: None,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn histogram_edge_cases() {
+        // `h{le=..}` also adds a bucket (Go does the same); no le: dropped;
+        // `quantile` is an ordinary label on a histogram.
+        let fams = parse(
+            "# TYPE h histogram\nh{le=\"5\"} 1\nh_bucket 9\nh_bucket{quantile=\"x\",le=\"1\"} 2\n",
+        );
+        let m = &fams[0].metrics;
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            m[0].value,
+            Value::Histogram(Histogram {
+                buckets: vec![(5.0, 1.0)],
+                ..Histogram::default()
+            })
+        );
+        assert_eq!(m[1].labels, labels(&[("quantile", "x")]));
+    }
+
+    #[test]
+    fn gauge_histogram() {
+        let fams = parse(
+            "# TYPE q gauge_histogram\nq_bucket{le=\"1\"} 1\nq_bucket{le=\"+Inf\"} 2\n\
+             q_sum 3\nq_count 2\n",
+        );
+        assert_eq!(fams.len(), 1);
+        assert_eq!(fams[0].kind, MetricType::GaugeHistogram);
+        assert_eq!(
+            fams[0].metrics[0].value,
+            Value::Histogram(Histogram {
+                sample_count: 2.0,
+                sample_sum: 3.0,
+                buckets: vec![(1.0, 1.0), (f64::INFINITY, 2.0)],
+                has_native: false,
+            })
+        );
+    }
+
+    #[test]
+    fn suffixes_without_matching_family_are_own_families() {
+        // x is untyped, so x_count and x_sum are families of their own; a
+        // summary does not take _bucket lines.
+        let fams = parse("x 1\nx_count 2\nx_sum 3\n# TYPE s summary\ns_bucket 1\n");
+        let names: Vec<_> = fams.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["x", "x_count", "x_sum", "s_bucket"]);
+        assert!(fams.iter().all(|f| f.kind == MetricType::Untyped));
+        // Before its TYPE line, a summary's family does not take _sum lines.
+        let fams = parse("y_sum 1\n# TYPE y summary\ny_count 1\n");
+        let names: Vec<_> = fams.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["y_sum", "y"]);
+        // Bare suffixes are names, not suffixes.
+        let fams = parse("_count 1\n_sum 1\n_bucket 1\n");
+        assert_eq!(fams.len(), 3);
+    }
+
+    #[test]
+    fn help_and_type_through_suffix_names() {
+        // As in Go, a HELP for s_count lands on the summary s.
+        let fams = parse("# TYPE s summary\n# HELP s_count Via count.\ns_count 1\n");
+        assert_eq!(fams.len(), 1);
+        assert_eq!(fams[0].help.as_deref(), Some("Via count."));
+    }
+
+    #[test]
+    fn summary_and_histogram_timestamps() {
+        let fams = parse(
+            "# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 2 100\ns_count 3 200\n\
+             # TYPE h histogram\nh_bucket{le=\"1\"} 1 50\nh_count 1 60\n",
+        );
+        assert_eq!(fams[0].metrics[0].timestamp_ms, Some(100));
+        assert_eq!(fams[1].metrics[0].timestamp_ms, Some(50));
+    }
+
+    #[test]
+    fn family_order_and_metric_order() {
+        let fams = parse("b 1\na{x=\"2\"} 1\na{x=\"1\"} 1\nc 1\n");
+        let names: Vec<_> = fams.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["b", "a", "c"]);
+        assert_eq!(fams[1].metrics[0].labels, labels(&[("x", "2")]));
+        // Duplicate samples are kept (as Go does).
+        assert_eq!(parse("a 1\na 2\n")[0].metrics.len(), 2);
+    }
+
+    #[test]
+    fn duplicate_quantile_label_last_wins() {
+        // Go only checks real labels for duplicates; quantile and le are not.
+        let fams = parse("# TYPE s summary\ns{quantile=\"0.1\",quantile=\"0.2\"} 1\n");
+        assert_eq!(
+            fams[0].metrics[0].value,
+            Value::Summary(Summary {
+                quantiles: vec![(0.2, 1.0)],
+                ..Summary::default()
+            })
+        );
+    }
+
+    #[test]
+    fn many_label_sets_in_one_histogram() {
+        let mut body = String::from("# TYPE h histogram\n");
+        for i in 0..50 {
+            body.push_str(&format!("h_bucket{{i=\"{i}\",le=\"1\"}} {i}\n"));
+        }
+        for i in 0..50 {
+            body.push_str(&format!("h_count{{i=\"{i}\"}} {i}\n"));
+        }
+        let fams = parse(&body);
+        assert_eq!(fams[0].metrics.len(), 50);
+        for (i, m) in fams[0].metrics.iter().enumerate() {
+            assert_eq!(m.labels, labels(&[("i", &i.to_string())]));
+            match &m.value {
+                Value::Histogram(h) => {
+                    assert_eq!(h.sample_count, i as f64);
+                    assert_eq!(h.buckets, vec![(1.0, i as f64)]);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    // ---- errors -------------------------------------------------------
+
+    #[test]
+    fn missing_final_newline() {
+        parse_err("a 1", 1, "unexpected end of input stream");
+        parse_err("a 1\nb 2", 2, "unexpected end of input stream");
+        parse_err("a 1 2", 1, "unexpected end of input stream");
+        parse_err("a", 1, "unexpected end of input stream");
+        parse_err("a{", 1, "unexpected end of input stream");
+        parse_err("a{b", 1, "unexpected end of input stream");
+        parse_err("a{b=", 1, "unexpected end of input stream");
+        parse_err("a{b=\"c", 1, "unexpected end of input stream");
+        parse_err("a{b=\"c\\", 1, "unexpected end of input stream");
+        parse_err("a{b=\"c\"", 1, "unexpected end of input stream");
+        parse_err("a{b=\"c\"}", 1, "unexpected end of input stream");
+        parse_err("a{b=\"c\"} ", 1, "unexpected end of input stream");
+        parse_err("#", 1, "unexpected end of input stream");
+        parse_err("# ", 1, "unexpected end of input stream");
+        parse_err("# comment", 1, "unexpected end of input stream");
+        parse_err("# comment and more", 1, "unexpected end of input stream");
+        parse_err("# HELP", 1, "unexpected end of input stream");
+        parse_err("# HELP x", 1, "unexpected end of input stream");
+        parse_err("# HELP x ", 1, "unexpected end of input stream");
+        parse_err("# HELP x text", 1, "unexpected end of input stream");
+        parse_err("# TYPE x counter", 1, "unexpected end of input stream");
+        parse_err("\n\nx 1\n\n# TYPE x", 5, "unexpected end of input stream");
+    }
+
+    #[test]
+    fn invalid_metric_names() {
+        parse_err("1a 1\n", 1, "invalid metric name");
+        parse_err("ok 1\n{a=\"b\"} 1\n", 2, "invalid metric name");
+        parse_err("-x 1\n", 1, "invalid metric name");
+        parse_err("é 1\n", 1, "invalid metric name");
+        // The name stops at the first bad byte, which is then read as value.
+        parse_err("a-b 1\n", 1, "expected float as value, got \"-b\"");
+        parse_err("a.b 1\n", 1, "expected float as value, got \".b\"");
+        parse_err("# HELP 1x foo\n", 1, "invalid metric name in comment");
+        parse_err("# TYPE x-y counter\n", 1, "invalid metric name in comment");
+        parse_err("# TYPE x{} counter\n", 1, "invalid metric name in comment");
+    }
+
+    #[test]
+    fn second_help_and_type() {
+        parse_err(
+            "# HELP x a\n# HELP x b\nx 1\n",
+            2,
+            "second HELP line for metric name \"x\"",
+        );
+        parse_err(
+            "# TYPE x gauge\n# TYPE x counter\n",
+            2,
+            "second TYPE line for metric name \"x\", or TYPE reported after samples",
+        );
+        // The implicit untyped of a sample counts as a TYPE.
+        parse_err("x 1\n# TYPE x counter\n", 2, "second TYPE line");
+        // Through a suffix resolution, too.
+        parse_err(
+            "# TYPE s summary\n# TYPE s_sum gauge\n",
+            2,
+            "second TYPE line for metric name \"s\"",
+        );
+        parse_err(
+            "# TYPE s summary\n# HELP s a\n# HELP s_count b\n",
+            3,
+            "second HELP line",
+        );
+    }
+
+    #[test]
+    fn unknown_types() {
+        for t in [
+            "gaugehistogram",
+            "counter ",
+            "counters",
+            "int",
+            "gauge\t",
+            "info",
+            "stateset",
+            "unknown",
+            "histogrammm",
+            "cöunter",
+        ] {
+            parse_err(&format!("# TYPE x {t}\n"), 1, "unknown metric type");
+        }
+        parse_bytes_err(b"# TYPE x gau\xffge\n", 1, "unknown metric type");
+    }
+
+    #[test]
+    fn help_escape_errors() {
+        parse_err("# HELP x a\\tb\n", 1, "invalid escape sequence '\\t'");
+        parse_err("x 1\n# HELP y a\\\"\n", 2, "invalid escape sequence '\\\"'");
+        // A backslash right before the newline escapes the newline: invalid.
+        parse_err("# HELP x a\\\n", 1, "invalid escape sequence");
+        // An invalid escape is reported before the missing final newline.
+        parse_err("# HELP x a\\q", 1, "invalid escape sequence '\\q'");
+        parse_bytes_err(b"# HELP x \xff\xfe\nx 1\n", 1, "UTF-8");
+    }
+
+    #[test]
+    fn label_errors() {
+        parse_err(
+            "x{__name__=\"y\"} 1\n",
+            1,
+            "label name \"__name__\" is reserved",
+        );
+        parse_err(
+            "x{a=\"1\",a=\"2\"} 1\n",
+            1,
+            "duplicate label names for metric \"x\"",
+        );
+        parse_err("x{a=\"1\",b=\"2\",a=\"1\"} 1\n", 1, "duplicate label names");
+        parse_err(
+            "# TYPE s summary\ns{a=\"1\",a=\"1\",quantile=\"0.5\"} 1\n",
+            2,
+            "duplicate label names",
+        );
+        parse_err("x{1a=\"1\"} 1\n", 1, "invalid label name for metric \"x\"");
+        parse_err("x{,} 1\n", 1, "invalid label name");
+        parse_err("x{a=\"1\",,} 1\n", 1, "invalid label name");
+        parse_err(
+            "x{a:b=\"1\"} 1\n",
+            1,
+            "expected '=' after label name, found ':'",
+        );
+        parse_err("x{a} 1\n", 1, "expected '=' after label name");
+        parse_err("x{a b=\"1\"} 1\n", 1, "expected '=' after label name");
+        parse_err(
+            "x{a=1} 1\n",
+            1,
+            "expected '\"' at start of label value, found '1'",
+        );
+        parse_err("x{a='1'} 1\n", 1, "expected '\"' at start of label value");
+        parse_err(
+            "x{a=\"1\" b=\"2\"} 1\n",
+            1,
+            "unexpected end of label value \"1\"",
+        );
+        parse_err("x{a=\"1\"x} 1\n", 1, "unexpected end of label value");
+        parse_err("x{a=\"1\\t\"} 1\n", 1, "invalid escape sequence '\\t'");
+        parse_err(
+            "x 1\nx{a=\"1\n\"} 1\n",
+            2,
+            "label value \"1\" contains unescaped new-line",
+        );
+        parse_err("x{a=\"\\\\\n\"} 1\n", 1, "contains unescaped new-line");
+        parse_bytes_err(b"x{a=\"\xff\"} 1\n", 1, "invalid label value");
+        parse_bytes_err(b"x{a=\"\\n\xc3\"} 1\n", 1, "invalid label value");
+    }
+
+    #[test]
+    fn quantile_and_le_must_be_floats() {
+        parse_err(
+            "# TYPE s summary\ns{quantile=\"high\"} 1\n",
+            2,
+            "expected float as value for 'quantile' label, got \"high\"",
+        );
+        parse_err(
+            "# TYPE h histogram\nh_bucket{le=\"1_0\"} 1\n",
+            2,
+            "expected float as value for 'le' label",
+        );
+        parse_err(
+            "# TYPE h gauge_histogram\nh_bucket{le=\"\"} 1\n",
+            2,
+            "expected float as value for 'le' label",
+        );
+        // On other types they are plain labels.
+        assert_eq!(
+            parse("g{le=\"x\",quantile=\"y\"} 1\n")[0].metrics[0]
+                .labels
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn value_errors() {
+        for v in [
+            "", "abc", "1x", "0x10", "0x1p3", "1p3", "1P3", "1_000", "+nan", "-NaN", "nan1",
+            "infin", "info", "++1", "1e", "1e+", ".", "-", "e5", "1.2.3", "1e400", "-1e400", "1,5",
+            "\"1\"",
+        ] {
+            parse_err(&format!("x {v}\n"), 1, "expected float as value");
+        }
+        parse_err("x\n", 1, "expected float as value, got \"\"");
+        parse_err("x{}\n", 1, "expected float as value, got \"\"");
+        parse_err("x 1\r\n", 1, "expected float as value, got \"1\\r\"");
+    }
+
+    #[test]
+    fn timestamp_errors() {
+        parse_err("x 1 \n", 1, "expected integer as timestamp, got \"\"");
+        parse_err("x 1\t\n", 1, "expected integer as timestamp, got \"\"");
+        for ts in [
+            "1.5",
+            "1e3",
+            "abc",
+            "1_000",
+            "9223372036854775808",
+            "--1",
+            "+",
+            "0x10",
+        ] {
+            parse_err(&format!("x 1 {ts}\n"), 1, "expected integer as timestamp");
+        }
+        parse_err("x 1 2 \n", 1, "spurious string after timestamp: \" \"");
+        parse_err("x 1 2 3\n", 1, "spurious string after timestamp: \" 3\"");
+        parse_err("x 1 2\t#c\n", 1, "spurious string after timestamp");
+        parse_err("x 1 2 \\\n", 1, "spurious string after timestamp: \" \"");
+    }
+
+    #[test]
+    fn non_contiguous_families() {
+        parse_err(
+            "a 1\nb 1\na 2\n",
+            3,
+            "metric family \"a\" appears twice: its lines must be contiguous",
+        );
+        parse_err(
+            "# HELP a x\nb 1\n# TYPE a gauge\n",
+            3,
+            "metric family \"a\" appears twice",
+        );
+        parse_err(
+            "# HELP a x\nb 1\na 1\n",
+            3,
+            "metric family \"a\" appears twice",
+        );
+        // Lines of x_sum/x_count/x_bucket belong to x.
+        parse_err(
+            "# TYPE s summary\ns_sum 1\nb 1\ns_count 1\n",
+            4,
+            "metric family \"s\" appears twice",
+        );
+        parse_err(
+            "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nb 1\nh_bucket{le=\"2\"} 1\n",
+            4,
+            "metric family \"h\" appears twice",
+        );
+        // ... but only when x is a summary or histogram.
+        parse_err(
+            "x 1\nx_count 1\nx 2\n",
+            3,
+            "metric family \"x\" appears twice",
+        );
+        // Comments and blank lines do not interrupt a family.
+        let fams = parse("a 1\n\n# other comment\n# HELP\na 2\n");
+        assert_eq!(fams[0].metrics.len(), 2);
+        // A HELP line with only a name creates no family and so ends none.
+        let fams = parse("a 1\n# HELP b\na 2\n");
+        assert_eq!(fams.len(), 1);
+    }
+
+    #[test]
+    fn error_line_numbers_count_blank_and_comment_lines() {
+        parse_err("\n# c\n  \n\nx{a=1} 1\n", 5, "expected '\"'");
+        parse_err("a 1\nb 2\nc 3\nd ?\n", 4, "expected float");
+    }
+
+    #[test]
+    fn parse_float_matches_go_grammar() {
+        assert!(is_decimal_float(b"1"));
+        assert!(is_decimal_float(b"1.e5"));
+        assert!(is_decimal_float(b".5E-1"));
+        assert!(!is_decimal_float(b""));
+        assert!(!is_decimal_float(b"."));
+        assert!(!is_decimal_float(b".e1"));
+        assert!(!is_decimal_float(b"1e"));
+        assert!(!is_decimal_float(b"1e-"));
+        assert_eq!(parse_float(b"1.e1"), Some(10.0));
+        assert_eq!(parse_float(b"999999999999999"), Some(999_999_999_999_999.0));
+        assert_eq!(parse_float(b"1e308"), Some(1e308));
+        assert_eq!(parse_float(b"1.8e308"), None);
+        assert_eq!(parse_float(b"-0"), Some(0.0));
+        assert!(parse_float(b"-0").unwrap().is_sign_negative());
+        assert!(parse_float(b"-0.0").unwrap().is_sign_negative());
+    }
+
+    #[test]
+    fn short_decimal_fast_path_agrees_with_full_conversion() {
+        let mut cases: Vec<String> = [
+            "0",
+            "1",
+            "-1",
+            "+1",
+            "0.1",
+            "0.2",
+            "0.3",
+            "1.",
+            ".5",
+            "-.5",
+            "0.005",
+            "2.5",
+            "123456789012345",
+            "1234567.89012345",
+            ".000000000000001",
+            "9007199254740993",
+            "0.30000000000000004",
+            "999999999999999",
+            "-0.000123",
+            "00000000000001.5",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // A deterministic spread of digit strings and dot positions.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let digits = (x % 15 + 1) as usize;
+            let mut s: String = (0..digits)
+                .map(|i| char::from(b'0' + ((x >> (i * 4)) % 10) as u8))
+                .collect();
+            let dot = (x >> 60) as usize % (digits + 1);
+            s.insert(dot, '.');
+            cases.push(s);
+        }
+        for case in cases {
+            let full: Option<f64> = case.parse().ok();
+            let fast = parse_short_decimal(case.as_bytes());
+            if let Some(fast) = fast {
+                assert_eq!(Some(fast.to_bits()), full.map(f64::to_bits), "{case}");
+            }
+            assert_eq!(
+                parse_float(case.as_bytes()).map(f64::to_bits),
+                full.map(f64::to_bits),
+                "{case}"
+            );
+        }
+        assert_eq!(parse_short_decimal(b"1e5"), None);
+        assert_eq!(parse_short_decimal(b"."), None);
+        assert_eq!(parse_short_decimal(b"1.2.3"), None);
+        assert_eq!(parse_short_decimal(b"1234567890123456"), None);
+    }
+}

@@ -1,0 +1,6 @@
+mod config;
+mod convert;
+mod expfmt;
+mod point;
+mod pushgateway;
+fn main() {}

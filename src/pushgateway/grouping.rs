@@ -1,0 +1,270 @@
+//! The grouping key: the label set a push names in its URL path,
+//! `/metrics/job/<job>{/<name>/<value>}`, with `@base64` values, as the
+//! Prometheus Pushgateway reads it.
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+
+/// The labels of one group: `job` first, then the others sorted by name, so
+/// that two URLs naming the same labels in any order give equal keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupingKey {
+    labels: Vec<(String, String)>,
+}
+
+impl GroupingKey {
+    pub fn labels(&self) -> &[(String, String)] {
+        &self.labels
+    }
+
+    pub fn job(&self) -> &str {
+        &self.labels[0].1
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why a grouping key could not be read from a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupingError {
+    JobNameRequired,
+    OddComponents,
+    InvalidLabelName(String),
+    InvalidBase64 { label: String, value: String },
+}
+
+impl std::fmt::Display for GroupingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GroupingError::JobNameRequired => write!(f, "job name is required"),
+            GroupingError::OddComponents => write!(
+                f,
+                "odd number of components in label string: labels must come as /<name>/<value> pairs"
+            ),
+            GroupingError::InvalidLabelName(name) => write!(
+                f,
+                "improper label name {name:?}: must match [a-zA-Z_][a-zA-Z0-9_]* and not start with \"__\""
+            ),
+            GroupingError::InvalidBase64 { label, value } => write!(
+                f,
+                "invalid base64 encoding in value {value:?} of label {label:?}"
+            ),
+        }
+    }
+}
+
+/// Go's URL-safe decoder without padding, which also takes non-zero trailing
+/// bits; the crate's default engine would reject what Go clients send.
+const GO_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone),
+);
+
+/// Reads the grouping key from the path segments after `/metrics/job/`:
+/// `segments[0]` is the job (or `job@base64` was matched by the caller and
+/// `job_base64` is true), the rest are name/value pairs. The segments are
+/// already percent-decoded. A `job` among the pairs is overridden by the
+/// path's job.
+pub fn parse_grouping_key(
+    job: &str,
+    job_base64: bool,
+    pairs: &[&str],
+) -> Result<GroupingKey, GroupingError> {
+    let job = if job_base64 {
+        decode_base64("job", job)?
+    } else {
+        job.to_string()
+    };
+    if job.is_empty() {
+        return Err(GroupingError::JobNameRequired);
+    }
+    if pairs.len() % 2 != 0 {
+        return Err(GroupingError::OddComponents);
+    }
+    let mut labels: Vec<(String, String)> = Vec::with_capacity(pairs.len() / 2 + 1);
+    for pair in pairs.chunks(2) {
+        let (raw_name, raw_value) = (pair[0], pair[1]);
+        let (name, value) = match raw_name.strip_suffix("@base64") {
+            Some(name) => (name, decode_base64(name, raw_value)?),
+            None => (raw_name, raw_value.to_string()),
+        };
+        if !is_valid_label_name(name) || name.starts_with("__") {
+            return Err(GroupingError::InvalidLabelName(name.to_string()));
+        }
+        if name == "job" {
+            continue;
+        }
+        // A later pair with the same name wins, as in a Go map.
+        match labels.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = value,
+            None => labels.push((name.to_string(), value)),
+        }
+    }
+    labels.sort();
+    labels.insert(0, ("job".to_string(), job));
+    Ok(GroupingKey { labels })
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`
+pub fn is_valid_label_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    match bytes.next() {
+        Some(b) if b.is_ascii_alphabetic() || b == b'_' => {}
+        _ => return false,
+    }
+    bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Padding is optional: every trailing `=` is stripped first, so a lone `=`
+/// is the empty value.
+fn decode_base64(label: &str, value: &str) -> Result<String, GroupingError> {
+    let bad = || GroupingError::InvalidBase64 {
+        label: label.to_string(),
+        value: value.to_string(),
+    };
+    let bytes = GO_URL_SAFE
+        .decode(value.trim_end_matches('='))
+        .map_err(|_| bad())?;
+    String::from_utf8(bytes).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(job: &str, b64: bool, pairs: &[&str]) -> Result<Vec<(String, String)>, GroupingError> {
+        parse_grouping_key(job, b64, pairs).map(|k| k.labels)
+    }
+
+    fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn job_only() {
+        assert_eq!(
+            key("batch", false, &[]).unwrap(),
+            owned(&[("job", "batch")])
+        );
+    }
+
+    #[test]
+    fn labels_sorted_and_order_independent() {
+        let a = parse_grouping_key("j", false, &["zone", "a", "instance", "i1"]).unwrap();
+        let b = parse_grouping_key("j", false, &["instance", "i1", "zone", "a"]).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            a.labels,
+            owned(&[("job", "j"), ("instance", "i1"), ("zone", "a")])
+        );
+    }
+
+    #[test]
+    fn base64_values() {
+        // "a/b" in URL-safe base64, with and without padding.
+        assert_eq!(
+            key("j", false, &["path@base64", "YS9i"]).unwrap(),
+            owned(&[("job", "j"), ("path", "a/b")])
+        );
+        assert_eq!(
+            key("j", false, &["x@base64", "YQ=="]).unwrap(),
+            owned(&[("job", "j"), ("x", "a")])
+        );
+        assert_eq!(
+            key("j", false, &["x@base64", "YQ"]).unwrap(),
+            owned(&[("job", "j"), ("x", "a")])
+        );
+        // A lone "=" is the empty value.
+        assert_eq!(
+            key("j", false, &["x@base64", "="]).unwrap(),
+            owned(&[("job", "j"), ("x", "")])
+        );
+        // URL-safe alphabet: "~~~" is "fn5-" (standard base64 would say "fn5+").
+        assert_eq!(
+            key("j", false, &["x@base64", "fn5-"]).unwrap(),
+            owned(&[("job", "j"), ("x", "~~~")])
+        );
+        assert_eq!(
+            key("Zm9vL2Jhcg", true, &[]).unwrap(),
+            owned(&[("job", "foo/bar")])
+        );
+    }
+
+    #[test]
+    fn base64_accepts_nonzero_trailing_bits_like_go() {
+        // "YR" has non-zero trailing bits; Go decodes it as "a".
+        assert_eq!(
+            key("j", false, &["x@base64", "YR"]).unwrap(),
+            owned(&[("job", "j"), ("x", "a")])
+        );
+    }
+
+    #[test]
+    fn invalid_base64() {
+        assert_eq!(
+            key("j", false, &["x@base64", "!!"]),
+            Err(GroupingError::InvalidBase64 {
+                label: "x".into(),
+                value: "!!".into()
+            })
+        );
+        assert!(matches!(
+            key("%%%", true, &[]),
+            Err(GroupingError::InvalidBase64 { .. })
+        ));
+    }
+
+    #[test]
+    fn empty_job_is_required() {
+        assert_eq!(key("", false, &[]), Err(GroupingError::JobNameRequired));
+        assert_eq!(key("=", true, &[]), Err(GroupingError::JobNameRequired));
+    }
+
+    #[test]
+    fn odd_components() {
+        assert_eq!(key("j", false, &["a"]), Err(GroupingError::OddComponents));
+        assert_eq!(
+            key("j", false, &["a", "b", "c"]),
+            Err(GroupingError::OddComponents)
+        );
+    }
+
+    #[test]
+    fn improper_label_names() {
+        for name in ["1a", "a-b", "__x", "", "é"] {
+            assert_eq!(
+                key("j", false, &[name, "v"]),
+                Err(GroupingError::InvalidLabelName(name.to_string())),
+                "{name}"
+            );
+        }
+        assert!(key("j", false, &["_a", "v"]).is_ok());
+    }
+
+    #[test]
+    fn path_job_overrides_job_label() {
+        assert_eq!(
+            key("real", false, &["job", "fake", "a", "1"]).unwrap(),
+            owned(&[("job", "real"), ("a", "1")])
+        );
+    }
+
+    #[test]
+    fn empty_label_value_is_kept() {
+        assert_eq!(
+            key("j", false, &["instance", ""]).unwrap(),
+            owned(&[("job", "j"), ("instance", "")])
+        );
+    }
+}
