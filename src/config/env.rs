@@ -84,6 +84,7 @@ pub(crate) fn dataway_sinks(
             url,
             gzip: true,
             timeout: Duration::from_secs(30),
+            ..SinkConfig::default()
         });
     }
     if sinks.is_empty() {

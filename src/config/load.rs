@@ -415,6 +415,7 @@ mod tests {
                 url: "http://127.0.0.1:8428/write".into(),
                 gzip: true,
                 timeout: Duration::from_secs(30),
+                ..SinkConfig::default()
             }]
         );
     }
@@ -528,12 +529,14 @@ mod tests {
                     url: "https://openway.example/v1/write/metric?token=tkn_x".into(),
                     gzip: true,
                     timeout: Duration::from_secs(30),
+                    ..SinkConfig::default()
                 },
                 SinkConfig {
                     name: "sink1".into(),
                     url: "http://127.0.0.1:8428/write".into(),
                     gzip: true,
                     timeout: Duration::from_secs(30),
+                    ..SinkConfig::default()
                 },
             ]
         );
@@ -789,7 +792,7 @@ mod tests {
         );
         assert_eq!(
             file_err("[[sinks]]\nurl = \"http://a/w\"\ncompress = true\n"),
-            r#"conf.d/pushkit.conf: unknown key "sinks[0].compress": expected one of name, url, gzip, timeout"#
+            r#"conf.d/pushkit.conf: unknown key "sinks[0].compress": expected one of name, url, gzip, timeout, max_queue_bytes, overflow"#
         );
         assert_eq!(
             file_err("[[inputs.pushgateway]]\nstore = \"memory\"\n"),

@@ -113,6 +113,13 @@ pub struct SinkConfig {
     /// Timeout of one write request; above zero.
     /// Default: `"30s"`. ENV: none.
     pub timeout: Duration,
+    /// Memory budget of the sink's queue, in line-protocol bytes.
+    /// Default: `"256MiB"`. ENV: none.
+    pub max_queue_bytes: u64,
+    /// When the queue is full: `block` refuses pushes with 503 and
+    /// Retry-After; `drop_oldest` drops the oldest points, counted.
+    /// Default: `"block"`. ENV: none.
+    pub overflow: String,
 }
 
 impl Default for SinkConfig {
@@ -124,6 +131,8 @@ impl Default for SinkConfig {
             url: String::new(),
             gzip: true,
             timeout: Duration::from_secs(30),
+            max_queue_bytes: 256 << 20,
+            overflow: "block".to_string(),
         }
     }
 }
@@ -259,7 +268,7 @@ mod tests {
             ("inputs.pushgateway", "PushgatewayConfig"),
         ];
         let docs = reference();
-        assert_eq!(docs.len(), 15);
+        assert_eq!(docs.len(), 17);
         for doc in docs {
             let (_, name) = structs.iter().find(|(s, _)| *s == doc.section).unwrap();
             let comment = field_doc(source, name, doc.key);

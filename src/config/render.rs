@@ -108,12 +108,15 @@ mod tests {
                     url: "http://127.0.0.1:8428/write".into(),
                     gzip: false,
                     timeout: Duration::from_secs(90),
+                    max_queue_bytes: 1000,
+                    overflow: "drop_oldest".into(),
                 },
                 SinkConfig {
                     name: "say \"hi\"".into(),
                     url: "https://h/x".into(),
                     gzip: true,
                     timeout: Duration::from_secs(3600),
+                    ..SinkConfig::default()
                 },
             ],
             pushgateway: Some(PushgatewayConfig {
@@ -148,6 +151,7 @@ mod tests {
             url: "https://u:pw@openway.example/v1/write/metric?token=tkn_x".into(),
             gzip: true,
             timeout: Duration::from_secs(30),
+            ..SinkConfig::default()
         });
         let text = config.to_toml();
         assert!(!text.contains("tkn_x") && !text.contains("pw@"), "{text}");

@@ -15,6 +15,8 @@ use super::value::{
 };
 use super::{HttpApiConfig, IoConfig, PushgatewayConfig, SinkConfig};
 
+const EXPECT_OVERFLOW: &str = "expected \"block\" or \"drop_oldest\"";
+
 /// How a key's value is written and checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -39,6 +41,8 @@ pub(crate) enum Kind {
     /// A Go duration above zero (intervals and timeouts that would
     /// otherwise spin or fail every request).
     NonZeroDuration,
+    /// A sink's overflow policy: "block" or "drop_oldest".
+    Overflow,
 }
 
 /// A parsed value, before it is stored in its struct field.
@@ -124,6 +128,10 @@ impl Kind {
                 d if d.is_zero() => Err(EXPECT_NONZERO_DURATION),
                 d => Ok(Val::Dur(d)),
             },
+            Kind::Overflow => match s {
+                "block" | "drop_oldest" => Ok(Val::Str(s.to_string())),
+                _ => Err(EXPECT_OVERFLOW),
+            },
         }
     }
 
@@ -138,6 +146,7 @@ impl Kind {
             Kind::Size => EXPECT_SIZE,
             Kind::Count => EXPECT_COUNT,
             Kind::Duration | Kind::NonZeroDuration => EXPECT_DURATION,
+            Kind::Overflow => EXPECT_OVERFLOW,
         }
     }
 
@@ -275,7 +284,7 @@ impl Section for IoConfig {
     }
 }
 
-static SINK_KEYS: [KeySpec<SinkConfig>; 4] = [
+static SINK_KEYS: [KeySpec<SinkConfig>; 6] = [
     key!(
         name,
         Name,
@@ -291,6 +300,16 @@ static SINK_KEYS: [KeySpec<SinkConfig>; 4] = [
     ),
     key!(gzip, Bool, "gzip request bodies"),
     key!(timeout, NonZeroDuration, "timeout of one write request"),
+    key!(
+        max_queue_bytes,
+        Size,
+        "memory budget of the sink's queue, in line-protocol bytes"
+    ),
+    key!(
+        overflow,
+        Overflow,
+        "when the queue is full: block (refuse pushes with 503) or drop_oldest"
+    ),
 ];
 
 impl Section for SinkConfig {

@@ -53,7 +53,8 @@ pub fn parse_delimited(body: &[u8]) -> Result<Vec<Family>, ParseError> {
             return Err(ParseError::protobuf(format!(
                 "metric family {:?} appears twice",
                 family.name
-            )));
+            ))
+            .as_duplicate_family());
         }
         // As in the text format, a family without metrics is left out.
         if !family.metrics.is_empty() {

@@ -24,6 +24,9 @@ pub struct ParseError {
     /// 1-based line of a text-format error; `None` for protobuf errors.
     pub line: Option<usize>,
     pub message: String,
+    /// True when the error is a family named twice in one push, which the
+    /// HTTP edge reports under its own error code.
+    pub duplicate_family: bool,
 }
 
 impl ParseError {
@@ -32,6 +35,7 @@ impl ParseError {
         ParseError {
             line: Some(line),
             message: message.into(),
+            duplicate_family: false,
         }
     }
 
@@ -41,7 +45,14 @@ impl ParseError {
         ParseError {
             line: None,
             message: message.into(),
+            duplicate_family: false,
         }
+    }
+
+    /// Marks the error as a family named twice.
+    pub fn as_duplicate_family(mut self) -> Self {
+        self.duplicate_family = true;
+        self
     }
 }
 

@@ -519,10 +519,12 @@ impl<'a> Parser<'a> {
         };
         if self.current != Some(index) {
             if !created {
-                return Err(self.err(format!(
-                    "metric family {:?} appears twice: its lines must be contiguous",
-                    self.families[index].name
-                )));
+                return Err(self
+                    .err(format!(
+                        "metric family {:?} appears twice: its lines must be contiguous",
+                        self.families[index].name
+                    ))
+                    .as_duplicate_family());
             }
             self.current = Some(index);
         }

@@ -86,7 +86,7 @@ pub fn parse_grouping_key(
     if job.is_empty() {
         return Err(GroupingError::JobNameRequired);
     }
-    if pairs.len() % 2 != 0 {
+    if !pairs.len().is_multiple_of(2) {
         return Err(GroupingError::OddComponents);
     }
     let mut labels: Vec<(String, String)> = Vec::with_capacity(pairs.len() / 2 + 1);

@@ -1,0 +1,308 @@
+//! The HTTP edge: one warp filter that reads the request, routes it by
+//! hand (so that 404 and 405 are exact, which warp's rejection merging
+//! makes hard) and turns stage errors into JSON replies.
+//!
+//! Routes, under the pushgateway input's prefix P:
+//! - `PUT|POST|DELETE P/metrics/job/<job>{/<name>/<value>}` (and `job@base64`)
+//! - `GET P/metrics`: the agent's own metrics
+//! - `GET P/-/healthy`, `GET P/-/ready`
+
+pub mod error;
+
+use crate::metrics::{self, Metrics};
+use crate::pushgateway::handler::{PushMethod, PushRequest, PushgatewayInput};
+use bytes::{Buf, BytesMut};
+use error::{ApiError, ErrorCode};
+use futures_util::{Stream, StreamExt};
+use std::sync::Arc;
+use std::time::Instant;
+use warp::http::{HeaderMap, Method, Response, StatusCode};
+use warp::Filter;
+
+pub struct Api {
+    /// Normalised: "" or "/a/b".
+    pub prefix: String,
+    pub pushgateway: Option<Arc<PushgatewayInput>>,
+    pub metrics: Arc<Metrics>,
+    pub max_body_size: u64,
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets
+/// requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    api: Arc<Api>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let route = warp::method()
+        .and(warp::path::full())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(
+            move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
+                let api = api.clone();
+                async move { api.handle(method, path.as_str(), &headers, body).await }
+            },
+        );
+    warp::serve(route)
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}
+
+type Reply = Response<Vec<u8>>;
+
+impl Api {
+    async fn handle<S, B>(
+        &self,
+        method: Method,
+        raw_path: &str,
+        headers: &HeaderMap,
+        body: S,
+    ) -> Reply
+    where
+        S: Stream<Item = Result<B, warp::Error>> + Unpin,
+        B: Buf,
+    {
+        let started = Instant::now();
+        let path = match percent_decode(raw_path) {
+            Some(p) => p,
+            None => {
+                return error_reply(&ApiError::new(
+                    ErrorCode::InvalidPath,
+                    "the URL path does not percent-decode to UTF-8",
+                ))
+            }
+        };
+        let Some(rest) = strip_prefix(&path, &self.prefix) else {
+            return not_found(&path);
+        };
+        if let Some(job_path) = rest
+            .strip_prefix("/metrics/job@base64")
+            .map(|p| (p, true))
+            .or_else(|| rest.strip_prefix("/metrics/job").map(|p| (p, false)))
+            .filter(|(p, _)| p.is_empty() || p.starts_with('/'))
+        {
+            if let Some(pg) = &self.pushgateway {
+                let reply = self.push(pg, &method, job_path, headers, body).await;
+                let code = reply.status().as_u16().to_string();
+                let m = method.as_str();
+                self.metrics.add(metrics::PUSHES, &[m, &code], 1.0);
+                self.metrics.observe(
+                    metrics::PUSH_DURATION,
+                    &[m],
+                    started.elapsed().as_secs_f64(),
+                );
+                return reply;
+            }
+        }
+        match rest {
+            "/-/healthy" | "/-/ready" => only_get(&method, || text_reply(StatusCode::OK, "OK\n")),
+            "/metrics" => only_get(&method, || {
+                let mut r = text_reply(StatusCode::OK, &self.metrics.render());
+                r.headers_mut().insert(
+                    "Content-Type",
+                    "text/plain; version=0.0.4; charset=utf-8".parse().unwrap(),
+                );
+                r
+            }),
+            _ => not_found(&path),
+        }
+    }
+
+    async fn push<S, B>(
+        &self,
+        pg: &PushgatewayInput,
+        method: &Method,
+        (job_path, job_base64): (&str, bool),
+        headers: &HeaderMap,
+        body: S,
+    ) -> Reply
+    where
+        S: Stream<Item = Result<B, warp::Error>> + Unpin,
+        B: Buf,
+    {
+        let Some(push_method) = PushMethod::from_http(method.as_str()) else {
+            return method_not_allowed(method, "PUT, POST, DELETE");
+        };
+        let received_ns = now_ns();
+        let body = if push_method == PushMethod::Delete {
+            Vec::new()
+        } else {
+            match read_body(headers, body, self.max_body_size).await {
+                Ok(b) => b,
+                Err(e) => return error_reply(&e),
+            }
+        };
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let req = PushRequest {
+            method: push_method,
+            job_path,
+            job_base64,
+            content_type: header("content-type"),
+            content_encoding: header("content-encoding"),
+            body: &body,
+            received_ns,
+        };
+        match pg.handle(&req) {
+            Ok(status) => {
+                let mut r = Response::new(Vec::new());
+                *r.status_mut() = StatusCode::from_u16(status).expect("200 or 202");
+                r
+            }
+            Err(e) => {
+                tracing::debug!(method = %method, path = job_path, "push rejected: {e}");
+                error_reply(&e)
+            }
+        }
+    }
+}
+
+/// Reads the body, refusing it as soon as it is known to exceed `max`:
+/// from Content-Length before reading, or while streaming.
+async fn read_body<S, B>(headers: &HeaderMap, mut body: S, max: u64) -> Result<Vec<u8>, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::BodyTooLarge,
+            format!("request body exceeds max_body_size ({max} bytes)"),
+        )
+    };
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(max) as usize);
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| {
+            ApiError::new(
+                ErrorCode::CorruptBody,
+                format!("reading the request body failed: {e}"),
+            )
+        })?;
+        if (buf.len() + chunk.remaining()) as u64 > max {
+            return Err(too_large());
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            buf.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(buf.to_vec())
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// The path after the prefix, or None when the path is outside it.
+fn strip_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+/// Decodes `%XX` escapes as Go's URL.Path does before routing, so that
+/// `%2F` separates path segments as it does in the Pushgateway.
+pub fn percent_decode(raw: &str) -> Option<String> {
+    if !raw.contains('%') {
+        return Some(raw.to_string());
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let s = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(s, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn only_get(method: &Method, reply: impl FnOnce() -> Reply) -> Reply {
+    if method == Method::GET || method == Method::HEAD {
+        reply()
+    } else {
+        method_not_allowed(method, "GET")
+    }
+}
+
+fn text_reply(status: StatusCode, text: &str) -> Reply {
+    let mut r = Response::new(text.as_bytes().to_vec());
+    *r.status_mut() = status;
+    r
+}
+
+fn not_found(path: &str) -> Reply {
+    error_reply(&ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route for path {path:?}"),
+    ))
+}
+
+fn method_not_allowed(method: &Method, allowed: &str) -> Reply {
+    let mut r = error_reply(&ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("method {method} is not allowed here; use {allowed}"),
+    ));
+    r.headers_mut()
+        .insert("Allow", allowed.parse().expect("static header value"));
+    r
+}
+
+pub fn error_reply(e: &ApiError) -> Reply {
+    let mut r = Response::new(e.json_body().into_bytes());
+    *r.status_mut() = StatusCode::from_u16(e.code.status()).expect("valid status");
+    r.headers_mut()
+        .insert("Content-Type", "application/json".parse().unwrap());
+    if e.code == ErrorCode::QueueFull {
+        r.headers_mut().insert(
+            "Retry-After",
+            crate::sink::QUEUE_FULL_RETRY_AFTER_SECS
+                .to_string()
+                .parse()
+                .unwrap(),
+        );
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("/a%2Fb").unwrap(), "/a/b");
+        assert_eq!(percent_decode("/a%20b+c").unwrap(), "/a b+c");
+        assert_eq!(percent_decode("/%C3%A9").unwrap(), "/é");
+        assert!(percent_decode("/%ZZ").is_none());
+        assert!(percent_decode("/%C3").is_none());
+        assert!(percent_decode("/%2").is_none());
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(strip_prefix("/metrics", ""), Some("/metrics"));
+        assert_eq!(strip_prefix("/v1/pg/metrics", "/v1/pg"), Some("/metrics"));
+        assert_eq!(strip_prefix("/v1/pgx/metrics", "/v1/pg"), None);
+        assert_eq!(strip_prefix("/metrics", "/v1/pg"), None);
+    }
+}

@@ -1,0 +1,17 @@
+//! pushkit: a DataKit-style collector agent that takes Prometheus
+//! Pushgateway pushes and forwards them as points.
+//!
+//! The data path runs one way: `http` (routes, errors) → `pushgateway`
+//! (grouping key, body decoding) → `expfmt` (parsing) → `convert`
+//! (measurement mapping) → `sink` (queues, delivery). `config` loads what
+//! `agent` assembles.
+
+pub mod agent;
+pub mod config;
+pub mod convert;
+pub mod expfmt;
+pub mod http;
+pub mod metrics;
+pub mod point;
+pub mod pushgateway;
+pub mod sink;

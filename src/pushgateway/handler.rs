@@ -1,0 +1,146 @@
+//! The pushgateway input's request handling: from a decoded request to
+//! points handed to the sinks.
+//!
+//! It follows the Prometheus Pushgateway's push API (URLs, methods,
+//! `@base64` labels, text 0.0.4 and delimited protobuf bodies) and DataKit's
+//! pushgateway input for what becomes of the samples. Where it differs:
+//! - `P/metrics/job/` is a 400 (`job name is required`); the Pushgateway
+//!   redirects.
+//! - A family named twice in one push is a 400; the Pushgateway keeps the
+//!   last one of a protobuf push silently.
+//! - Samples may carry timestamps (DataKit's `honor_timestamps` uses them);
+//!   the Pushgateway rejects them.
+//! - PUT and POST both forward every point of the push, as DataKit does;
+//!   DELETE forwards nothing.
+
+use super::body;
+use super::grouping::{parse_grouping_key, GroupingError, GroupingKey};
+use crate::convert::{convert, Mapping};
+use crate::http::error::{ApiError, ErrorCode};
+use crate::metrics::Metrics;
+use crate::sink::SinkSet;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushMethod {
+    Put,
+    Post,
+    Delete,
+}
+
+impl PushMethod {
+    pub fn from_http(method: &str) -> Option<PushMethod> {
+        match method {
+            "PUT" => Some(PushMethod::Put),
+            "POST" => Some(PushMethod::Post),
+            "DELETE" => Some(PushMethod::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// One push request, its body already read within `max_body_size`.
+pub struct PushRequest<'a> {
+    pub method: PushMethod,
+    /// The percent-decoded path after `P/metrics/job`, e.g. `/j/a/b` or,
+    /// for `job@base64`, the same with `job_base64` set.
+    pub job_path: &'a str,
+    pub job_base64: bool,
+    pub content_type: Option<&'a str>,
+    pub content_encoding: Option<&'a str>,
+    pub body: &'a [u8],
+    /// Arrival time, ns since the Unix epoch.
+    pub received_ns: i64,
+}
+
+pub struct PushgatewayInput {
+    pub mapping: Mapping,
+    pub max_decompressed_size: u64,
+    pub sinks: Arc<SinkSet>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl PushgatewayInput {
+    /// Handles a push; returns the HTTP status of success (200 or 202).
+    /// A rejected push changes nothing.
+    pub fn handle(&self, req: &PushRequest<'_>) -> Result<u16, ApiError> {
+        let group = grouping_key_from_path(req.job_path, req.job_base64)?;
+        if req.method == PushMethod::Delete {
+            return Ok(202);
+        }
+        let decoded =
+            body::decode_content(req.content_encoding, req.body, self.max_decompressed_size)?;
+        let families = body::parse_families(req.content_type, &decoded)?;
+        let samples: usize = families.iter().map(|f| f.metrics.len()).sum();
+        let points = convert(&families, &group, &self.mapping, req.received_ns);
+        let n_points = points.len();
+        self.sinks.enqueue(points).map_err(|full| {
+            ApiError::new(
+                ErrorCode::QueueFull,
+                format!(
+                    "sink {} has no room in its queue (max_queue_bytes = {}); retry later",
+                    full.sink, full.max_bytes
+                ),
+            )
+        })?;
+        self.metrics.add_samples_received(samples as u64);
+        self.metrics.add_points_emitted(n_points as u64);
+        Ok(200)
+    }
+}
+
+/// `/<job>{/<name>/<value>}` → grouping key.
+pub fn grouping_key_from_path(job_path: &str, job_base64: bool) -> Result<GroupingKey, ApiError> {
+    let rest = job_path.strip_prefix('/').unwrap_or(job_path);
+    let (job, labels) = match rest.split_once('/') {
+        Some((job, labels)) => (job, labels),
+        None => (rest, ""),
+    };
+    // As the Pushgateway splits them: a trailing "/" after pairs makes the
+    // count odd, a lone "/" after the job means no labels.
+    let pairs: Vec<&str> = if labels.is_empty() {
+        Vec::new()
+    } else {
+        labels.split('/').collect()
+    };
+    parse_grouping_key(job, job_base64, &pairs).map_err(grouping_error)
+}
+
+fn grouping_error(e: GroupingError) -> ApiError {
+    let code = match e {
+        GroupingError::JobNameRequired => ErrorCode::JobNameIsRequired,
+        GroupingError::OddComponents => ErrorCode::OddLabelComponents,
+        GroupingError::InvalidLabelName(_) => ErrorCode::InvalidLabelName,
+        GroupingError::InvalidBase64 { .. } => ErrorCode::InvalidBase64,
+    };
+    ApiError::new(code, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(path: &str) -> Result<Vec<(String, String)>, ErrorCode> {
+        grouping_key_from_path(path, false)
+            .map(|k| k.labels().to_vec())
+            .map_err(|e| e.code)
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(labels("/j").unwrap().len(), 1);
+        assert_eq!(labels("/j/").unwrap().len(), 1);
+        assert_eq!(labels("/j/a/b").unwrap().len(), 2);
+        assert_eq!(labels("/j/a/b/"), Err(ErrorCode::OddLabelComponents));
+        assert_eq!(labels("/j/a"), Err(ErrorCode::OddLabelComponents));
+        assert_eq!(labels("/"), Err(ErrorCode::JobNameIsRequired));
+        assert_eq!(labels(""), Err(ErrorCode::JobNameIsRequired));
+        assert_eq!(labels("//a/b"), Err(ErrorCode::JobNameIsRequired));
+        assert_eq!(
+            labels("/j/a/"),
+            Ok(vec![("job".into(), "j".into()), ("a".into(), "".into())])
+        );
+        assert_eq!(labels("/j/1a/x"), Err(ErrorCode::InvalidLabelName));
+        assert_eq!(labels("/j/a@base64/!"), Err(ErrorCode::InvalidBase64));
+    }
+}

@@ -1,0 +1,22 @@
+//! The default sink when none is configured: line protocol written to
+//! stdout (or, in tests, any writer), one push at a time, so a person
+//! running the agent sees points at once.
+
+use crate::point::Point;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+/// Where the line-protocol sink writes.
+pub type LineOutput = Arc<Mutex<Box<dyn Write + Send>>>;
+
+pub fn stdout() -> LineOutput {
+    Arc::new(Mutex::new(Box::new(std::io::stdout())))
+}
+
+/// Writes the points and flushes.
+pub fn write_points(out: &LineOutput, points: &[Point]) -> std::io::Result<()> {
+    let text = crate::point::encode_line_protocol(points);
+    let mut out = out.lock().unwrap();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
