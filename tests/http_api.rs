@@ -5,36 +5,14 @@
 
 use pushkit::config::{Config, HttpApiConfig, PushgatewayConfig};
 use pushkit::expfmt::{write_delimited, Family, Histogram, Metric, MetricType, Summary, Value};
-use pushkit::sink::stdout::LineOutput;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+mod inprocess;
+use inprocess::{start, Agent};
 
 const PROTO_CT: &str =
     "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
-
-/// A `Write` that appends to a shared buffer.
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-struct Agent {
-    base: String,
-    out: Arc<Mutex<Vec<u8>>>,
-    stop: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<Result<usize, String>>,
-    client: reqwest::Client,
-}
 
 fn pg_config(prefix: &str) -> Config {
     Config {
@@ -46,28 +24,6 @@ fn pg_config(prefix: &str) -> Config {
             honor_timestamps: true,
         }),
         ..Config::default()
-    }
-}
-
-async fn start(config: Config) -> Agent {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let lines: LineOutput = Arc::new(Mutex::new(Box::new(Capture(out.clone()))));
-    let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(pushkit::agent::run(config, listener, lines, async {
-        let _ = rx.await;
-    }));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    Agent {
-        base,
-        out,
-        stop: Some(tx),
-        handle,
-        client,
     }
 }
 

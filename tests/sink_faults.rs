@@ -3,15 +3,15 @@
 //! ways, and records every request it gets.
 
 use pushkit::config::{Config, IoConfig, PushgatewayConfig, SinkConfig};
-use pushkit::sink::stdout::LineOutput;
 use std::collections::VecDeque;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use warp::http::{HeaderMap, Response};
 use warp::Filter;
+
+mod inprocess;
+use inprocess::{start, Agent};
 
 // ---------------------------------------------------------------------------
 // The scripted backend
@@ -132,26 +132,6 @@ async fn start_backend(script: Vec<Answer>, default: Answer) -> (u16, Arc<Backen
 // ---------------------------------------------------------------------------
 // The agent
 
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-struct Agent {
-    base: String,
-    out: Arc<Mutex<Vec<u8>>>,
-    stop: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<Result<usize, String>>,
-    client: reqwest::Client,
-}
-
 fn config(port: u16, max_cache_count: usize, sink: SinkConfig) -> Config {
     Config {
         pushgateway: Some(PushgatewayConfig::default()),
@@ -166,28 +146,6 @@ fn config(port: u16, max_cache_count: usize, sink: SinkConfig) -> Config {
             ..sink
         }],
         ..Config::default()
-    }
-}
-
-async fn start(config: Config) -> Agent {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let lines: LineOutput = Arc::new(Mutex::new(Box::new(Capture(out.clone()))));
-    let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(pushkit::agent::run(config, listener, lines, async {
-        let _ = rx.await;
-    }));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    Agent {
-        base,
-        out,
-        stop: Some(tx),
-        handle,
-        client,
     }
 }
 

@@ -89,25 +89,20 @@ pub fn is_delimited_protobuf(content_type: Option<&str>) -> bool {
 
 /// Parses a decoded body in the format its Content-Type names.
 pub fn parse_families(content_type: Option<&str>, body: &[u8]) -> Result<Vec<Family>, ApiError> {
-    if is_delimited_protobuf(content_type) {
-        expfmt::parse_delimited(body).map_err(|e| {
-            let code = if e.duplicate_family {
-                ErrorCode::DuplicateMetricFamily
-            } else {
-                ErrorCode::InvalidProtobuf
-            };
-            ApiError::new(code, e.to_string())
-        })
+    let protobuf = is_delimited_protobuf(content_type);
+    let parsed = if protobuf {
+        expfmt::parse_delimited(body)
     } else {
-        expfmt::parse_text(body).map_err(|e| {
-            let code = if e.duplicate_family {
-                ErrorCode::DuplicateMetricFamily
-            } else {
-                ErrorCode::InvalidTextFormat
-            };
-            ApiError::new(code, e.to_string())
-        })
-    }
+        expfmt::parse_text(body)
+    };
+    parsed.map_err(|e| {
+        let code = match (e.duplicate_family, protobuf) {
+            (true, _) => ErrorCode::DuplicateMetricFamily,
+            (false, true) => ErrorCode::InvalidProtobuf,
+            (false, false) => ErrorCode::InvalidTextFormat,
+        };
+        ApiError::new(code, e.to_string())
+    })
 }
 
 #[cfg(test)]
