@@ -96,6 +96,15 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: config::Config) -> ExitCode {
+    // Installed before "started" is logged, so that a signal sent as soon
+    // as the agent says it is up stops it cleanly instead of killing it.
+    let shutdown = match shutdown_signal() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let listen = config.http_api.listen.clone();
     let listener = match tokio::net::TcpListener::bind(&listen).await {
         Ok(l) => l,
@@ -117,7 +126,7 @@ async fn run(config: config::Config) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         if sinks.is_empty() { ", writing points to stdout" } else { "" }
     );
-    match agent::run(config, listener, sink::stdout::stdout(), shutdown_signal()).await {
+    match agent::run(config, listener, sink::stdout::stdout(), shutdown).await {
         Ok(0) => {
             tracing::info!("stopped; every point was delivered");
             ExitCode::SUCCESS
@@ -133,14 +142,18 @@ async fn run(config: config::Config) -> ExitCode {
     }
 }
 
-/// SIGINT or SIGTERM (Kubernetes stops pods with SIGTERM).
-async fn shutdown_signal() {
+/// SIGINT or SIGTERM (Kubernetes stops pods with SIGTERM). The handlers
+/// are registered when this is called; the future resolves on a signal.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        }
+    })
 }
 
 fn init_logging(level: Option<&str>) -> Result<(), String> {

@@ -1,0 +1,139 @@
+//! The official Go client (client_golang's push package, Debian's packaged
+//! copy) against pushkit: samples/clients/go-pusher does a PUT (Push) and a
+//! POST (Add) in delimited protobuf, then a DELETE, with a grouping value
+//! containing `/` (sent as unpadded `path@base64/...`). The agent writes to
+//! stdout; the test checks every point exactly.
+//!
+//! Built offline in GOPATH mode from /usr/share/gocode. `PUSHKIT_GO` names
+//! the go binary (default: `go` on PATH).
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const GOPATH: &str = "/usr/share/gocode";
+const STAMP_MS: i64 = 1_700_000_000_123;
+
+fn build_pusher(dir: &Path) -> std::path::PathBuf {
+    let client = Path::new(GOPATH).join("src/github.com/prometheus/client_golang/prometheus/push");
+    assert!(
+        client.is_dir(),
+        "{} is missing: install golang-go and golang-github-prometheus-client-golang-dev (.ci/run does)",
+        client.display()
+    );
+    let go = std::env::var_os("PUSHKIT_GO").unwrap_or_else(|| "go".into());
+    let out = dir.join("pusher");
+    let mut cmd = Command::new(&go);
+    cmd.arg("build")
+        .arg("-o")
+        .arg(&out)
+        .arg(repo_root().join("samples/clients/go-pusher/main.go"))
+        .current_dir(dir)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", GOPATH)
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOFLAGS", "")
+        .env("GOPROXY", "off")
+        .env("CGO_ENABLED", "0");
+    let (status, stdout, stderr) = run_bounded("go build", cmd, Duration::from_secs(300));
+    assert!(
+        status.success(),
+        "go build of the pusher failed ({status}; go = {go:?})\n{stdout}\n{stderr}"
+    );
+    out
+}
+
+const TAGS: &str = "instance=node-a,job=go-batch";
+
+#[test]
+#[ignore = "needs golang-go + golang-github-prometheus-client-golang-dev: run via .ci/run"]
+fn go_client_push_add_delete_protobuf() {
+    let build_dir = tempfile::Builder::new()
+        .prefix("pushkit-go-")
+        .tempdir()
+        .expect("temp dir");
+    let pusher = build_pusher(build_dir.path());
+    let mut agent = Agent::start(&AgentConf::default());
+
+    let before = now_ns();
+    let mut cmd = Command::new(&pusher);
+    cmd.arg("-url")
+        .arg(agent.base_url())
+        .arg("-stamp-ms")
+        .arg(STAMP_MS.to_string());
+    let (status, out, err) = run_bounded("go-pusher", cmd, Duration::from_secs(60));
+    let after = now_ns();
+    assert!(
+        status.success(),
+        "go-pusher failed ({status})\nstdout:\n{out}\nstderr:\n{err}\n{}",
+        agent.stderr_text()
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["PUT 200", "POST 200", "DELETE 202"],
+        "statuses seen by go-pusher; stderr:\n{err}"
+    );
+
+    let p = |rest: &str| format!("demo,{TAGS},{rest}");
+    let stamped = p("path=/srv/batch,region=eu-1 demo_stamped_value=42");
+    let post = p("path=/srv/batch demo_go_add_marker=7");
+    let want_put_unstamped = [
+        p("path=/srv/batch,queue=high demo_go_jobs_processed_total=5"),
+        p("path=/srv/batch,room=lab demo_go_temperature_celsius=19.25"),
+        // room="" is an absent label: no room tag.
+        p("path=/srv/batch demo_go_temperature_celsius=-4"),
+        p("path=/srv/batch demo_go_request_seconds_count=3,demo_go_request_seconds_sum=1.5"),
+        p("path=/srv/batch,quantile=0.5 demo_go_request_seconds=0.5"),
+        p("path=/srv/batch,quantile=0.9 demo_go_request_seconds=0.5"),
+        p("path=/srv/batch demo_go_batch_size_count=4,demo_go_batch_size_sum=68.75"),
+        p("le=0.5,path=/srv/batch demo_go_batch_size_bucket=2"),
+        p("le=1,path=/srv/batch demo_go_batch_size_bucket=2"),
+        p("le=10,path=/srv/batch demo_go_batch_size_bucket=3"),
+        // Not in the protobuf: added from the count.
+        p("le=+Inf,path=/srv/batch demo_go_batch_size_bucket=4"),
+    ];
+    let mut want: Vec<&str> = want_put_unstamped.iter().map(String::as_str).collect();
+    want.push(&stamped);
+    want.push(&post);
+
+    let got = agent.wait_lines("the go client's points", POINTS_TIMEOUT, |lines| {
+        let got = lines_with_tag(lines, "job=go-batch");
+        (got.len() >= want.len()).then_some(got)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let got_after = lines_with_tag(&agent.lines(), "job=go-batch");
+    assert_eq!(got.len(), got_after.len(), "more points kept coming");
+    assert_same_series(&got_after, &want);
+
+    let time_of = |series: &str| {
+        got_after
+            .iter()
+            .find(|l| l.series == series)
+            .unwrap_or_else(|| panic!("no point {series}"))
+            .time_ns
+    };
+    assert_eq!(
+        time_of(&stamped),
+        STAMP_MS * 1_000_000,
+        "honor_timestamps: the sample's own time, in ns"
+    );
+    let put_times: Vec<i64> = got_after
+        .iter()
+        .filter(|l| want_put_unstamped.contains(&l.series))
+        .map(|l| l.time_ns)
+        .collect();
+    assert!(
+        put_times.iter().all(|&t| t == put_times[0]),
+        "one PUT, one time: {put_times:?}"
+    );
+    let put_time = put_times[0];
+    let post_time = time_of(&post);
+    assert!(
+        before <= put_time && put_time <= post_time && post_time <= after,
+        "want {before} <= PUT {put_time} <= POST {post_time} <= {after}"
+    );
+    agent.assert_running();
+}
