@@ -7,7 +7,9 @@ use crate::http::{self, Api};
 use crate::metrics::Metrics;
 use crate::pushgateway::handler::PushgatewayInput;
 use crate::sink::{stdout::LineOutput, SinkSet};
+use crate::store::{Store, StoreOptions, DEFAULT_SNAPSHOT_AFTER_BYTES};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Runs the agent on `listener` until `shutdown` resolves; then stops
 /// accepting, flushes the sinks within `[io] shutdown_timeout` and returns
@@ -20,6 +22,11 @@ pub async fn run(
 ) -> Result<usize, String> {
     let metrics = Arc::new(Metrics::default());
     let sinks = SinkSet::start(&config.sinks, &config.io, lines, metrics.clone())?;
+    let quit = Arc::new(tokio::sync::Notify::new());
+    let store = match &config.pushgateway {
+        Some(pg) if pg.store => Some(start_store(pg, quit.clone())?),
+        _ => None,
+    };
     let (prefix, pushgateway) = match &config.pushgateway {
         Some(pg) => (
             pg.route_prefix.clone(),
@@ -35,17 +42,139 @@ pub async fn run(
                 max_decompressed_size: config.http_api.max_decompressed_size,
                 sinks: sinks.clone(),
                 metrics: metrics.clone(),
+                store: store.clone(),
             })),
         ),
         None => (String::new(), None),
     };
+    let pg = config.pushgateway.clone().unwrap_or_default();
     let api = Arc::new(Api {
         prefix,
         pushgateway,
         metrics,
         max_body_size: config.http_api.max_body_size,
+        store: store.clone(),
+        enable_admin_api: pg.enable_admin_api,
+        enable_lifecycle: pg.enable_lifecycle,
+        quit: quit.clone(),
+        status: status_json(&config),
     });
-    http::serve(listener, api, shutdown).await;
+    let stop = async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = quit.notified() => {}
+        }
+    };
+    http::serve(listener, api, stop).await;
     tracing::info!("stopped accepting; flushing sinks");
+    if let Some(store) = &store {
+        if let Err(e) = store.close() {
+            tracing::error!("closing the store's journal: {e}");
+        }
+    }
     Ok(sinks.shutdown(config.io.shutdown_timeout).await)
+}
+
+/// Creates the group store; loads its persisted state in the background
+/// (the API answers 503 meanwhile) and starts its expiry task. A journal
+/// that cannot be loaded stops the agent.
+fn start_store(
+    pg: &crate::config::PushgatewayConfig,
+    quit: Arc<tokio::sync::Notify>,
+) -> Result<Arc<Store>, String> {
+    let store = Arc::new(Store::new(StoreOptions {
+        consistency_check: pg.consistency_check,
+        persistence_dir: pg.persistence_dir.as_ref().map(Into::into),
+        group_ttl: pg.group_ttl,
+        snapshot_after_bytes: DEFAULT_SNAPSHOT_AFTER_BYTES,
+    }));
+    if let Some(dir) = &pg.persistence_dir {
+        let dir = dir.clone();
+        let loading = store.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            match loading.load() {
+                Ok(warnings) => {
+                    for w in warnings {
+                        tracing::warn!("{w}");
+                    }
+                    tracing::info!(
+                        groups = loading.group_count(),
+                        series = loading.series_count(),
+                        "store loaded from {dir} in {:?}",
+                        started.elapsed()
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "cannot load the store from persistence_dir {dir}: {e}; stopping"
+                    );
+                    quit.notify_one();
+                }
+            }
+        });
+    }
+    if !pg.group_ttl.is_zero() {
+        let expiring = Arc::downgrade(&store);
+        let period = (pg.group_ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(10));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let Some(store) = expiring.upgrade() else {
+                    return;
+                };
+                if !store.is_ready() {
+                    continue;
+                }
+                let now = crate::point::now_ns();
+                match store.expire(now) {
+                    Ok((0, _)) => {}
+                    Ok((n, ticket)) => {
+                        tracing::info!("{n} group(s) expired after group_ttl");
+                        if let Err(e) = store.wait(ticket).await {
+                            tracing::error!("store journal: {e}");
+                        }
+                    }
+                    Err(e) => tracing::error!("store journal: {e}"),
+                }
+            }
+        });
+    }
+    Ok(store)
+}
+
+/// `data` of `GET P/api/v1/status`, in the Pushgateway's shape: the
+/// effective options as `flags`, `start_time`, `build_information`.
+fn status_json(config: &Config) -> serde_json::Value {
+    let mut flags = serde_json::Map::new();
+    flags.insert(
+        "http_api.listen".into(),
+        config.http_api.listen.clone().into(),
+    );
+    if let Some(pg) = &config.pushgateway {
+        let opts = [
+            ("route_prefix", pg.route_prefix.clone()),
+            ("store", pg.store.to_string()),
+            ("consistency_check", pg.consistency_check.to_string()),
+            (
+                "persistence_dir",
+                pg.persistence_dir.clone().unwrap_or_default(),
+            ),
+            ("group_ttl", format!("{:?}", pg.group_ttl)),
+            ("enable_admin_api", pg.enable_admin_api.to_string()),
+            ("enable_lifecycle", pg.enable_lifecycle.to_string()),
+        ];
+        for (k, v) in opts {
+            flags.insert(format!("inputs.pushgateway.{k}"), v.into());
+        }
+    }
+    serde_json::json!({
+        "flags": flags,
+        "start_time": crate::store::json::rfc3339_nano(crate::point::now_ns()),
+        "build_information": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "program": "pushkit",
+        },
+    })
 }

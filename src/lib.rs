@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod point;
 pub mod pushgateway;
 pub mod sink;
+pub mod store;

@@ -116,6 +116,14 @@ pub fn write_float(out: &mut String, v: f64) {
     }
 }
 
+/// Now, in ns since the Unix epoch (0 if the clock is before 1970).
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,3 +200,4 @@ mod tests {
         }
     }
 }
+

@@ -22,89 +22,9 @@ fn pg_config(prefix: &str) -> Config {
             job_as_measurement: false,
             keep_exist_metric_name: true,
             honor_timestamps: true,
+            ..PushgatewayConfig::default()
         }),
         ..Config::default()
-    }
-}
-
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    /// Asserts a JSON error reply with this status and code; returns the message.
-    fn assert_error(&self, status: u16, code: &str, what: &str) -> String {
-        assert_eq!(self.status, status, "{what}: {}", self.body);
-        assert_eq!(
-            self.headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok()),
-            Some("application/json"),
-            "{what}"
-        );
-        let v: serde_json::Value = serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("{what}: body is not JSON ({e}): {}", self.body));
-        assert_eq!(v["error_code"], code, "{what}: {}", self.body);
-        let msg = v["message"].as_str().expect("message is a string");
-        assert!(!msg.is_empty(), "{what}");
-        msg.to_string()
-    }
-}
-
-impl Agent {
-    async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-    ) -> Reply {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self
-            .client
-            .request(method, format!("{}{}", self.base, path))
-            .body(body);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.text().await.unwrap();
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn put_text(&self, path: &str, body: &str) -> Reply {
-        self.send("PUT", path, &[], body.as_bytes().to_vec()).await
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        self.send("GET", path, &[], Vec::new()).await
-    }
-
-    /// Everything emitted so far, then cleared.
-    fn take_output(&self) -> String {
-        let mut out = self.out.lock().unwrap();
-        String::from_utf8(std::mem::take(&mut *out)).unwrap()
-    }
-
-    fn output(&self) -> String {
-        String::from_utf8(self.out.lock().unwrap().clone()).unwrap()
-    }
-
-    async fn stop(mut self) -> Result<usize, String> {
-        drop(self.client);
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(10), self.handle)
-            .await
-            .expect("agent::run returns after shutdown")
-            .expect("agent task")
     }
 }
 

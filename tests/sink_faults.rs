@@ -184,7 +184,7 @@ impl Agent {
     }
 
     /// Stops the agent; returns `run`'s result and how long it took.
-    async fn stop(mut self) -> (Result<usize, String>, Duration) {
+    async fn stop_timed(mut self) -> (Result<usize, String>, Duration) {
         assert!(
             self.out.lock().unwrap().is_empty(),
             "points went to stdout though a sink is configured"
@@ -267,7 +267,7 @@ async fn server_errors_are_retried_and_everything_arrives_once() {
         assert!(m.contains(line), "no {line:?} in:\n{m}");
     }
     assert!(!m.contains("pushkit_sink_points_dropped_total{"), "{m}");
-    assert_eq!(agent.stop().await.0, Ok(0));
+    assert_eq!(agent.stop_timed().await.0, Ok(0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -293,7 +293,7 @@ async fn too_many_requests_honours_retry_after() {
             Duration::from_secs(2),
         )
         .await;
-    assert_eq!(agent.stop().await.0, Ok(0));
+    assert_eq!(agent.stop_timed().await.0, Ok(0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -325,7 +325,7 @@ async fn client_errors_drop_the_batch_and_count_it() {
     );
     assert!(!m.contains("outcome=\"retry\""), "{m}");
     // Nothing left to deliver at shutdown.
-    assert_eq!(agent.stop().await.0, Ok(0));
+    assert_eq!(agent.stop_timed().await.0, Ok(0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -340,7 +340,7 @@ async fn url_query_and_gzip_header_reach_the_backend() {
     assert_eq!(r.content_encoding.as_deref(), Some("gzip"));
     assert_eq!(r.content_type.as_deref(), Some("text/plain; charset=utf-8"));
     assert_eq!(r.body, format!("{}\n", want.join("\n")));
-    assert_eq!(agent.stop().await.0, Ok(0));
+    assert_eq!(agent.stop_timed().await.0, Ok(0));
 
     // gzip = false: the body as is, no Content-Encoding.
     let (port, backend) = start_backend(vec![], answer(204)).await;
@@ -359,7 +359,7 @@ async fn url_query_and_gzip_header_reach_the_backend() {
     assert_eq!(r.path_and_query, "/write?db=x");
     assert_eq!(r.content_encoding, None);
     assert_eq!(r.body, format!("{}\n", want.join("\n")));
-    assert_eq!(agent.stop().await.0, Ok(0));
+    assert_eq!(agent.stop_timed().await.0, Ok(0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -412,7 +412,7 @@ async fn full_queue_with_block_refuses_pushes_with_503() {
         backend.received()
     );
     // The first push's points are still held at shutdown.
-    let (r, took) = agent.stop().await;
+    let (r, took) = agent.stop_timed().await;
     assert_eq!(r, Ok(4));
     assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
 }
@@ -435,7 +435,7 @@ async fn shutdown_with_backend_down_reports_undelivered_points() {
             Duration::from_secs(5),
         )
         .await;
-    let (r, took) = agent.stop().await;
+    let (r, took) = agent.stop_timed().await;
     assert_eq!(r, Ok(5));
     // shutdown_timeout is 1 s.
     assert!(took < Duration::from_secs(3), "shutdown took {took:?}");

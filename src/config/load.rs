@@ -568,6 +568,12 @@ mod tests {
             .env("ENV_INPUT_PUSHGATEWAY_JOB_AS_MEASUREMENT", "T")
             .env("ENV_INPUT_PUSHGATEWAY_KEEP_EXIST_METRIC_NAME", "0")
             .env("ENV_INPUT_PUSHGATEWAY_HONOR_TIMESTAMPS", "False")
+            .env("ENV_INPUT_PUSHGATEWAY_STORE", "0")
+            .env("ENV_INPUT_PUSHGATEWAY_CONSISTENCY_CHECK", "f")
+            .env("ENV_INPUT_PUSHGATEWAY_PERSISTENCE_DIR", "/var/lib/pushkit")
+            .env("ENV_INPUT_PUSHGATEWAY_GROUP_TTL", "1h30m")
+            .env("ENV_INPUT_PUSHGATEWAY_ENABLE_ADMIN_API", "TRUE")
+            .env("ENV_INPUT_PUSHGATEWAY_ENABLE_LIFECYCLE", "t")
             .config()
             .pushgateway
             .unwrap();
@@ -579,6 +585,12 @@ mod tests {
                 job_as_measurement: true,
                 keep_exist_metric_name: false,
                 honor_timestamps: false,
+                store: false,
+                consistency_check: false,
+                persistence_dir: Some("/var/lib/pushkit".into()),
+                group_ttl: Duration::from_secs(5400),
+                enable_admin_api: true,
+                enable_lifecycle: true,
             }
         );
 
@@ -795,8 +807,12 @@ mod tests {
             r#"conf.d/pushkit.conf: unknown key "sinks[0].compress": expected one of name, url, gzip, timeout, max_queue_bytes, overflow"#
         );
         assert_eq!(
+            file_err("[[inputs.pushgateway]]\nstores = true\n"),
+            r#"conf.d/pushkit.conf: unknown key "inputs.pushgateway[0].stores": expected one of route_prefix, measurement_name, job_as_measurement, keep_exist_metric_name, honor_timestamps, store, consistency_check, persistence_dir, group_ttl, enable_admin_api, enable_lifecycle"#
+        );
+        assert_eq!(
             file_err("[[inputs.pushgateway]]\nstore = \"memory\"\n"),
-            r#"conf.d/pushkit.conf: unknown key "inputs.pushgateway[0].store": expected one of route_prefix, measurement_name, job_as_measurement, keep_exist_metric_name, honor_timestamps"#
+            r#"conf.d/pushkit.conf: inputs.pushgateway[0].store = "memory": expected a TOML boolean, true or false"#
         );
         assert_eq!(
             file_err("[global_tags]\nhost = \"x\"\n"),

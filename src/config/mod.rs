@@ -156,6 +156,27 @@ pub struct PushgatewayConfig {
     /// Use timestamps pushed with the metrics instead of arrival time.
     /// Default: `true`. ENV: `ENV_INPUT_PUSHGATEWAY_HONOR_TIMESTAMPS`.
     pub honor_timestamps: bool,
+    /// Keep the last push of every group and expose it at `GET P/metrics`,
+    /// as the Pushgateway does; `false` makes a pure forwarder.
+    /// Default: `true`. ENV: `ENV_INPUT_PUSHGATEWAY_STORE`.
+    pub store: bool,
+    /// Refuse (400) pushes that would make the exposition invalid.
+    /// Default: `true`. ENV: `ENV_INPUT_PUSHGATEWAY_CONSISTENCY_CHECK`.
+    pub consistency_check: bool,
+    /// Directory of the store's journal and snapshots; unset keeps the
+    /// store in memory only.
+    /// Default: `unset`. ENV: `ENV_INPUT_PUSHGATEWAY_PERSISTENCE_DIR`.
+    pub persistence_dir: Option<String>,
+    /// Remove a group this long after its last successful push; 0 keeps
+    /// groups forever.
+    /// Default: `"0s"`. ENV: `ENV_INPUT_PUSHGATEWAY_GROUP_TTL`.
+    pub group_ttl: std::time::Duration,
+    /// Serve `PUT P/api/v1/admin/wipe`.
+    /// Default: `false`. ENV: `ENV_INPUT_PUSHGATEWAY_ENABLE_ADMIN_API`.
+    pub enable_admin_api: bool,
+    /// Serve `PUT|POST P/-/quit`.
+    /// Default: `false`. ENV: `ENV_INPUT_PUSHGATEWAY_ENABLE_LIFECYCLE`.
+    pub enable_lifecycle: bool,
 }
 
 impl Default for PushgatewayConfig {
@@ -166,6 +187,12 @@ impl Default for PushgatewayConfig {
             job_as_measurement: false,
             keep_exist_metric_name: true,
             honor_timestamps: true,
+            store: true,
+            consistency_check: true,
+            persistence_dir: None,
+            group_ttl: std::time::Duration::ZERO,
+            enable_admin_api: false,
+            enable_lifecycle: false,
         }
     }
 }
@@ -268,7 +295,7 @@ mod tests {
             ("inputs.pushgateway", "PushgatewayConfig"),
         ];
         let docs = reference();
-        assert_eq!(docs.len(), 17);
+        assert_eq!(docs.len(), 23);
         for doc in docs {
             let (_, name) = structs.iter().find(|(s, _)| *s == doc.section).unwrap();
             let comment = field_doc(source, name, doc.key);
@@ -311,6 +338,12 @@ mod tests {
                 "ENV_INPUT_PUSHGATEWAY_JOB_AS_MEASUREMENT",
                 "ENV_INPUT_PUSHGATEWAY_KEEP_EXIST_METRIC_NAME",
                 "ENV_INPUT_PUSHGATEWAY_HONOR_TIMESTAMPS",
+                "ENV_INPUT_PUSHGATEWAY_STORE",
+                "ENV_INPUT_PUSHGATEWAY_CONSISTENCY_CHECK",
+                "ENV_INPUT_PUSHGATEWAY_PERSISTENCE_DIR",
+                "ENV_INPUT_PUSHGATEWAY_GROUP_TTL",
+                "ENV_INPUT_PUSHGATEWAY_ENABLE_ADMIN_API",
+                "ENV_INPUT_PUSHGATEWAY_ENABLE_LIFECYCLE",
             ]
         );
     }

@@ -125,6 +125,8 @@ mod tests {
                 job_as_measurement: true,
                 keep_exist_metric_name: false,
                 honor_timestamps: false,
+                group_ttl: Duration::from_secs(90),
+                ..PushgatewayConfig::default()
             }),
         };
         let text = config.to_toml();
@@ -132,6 +134,7 @@ mod tests {
         assert!(text.contains("shutdown_timeout = \"0s\""), "{text}");
         assert!(text.contains("timeout = \"1m30s\""), "{text}");
         assert!(text.contains("timeout = \"1h0m0s\""), "{text}");
+        assert!(text.contains("group_ttl = \"1m30s\""), "{text}");
         assert!(text.contains("max_body_size = 1000\n"), "{text}");
         assert!(text.contains("max_decompressed_size = \"3GiB\""), "{text}");
         assert!(text.contains("[[inputs.pushgateway]]\nroute_prefix = \"/v1/pushgateway\"\nmeasurement_name = \"pg\"\n"), "{text}");

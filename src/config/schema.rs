@@ -322,7 +322,7 @@ impl Section for SinkConfig {
     }
 }
 
-static PUSHGATEWAY_KEYS: [KeySpec<PushgatewayConfig>; 5] = [
+static PUSHGATEWAY_KEYS: [KeySpec<PushgatewayConfig>; 11] = [
     key!(
         route_prefix,
         RoutePrefix,
@@ -349,6 +349,29 @@ static PUSHGATEWAY_KEYS: [KeySpec<PushgatewayConfig>; 5] = [
         Bool,
         "use timestamps sent with the metrics"
     ),
+    key!(
+        store,
+        Bool,
+        "keep the last push of every group and expose it at P/metrics"
+    ),
+    key!(
+        consistency_check,
+        Bool,
+        "refuse pushes that would make the exposition invalid"
+    ),
+    key!(
+        persistence_dir,
+        OptText,
+        "directory of the store's journal and snapshots",
+        default = "unset"
+    ),
+    key!(
+        group_ttl,
+        Duration,
+        "remove a group this long after its last successful push; 0s keeps it forever"
+    ),
+    key!(enable_admin_api, Bool, "serve PUT P/api/v1/admin/wipe"),
+    key!(enable_lifecycle, Bool, "serve PUT|POST P/-/quit"),
 ];
 
 impl Section for PushgatewayConfig {

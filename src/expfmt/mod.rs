@@ -6,6 +6,7 @@
 use std::fmt;
 
 pub mod delimited;
+pub mod expose;
 pub mod model;
 pub mod proto;
 pub mod text;

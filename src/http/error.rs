@@ -1,4 +1,5 @@
-//! Error replies: every rejected request gets a 4xx (or 503) with the JSON
+//! Error replies: every rejected request gets a 4xx (or 503, or a 500 when
+//! the journal fails) with the JSON
 //! body `{"error_code": "...", "message": "..."}`. `error_code` is DataKit's
 //! field name; the codes are declared once in [`ErrorCode::ALL`], which the
 //! README's table is checked against.
@@ -22,6 +23,10 @@ pub enum ErrorCode {
     MethodNotAllowed,
     NotFound,
     QueueFull,
+    InconsistentMetrics,
+    StoreLoading,
+    LifecycleDisabled,
+    JournalFailed,
 }
 
 impl ErrorCode {
@@ -41,6 +46,10 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::NotFound,
         ErrorCode::QueueFull,
+        ErrorCode::InconsistentMetrics,
+        ErrorCode::StoreLoading,
+        ErrorCode::LifecycleDisabled,
+        ErrorCode::JournalFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +69,10 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "methodNotAllowed",
             ErrorCode::NotFound => "notFound",
             ErrorCode::QueueFull => "queueFull",
+            ErrorCode::InconsistentMetrics => "inconsistentMetrics",
+            ErrorCode::StoreLoading => "storeLoading",
+            ErrorCode::LifecycleDisabled => "lifecycleDisabled",
+            ErrorCode::JournalFailed => "journalFailed",
         }
     }
 
@@ -69,7 +82,9 @@ impl ErrorCode {
             ErrorCode::BodyTooLarge | ErrorCode::DecompressedBodyTooLarge => 413,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::NotFound => 404,
-            ErrorCode::QueueFull => 503,
+            ErrorCode::QueueFull | ErrorCode::StoreLoading => 503,
+            ErrorCode::LifecycleDisabled => 403,
+            ErrorCode::JournalFailed => 500,
             _ => 400,
         }
     }
@@ -107,6 +122,16 @@ impl ErrorCode {
             ErrorCode::NotFound => "No such path.",
             ErrorCode::QueueFull => {
                 "A sink with `overflow = \"block\"` has no room; retry after `Retry-After` seconds."
+            }
+            ErrorCode::InconsistentMetrics => {
+                "The push would make the exposition invalid (type conflict, a series another group pushes, `_count`/`_sum`/`_bucket` collision, duplicate series or labels); it sets `push_failure_time_seconds`."
+            }
+            ErrorCode::StoreLoading => {
+                "The store is still loading its persisted state; retry after `Retry-After` seconds."
+            }
+            ErrorCode::LifecycleDisabled => "`/-/quit` needs `enable_lifecycle = true`.",
+            ErrorCode::JournalFailed => {
+                "The store's journal could not be written or fsynced; the push is not acknowledged."
             }
         }
     }
@@ -166,7 +191,7 @@ mod tests {
         for c in ErrorCode::ALL {
             assert!(seen.insert(c.as_str()), "{}", c.as_str());
             assert!(c.as_str().chars().next().unwrap().is_ascii_lowercase());
-            assert!((400..500).contains(&c.status()) || c.status() == 503);
+            assert!((400..500).contains(&c.status()) || [500, 503].contains(&c.status()));
         }
     }
 }

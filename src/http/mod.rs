@@ -4,13 +4,19 @@
 //!
 //! Routes, under the pushgateway input's prefix P:
 //! - `PUT|POST|DELETE P/metrics/job/<job>{/<name>/<value>}` (and `job@base64`)
-//! - `GET P/metrics`: the agent's own metrics
-//! - `GET P/-/healthy`, `GET P/-/ready`
+//! - `GET P/metrics`: the stored groups and the agent's own metrics, text
+//!   or delimited protobuf, gzipped when the client allows it
+//! - `GET P/api/v1/metrics`, `GET P/api/v1/status`: the Pushgateway's JSON API
+//! - `PUT P/api/v1/admin/wipe` (with `enable_admin_api`)
+//! - `PUT|POST P/-/quit` (with `enable_lifecycle`)
+//! - `GET P/-/healthy`, `GET P/-/ready` (503 while the store loads)
 
 pub mod error;
 
+use crate::expfmt::expose::{self, ExpositionWriter};
 use crate::metrics::{self, Metrics};
 use crate::pushgateway::handler::{PushMethod, PushRequest, PushgatewayInput};
+use crate::store::Store;
 use bytes::{Buf, BytesMut};
 use error::{ApiError, ErrorCode};
 use futures_util::{Stream, StreamExt};
@@ -25,6 +31,14 @@ pub struct Api {
     pub pushgateway: Option<Arc<PushgatewayInput>>,
     pub metrics: Arc<Metrics>,
     pub max_body_size: u64,
+    /// The pushgateway input's group store, when it has one.
+    pub store: Option<Arc<Store>>,
+    pub enable_admin_api: bool,
+    pub enable_lifecycle: bool,
+    /// Notified by `P/-/quit`; the agent shuts down as on SIGTERM.
+    pub quit: Arc<tokio::sync::Notify>,
+    /// `data` of `GET P/api/v1/status`.
+    pub status: serde_json::Value,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets
@@ -98,17 +112,93 @@ impl Api {
             }
         }
         match rest {
-            "/-/healthy" | "/-/ready" => only_get(&method, || text_reply(StatusCode::OK, "OK\n")),
-            "/metrics" => only_get(&method, || {
-                let mut r = text_reply(StatusCode::OK, &self.metrics.render());
-                r.headers_mut().insert(
-                    "Content-Type",
-                    "text/plain; version=0.0.4; charset=utf-8".parse().unwrap(),
-                );
-                r
+            "/-/healthy" => only_get(&method, || text_reply(StatusCode::OK, "OK\n")),
+            "/-/ready" => only_get(&method, || {
+                if self.store.as_ref().is_none_or(|s| s.is_ready()) {
+                    text_reply(StatusCode::OK, "OK\n")
+                } else {
+                    text_reply(StatusCode::SERVICE_UNAVAILABLE, "store is loading\n")
+                }
             }),
+            "/metrics" => only_get(&method, || self.exposition(headers)),
+            "/api/v1/metrics" => only_get(&method, || {
+                let data = match &self.store {
+                    Some(store) => store.api_metrics(),
+                    None => serde_json::Value::Array(Vec::new()),
+                };
+                json_reply(&serde_json::json!({"status": "success", "data": data}))
+            }),
+            "/api/v1/status" => only_get(&method, || {
+                json_reply(&serde_json::json!({"status": "success", "data": self.status}))
+            }),
+            "/api/v1/admin/wipe" if self.enable_admin_api => {
+                if method != Method::PUT {
+                    return method_not_allowed(&method, "PUT");
+                }
+                self.wipe().await
+            }
+            "/-/quit" => {
+                if method != Method::PUT && method != Method::POST {
+                    return method_not_allowed(&method, "PUT, POST");
+                }
+                if !self.enable_lifecycle {
+                    return error_reply(&ApiError::new(
+                        ErrorCode::LifecycleDisabled,
+                        "the lifecycle API is not enabled (enable_lifecycle = false)",
+                    ));
+                }
+                tracing::info!("shutdown requested through /-/quit");
+                self.quit.notify_one();
+                text_reply(StatusCode::OK, "Requesting termination... Goodbye!\n")
+            }
             _ => not_found(&path),
         }
+    }
+
+    /// `GET P/metrics`, in the format and encoding the client accepts.
+    fn exposition(&self, headers: &HeaderMap) -> Reply {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let format = expose::negotiate(header("accept"));
+        let own = crate::expfmt::text::parse_text(self.metrics.render().as_bytes())
+            .expect("the agent's own metrics are valid text format");
+        let mut writer = ExpositionWriter::new(format);
+        match &self.store {
+            Some(store) => store.expose(&mut writer, own),
+            None => crate::store::exposition::expose_own(&mut writer, own),
+        }
+        let mut body = writer.finish();
+        let gzip = expose::accepts_gzip(header("accept-encoding"));
+        if gzip {
+            body = expose::gzip(&body);
+        }
+        let mut r = Response::new(body);
+        r.headers_mut()
+            .insert("Content-Type", format.content_type().parse().unwrap());
+        if gzip {
+            r.headers_mut()
+                .insert("Content-Encoding", "gzip".parse().unwrap());
+        }
+        r
+    }
+
+    async fn wipe(&self) -> Reply {
+        if let Some(store) = &self.store {
+            let done = match store.wipe() {
+                Ok(ticket) => store.wait(ticket).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = done {
+                tracing::error!("store journal: {e}");
+                return error_reply(&ApiError::new(
+                    ErrorCode::JournalFailed,
+                    format!("the store's journal failed: {e}"),
+                ));
+            }
+            tracing::info!("all groups wiped through the admin API");
+        }
+        let mut r = Response::new(Vec::new());
+        *r.status_mut() = StatusCode::ACCEPTED;
+        r
     }
 
     async fn push<S, B>(
@@ -126,7 +216,7 @@ impl Api {
         let Some(push_method) = PushMethod::from_http(method.as_str()) else {
             return method_not_allowed(method, "PUT, POST, DELETE");
         };
-        let received_ns = now_ns();
+        let received_ns = crate::point::now_ns();
         let body = if push_method == PushMethod::Delete {
             Vec::new()
         } else {
@@ -145,7 +235,7 @@ impl Api {
             body: &body,
             received_ns,
         };
-        match pg.handle(&req) {
+        match pg.handle(&req).await {
             Ok(status) => {
                 let mut r = Response::new(Vec::new());
                 *r.status_mut() = StatusCode::from_u16(status).expect("200 or 202");
@@ -200,13 +290,6 @@ where
     Ok(buf.to_vec())
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
 /// The path after the prefix, or None when the path is outside it.
 fn strip_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     let rest = path.strip_prefix(prefix)?;
@@ -250,6 +333,13 @@ fn text_reply(status: StatusCode, text: &str) -> Reply {
     r
 }
 
+fn json_reply(v: &serde_json::Value) -> Reply {
+    let mut r = Response::new(v.to_string().into_bytes());
+    r.headers_mut()
+        .insert("Content-Type", "application/json".parse().unwrap());
+    r
+}
+
 fn not_found(path: &str) -> Reply {
     error_reply(&ApiError::new(
         ErrorCode::NotFound,
@@ -272,7 +362,7 @@ pub fn error_reply(e: &ApiError) -> Reply {
     *r.status_mut() = StatusCode::from_u16(e.code.status()).expect("valid status");
     r.headers_mut()
         .insert("Content-Type", "application/json".parse().unwrap());
-    if e.code == ErrorCode::QueueFull {
+    if e.code == ErrorCode::QueueFull || e.code == ErrorCode::StoreLoading {
         r.headers_mut().insert(
             "Retry-After",
             crate::sink::QUEUE_FULL_RETRY_AFTER_SECS

@@ -22,6 +22,18 @@ impl GroupingKey {
         &self.labels[0].1
     }
 
+    /// Rebuilds a key from labels read back from disk: `job` first, the
+    /// rest sorted. None without a non-empty `job`.
+    pub fn from_labels(mut labels: Vec<(String, String)>) -> Option<GroupingKey> {
+        let job_at = labels
+            .iter()
+            .position(|(k, v)| k == "job" && !v.is_empty())?;
+        let job = labels.remove(job_at);
+        labels.sort();
+        labels.insert(0, job);
+        Some(GroupingKey { labels })
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.labels
             .iter()

@@ -12,13 +12,19 @@
 //!   the Pushgateway rejects them.
 //! - PUT and POST both forward every point of the push, as DataKit does;
 //!   DELETE forwards nothing.
+//!
+//! With the store on (see `crate::store`), a push goes: parse → convert →
+//! consistency check → room in the sink queues → journal → store → enqueue
+//! → fsync wait → reply. A refused push is neither stored nor forwarded.
 
 use super::body;
 use super::grouping::{parse_grouping_key, GroupingError, GroupingKey};
 use crate::convert::{convert, Mapping};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
-use crate::sink::SinkSet;
+use crate::sink::{QueueFull, SinkSet};
+use crate::store::sanitize::sanitize;
+use crate::store::{PushRefused, Store};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,35 +64,83 @@ pub struct PushgatewayInput {
     pub max_decompressed_size: u64,
     pub sinks: Arc<SinkSet>,
     pub metrics: Arc<Metrics>,
+    /// None with `store = false`: a pure forwarder.
+    pub store: Option<Arc<Store>>,
 }
 
 impl PushgatewayInput {
     /// Handles a push; returns the HTTP status of success (200 or 202).
-    /// A rejected push changes nothing.
-    pub fn handle(&self, req: &PushRequest<'_>) -> Result<u16, ApiError> {
+    /// A rejected push changes nothing, except that one refused by the
+    /// consistency check records its failure time.
+    pub async fn handle(&self, req: &PushRequest<'_>) -> Result<u16, ApiError> {
         let group = grouping_key_from_path(req.job_path, req.job_base64)?;
+        if let Some(store) = &self.store {
+            if !store.is_ready() {
+                return Err(ApiError::new(
+                    ErrorCode::StoreLoading,
+                    "the store is still loading its persisted state",
+                ));
+            }
+        }
         if req.method == PushMethod::Delete {
+            if let Some(store) = &self.store {
+                let ticket = store.delete(group).map_err(journal_error)?;
+                store.wait(ticket).await.map_err(journal_error)?;
+            }
             return Ok(202);
         }
         let decoded =
             body::decode_content(req.content_encoding, req.body, self.max_decompressed_size)?;
-        let families = body::parse_families(req.content_type, &decoded)?;
+        let mut families = body::parse_families(req.content_type, &decoded)?;
         let samples: usize = families.iter().map(|f| f.metrics.len()).sum();
         let points = convert(&families, &group, &self.mapping, req.received_ns);
         let n_points = points.len();
-        self.sinks.enqueue(points).map_err(|full| {
-            ApiError::new(
-                ErrorCode::QueueFull,
-                format!(
-                    "sink {} has no room in its queue (max_queue_bytes = {}); retry later",
-                    full.sink, full.max_bytes
-                ),
-            )
-        })?;
+        match &self.store {
+            None => self.sinks.enqueue(points).map_err(queue_full)?,
+            Some(store) => {
+                sanitize(&group, &mut families);
+                let replace = req.method == PushMethod::Put;
+                let stored = store.push(group, replace, families, req.received_ns, || {
+                    self.sinks.enqueue(points)
+                });
+                match stored {
+                    Ok(ticket) => store.wait(ticket).await.map_err(journal_error)?,
+                    Err(PushRefused::Inconsistent { message, ticket }) => {
+                        store.wait(ticket).await.map_err(journal_error)?;
+                        return Err(ApiError::new(
+                            ErrorCode::InconsistentMetrics,
+                            format!(
+                                "pushed metrics are inconsistent with existing metrics: {message}"
+                            ),
+                        ));
+                    }
+                    Err(PushRefused::Reserve(full)) => return Err(queue_full(full)),
+                    Err(PushRefused::Journal(e)) => return Err(journal_error(e)),
+                }
+            }
+        }
         self.metrics.add_samples_received(samples as u64);
         self.metrics.add_points_emitted(n_points as u64);
         Ok(200)
     }
+}
+
+fn queue_full(full: QueueFull) -> ApiError {
+    ApiError::new(
+        ErrorCode::QueueFull,
+        format!(
+            "sink {} has no room in its queue (max_queue_bytes = {}); retry later",
+            full.sink, full.max_bytes
+        ),
+    )
+}
+
+fn journal_error(e: std::io::Error) -> ApiError {
+    tracing::error!("store journal: {e}");
+    ApiError::new(
+        ErrorCode::JournalFailed,
+        format!("the store's journal failed: {e}"),
+    )
 }
 
 /// `/<job>{/<name>/<value>}` → grouping key.

@@ -748,3 +748,26 @@ pub fn parse_exposition(text: &str) -> Vec<Sample> {
     }
     out
 }
+
+// ---------------------------------------------------------------------------
+// Abrupt ends (the store's durability tests)
+
+impl Agent {
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    /// `kill -9` the agent and reap it. Panics (with the logs) if it had
+    /// already exited on its own.
+    pub fn kill9(&mut self) {
+        self.proc.assert_running();
+        let pid = self.pid().to_string();
+        let status = Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -9 {pid}: {status}");
+        let _ = self.proc.child.wait();
+    }
+}

@@ -1,0 +1,1361 @@
+//! The exposition side of `GET /metrics`: choosing a format from the scrape's
+//! `Accept` header ([`negotiate`]), gzip from `Accept-Encoding`
+//! ([`accepts_gzip`], [`gzip`]), and writing the families
+//! ([`ExpositionWriter`]) as the text format 0.0.4 or as varint-delimited
+//! `io.prometheus.client.MetricFamily` messages.
+//!
+//! The text output is what Go's `expfmt.MetricFamilyToText`
+//! (prometheus/common) writes for the same data: HELP only when there is
+//! one, TYPE always (a gauge histogram as `histogram`), values and `le` /
+//! `quantile` labels as `strconv.FormatFloat(v, 'g', -1, 64)` with `+Inf`,
+//! `-Inf`, `NaN` and a bare `0` for both zeros, the timestamp on every line
+//! of a metric, and a `+Inf` bucket added to a histogram that has none.
+//!
+//! The protobuf output is byte for byte what prost encodes for
+//! [`family_to_proto`](super::proto::family_to_proto) of the same family, but
+//! it is encoded straight from the borrowed model, without building (and
+//! cloning every label into) the message structs. As in Go, a histogram's
+//! buckets go out as they are: no `+Inf` bucket is added.
+//!
+//! Both writers append to one buffer and allocate nothing per sample.
+//! A family without metrics is skipped by both (Go's text writer refuses one
+//! with "has no metrics").
+
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use prost::encoding::{encode_varint, encoded_len_varint};
+
+use super::model::{Histogram, Metric, MetricType, Summary, Value};
+use super::proto;
+
+/// A format `GET /metrics` can answer in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpositionFormat {
+    /// The text format, version 0.0.4.
+    Text,
+    /// Varint-length-delimited `io.prometheus.client.MetricFamily` messages.
+    Delimited,
+}
+
+/// `Content-Type` of a text-format exposition.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `Content-Type` of a delimited-protobuf exposition.
+pub const DELIMITED_CONTENT_TYPE: &str =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+
+const PROTOBUF_MEDIA_TYPE: &str = "application/vnd.google.protobuf";
+const PROTOBUF_PROTO: &str = "io.prometheus.client.MetricFamily";
+const TEXT_VERSION: &str = "0.0.4";
+
+impl ExpositionFormat {
+    /// The `Content-Type` of a response in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ExpositionFormat::Text => TEXT_CONTENT_TYPE,
+            ExpositionFormat::Delimited => DELIMITED_CONTENT_TYPE,
+        }
+    }
+}
+
+/// Chooses the format from an Accept header as Go's `expfmt.Negotiate` does:
+/// delimited protobuf when a media range `application/vnd.google.protobuf`
+/// with `proto=io.prometheus.client.MetricFamily` and `encoding=delimited` is
+/// accepted, text otherwise (a missing or garbled header, `*/*`, OpenMetrics
+/// requests: OpenMetrics is not spoken here).
+///
+/// Unlike Go, which walks the ranges by falling q but ignores q=0, a range
+/// with q=0 (or an unparsable q, which Go reads as 0) is not acceptable.
+/// Of the acceptable ranges that name delimited protobuf or
+/// `text/plain` (version 0.0.4 or none), the one with the highest q wins;
+/// on a tie, the first in the header.
+pub fn negotiate(accept: Option<&str>) -> ExpositionFormat {
+    let Some(accept) = accept else {
+        return ExpositionFormat::Text;
+    };
+    let mut best: Option<(f64, ExpositionFormat)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("");
+        let Some((ty, subtype)) = media.split_once('/') else {
+            continue;
+        };
+        let media_is = |want: &str| {
+            let (want_ty, want_sub) = want.split_once('/').expect("a media type has a slash");
+            ty.trim().eq_ignore_ascii_case(want_ty) && subtype.trim().eq_ignore_ascii_case(want_sub)
+        };
+        let mut q = 1.0;
+        let mut proto = None;
+        let mut encoding = None;
+        let mut version = None;
+        for param in parts {
+            let Some((key, value)) = param.split_once('=') else {
+                continue;
+            };
+            let key = key.trim();
+            let value = unquote(value.trim());
+            if key.eq_ignore_ascii_case("q") {
+                q = parse_q(value);
+            } else if key.eq_ignore_ascii_case("proto") {
+                proto = Some(value);
+            } else if key.eq_ignore_ascii_case("encoding") {
+                encoding = Some(value);
+            } else if key.eq_ignore_ascii_case("version") {
+                version = Some(value);
+            }
+        }
+        let format = if media_is(PROTOBUF_MEDIA_TYPE)
+            && proto == Some(PROTOBUF_PROTO)
+            && encoding.is_some_and(|e| e.eq_ignore_ascii_case("delimited"))
+        {
+            ExpositionFormat::Delimited
+        } else if media_is("text/plain")
+            && version.is_none_or(|v| v.is_empty() || v == TEXT_VERSION)
+        {
+            ExpositionFormat::Text
+        } else {
+            continue;
+        };
+        if q > 0.0 && best.is_none_or(|(best_q, _)| q > best_q) {
+            best = Some((q, format));
+        }
+    }
+    best.map_or(ExpositionFormat::Text, |(_, format)| format)
+}
+
+/// True when Accept-Encoding allows gzip: a `gzip` (or `x-gzip`) coding with
+/// q > 0, or else `*` with q > 0. An explicit `gzip;q=0` refuses gzip even
+/// when `*` is accepted. Case-insensitive.
+pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+    let Some(header) = accept_encoding else {
+        return false;
+    };
+    let mut gzip_q: Option<f64> = None;
+    let mut any_q: Option<f64> = None;
+    for item in header.split(',') {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        let mut q = 1.0;
+        for param in parts {
+            if let Some((key, value)) = param.split_once('=') {
+                if key.trim().eq_ignore_ascii_case("q") {
+                    q = parse_q(value.trim());
+                }
+            }
+        }
+        let slot = if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            &mut gzip_q
+        } else if coding == "*" {
+            &mut any_q
+        } else {
+            continue;
+        };
+        *slot = Some(slot.map_or(q, |old| old.max(q)));
+    }
+    gzip_q.or(any_q).is_some_and(|q| q > 0.0)
+}
+
+/// A q-value; an unparsable one counts as 0 (Go's `ParseFloat` error value).
+fn parse_q(value: &str) -> f64 {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|q| !q.is_nan())
+        .unwrap_or(0.0)
+}
+
+fn unquote(value: &str) -> &str {
+    value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value)
+}
+
+/// Gzips `bytes` at the fast compression level (this is on the scrape path).
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 4 + 64),
+        Compression::fast(),
+    );
+    encoder
+        .write_all(bytes)
+        .expect("writing to a Vec cannot fail");
+    encoder.finish().expect("writing to a Vec cannot fail")
+}
+
+/// Accumulates one exposition, family by family, in the chosen format.
+pub struct ExpositionWriter {
+    format: ExpositionFormat,
+    out: Vec<u8>,
+    /// Reused per metric (text: the rendered label pairs of a summary or
+    /// histogram) or per family (protobuf: the encoded metrics).
+    scratch: Vec<u8>,
+}
+
+impl ExpositionWriter {
+    pub fn new(format: ExpositionFormat) -> Self {
+        Self::with_capacity(format, 0)
+    }
+
+    /// A writer whose output buffer starts with room for `capacity` bytes
+    /// (the size of the previous exposition is a good guess).
+    pub fn with_capacity(format: ExpositionFormat, capacity: usize) -> Self {
+        ExpositionWriter {
+            format,
+            out: Vec::with_capacity(capacity),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The format being written.
+    pub fn format(&self) -> ExpositionFormat {
+        self.format
+    }
+
+    /// Writes one family. Families must be written in the order they are to
+    /// appear; the caller guarantees one call per name. `metrics` may come
+    /// from several groups. Timestamps in Metric are written if Some. A
+    /// family whose iterator yields nothing is skipped entirely.
+    pub fn write_family<'a>(
+        &mut self,
+        name: &str,
+        help: Option<&str>,
+        kind: MetricType,
+        metrics: impl Iterator<Item = &'a Metric>,
+    ) {
+        let mut metrics = metrics.peekable();
+        if metrics.peek().is_none() {
+            return;
+        }
+        match self.format {
+            ExpositionFormat::Text => {
+                write_text_header(&mut self.out, name, help, kind);
+                for metric in metrics {
+                    write_text_metric(&mut self.out, &mut self.scratch, name, metric);
+                }
+            }
+            ExpositionFormat::Delimited => {
+                self.scratch.clear();
+                for metric in metrics {
+                    encode_metric(&mut self.scratch, kind, metric);
+                }
+                encode_family(&mut self.out, name, help, kind, &self.scratch);
+            }
+        }
+    }
+
+    /// The exposition written so far.
+    pub fn finish(self) -> Vec<u8> {
+        self.out
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Text format 0.0.4
+
+fn text_type(kind: MetricType) -> &'static [u8] {
+    match kind {
+        MetricType::Counter => b"counter",
+        MetricType::Gauge => b"gauge",
+        MetricType::Summary => b"summary",
+        MetricType::Untyped => b"untyped",
+        // Text 0.0.4 has no gauge histogram type; Go writes `histogram`.
+        MetricType::Histogram | MetricType::GaugeHistogram => b"histogram",
+    }
+}
+
+fn write_text_header(out: &mut Vec<u8>, name: &str, help: Option<&str>, kind: MetricType) {
+    if let Some(help) = help {
+        out.extend_from_slice(b"# HELP ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b' ');
+        write_escaped(out, help, false);
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"# TYPE ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(text_type(kind));
+    out.push(b'\n');
+}
+
+fn write_text_metric(out: &mut Vec<u8>, labels: &mut Vec<u8>, name: &str, metric: &Metric) {
+    let ts = metric.timestamp_ms;
+    match &metric.value {
+        Value::Simple(v) => {
+            out.extend_from_slice(name.as_bytes());
+            if !metric.labels.is_empty() {
+                out.push(b'{');
+                write_label_pairs(out, &metric.labels);
+                out.push(b'}');
+            }
+            end_sample(out, *v, ts);
+        }
+        Value::Summary(Summary {
+            sample_count,
+            sample_sum,
+            quantiles,
+        }) => {
+            // The label pairs are the same on every line: render them once.
+            labels.clear();
+            write_label_pairs(labels, &metric.labels);
+            for &(q, v) in quantiles {
+                write_sample(out, name, b"", labels, Some((b"quantile", q)), v, ts);
+            }
+            write_sample(out, name, b"_sum", labels, None, *sample_sum, ts);
+            write_sample(out, name, b"_count", labels, None, *sample_count, ts);
+        }
+        Value::Histogram(Histogram {
+            sample_count,
+            sample_sum,
+            buckets,
+            ..
+        }) => {
+            labels.clear();
+            write_label_pairs(labels, &metric.labels);
+            let mut inf_seen = false;
+            for &(le, count) in buckets {
+                write_sample(out, name, b"_bucket", labels, Some((b"le", le)), count, ts);
+                inf_seen |= le == f64::INFINITY;
+            }
+            if !inf_seen {
+                let le = Some((&b"le"[..], f64::INFINITY));
+                write_sample(out, name, b"_bucket", labels, le, *sample_count, ts);
+            }
+            write_sample(out, name, b"_sum", labels, None, *sample_sum, ts);
+            write_sample(out, name, b"_count", labels, None, *sample_count, ts);
+        }
+    }
+}
+
+/// `l1="v1",l2="v2"`, values escaped, no braces.
+fn write_label_pairs(out: &mut Vec<u8>, labels: &[(String, String)]) {
+    for (i, (name, value)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"=\"");
+        write_escaped(out, value, true);
+        out.push(b'"');
+    }
+}
+
+/// One line: `name suffix {labels,extra="x"} value [timestamp]`, where
+/// `labels` is pre-rendered by [`write_label_pairs`].
+fn write_sample(
+    out: &mut Vec<u8>,
+    name: &str,
+    suffix: &[u8],
+    labels: &[u8],
+    extra: Option<(&[u8], f64)>,
+    value: f64,
+    timestamp_ms: Option<i64>,
+) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(suffix);
+    if !labels.is_empty() || extra.is_some() {
+        out.push(b'{');
+        out.extend_from_slice(labels);
+        if let Some((label, v)) = extra {
+            if !labels.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(label);
+            out.extend_from_slice(b"=\"");
+            write_float(out, v);
+            out.push(b'"');
+        }
+        out.push(b'}');
+    }
+    end_sample(out, value, timestamp_ms);
+}
+
+/// ` value [timestamp]\n`.
+fn end_sample(out: &mut Vec<u8>, value: f64, timestamp_ms: Option<i64>) {
+    out.push(b' ');
+    write_float(out, value);
+    if let Some(ts) = timestamp_ms {
+        out.push(b' ');
+        write_i64(out, ts);
+    }
+    out.push(b'\n');
+}
+
+/// Appends `s` with `\` → `\\` and newline → `\n`, and also `"` → `\"` when
+/// `quote` (label values; HELP text leaves `"` alone).
+fn write_escaped(out: &mut Vec<u8>, s: &str, quote: bool) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'"' if quote => b"\\\"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escaped);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// Appends `v` as Go's expfmt `writeFloat` does: `strconv.FormatFloat(v,
+/// 'g', -1, 64)` (see [`format_go_g`](crate::convert::naming::format_go_g)),
+/// except that both zeros are `0`; `+Inf`, `-Inf`, `NaN` spelled out.
+fn write_float(out: &mut Vec<u8>, v: f64) {
+    if v == 0.0 {
+        out.push(b'0');
+    } else if v.is_nan() {
+        out.extend_from_slice(b"NaN");
+    } else if v.is_infinite() {
+        out.extend_from_slice(if v > 0.0 { b"+Inf" } else { b"-Inf" });
+    } else if v.fract() == 0.0 && v.abs() < 1e6 {
+        // The common case of a whole count below 10^6: plain digits.
+        write_i64(out, v as i64);
+    } else {
+        // Go's shortest 'g' uses the exponent form when the decimal exponent
+        // is below -4 or at least 6 (the eprec of 6 for shortest). Rust's
+        // `{}` and `{:e}` both give the shortest round-tripping digits, and
+        // a shortest representation is at least 1e-4 (below 1e6) exactly
+        // when the float is, so comparing the float decides the form.
+        let mut buf = StackBuf::new();
+        let abs = v.abs();
+        if (1e-4..1e6).contains(&abs) {
+            write!(buf, "{v}").expect("a float fits in the stack buffer");
+            out.extend_from_slice(buf.as_bytes());
+        } else {
+            // `{:e}` writes `1.5e-7` / `1e21`; Go writes `1.5e-07` / `1e+21`.
+            write!(buf, "{v:e}").expect("a float fits in the stack buffer");
+            let s = buf.as_bytes();
+            let e = s
+                .iter()
+                .position(|&b| b == b'e')
+                .expect("{:e} writes an exponent");
+            out.extend_from_slice(&s[..=e]);
+            let exp = &s[e + 1..];
+            let digits = match exp.strip_prefix(b"-") {
+                Some(digits) => {
+                    out.push(b'-');
+                    digits
+                }
+                None => {
+                    out.push(b'+');
+                    exp
+                }
+            };
+            if digits.len() < 2 {
+                out.push(b'0');
+            }
+            out.extend_from_slice(digits);
+        }
+    }
+}
+
+fn write_i64(out: &mut Vec<u8>, v: i64) {
+    let mut buf = [0u8; 20];
+    let mut pos = buf.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        pos -= 1;
+        buf[pos] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buf[pos..]);
+}
+
+/// A small stack buffer for formatting one float without allocating. The
+/// longest `{}` of a float in [1e-4, 1e6) or `{:e}` of any float is well
+/// under 32 bytes (`-2.2250738585072014e-308` is 24).
+struct StackBuf {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl StackBuf {
+    fn new() -> Self {
+        StackBuf {
+            buf: [0; 48],
+            len: 0,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl fmt::Write for StackBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Delimited protobuf, encoded by hand from the borrowed model.
+//
+// Field numbers and the encoding follow `proto.rs` and `family_to_proto`:
+// prost writes fields in tag order, optional fields when Some (even when
+// zero), repeated messages one by one. Wire types: 0 varint, 1 fixed64,
+// 2 length-delimited.
+
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LEN: u8 = 2;
+
+const fn key(field: u8, wire_type: u8) -> u8 {
+    (field << 3) | wire_type
+}
+
+/// Encoded size of a length-delimited field (single-byte key) whose payload
+/// is `len` bytes.
+fn len_field_size(len: usize) -> usize {
+    1 + encoded_len_varint(len as u64) + len
+}
+
+/// Size of a fixed64 field with a single-byte key.
+const DOUBLE_FIELD_SIZE: usize = 9;
+
+fn put_len_field(out: &mut Vec<u8>, field: u8, len: usize) {
+    out.push(key(field, LEN));
+    encode_varint(len as u64, out);
+}
+
+fn put_bytes_field(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
+    put_len_field(out, field, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+fn put_double_field(out: &mut Vec<u8>, field: u8, v: f64) {
+    out.push(key(field, FIXED64));
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_varint_field(out: &mut Vec<u8>, field: u8, v: u64) {
+    out.push(key(field, VARINT));
+    encode_varint(v, out);
+}
+
+/// A count as (integer field, float field), as `family_to_proto` splits it:
+/// whole counts in `u64` range go in the integer field alone; others also in
+/// the float field, with the saturated integer alongside.
+fn split_count(c: f64) -> (u64, Option<f64>) {
+    const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
+    if (0.0..TWO_POW_64).contains(&c) && c.fract() == 0.0 {
+        (c as u64, None)
+    } else {
+        (c as u64, Some(c))
+    }
+}
+
+/// Appends one `MetricFamily` message with its varint length prefix;
+/// `metrics` holds the already encoded `metric` fields (field 4).
+fn encode_family(
+    out: &mut Vec<u8>,
+    name: &str,
+    help: Option<&str>,
+    kind: MetricType,
+    metrics: &[u8],
+) {
+    let type_number = proto::MetricType::from(kind) as i32 as u64;
+    let len = len_field_size(name.len())
+        + help.map_or(0, |h| len_field_size(h.len()))
+        + 1
+        + encoded_len_varint(type_number)
+        + metrics.len();
+    out.reserve(len + 5);
+    encode_varint(len as u64, out);
+    put_bytes_field(out, 1, name.as_bytes());
+    if let Some(help) = help {
+        put_bytes_field(out, 2, help.as_bytes());
+    }
+    put_varint_field(out, 3, type_number);
+    out.extend_from_slice(metrics);
+}
+
+fn label_pair_size(name: &str, value: &str) -> usize {
+    len_field_size(name.len()) + len_field_size(value.len())
+}
+
+fn summary_size(s: &Summary) -> usize {
+    1 + encoded_len_varint(s.sample_count as u64)
+        + DOUBLE_FIELD_SIZE
+        + s.quantiles.len() * len_field_size(2 * DOUBLE_FIELD_SIZE)
+}
+
+fn bucket_size(count: f64) -> usize {
+    let (int, float) = split_count(count);
+    1 + encoded_len_varint(int)
+        + DOUBLE_FIELD_SIZE
+        + if float.is_some() {
+            DOUBLE_FIELD_SIZE
+        } else {
+            0
+        }
+}
+
+fn histogram_size(h: &Histogram) -> usize {
+    let (int, float) = split_count(h.sample_count);
+    1 + encoded_len_varint(int)
+        + DOUBLE_FIELD_SIZE
+        + h.buckets
+            .iter()
+            .map(|&(_, c)| len_field_size(bucket_size(c)))
+            .sum::<usize>()
+        + if float.is_some() {
+            DOUBLE_FIELD_SIZE
+        } else {
+            0
+        }
+}
+
+/// Appends one `metric` field (field 4 of `MetricFamily`): key, length and
+/// the `Metric` message.
+fn encode_metric(out: &mut Vec<u8>, kind: MetricType, m: &Metric) {
+    // Which field of Metric carries the value, and its payload size.
+    let (value_field, value_size) = match &m.value {
+        Value::Simple(_) => {
+            let field = match kind {
+                MetricType::Counter => 3,
+                MetricType::Gauge => 2,
+                _ => 5,
+            };
+            (field, DOUBLE_FIELD_SIZE)
+        }
+        Value::Summary(s) => (4, summary_size(s)),
+        Value::Histogram(h) => (7, histogram_size(h)),
+    };
+    let size = m
+        .labels
+        .iter()
+        .map(|(n, v)| len_field_size(label_pair_size(n, v)))
+        .sum::<usize>()
+        + len_field_size(value_size)
+        + m.timestamp_ms
+            .map_or(0, |ts| 1 + encoded_len_varint(ts as u64));
+    put_len_field(out, 4, size);
+
+    for (name, value) in &m.labels {
+        put_len_field(out, 1, label_pair_size(name, value));
+        put_bytes_field(out, 1, name.as_bytes());
+        put_bytes_field(out, 2, value.as_bytes());
+    }
+    // Fields go in tag order: the timestamp (6) sits between the simple and
+    // summary values (2 to 5) and the histogram (7).
+    if value_field < 6 {
+        encode_value(out, value_field, value_size, &m.value);
+    }
+    if let Some(ts) = m.timestamp_ms {
+        put_varint_field(out, 6, ts as u64);
+    }
+    if value_field > 6 {
+        encode_value(out, value_field, value_size, &m.value);
+    }
+}
+
+fn encode_value(out: &mut Vec<u8>, field: u8, size: usize, value: &Value) {
+    put_len_field(out, field, size);
+    match value {
+        // Counter, Gauge and Untyped all carry the value as field 1.
+        Value::Simple(v) => put_double_field(out, 1, *v),
+        Value::Summary(s) => {
+            put_varint_field(out, 1, s.sample_count as u64);
+            put_double_field(out, 2, s.sample_sum);
+            for &(q, v) in &s.quantiles {
+                put_len_field(out, 3, 2 * DOUBLE_FIELD_SIZE);
+                put_double_field(out, 1, q);
+                put_double_field(out, 2, v);
+            }
+        }
+        Value::Histogram(h) => {
+            let (count, count_float) = split_count(h.sample_count);
+            put_varint_field(out, 1, count);
+            put_double_field(out, 2, h.sample_sum);
+            for &(upper_bound, c) in &h.buckets {
+                put_len_field(out, 3, bucket_size(c));
+                let (int, float) = split_count(c);
+                put_varint_field(out, 1, int);
+                put_double_field(out, 2, upper_bound);
+                if let Some(f) = float {
+                    put_double_field(out, 4, f);
+                }
+            }
+            if let Some(f) = count_float {
+                put_double_field(out, 4, f);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::delimited::parse_delimited;
+    use super::super::model::Family;
+    use super::super::proto::family_to_proto;
+    use super::super::text::parse_text;
+    use super::*;
+    use crate::convert::naming::format_go_g;
+    use prost::Message;
+
+    fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|&(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn simple(pairs: &[(&str, &str)], v: f64, ts: Option<i64>) -> Metric {
+        Metric {
+            labels: labels(pairs),
+            value: Value::Simple(v),
+            timestamp_ms: ts,
+        }
+    }
+
+    fn text_of(families: &[Family]) -> String {
+        let mut w = ExpositionWriter::new(ExpositionFormat::Text);
+        for f in families {
+            w.write_family(&f.name, f.help.as_deref(), f.kind, f.metrics.iter());
+        }
+        String::from_utf8(w.finish()).unwrap()
+    }
+
+    fn delimited_of(families: &[Family]) -> Vec<u8> {
+        let mut w = ExpositionWriter::new(ExpositionFormat::Delimited);
+        assert_eq!(w.format(), ExpositionFormat::Delimited);
+        for f in families {
+            w.write_family(&f.name, f.help.as_deref(), f.kind, f.metrics.iter());
+        }
+        w.finish()
+    }
+
+    fn family(name: &str, help: Option<&str>, kind: MetricType, metrics: Vec<Metric>) -> Family {
+        Family {
+            name: name.into(),
+            help: help.map(Into::into),
+            kind,
+            metrics,
+        }
+    }
+
+    fn float_text(v: f64) -> String {
+        let mut out = Vec::new();
+        write_float(&mut out, v);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn sample_families() -> Vec<Family> {
+        vec![
+            family(
+                "requests_total",
+                Some("Requests \\ served.\nSecond line, \"quoted\"."),
+                MetricType::Counter,
+                vec![
+                    simple(&[("code", "200"), ("path", "/a\\b\"c\nd")], 1027.0, None),
+                    simple(
+                        &[("code", "500"), ("path", "ü")],
+                        3.5,
+                        Some(1_700_000_000_123),
+                    ),
+                ],
+            ),
+            family(
+                "temperature",
+                None,
+                MetricType::Gauge,
+                vec![simple(&[], -12.25, Some(-5))],
+            ),
+            family(
+                "rpc_seconds",
+                Some("RPC latency."),
+                MetricType::Summary,
+                vec![Metric {
+                    labels: labels(&[("svc", "x")]),
+                    value: Value::Summary(Summary {
+                        sample_count: 42.0,
+                        sample_sum: 1.5e-3,
+                        quantiles: vec![(0.5, 0.01), (0.99, 2e6)],
+                    }),
+                    timestamp_ms: Some(7),
+                }],
+            ),
+            family(
+                "size_bytes",
+                None,
+                MetricType::Histogram,
+                vec![
+                    Metric {
+                        labels: vec![],
+                        value: Value::Histogram(Histogram {
+                            sample_count: 10.0,
+                            sample_sum: 123.5,
+                            buckets: vec![(100.0, 3.0), (1000.0, 8.0), (f64::INFINITY, 10.0)],
+                            has_native: false,
+                        }),
+                        timestamp_ms: None,
+                    },
+                    Metric {
+                        labels: labels(&[("a", "b")]),
+                        value: Value::Histogram(Histogram {
+                            sample_count: 4.0,
+                            sample_sum: 0.0,
+                            buckets: vec![(0.5, 4.0)],
+                            has_native: false,
+                        }),
+                        timestamp_ms: None,
+                    },
+                ],
+            ),
+            family(
+                "queue_depth",
+                Some(""),
+                MetricType::GaugeHistogram,
+                vec![Metric {
+                    labels: labels(&[("q", "1")]),
+                    value: Value::Histogram(Histogram {
+                        sample_count: 2.0,
+                        sample_sum: 3.0,
+                        buckets: vec![(1.0, 1.0), (5.0, 2.0)],
+                        has_native: false,
+                    }),
+                    timestamp_ms: Some(99),
+                }],
+            ),
+            family(
+                "misc",
+                None,
+                MetricType::Untyped,
+                vec![simple(&[("k", "")], 1e21, None)],
+            ),
+        ]
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(ExpositionFormat::Text.content_type(), TEXT_CONTENT_TYPE);
+        assert_eq!(
+            ExpositionFormat::Delimited.content_type(),
+            DELIMITED_CONTENT_TYPE
+        );
+    }
+
+    #[test]
+    fn text_simple_types() {
+        let fams = vec![
+            family(
+                "c_total",
+                Some("A counter."),
+                MetricType::Counter,
+                vec![
+                    simple(&[("a", "1"), ("b", "2")], 5.0, None),
+                    simple(&[], 6.5, Some(1234)),
+                ],
+            ),
+            family("g", None, MetricType::Gauge, vec![simple(&[], -1.0, None)]),
+            family(
+                "u",
+                Some("Untyped."),
+                MetricType::Untyped,
+                vec![simple(&[("x", "y")], 0.25, None)],
+            ),
+        ];
+        assert_eq!(
+            text_of(&fams),
+            "# HELP c_total A counter.\n\
+             # TYPE c_total counter\n\
+             c_total{a=\"1\",b=\"2\"} 5\n\
+             c_total 6.5 1234\n\
+             # TYPE g gauge\n\
+             g -1\n\
+             # HELP u Untyped.\n\
+             # TYPE u untyped\n\
+             u{x=\"y\"} 0.25\n"
+        );
+    }
+
+    #[test]
+    fn text_escaping() {
+        let fams = vec![family(
+            "e",
+            Some("back\\slash \"quote\"\nnewline"),
+            MetricType::Gauge,
+            vec![simple(
+                &[("l", "a\\b\"c\nd"), ("m", "plain ü"), ("n", "")],
+                1.0,
+                None,
+            )],
+        )];
+        assert_eq!(
+            text_of(&fams),
+            "# HELP e back\\\\slash \"quote\"\\nnewline\n\
+             # TYPE e gauge\n\
+             e{l=\"a\\\\b\\\"c\\nd\",m=\"plain ü\",n=\"\"} 1\n"
+        );
+    }
+
+    #[test]
+    fn text_summary() {
+        let fams = vec![family(
+            "s",
+            None,
+            MetricType::Summary,
+            vec![
+                Metric {
+                    labels: labels(&[("a", "x\"")]),
+                    value: Value::Summary(Summary {
+                        sample_count: 3.0,
+                        sample_sum: 4.5,
+                        quantiles: vec![(0.5, 1.0), (0.99, f64::NAN)],
+                    }),
+                    timestamp_ms: Some(10),
+                },
+                Metric {
+                    labels: vec![],
+                    value: Value::Summary(Summary {
+                        sample_count: 0.0,
+                        sample_sum: 0.0,
+                        quantiles: vec![(0.9, 2.0)],
+                    }),
+                    timestamp_ms: None,
+                },
+            ],
+        )];
+        assert_eq!(
+            text_of(&fams),
+            "# TYPE s summary\n\
+             s{a=\"x\\\"\",quantile=\"0.5\"} 1 10\n\
+             s{a=\"x\\\"\",quantile=\"0.99\"} NaN 10\n\
+             s_sum{a=\"x\\\"\"} 4.5 10\n\
+             s_count{a=\"x\\\"\"} 3 10\n\
+             s{quantile=\"0.9\"} 2\n\
+             s_sum 0\n\
+             s_count 0\n"
+        );
+    }
+
+    #[test]
+    fn text_histogram_adds_inf_bucket() {
+        let fams = vec![
+            family(
+                "h",
+                Some("H."),
+                MetricType::Histogram,
+                vec![Metric {
+                    labels: labels(&[("a", "1")]),
+                    value: Value::Histogram(Histogram {
+                        sample_count: 5.0,
+                        sample_sum: 2.5,
+                        buckets: vec![(0.1, 1.0), (1e6, 4.0)],
+                        has_native: false,
+                    }),
+                    timestamp_ms: None,
+                }],
+            ),
+            family(
+                "gh",
+                None,
+                MetricType::GaugeHistogram,
+                vec![Metric {
+                    labels: vec![],
+                    value: Value::Histogram(Histogram {
+                        sample_count: 2.0,
+                        sample_sum: -1.0,
+                        buckets: vec![(1.0, 1.0), (f64::INFINITY, 2.0)],
+                        has_native: false,
+                    }),
+                    timestamp_ms: Some(5),
+                }],
+            ),
+            family(
+                "empty_buckets",
+                None,
+                MetricType::Histogram,
+                vec![Metric {
+                    labels: vec![],
+                    value: Value::Histogram(Histogram {
+                        sample_count: 1.5,
+                        sample_sum: 1.0,
+                        buckets: vec![],
+                        has_native: false,
+                    }),
+                    timestamp_ms: None,
+                }],
+            ),
+        ];
+        assert_eq!(
+            text_of(&fams),
+            "# HELP h H.\n\
+             # TYPE h histogram\n\
+             h_bucket{a=\"1\",le=\"0.1\"} 1\n\
+             h_bucket{a=\"1\",le=\"1e+06\"} 4\n\
+             h_bucket{a=\"1\",le=\"+Inf\"} 5\n\
+             h_sum{a=\"1\"} 2.5\n\
+             h_count{a=\"1\"} 5\n\
+             # TYPE gh histogram\n\
+             gh_bucket{le=\"1\"} 1 5\n\
+             gh_bucket{le=\"+Inf\"} 2 5\n\
+             gh_sum -1 5\n\
+             gh_count 2 5\n\
+             # TYPE empty_buckets histogram\n\
+             empty_buckets_bucket{le=\"+Inf\"} 1.5\n\
+             empty_buckets_sum 1\n\
+             empty_buckets_count 1.5\n"
+        );
+    }
+
+    #[test]
+    fn text_special_values() {
+        let fams = vec![family(
+            "v",
+            None,
+            MetricType::Gauge,
+            vec![
+                simple(&[("i", "1")], f64::INFINITY, None),
+                simple(&[("i", "2")], f64::NEG_INFINITY, None),
+                simple(&[("i", "3")], f64::NAN, None),
+                simple(&[("i", "4")], -0.0, None),
+                simple(&[("i", "5")], 1e-7, Some(i64::MIN)),
+                simple(&[("i", "6")], 123456789.0, Some(i64::MAX)),
+            ],
+        )];
+        assert_eq!(
+            text_of(&fams),
+            "# TYPE v gauge\n\
+             v{i=\"1\"} +Inf\n\
+             v{i=\"2\"} -Inf\n\
+             v{i=\"3\"} NaN\n\
+             v{i=\"4\"} 0\n\
+             v{i=\"5\"} 1e-07 -9223372036854775808\n\
+             v{i=\"6\"} 1.23456789e+08 9223372036854775807\n"
+        );
+    }
+
+    #[test]
+    fn floats_match_go_g() {
+        let fixed = [
+            1.0,
+            -1.0,
+            0.5,
+            0.1,
+            0.0001,
+            0.00009999999999999999,
+            0.000123,
+            1e-5,
+            99999.0,
+            999999.0,
+            999999.5,
+            999999.9999999999,
+            1e6,
+            1_000_001.0,
+            1234567.0,
+            1e15,
+            1e21,
+            1e22,
+            1e100,
+            -1e-100,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            std::f64::consts::PI,
+            -std::f64::consts::E * 1e10,
+            2.5e-3,
+            123456.789,
+            9007199254740993.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ];
+        for v in fixed {
+            assert_eq!(float_text(v), format_go_g(v), "{v:e}");
+        }
+        // Pseudo-random bit patterns and decimal magnitudes around the edges.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = if i % 2 == 0 {
+                f64::from_bits(x)
+            } else {
+                let exp = (x % 24) as i32 - 10;
+                ((x >> 16) % 10_000_000) as f64 * 10f64.powi(exp) / 1e6
+            };
+            if v == 0.0 {
+                continue;
+            }
+            assert_eq!(float_text(v), format_go_g(v), "{v:e}");
+        }
+        // Go's writeFloat writes both zeros as `0` (strconv would say `-0`).
+        assert_eq!(float_text(0.0), "0");
+        assert_eq!(float_text(-0.0), "0");
+    }
+
+    #[test]
+    fn empty_family_is_skipped() {
+        for format in [ExpositionFormat::Text, ExpositionFormat::Delimited] {
+            let mut w = ExpositionWriter::new(format);
+            w.write_family("nothing", Some("help"), MetricType::Gauge, [].iter());
+            w.write_family(
+                "one",
+                None,
+                MetricType::Gauge,
+                [simple(&[], 1.0, None)].iter(),
+            );
+            w.write_family("nothing_either", None, MetricType::Summary, [].iter());
+            let out = w.finish();
+            match format {
+                ExpositionFormat::Text => assert_eq!(out, b"# TYPE one gauge\none 1\n"),
+                ExpositionFormat::Delimited => {
+                    let fams = parse_delimited(&out).unwrap();
+                    assert_eq!(fams.len(), 1);
+                    assert_eq!(fams[0].name, "one");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn metrics_from_several_groups() {
+        let a = [simple(&[("job", "a")], 1.0, None)];
+        let b = [simple(&[("job", "b")], 2.0, None)];
+        let mut w = ExpositionWriter::new(ExpositionFormat::Text);
+        w.write_family("m", None, MetricType::Counter, a.iter().chain(b.iter()));
+        assert_eq!(
+            w.finish(),
+            b"# TYPE m counter\nm{job=\"a\"} 1\nm{job=\"b\"} 2\n"
+        );
+    }
+
+    #[test]
+    fn delimited_matches_prost_encoding() {
+        let mut fams = sample_families();
+        // Counts that need the float fields, a negative timestamp, a value
+        // of a type the family does not have, an empty label value.
+        fams.push(family(
+            "odd",
+            Some("x"),
+            MetricType::Histogram,
+            vec![Metric {
+                labels: labels(&[("e", "")]),
+                value: Value::Histogram(Histogram {
+                    sample_count: 2.5,
+                    sample_sum: f64::NAN,
+                    buckets: vec![(1.0, 0.5), (2.0, -1.0), (3.0, 1e300), (4.0, 300.0)],
+                    has_native: true,
+                }),
+                timestamp_ms: Some(-1),
+            }],
+        ));
+        fams.push(family(
+            "mixed",
+            None,
+            MetricType::Summary,
+            vec![simple(&[], 1.0, None)],
+        ));
+        let mut want = Vec::new();
+        for f in &fams {
+            family_to_proto(f)
+                .encode_length_delimited(&mut want)
+                .unwrap();
+        }
+        assert_eq!(delimited_of(&fams), want);
+    }
+
+    #[test]
+    fn delimited_round_trip() {
+        let fams = sample_families();
+        let body = delimited_of(&fams);
+        let mut back = parse_delimited(&body).unwrap();
+        // Parsing takes an empty HELP as no HELP.
+        let mut want = fams.clone();
+        for f in &mut want {
+            f.help = f.help.take().filter(|h| !h.is_empty());
+        }
+        // No +Inf bucket is added in protobuf.
+        assert_eq!(back.len(), want.len());
+        for (b, w) in back.iter_mut().zip(&want) {
+            assert_eq!(b, w);
+        }
+    }
+
+    #[test]
+    fn text_round_trip() {
+        let fams = sample_families();
+        let body = text_of(&fams);
+        let back = parse_text(body.as_bytes()).unwrap();
+        let mut want = fams.clone();
+        for f in &mut want {
+            f.help = f.help.take().filter(|h| !h.is_empty());
+            // Text has no gauge histogram type.
+            if f.kind == MetricType::GaugeHistogram {
+                f.kind = MetricType::Histogram;
+            }
+            for m in &mut f.metrics {
+                // The text writer adds the +Inf bucket the parser keeps.
+                if let Value::Histogram(h) = &mut m.value {
+                    if !h.buckets.iter().any(|&(le, _)| le == f64::INFINITY) {
+                        h.buckets.push((f64::INFINITY, h.sample_count));
+                    }
+                }
+            }
+        }
+        assert_eq!(back, want);
+    }
+
+    #[test]
+    fn large_label_and_help_lengths() {
+        // Lengths over 127 take multi-byte varints in every nesting level.
+        let long = "v".repeat(300);
+        let fams = vec![family(
+            "long",
+            Some(&long),
+            MetricType::Gauge,
+            (0..50)
+                .map(|i| simple(&[("l", &long), ("i", &i.to_string())], i as f64, None))
+                .collect(),
+        )];
+        let body = delimited_of(&fams);
+        assert_eq!(parse_delimited(&body).unwrap(), fams);
+        assert_eq!(parse_text(text_of(&fams).as_bytes()).unwrap(), fams);
+    }
+
+    #[test]
+    fn negotiate_formats() {
+        use ExpositionFormat::{Delimited, Text};
+        let cases: &[(Option<&str>, ExpositionFormat)] = &[
+            (None, Text),
+            (Some(""), Text),
+            (Some("garbage;;,,==/"), Text),
+            (Some("*/*"), Text),
+            (Some("text/plain"), Text),
+            (Some("text/plain;version=0.0.4"), Text),
+            // Prometheus 2.x with protobuf scraping enabled.
+            (
+                Some(
+                    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
+                     encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3,*/*;q=0.1",
+                ),
+                Delimited,
+            ),
+            // Prometheus 2.x default: OpenMetrics first.
+            (
+                Some(
+                    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                     version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+                ),
+                Text,
+            ),
+            (Some("application/openmetrics-text;version=1.0.0"), Text),
+            (
+                Some(
+                    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
+                     encoding=delimited",
+                ),
+                Delimited,
+            ),
+            (
+                Some(
+                    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; \
+                     encoding=delimited; escaping=allow-utf-8; q=0.9, text/plain; q=0.5",
+                ),
+                Delimited,
+            ),
+            // Not acceptable at q=0.
+            (
+                Some(
+                    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
+                     encoding=delimited;q=0",
+                ),
+                Text,
+            ),
+            (
+                Some(
+                    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
+                     encoding=delimited;q=0,text/plain;q=0.1",
+                ),
+                Text,
+            ),
+            // Text preferred by q.
+            (
+                Some(
+                    "text/plain;version=0.0.4;q=0.9,application/vnd.google.protobuf;\
+                     proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5",
+                ),
+                Text,
+            ),
+            // An unknown text version does not count: protobuf is the best.
+            (
+                Some(
+                    "text/plain;version=9.9.9,application/vnd.google.protobuf;\
+                     proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5",
+                ),
+                Delimited,
+            ),
+            // Protobuf text encodings and other messages are not spoken.
+            (
+                Some(
+                    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
+                     encoding=text",
+                ),
+                Text,
+            ),
+            (
+                Some("application/vnd.google.protobuf;proto=other.Message;encoding=delimited"),
+                Text,
+            ),
+            (Some("application/vnd.google.protobuf"), Text),
+        ];
+        for &(accept, want) in cases {
+            assert_eq!(negotiate(accept), want, "{accept:?}");
+        }
+    }
+
+    #[test]
+    fn gzip_acceptance() {
+        let cases: &[(Option<&str>, bool)] = &[
+            (Some("gzip"), true),
+            (Some("gzip, deflate"), true),
+            (Some("deflate, br;q=1.0, GZip;q=0.5"), true),
+            (Some("deflate"), false),
+            (Some("gzip;q=0"), false),
+            (Some("gzip; q=0.0, deflate"), false),
+            (Some("*"), true),
+            (Some("*;q=0"), false),
+            (Some("gzip;q=0, *"), false),
+            (Some("deflate, *;q=0.1"), true),
+            (Some("x-gzip"), true),
+            (Some(""), false),
+            (None, false),
+        ];
+        for &(header, want) in cases {
+            assert_eq!(accepts_gzip(header), want, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn gzip_round_trip() {
+        use std::io::Read;
+        let body = text_of(&sample_families()).repeat(20);
+        let zipped = gzip(body.as_bytes());
+        assert!(zipped.len() < body.len());
+        let mut unzipped = String::new();
+        flate2::read::GzDecoder::new(&zipped[..])
+            .read_to_string(&mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, body);
+    }
+}

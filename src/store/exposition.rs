@@ -1,0 +1,81 @@
+//! `GET P/metrics` from the store: every group's families merged by name,
+//! one HELP and one TYPE per family, families sorted by name (the index
+//! keeps them sorted, so nothing is re-sorted per scrape), the per-group
+//! push gauges, and the agent's own metrics.
+
+use super::sanitize::{group_series_labels, PUSH_FAILURE_TIME, PUSH_TIME};
+use super::{Inner, Store};
+use crate::expfmt::expose::ExpositionWriter;
+use crate::expfmt::model::{Family, Metric, MetricType, Value};
+use std::collections::BTreeMap;
+
+impl Store {
+    /// Writes the whole exposition; `own` are the agent's own metrics.
+    pub fn expose(&self, writer: &mut ExpositionWriter, own: Vec<Family>) {
+        let inner = self.lock();
+        write_merged(&inner, writer, own);
+    }
+}
+
+/// The agent's own metrics alone, for when the store is off.
+pub fn expose_own(writer: &mut ExpositionWriter, mut own: Vec<Family>) {
+    own.sort_by(|a, b| a.name.cmp(&b.name));
+    for f in &own {
+        writer.write_family(&f.name, f.help.as_deref(), f.kind, f.metrics.iter());
+    }
+}
+
+fn write_merged(inner: &Inner, writer: &mut ExpositionWriter, own: Vec<Family>) {
+    let mut own: BTreeMap<String, Family> = own.into_iter().map(|f| (f.name.clone(), f)).collect();
+    let group = |id| {
+        inner.groups[id as usize]
+            .as_ref()
+            .expect("holders are live groups")
+    };
+    for (name, entry) in inner.index.families() {
+        // Own metrics the index does not pin are written in order too.
+        let before: Vec<String> = own.range(..name.clone()).map(|(n, _)| n.clone()).collect();
+        for n in before {
+            let f = own.remove(&n).expect("listed above");
+            writer.write_family(&f.name, f.help.as_deref(), f.kind, f.metrics.iter());
+        }
+        if name == PUSH_TIME || name == PUSH_FAILURE_TIME {
+            let gauges: Vec<Metric> = inner
+                .groups
+                .iter()
+                .flatten()
+                .map(|g| Metric {
+                    labels: group_series_labels(&g.key),
+                    value: Value::Simple(
+                        if name == PUSH_TIME {
+                            g.push_ns
+                        } else {
+                            g.failure_ns
+                        } as f64
+                            / 1e9,
+                    ),
+                    timestamp_ms: None,
+                })
+                .collect();
+            writer.write_family(name, entry.pinned_help, MetricType::Gauge, gauges.iter());
+            continue;
+        }
+        let help = entry.pinned_help.map(str::to_string).or_else(|| {
+            entry
+                .holders
+                .iter()
+                .find_map(|id| group(*id).families.get(name)?.0.help.clone())
+        });
+        let own_family = own.remove(name);
+        let own_metrics = own_family.iter().flat_map(|f| f.metrics.iter());
+        let pushed = entry
+            .holders
+            .iter()
+            .filter_map(|id| group(*id).families.get(name))
+            .flat_map(|(f, _)| f.metrics.iter());
+        writer.write_family(name, help.as_deref(), entry.kind, own_metrics.chain(pushed));
+    }
+    for f in own.values() {
+        writer.write_family(&f.name, f.help.as_deref(), f.kind, f.metrics.iter());
+    }
+}

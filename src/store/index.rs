@@ -1,0 +1,404 @@
+//! The consistency index: which groups hold each family name (and with
+//! which type), and which group owns each series. The Pushgateway checks a
+//! push by re-gathering everything it stores, O(total series); checking
+//! against this index touches only the push's own families and series, so
+//! a push costs the same with 10 groups stored as with 10,000.
+
+use crate::expfmt::model::{Family, MetricType};
+use crate::pushgateway::grouping::is_valid_label_name;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+/// A slot in the store's group table.
+pub type GroupId = u32;
+
+/// One family name across the store.
+#[derive(Debug)]
+pub struct FamilyEntry {
+    /// The type every holder agrees on (with the check on; with it off, the
+    /// type of the first holder).
+    pub kind: MetricType,
+    /// Groups holding a family of this name, in id order (the exposition
+    /// merges them in this order).
+    pub holders: BTreeSet<GroupId>,
+    /// The agent's own metrics and the per-group push gauges: always
+    /// present, with a fixed HELP.
+    pub pinned_help: Option<&'static str>,
+}
+
+#[derive(Debug, Default)]
+pub struct Index {
+    /// Sorted by name, which is the exposition order.
+    families: BTreeMap<String, FamilyEntry>,
+    /// Series identity (family name + sorted labels, hashed) → owner.
+    series: HashMap<u64, GroupId>,
+}
+
+/// What the check needs to know of the pushing group.
+pub struct Pusher<'a> {
+    /// None when the group does not exist yet.
+    pub id: Option<GroupId>,
+    /// True when the group's own family of this name is gone once the push
+    /// is applied (every family for PUT, the pushed names for POST).
+    pub replaces: &'a dyn Fn(&str) -> bool,
+}
+
+impl Index {
+    /// An index in which `pinned` names always exist, held by no group.
+    pub fn new(pinned: &[(&str, MetricType, &'static str)]) -> Index {
+        let mut index = Index::default();
+        for (name, kind, help) in pinned {
+            index.families.insert(
+                name.to_string(),
+                FamilyEntry {
+                    kind: *kind,
+                    holders: BTreeSet::new(),
+                    pinned_help: Some(help),
+                },
+            );
+        }
+        index
+    }
+
+    pub fn families(&self) -> impl Iterator<Item = (&String, &FamilyEntry)> {
+        self.families.iter()
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
+    /// The type the name has outside what the push replaces, if any.
+    fn type_elsewhere(&self, name: &str, pusher: &Pusher<'_>) -> Option<MetricType> {
+        let entry = self.families.get(name)?;
+        if entry.pinned_help.is_some() {
+            return Some(entry.kind);
+        }
+        let mine = pusher.id.is_some_and(|id| entry.holders.contains(&id));
+        let gone = mine && (pusher.replaces)(name);
+        (entry.holders.len() > usize::from(gone)).then_some(entry.kind)
+    }
+
+    /// Checks that storing `push` (sanitized: grouping labels forced,
+    /// labels sorted) keeps the exposition valid. Touches only the push's
+    /// families and series. The error says what collides and with what.
+    pub fn check(&self, pusher: &Pusher<'_>, push: &[Family]) -> Result<(), String> {
+        let pushed: HashMap<&str, MetricType> =
+            push.iter().map(|f| (f.name.as_str(), f.kind)).collect();
+        let type_of = |name: &str| {
+            pushed
+                .get(name)
+                .copied()
+                .or_else(|| self.type_elsewhere(name, pusher))
+        };
+        let mut seen = HashSet::new();
+        for family in push {
+            let name = family.name.as_str();
+            if let Some(kind) = self.type_elsewhere(name, pusher) {
+                if kind != family.kind {
+                    return Err(format!(
+                        "metric family {name:?} is pushed as {} but already exists as {}",
+                        family.kind.as_str(),
+                        kind.as_str()
+                    ));
+                }
+            }
+            check_suffixes(name, family.kind, &type_of)?;
+            for metric in &family.metrics {
+                check_labels(name, family.kind, &metric.labels)?;
+                let id = series_id(name, &metric.labels);
+                if !seen.insert(id) {
+                    return Err(format!(
+                        "series {} appears twice in the push",
+                        describe(name, &metric.labels)
+                    ));
+                }
+                if let Some(owner) = self.series.get(&id) {
+                    if Some(*owner) != pusher.id {
+                        return Err(format!(
+                            "series {} is already pushed by another group",
+                            describe(name, &metric.labels)
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that group `id` now holds `family`.
+    pub fn add(&mut self, id: GroupId, family: &Family) {
+        let entry = self
+            .families
+            .entry(family.name.clone())
+            .or_insert_with(|| FamilyEntry {
+                kind: family.kind,
+                holders: BTreeSet::new(),
+                pinned_help: None,
+            });
+        if entry.holders.is_empty() && entry.pinned_help.is_none() {
+            entry.kind = family.kind;
+        }
+        entry.holders.insert(id);
+        for metric in &family.metrics {
+            self.series
+                .insert(series_id(&family.name, &metric.labels), id);
+        }
+    }
+
+    /// Records that group `id` no longer holds `family`.
+    pub fn remove(&mut self, id: GroupId, family: &Family) {
+        for metric in &family.metrics {
+            let sid = series_id(&family.name, &metric.labels);
+            // With the check off another group may have taken the series.
+            if self.series.get(&sid) == Some(&id) {
+                self.series.remove(&sid);
+            }
+        }
+        if let Some(entry) = self.families.get_mut(&family.name) {
+            entry.holders.remove(&id);
+            if entry.holders.is_empty() && entry.pinned_help.is_none() {
+                self.families.remove(&family.name);
+            }
+        }
+    }
+
+    /// Forgets every group, keeping the pinned names.
+    pub fn clear(&mut self) {
+        self.series.clear();
+        self.families.retain(|_, e| {
+            e.holders.clear();
+            e.pinned_help.is_some()
+        });
+    }
+}
+
+/// The `_count`, `_sum` and `_bucket` series of summaries and histograms
+/// must not collide with another family, in either direction.
+fn check_suffixes(
+    name: &str,
+    kind: MetricType,
+    type_of: &dyn Fn(&str) -> Option<MetricType>,
+) -> Result<(), String> {
+    let collision = |other: &str| {
+        Err(format!(
+            "metric family {name:?} collides with the series of family {other:?}"
+        ))
+    };
+    for suffix in ["_count", "_sum", "_bucket"] {
+        if let Some(base) = name.strip_suffix(suffix) {
+            match type_of(base) {
+                Some(MetricType::Summary) if suffix != "_bucket" => return collision(base),
+                Some(t) if t.is_histogram() => return collision(base),
+                _ => {}
+            }
+        }
+    }
+    let suffixes: &[&str] = match kind {
+        MetricType::Summary => &["_count", "_sum"],
+        t if t.is_histogram() => &["_count", "_sum", "_bucket"],
+        _ => &[],
+    };
+    for suffix in suffixes {
+        let other = format!("{name}{suffix}");
+        if type_of(&other).is_some() {
+            return collision(&other);
+        }
+    }
+    Ok(())
+}
+
+/// Valid, unique label names; no `quantile` on summaries nor `le` on
+/// histograms (those labels are the exposition's own). Labels are sorted.
+fn check_labels(name: &str, kind: MetricType, labels: &[(String, String)]) -> Result<(), String> {
+    for (i, (label, _)) in labels.iter().enumerate() {
+        if !is_valid_label_name(label) || label.starts_with("__") {
+            return Err(format!(
+                "metric {name:?} has an invalid label name {label:?}"
+            ));
+        }
+        if i > 0 && labels[i - 1].0 == *label {
+            return Err(format!("metric {name:?} has the label {label:?} twice"));
+        }
+        let reserved = match kind {
+            MetricType::Summary => label == "quantile",
+            t if t.is_histogram() => label == "le",
+            _ => false,
+        };
+        if reserved {
+            return Err(format!(
+                "{} metric {name:?} must not have an explicit {label:?} label",
+                kind.as_str()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A series' identity: its family name and its sorted labels.
+fn series_id(name: &str, labels: &[(String, String)]) -> u64 {
+    let mut h = DefaultHasher::new();
+    name.hash(&mut h);
+    for (k, v) in labels {
+        k.hash(&mut h);
+        v.hash(&mut h);
+    }
+    h.finish()
+}
+
+fn describe(name: &str, labels: &[(String, String)]) -> String {
+    let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{name}{{{}}}", inner.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expfmt::text::parse_text;
+
+    fn fams(text: &str) -> Vec<Family> {
+        let mut f = parse_text(text.as_bytes()).unwrap();
+        for fam in &mut f {
+            for m in &mut fam.metrics {
+                m.labels.sort();
+            }
+        }
+        f
+    }
+
+    fn index_with(groups: &[(GroupId, &str)]) -> Index {
+        let mut index = Index::new(&[("self_total", MetricType::Counter, "help")]);
+        for (id, text) in groups {
+            for f in fams(text) {
+                index.add(*id, &f);
+            }
+        }
+        index
+    }
+
+    fn check(
+        index: &Index,
+        id: Option<GroupId>,
+        replace_all: bool,
+        text: &str,
+    ) -> Result<(), String> {
+        let push = fams(text);
+        let names: Vec<String> = push.iter().map(|f| f.name.clone()).collect();
+        let replaces = move |n: &str| replace_all || names.iter().any(|x| x == n);
+        index.check(
+            &Pusher {
+                id,
+                replaces: &replaces,
+            },
+            &push,
+        )
+    }
+
+    #[test]
+    fn type_conflicts() {
+        let index = index_with(&[(1, "# TYPE a counter\na{job=\"x\"} 1\n")]);
+        assert!(check(&index, Some(2), true, "# TYPE a gauge\na{job=\"y\"} 1\n").is_err());
+        assert!(check(&index, Some(2), true, "# TYPE a counter\na{job=\"y\"} 1\n").is_ok());
+        // The only holder replaces its own family: any type goes.
+        assert!(check(&index, Some(1), false, "# TYPE a gauge\na{job=\"x\"} 1\n").is_ok());
+        // Pinned names keep their type.
+        assert!(check(
+            &index,
+            None,
+            true,
+            "# TYPE self_total gauge\nself_total 1\n"
+        )
+        .is_err());
+        assert!(check(
+            &index,
+            None,
+            true,
+            "# TYPE self_total counter\nself_total{job=\"q\"} 1\n"
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn series_owned_by_another_group() {
+        let index = index_with(&[(1, "a{instance=\"i\",job=\"x\"} 1\n")]);
+        assert!(check(&index, Some(2), true, "a{instance=\"i\",job=\"x\"} 2\n").is_err());
+        assert!(check(&index, Some(1), true, "a{instance=\"i\",job=\"x\"} 2\n").is_ok());
+        assert!(check(&index, Some(2), true, "a{instance=\"j\",job=\"x\"} 2\n").is_ok());
+    }
+
+    #[test]
+    fn suffix_collisions() {
+        let index = index_with(&[(
+            1,
+            "# TYPE s summary\ns_sum{job=\"x\"} 1\ns_count{job=\"x\"} 1\n",
+        )]);
+        assert!(check(&index, Some(2), true, "s_count{job=\"y\"} 1\n").is_err());
+        assert!(check(&index, Some(2), true, "s_bucket{job=\"y\"} 1\n").is_ok());
+        let index = index_with(&[(1, "h_bucket{job=\"x\"} 1\n")]);
+        assert!(check(
+            &index,
+            Some(2),
+            true,
+            "# TYPE h histogram\nh_bucket{job=\"y\",le=\"+Inf\"} 1\nh_sum{job=\"y\"} 1\nh_count{job=\"y\"} 1\n"
+        )
+        .is_err());
+        // POST by the holder that keeps h_bucket collides; PUT replaces it.
+        let h = "# TYPE h histogram\nh_bucket{job=\"x\",le=\"+Inf\"} 1\nh_sum{job=\"x\"} 1\nh_count{job=\"x\"} 1\n";
+        assert!(check(&index, Some(1), false, h).is_err());
+        assert!(check(&index, Some(1), true, h).is_ok());
+        // Within one push too.
+        let index = index_with(&[]);
+        let mut push = fams(h);
+        push.extend(fams("# TYPE h_count gauge\nh_count 2\n"));
+        let all = |_: &str| true;
+        let pusher = Pusher {
+            id: None,
+            replaces: &all,
+        };
+        assert!(index.check(&pusher, &push).is_err());
+    }
+
+    #[test]
+    fn labels_within_the_push() {
+        let index = index_with(&[]);
+        assert!(check(&index, None, true, "a{job=\"x\"} 1\na{job=\"x\"} 2\n").is_err());
+        let push = vec![Family {
+            name: "s".into(),
+            help: None,
+            kind: MetricType::Summary,
+            metrics: vec![crate::expfmt::model::Metric {
+                labels: vec![("quantile".into(), "0.5".into())],
+                value: crate::expfmt::model::Value::Summary(Default::default()),
+                timestamp_ms: None,
+            }],
+        }];
+        let none = |_: &str| true;
+        let pusher = Pusher {
+            id: None,
+            replaces: &none,
+        };
+        assert!(index
+            .check(&pusher, &push)
+            .unwrap_err()
+            .contains("quantile"));
+        let mut dup = push.clone();
+        dup[0].kind = MetricType::Untyped;
+        dup[0].metrics[0].value = crate::expfmt::model::Value::Simple(1.0);
+        dup[0].metrics[0].labels = vec![("a".into(), "1".into()), ("a".into(), "2".into())];
+        assert!(index.check(&pusher, &dup).unwrap_err().contains("twice"));
+        dup[0].metrics[0].labels = vec![("__a".into(), "1".into())];
+        assert!(index.check(&pusher, &dup).unwrap_err().contains("invalid"));
+    }
+
+    #[test]
+    fn removal_frees_names_and_series() {
+        let mut index = index_with(&[(1, "# TYPE a counter\na{job=\"x\"} 1\n")]);
+        for f in fams("# TYPE a counter\na{job=\"x\"} 1\n") {
+            index.remove(1, &f);
+        }
+        assert_eq!(index.series_count(), 0);
+        assert!(check(&index, Some(2), true, "# TYPE a gauge\na{job=\"x\"} 1\n").is_ok());
+        index.clear();
+        assert_eq!(index.families().count(), 1, "pinned names stay");
+    }
+}

@@ -1,0 +1,187 @@
+//! `GET P/api/v1/metrics`: the Pushgateway's JSON view of the groups.
+//! Its shape: `{"status":"success","data":[group...]}`, each group with
+//! `labels` (the grouping key), `last_push_successful`, and one member per
+//! family named after it: `time_stamp` (RFC 3339), `type` (the protobuf
+//! enum name), `help` (left out when empty) and `metrics`, whose values are
+//! strings formatted as Go's `fmt.Sprint` formats them.
+
+use super::sanitize::{
+    group_series_labels, PUSH_FAILURE_TIME, PUSH_FAILURE_TIME_HELP, PUSH_TIME, PUSH_TIME_HELP,
+};
+use super::{Group, Store};
+use crate::convert::naming::format_go_g;
+use crate::expfmt::model::{Family, Metric, MetricType, Value};
+use serde_json::{json, Map, Value as Json};
+
+impl Store {
+    /// The `data` array of `GET P/api/v1/metrics`.
+    pub fn api_metrics(&self) -> Json {
+        self.with_groups(|groups, _| Json::Array(groups.map(group_json).collect()))
+    }
+}
+
+fn group_json(g: &Group) -> Json {
+    let mut obj = Map::new();
+    let labels: Map<String, Json> = g
+        .key
+        .labels()
+        .iter()
+        .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+        .collect();
+    obj.insert("labels".into(), Json::Object(labels));
+    obj.insert(
+        "last_push_successful".into(),
+        Json::Bool(g.push_ns >= g.failure_ns),
+    );
+    for (name, (family, at)) in &g.families {
+        obj.insert(name.clone(), family_json(family, *at));
+    }
+    let series = group_series_labels(&g.key);
+    for (name, help, value, at) in [
+        (PUSH_TIME, PUSH_TIME_HELP, g.push_ns, g.push_ns),
+        (
+            PUSH_FAILURE_TIME,
+            PUSH_FAILURE_TIME_HELP,
+            g.failure_ns,
+            g.failure_ns.max(g.push_ns),
+        ),
+    ] {
+        let gauge = Family {
+            name: name.to_string(),
+            help: Some(help.to_string()),
+            kind: MetricType::Gauge,
+            metrics: vec![Metric {
+                labels: series.clone(),
+                value: Value::Simple(value as f64 / 1e9),
+                timestamp_ms: None,
+            }],
+        };
+        obj.insert(name.to_string(), family_json(&gauge, at));
+    }
+    Json::Object(obj)
+}
+
+fn family_json(f: &Family, at_ns: i64) -> Json {
+    let mut obj = Map::new();
+    obj.insert("time_stamp".into(), Json::String(rfc3339_nano(at_ns)));
+    obj.insert("type".into(), Json::String(proto_type_name(f.kind).into()));
+    if let Some(help) = f.help.as_deref().filter(|h| !h.is_empty()) {
+        obj.insert("help".into(), Json::String(help.into()));
+    }
+    let metrics: Vec<Json> = f.metrics.iter().map(metric_json).collect();
+    obj.insert("metrics".into(), Json::Array(metrics));
+    Json::Object(obj)
+}
+
+fn metric_json(m: &Metric) -> Json {
+    let labels: Map<String, Json> = m
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+        .collect();
+    match &m.value {
+        Value::Simple(v) => json!({"labels": labels, "value": format_go_g(*v)}),
+        Value::Summary(s) => {
+            let quantiles: Map<String, Json> = s
+                .quantiles
+                .iter()
+                .map(|(q, v)| (format_go_g(*q), Json::String(format_go_g(*v))))
+                .collect();
+            json!({"labels": labels, "quantiles": quantiles,
+                   "count": format_count(s.sample_count), "sum": format_go_g(s.sample_sum)})
+        }
+        Value::Histogram(h) => {
+            let buckets: Map<String, Json> = h
+                .buckets
+                .iter()
+                .map(|(ub, c)| (format_go_g(*ub), Json::String(format_count(*c))))
+                .collect();
+            json!({"labels": labels, "buckets": buckets,
+                   "count": format_count(h.sample_count), "sum": format_go_g(h.sample_sum)})
+        }
+    }
+}
+
+/// Counts are integers in the Pushgateway's protobuf model.
+fn format_count(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e18 {
+        format!("{}", v as i64)
+    } else {
+        format_go_g(v)
+    }
+}
+
+/// The enum names of `io.prometheus.client.MetricType`.
+fn proto_type_name(kind: MetricType) -> &'static str {
+    match kind {
+        MetricType::Counter => "COUNTER",
+        MetricType::Gauge => "GAUGE",
+        MetricType::Summary => "SUMMARY",
+        MetricType::Untyped => "UNTYPED",
+        MetricType::Histogram => "HISTOGRAM",
+        MetricType::GaugeHistogram => "GAUGE_HISTOGRAM",
+    }
+}
+
+/// RFC 3339 in UTC with as many fraction digits as needed, as Go's
+/// `time.Time` marshals (`2026-11-24T09:15:13.5Z`).
+pub fn rfc3339_nano(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let frac = ns.rem_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let mut s = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    );
+    if frac != 0 {
+        let digits = format!("{frac:09}");
+        s.push('.');
+        s.push_str(digits.trim_end_matches('0'));
+    }
+    s.push('Z');
+    s
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_as_go_marshals_them() {
+        assert_eq!(rfc3339_nano(0), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339_nano(1_764_000_000_500_000_000),
+            "2025-11-24T16:00:00.5Z"
+        );
+        assert_eq!(
+            rfc3339_nano(951_782_400_000_000_001),
+            "2000-02-29T00:00:00.000000001Z"
+        );
+    }
+
+    #[test]
+    fn counts_and_values() {
+        assert_eq!(format_count(3.0), "3");
+        assert_eq!(format_count(2.5), "2.5");
+        assert_eq!(format_go_g(1e6), "1e+06");
+    }
+}

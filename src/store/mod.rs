@@ -1,0 +1,473 @@
+//! The group store: the last push of every group, as the Prometheus
+//! Pushgateway keeps it, so that Prometheus can scrape it and DELETE means
+//! something.
+//!
+//! It follows the Pushgateway 1.5.1 (PUT replaces a group, POST replaces
+//! the pushed families, DELETE removes the group, `push_time_seconds` and
+//! `push_failure_time_seconds` per group, the grouping labels forced onto
+//! every series). Where it differs, and why:
+//! - The consistency check is an index lookup, O(size of the push), not a
+//!   re-gathering of everything stored, O(total series) (see `index`).
+//! - A push is checked and applied before the reply, so PUT and POST answer
+//!   200 even with the check off (the Pushgateway queues and answers 202).
+//! - Pushed timestamps are accepted (DataKit's `honor_timestamps` forwards
+//!   them); the store keeps the values and drops the timestamps.
+//! - Among inconsistent HELP strings, the one of the lowest-numbered group
+//!   holding the family is exposed (the Pushgateway's depends on map order).
+//! - With `persistence_dir`, every acknowledged push is in a journal,
+//!   fsynced before the reply (the Pushgateway snapshots every 5 minutes).
+//! - `group_ttl` expires groups (the Pushgateway keeps them forever).
+//!
+//! Concurrency contract: every method takes `&self` and may be called from
+//! any thread. One mutex guards groups and index; a push holds it for the
+//! check and the apply only (parsing and conversion happen before, the
+//! fsync wait after). Mutations reach the journal in the order they reach
+//! the in-memory state.
+
+pub mod exposition;
+pub mod index;
+pub mod journal;
+pub mod json;
+pub mod record;
+pub mod sanitize;
+
+use crate::expfmt::model::{Family, MetricType};
+use crate::pushgateway::grouping::GroupingKey;
+use index::{GroupId, Index, Pusher};
+use journal::{Journal, Ticket};
+use record::{GroupState, Mutation};
+use sanitize::{PUSH_FAILURE_TIME, PUSH_FAILURE_TIME_HELP, PUSH_TIME, PUSH_TIME_HELP};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+/// A journal grows to this before it is compacted into a snapshot.
+pub const DEFAULT_SNAPSHOT_AFTER_BYTES: u64 = 64 << 20;
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub consistency_check: bool,
+    pub persistence_dir: Option<PathBuf>,
+    pub group_ttl: Duration,
+    pub snapshot_after_bytes: u64,
+}
+
+/// One stored group.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub key: GroupingKey,
+    /// By name; each family with the time of the push that stored it.
+    pub families: BTreeMap<String, (Family, i64)>,
+    /// 0 when no push succeeded yet.
+    pub push_ns: i64,
+    /// 0 when no push failed yet.
+    pub failure_ns: i64,
+    pub created_ns: i64,
+}
+
+impl Group {
+    /// The time `group_ttl` counts from: the last successful push, or the
+    /// creation of a group that only ever saw failed pushes.
+    fn last_success_ns(&self) -> i64 {
+        if self.push_ns > 0 {
+            self.push_ns
+        } else {
+            self.created_ns
+        }
+    }
+
+    fn state(&self) -> GroupState {
+        GroupState {
+            key: self.key.clone(),
+            push_ns: self.push_ns,
+            failure_ns: self.failure_ns,
+            created_ns: self.created_ns,
+            families: self.families.values().cloned().collect(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    groups: Vec<Option<Group>>,
+    free: Vec<GroupId>,
+    by_key: HashMap<GroupingKey, GroupId>,
+    index: Index,
+}
+
+/// Why a push was not stored.
+#[derive(Debug)]
+pub enum PushRefused<E> {
+    /// The consistency check failed; the failure time was recorded (wait on
+    /// the ticket before replying, so that it is durable too).
+    Inconsistent {
+        message: String,
+        ticket: Option<Ticket>,
+    },
+    /// The caller's reservation (room in the sink queues) failed; nothing
+    /// changed.
+    Reserve(E),
+    /// The journal is broken; nothing changed.
+    Journal(std::io::Error),
+}
+
+pub struct Store {
+    inner: Mutex<Inner>,
+    /// Set by `load` when persistence is on.
+    journal: OnceLock<Arc<Journal>>,
+    options: StoreOptions,
+    ready: AtomicBool,
+    snapshotting: Arc<AtomicBool>,
+}
+
+impl Store {
+    /// An empty store, ready at once without `persistence_dir`; with it,
+    /// not ready (pushes get 503) until [`Store::load`] has run.
+    pub fn new(options: StoreOptions) -> Store {
+        Store {
+            inner: Mutex::new(Inner {
+                index: Index::new(&pinned_families()),
+                ..Inner::default()
+            }),
+            journal: OnceLock::new(),
+            ready: AtomicBool::new(options.persistence_dir.is_none()),
+            options,
+            snapshotting: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Opens the journal under `persistence_dir`, applies what it recovers
+    /// (without checks: it was checked when pushed) and marks the store
+    /// ready. Returns warnings: torn tails, corrupt snapshots moved aside,
+    /// undecodable records skipped. Blocking; call it once.
+    pub fn load(&self) -> std::io::Result<Vec<String>> {
+        let Some(dir) = &self.options.persistence_dir else {
+            return Ok(Vec::new());
+        };
+        let (journal, recovered) = Journal::open(dir)?;
+        let mut warnings = recovered.warnings;
+        {
+            let mut inner = self.lock();
+            for (i, bytes) in recovered.records.iter().enumerate() {
+                match Mutation::decode(bytes) {
+                    Ok(m) => inner.apply(m),
+                    Err(e) => warnings.push(format!(
+                        "store record {i} in {} skipped: {e}",
+                        dir.display()
+                    )),
+                }
+            }
+        }
+        let _ = self.journal.set(Arc::new(journal));
+        self.ready.store(true, Ordering::Release);
+        Ok(warnings)
+    }
+
+    /// False while persisted state is being loaded.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Checks and stores a PUT (`replace`) or POST of `families`, already
+    /// sanitized for `key`. `reserve` runs under the store lock after the
+    /// check passes and before anything changes; its error refuses the push
+    /// whole. On success, the returned ticket (when persistence is on) must
+    /// be waited on before acknowledging.
+    pub fn push<E>(
+        &self,
+        key: GroupingKey,
+        replace: bool,
+        families: Vec<Family>,
+        at_ns: i64,
+        reserve: impl FnOnce() -> Result<(), E>,
+    ) -> Result<Option<Ticket>, PushRefused<E>> {
+        let mut inner = self.lock();
+        if self.options.consistency_check {
+            if let Err(message) = inner.check(&key, replace, &families) {
+                let m = Mutation::Failure { key, at_ns };
+                let ticket = self.journal_append(&m).map_err(PushRefused::Journal)?;
+                inner.apply(m);
+                return Err(PushRefused::Inconsistent { message, ticket });
+            }
+        }
+        reserve().map_err(PushRefused::Reserve)?;
+        let m = Mutation::Push {
+            key,
+            replace,
+            families,
+            at_ns,
+        };
+        let ticket = self.journal_append(&m).map_err(PushRefused::Journal)?;
+        inner.apply(m);
+        self.maybe_snapshot(&inner);
+        Ok(ticket)
+    }
+
+    /// Removes the group (absent is fine).
+    pub fn delete(&self, key: GroupingKey) -> std::io::Result<Option<Ticket>> {
+        self.mutate(Mutation::Delete { key })
+    }
+
+    /// Removes every group.
+    pub fn wipe(&self) -> std::io::Result<Option<Ticket>> {
+        self.mutate(Mutation::Wipe)
+    }
+
+    fn mutate(&self, m: Mutation) -> std::io::Result<Option<Ticket>> {
+        let mut inner = self.lock();
+        let ticket = self.journal_append(&m)?;
+        inner.apply(m);
+        self.maybe_snapshot(&inner);
+        Ok(ticket)
+    }
+
+    /// Removes the groups whose last successful push is older than
+    /// `group_ttl` at `now_ns`; returns how many, and the ticket of the
+    /// last journaled expiry.
+    pub fn expire(&self, now_ns: i64) -> std::io::Result<(usize, Option<Ticket>)> {
+        let ttl = self.options.group_ttl.as_nanos() as i64;
+        if ttl == 0 {
+            return Ok((0, None));
+        }
+        let mut inner = self.lock();
+        let expired: Vec<GroupingKey> = inner
+            .groups
+            .iter()
+            .flatten()
+            .filter(|g| now_ns.saturating_sub(g.last_success_ns()) > ttl)
+            .map(|g| g.key.clone())
+            .collect();
+        let mut ticket = None;
+        for key in &expired {
+            let m = Mutation::Delete { key: key.clone() };
+            ticket = self.journal_append(&m)?;
+            inner.apply(m);
+        }
+        Ok((expired.len(), ticket))
+    }
+
+    /// Waits until the mutation behind `ticket` is fsynced.
+    pub async fn wait(&self, ticket: Option<Ticket>) -> std::io::Result<()> {
+        match (self.journal.get(), ticket) {
+            (Some(j), Some(t)) => j.wait(t).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Flushes the journal; called at shutdown.
+    pub fn close(&self) -> std::io::Result<()> {
+        match self.journal.get() {
+            Some(j) => j.close(),
+            None => Ok(()),
+        }
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.lock().by_key.len()
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.lock().index.series_count()
+    }
+
+    fn journal_append(&self, m: &Mutation) -> std::io::Result<Option<Ticket>> {
+        match self.journal.get() {
+            Some(j) => j.append(&m.encode()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Compacts the journal into a snapshot once it has grown past the
+    /// threshold. The cut and the state copy happen under the store lock
+    /// (so they agree); encoding and writing happen on another thread.
+    fn maybe_snapshot(&self, inner: &Inner) {
+        let Some(journal) = self.journal.get() else {
+            return;
+        };
+        if journal.current_journal_bytes() < self.options.snapshot_after_bytes
+            || self.snapshotting.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let mut writer = match journal.start_snapshot() {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!("cannot start a store snapshot: {e}");
+                self.snapshotting.store(false, Ordering::Release);
+                return;
+            }
+        };
+        let states: Vec<GroupState> = inner.groups.iter().flatten().map(Group::state).collect();
+        let busy = self.snapshotting.clone();
+        std::thread::spawn(move || {
+            let result = states
+                .into_iter()
+                .try_for_each(|s| writer.write_record(&Mutation::Restore(s).encode()))
+                .and_then(|()| writer.finish());
+            match result {
+                Ok(()) => tracing::info!("store snapshot written"),
+                Err(e) => tracing::error!(
+                    "store snapshot failed (the journal still holds everything): {e}"
+                ),
+            }
+            busy.store(false, Ordering::Release);
+        });
+    }
+
+    /// Runs `f` on every stored group, in id order, under the lock.
+    pub fn with_groups<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Iterator<Item = &Group>, &Index) -> T,
+    ) -> T {
+        let inner = self.lock();
+        let mut groups = inner.groups.iter().flatten();
+        f(&mut groups, &inner.index)
+    }
+}
+
+/// Names that always exist: the per-group push gauges and the agent's own
+/// metrics. A push may not give them another type.
+fn pinned_families() -> Vec<(&'static str, MetricType, &'static str)> {
+    let mut pinned = vec![
+        (PUSH_TIME, MetricType::Gauge, PUSH_TIME_HELP),
+        (PUSH_FAILURE_TIME, MetricType::Gauge, PUSH_FAILURE_TIME_HELP),
+    ];
+    for doc in crate::metrics::CATALOG {
+        let kind = match doc.kind {
+            "counter" => MetricType::Counter,
+            "gauge" => MetricType::Gauge,
+            "histogram" => MetricType::Histogram,
+            "summary" => MetricType::Summary,
+            _ => MetricType::Untyped,
+        };
+        pinned.push((doc.name, kind, doc.help));
+    }
+    pinned
+}
+
+impl Inner {
+    fn check(&self, key: &GroupingKey, replace: bool, families: &[Family]) -> Result<(), String> {
+        let id = self.by_key.get(key).copied();
+        let pushed = |name: &str| families.iter().any(|f| f.name == name);
+        let replaces = |name: &str| replace || pushed(name);
+        self.index.check(
+            &Pusher {
+                id,
+                replaces: &replaces,
+            },
+            families,
+        )
+    }
+
+    fn group_id(&mut self, key: &GroupingKey, at_ns: i64) -> GroupId {
+        if let Some(id) = self.by_key.get(key) {
+            return *id;
+        }
+        let group = Group {
+            key: key.clone(),
+            families: BTreeMap::new(),
+            push_ns: 0,
+            failure_ns: 0,
+            created_ns: at_ns,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.groups[id as usize] = Some(group);
+                id
+            }
+            None => {
+                self.groups.push(Some(group));
+                (self.groups.len() - 1) as GroupId
+            }
+        };
+        self.by_key.insert(key.clone(), id);
+        id
+    }
+
+    fn group_mut(&mut self, id: GroupId) -> &mut Group {
+        self.groups[id as usize]
+            .as_mut()
+            .expect("ids in by_key point at live groups")
+    }
+
+    fn remove_group(&mut self, key: &GroupingKey) {
+        let Some(id) = self.by_key.remove(key) else {
+            return;
+        };
+        if let Some(group) = self.groups[id as usize].take() {
+            for (family, _) in group.families.values() {
+                self.index.remove(id, family);
+            }
+        }
+        self.free.push(id);
+    }
+
+    fn apply(&mut self, m: Mutation) {
+        match m {
+            Mutation::Push {
+                key,
+                replace,
+                families,
+                at_ns,
+            } => {
+                let id = self.group_id(&key, at_ns);
+                let group = self.groups[id as usize].as_mut().expect("live group");
+                let old: Vec<(Family, i64)> = if replace {
+                    std::mem::take(&mut group.families).into_values().collect()
+                } else {
+                    families
+                        .iter()
+                        .filter_map(|f| group.families.remove(&f.name))
+                        .collect()
+                };
+                for (family, _) in &old {
+                    self.index.remove(id, family);
+                }
+                for family in &families {
+                    self.index.add(id, family);
+                }
+                let group = self.group_mut(id);
+                for family in families {
+                    group.families.insert(family.name.clone(), (family, at_ns));
+                }
+                group.push_ns = at_ns;
+            }
+            Mutation::Failure { key, at_ns } => {
+                let id = self.group_id(&key, at_ns);
+                self.group_mut(id).failure_ns = at_ns;
+            }
+            Mutation::Delete { key } => self.remove_group(&key),
+            Mutation::Wipe => {
+                self.groups.clear();
+                self.free.clear();
+                self.by_key.clear();
+                self.index.clear();
+            }
+            Mutation::Restore(state) => {
+                self.remove_group(&state.key);
+                let id = self.group_id(&state.key, state.created_ns);
+                for (family, _) in &state.families {
+                    self.index.add(id, family);
+                }
+                let group = self.group_mut(id);
+                group.push_ns = state.push_ns;
+                group.failure_ns = state.failure_ns;
+                group.created_ns = state.created_ns;
+                group.families = state
+                    .families
+                    .into_iter()
+                    .map(|(f, at)| (f.name.clone(), (f, at)))
+                    .collect();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1258 @@
+//! The group store against Prometheus' own Pushgateway (Debian's
+//! `prometheus-pushgateway` 1.5.1, consistency check on, its default).
+//!
+//! The differential test sends the same random sequence of PUT, POST and
+//! DELETE requests (text bodies) to both, over several groups of two jobs,
+//! with families shared across groups, every metric type, and pushes that
+//! the consistency check must refuse: a type that differs from another
+//! group's, a series another group already exposes, `_count`/`_sum`/`_bucket`
+//! names colliding with a summary or histogram, duplicate series in one push.
+//! After every step it compares the status codes and the normalized
+//! exposition of `GET /metrics`: self metrics dropped, the push timestamps
+//! reduced to zero/non-zero, HELP ignored, TYPE per family, and the sorted
+//! samples (name, labels, value as f64).
+//!
+//! The sequence comes from a seeded PRNG: `PUSHKIT_DIFF_SEED` replays a
+//! seed (printed at the start of every run), `PUSHKIT_DIFF_STEPS` sets the
+//! number of steps (default 300), `PUSHKIT_DIFF_VERBOSE` prints every step
+//! of the generator test. `PUSHKIT_PUSHGATEWAY` names the binary
+//! (default /usr/bin/prometheus-pushgateway).
+//!
+//! Never generated, because pushkit deliberately answers differently: pushes
+//! with the consistency check off, a family named twice in one push, an
+//! empty job, samples with timestamps. No pushed family name is one either
+//! agent uses itself.
+
+mod common;
+
+use common::*;
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+const TEXT: (&str, &str) = ("Content-Type", "text/plain; version=0.0.4");
+
+const PUSH_TIME_HELP: &str =
+    "Last Unix time when changing this group in the Pushgateway succeeded.";
+const PUSH_FAILURE_TIME_HELP: &str =
+    "Last Unix time when changing this group in the Pushgateway failed.";
+
+// ---------------------------------------------------------------------------
+// The reference Pushgateway
+
+struct Pushgateway {
+    proc: ChildGuard,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Pushgateway {
+    fn start() -> Pushgateway {
+        let bin = std::env::var_os("PUSHKIT_PUSHGATEWAY")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/usr/bin/prometheus-pushgateway"));
+        assert!(
+            bin.exists(),
+            "{} not found: install Debian's prometheus-pushgateway (.ci/run does), or set PUSHKIT_PUSHGATEWAY",
+            bin.display()
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("pushkit-pgw-diff-")
+            .tempdir()
+            .expect("temp dir");
+        let port = free_port();
+        let mut cmd = Command::new(&bin);
+        cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            // In memory only, apart from any other instance (Debian's build
+            // persists to /var/lib/prometheus by default).
+            .arg("--persistence.file=")
+            .arg("--log.level=warn");
+        let mut proc = spawn_logged("pushgateway", cmd, dir.path());
+        let ready = format!("http://127.0.0.1:{port}/-/ready");
+        if poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
+            proc.assert_running();
+            get(&ready).ok().filter(|r| r.status == 200)
+        })
+        .is_none()
+        {
+            panic!("pushgateway not ready on {ready}\n{}", proc.log_text());
+        }
+        Pushgateway {
+            proc,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn request(&mut self, method: &str, path: &str, body: &[u8]) -> Response {
+        self.proc.assert_running();
+        let url = self.url(path);
+        http(method, &url, &[TEXT], body)
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}\n{}", self.proc.log_text()))
+    }
+}
+
+/// pushkit with `[[inputs.pushgateway]]` at its defaults (store and
+/// consistency check on), no sinks: points go to stdout, which the harness
+/// reads continuously.
+fn start_pushkit() -> Agent {
+    Agent::start(&AgentConf {
+        pushgateway: String::new(),
+        ..AgentConf::default()
+    })
+}
+
+// ---------------------------------------------------------------------------
+// PRNG (splitmix64)
+
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// True with probability `pct` percent.
+    fn chance(&mut self, pct: usize) -> bool {
+        self.below(100) < pct
+    }
+
+    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+        &xs[self.below(xs.len())]
+    }
+}
+
+fn seed_from_env() -> u64 {
+    match std::env::var("PUSHKIT_DIFF_SEED") {
+        Ok(s) => {
+            let s = s.trim();
+            let parsed = match s.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => s.parse(),
+            };
+            parsed.unwrap_or_else(|e| panic!("PUSHKIT_DIFF_SEED={s:?}: {e}"))
+        }
+        Err(_) => now_ns() as u64,
+    }
+}
+
+fn steps_from_env() -> usize {
+    std::env::var("PUSHKIT_DIFF_STEPS")
+        .ok()
+        .map(|s| {
+            s.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("PUSHKIT_DIFF_STEPS={s:?}: {e}"))
+        })
+        .unwrap_or(300)
+}
+
+// ---------------------------------------------------------------------------
+// The generator
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+    Untyped,
+    Histogram,
+    Summary,
+}
+
+impl Kind {
+    fn type_name(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Untyped => "untyped",
+            Kind::Histogram => "histogram",
+            Kind::Summary => "summary",
+        }
+    }
+}
+
+type LabelSet = &'static [(&'static str, &'static str)];
+
+/// A family a push may carry. Two families with the same `base` never go
+/// into one push (that would be one family named twice, or a `_count` line
+/// that the text parser folds into the summary pushed with it).
+struct Fam {
+    name: &'static str,
+    kind: Kind,
+    base: &'static str,
+    /// Label sets of the series (body labels, before grouping labels).
+    series: &'static [LabelSet],
+}
+
+/// The families as most pushes carry them.
+const USUAL: &[Fam] = &[
+    Fam {
+        name: "app_requests_total",
+        kind: Kind::Counter,
+        base: "req",
+        series: &[&[], &[("code", "200")], &[("code", "500")]],
+    },
+    Fam {
+        name: "app_temperature",
+        kind: Kind::Gauge,
+        base: "temp",
+        series: &[
+            &[("room", "a")],
+            &[("room", "b")],
+            &[("room", "q\"uote")],
+            &[("room", "back\\slash")],
+            &[("room", "new\nline")],
+            &[("room", "küche ☀")],
+        ],
+    },
+    Fam {
+        name: "app_untyped",
+        kind: Kind::Untyped,
+        base: "untyped",
+        series: &[&[], &[("kind", "x")]],
+    },
+    Fam {
+        name: "app_info",
+        kind: Kind::Gauge,
+        base: "info",
+        series: &[&[("version", "1.0")], &[("version", "2.0")]],
+    },
+    Fam {
+        name: "app_jobs_count",
+        kind: Kind::Gauge,
+        base: "jobs",
+        series: &[&[], &[("queue", "q1")]],
+    },
+    Fam {
+        name: "app_latency_seconds",
+        kind: Kind::Histogram,
+        base: "lat",
+        series: &[&[], &[("route", "/a")]],
+    },
+    Fam {
+        name: "app_rpc_seconds",
+        kind: Kind::Summary,
+        base: "rpc",
+        series: &[&[], &[("method", "get")]],
+    },
+];
+
+/// Families that conflict with the usual ones when both are in the store:
+/// other types, and names ending in `_count`/`_sum`/`_bucket` next to a
+/// summary or histogram (`app_rpc_seconds_bucket` is fine next to the
+/// summary, not next to a histogram of that name).
+const ODD: &[Fam] = &[
+    Fam {
+        name: "app_requests_total",
+        kind: Kind::Gauge,
+        base: "req",
+        series: &[&[], &[("code", "200")]],
+    },
+    Fam {
+        name: "app_temperature",
+        kind: Kind::Counter,
+        base: "temp",
+        series: &[&[("room", "a")], &[("room", "c")]],
+    },
+    Fam {
+        name: "app_untyped",
+        kind: Kind::Gauge,
+        base: "untyped",
+        series: &[&[], &[("kind", "x")]],
+    },
+    Fam {
+        name: "app_info",
+        kind: Kind::Untyped,
+        base: "info",
+        series: &[&[("version", "1.0")], &[("version", "3.0")]],
+    },
+    Fam {
+        name: "app_latency_seconds",
+        kind: Kind::Summary,
+        base: "lat",
+        series: &[&[]],
+    },
+    Fam {
+        name: "app_rpc_seconds",
+        kind: Kind::Histogram,
+        base: "rpc",
+        series: &[&[], &[("method", "get")]],
+    },
+    Fam {
+        name: "app_latency_seconds_bucket",
+        kind: Kind::Untyped,
+        base: "lat",
+        series: &[&[]],
+    },
+    Fam {
+        name: "app_latency_seconds_count",
+        kind: Kind::Counter,
+        base: "lat",
+        series: &[&[], &[("route", "/a")]],
+    },
+    Fam {
+        name: "app_rpc_seconds_sum",
+        kind: Kind::Gauge,
+        base: "rpc",
+        series: &[&[]],
+    },
+    Fam {
+        name: "app_rpc_seconds_bucket",
+        kind: Kind::Untyped,
+        base: "rpc",
+        series: &[&[], &[("le", "1")]],
+    },
+    Fam {
+        name: "app_jobs",
+        kind: Kind::Summary,
+        base: "jobs",
+        series: &[&[]],
+    },
+    Fam {
+        name: "app_jobs",
+        kind: Kind::Histogram,
+        base: "jobs",
+        series: &[&[("queue", "q1")]],
+    },
+];
+
+const HELPS: &[&str] = &[
+    "Help one.",
+    "Another help text.",
+    "Help with a \\\\ backslash and a \\n newline.",
+];
+
+#[derive(Debug, Clone)]
+struct Step {
+    method: &'static str,
+    path: String,
+    /// The grouping labels the path names.
+    group: BTreeMap<String, String>,
+    body: String,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.method, self.path)?;
+        if self.method != "DELETE" {
+            if self.body.is_empty() {
+                write!(f, " (empty body)")?;
+            } else {
+                write!(f, "\n{}", self.body)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A group: job j1 or j2, with no other label, instance i1 or i2, zone z1,
+/// or instance i1 and zone z1 (named in either order in the path).
+fn gen_group(rng: &mut Rng) -> (String, BTreeMap<String, String>) {
+    let job = *rng.pick(&["j1", "j2"]);
+    let extra: Vec<(&str, &str)> = match rng.below(6) {
+        0 => vec![],
+        1 => vec![("instance", "i1")],
+        2 => vec![("instance", "i2")],
+        3 => vec![("zone", "z1")],
+        4 => vec![("instance", "i1"), ("zone", "z1")],
+        _ => vec![("zone", "z1"), ("instance", "i1")],
+    };
+    let mut path = "/metrics".to_string();
+    let mut labels = BTreeMap::new();
+    for (k, v) in std::iter::once(("job", job)).chain(extra) {
+        // Sometimes the value in base64url, padded or not.
+        match rng.below(12) {
+            0 => path.push_str(&format!("/{k}@base64/{}", base64_url(v, true))),
+            1 => path.push_str(&format!("/{k}@base64/{}", base64_url(v, false))),
+            _ => path.push_str(&format!("/{k}/{v}")),
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    (path, labels)
+}
+
+/// Base64 with the URL-safe alphabet (RFC 4648 §5).
+fn base64_url(s: &str, pad: bool) -> String {
+    use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+    use base64::Engine as _;
+    if pad {
+        URL_SAFE.encode(s.as_bytes())
+    } else {
+        URL_SAFE_NO_PAD.encode(s.as_bytes())
+    }
+}
+
+fn escape_label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn fmt_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v == f64::INFINITY {
+        "+Inf".to_string()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".to_string()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Most lines look like `name{a="1",b="2"} 3`; some are spelled in other
+/// ways the text format allows: `name{}`, a trailing comma, blanks around
+/// the tokens, a tab before the value, exponent notation.
+fn sample_line(rng: &mut Rng, name: &str, labels: &[(String, String)], value: f64) -> String {
+    let odd = rng.chance(8);
+    let mut s = name.to_string();
+    if !labels.is_empty() || (odd && rng.chance(30)) {
+        s.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            if odd && rng.chance(30) {
+                let _ = write!(s, " {k} = \"{}\" ", escape_label_value(v));
+            } else {
+                let _ = write!(s, "{k}=\"{}\"", escape_label_value(v));
+            }
+        }
+        if odd && !labels.is_empty() && rng.chance(30) {
+            s.push(',');
+        }
+        s.push('}');
+    }
+    let value = if odd && value.is_finite() && value != 0.0 && rng.chance(30) {
+        format!("{value:e}")
+    } else {
+        fmt_value(value)
+    };
+    let sep = if odd && rng.chance(30) { "\t" } else { " " };
+    let _ = writeln!(s, "{sep}{value}");
+    s
+}
+
+fn gen_counter_value(rng: &mut Rng) -> f64 {
+    match rng.below(10) {
+        0 => 1e6,
+        1 => 0.0025,
+        2 => 0.0,
+        _ => rng.below(1000) as f64,
+    }
+}
+
+fn gen_gauge_value(rng: &mut Rng) -> f64 {
+    match rng.below(40) {
+        0 => f64::NAN,
+        1 => f64::INFINITY,
+        2 => f64::NEG_INFINITY,
+        3..=6 => -(rng.below(100) as f64) - 0.5,
+        7..=9 => 1.5e9,
+        10..=14 => rng.below(1000) as f64 / 8.0,
+        _ => rng.below(1000) as f64,
+    }
+}
+
+/// The body labels of one series: the family's set plus, sometimes, a label
+/// that another group has as a grouping label (`instance`, `zone`, `job`).
+fn gen_series_labels(rng: &mut Rng, base: LabelSet) -> Vec<(String, String)> {
+    let mut labels: Vec<(String, String)> = base
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let add = |labels: &mut Vec<(String, String)>, k: &str, v: &str| {
+        if !labels.iter().any(|(n, _)| n == k) {
+            labels.push((k.to_string(), v.to_string()));
+        }
+    };
+    if rng.chance(12) {
+        let v = *rng.pick(&["i1", "i2", "i3"]);
+        add(&mut labels, "instance", v);
+    }
+    if rng.chance(6) {
+        add(&mut labels, "zone", "z1");
+    }
+    if rng.chance(3) {
+        let v = *rng.pick(&["j1", "j2"]);
+        add(&mut labels, "job", v);
+    }
+    labels
+}
+
+fn gen_family(rng: &mut Rng, fam: &Fam, group: &BTreeMap<String, String>, out: &mut String) {
+    if rng.chance(50) {
+        let _ = writeln!(out, "# HELP {} {}", fam.name, rng.pick(HELPS));
+    }
+    if fam.kind != Kind::Untyped || rng.chance(50) {
+        let _ = writeln!(out, "# TYPE {} {}", fam.name, fam.kind.type_name());
+    }
+    // Distinct label sets, in random order.
+    let mut sets: Vec<LabelSet> = fam.series.to_vec();
+    for i in (1..sets.len()).rev() {
+        let j = rng.below(i + 1);
+        sets.swap(i, j);
+    }
+    let n = 1 + rng.below(sets.len().min(3));
+    let mut series: Vec<Vec<(String, String)>> = sets[..n]
+        .iter()
+        .map(|set| gen_series_labels(rng, set))
+        .collect();
+    let simple = matches!(fam.kind, Kind::Counter | Kind::Gauge | Kind::Untyped);
+    if simple && rng.chance(5) {
+        // The same series twice in one push.
+        series.push(series[0].clone());
+    }
+    if simple && group.contains_key("instance") && rng.chance(4) {
+        // Two series that differ only in a label the grouping key sets:
+        // both become the same series.
+        let mut a: Vec<(String, String)> = fam.series[0]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut b = a.clone();
+        a.push(("instance".to_string(), "x1".to_string()));
+        b.push(("instance".to_string(), "x2".to_string()));
+        series = vec![a, b];
+    }
+    for labels in &series {
+        match fam.kind {
+            Kind::Counter => {
+                let v = gen_counter_value(rng);
+                out.push_str(&sample_line(rng, fam.name, labels, v))
+            }
+            Kind::Gauge | Kind::Untyped => {
+                let v = gen_gauge_value(rng);
+                out.push_str(&sample_line(rng, fam.name, labels, v))
+            }
+            Kind::Histogram => {
+                let mut count = 0u64;
+                // Bounds as a float parser reads them: "1.0" is "1".
+                let mut bounds = vec![
+                    *rng.pick(&["0.5", "0.50", ".5"]),
+                    *rng.pick(&["1", "1", "1.0", "1e0"]),
+                    "2.5",
+                ];
+                if !rng.chance(15) {
+                    bounds.push(*rng.pick(&["+Inf", "+Inf", "+inf", "Inf"]));
+                }
+                for le in bounds {
+                    count += rng.below(5) as u64;
+                    let mut l = labels.clone();
+                    l.push(("le".to_string(), le.to_string()));
+                    let name = format!("{}_bucket", fam.name);
+                    out.push_str(&sample_line(rng, &name, &l, count as f64));
+                }
+                let sum = rng.below(400) as f64 / 4.0;
+                let name = format!("{}_sum", fam.name);
+                out.push_str(&sample_line(rng, &name, labels, sum));
+                let name = format!("{}_count", fam.name);
+                out.push_str(&sample_line(rng, &name, labels, count as f64));
+            }
+            Kind::Summary => {
+                if !rng.chance(15) {
+                    for q in ["0.5", "0.9", "0.99"] {
+                        let q = match q {
+                            "0.5" => *rng.pick(&["0.5", "0.5", "0.50", "5e-1"]),
+                            q => q,
+                        };
+                        let mut l = labels.clone();
+                        l.push(("quantile".to_string(), q.to_string()));
+                        let v = rng.below(1000) as f64 / 100.0;
+                        out.push_str(&sample_line(rng, fam.name, &l, v));
+                    }
+                }
+                let sum = rng.below(10_000) as f64 / 10.0;
+                let count = rng.below(500) as f64;
+                let name = format!("{}_sum", fam.name);
+                out.push_str(&sample_line(rng, &name, labels, sum));
+                let name = format!("{}_count", fam.name);
+                out.push_str(&sample_line(rng, &name, labels, count));
+            }
+        }
+    }
+}
+
+fn gen_body(rng: &mut Rng, group: &BTreeMap<String, String>) -> String {
+    if rng.chance(8) {
+        return String::new();
+    }
+    let mut body = String::new();
+    let mut bases: Vec<&str> = Vec::new();
+    let wanted = 1 + rng.below(3);
+    for _ in 0..wanted * 3 {
+        if bases.len() == wanted {
+            break;
+        }
+        let fam = if rng.chance(16) {
+            rng.pick(ODD)
+        } else {
+            rng.pick(USUAL)
+        };
+        if bases.contains(&fam.base) {
+            continue;
+        }
+        bases.push(fam.base);
+        if rng.chance(5) {
+            let filler = *rng.pick(&["# just a comment\n", "\n", "#\n"]);
+            body.push_str(filler);
+        }
+        gen_family(rng, fam, group, &mut body);
+    }
+    body
+}
+
+fn gen_step(rng: &mut Rng) -> Step {
+    let (path, group) = gen_group(rng);
+    let method = match rng.below(10) {
+        0..=3 => "PUT",
+        4..=7 => "POST",
+        _ => "DELETE",
+    };
+    let body = if method == "DELETE" {
+        String::new()
+    } else {
+        gen_body(rng, &group)
+    };
+    Step {
+        method,
+        path,
+        group,
+        body,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Normalized expositions
+
+fn is_self_metric(name: &str) -> bool {
+    ["go_", "process_", "pushgateway_", "promhttp_", "pushkit_"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+fn is_push_time(name: &str) -> bool {
+    name == "push_time_seconds" || name == "push_failure_time_seconds"
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct NormSample {
+    name: String,
+    labels: Vec<(String, String)>,
+    /// `format!("{:?}")` of the f64 (NaN as "NaN"); for the push
+    /// timestamps only "zero" or "non-zero".
+    value: String,
+}
+
+impl std::fmt::Display for NormSample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{{", self.name)?;
+        for (i, (k, v)) in self.labels.iter().enumerate() {
+            if i > 0 {
+                write!(f, ",")?;
+            }
+            write!(f, "{k}={v:?}")?;
+        }
+        write!(f, "}} {}", self.value)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Norm {
+    /// Family name → every TYPE given for it (more than one is a bug).
+    types: BTreeMap<String, Vec<String>>,
+    samples: Vec<NormSample>,
+}
+
+fn value_key(name: &str, v: f64) -> String {
+    if is_push_time(name) {
+        if v == 0.0 { "zero" } else { "non-zero" }.to_string()
+    } else if v.is_nan() {
+        "NaN".to_string()
+    } else {
+        format!("{v:?}")
+    }
+}
+
+fn normalize(text: &str) -> Result<Norm, String> {
+    let mut types: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut it = rest.split_whitespace();
+            let (Some(name), Some(ty), None) = (it.next(), it.next(), it.next()) else {
+                return Err(format!("bad TYPE line {line:?}"));
+            };
+            if !is_self_metric(name) {
+                types
+                    .entry(name.to_string())
+                    .or_default()
+                    .push(ty.to_string());
+            }
+        }
+    }
+    let parsed = catch_unwind(AssertUnwindSafe(|| parse_exposition(text))).map_err(|e| {
+        e.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unparsable exposition".to_string())
+    })?;
+    let mut samples: Vec<NormSample> = parsed
+        .into_iter()
+        .filter(|(name, _, _)| !is_self_metric(name))
+        .map(|(name, labels, v)| NormSample {
+            value: value_key(&name, v),
+            labels: labels.into_iter().collect(),
+            name,
+        })
+        .collect();
+    samples.sort();
+    Ok(Norm { types, samples })
+}
+
+/// Empty when equal; otherwise a readable diff.
+fn diff_norms(pgw: &Norm, pk: &Norm) -> String {
+    let mut out = String::new();
+    let names: std::collections::BTreeSet<&String> =
+        pgw.types.keys().chain(pk.types.keys()).collect();
+    for name in names {
+        let a = pgw.types.get(name);
+        let b = pk.types.get(name);
+        if a != b {
+            let _ = writeln!(
+                out,
+                "TYPE {name}: pushgateway {:?}, pushkit {:?}",
+                a.map(|v| v.as_slice()).unwrap_or(&[]),
+                b.map(|v| v.as_slice()).unwrap_or(&[])
+            );
+        }
+    }
+    // Multiset difference of two sorted lists.
+    let (mut i, mut j) = (0, 0);
+    let (mut only_pgw, mut only_pk) = (Vec::new(), Vec::new());
+    while i < pgw.samples.len() || j < pk.samples.len() {
+        match (pgw.samples.get(i), pk.samples.get(j)) {
+            (Some(a), Some(b)) if a == b => {
+                i += 1;
+                j += 1;
+            }
+            (Some(a), Some(b)) if a < b => {
+                only_pgw.push(a);
+                i += 1;
+            }
+            (Some(_), Some(b)) => {
+                only_pk.push(b);
+                j += 1;
+            }
+            (Some(a), None) => {
+                only_pgw.push(a);
+                i += 1;
+            }
+            (None, Some(b)) => {
+                only_pk.push(b);
+                j += 1;
+            }
+            (None, None) => unreachable!(),
+        }
+    }
+    for s in only_pgw {
+        let _ = writeln!(out, "- only in the pushgateway: {s}");
+    }
+    for s in only_pk {
+        let _ = writeln!(out, "+ only in pushkit:         {s}");
+    }
+    out
+}
+
+fn exposition(url: &str, who: &str) -> String {
+    let r = get(url).unwrap_or_else(|e| panic!("GET {url} ({who}): {e}"));
+    assert_eq!(r.status, 200, "GET {url} ({who}): {}", r.text());
+    r.text()
+}
+
+/// Whether the exposition still shows the group (its push_time_seconds).
+fn shows_group(norm: &Norm, group: &BTreeMap<String, String>) -> bool {
+    let want: Vec<(String, String)> = group.clone().into_iter().collect();
+    norm.samples
+        .iter()
+        .any(|s| s.name == "push_time_seconds" && s.labels == want)
+}
+
+type GroupKey = Vec<(String, String)>;
+
+/// push_time_seconds and push_failure_time_seconds of every group (by its
+/// labels, empty ones dropped), raw values.
+type PushTimes = BTreeMap<GroupKey, (Option<f64>, Option<f64>)>;
+
+fn push_times(text: &str) -> PushTimes {
+    let mut out = PushTimes::new();
+    for (name, labels, v) in parse_exposition(text) {
+        let key: GroupKey = labels.into_iter().collect();
+        match name.as_str() {
+            "push_time_seconds" => out.entry(key).or_default().0 = Some(v),
+            "push_failure_time_seconds" => out.entry(key).or_default().1 = Some(v),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// What one step may do to the push timestamps: a successful push sets the
+/// group's push_time_seconds (never backwards) and keeps its failure time
+/// (0 for a new group); a refused one sets push_failure_time_seconds and
+/// keeps push_time_seconds (0 for a new group); a DELETE removes the
+/// group; no other group changes.
+fn check_push_times(prev: &PushTimes, now: &PushTimes, step: &Step, status: u16) -> Vec<String> {
+    let mut problems = Vec::new();
+    let target: GroupKey = step.group.clone().into_iter().collect();
+    for key in prev.keys().chain(now.keys()) {
+        if *key != target && prev.get(key) != now.get(key) {
+            problems.push(format!(
+                "group {key:?}, not the one of the step, changed from {:?} to {:?}",
+                prev.get(key),
+                now.get(key)
+            ));
+        }
+    }
+    let before = prev.get(&target);
+    let (old_pt, old_ft) = before.map_or((0.0, 0.0), |(p, f)| (p.unwrap_or(0.0), f.unwrap_or(0.0)));
+    match (step.method, status, now.get(&target)) {
+        ("DELETE", _, None) => {}
+        ("DELETE", _, Some(t)) => problems.push(format!("deleted group still has {t:?}")),
+        (_, _, None) => problems.push("the group has no push timestamps".to_string()),
+        (_, _, Some((None, _) | (_, None))) => problems.push(format!(
+            "the group lacks a push timestamp: {:?}",
+            now.get(&target)
+        )),
+        (_, 200, Some(&(Some(pt), Some(ft)))) => {
+            if !(pt > 0.0 && pt >= old_pt && ft == old_ft) {
+                problems.push(format!(
+                    "after an accepted push: push_time_seconds {old_pt} → {pt}, push_failure_time_seconds {old_ft} → {ft}"
+                ));
+            }
+        }
+        (_, _, Some(&(Some(pt), Some(ft)))) => {
+            if !(pt == old_pt && ft > 0.0 && ft >= old_ft) {
+                problems.push(format!(
+                    "after a refused push: push_time_seconds {old_pt} → {pt}, push_failure_time_seconds {old_ft} → {ft}"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// Whether a 400 is the consistency check's (not a parse error).
+fn is_check_refusal(body: &str) -> bool {
+    body.contains("inconsistent with existing metrics")
+}
+
+#[derive(Default)]
+struct Tally {
+    by_method: BTreeMap<(&'static str, u16), usize>,
+}
+
+impl Tally {
+    fn add(&mut self, method: &'static str, status: u16) {
+        *self.by_method.entry((method, status)).or_default() += 1;
+    }
+
+    fn pushes(&self, status: u16) -> usize {
+        self.by_method
+            .iter()
+            .filter(|((m, s), _)| *m != "DELETE" && *s == status)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn all_pushes(&self) -> usize {
+        self.by_method
+            .iter()
+            .filter(|((m, _), _)| *m != "DELETE")
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn summary(&self) -> String {
+        let pushes = self.all_pushes().max(1);
+        let mut s = format!(
+            "PUT/POST: {} → 200: {} ({:.0}%), 400: {} ({:.0}%); by (method, status): ",
+            self.all_pushes(),
+            self.pushes(200),
+            100.0 * self.pushes(200) as f64 / pushes as f64,
+            self.pushes(400),
+            100.0 * self.pushes(400) as f64 / pushes as f64,
+        );
+        for ((m, st), n) in &self.by_method {
+            let _ = write!(s, "{m} {st}: {n}; ");
+        }
+        s
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+
+#[test]
+#[ignore = "needs prometheus-pushgateway: run via .ci/run"]
+fn random_pushes_match_the_reference_pushgateway() {
+    let seed = seed_from_env();
+    let steps = steps_from_env();
+    eprintln!("peer_store_diff: PUSHKIT_DIFF_SEED={seed} PUSHKIT_DIFF_STEPS={steps}");
+    let mut rng = Rng(seed);
+    let mut pgw = Pushgateway::start();
+    let mut agent = start_pushkit();
+    let mut tally = Tally::default();
+    let mut empty_pushes = 0;
+    let mut prev_times = (PushTimes::new(), PushTimes::new());
+    // Samples compared after each step (pushed ones and push timestamps).
+    let (mut compared, mut most) = (0usize, 0usize);
+
+    for step_no in 0..steps {
+        let step = gen_step(&mut rng);
+        if step.method != "DELETE" && step.body.is_empty() {
+            empty_pushes += 1;
+        }
+        let a = pgw.request(step.method, &step.path, step.body.as_bytes());
+        let b = agent.request(step.method, &step.path, &[TEXT], step.body.as_bytes());
+        tally.add(step.method, a.status);
+        let fail = |what: &str| -> ! {
+            panic!(
+                "pushkit differs from the Pushgateway: {what}\n\
+                 seed {seed} (replay: PUSHKIT_DIFF_SEED={seed}), step {step_no} of {steps}:\n{step}\n\
+                 pushgateway answered {} {:?}\npushkit answered {} {:?}",
+                a.status,
+                a.text(),
+                b.status,
+                b.text()
+            )
+        };
+        if a.status != b.status {
+            fail("status codes differ");
+        }
+
+        // The Pushgateway applies a DELETE after answering 202: wait
+        // (bounded) until the group is gone before comparing. Any other
+        // difference gets the same short grace period.
+        let mut last = (None, None, String::new());
+        let mut texts = (String::new(), String::new());
+        let settled = poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
+            let ta = exposition(&pgw.url("/metrics"), "pushgateway");
+            let tb = exposition(&agent.url("/metrics"), "pushkit");
+            let na = normalize(&ta)
+                .unwrap_or_else(|e| fail(&format!("the Pushgateway's exposition: {e}\n{ta}")));
+            let nb = normalize(&tb)
+                .unwrap_or_else(|e| fail(&format!("pushkit's exposition: {e}\n{tb}")));
+            let deleting = step.method == "DELETE"
+                && (shows_group(&na, &step.group) || shows_group(&nb, &step.group));
+            let diff = diff_norms(&na, &nb);
+            let done = !deleting && diff.is_empty();
+            if done {
+                compared += na.samples.len();
+                most = most.max(na.samples.len());
+            }
+            last = (Some(na), Some(nb), diff);
+            texts = (ta, tb);
+            done.then_some(())
+        });
+        if settled.is_none() {
+            let (na, _, diff) = &last;
+            if step.method == "DELETE" && diff.is_empty() {
+                fail(&format!(
+                    "both still show the deleted group {:?} after 3 s",
+                    step.group
+                ));
+            }
+            let reference: Vec<String> = na
+                .as_ref()
+                .map(|n| n.samples.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default();
+            fail(&format!(
+                "GET /metrics differs:\n{diff}\nthe Pushgateway's samples after the step:\n{}",
+                reference.join("\n")
+            ));
+        }
+        // The push timestamps themselves: each agent against its own
+        // previous step.
+        for (who, text, prev) in [
+            ("the Pushgateway", &texts.0, &mut prev_times.0),
+            ("pushkit", &texts.1, &mut prev_times.1),
+        ] {
+            let now = push_times(text);
+            let problems = check_push_times(prev, &now, &step, a.status);
+            if !problems.is_empty() {
+                fail(&format!(
+                    "push timestamps of {who}:\n{}\n{who}'s push timestamps before: {prev:?}\nafter: {now:?}",
+                    problems.join("\n")
+                ));
+            }
+            *prev = now;
+        }
+        agent.assert_running();
+        pgw.proc.assert_running();
+    }
+
+    eprintln!(
+        "peer_store_diff: seed {seed}: {steps} steps, {empty_pushes} empty pushes, \
+         {compared} samples compared (at most {most} after one step); {}",
+        tally.summary()
+    );
+    assert!(most > 0, "seed {seed}: nothing was ever compared");
+    // A run that never exercises the check (or never accepts) proves
+    // little: insist on a mix.
+    let pushes = tally.all_pushes();
+    assert!(
+        tally.pushes(200) * 10 >= pushes * 3 && tally.pushes(400) * 100 >= pushes * 8,
+        "seed {seed}: too few accepted or refused pushes: {}",
+        tally.summary()
+    );
+}
+
+/// The generator alone, against the Pushgateway alone, over a few seeds:
+/// every 400 must come from the consistency check (never from the parser),
+/// and both accepted and refused pushes must be frequent.
+#[test]
+#[ignore = "needs prometheus-pushgateway: run via .ci/run"]
+fn generator_mixes_accepted_and_refused_pushes() {
+    let base = seed_from_env();
+    let steps = steps_from_env();
+    let mut total = Tally::default();
+    for k in 0..3u64 {
+        let seed = base.wrapping_add(k);
+        let mut rng = Rng(seed);
+        let mut pgw = Pushgateway::start();
+        let mut tally = Tally::default();
+        for step_no in 0..steps {
+            let step = gen_step(&mut rng);
+            let r = pgw.request(step.method, &step.path, step.body.as_bytes());
+            let want: &[u16] = if step.method == "DELETE" {
+                &[202]
+            } else {
+                &[200, 400]
+            };
+            assert!(
+                want.contains(&r.status) && (r.status != 400 || is_check_refusal(&r.text())),
+                "seed {seed} step {step_no}: unexpected answer {} {:?} to\n{step}",
+                r.status,
+                r.text()
+            );
+            tally.add(step.method, r.status);
+            total.add(step.method, r.status);
+            if std::env::var_os("PUSHKIT_DIFF_VERBOSE").is_some() {
+                eprintln!("step {step_no}: {step}\n→ {} {}", r.status, r.text());
+            }
+        }
+        eprintln!("generator: seed {seed}: {steps} steps; {}", tally.summary());
+    }
+    eprintln!("generator: all seeds: {}", total.summary());
+    let pushes = total.all_pushes();
+    assert!(
+        total.pushes(200) * 10 >= pushes * 3 && total.pushes(400) * 100 >= pushes * 8,
+        "too few accepted or refused pushes: {}",
+        total.summary()
+    );
+}
+
+/// The HELP of the two push timestamps, word for word as the Pushgateway
+/// writes them (dashboards and alerts match on these families).
+#[test]
+fn push_time_families_have_the_pushgateway_help() {
+    let agent = start_pushkit();
+    let r = agent.request(
+        "PUT",
+        "/metrics/job/helpcheck/instance/h1",
+        &[TEXT],
+        b"# TYPE help_check_total counter\nhelp_check_total 1\n",
+    );
+    assert_eq!(r.status, 200, "PUT: {}", r.text());
+    let text = exposition(&agent.url("/metrics"), "pushkit");
+    for (name, help) in [
+        ("push_time_seconds", PUSH_TIME_HELP),
+        ("push_failure_time_seconds", PUSH_FAILURE_TIME_HELP),
+    ] {
+        let helps: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(&format!("# HELP {name} ")))
+            .collect();
+        assert_eq!(helps, [help], "HELP of {name} in:\n{text}");
+        let types: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(&format!("# TYPE {name} ")))
+            .collect();
+        assert_eq!(types, ["gauge"], "TYPE of {name} in:\n{text}");
+    }
+    let samples = parse_exposition(&text);
+    let push_time: Vec<f64> = samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == "push_time_seconds"
+                && l.get("job").map(String::as_str) == Some("helpcheck")
+                && l.get("instance").map(String::as_str) == Some("h1")
+        })
+        .map(|(_, _, v)| *v)
+        .collect();
+    let now = now_ns() as f64 / 1e9;
+    assert!(
+        push_time.len() == 1 && (push_time[0] - now).abs() < 600.0,
+        "push_time_seconds of the group should be about now ({now}): {push_time:?}\n{text}"
+    );
+}
+
+/// `GET /api/v1/metrics` of one group, reduced to what must match: the
+/// grouping labels (empty values dropped), last_push_successful, and per
+/// family its type and metrics (labels, `value` string); the push
+/// timestamps' values only as zero/non-zero.
+type JsonGroup = (
+    BTreeMap<String, String>,
+    Option<bool>,
+    BTreeMap<String, (String, Vec<(BTreeMap<String, String>, String)>)>,
+);
+
+fn string_map(v: &Json, what: &str) -> BTreeMap<String, String> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("{what}: not an object: {v}"))
+        .iter()
+        .map(|(k, v)| {
+            let v = v
+                .as_str()
+                .unwrap_or_else(|| panic!("{what}: {k} is not a string: {v}"));
+            (k.clone(), v.to_string())
+        })
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
+}
+
+fn json_groups(text: &str, who: &str) -> Vec<JsonGroup> {
+    let v: Json = serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("{who}: /api/v1/metrics is not JSON ({e}): {text}"));
+    assert_eq!(v["status"], "success", "{who}: {text}");
+    let data = v["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{who}: data is not an array: {text}"));
+    let mut out: Vec<JsonGroup> = data
+        .iter()
+        .map(|g| {
+            let labels = string_map(&g["labels"], &format!("{who}: group labels"));
+            let ok = g["last_push_successful"].as_bool();
+            let obj = g.as_object().expect("group object");
+            let mut fams = BTreeMap::new();
+            for (name, fam) in obj {
+                if name == "labels" || name == "last_push_successful" {
+                    continue;
+                }
+                let ty = fam["type"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{who}: {name} has no type: {fam}"))
+                    .to_string();
+                let mut metrics: Vec<(BTreeMap<String, String>, String)> = fam["metrics"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{who}: {name} has no metrics: {fam}"))
+                    .iter()
+                    .map(|m| {
+                        let labels = string_map(&m["labels"], &format!("{who}: {name} labels"));
+                        let value = m["value"]
+                            .as_str()
+                            .unwrap_or_else(|| panic!("{who}: {name}: value not a string: {m}"))
+                            .to_string();
+                        let value = if is_push_time(name) {
+                            let v: f64 = value.parse().unwrap_or_else(|_| {
+                                panic!("{who}: {name}: value {value:?} is not a number")
+                            });
+                            if v == 0.0 { "zero" } else { "non-zero" }.to_string()
+                        } else {
+                            value
+                        };
+                        (labels, value)
+                    })
+                    .collect();
+                metrics.sort();
+                fams.insert(name.clone(), (ty, metrics));
+            }
+            (labels, ok, fams)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+#[ignore = "needs prometheus-pushgateway: run via .ci/run"]
+fn json_api_matches_the_reference_pushgateway() {
+    let mut pgw = Pushgateway::start();
+    let agent = start_pushkit();
+    let pushes: &[(&str, &str)] = &[
+        (
+            "/metrics/job/jsontest/instance/x1",
+            "# HELP json_requests_total Requests.\n# TYPE json_requests_total counter\n\
+             json_requests_total{code=\"200\"} 1\njson_requests_total{code=\"500\"} 1027\n",
+        ),
+        (
+            "/metrics/job/jsontest",
+            "# TYPE json_requests_total counter\njson_requests_total{code=\"200\"} 2.5\n",
+        ),
+    ];
+    for (path, body) in pushes {
+        let a = pgw.request("PUT", path, body.as_bytes());
+        assert_eq!(a.status, 200, "pushgateway PUT {path}: {}", a.text());
+        let b = agent.request("PUT", path, &[TEXT], body.as_bytes());
+        assert_eq!(b.status, 200, "pushkit PUT {path}: {}", b.text());
+    }
+    // A refused push: the group exists with last_push_successful false.
+    let bad = (
+        "/metrics/job/jsontest/instance/x2",
+        "# TYPE json_requests_total gauge\njson_requests_total 3\n",
+    );
+    let a = pgw.request("PUT", bad.0, bad.1.as_bytes());
+    assert_eq!(a.status, 400, "pushgateway PUT {}: {}", bad.0, a.text());
+    let b = agent.request("PUT", bad.0, &[TEXT], bad.1.as_bytes());
+    assert_eq!(b.status, 400, "pushkit PUT {}: {}", bad.0, b.text());
+
+    let ta = get(&pgw.url("/api/v1/metrics")).expect("GET pushgateway /api/v1/metrics");
+    assert_eq!(ta.status, 200, "pushgateway: {}", ta.text());
+    let tb = agent.request("GET", "/api/v1/metrics", &[], b"");
+    assert_eq!(tb.status, 200, "pushkit: {}", tb.text());
+    let ga = json_groups(&ta.text(), "pushgateway");
+    let gb = json_groups(&tb.text(), "pushkit");
+    assert_eq!(ga.len(), 3, "pushgateway groups: {}", ta.text());
+    assert_eq!(
+        gb,
+        ga,
+        "GET /api/v1/metrics: pushkit (left) vs the Pushgateway (right)\npushkit: {}\npushgateway: {}",
+        tb.text(),
+        ta.text()
+    );
+    let ok: Vec<Option<bool>> = gb.iter().map(|g| g.1).collect();
+    assert_eq!(
+        ok.iter().filter(|v| **v == Some(false)).count(),
+        1,
+        "exactly one group has a failed last push: {}",
+        tb.text()
+    );
+
+    // The reference's HELP strings are the ones pushkit must use.
+    let text = get(&pgw.url("/metrics"))
+        .expect("GET pushgateway /metrics")
+        .text();
+    assert!(
+        text.contains(&format!("# HELP push_time_seconds {PUSH_TIME_HELP}\n"))
+            && text.contains(&format!(
+                "# HELP push_failure_time_seconds {PUSH_FAILURE_TIME_HELP}\n"
+            )),
+        "the Pushgateway's HELP strings changed:\n{text}"
+    );
+}
