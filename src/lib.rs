@@ -7,6 +7,7 @@
 //! `agent` assembles.
 
 pub mod agent;
+pub mod checksum;
 pub mod config;
 pub mod convert;
 pub mod expfmt;
