@@ -26,6 +26,9 @@ pub const SINK_DELIVERED: &str = "pushkit_sink_points_delivered_total";
 pub const SINK_DROPPED: &str = "pushkit_sink_points_dropped_total";
 pub const SINK_QUEUE_POINTS: &str = "pushkit_sink_queue_points";
 pub const SINK_QUEUE_BYTES: &str = "pushkit_sink_queue_bytes";
+pub const SINK_QUEUE_OLDEST_AGE: &str = "pushkit_sink_queue_oldest_age_seconds";
+pub const SINK_RETRIED: &str = "pushkit_sink_points_retried_total";
+pub const SINK_DUPLICATES: &str = "pushkit_sink_points_possible_duplicates_total";
 
 pub const CATALOG: &[MetricDoc] = &[
     MetricDoc {
@@ -86,7 +89,25 @@ pub const CATALOG: &[MetricDoc] = &[
         name: SINK_QUEUE_BYTES,
         kind: "gauge",
         labels: &["sink"],
-        help: "Estimated line-protocol bytes waiting in a sink's queue.",
+        help: "Estimated line-protocol bytes waiting in a sink's queue (record bytes with queue_dir).",
+    },
+    MetricDoc {
+        name: SINK_QUEUE_OLDEST_AGE,
+        kind: "gauge",
+        labels: &["sink"],
+        help: "Age of the oldest point in a sink's queue; 0 when it is empty.",
+    },
+    MetricDoc {
+        name: SINK_RETRIED,
+        kind: "counter",
+        labels: &["sink"],
+        help: "Points in write requests that failed and were retried (network error, timeout, 429 or 5xx).",
+    },
+    MetricDoc {
+        name: SINK_DUPLICATES,
+        kind: "counter",
+        labels: &["sink", "reason"],
+        help: "Points delivered that the backend may already hold: retried after a timeout or reset (timeout), or sent again after a restart because the crash came before the acknowledgement was recorded (restart).",
     },
 ];
 

@@ -10,7 +10,13 @@
 //! After every step it compares the status codes and the normalized
 //! exposition of `GET /metrics`: self metrics dropped, the push timestamps
 //! reduced to zero/non-zero, HELP ignored, TYPE per family, and the sorted
-//! samples (name, labels, value as f64).
+//! samples (name, labels, value as f64). It also compares `GET
+//! /api/v1/metrics` group by group (labels, last_push_successful, each
+//! family's type, help and metrics with the value strings as the
+//! Pushgateway writes them), and checks each agent's push timestamps
+//! against its own previous step: an accepted push moves the group's
+//! push_time_seconds (never backwards), a refused one sets
+//! push_failure_time_seconds, no other group changes.
 //!
 //! The sequence comes from a seeded PRNG: `PUSHKIT_DIFF_SEED` replays a
 //! seed (printed at the start of every run), `PUSHKIT_DIFF_STEPS` sets the
@@ -960,7 +966,15 @@ fn random_pushes_match_the_reference_pushgateway() {
                 .unwrap_or_else(|e| fail(&format!("pushkit's exposition: {e}\n{tb}")));
             let deleting = step.method == "DELETE"
                 && (shows_group(&na, &step.group) || shows_group(&nb, &step.group));
-            let diff = diff_norms(&na, &nb);
+            let mut diff = diff_norms(&na, &nb);
+            if diff.is_empty() {
+                let ja = api_metrics(&pgw.url("/api/v1/metrics"), "pushgateway");
+                let jb = api_metrics(&agent.url("/api/v1/metrics"), "pushkit");
+                let d = diff_json(&ja, &jb);
+                if !d.is_empty() {
+                    diff = format!("GET /api/v1/metrics differs:\n{d}");
+                }
+            }
             let done = !deleting && diff.is_empty();
             if done {
                 compared += na.samples.len();
@@ -983,7 +997,7 @@ fn random_pushes_match_the_reference_pushgateway() {
                 .map(|n| n.samples.iter().map(|s| s.to_string()).collect())
                 .unwrap_or_default();
             fail(&format!(
-                "GET /metrics differs:\n{diff}\nthe Pushgateway's samples after the step:\n{}",
+                "GET /metrics or /api/v1/metrics differs:\n{diff}\nthe Pushgateway's samples after the step:\n{}",
                 reference.join("\n")
             ));
         }
@@ -1113,81 +1127,151 @@ fn push_time_families_have_the_pushgateway_help() {
     );
 }
 
-/// `GET /api/v1/metrics` of one group, reduced to what must match: the
-/// grouping labels (empty values dropped), last_push_successful, and per
-/// family its type and metrics (labels, `value` string); the push
-/// timestamps' values only as zero/non-zero.
-type JsonGroup = (
-    BTreeMap<String, String>,
-    Option<bool>,
-    BTreeMap<String, (String, Vec<(BTreeMap<String, String>, String)>)>,
-);
-
-fn string_map(v: &Json, what: &str) -> BTreeMap<String, String> {
-    v.as_object()
-        .unwrap_or_else(|| panic!("{what}: not an object: {v}"))
-        .iter()
-        .map(|(k, v)| {
-            let v = v
-                .as_str()
-                .unwrap_or_else(|| panic!("{what}: {k} is not a string: {v}"));
-            (k.clone(), v.to_string())
-        })
-        .filter(|(_, v)| !v.is_empty())
-        .collect()
+/// One family of one group in `GET /api/v1/metrics`: type, help, and each
+/// metric as canonical JSON (keys sorted; `labels`, `value`, or `buckets`/
+/// `quantiles`/`count`/`sum`, all strings as the Pushgateway formats them).
+/// The push timestamps' values are reduced to "zero"/"non-zero"; the
+/// families' `time_stamp` is left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct JsonFamily {
+    ty: String,
+    help: Option<String>,
+    metrics: Vec<String>,
 }
 
-fn json_groups(text: &str, who: &str) -> Vec<JsonGroup> {
+/// One group of `GET /api/v1/metrics`: grouping labels,
+/// last_push_successful, families by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct JsonGroup {
+    labels: BTreeMap<String, String>,
+    ok: Option<bool>,
+    families: BTreeMap<String, JsonFamily>,
+}
+
+/// The value with every object's keys sorted.
+fn canonical(v: &Json) -> Json {
+    match v {
+        Json::Object(m) => {
+            let sorted: BTreeMap<&String, Json> =
+                m.iter().map(|(k, v)| (k, canonical(v))).collect();
+            Json::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+        }
+        Json::Array(a) => Json::Array(a.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+fn json_groups(text: &str, who: &str) -> Result<Vec<JsonGroup>, String> {
     let v: Json = serde_json::from_str(text)
-        .unwrap_or_else(|e| panic!("{who}: /api/v1/metrics is not JSON ({e}): {text}"));
-    assert_eq!(v["status"], "success", "{who}: {text}");
+        .map_err(|e| format!("{who}: /api/v1/metrics is not JSON ({e}): {text}"))?;
+    if v["status"] != "success" {
+        return Err(format!("{who}: status is not success: {text}"));
+    }
     let data = v["data"]
         .as_array()
-        .unwrap_or_else(|| panic!("{who}: data is not an array: {text}"));
-    let mut out: Vec<JsonGroup> = data
-        .iter()
-        .map(|g| {
-            let labels = string_map(&g["labels"], &format!("{who}: group labels"));
-            let ok = g["last_push_successful"].as_bool();
-            let obj = g.as_object().expect("group object");
-            let mut fams = BTreeMap::new();
-            for (name, fam) in obj {
-                if name == "labels" || name == "last_push_successful" {
-                    continue;
-                }
-                let ty = fam["type"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("{who}: {name} has no type: {fam}"))
-                    .to_string();
-                let mut metrics: Vec<(BTreeMap<String, String>, String)> = fam["metrics"]
-                    .as_array()
-                    .unwrap_or_else(|| panic!("{who}: {name} has no metrics: {fam}"))
-                    .iter()
-                    .map(|m| {
-                        let labels = string_map(&m["labels"], &format!("{who}: {name} labels"));
-                        let value = m["value"]
-                            .as_str()
-                            .unwrap_or_else(|| panic!("{who}: {name}: value not a string: {m}"))
-                            .to_string();
-                        let value = if is_push_time(name) {
-                            let v: f64 = value.parse().unwrap_or_else(|_| {
-                                panic!("{who}: {name}: value {value:?} is not a number")
-                            });
-                            if v == 0.0 { "zero" } else { "non-zero" }.to_string()
-                        } else {
-                            value
-                        };
-                        (labels, value)
-                    })
-                    .collect();
-                metrics.sort();
-                fams.insert(name.clone(), (ty, metrics));
+        .ok_or_else(|| format!("{who}: data is not an array: {text}"))?;
+    let mut out = Vec::new();
+    for g in data {
+        let obj = g
+            .as_object()
+            .ok_or_else(|| format!("{who}: a group is not an object: {g}"))?;
+        let labels: BTreeMap<String, String> = serde_json::from_value(g["labels"].clone())
+            .map_err(|e| format!("{who}: group labels ({e}): {g}"))?;
+        let mut families = BTreeMap::new();
+        for (name, fam) in obj {
+            if name == "labels" || name == "last_push_successful" {
+                continue;
             }
-            (labels, ok, fams)
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+            let ty = fam["type"]
+                .as_str()
+                .ok_or_else(|| format!("{who}: {name} has no type: {fam}"))?
+                .to_string();
+            let help = fam.get("help").and_then(Json::as_str).map(str::to_string);
+            let mut metrics = Vec::new();
+            for m in fam["metrics"]
+                .as_array()
+                .ok_or_else(|| format!("{who}: {name} has no metrics: {fam}"))?
+            {
+                let mut m = m.clone();
+                if is_push_time(name) {
+                    let v: f64 = m["value"]
+                        .as_str()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| format!("{who}: {name}: bad value in {m}"))?;
+                    m["value"] = Json::from(if v == 0.0 { "zero" } else { "non-zero" });
+                }
+                metrics.push(canonical(&m).to_string());
+            }
+            metrics.sort();
+            families.insert(name.clone(), JsonFamily { ty, help, metrics });
+        }
+        out.push(JsonGroup {
+            labels,
+            ok: g["last_push_successful"].as_bool(),
+            families,
+        });
+    }
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(out)
+}
+
+/// Empty when equal; otherwise what differs, group by group.
+fn diff_json(pgw: &[JsonGroup], pk: &[JsonGroup]) -> String {
+    let mut out = String::new();
+    let by = |gs: &[JsonGroup]| -> BTreeMap<BTreeMap<String, String>, Vec<JsonGroup>> {
+        let mut m: BTreeMap<_, Vec<JsonGroup>> = BTreeMap::new();
+        for g in gs {
+            m.entry(g.labels.clone()).or_default().push(g.clone());
+        }
+        m
+    };
+    let (a, b) = (by(pgw), by(pk));
+    for key in a
+        .keys()
+        .chain(b.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        match (a.get(key).map(Vec::as_slice), b.get(key).map(Vec::as_slice)) {
+            (Some([ga]), Some([gb])) => {
+                if ga.ok != gb.ok {
+                    let _ = writeln!(
+                        out,
+                        "group {key:?}: last_push_successful pushgateway {:?}, pushkit {:?}",
+                        ga.ok, gb.ok
+                    );
+                }
+                for name in ga
+                    .families
+                    .keys()
+                    .chain(gb.families.keys())
+                    .collect::<std::collections::BTreeSet<_>>()
+                {
+                    let (fa, fb) = (ga.families.get(name), gb.families.get(name));
+                    if fa != fb {
+                        let _ = writeln!(
+                            out,
+                            "group {key:?} family {name}:\n  pushgateway {fa:?}\n  pushkit     {fb:?}"
+                        );
+                    }
+                }
+            }
+            (x, y) => {
+                let _ = writeln!(
+                    out,
+                    "group {key:?}: pushgateway has {} such group(s), pushkit {}",
+                    x.map_or(0, <[_]>::len),
+                    y.map_or(0, <[_]>::len)
+                );
+            }
+        }
+    }
     out
+}
+
+fn api_metrics(url: &str, who: &str) -> Vec<JsonGroup> {
+    let r = get(url).unwrap_or_else(|e| panic!("GET {url} ({who}): {e}"));
+    assert_eq!(r.status, 200, "GET {url} ({who}): {}", r.text());
+    json_groups(&r.text(), who).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -1222,26 +1306,30 @@ fn json_api_matches_the_reference_pushgateway() {
     let b = agent.request("PUT", bad.0, &[TEXT], bad.1.as_bytes());
     assert_eq!(b.status, 400, "pushkit PUT {}: {}", bad.0, b.text());
 
-    let ta = get(&pgw.url("/api/v1/metrics")).expect("GET pushgateway /api/v1/metrics");
-    assert_eq!(ta.status, 200, "pushgateway: {}", ta.text());
-    let tb = agent.request("GET", "/api/v1/metrics", &[], b"");
-    assert_eq!(tb.status, 200, "pushkit: {}", tb.text());
-    let ga = json_groups(&ta.text(), "pushgateway");
-    let gb = json_groups(&tb.text(), "pushkit");
-    assert_eq!(ga.len(), 3, "pushgateway groups: {}", ta.text());
-    assert_eq!(
-        gb,
-        ga,
-        "GET /api/v1/metrics: pushkit (left) vs the Pushgateway (right)\npushkit: {}\npushgateway: {}",
-        tb.text(),
-        ta.text()
+    let ga = api_metrics(&pgw.url("/api/v1/metrics"), "pushgateway");
+    let gb = api_metrics(&agent.url("/api/v1/metrics"), "pushkit");
+    assert_eq!(ga.len(), 3, "pushgateway groups: {ga:#?}");
+    let diff = diff_json(&ga, &gb);
+    assert!(
+        diff.is_empty(),
+        "GET /api/v1/metrics differs:\n{diff}\npushgateway: {ga:#?}\npushkit: {gb:#?}"
     );
-    let ok: Vec<Option<bool>> = gb.iter().map(|g| g.1).collect();
-    assert_eq!(
-        ok.iter().filter(|v| **v == Some(false)).count(),
-        1,
-        "exactly one group has a failed last push: {}",
-        tb.text()
+    // Not vacuous: the counter's values and the failed push are there.
+    let values: Vec<&String> = gb
+        .iter()
+        .filter_map(|g| g.families.get("json_requests_total"))
+        .flat_map(|f| &f.metrics)
+        .collect();
+    assert_eq!(values.len(), 3, "{gb:#?}");
+    assert!(
+        values.iter().any(|m| m.contains("\"value\":\"1027\""))
+            && values.iter().any(|m| m.contains("\"value\":\"2.5\"")),
+        "{values:#?}"
+    );
+    let failed: Vec<&JsonGroup> = gb.iter().filter(|g| g.ok == Some(false)).collect();
+    assert!(
+        failed.len() == 1 && failed[0].labels.get("instance").map(String::as_str) == Some("x2"),
+        "exactly the refused group has last_push_successful false: {gb:#?}"
     );
 
     // The reference's HELP strings are the ones pushkit must use.
@@ -1255,4 +1343,39 @@ fn json_api_matches_the_reference_pushgateway() {
             )),
         "the Pushgateway's HELP strings changed:\n{text}"
     );
+}
+
+/// The comparison itself: equal values spelled differently are equal,
+/// self metrics and push-time values are left out (but not whether a push
+/// time is zero), and a different value, label, type or a missing series
+/// shows in the diff.
+#[test]
+fn normalized_comparison_catches_what_matters() {
+    let reference = "# HELP go_goroutines Number of goroutines.\n# TYPE go_goroutines gauge\n\
+                     go_goroutines 12\n# TYPE m counter\nm{instance=\"\",job=\"j1\"} 1e+06\n\
+                     # TYPE push_time_seconds gauge\npush_time_seconds{instance=\"\",job=\"j1\"} 1.7e+09\n\
+                     push_time_seconds{job=\"j2\"} 0\n";
+    let same = "# TYPE pushkit_pushes_total counter\npushkit_pushes_total 3\n\
+                # HELP m Another help.\n# TYPE m counter\nm{job=\"j1\"} 1000000\n\
+                # HELP push_time_seconds x\n# TYPE push_time_seconds gauge\n\
+                push_time_seconds{job=\"j1\"} 1.8e+09\npush_time_seconds{job=\"j2\"} 0\n";
+    let a = normalize(reference).expect("reference parses");
+    let b = normalize(same).expect("same parses");
+    assert_eq!(diff_norms(&a, &b), "", "{a:?}\n{b:?}");
+    assert_eq!(a.samples.len(), 3, "{a:?}");
+
+    for (what, other) in [
+        ("value", same.replace("1000000", "1000001")),
+        ("label", same.replace("m{job=\"j1\"}", "m{job=\"j2\"}")),
+        ("type", same.replace("TYPE m counter", "TYPE m gauge")),
+        ("zero push time", same.replace("1.8e+09", "0")),
+        (
+            "missing series",
+            same.replace("push_time_seconds{job=\"j2\"} 0\n", ""),
+        ),
+        ("extra series", format!("{same}m{{job=\"j1\",x=\"y\"}} 1\n")),
+    ] {
+        let b = normalize(&other).expect("variant parses");
+        assert_ne!(diff_norms(&a, &b), "", "a different {what} went unnoticed");
+    }
 }

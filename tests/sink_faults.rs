@@ -139,6 +139,7 @@ fn config(port: u16, max_cache_count: usize, sink: SinkConfig) -> Config {
             max_cache_count,
             flush_interval: Duration::from_millis(50),
             shutdown_timeout: Duration::from_secs(1),
+            ..IoConfig::default()
         },
         sinks: vec![SinkConfig {
             name: "flaky".into(),

@@ -488,6 +488,7 @@ mod tests {
                 max_cache_count: 5,
                 flush_interval: Duration::from_secs(90),
                 shutdown_timeout: Duration::ZERO,
+                queue_dir: None,
             }
         );
     }
@@ -804,7 +805,7 @@ mod tests {
         );
         assert_eq!(
             file_err("[[sinks]]\nurl = \"http://a/w\"\ncompress = true\n"),
-            r#"conf.d/pushkit.conf: unknown key "sinks[0].compress": expected one of name, url, gzip, timeout, max_queue_bytes, overflow"#
+            r#"conf.d/pushkit.conf: unknown key "sinks[0].compress": expected one of name, url, gzip, timeout, max_queue_bytes, overflow, format, max_disk_bytes, retry_base, retry_max, headers, bearer_token, bearer_token_file, basic_auth, ca_file, cert_file, key_file, tls_insecure_skip_verify"#
         );
         assert_eq!(
             file_err("[[inputs.pushgateway]]\nstores = true\n"),

@@ -25,6 +25,7 @@ mod schema;
 mod url;
 mod value;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -87,6 +88,10 @@ pub struct IoConfig {
     /// How long shutdown may spend flushing what is left.
     /// Default: `"20s"`. ENV: `ENV_IO_SHUTDOWN_TIMEOUT`.
     pub shutdown_timeout: Duration,
+    /// Directory of the sinks' disk queue: when set, a push's points are
+    /// fsynced there before the push is acknowledged and survive a crash.
+    /// Default: `unset`. ENV: `ENV_IO_QUEUE_DIR`.
+    pub queue_dir: Option<String>,
 }
 
 impl Default for IoConfig {
@@ -95,6 +100,7 @@ impl Default for IoConfig {
             max_cache_count: 1000,
             flush_interval: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(20),
+            queue_dir: None,
         }
     }
 }
@@ -120,6 +126,42 @@ pub struct SinkConfig {
     /// Retry-After; `drop_oldest` drops the oldest points, counted.
     /// Default: `"block"`. ENV: none.
     pub overflow: String,
+    /// `line-protocol`, or `remote-write` (Prometheus remote write 1.0).
+    /// Default: `"line-protocol"`. ENV: none.
+    pub format: String,
+    /// Disk budget of this sink's share of the queue, with `[io] queue_dir`.
+    /// Default: `"1GiB"`. ENV: none.
+    pub max_disk_bytes: u64,
+    /// First retry delay; doubles up to `retry_max`, ±25 % jitter.
+    /// Default: `"500ms"`. ENV: none.
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    /// Default: `"30s"`. ENV: none.
+    pub retry_max: Duration,
+    /// Extra request headers; values are secrets, never shown.
+    /// Default: `{}`. ENV: none.
+    pub headers: BTreeMap<String, String>,
+    /// Sent as `Authorization: Bearer <token>`; never shown.
+    /// Default: `unset`. ENV: none.
+    pub bearer_token: Option<String>,
+    /// File holding the bearer token, read at start.
+    /// Default: `unset`. ENV: none.
+    pub bearer_token_file: Option<String>,
+    /// `username` and `password` or `password_file`.
+    /// Default: `unset`. ENV: none.
+    pub basic_auth: BTreeMap<String, String>,
+    /// PEM CA certificates trusted instead of the system's.
+    /// Default: `unset`. ENV: none.
+    pub ca_file: Option<String>,
+    /// PEM client certificate, with `key_file`.
+    /// Default: `unset`. ENV: none.
+    pub cert_file: Option<String>,
+    /// PEM private key of `cert_file`.
+    /// Default: `unset`. ENV: none.
+    pub key_file: Option<String>,
+    /// Do not verify the server's certificate.
+    /// Default: `false`. ENV: none.
+    pub tls_insecure_skip_verify: bool,
 }
 
 impl Default for SinkConfig {
@@ -133,6 +175,18 @@ impl Default for SinkConfig {
             timeout: Duration::from_secs(30),
             max_queue_bytes: 256 << 20,
             overflow: "block".to_string(),
+            format: "line-protocol".to_string(),
+            max_disk_bytes: 1 << 30,
+            retry_base: Duration::from_millis(500),
+            retry_max: Duration::from_secs(30),
+            headers: BTreeMap::new(),
+            bearer_token: None,
+            bearer_token_file: None,
+            basic_auth: BTreeMap::new(),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            tls_insecure_skip_verify: false,
         }
     }
 }
@@ -295,7 +349,7 @@ mod tests {
             ("inputs.pushgateway", "PushgatewayConfig"),
         ];
         let docs = reference();
-        assert_eq!(docs.len(), 23);
+        assert_eq!(docs.len(), 36);
         for doc in docs {
             let (_, name) = structs.iter().find(|(s, _)| *s == doc.section).unwrap();
             let comment = field_doc(source, name, doc.key);
@@ -332,6 +386,7 @@ mod tests {
                 "ENV_IO_MAX_CACHE_COUNT",
                 "ENV_IO_FLUSH_INTERVAL",
                 "ENV_IO_SHUTDOWN_TIMEOUT",
+                "ENV_IO_QUEUE_DIR",
                 "ENV_DATAWAY",
                 "ENV_INPUT_PUSHGATEWAY_ROUTE_PREFIX",
                 "ENV_INPUT_PUSHGATEWAY_MEASUREMENT_NAME",

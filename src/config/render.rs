@@ -53,12 +53,27 @@ pub(crate) fn render_table<S: Section>(out: &mut String, header: &str, section: 
 pub(crate) fn value_text(kind: Kind, value: &Val) -> Option<String> {
     Some(match value {
         Val::Str(s) if kind == Kind::Url => quote(&redact_url(s)),
+        Val::OptStr(Some(_)) if kind == Kind::Secret => quote("REDACTED"),
         Val::Str(s) => quote(s),
         Val::OptStr(s) => quote(s.as_ref()?),
         Val::Bool(b) => b.to_string(),
         Val::Bytes(n) => format_size(*n),
         Val::Count(n) => n.to_string(),
         Val::Dur(d) => quote(&format_duration(*d)),
+        Val::Map(m) if m.is_empty() => return None,
+        Val::Map(m) => {
+            // Header values and passwords are secrets; names and the
+            // username are not.
+            let shown = |k: &str, v: &str| match (kind, k) {
+                (Kind::BasicAuth, "username" | "password_file") => quote(v),
+                _ => quote("REDACTED"),
+            };
+            let pairs: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{} = {}", quote(k), shown(k, v)))
+                .collect();
+            format!("{{ {} }}", pairs.join(", "))
+        }
     })
 }
 
@@ -101,6 +116,7 @@ mod tests {
                 max_cache_count: 7,
                 flush_interval: Duration::from_millis(1500),
                 shutdown_timeout: Duration::ZERO,
+                queue_dir: Some("/var/lib/pushkit/queue".into()),
             },
             sinks: vec![
                 SinkConfig {
@@ -110,6 +126,14 @@ mod tests {
                     timeout: Duration::from_secs(90),
                     max_queue_bytes: 1000,
                     overflow: "drop_oldest".into(),
+                    format: "remote-write".into(),
+                    basic_auth: [
+                        ("username".into(), "u".into()),
+                        ("password_file".into(), "/run/secrets/pw".into()),
+                    ]
+                    .into(),
+                    tls_insecure_skip_verify: true,
+                    ..SinkConfig::default()
                 },
                 SinkConfig {
                     name: "say \"hi\"".into(),
@@ -144,6 +168,35 @@ mod tests {
         unset.pushgateway.as_mut().unwrap().measurement_name = None;
         assert!(!unset.to_toml().contains("measurement_name"));
         assert_eq!(reload(&unset), unset);
+    }
+
+    #[test]
+    fn secrets_are_never_shown() {
+        let config = Config {
+            sinks: vec![SinkConfig {
+                name: "influx".into(),
+                url: "http://127.0.0.1:8086/api/v2/write?token=url-s3cret".into(),
+                headers: [("Authorization".into(), "Token hdr-s3cret".into())].into(),
+                basic_auth: [
+                    ("username".into(), "u".into()),
+                    ("password".into(), "pw-s3cret".into()),
+                ]
+                .into(),
+                bearer_token: Some("tok-s3cret".into()),
+                ..SinkConfig::default()
+            }],
+            ..Config::default()
+        };
+        let text = config.to_toml();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(
+            text.contains("headers = { \"Authorization\" = \"REDACTED\" }"),
+            "{text}"
+        );
+        assert!(text.contains("username\" = \"u\""), "{text}");
+        // What is shown still loads.
+        let back = reload(&config);
+        assert_eq!(back.sinks[0].bearer_token.as_deref(), Some("REDACTED"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! reference docs) walks these tables, so a key added here gets its file
 //! syntax, ENV variable, `pushkit check` output and docs in one place.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::url::{parse_http_url, redact_url, EXPECT_URL};
@@ -16,6 +17,13 @@ use super::value::{
 use super::{HttpApiConfig, IoConfig, PushgatewayConfig, SinkConfig};
 
 const EXPECT_OVERFLOW: &str = "expected \"block\" or \"drop_oldest\"";
+const EXPECT_FORMAT: &str = "expected \"line-protocol\" or \"remote-write\"";
+const EXPECT_HEADERS: &str = "expected a TOML table of header names to string values";
+const EXPECT_BASIC_AUTH: &str =
+    "expected a TOML table with username and one of password, password_file";
+
+/// Keys a `basic_auth` table may hold.
+const BASIC_AUTH_KEYS: [&str; 3] = ["username", "password", "password_file"];
 
 /// How a key's value is written and checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +51,15 @@ pub(crate) enum Kind {
     NonZeroDuration,
     /// A sink's overflow policy: "block" or "drop_oldest".
     Overflow,
+    /// A sink's wire format: "line-protocol" or "remote-write".
+    Format,
+    /// A string that may be unset and is never shown (tokens).
+    Secret,
+    /// A table of HTTP header names to values; values are never shown.
+    Headers,
+    /// `{ username = "...", password = "..." | password_file = "..." }`;
+    /// the password is never shown.
+    BasicAuth,
 }
 
 /// A parsed value, before it is stored in its struct field.
@@ -54,6 +71,7 @@ pub(crate) enum Val {
     Bytes(u64),
     Count(usize),
     Dur(Duration),
+    Map(BTreeMap<String, String>),
 }
 
 /// Field types that a `Val` can be stored into and read back from, so the
@@ -84,6 +102,7 @@ field!(bool, Bool);
 field!(u64, Bytes);
 field!(usize, Count);
 field!(Duration, Dur);
+field!(BTreeMap<String, String>, Map);
 
 impl Kind {
     /// Reads a value from a config file. In files a bool must be a TOML
@@ -101,7 +120,9 @@ impl Kind {
             }
             (Kind::Count, _) => Err(EXPECT_COUNT),
             (_, T::String(s)) => self.read_str(s, false),
-            (Kind::Name | Kind::OptText, _) => Err("expected a TOML string"),
+            (Kind::Headers, T::Table(t)) => read_string_table(t, None).map(Val::Map),
+            (Kind::BasicAuth, T::Table(t)) => read_basic_auth(t).map(Val::Map),
+            (Kind::Name | Kind::OptText | Kind::Secret, _) => Err("expected a TOML string"),
             _ => Err(self.expected()),
         }
     }
@@ -115,7 +136,9 @@ impl Kind {
         match self {
             Kind::Name if s.is_empty() => Err("expected a non-empty string"),
             Kind::Name => Ok(Val::Str(s.to_string())),
-            Kind::OptText => Ok(Val::OptStr(Some(s.to_string()).filter(|s| !s.is_empty()))),
+            Kind::OptText | Kind::Secret => {
+                Ok(Val::OptStr(Some(s.to_string()).filter(|s| !s.is_empty())))
+            }
             Kind::Listen => check_listen(s).map(Val::Str),
             Kind::Url => parse_http_url(s).map(|_| Val::Str(s.to_string())),
             Kind::RoutePrefix => normalize_route_prefix(s).map(Val::Str),
@@ -132,13 +155,18 @@ impl Kind {
                 "block" | "drop_oldest" => Ok(Val::Str(s.to_string())),
                 _ => Err(EXPECT_OVERFLOW),
             },
+            Kind::Format => match s {
+                "line-protocol" | "remote-write" => Ok(Val::Str(s.to_string())),
+                _ => Err(EXPECT_FORMAT),
+            },
+            Kind::Headers | Kind::BasicAuth => Err(self.expected()),
         }
     }
 
     /// The generic "expected ..." for a value of the wrong TOML type.
     fn expected(self) -> &'static str {
         match self {
-            Kind::Name | Kind::OptText => "expected a TOML string",
+            Kind::Name | Kind::OptText | Kind::Secret => "expected a TOML string",
             Kind::Listen => EXPECT_LISTEN,
             Kind::Url => EXPECT_URL,
             Kind::RoutePrefix => EXPECT_ROUTE_PREFIX,
@@ -147,6 +175,9 @@ impl Kind {
             Kind::Count => EXPECT_COUNT,
             Kind::Duration | Kind::NonZeroDuration => EXPECT_DURATION,
             Kind::Overflow => EXPECT_OVERFLOW,
+            Kind::Format => EXPECT_FORMAT,
+            Kind::Headers => EXPECT_HEADERS,
+            Kind::BasicAuth => EXPECT_BASIC_AUTH,
         }
     }
 
@@ -162,9 +193,40 @@ impl Kind {
     pub(crate) fn show_str(self, s: &str) -> String {
         match self {
             Kind::Url => quote(&redact_url(s)),
+            Kind::Secret => quote("REDACTED"),
             _ => quote(s),
         }
     }
+}
+
+/// A table whose values are all strings; with `allowed`, only those keys.
+fn read_string_table(
+    t: &toml::map::Map<String, toml::Value>,
+    allowed: Option<&[&str]>,
+) -> Result<BTreeMap<String, String>, &'static str> {
+    let mut out = BTreeMap::new();
+    for (k, v) in t {
+        if allowed.is_some_and(|a| !a.contains(&k.as_str())) {
+            return Err(EXPECT_BASIC_AUTH);
+        }
+        match v {
+            toml::Value::String(s) => out.insert(k.clone(), s.clone()),
+            _ if allowed.is_some() => return Err(EXPECT_BASIC_AUTH),
+            _ => return Err(EXPECT_HEADERS),
+        };
+    }
+    Ok(out)
+}
+
+fn read_basic_auth(
+    t: &toml::map::Map<String, toml::Value>,
+) -> Result<BTreeMap<String, String>, &'static str> {
+    let m = read_string_table(t, Some(&BASIC_AUTH_KEYS))?;
+    let passwords = m.contains_key("password") as u8 + m.contains_key("password_file") as u8;
+    if !m.contains_key("username") || passwords != 1 {
+        return Err(EXPECT_BASIC_AUTH);
+    }
+    Ok(m)
 }
 
 /// Any TOML value shown briefly for an error message.
@@ -260,7 +322,7 @@ impl Section for HttpApiConfig {
     }
 }
 
-static IO_KEYS: [KeySpec<IoConfig>; 3] = [
+static IO_KEYS: [KeySpec<IoConfig>; 4] = [
     key!(max_cache_count, Count, "points per batch sent to the sinks"),
     key!(
         flush_interval,
@@ -271,6 +333,12 @@ static IO_KEYS: [KeySpec<IoConfig>; 3] = [
         shutdown_timeout,
         Duration,
         "how long to keep flushing on shutdown"
+    ),
+    key!(
+        queue_dir,
+        OptText,
+        "directory of the sinks' disk queue; unset keeps queues in memory",
+        default = "unset"
     ),
 ];
 
@@ -284,7 +352,7 @@ impl Section for IoConfig {
     }
 }
 
-static SINK_KEYS: [KeySpec<SinkConfig>; 6] = [
+static SINK_KEYS: [KeySpec<SinkConfig>; 18] = [
     key!(
         name,
         Name,
@@ -309,6 +377,69 @@ static SINK_KEYS: [KeySpec<SinkConfig>; 6] = [
         overflow,
         Overflow,
         "when the queue is full: block (refuse pushes with 503) or drop_oldest"
+    ),
+    key!(
+        format,
+        Format,
+        "line-protocol, or remote-write (Prometheus remote write 1.0)"
+    ),
+    key!(
+        max_disk_bytes,
+        Size,
+        "disk budget of the sink's share of the queue (with [io] queue_dir)"
+    ),
+    key!(
+        retry_base,
+        NonZeroDuration,
+        "first retry delay; doubles up to retry_max, with jitter"
+    ),
+    key!(retry_max, NonZeroDuration, "longest retry delay"),
+    key!(
+        headers,
+        Headers,
+        "extra request headers, e.g. { Authorization = \"Token ...\" }; values never shown",
+        default = "{}"
+    ),
+    key!(
+        bearer_token,
+        Secret,
+        "sent as Authorization: Bearer; never shown",
+        default = "unset"
+    ),
+    key!(
+        bearer_token_file,
+        OptText,
+        "file holding the bearer token, read at start",
+        default = "unset"
+    ),
+    key!(
+        basic_auth,
+        BasicAuth,
+        "{ username = \"...\", password_file = \"...\" } (or password); never shown",
+        default = "unset"
+    ),
+    key!(
+        ca_file,
+        OptText,
+        "PEM CA certificates to trust instead of the system's",
+        default = "unset"
+    ),
+    key!(
+        cert_file,
+        OptText,
+        "PEM client certificate (with key_file)",
+        default = "unset"
+    ),
+    key!(
+        key_file,
+        OptText,
+        "PEM private key of cert_file",
+        default = "unset"
+    ),
+    key!(
+        tls_insecure_skip_verify,
+        Bool,
+        "do not verify the server's certificate"
     ),
 ];
 
@@ -404,7 +535,9 @@ mod tests {
                 (_, Val::Count(n)) => Val::Count(n + 1),
                 (_, Val::Dur(d)) => Val::Dur(*d + Duration::from_secs(1)),
                 (_, Val::OptStr(_)) => Val::OptStr(Some("x".into())),
+                (Kind::Format, Val::Str(_)) => Val::Str("remote-write".into()),
                 (_, Val::Str(_)) => Val::Str("x".into()),
+                (_, Val::Map(_)) => Val::Map([("a".into(), "b".into())].into()),
             };
             (spec.set)(&mut s, other.clone());
             assert_eq!((spec.get)(&s), other, "{}.{}", S::PATH, spec.key);

@@ -3,8 +3,10 @@
 //! `overflow = "block"`, new pushes once its budget is full). With no sink
 //! configured, points are written to stdout as line protocol.
 
+pub mod client;
 pub mod http;
 pub mod queue;
+pub mod remote_write;
 pub mod stdout;
 
 use crate::config::{IoConfig, SinkConfig};
@@ -44,10 +46,7 @@ impl SinkSet {
     ) -> Result<Arc<SinkSet>, String> {
         let mut http_sinks = Vec::new();
         for cfg in sinks {
-            let client = reqwest::Client::builder()
-                .timeout(cfg.timeout)
-                .build()
-                .map_err(|e| format!("sink {}: cannot build its HTTP client: {e}", cfg.name))?;
+            let client = client::build_client(cfg)?;
             http_sinks.push(Arc::new(http::HttpSink {
                 name: cfg.name.clone(),
                 url: cfg.url.clone(),

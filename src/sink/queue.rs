@@ -9,7 +9,7 @@
 use crate::point::Point;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// What a sink does when a push does not fit in its budget.
@@ -41,6 +41,8 @@ pub fn point_cost(p: &Point) -> u64 {
 struct Chunk {
     points: Arc<Vec<Point>>,
     start: usize,
+    /// When the push was admitted, for the age of the oldest point.
+    at: Instant,
 }
 
 #[derive(Default)]
@@ -50,6 +52,8 @@ pub struct QueueState {
     queued_bytes: u64,
     inflight_points: usize,
     inflight_bytes: u64,
+    /// When the oldest point of the batch in flight was admitted.
+    inflight_since: Option<Instant>,
     closed: bool,
 }
 
@@ -61,6 +65,13 @@ impl QueueState {
 
     pub fn depth_bytes(&self) -> u64 {
         self.queued_bytes + self.inflight_bytes
+    }
+
+    /// How long the oldest point waiting (or in flight) has been queued.
+    pub fn oldest_age(&self) -> Option<Duration> {
+        self.inflight_since
+            .or_else(|| self.chunks.front().map(|c| c.at))
+            .map(|at| at.elapsed())
     }
 }
 
@@ -119,7 +130,11 @@ impl SinkQueue {
         }
         state.queued_points += points.len();
         state.queued_bytes += cost;
-        state.chunks.push_back(Chunk { points, start: 0 });
+        state.chunks.push_back(Chunk {
+            points,
+            start: 0,
+            at: Instant::now(),
+        });
         self.wake.notify_one();
         dropped
     }
@@ -155,6 +170,7 @@ impl SinkQueue {
         let mut state = self.lock();
         state.inflight_points -= batch.points.len();
         state.inflight_bytes -= batch.bytes;
+        state.inflight_since = None;
     }
 
     /// No more pushes: the worker sends what is left without waiting.
@@ -167,6 +183,7 @@ impl SinkQueue {
 fn take(state: &mut QueueState, max_points: usize) -> Batch {
     let mut points = Vec::with_capacity(max_points.min(state.queued_points));
     let mut bytes = 0;
+    state.inflight_since = state.chunks.front().map(|c| c.at);
     while points.len() < max_points {
         let Some(chunk) = state.chunks.front_mut() else {
             break;
