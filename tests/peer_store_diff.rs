@@ -367,26 +367,38 @@ impl std::fmt::Display for Step {
     }
 }
 
-/// A group: job j1 or j2, with no other label, instance i1 or i2, zone z1,
-/// or instance i1 and zone z1 (named in either order in the path).
+/// A group: job j1, j2 (or j/3), with no other label, instance i1, i2, a/b
+/// or ü, zone z1, or instance i1 and zone z1 (named in either order in the
+/// path).
 fn gen_group(rng: &mut Rng) -> (String, BTreeMap<String, String>) {
-    let job = *rng.pick(&["j1", "j2"]);
-    let extra: Vec<(&str, &str)> = match rng.below(6) {
+    // Now and then a value that needs base64 (`/`) or percent-encoding.
+    let job = if rng.chance(5) {
+        "j/3"
+    } else {
+        *rng.pick(&["j1", "j2"])
+    };
+    let extra: Vec<(&str, &str)> = match rng.below(8) {
         0 => vec![],
         1 => vec![("instance", "i1")],
         2 => vec![("instance", "i2")],
         3 => vec![("zone", "z1")],
         4 => vec![("instance", "i1"), ("zone", "z1")],
-        _ => vec![("zone", "z1"), ("instance", "i1")],
+        5 => vec![("zone", "z1"), ("instance", "i1")],
+        6 => vec![("instance", "a/b")],
+        _ => vec![("instance", "ü")],
     };
     let mut path = "/metrics".to_string();
     let mut labels = BTreeMap::new();
     for (k, v) in std::iter::once(("job", job)).chain(extra) {
         // Sometimes the value in base64url, padded or not.
-        match rng.below(12) {
-            0 => path.push_str(&format!("/{k}@base64/{}", base64_url(v, true))),
-            1 => path.push_str(&format!("/{k}@base64/{}", base64_url(v, false))),
-            _ => path.push_str(&format!("/{k}/{v}")),
+        match (v.contains('/'), rng.below(12)) {
+            (true, 0..=5) | (false, 0) => {
+                path.push_str(&format!("/{k}@base64/{}", base64_url(v, true)))
+            }
+            (true, _) | (false, 1) => {
+                path.push_str(&format!("/{k}@base64/{}", base64_url(v, false)))
+            }
+            _ => path.push_str(&format!("/{k}/{}", percent_encode(v))),
         }
         labels.insert(k.to_string(), v.to_string());
     }

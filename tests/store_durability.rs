@@ -97,6 +97,7 @@ fn client(
     port: u16,
     thread_no: usize,
     cycle: usize,
+    pause: Duration,
     stop: &AtomicBool,
     acks: &AtomicUsize,
 ) -> Vec<Event> {
@@ -122,8 +123,40 @@ fn client(
             }
             Err(_) => break,
         }
+        thread::sleep(pause);
     }
     events
+}
+
+/// Applies a client's events to `model` (a group's events are in order:
+/// each group has one client). Returns (attempted, acknowledged, refusals).
+fn apply_events(
+    model: &mut BTreeMap<String, Expect>,
+    events: impl IntoIterator<Item = Event>,
+) -> (usize, usize, Vec<String>) {
+    let (mut attempted, mut acked, mut refused) = (0, 0, Vec::new());
+    for ev in events {
+        match ev {
+            Event::Attempt(g, v) => {
+                attempted += 1;
+                let e = model.entry(g).or_insert_with(|| Expect {
+                    values: BTreeSet::new(),
+                    may_be_absent: true,
+                });
+                e.values.insert(v);
+            }
+            Event::Ack(g, v) => {
+                acked += 1;
+                let e = model.get_mut(&g).expect("attempted before acked");
+                e.values = BTreeSet::from([v]);
+                e.may_be_absent = false;
+            }
+            Event::Refused(g, v, status, body) => {
+                refused.push(format!("PUT group {g} value {v}: {status} {body:?}"))
+            }
+        }
+    }
+    (attempted, acked, refused)
 }
 
 /// Checks the restarted agent against `model`, then resets the model to
@@ -134,6 +167,7 @@ fn check_restored(agent: &Agent, model: &mut BTreeMap<String, Expect>, cycle: us
     let totals = values_by_instance(&text, "dur_pushes_total", "dur");
     let push_times = values_by_instance(&text, "push_time_seconds", "dur");
     let mut problems = Vec::new();
+    let mut unacknowledged_landed = 0;
     for group in values.keys().chain(totals.keys()) {
         if !model.contains_key(group) {
             problems.push(format!("group {group} was never pushed"));
@@ -166,6 +200,9 @@ fn check_restored(agent: &Agent, model: &mut BTreeMap<String, Expect>, cycle: us
                         "group {group}: push_time_seconds {pt:?}, want one non-zero"
                     ));
                 }
+                if want.values.first() != Some(&(*x as u64)) || want.may_be_absent {
+                    unacknowledged_landed += 1;
+                }
                 want.values = BTreeSet::from([*x as u64]);
                 want.may_be_absent = false;
             }
@@ -180,6 +217,11 @@ fn check_restored(agent: &Agent, model: &mut BTreeMap<String, Expect>, cycle: us
         cycle + 1,
         problems.len(),
         problems.join("\n")
+    );
+    eprintln!(
+        "restart {}: {} groups as expected ({unacknowledged_landed} show a push that was in flight at the kill)",
+        cycle + 1,
+        model.len()
     );
 }
 
@@ -198,7 +240,7 @@ fn acknowledged_pushes_survive_kill_9() {
             let handles: Vec<_> = (0..THREADS)
                 .map(|t| {
                     let (stop, acks) = (&stop, &acks);
-                    s.spawn(move || client(port, t, cycle, stop, acks))
+                    s.spawn(move || client(port, t, cycle, Duration::ZERO, stop, acks))
                 })
                 .collect();
             let deadline = Instant::now() + Duration::from_secs(120);
@@ -217,30 +259,7 @@ fn acknowledged_pushes_survive_kill_9() {
                 .collect()
         });
 
-        let mut acked = 0;
-        let mut attempted = 0;
-        let mut refused = Vec::new();
-        for ev in events.into_iter().flatten() {
-            match ev {
-                Event::Attempt(g, v) => {
-                    attempted += 1;
-                    let e = model.entry(g).or_insert_with(|| Expect {
-                        values: BTreeSet::new(),
-                        may_be_absent: true,
-                    });
-                    e.values.insert(v);
-                }
-                Event::Ack(g, v) => {
-                    acked += 1;
-                    let e = model.get_mut(&g).expect("attempted before acked");
-                    e.values = BTreeSet::from([v]);
-                    e.may_be_absent = false;
-                }
-                Event::Refused(g, v, status, body) => {
-                    refused.push(format!("PUT group {g} value {v}: {status} {body:?}"))
-                }
-            }
-        }
+        let (attempted, acked, refused) = apply_events(&mut model, events.into_iter().flatten());
         assert!(
             refused.is_empty(),
             "cycle {}: pushes refused before the kill:\n{}",
@@ -260,6 +279,167 @@ fn acknowledged_pushes_survive_kill_9() {
         drop(agent);
         agent = Agent::start(&conf);
         check_restored(&agent, &mut model, cycle);
+    }
+    agent.assert_running();
+}
+
+// ---------------------------------------------------------------------------
+// Across a snapshot (the journal is compacted past 64 MiB, README)
+
+const SNAP_SERIES: usize = 1_000;
+/// Big pushes at most per round (about 1.2 MB each: 130 are well past
+/// 64 MiB of journal).
+const MAX_BIG_PUSHES: u64 = 130;
+
+fn big_body(v: u64, pad: &str) -> String {
+    let mut body = String::from("# TYPE snap_fill gauge\n");
+    for i in 0..SNAP_SERIES {
+        body.push_str(&format!("snap_fill{{i=\"{i}\",pad=\"{pad}\"}} {i}\n"));
+    }
+    body.push_str(&format!("# TYPE snap_marker gauge\nsnap_marker {v}\n"));
+    body
+}
+
+/// PUTs the big group until stopped, an I/O error or the bound.
+fn big_client(port: u16, round: usize, stop: &AtomicBool) -> Vec<Event> {
+    let pad = "p".repeat(1_200);
+    let url = format!("http://127.0.0.1:{port}/metrics/job/snap");
+    let mut events = Vec::new();
+    for i in 0..MAX_BIG_PUSHES {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let v = (round as u64 + 1) * 1_000_000 + i;
+        events.push(Event::Attempt("snap".to_string(), v));
+        match http("PUT", &url, &[TEXT], big_body(v, &pad).as_bytes()) {
+            Ok(r) if r.status == 200 => events.push(Event::Ack("snap".to_string(), v)),
+            Ok(r) => {
+                events.push(Event::Refused("snap".to_string(), v, r.status, r.text()));
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    events
+}
+
+/// Names of the snapshot files (finished or being written) in `dir`.
+fn snapshot_files(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .expect("read persistence_dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("snapshot"))
+        .collect()
+}
+
+fn check_big_group(agent: &Agent, want: &mut Expect, round: usize) {
+    let text = metrics_text(agent);
+    let marker = values_by_instance(&text, "snap_marker", "snap");
+    let fill = values_by_instance(&text, "snap_fill", "snap");
+    let marker: Vec<f64> = marker.into_values().flatten().collect();
+    let fill = fill.into_values().flatten().count();
+    match marker.as_slice() {
+        [] if want.may_be_absent && fill == 0 => want.values.clear(),
+        [x] if want.values.contains(&(*x as u64)) && fill == SNAP_SERIES => {
+            want.values = BTreeSet::from([*x as u64]);
+            want.may_be_absent = false;
+        }
+        _ => panic!(
+            "round {}: the big group shows snap_marker {marker:?} and {fill} snap_fill series; \
+             allowed markers {:?}{}, with {SNAP_SERIES} series",
+            round + 1,
+            want.values,
+            if want.may_be_absent { " or absent" } else { "" }
+        ),
+    }
+}
+
+#[test]
+fn acknowledged_pushes_survive_kill_9_around_a_snapshot() {
+    let dir = store_dir();
+    let conf = conf(dir.path(), "");
+    let mut agent = Agent::start(&conf);
+    let mut small: BTreeMap<String, Expect> = BTreeMap::new();
+    let mut big = Expect {
+        values: BTreeSet::new(),
+        may_be_absent: true,
+    };
+
+    // Round 1: killed as soon as a snapshot file shows up (likely while
+    // it is being written). Round 2: killed once a newer snapshot is
+    // there and more pushes were acknowledged after it.
+    for round in 0..2 {
+        let before = snapshot_files(dir.path());
+        let stop = AtomicBool::new(false);
+        let acks = AtomicUsize::new(0);
+        let port = agent.port;
+        let mut seen = BTreeSet::new();
+        let (small_events, big_events) = thread::scope(|s| {
+            let smalls: Vec<_> = (0..2)
+                .map(|t| {
+                    let (stop, acks) = (&stop, &acks);
+                    let pause = Duration::from_millis(5);
+                    s.spawn(move || client(port, t, round, pause, stop, acks))
+                })
+                .collect();
+            let bigs = s.spawn(|| big_client(port, round, &stop));
+            let deadline = Instant::now() + Duration::from_secs(600);
+            let mut acks_at_snapshot = None;
+            while Instant::now() < deadline && !bigs.is_finished() {
+                seen = snapshot_files(dir.path());
+                let new: Vec<&String> = seen.difference(&before).collect();
+                let done = match round {
+                    0 => !new.is_empty(),
+                    _ => {
+                        if acks_at_snapshot.is_none() && new.iter().any(|n| !n.ends_with(".tmp")) {
+                            acks_at_snapshot = Some(acks.load(Ordering::SeqCst));
+                        }
+                        acks_at_snapshot.is_some_and(|a| acks.load(Ordering::SeqCst) >= a + 20)
+                    }
+                };
+                if done {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(1));
+            }
+            agent.kill9();
+            stop.store(true, Ordering::SeqCst);
+            let small_events: Vec<Event> = smalls
+                .into_iter()
+                .flat_map(|h| h.join().expect("client thread"))
+                .collect();
+            (small_events, bigs.join().expect("big client thread"))
+        });
+        let new: Vec<&String> = seen.difference(&before).collect();
+        assert!(
+            !new.is_empty(),
+            "round {}: no new snapshot file in {} after up to {MAX_BIG_PUSHES} pushes of ~1.2 MB \
+             (the README says the journal is compacted past 64 MiB); files: {seen:?}",
+            round + 1,
+            dir.path().display()
+        );
+        let (s_att, s_ack, s_ref) = apply_events(&mut small, small_events);
+        let mut one = BTreeMap::from([("snap".to_string(), big.clone())]);
+        let (b_att, b_ack, b_ref) = apply_events(&mut one, big_events);
+        big = one.remove("snap").expect("big group");
+        let refused: Vec<String> = s_ref.into_iter().chain(b_ref).collect();
+        assert!(
+            refused.is_empty(),
+            "round {}: pushes refused before the kill:\n{}",
+            round + 1,
+            refused.join("\n")
+        );
+        eprintln!(
+            "round {}: small pushes {s_att} attempted, {s_ack} acknowledged; big pushes {b_att} \
+             attempted, {b_ack} acknowledged; kill -9 with snapshot files {seen:?}",
+            round + 1
+        );
+
+        drop(agent);
+        agent = Agent::start(&conf);
+        check_restored(&agent, &mut small, round);
+        check_big_group(&agent, &mut big, round);
     }
     agent.assert_running();
 }

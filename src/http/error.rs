@@ -27,6 +27,7 @@ pub enum ErrorCode {
     StoreLoading,
     LifecycleDisabled,
     JournalFailed,
+    QueueFailed,
 }
 
 impl ErrorCode {
@@ -50,6 +51,7 @@ impl ErrorCode {
         ErrorCode::StoreLoading,
         ErrorCode::LifecycleDisabled,
         ErrorCode::JournalFailed,
+        ErrorCode::QueueFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +75,7 @@ impl ErrorCode {
             ErrorCode::StoreLoading => "storeLoading",
             ErrorCode::LifecycleDisabled => "lifecycleDisabled",
             ErrorCode::JournalFailed => "journalFailed",
+            ErrorCode::QueueFailed => "queueFailed",
         }
     }
 
@@ -84,7 +87,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::QueueFull | ErrorCode::StoreLoading => 503,
             ErrorCode::LifecycleDisabled => 403,
-            ErrorCode::JournalFailed => 500,
+            ErrorCode::JournalFailed | ErrorCode::QueueFailed => 500,
             _ => 400,
         }
     }
@@ -132,6 +135,9 @@ impl ErrorCode {
             ErrorCode::LifecycleDisabled => "`/-/quit` needs `enable_lifecycle = true`.",
             ErrorCode::JournalFailed => {
                 "The store's journal could not be written or fsynced; the push is not acknowledged."
+            }
+            ErrorCode::QueueFailed => {
+                "The sinks' disk queue (`queue_dir`) could not be written or fsynced; the push is not acknowledged."
             }
         }
     }

@@ -22,7 +22,7 @@ use super::grouping::{parse_grouping_key, GroupingError, GroupingKey};
 use crate::convert::{convert, Mapping};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
-use crate::sink::{QueueFull, SinkSet};
+use crate::sink::{EnqueueError, SinkSet};
 use crate::store::sanitize::sanitize;
 use crate::store::{PushRefused, Store};
 use std::sync::Arc;
@@ -96,7 +96,10 @@ impl PushgatewayInput {
         let points = convert(&families, &group, &self.mapping, req.received_ns);
         let n_points = points.len();
         match &self.store {
-            None => self.sinks.enqueue(points).map_err(queue_full)?,
+            None => {
+                let queued = self.sinks.enqueue(points).map_err(enqueue_error)?;
+                self.sinks.wait(queued).await.map_err(enqueue_error)?;
+            }
             Some(store) => {
                 sanitize(&group, &mut families);
                 let replace = req.method == PushMethod::Put;
@@ -104,7 +107,13 @@ impl PushgatewayInput {
                     self.sinks.enqueue(points)
                 });
                 match stored {
-                    Ok(ticket) => store.wait(ticket).await.map_err(journal_error)?,
+                    Ok((stored, queued)) => {
+                        // The store's journal and the sinks' disk queue
+                        // fsync in parallel: one fsync of latency.
+                        let (a, b) = tokio::join!(store.wait(stored), self.sinks.wait(queued));
+                        a.map_err(journal_error)?;
+                        b.map_err(enqueue_error)?;
+                    }
                     Err(PushRefused::Inconsistent { message, ticket }) => {
                         store.wait(ticket).await.map_err(journal_error)?;
                         return Err(ApiError::new(
@@ -114,7 +123,7 @@ impl PushgatewayInput {
                             ),
                         ));
                     }
-                    Err(PushRefused::Reserve(full)) => return Err(queue_full(full)),
+                    Err(PushRefused::Reserve(e)) => return Err(enqueue_error(e)),
                     Err(PushRefused::Journal(e)) => return Err(journal_error(e)),
                 }
             }
@@ -125,14 +134,20 @@ impl PushgatewayInput {
     }
 }
 
-fn queue_full(full: QueueFull) -> ApiError {
-    ApiError::new(
-        ErrorCode::QueueFull,
-        format!(
-            "sink {} has no room in its queue (max_queue_bytes = {}); retry later",
-            full.sink, full.max_bytes
+fn enqueue_error(e: EnqueueError) -> ApiError {
+    match e {
+        EnqueueError::Full(full) => ApiError::new(
+            ErrorCode::QueueFull,
+            format!(
+                "sink {} has no room in its queue (budget {} bytes); retry later",
+                full.sink, full.max_bytes
+            ),
         ),
-    )
+        EnqueueError::Failed(why) => {
+            tracing::error!("sink queue: {why}");
+            ApiError::new(ErrorCode::QueueFailed, why)
+        }
+    }
 }
 
 fn journal_error(e: std::io::Error) -> ApiError {

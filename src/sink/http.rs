@@ -1,32 +1,66 @@
-//! Delivery of line-protocol batches over HTTP, with retry.
+//! Delivery of batches over HTTP, with retry: line protocol, or Prometheus
+//! remote write.
 //!
 //! Network errors, timeouts, 429 and 5xx are retried with exponential
-//! backoff and jitter, honouring `Retry-After`; the batch stays at the head
-//! until it is delivered, so nothing is dropped for a backend outage (the
-//! queue's budget and overflow policy decide what happens to new pushes).
-//! Any other non-2xx answer means the data can never succeed: the batch is
-//! dropped, counted and logged with the response body.
+//! backoff (`retry_base` doubling to `retry_max`) and jitter, honouring
+//! `Retry-After`; the batch stays at the head until it is delivered, so
+//! nothing is dropped for a backend outage (the queue's budget and overflow
+//! policy decide what happens to new pushes). Any other non-2xx answer means
+//! the data can never succeed: the batch is dropped, counted and logged
+//! with the response body. For remote write, a 400 is first bisected: a
+//! receiver such as Prometheus fails a whole request for one out-of-order
+//! sample, so halves are retried until the rejected points are isolated,
+//! and only those are dropped.
 
+use super::disk::{DiskBatch, DiskQueue};
 use super::queue::{Batch, SinkQueue};
+use super::remote_write;
 use crate::metrics::{self, Metrics};
-use crate::point::encode_line_protocol;
+use crate::point::{encode_line_protocol, Point};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Backoff bounds; the first retry waits about `BACKOFF_BASE`.
-pub const BACKOFF_BASE: Duration = Duration::from_millis(500);
-pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A `Retry-After` longer than this is capped, so a confused backend cannot
 /// park a sink for hours.
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(300);
+
+/// The wire format of a sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    LineProtocol,
+    RemoteWrite,
+}
+
+impl Format {
+    pub fn from_config(s: &str) -> Format {
+        match s {
+            "remote-write" => Format::RemoteWrite,
+            _ => Format::LineProtocol,
+        }
+    }
+}
+
+/// Exponential backoff bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
 
 pub struct HttpSink {
     pub name: String,
     pub url: String,
     pub gzip: bool,
+    pub format: Format,
+    pub backoff: Backoff,
     pub client: reqwest::Client,
+    /// The memory queue; unused when `disk` is set.
     pub queue: Arc<SinkQueue>,
+    /// With `[io] queue_dir`: the shared disk queue and this sink's index.
+    pub disk: Option<(Arc<DiskQueue>, usize)>,
+    /// `max_disk_bytes`, for the 503 message.
+    pub disk_budget: u64,
     pub metrics: Arc<Metrics>,
 }
 
@@ -36,6 +70,8 @@ enum Attempt {
     Retry {
         after: Option<Duration>,
         why: String,
+        /// The backend may have stored the batch (timeout, reset).
+        maybe_stored: bool,
     },
     Rejected {
         status: u16,
@@ -43,40 +79,123 @@ enum Attempt {
     },
 }
 
+/// A batch from either queue.
+enum Taken {
+    Memory(Batch),
+    Disk(DiskBatch),
+}
+
+impl Taken {
+    fn points(&self) -> &[Point] {
+        match self {
+            Taken::Memory(b) => &b.points,
+            Taken::Disk(b) => &b.points,
+        }
+    }
+}
+
 impl HttpSink {
     /// Takes batches until the queue is closed and empty.
     pub async fn run(self: Arc<Self>, max_points: usize, flush_every: Duration) {
-        while let Some(batch) = self.queue.next_batch(max_points, flush_every).await {
+        loop {
+            let taken = match &self.disk {
+                Some((disk, i)) => disk
+                    .next_batch(*i, max_points, flush_every)
+                    .await
+                    .map(Taken::Disk),
+                None => self
+                    .queue
+                    .next_batch(max_points, flush_every)
+                    .await
+                    .map(Taken::Memory),
+            };
+            let Some(taken) = taken else { break };
             self.update_depth();
-            self.deliver(&batch).await;
-            self.queue.finish(&batch);
+            self.deliver(taken.points()).await;
+            if let Taken::Disk(b) = &taken {
+                if b.lost_points > 0 {
+                    self.count_dropped(b.lost_points as usize, "corrupt");
+                }
+            }
+            match &taken {
+                Taken::Memory(b) => self.queue.finish(b),
+                Taken::Disk(b) => {
+                    let (disk, i) = self.disk.as_ref().expect("disk batches come from disk");
+                    if let Err(e) = disk.ack(*i, b) {
+                        // The points went out; a lost cursor only means they
+                        // are sent again after a restart.
+                        tracing::error!(sink = %self.name, "cannot record delivery in the disk queue: {e}");
+                    }
+                }
+            }
             self.update_depth();
         }
     }
 
-    fn update_depth(&self) {
-        let (points, bytes) = {
-            let s = self.queue.lock();
-            (s.depth_points(), s.depth_bytes())
-        };
-        self.metrics
-            .set(metrics::SINK_QUEUE_POINTS, &[&self.name], points as f64);
-        self.metrics
-            .set(metrics::SINK_QUEUE_BYTES, &[&self.name], bytes as f64);
+    /// Points and bytes waiting, the batch in flight included, and the age
+    /// of the oldest.
+    pub fn depth(&self) -> (u64, u64, Option<Duration>) {
+        match &self.disk {
+            Some((disk, i)) => {
+                let (p, b) = disk.depth(*i);
+                (p, b, disk.oldest_age(*i))
+            }
+            None => {
+                let s = self.queue.lock();
+                (s.depth_points() as u64, s.depth_bytes(), s.oldest_age())
+            }
+        }
     }
 
-    async fn deliver(&self, batch: &Batch) {
-        let body = match self.encode(batch) {
+    pub fn update_depth(&self) {
+        let (points, bytes, age) = self.depth();
+        let m = &self.metrics;
+        m.set(metrics::SINK_QUEUE_POINTS, &[&self.name], points as f64);
+        m.set(metrics::SINK_QUEUE_BYTES, &[&self.name], bytes as f64);
+        let age = age.map_or(0.0, |a| a.as_secs_f64());
+        m.set(metrics::SINK_QUEUE_OLDEST_AGE, &[&self.name], age);
+    }
+
+    /// Delivers `points`, retrying until they are accepted or rejected;
+    /// for remote write, bisects a 400 down to the rejected points.
+    async fn deliver(&self, points: &[Point]) {
+        let mut pending = vec![points];
+        while let Some(part) = pending.pop() {
+            match self.send(part).await {
+                Ok(()) => {}
+                Err((400, _)) if self.format == Format::RemoteWrite && part.len() > 1 => {
+                    let (a, b) = remote_write::halves(part);
+                    pending.push(b);
+                    pending.push(a);
+                }
+                Err((status, body)) => {
+                    tracing::error!(
+                        sink = %self.name,
+                        status,
+                        points = part.len(),
+                        "sink rejected a batch, dropped: {body}"
+                    );
+                    self.count_dropped(part.len(), "rejected");
+                }
+            }
+        }
+    }
+
+    /// Sends one request body for `points` until it is delivered (Ok) or
+    /// rejected (Err with status and body).
+    async fn send(&self, points: &[Point]) -> Result<(), (u16, String)> {
+        let body = match self.encode(points) {
             Ok(body) => bytes::Bytes::from(body),
             Err(e) => {
                 // Writing gzip into memory does not fail in practice; if it
                 // does, the batch cannot be sent at all.
-                tracing::error!(sink = %self.name, points = batch.points.len(), "could not gzip a batch, dropped: {e}");
-                self.count_dropped(batch, "encode");
-                return;
+                tracing::error!(sink = %self.name, points = points.len(), "could not encode a batch, dropped: {e}");
+                self.count_dropped(points.len(), "encode");
+                return Ok(());
             }
         };
         let mut retries: u32 = 0;
+        let mut maybe_duplicated = false;
         loop {
             let started = Instant::now();
             let attempt = self.attempt(body.clone()).await;
@@ -87,37 +206,38 @@ impl HttpSink {
             );
             match attempt {
                 Attempt::Delivered => {
+                    let n = points.len() as f64;
                     self.metrics
                         .add(metrics::SINK_REQUESTS, &[&self.name, "success"], 1.0);
-                    self.metrics.add(
-                        metrics::SINK_DELIVERED,
-                        &[&self.name],
-                        batch.points.len() as f64,
-                    );
+                    self.metrics.add(metrics::SINK_DELIVERED, &[&self.name], n);
+                    if maybe_duplicated {
+                        self.metrics
+                            .add(metrics::SINK_DUPLICATES, &[&self.name, "timeout"], n);
+                    }
                     if retries > 0 {
                         tracing::info!(sink = %self.name, retries, "sink recovered, batch delivered");
                     }
-                    return;
+                    return Ok(());
                 }
                 Attempt::Rejected { status, body } => {
                     self.metrics
                         .add(metrics::SINK_REQUESTS, &[&self.name, "rejected"], 1.0);
-                    tracing::error!(
-                        sink = %self.name,
-                        status,
-                        points = batch.points.len(),
-                        "sink rejected a batch, dropped: {body}"
-                    );
-                    self.count_dropped(batch, "rejected");
-                    return;
+                    return Err((status, body));
                 }
-                Attempt::Retry { after, why } => {
+                Attempt::Retry {
+                    after,
+                    why,
+                    maybe_stored,
+                } => {
+                    maybe_duplicated |= maybe_stored;
                     self.metrics
                         .add(metrics::SINK_REQUESTS, &[&self.name, "retry"], 1.0);
-                    let wait = after.unwrap_or_else(|| backoff(retries));
+                    self.metrics
+                        .add(metrics::SINK_RETRIED, &[&self.name], points.len() as f64);
+                    let wait = after.unwrap_or_else(|| backoff(self.backoff, retries));
                     tracing::warn!(
                         sink = %self.name,
-                        points = batch.points.len(),
+                        points = points.len(),
                         retry_in_ms = wait.as_millis() as u64,
                         "sink write failed, will retry: {why}"
                     );
@@ -128,33 +248,47 @@ impl HttpSink {
         }
     }
 
-    fn encode(&self, batch: &Batch) -> std::io::Result<Vec<u8>> {
-        let text = encode_line_protocol(&batch.points);
-        if !self.gzip {
-            return Ok(text.into_bytes());
+    fn encode(&self, points: &[Point]) -> std::io::Result<Vec<u8>> {
+        match self.format {
+            // Snappy is part of the remote-write protocol; gzip does not apply.
+            Format::RemoteWrite => Ok(remote_write::encode(points)),
+            Format::LineProtocol => {
+                let text = encode_line_protocol(points);
+                if !self.gzip {
+                    return Ok(text.into_bytes());
+                }
+                let mut gz = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(text.len() / 4),
+                    flate2::Compression::fast(),
+                );
+                gz.write_all(text.as_bytes())?;
+                gz.finish()
+            }
         }
-        let mut gz = flate2::write::GzEncoder::new(
-            Vec::with_capacity(text.len() / 4),
-            flate2::Compression::fast(),
-        );
-        gz.write_all(text.as_bytes())?;
-        gz.finish()
     }
 
     async fn attempt(&self, body: bytes::Bytes) -> Attempt {
-        let mut req = self
-            .client
-            .post(&self.url)
-            .header("Content-Type", "text/plain; charset=utf-8")
-            .body(body);
-        if self.gzip {
-            req = req.header("Content-Encoding", "gzip");
+        let mut req = self.client.post(&self.url).body(body);
+        match self.format {
+            Format::RemoteWrite => {
+                for (k, v) in remote_write::HEADERS {
+                    req = req.header(*k, *v);
+                }
+            }
+            Format::LineProtocol => {
+                req = req.header("Content-Type", "text/plain; charset=utf-8");
+                if self.gzip {
+                    req = req.header("Content-Encoding", "gzip");
+                }
+            }
         }
         let resp = match req.send().await {
             Ok(resp) => resp,
             Err(e) => {
                 return Attempt::Retry {
                     after: None,
+                    // A request that never connected cannot have been stored.
+                    maybe_stored: !e.is_connect(),
                     // reqwest's error text includes the URL; keep only the kind.
                     why: describe_error(&e),
                 };
@@ -175,6 +309,7 @@ impl HttpSink {
         if status.as_u16() == 429 || status.is_server_error() {
             Attempt::Retry {
                 after: retry_after,
+                maybe_stored: false,
                 why: format!("HTTP {}: {}", status.as_u16(), body.trim()),
             }
         } else {
@@ -185,12 +320,9 @@ impl HttpSink {
         }
     }
 
-    fn count_dropped(&self, batch: &Batch, reason: &str) {
-        self.metrics.add(
-            metrics::SINK_DROPPED,
-            &[&self.name, reason],
-            batch.points.len() as f64,
-        );
+    fn count_dropped(&self, points: usize, reason: &str) {
+        self.metrics
+            .add(metrics::SINK_DROPPED, &[&self.name, reason], points as f64);
     }
 }
 
@@ -219,9 +351,9 @@ fn describe_error(e: &reqwest::Error) -> String {
 
 /// Exponential backoff with ±25 % jitter, so that many agents behind one
 /// recovering backend do not retry in step.
-pub fn backoff(retries: u32) -> Duration {
-    let exp = BACKOFF_BASE.saturating_mul(1u32 << retries.min(16));
-    let capped = exp.min(BACKOFF_MAX);
+pub fn backoff(bounds: Backoff, retries: u32) -> Duration {
+    let exp = bounds.base.saturating_mul(1u32 << retries.min(16));
+    let capped = exp.min(bounds.max);
     let jitter = 0.75 + 0.5 * unit_random();
     capped.mul_f64(jitter)
 }
@@ -252,19 +384,25 @@ fn unit_random() -> f64 {
 mod tests {
     use super::*;
 
+    const BOUNDS: Backoff = Backoff {
+        base: Duration::from_millis(500),
+        max: Duration::from_secs(30),
+    };
+
     #[test]
     fn backoff_grows_and_is_capped() {
         for r in 0..40 {
-            let d = backoff(r);
-            let nominal = BACKOFF_BASE
+            let d = backoff(BOUNDS, r);
+            let nominal = BOUNDS
+                .base
                 .saturating_mul(1u32 << r.min(16))
-                .min(BACKOFF_MAX);
+                .min(BOUNDS.max);
             assert!(
                 d >= nominal.mul_f64(0.75) && d <= nominal.mul_f64(1.25),
                 "{r}: {d:?}"
             );
         }
-        assert!(backoff(0) < Duration::from_secs(1));
-        assert!(backoff(30) <= BACKOFF_MAX.mul_f64(1.25));
+        assert!(backoff(BOUNDS, 0) < Duration::from_secs(1));
+        assert!(backoff(BOUNDS, 30) <= BOUNDS.max.mul_f64(1.25));
     }
 }

@@ -4,6 +4,7 @@
 //! configured, points are written to stdout as line protocol.
 
 pub mod client;
+pub mod disk;
 pub mod http;
 pub mod queue;
 pub mod remote_write;
@@ -12,6 +13,7 @@ pub mod stdout;
 use crate::config::{IoConfig, SinkConfig};
 use crate::metrics::{self, Metrics};
 use crate::point::Point;
+use disk::{DiskQueue, Refused, SinkSpec, Ticket};
 use queue::{point_cost, Overflow, SinkQueue};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,12 +29,61 @@ pub struct QueueFull {
     pub max_bytes: u64,
 }
 
+/// Why the sinks did not take a push; nothing was queued anywhere.
+#[derive(Debug)]
+pub enum EnqueueError {
+    /// 503 with Retry-After: the client retries later.
+    Full(QueueFull),
+    /// The disk queue failed (write or fsync error, or closed).
+    Failed(String),
+}
+
 pub struct SinkSet {
     http: Vec<Arc<http::HttpSink>>,
+    /// With `[io] queue_dir`: every sink reads from this one disk queue.
+    disk: Option<Arc<DiskQueue>>,
     /// Used when no HTTP sink is configured.
     lines: stdout::LineOutput,
     metrics: Arc<Metrics>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Opens the disk queue under `dir` for `sinks`; what it reads back is
+/// counted as possible duplicates (a crash may have come between delivery
+/// and the record of it).
+fn open_disk_queue(
+    dir: &str,
+    sinks: &[SinkConfig],
+    metrics: &Metrics,
+) -> Result<Arc<DiskQueue>, String> {
+    let specs: Vec<SinkSpec> = sinks
+        .iter()
+        .map(|s| SinkSpec {
+            name: s.name.clone(),
+            max_disk_bytes: s.max_disk_bytes,
+            drop_oldest: Overflow::from_config(&s.overflow) == Overflow::DropOldest,
+        })
+        .collect();
+    let opened = DiskQueue::open(
+        std::path::Path::new(dir),
+        &specs,
+        disk::DEFAULT_SEGMENT_BYTES,
+    )
+    .map_err(|e| format!("[io] queue_dir {dir}: cannot open the disk queue: {e}"))?;
+    for w in &opened.warnings {
+        tracing::warn!("{w}");
+    }
+    for (spec, n) in specs.iter().zip(&opened.redelivered_points) {
+        if *n > 0 {
+            tracing::info!(sink = %spec.name, points = n, "disk queue: resending points not acknowledged before the restart");
+            metrics.add(
+                metrics::SINK_DUPLICATES,
+                &[&spec.name, "restart"],
+                *n as f64,
+            );
+        }
+    }
+    Ok(Arc::new(opened.queue))
 }
 
 impl SinkSet {
@@ -44,13 +95,24 @@ impl SinkSet {
         lines: stdout::LineOutput,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<SinkSet>, String> {
+        let disk = match (&io.queue_dir, sinks.is_empty()) {
+            (Some(dir), false) => Some(open_disk_queue(dir, sinks, &metrics)?),
+            _ => None,
+        };
         let mut http_sinks = Vec::new();
-        for cfg in sinks {
+        for (i, cfg) in sinks.iter().enumerate() {
             let client = client::build_client(cfg)?;
             http_sinks.push(Arc::new(http::HttpSink {
                 name: cfg.name.clone(),
                 url: cfg.url.clone(),
                 gzip: cfg.gzip,
+                format: http::Format::from_config(&cfg.format),
+                backoff: http::Backoff {
+                    base: cfg.retry_base,
+                    max: cfg.retry_max,
+                },
+                disk: disk.clone().map(|d| (d, i)),
+                disk_budget: cfg.max_disk_bytes,
                 client,
                 queue: Arc::new(SinkQueue::new(
                     cfg.max_queue_bytes,
@@ -62,13 +124,13 @@ impl SinkSet {
         let workers = http_sinks
             .iter()
             .map(|s| {
-                metrics.set(metrics::SINK_QUEUE_POINTS, &[&s.name], 0.0);
-                metrics.set(metrics::SINK_QUEUE_BYTES, &[&s.name], 0.0);
+                s.update_depth();
                 tokio::spawn(s.clone().run(io.max_cache_count, io.flush_interval))
             })
             .collect();
         Ok(Arc::new(SinkSet {
             http: http_sinks,
+            disk,
             lines,
             metrics,
             workers: Mutex::new(workers),
@@ -76,10 +138,15 @@ impl SinkSet {
     }
 
     /// Hands a push's points to every sink, all or nothing: if a sink with
-    /// `overflow = "block"` has no room, no sink gets them.
-    pub fn enqueue(&self, points: Vec<Point>) -> Result<(), QueueFull> {
+    /// `overflow = "block"` has no room, no sink gets them. With a disk
+    /// queue, the returned ticket must be waited on ([`SinkSet::wait`])
+    /// before the push is acknowledged.
+    pub fn enqueue(&self, points: Vec<Point>) -> Result<Option<Ticket>, EnqueueError> {
         if points.is_empty() {
-            return Ok(());
+            return Ok(None);
+        }
+        if let Some(disk) = &self.disk {
+            return self.enqueue_on_disk(disk, &points).map(Some);
         }
         if self.http.is_empty() {
             // A closed stdout loses the points; this debugging sink has no
@@ -90,7 +157,7 @@ impl SinkSet {
                     points.len()
                 );
             }
-            return Ok(());
+            return Ok(None);
         }
         let cost: u64 = points.iter().map(point_cost).sum();
         let points = Arc::new(points);
@@ -99,10 +166,10 @@ impl SinkSet {
         let mut guards: Vec<_> = self.http.iter().map(|s| s.queue.lock()).collect();
         for (sink, state) in self.http.iter().zip(&guards) {
             if sink.queue.overflow == Overflow::Block && !sink.queue.has_room(state, cost) {
-                return Err(QueueFull {
+                return Err(EnqueueError::Full(QueueFull {
                     sink: sink.name.clone(),
                     max_bytes: sink.queue.max_bytes,
-                });
+                }));
             }
         }
         let mut depths = Vec::with_capacity(self.http.len());
@@ -125,7 +192,37 @@ impl SinkSet {
             self.metrics
                 .set(metrics::SINK_QUEUE_BYTES, &[&sink.name], b as f64);
         }
-        Ok(())
+        Ok(None)
+    }
+
+    fn enqueue_on_disk(&self, disk: &DiskQueue, points: &[Point]) -> Result<Ticket, EnqueueError> {
+        let (ticket, dropped) = disk.append(points).map_err(|e| match e {
+            Refused::Full { sink } => EnqueueError::Full(QueueFull {
+                sink: self.http[sink].name.clone(),
+                max_bytes: self.http[sink].disk_budget,
+            }),
+            other => EnqueueError::Failed(other.to_string()),
+        })?;
+        for (sink, n) in self.http.iter().zip(dropped) {
+            if n > 0 {
+                tracing::warn!(sink = %sink.name, dropped = n, "disk queue full: dropped the oldest points (overflow = drop_oldest)");
+                self.metrics
+                    .add(metrics::SINK_DROPPED, &[&sink.name, "queue_full"], n as f64);
+            }
+            sink.update_depth();
+        }
+        Ok(ticket)
+    }
+
+    /// Waits until the push behind `ticket` is fsynced in the disk queue.
+    pub async fn wait(&self, ticket: Option<Ticket>) -> Result<(), EnqueueError> {
+        match (&self.disk, ticket) {
+            (Some(disk), Some(t)) => disk
+                .wait(t)
+                .await
+                .map_err(|e| EnqueueError::Failed(format!("the disk queue failed: {e}"))),
+            _ => Ok(()),
+        }
     }
 
     /// Closes the queues and lets the workers send what they hold, for at
@@ -134,6 +231,9 @@ impl SinkSet {
     pub async fn shutdown(&self, timeout: Duration) -> usize {
         for s in &self.http {
             s.queue.close();
+        }
+        if let Some(disk) = &self.disk {
+            disk.close();
         }
         let workers: Vec<_> = std::mem::take(&mut *self.workers.lock().unwrap());
         let aborts: Vec<_> = workers.iter().map(|w| w.abort_handle()).collect();
@@ -145,6 +245,13 @@ impl SinkSet {
         }
         let mut undelivered = 0;
         for s in &self.http {
+            if let Some((disk, i)) = &s.disk {
+                let (left, _) = disk.depth(*i);
+                if left > 0 {
+                    tracing::warn!(sink = %s.name, points = left, "shutdown_timeout reached: points kept in the disk queue, sent after the restart");
+                }
+                continue;
+            }
             let left = s.queue.lock().depth_points();
             if left > 0 {
                 tracing::error!(sink = %s.name, points = left, "shutdown_timeout reached: points not delivered");

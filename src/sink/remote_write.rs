@@ -255,6 +255,9 @@ struct Batch<'a> {
     samples: Vec<(i64, f64)>,
 }
 
+/// A label set of the batch, before the suffix: family name and tags.
+type SeriesKey<'a> = (&'a str, &'a [(String, String)]);
+
 /// A free slot in a label set's per-suffix series table.
 const NO_SERIES: u32 = u32::MAX;
 
@@ -274,8 +277,7 @@ impl<'a> Batch<'a> {
         let n = sample_count(points);
         // Series ids are u32 to keep the table small: a batch holds far
         // fewer than 4 billion fields.
-        let mut index: HashMap<(&'a str, &'a [(String, String)]), [u32; 4]> =
-            HashMap::with_capacity(points.len());
+        let mut index: HashMap<SeriesKey<'a>, [u32; 4]> = HashMap::with_capacity(points.len());
         let mut series: Vec<Series<'a>> = Vec::new();
         // Each field's series and sample, in push order.
         let mut pushed: Vec<(u32, i64, f64)> = Vec::with_capacity(n);
@@ -291,7 +293,7 @@ impl<'a> Batch<'a> {
                 if *slot == NO_SERIES {
                     *slot = series.len() as u32;
                     series.push(Series {
-                        family: &*p.family,
+                        family: &p.family,
                         suffix: f.suffix,
                         tags,
                         start: 0,

@@ -177,16 +177,17 @@ impl Store {
     /// Checks and stores a PUT (`replace`) or POST of `families`, already
     /// sanitized for `key`. `reserve` runs under the store lock after the
     /// check passes and before anything changes; its error refuses the push
-    /// whole. On success, the returned ticket (when persistence is on) must
-    /// be waited on before acknowledging.
-    pub fn push<E>(
+    /// whole; its value is returned beside the store's ticket. On success,
+    /// the ticket (when persistence is on) must be waited on before
+    /// acknowledging.
+    pub fn push<T, E>(
         &self,
         key: GroupingKey,
         replace: bool,
         families: Vec<Family>,
         at_ns: i64,
-        reserve: impl FnOnce() -> Result<(), E>,
-    ) -> Result<Option<Ticket>, PushRefused<E>> {
+        reserve: impl FnOnce() -> Result<T, E>,
+    ) -> Result<(Option<Ticket>, T), PushRefused<E>> {
         let mut inner = self.lock();
         if self.options.consistency_check {
             if let Err(message) = inner.check(&key, replace, &families) {
@@ -196,7 +197,7 @@ impl Store {
                 return Err(PushRefused::Inconsistent { message, ticket });
             }
         }
-        reserve().map_err(PushRefused::Reserve)?;
+        let reserved = reserve().map_err(PushRefused::Reserve)?;
         let m = Mutation::Push {
             key,
             replace,
@@ -206,7 +207,7 @@ impl Store {
         let ticket = self.journal_append(&m).map_err(PushRefused::Journal)?;
         inner.apply(m);
         self.maybe_snapshot(&inner);
-        Ok(ticket)
+        Ok((ticket, reserved))
     }
 
     /// Removes the group (absent is fine).

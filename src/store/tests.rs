@@ -145,7 +145,7 @@ fn a_failed_reservation_changes_nothing() {
     let k = key("j", &[]);
     let mut families = parse_text(b"a 1\n").unwrap();
     sanitize(&k, &mut families);
-    let r = store.push(k, true, families, 1, || Err("full"));
+    let r = store.push(k, true, families, 1, || Err::<(), _>("full"));
     assert!(matches!(r, Err(PushRefused::Reserve("full"))));
     assert_eq!(store.group_count(), 0);
     assert!(samples(&store).is_empty());
@@ -277,7 +277,7 @@ fn persistent(dir: &std::path::Path, snapshot_after_bytes: u64) -> Store {
 fn push_durably(store: &Store, k: &GroupingKey, replace: bool, text: &str, at: i64) {
     let mut families = parse_text(text.as_bytes()).unwrap();
     sanitize(k, &mut families);
-    let ticket = store
+    let (ticket, ()) = store
         .push(k.clone(), replace, families, at * 1_000_000_000, || {
             Ok::<(), ()>(())
         })
