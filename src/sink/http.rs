@@ -117,11 +117,13 @@ impl HttpSink {
                     self.count_dropped(b.lost_points as usize, "corrupt");
                 }
             }
-            match &taken {
-                Taken::Memory(b) => self.queue.finish(b),
+            match taken {
+                Taken::Memory(b) => self.queue.finish(&b),
                 Taken::Disk(b) => {
-                    let (disk, i) = self.disk.as_ref().expect("disk batches come from disk");
-                    if let Err(e) = disk.ack(*i, b) {
+                    let (disk, i) = self.disk.clone().expect("disk batches come from disk");
+                    // Recording the cursor fsyncs: keep it off the async workers.
+                    let acked = tokio::task::spawn_blocking(move || disk.ack(i, &b)).await;
+                    if let Ok(Err(e)) = acked {
                         // The points went out; a lost cursor only means they
                         // are sent again after a restart.
                         tracing::error!(sink = %self.name, "cannot record delivery in the disk queue: {e}");

@@ -143,12 +143,17 @@ impl SinkQueue {
     /// `flush_every` elapses or the queue is closed. `None` once the queue
     /// is closed and empty.
     pub async fn next_batch(&self, max_points: usize, flush_every: Duration) -> Option<Batch> {
-        let deadline = tokio::time::Instant::now() + flush_every;
+        // The flush interval runs from the first point waiting, so an idle
+        // queue sleeps until a push arrives instead of spinning.
+        let mut deadline: Option<tokio::time::Instant> = None;
         loop {
             let notified = self.wake.notified();
             {
                 let mut state = self.lock();
-                let timed_out = tokio::time::Instant::now() >= deadline;
+                if state.queued_points > 0 && deadline.is_none() {
+                    deadline = Some(tokio::time::Instant::now() + flush_every);
+                }
+                let timed_out = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
                 if state.queued_points >= max_points
                     || (state.queued_points > 0 && (timed_out || state.closed))
                 {
@@ -158,9 +163,14 @@ impl SinkQueue {
                     return None;
                 }
             }
-            tokio::select! {
-                _ = notified => {}
-                _ = tokio::time::sleep_until(deadline) => {}
+            match deadline {
+                Some(d) => {
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = tokio::time::sleep_until(d) => {}
+                    }
+                }
+                None => notified.await,
             }
         }
     }
