@@ -77,7 +77,7 @@ pub const CATALOG: &[MetricDoc] = &[
         name: SINK_DROPPED,
         kind: "counter",
         labels: &["sink", "reason"],
-        help: "Points given up on, by reason: rejected (the backend answered a 4xx other than 429), queue_full (overflow = drop_oldest), shutdown (not delivered within shutdown_timeout).",
+        help: "Points given up on, by reason: rejected (the backend answered a 4xx other than 429), queue_full (overflow = drop_oldest), shutdown (memory queue not delivered within shutdown_timeout), encode (a batch that could not be encoded), corrupt (unreadable from a damaged disk queue).",
     },
     MetricDoc {
         name: SINK_QUEUE_POINTS,

@@ -175,7 +175,8 @@ impl HttpSink {
                         sink = %self.name,
                         status,
                         points = part.len(),
-                        "sink rejected a batch, dropped: {body}"
+                        "sink rejected a batch, dropped: {}",
+                        one_line(&body)
                     );
                     self.count_dropped(part.len(), "rejected");
                 }
@@ -312,7 +313,7 @@ impl HttpSink {
             Attempt::Retry {
                 after: retry_after,
                 maybe_stored: false,
-                why: format!("HTTP {}: {}", status.as_u16(), body.trim()),
+                why: format!("HTTP {}: {}", status.as_u16(), one_line(&body)),
             }
         } else {
             Attempt::Rejected {
@@ -326,6 +327,11 @@ impl HttpSink {
         self.metrics
             .add(metrics::SINK_DROPPED, &[&self.name, reason], points as f64);
     }
+}
+
+/// A backend's reply body as one log line: trimmed, newlines as spaces.
+fn one_line(body: &str) -> String {
+    body.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn describe_error(e: &reqwest::Error) -> String {

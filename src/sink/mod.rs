@@ -48,12 +48,14 @@ pub struct SinkSet {
     workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
-/// Opens the disk queue under `dir` for `sinks`; what it reads back is
-/// counted as possible duplicates (a crash may have come between delivery
-/// and the record of it).
+/// Opens the disk queue under `dir` for `sinks`. Of what it reads back,
+/// at most the batch a sink had in flight at the crash can have been
+/// delivered already (a sink records its cursor after each delivered
+/// batch): those are counted as possible duplicates.
 fn open_disk_queue(
     dir: &str,
     sinks: &[SinkConfig],
+    batch_points: usize,
     metrics: &Metrics,
 ) -> Result<Arc<DiskQueue>, String> {
     let specs: Vec<SinkSpec> = sinks
@@ -76,10 +78,11 @@ fn open_disk_queue(
     for (spec, n) in specs.iter().zip(&opened.redelivered_points) {
         if *n > 0 {
             tracing::info!(sink = %spec.name, points = n, "disk queue: resending points not acknowledged before the restart");
+            let maybe_sent = (*n).min(batch_points as u64);
             metrics.add(
                 metrics::SINK_DUPLICATES,
                 &[&spec.name, "restart"],
-                *n as f64,
+                maybe_sent as f64,
             );
         }
     }
@@ -96,7 +99,7 @@ impl SinkSet {
         metrics: Arc<Metrics>,
     ) -> Result<Arc<SinkSet>, String> {
         let disk = match (&io.queue_dir, sinks.is_empty()) {
-            (Some(dir), false) => Some(open_disk_queue(dir, sinks, &metrics)?),
+            (Some(dir), false) => Some(open_disk_queue(dir, sinks, io.max_cache_count, &metrics)?),
             _ => None,
         };
         let mut http_sinks = Vec::new();

@@ -141,8 +141,8 @@ pub fn encode(points: &[Point]) -> Vec<u8> {
         .expect("a remote write batch under 4 GiB")
 }
 
-/// The number of samples a batch of points makes (for counting delivered
-/// and dropped): one per field. Samples that [`write_request`] folds into
+/// The number of samples a batch of points makes: one per field (the
+/// sink's counters count points, not samples). Samples that [`write_request`] folds into
 /// one (same series, same timestamp) are each counted, so that the count of
 /// a batch is the sum of the counts of its [`halves`].
 pub fn sample_count(points: &[Point]) -> usize {

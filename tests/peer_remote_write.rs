@@ -1,0 +1,508 @@
+//! Sinks with `format = "remote-write"` (Prometheus remote write 1.0:
+//! snappy-compressed protobuf) against real receivers: VictoriaMetrics'
+//! `/api/v1/write` and Prometheus' `/api/v1/write`
+//! (`--web.enable-remote-write-receiver`).
+//!
+//! One push holds a counter (one sample 0, which protobuf leaves out), a
+//! gauge with labels (an empty one, and an `instance` the grouping key
+//! overrides), a summary, a histogram (its `le="1.0"` becomes `le="1"`)
+//! with explicit millisecond timestamps, and a gauge without one (the
+//! receive time). The receivers must hold exactly the series Prometheus
+//! would name them (`x_bucket{le=...}`, `x_sum`, `x_count`, `x{quantile}`),
+//! with the grouping labels, the values and the timestamps.
+//!
+//! Prometheus also rejects a whole request (400) for one out-of-order
+//! sample: the agent must bisect the batch, deliver the rest and count the
+//! rejected point as dropped.
+//!
+//! `PUSHKIT_VICTORIA_METRICS` and `PUSHKIT_PROMETHEUS` name the binaries
+//! (defaults /usr/bin/victoria-metrics and /usr/bin/prometheus).
+
+mod common;
+
+use common::*;
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(60);
+const TEXT: (&str, &str) = ("Content-Type", "text/plain; version=0.0.4");
+const GROUP: &str = "/metrics/job/rwjob/instance/i-1";
+
+type Labels = BTreeMap<String, String>;
+
+fn labels(name: &str, pairs: &[(&str, &str)]) -> Labels {
+    let mut m: Labels = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    m.insert("__name__".to_string(), name.to_string());
+    m
+}
+
+/// The agent with one remote-write sink to `url`, everything in one batch.
+fn agent_for(url: &str) -> Agent {
+    Agent::start_raw(
+        free_port(),
+        &format!(
+            "[io]\nmax_cache_count = 100000\nflush_interval = \"500ms\"\nshutdown_timeout = \"5s\"\n\n\
+             [[sinks]]\nname = \"rw\"\nurl = \"{url}\"\nformat = \"remote-write\"\n\
+             retry_base = \"100ms\"\nretry_max = \"1s\"\n\n\
+             [[inputs.pushgateway]]\nhonor_timestamps = true\n"
+        ),
+    )
+}
+
+/// A series we expect: labels, value, and its timestamp (None: the push's
+/// receive time, within the window around the push).
+type Want = Vec<(Labels, f64, Option<i64>)>;
+
+/// The push body of the type mix, with metric names prefixed `p`, and what
+/// the receiver must hold for it. Explicit timestamps lie 10 to 2 minutes
+/// back (inside Prometheus' head window), not on whole seconds.
+fn type_mix(p: &str) -> (String, Want) {
+    let now = now_ms();
+    let t_counter = now - 600_000 + 123;
+    let t_gauge = now - 420_000 + 7;
+    let t_summary = now - 300_000 + 999;
+    let t_hist = now - 120_000 + 1;
+    let body = format!(
+        "# HELP {p}_requests_total Requests.\n\
+         # TYPE {p}_requests_total counter\n\
+         {p}_requests_total{{code=\"200\"}} 1027 {t_counter}\n\
+         {p}_requests_total{{code=\"500\"}} 0 {t_counter}\n\
+         # TYPE {p}_temperature_celsius gauge\n\
+         {p}_temperature_celsius{{room=\"lab\",floor=\"\",instance=\"from-body\"}} -3.5 {t_gauge}\n\
+         # TYPE {p}_up gauge\n\
+         {p}_up 1\n\
+         # TYPE {p}_rpc_seconds summary\n\
+         {p}_rpc_seconds{{quantile=\"0.5\"}} 0.25 {t_summary}\n\
+         {p}_rpc_seconds{{quantile=\"0.99\"}} 1.5 {t_summary}\n\
+         {p}_rpc_seconds_sum 42.75 {t_summary}\n\
+         {p}_rpc_seconds_count 100 {t_summary}\n\
+         # TYPE {p}_size_bytes histogram\n\
+         {p}_size_bytes_bucket{{le=\"0.1\"}} 1 {t_hist}\n\
+         {p}_size_bytes_bucket{{le=\"1.0\"}} 4 {t_hist}\n\
+         {p}_size_bytes_bucket{{le=\"+Inf\"}} 5 {t_hist}\n\
+         {p}_size_bytes_sum 7.5 {t_hist}\n\
+         {p}_size_bytes_count 5 {t_hist}\n"
+    );
+    let group = [("instance", "i-1"), ("job", "rwjob")];
+    let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> {
+        group.iter().chain(extra).copied().collect()
+    };
+    let n = |s: &str| format!("{p}_{s}");
+    let want = vec![
+        (
+            labels(&n("requests_total"), &with(&[("code", "200")])),
+            1027.0,
+            Some(t_counter),
+        ),
+        (
+            labels(&n("requests_total"), &with(&[("code", "500")])),
+            0.0,
+            Some(t_counter),
+        ),
+        // floor="" is absent; the grouping key's instance wins.
+        (
+            labels(&n("temperature_celsius"), &with(&[("room", "lab")])),
+            -3.5,
+            Some(t_gauge),
+        ),
+        (labels(&n("up"), &group), 1.0, None),
+        (
+            labels(&n("rpc_seconds"), &with(&[("quantile", "0.5")])),
+            0.25,
+            Some(t_summary),
+        ),
+        (
+            labels(&n("rpc_seconds"), &with(&[("quantile", "0.99")])),
+            1.5,
+            Some(t_summary),
+        ),
+        (
+            labels(&n("rpc_seconds_sum"), &group),
+            42.75,
+            Some(t_summary),
+        ),
+        (
+            labels(&n("rpc_seconds_count"), &group),
+            100.0,
+            Some(t_summary),
+        ),
+        (
+            labels(&n("size_bytes_bucket"), &with(&[("le", "0.1")])),
+            1.0,
+            Some(t_hist),
+        ),
+        (
+            labels(&n("size_bytes_bucket"), &with(&[("le", "1")])),
+            4.0,
+            Some(t_hist),
+        ),
+        (
+            labels(&n("size_bytes_bucket"), &with(&[("le", "+Inf")])),
+            5.0,
+            Some(t_hist),
+        ),
+        (labels(&n("size_bytes_sum"), &group), 7.5, Some(t_hist)),
+        (labels(&n("size_bytes_count"), &group), 5.0, Some(t_hist)),
+    ];
+    (body, want)
+}
+
+/// Points the type mix makes: 2 counter, 2 gauge, 1 + 2 summary,
+/// 1 + 3 histogram.
+const TYPE_MIX_POINTS: f64 = 11.0;
+
+/// Pushes the type mix; returns the receive-time window in ms.
+fn push_type_mix(agent: &Agent, body: &str) -> (i64, i64) {
+    let before = now_ms();
+    let r = agent.request("PUT", GROUP, &[TEXT], body.as_bytes());
+    assert_eq!(r.status, 200, "PUT: {}", r.text());
+    (before, now_ms())
+}
+
+/// Compares what the receiver holds with `want`, exactly: the same series,
+/// one sample each, the values and timestamps.
+fn check_type_mix(got: &BTreeMap<Labels, Vec<(i64, f64)>>, want: &Want, window: (i64, i64)) {
+    let got_keys: Vec<_> = got.keys().cloned().collect();
+    let want_keys: Vec<_> = want.iter().map(|(l, _, _)| l.clone()).collect();
+    assert_eq!(
+        sorted(&got_keys),
+        sorted(&want_keys),
+        "series names and labels"
+    );
+    for (key, value, ts) in want {
+        let samples = &got[key];
+        assert_eq!(samples.len(), 1, "one sample for {key:?}: {samples:?}");
+        let (t, v) = samples[0];
+        assert_eq!(v, *value, "value of {key:?}");
+        match ts {
+            Some(ts) => assert_eq!(t, *ts, "explicit timestamp of {key:?}"),
+            None => assert!(
+                window.0 <= t && t <= window.1,
+                "receive time of {key:?}: {t} not in {window:?}"
+            ),
+        }
+    }
+}
+
+fn sink_metrics_text(agent: &Agent) -> String {
+    agent
+        .self_metrics()
+        .iter()
+        .filter(|(n, _, _)| n.starts_with("pushkit_sink_") && !n.contains("duration"))
+        .map(|(n, l, v)| format!("{n}{l:?} {v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+// ---------------------------------------------------------------------------
+// VictoriaMetrics
+
+#[test]
+#[ignore = "needs victoria-metrics: run via .ci/run"]
+fn remote_write_to_victoria_metrics() {
+    let mut vm = VictoriaMetrics::start();
+    let agent = agent_for(&vm.url("/api/v1/write"));
+    let (body, want) = type_mix("rwv");
+    let window = push_type_mix(&agent, &body);
+
+    let selector = r#"{__name__=~"rwv_.*"}"#;
+    let mut last = BTreeMap::new();
+    let got = poll_until(ARRIVAL_TIMEOUT, Duration::from_millis(250), || {
+        last = vm.export(selector);
+        (last.len() >= want.len()).then(|| last.clone())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "victoria-metrics has {last:#?}\nwant {} series\n{}\n{}\n{}",
+            want.len(),
+            sink_metrics_text(&agent),
+            agent.stderr_text(),
+            vm.log_text()
+        )
+    });
+    check_type_mix(&got, &want, window);
+    agent.wait_self_metric(
+        "pushkit_sink_points_delivered_total",
+        &[("sink", "rw")],
+        TYPE_MIX_POINTS,
+        Duration::from_secs(10),
+    );
+    let delivered = TYPE_MIX_POINTS;
+    eprintln!(
+        "victoria-metrics: {} series checked, delivered {delivered}",
+        got.len()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Prometheus
+
+struct Prometheus {
+    proc: ChildGuard,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Prometheus with the remote write receiver on and nothing to scrape.
+    fn start() -> Prometheus {
+        let bin = std::env::var_os("PUSHKIT_PROMETHEUS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/usr/bin/prometheus"));
+        assert!(
+            bin.exists(),
+            "{} not found: install Debian's prometheus (.ci/run does), or set PUSHKIT_PROMETHEUS",
+            bin.display()
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("pushkit-prom-")
+            .tempdir()
+            .expect("temp dir");
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(&config, "global:\n  evaluation_interval: 1m\n")
+            .expect("write prometheus.yml");
+        let port = free_port();
+        let mut cmd = Command::new(&bin);
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-remote-write-receiver")
+            .arg("--log.level=info");
+        let mut proc = spawn_logged("prometheus", cmd, dir.path());
+        proc.logs.push(config);
+        let ready = format!("http://127.0.0.1:{port}/-/ready");
+        if poll_until(Duration::from_secs(60), Duration::from_millis(100), || {
+            proc.assert_running();
+            get(&ready).ok().filter(|r| r.status == 200)
+        })
+        .is_none()
+        {
+            panic!("prometheus not ready on {ready}\n{}", proc.log_text());
+        }
+        Prometheus {
+            proc,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The raw samples of the series matching `selector` in the last hour,
+    /// through an instant query of the range vector `selector[1h]`: labels
+    /// → (timestamp ms, value) each.
+    fn samples(&mut self, selector: &str) -> BTreeMap<Labels, Vec<(i64, f64)>> {
+        self.proc.assert_running();
+        let time = (now_ms() + 1000) as f64 / 1000.0;
+        let url = self.url(&format!(
+            "/api/v1/query?query={}&time={time:.3}",
+            percent_encode(&format!("{selector}[1h]"))
+        ));
+        let r = get(&url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert_eq!(r.status, 200, "GET {url}: {}", r.text());
+        let v: Json = serde_json::from_str(&r.text())
+            .unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {}", r.text()));
+        assert_eq!(v["status"], "success", "GET {url}: {v}");
+        assert_eq!(v["data"]["resultType"], "matrix", "{v}");
+        v["data"]["result"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no result array: {v}"))
+            .iter()
+            .map(|s| {
+                let labels = s["metric"]
+                    .as_object()
+                    .expect("metric object")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().expect("label").to_string()))
+                    .collect();
+                let values = s["values"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("no values: {s}"))
+                    .iter()
+                    .map(|pair| {
+                        let t = pair[0].as_f64().unwrap_or_else(|| panic!("time in {s}"));
+                        let v: f64 = pair[1]
+                            .as_str()
+                            .and_then(|t| t.parse().ok())
+                            .unwrap_or_else(|| panic!("value in {s}"));
+                        ((t * 1000.0).round() as i64, v)
+                    })
+                    .collect();
+                (labels, values)
+            })
+            .collect()
+    }
+
+    /// Polls until `selector` matches at least `n` series.
+    fn wait_series(
+        &mut self,
+        selector: &str,
+        n: usize,
+        agent: &Agent,
+    ) -> BTreeMap<Labels, Vec<(i64, f64)>> {
+        let mut last = BTreeMap::new();
+        poll_until(ARRIVAL_TIMEOUT, Duration::from_millis(250), || {
+            last = self.samples(selector);
+            (last.len() >= n).then(|| last.clone())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "Prometheus has {last:#?} for {selector}, want {n} series\n{}\n{}\n{}",
+                sink_metrics_text(agent),
+                agent.stderr_text(),
+                self.proc.log_text()
+            )
+        })
+    }
+}
+
+#[test]
+#[ignore = "needs prometheus: run via .ci/run"]
+fn remote_write_to_prometheus() {
+    let mut prom = Prometheus::start();
+    let agent = agent_for(&prom.url("/api/v1/write"));
+    let (body, want) = type_mix("rwp");
+    let window = push_type_mix(&agent, &body);
+    let got = prom.wait_series(r#"{__name__=~"rwp_.*"}"#, want.len(), &agent);
+    check_type_mix(&got, &want, window);
+    agent.wait_self_metric(
+        "pushkit_sink_points_delivered_total",
+        &[("sink", "rw")],
+        TYPE_MIX_POINTS,
+        Duration::from_secs(10),
+    );
+    let delivered = TYPE_MIX_POINTS;
+    eprintln!(
+        "prometheus: {} series checked, delivered {delivered}",
+        got.len()
+    );
+}
+
+#[test]
+#[ignore = "needs prometheus: run via .ci/run"]
+fn prometheus_out_of_order_sample_is_isolated() {
+    let mut prom = Prometheus::start();
+    let agent = agent_for(&prom.url("/api/v1/write"));
+    let group = "/metrics/job/ooo/instance/i-1";
+    let base = [("instance", "i-1"), ("job", "ooo")];
+    let t_first = now_ms() - 120_000 + 5;
+
+    // The series' first sample, delivered alone.
+    let r = agent.request(
+        "PUT",
+        group,
+        &[TEXT],
+        format!("# TYPE ooo_value gauge\nooo_value 1 {t_first}\n").as_bytes(),
+    );
+    assert_eq!(r.status, 200, "first PUT: {}", r.text());
+    let got = prom.wait_series(r#"{__name__="ooo_value"}"#, 1, &agent);
+    assert_eq!(
+        got,
+        BTreeMap::from([(labels("ooo_value", &base), vec![(t_first, 1.0)])]),
+        "the first sample"
+    );
+
+    // One push, hence one batch: an older sample of the same series (out of
+    // order: Prometheus fails the whole request with 400) among 7 good ones.
+    let t_old = t_first - 30_000;
+    let t_good = t_first + 60_000;
+    let mut body = String::from("# TYPE ooo_before gauge\n");
+    for (k, v) in [("a", 10), ("b", 11), ("c", 12)] {
+        body.push_str(&format!("ooo_before{{k=\"{k}\"}} {v} {t_good}\n"));
+    }
+    body.push_str(&format!("# TYPE ooo_value gauge\nooo_value 2 {t_old}\n"));
+    body.push_str("# TYPE ooo_after gauge\n");
+    for (k, v) in [("d", 13), ("e", 14), ("f", 15), ("g", 16)] {
+        body.push_str(&format!("ooo_after{{k=\"{k}\"}} {v} {t_good}\n"));
+    }
+    let r = agent.request("PUT", group, &[TEXT], body.as_bytes());
+    assert_eq!(r.status, 200, "second PUT: {}", r.text());
+
+    let mut want = BTreeMap::new();
+    for (k, v) in [("a", 10.0), ("b", 11.0), ("c", 12.0)] {
+        let l: Vec<(&str, &str)> = base.iter().copied().chain([("k", k)]).collect();
+        want.insert(labels("ooo_before", &l), vec![(t_good, v)]);
+    }
+    for (k, v) in [("d", 13.0), ("e", 14.0), ("f", 15.0), ("g", 16.0)] {
+        let l: Vec<(&str, &str)> = base.iter().copied().chain([("k", k)]).collect();
+        want.insert(labels("ooo_after", &l), vec![(t_good, v)]);
+    }
+    let selector = r#"{__name__=~"ooo_(before|after)"}"#;
+    let got = prom.wait_series(selector, want.len(), &agent);
+    assert_eq!(got, want, "the good samples of the rejected batch");
+
+    let dropped = wait_for(
+        "pushkit_sink_points_dropped_total{reason=\"rejected\"}",
+        Duration::from_secs(30),
+        || {
+            agent.self_metric(
+                "pushkit_sink_points_dropped_total",
+                &[("sink", "rw"), ("reason", "rejected")],
+            )
+        },
+    );
+    assert_eq!(
+        dropped,
+        1.0,
+        "one rejected point\n{}",
+        sink_metrics_text(&agent)
+    );
+    agent.wait_self_metric(
+        "pushkit_sink_points_delivered_total",
+        &[("sink", "rw")],
+        8.0,
+        Duration::from_secs(10),
+    );
+    // The out-of-order sample is not there; the first one still is.
+    let value = prom.samples(r#"{__name__="ooo_value"}"#);
+    assert_eq!(
+        value,
+        BTreeMap::from([(labels("ooo_value", &base), vec![(t_first, 1.0)])]),
+        "ooo_value after the rejected sample"
+    );
+    let rejected_requests = agent
+        .self_metric(
+            "pushkit_sink_requests_total",
+            &[("sink", "rw"), ("outcome", "rejected")],
+        )
+        .unwrap_or(0.0);
+    // Log records, each from its timestamp to the next (a record may span
+    // lines: the backend's body is logged as it came).
+    let stderr = agent.stderr_text();
+    let mut records: Vec<String> = Vec::new();
+    for line in stderr.lines() {
+        match records.last_mut() {
+            Some(last) if !line.starts_with("20") && !line.starts_with("-----") => {
+                last.push('\n');
+                last.push_str(line);
+            }
+            _ => records.push(line.to_string()),
+        }
+    }
+    let logged: Vec<&String> = records
+        .iter()
+        .filter(|r| r.contains("rejected a batch"))
+        .collect();
+    assert_eq!(logged.len(), 1, "one drop logged: {logged:#?}");
+    assert!(
+        logged[0].contains("status=400") && logged[0].contains("points=1"),
+        "{}",
+        logged[0]
+    );
+    eprintln!(
+        "out of order: {} good series delivered, dropped {dropped}, {rejected_requests} requests rejected while bisecting\n{}",
+        got.len(),
+        logged[0]
+    );
+}
