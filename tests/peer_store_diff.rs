@@ -7,16 +7,20 @@
 //! the consistency check must refuse: a type that differs from another
 //! group's, a series another group already exposes, `_count`/`_sum`/`_bucket`
 //! names colliding with a summary or histogram, duplicate series in one push.
-//! After every step it compares the status codes and the normalized
-//! exposition of `GET /metrics`: self metrics dropped, the push timestamps
-//! reduced to zero/non-zero, HELP ignored, TYPE per family, and the sorted
-//! samples (name, labels, value as f64). It also compares `GET
-//! /api/v1/metrics` group by group (labels, last_push_successful, each
-//! family's type, help and metrics with the value strings as the
-//! Pushgateway writes them), and checks each agent's push timestamps
-//! against its own previous step: an accepted push moves the group's
-//! push_time_seconds (never backwards), a refused one sets
-//! push_failure_time_seconds, no other group changes.
+//! After every step it compares:
+//! - the status codes;
+//! - `GET /metrics` as text: self metrics dropped, the push timestamps
+//!   reduced to zero/non-zero, HELP ignored, TYPE per family, and the
+//!   sorted samples (name, labels, value as f64);
+//! - `GET /metrics` as delimited protobuf, family by family (decoded with
+//!   pushkit's copy of `metrics.proto`; HELP, label order and push-time
+//!   values left out);
+//! - `GET /api/v1/metrics` group by group: labels, last_push_successful,
+//!   each family's type, help and metrics with the value strings as the
+//!   Pushgateway writes them;
+//! - each agent's push timestamps against its own previous step: an
+//!   accepted push moves the group's push_time_seconds (never backwards), a
+//!   refused one sets push_failure_time_seconds, no other group changes.
 //!
 //! The sequence comes from a seeded PRNG: `PUSHKIT_DIFF_SEED` replays a
 //! seed (printed at the start of every run), `PUSHKIT_DIFF_STEPS` sets the
@@ -940,6 +944,8 @@ fn random_pushes_match_the_reference_pushgateway() {
     let mut prev_times = (PushTimes::new(), PushTimes::new());
     // Samples compared after each step (pushed ones and push timestamps).
     let (mut compared, mut most) = (0usize, 0usize);
+    // Families compared in the protobuf exposition.
+    let mut proto_compared = 0usize;
 
     for step_no in 0..steps {
         let step = gen_step(&mut rng);
@@ -987,6 +993,17 @@ fn random_pushes_match_the_reference_pushgateway() {
                     diff = format!("GET /api/v1/metrics differs:\n{d}");
                 }
             }
+            if diff.is_empty() {
+                let pa = proto_exposition(&pgw.url("/metrics"), "pushgateway")
+                    .unwrap_or_else(|e| fail(&e));
+                let pb = proto_exposition(&agent.url("/metrics"), "pushkit")
+                    .unwrap_or_else(|e| fail(&e));
+                let d = diff_proto(&pa, &pb);
+                proto_compared += pa.len();
+                if !d.is_empty() {
+                    diff = format!("GET /metrics in protobuf differs:\n{d}");
+                }
+            }
             let done = !deleting && diff.is_empty();
             if done {
                 compared += na.samples.len();
@@ -1009,7 +1026,7 @@ fn random_pushes_match_the_reference_pushgateway() {
                 .map(|n| n.samples.iter().map(|s| s.to_string()).collect())
                 .unwrap_or_default();
             fail(&format!(
-                "GET /metrics or /api/v1/metrics differs:\n{diff}\nthe Pushgateway's samples after the step:\n{}",
+                "GET /metrics (text or protobuf) or /api/v1/metrics differs:\n{diff}\nthe Pushgateway's samples after the step:\n{}",
                 reference.join("\n")
             ));
         }
@@ -1035,10 +1052,14 @@ fn random_pushes_match_the_reference_pushgateway() {
 
     eprintln!(
         "peer_store_diff: seed {seed}: {steps} steps, {empty_pushes} empty pushes, \
-         {compared} samples compared (at most {most} after one step); {}",
+         {compared} samples compared (at most {most} after one step), \
+         {proto_compared} protobuf families compared; {}",
         tally.summary()
     );
-    assert!(most > 0, "seed {seed}: nothing was ever compared");
+    assert!(
+        most > 0 && proto_compared > 0,
+        "seed {seed}: nothing was ever compared"
+    );
     // A run that never exercises the check (or never accepts) proves
     // little: insist on a mix.
     let pushes = tally.all_pushes();
@@ -1275,6 +1296,84 @@ fn diff_json(pgw: &[JsonGroup], pk: &[JsonGroup]) -> String {
                     y.map_or(0, <[_]>::len)
                 );
             }
+        }
+    }
+    out
+}
+
+const PROTO_ACCEPT: &str =
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
+
+/// `GET /metrics` in delimited protobuf, decoded (with pushkit's copy of
+/// `metrics.proto`), self metrics dropped, HELP cleared, each metric's
+/// labels and the metrics sorted, push timestamps reduced to 0/1: family
+/// name → its Debug text.
+fn proto_exposition(url: &str, who: &str) -> Result<BTreeMap<String, String>, String> {
+    use prost::Message as _;
+    use pushkit::expfmt::proto::MetricFamily;
+    let r = http("GET", url, &[("Accept", PROTO_ACCEPT)], b"")
+        .map_err(|e| format!("{who}: GET {url} (protobuf): {e}"))?;
+    if r.status != 200 {
+        return Err(format!(
+            "{who}: GET {url} (protobuf): {} {}",
+            r.status,
+            r.text()
+        ));
+    }
+    let ct = r.header("content-type").unwrap_or_default();
+    if !(ct.contains("application/vnd.google.protobuf") && ct.contains("encoding=delimited")) {
+        return Err(format!("{who}: protobuf asked for, Content-Type {ct:?}"));
+    }
+    let mut buf = r.body.as_slice();
+    let mut out = BTreeMap::new();
+    while !buf.is_empty() {
+        let mut mf = MetricFamily::decode_length_delimited(&mut buf)
+            .map_err(|e| format!("{who}: undecodable protobuf exposition: {e}"))?;
+        let name = mf.name.clone().unwrap_or_default();
+        if is_self_metric(&name) {
+            continue;
+        }
+        mf.help = None;
+        let mut metrics: Vec<String> = mf
+            .metric
+            .drain(..)
+            .map(|mut m| {
+                m.label
+                    .sort_by(|a, b| (&a.name, &a.value).cmp(&(&b.name, &b.value)));
+                if is_push_time(&name) {
+                    if let Some(g) = &mut m.gauge {
+                        g.value = g.value.map(|v| if v == 0.0 { 0.0 } else { 1.0 });
+                    }
+                }
+                format!("{m:?}")
+            })
+            .collect();
+        metrics.sort();
+        let text = format!("{mf:?}\n    {}", metrics.join("\n    "));
+        if out.insert(name.clone(), text).is_some() {
+            return Err(format!(
+                "{who}: family {name} twice in the protobuf exposition"
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn diff_proto(pgw: &BTreeMap<String, String>, pk: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    for name in pgw
+        .keys()
+        .chain(pk.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let (a, b) = (pgw.get(name), pk.get(name));
+        if a != b {
+            let _ = writeln!(
+                out,
+                "family {name}:\n  pushgateway {}\n  pushkit     {}",
+                a.map_or("(none)", String::as_str),
+                b.map_or("(none)", String::as_str)
+            );
         }
     }
     out

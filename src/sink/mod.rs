@@ -238,12 +238,17 @@ impl SinkSet {
         if let Some(disk) = &self.disk {
             disk.close();
         }
-        let workers: Vec<_> = std::mem::take(&mut *self.workers.lock().unwrap());
-        let aborts: Vec<_> = workers.iter().map(|w| w.abort_handle()).collect();
-        let all = futures_util::future::join_all(workers);
+        let mut workers: Vec<_> = std::mem::take(&mut *self.workers.lock().unwrap());
+        let all = futures_util::future::join_all(workers.iter_mut());
         if tokio::time::timeout(timeout, all).await.is_err() {
-            for a in aborts {
-                a.abort();
+            for w in &workers {
+                w.abort();
+            }
+            // Wait for the aborted workers to be gone: they hold the disk
+            // queue (and its directory lock) until then. A handle that
+            // already returned must not be polled again, so poll the state.
+            while workers.iter().any(|w| !w.is_finished()) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
         let mut undelivered = 0;
