@@ -247,9 +247,72 @@ impl ExpositionWriter {
         }
     }
 
+    /// Starts a family whose series the caller writes one by one with
+    /// [`FamilyBuilder::series`], from label pairs it assembles itself (the
+    /// store keeps a series' labels apart from its group's). As with
+    /// [`ExpositionWriter::write_family`], a family with no series writes
+    /// nothing; the family is complete when the builder is dropped.
+    pub fn begin_family<'w>(
+        &'w mut self,
+        name: &'w str,
+        help: Option<&'w str>,
+        kind: MetricType,
+    ) -> FamilyBuilder<'w> {
+        self.scratch.clear();
+        FamilyBuilder {
+            writer: self,
+            name,
+            help,
+            kind,
+            series: 0,
+            labels: Vec::new(),
+        }
+    }
+
     /// The exposition written so far.
     pub fn finish(self) -> Vec<u8> {
         self.out
+    }
+}
+
+/// One family being written series by series; see
+/// [`ExpositionWriter::begin_family`].
+pub struct FamilyBuilder<'w> {
+    writer: &'w mut ExpositionWriter,
+    name: &'w str,
+    help: Option<&'w str>,
+    kind: MetricType,
+    series: usize,
+    /// Text: the rendered label pairs of a summary or histogram.
+    labels: Vec<u8>,
+}
+
+impl FamilyBuilder<'_> {
+    /// Writes one series: `labels` in the order to write them, no
+    /// timestamp.
+    pub fn series(&mut self, labels: &[(&str, &str)], value: &Value) {
+        let w = &mut *self.writer;
+        match w.format {
+            ExpositionFormat::Text => {
+                if self.series == 0 {
+                    write_text_header(&mut w.out, self.name, self.help, self.kind);
+                }
+                write_text_series(&mut w.out, &mut self.labels, self.name, labels, value, None);
+            }
+            ExpositionFormat::Delimited => {
+                encode_series(&mut w.scratch, self.kind, labels, value, None)
+            }
+        }
+        self.series += 1;
+    }
+}
+
+impl Drop for FamilyBuilder<'_> {
+    fn drop(&mut self) {
+        let w = &mut *self.writer;
+        if w.format == ExpositionFormat::Delimited && self.series > 0 {
+            encode_family(&mut w.out, self.name, self.help, self.kind, &w.scratch);
+        }
     }
 }
 
@@ -283,13 +346,30 @@ fn write_text_header(out: &mut Vec<u8>, name: &str, help: Option<&str>, kind: Me
 }
 
 fn write_text_metric(out: &mut Vec<u8>, labels: &mut Vec<u8>, name: &str, metric: &Metric) {
-    let ts = metric.timestamp_ms;
-    match &metric.value {
+    write_text_series(
+        out,
+        labels,
+        name,
+        &metric.labels,
+        &metric.value,
+        metric.timestamp_ms,
+    );
+}
+
+fn write_text_series<K: AsRef<str>, V: AsRef<str>>(
+    out: &mut Vec<u8>,
+    labels: &mut Vec<u8>,
+    name: &str,
+    pairs: &[(K, V)],
+    value: &Value,
+    ts: Option<i64>,
+) {
+    match value {
         Value::Simple(v) => {
             out.extend_from_slice(name.as_bytes());
-            if !metric.labels.is_empty() {
+            if !pairs.is_empty() {
                 out.push(b'{');
-                write_label_pairs(out, &metric.labels);
+                write_label_pairs(out, pairs);
                 out.push(b'}');
             }
             end_sample(out, *v, ts);
@@ -301,7 +381,7 @@ fn write_text_metric(out: &mut Vec<u8>, labels: &mut Vec<u8>, name: &str, metric
         }) => {
             // The label pairs are the same on every line: render them once.
             labels.clear();
-            write_label_pairs(labels, &metric.labels);
+            write_label_pairs(labels, pairs);
             for &(q, v) in quantiles {
                 write_sample(out, name, b"", labels, Some((b"quantile", q)), v, ts);
             }
@@ -315,7 +395,7 @@ fn write_text_metric(out: &mut Vec<u8>, labels: &mut Vec<u8>, name: &str, metric
             ..
         }) => {
             labels.clear();
-            write_label_pairs(labels, &metric.labels);
+            write_label_pairs(labels, pairs);
             let mut inf_seen = false;
             for &(le, count) in buckets {
                 write_sample(out, name, b"_bucket", labels, Some((b"le", le)), count, ts);
@@ -332,14 +412,14 @@ fn write_text_metric(out: &mut Vec<u8>, labels: &mut Vec<u8>, name: &str, metric
 }
 
 /// `l1="v1",l2="v2"`, values escaped, no braces.
-fn write_label_pairs(out: &mut Vec<u8>, labels: &[(String, String)]) {
+fn write_label_pairs<K: AsRef<str>, V: AsRef<str>>(out: &mut Vec<u8>, labels: &[(K, V)]) {
     for (i, (name, value)) in labels.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(name.as_ref().as_bytes());
         out.extend_from_slice(b"=\"");
-        write_escaped(out, value, true);
+        write_escaped(out, value.as_ref(), true);
         out.push(b'"');
     }
 }
@@ -626,8 +706,18 @@ fn histogram_size(h: &Histogram) -> usize {
 /// Appends one `metric` field (field 4 of `MetricFamily`): key, length and
 /// the `Metric` message.
 fn encode_metric(out: &mut Vec<u8>, kind: MetricType, m: &Metric) {
+    encode_series(out, kind, &m.labels, &m.value, m.timestamp_ms);
+}
+
+fn encode_series<K: AsRef<str>, V: AsRef<str>>(
+    out: &mut Vec<u8>,
+    kind: MetricType,
+    labels: &[(K, V)],
+    value: &Value,
+    timestamp_ms: Option<i64>,
+) {
     // Which field of Metric carries the value, and its payload size.
-    let (value_field, value_size) = match &m.value {
+    let (value_field, value_size) = match value {
         Value::Simple(_) => {
             let field = match kind {
                 MetricType::Counter => 3,
@@ -639,31 +729,30 @@ fn encode_metric(out: &mut Vec<u8>, kind: MetricType, m: &Metric) {
         Value::Summary(s) => (4, summary_size(s)),
         Value::Histogram(h) => (7, histogram_size(h)),
     };
-    let size = m
-        .labels
+    let size = labels
         .iter()
-        .map(|(n, v)| len_field_size(label_pair_size(n, v)))
+        .map(|(n, v)| len_field_size(label_pair_size(n.as_ref(), v.as_ref())))
         .sum::<usize>()
         + len_field_size(value_size)
-        + m.timestamp_ms
-            .map_or(0, |ts| 1 + encoded_len_varint(ts as u64));
+        + timestamp_ms.map_or(0, |ts| 1 + encoded_len_varint(ts as u64));
     put_len_field(out, 4, size);
 
-    for (name, value) in &m.labels {
-        put_len_field(out, 1, label_pair_size(name, value));
+    for (name, v) in labels {
+        let (name, v) = (name.as_ref(), v.as_ref());
+        put_len_field(out, 1, label_pair_size(name, v));
         put_bytes_field(out, 1, name.as_bytes());
-        put_bytes_field(out, 2, value.as_bytes());
+        put_bytes_field(out, 2, v.as_bytes());
     }
     // Fields go in tag order: the timestamp (6) sits between the simple and
     // summary values (2 to 5) and the histogram (7).
     if value_field < 6 {
-        encode_value(out, value_field, value_size, &m.value);
+        encode_value(out, value_field, value_size, value);
     }
-    if let Some(ts) = m.timestamp_ms {
+    if let Some(ts) = timestamp_ms {
         put_varint_field(out, 6, ts as u64);
     }
     if value_field > 6 {
-        encode_value(out, value_field, value_size, &m.value);
+        encode_value(out, value_field, value_size, value);
     }
 }
 
@@ -710,6 +799,34 @@ mod tests {
     use super::*;
     use crate::convert::naming::format_go_g;
     use prost::Message;
+
+    /// The builder, fed series by series, writes what `write_family` does,
+    /// in both formats, and nothing for a family without series.
+    #[test]
+    fn builder_matches_write_family() {
+        let families = parse_text(
+            b"# HELP c C.\n# TYPE c counter\nc{a=\"1\"} 2\nc 3\n# TYPE s summary\ns{quantile=\"0.5\",x=\"y\"} 1\ns_sum{x=\"y\"} 2\ns_count{x=\"y\"} 3\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 2\nh_count 3\n",
+        )
+        .unwrap();
+        for format in [ExpositionFormat::Text, ExpositionFormat::Delimited] {
+            let mut whole = ExpositionWriter::new(format);
+            let mut built = ExpositionWriter::new(format);
+            for f in &families {
+                whole.write_family(&f.name, f.help.as_deref(), f.kind, f.metrics.iter());
+                let mut b = built.begin_family(&f.name, f.help.as_deref(), f.kind);
+                for m in &f.metrics {
+                    let pairs: Vec<(&str, &str)> = m
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    b.series(&pairs, &m.value);
+                }
+            }
+            drop(built.begin_family("empty", Some("never written"), MetricType::Gauge));
+            assert_eq!(built.finish(), whole.finish(), "{format:?}");
+        }
+    }
 
     fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

@@ -60,20 +60,32 @@ fn write_merged(inner: &Inner, writer: &mut ExpositionWriter, own: Vec<Family>) 
             writer.write_family(name, entry.pinned_help, MetricType::Gauge, gauges.iter());
             continue;
         }
-        let help = entry.pinned_help.map(str::to_string).or_else(|| {
+        let help = entry.pinned_help.or_else(|| {
             entry
                 .holders
                 .iter()
-                .find_map(|id| group(*id).families.get(name)?.0.help.clone())
+                .find_map(|id| group(*id).families.get(name)?.help.as_deref())
         });
-        let own_family = own.remove(name);
-        let own_metrics = own_family.iter().flat_map(|f| f.metrics.iter());
-        let pushed = entry
-            .holders
-            .iter()
-            .filter_map(|id| group(*id).families.get(name))
-            .flat_map(|(f, _)| f.metrics.iter());
-        writer.write_family(name, help.as_deref(), entry.kind, own_metrics.chain(pushed));
+        let mut family = writer.begin_family(name, help, entry.kind);
+        if let Some(f) = own.remove(name) {
+            let mut labels: Vec<(&str, &str)> = Vec::new();
+            for m in &f.metrics {
+                labels.clear();
+                labels.extend(m.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                family.series(&labels, &m.value);
+            }
+        }
+        let mut labels: Vec<(&str, &str)> = Vec::new();
+        for id in &entry.holders {
+            let g = group(*id);
+            let Some(stored) = g.families.get(name) else {
+                continue;
+            };
+            for series in stored.series.iter() {
+                series.labels(&g.labels, &mut labels);
+                family.series(&labels, &series.value());
+            }
+        }
     }
     for f in own.values() {
         writer.write_family(&f.name, f.help.as_deref(), f.kind, f.metrics.iter());

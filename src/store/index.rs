@@ -4,10 +4,10 @@
 //! against this index touches only the push's own families and series, so
 //! a push costs the same with 10 groups stored as with 10,000.
 
+use super::series::series_id;
 use crate::expfmt::model::{Family, MetricType};
 use crate::pushgateway::grouping::is_valid_label_name;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// A slot in the store's group table.
 pub type GroupId = u32;
@@ -106,7 +106,7 @@ impl Index {
             check_suffixes(name, family.kind, &type_of)?;
             for metric in &family.metrics {
                 check_labels(name, family.kind, &metric.labels)?;
-                let id = series_id(name, &metric.labels);
+                let id = metric_id(name, &metric.labels);
                 if !seen.insert(id) {
                     return Err(format!(
                         "series {} appears twice in the push",
@@ -126,39 +126,48 @@ impl Index {
         Ok(())
     }
 
-    /// Records that group `id` now holds `family`.
-    pub fn add(&mut self, id: GroupId, family: &Family) {
-        let entry = self
-            .families
-            .entry(family.name.clone())
-            .or_insert_with(|| FamilyEntry {
-                kind: family.kind,
-                holders: BTreeSet::new(),
-                pinned_help: None,
-            });
+    /// Records that group `id` now holds the family `name` with the
+    /// series `ids` (see [`series_id`]).
+    pub fn add(
+        &mut self,
+        id: GroupId,
+        name: &str,
+        kind: MetricType,
+        ids: impl Iterator<Item = u64>,
+    ) {
+        if !self.families.contains_key(name) {
+            self.families.insert(
+                name.to_string(),
+                FamilyEntry {
+                    kind,
+                    holders: BTreeSet::new(),
+                    pinned_help: None,
+                },
+            );
+        }
+        let entry = self.families.get_mut(name).expect("inserted above");
         if entry.holders.is_empty() && entry.pinned_help.is_none() {
-            entry.kind = family.kind;
+            entry.kind = kind;
         }
         entry.holders.insert(id);
-        for metric in &family.metrics {
-            self.series
-                .insert(series_id(&family.name, &metric.labels), id);
+        for sid in ids {
+            self.series.insert(sid, id);
         }
     }
 
-    /// Records that group `id` no longer holds `family`.
-    pub fn remove(&mut self, id: GroupId, family: &Family) {
-        for metric in &family.metrics {
-            let sid = series_id(&family.name, &metric.labels);
+    /// Records that group `id` no longer holds the family `name` with the
+    /// series `ids`.
+    pub fn remove(&mut self, id: GroupId, name: &str, ids: impl Iterator<Item = u64>) {
+        for sid in ids {
             // With the check off another group may have taken the series.
             if self.series.get(&sid) == Some(&id) {
                 self.series.remove(&sid);
             }
         }
-        if let Some(entry) = self.families.get_mut(&family.name) {
+        if let Some(entry) = self.families.get_mut(name) {
             entry.holders.remove(&id);
             if entry.holders.is_empty() && entry.pinned_help.is_none() {
-                self.families.remove(&family.name);
+                self.families.remove(name);
             }
         }
     }
@@ -235,15 +244,9 @@ fn check_labels(name: &str, kind: MetricType, labels: &[(String, String)]) -> Re
     Ok(())
 }
 
-/// A series' identity: its family name and its sorted labels.
-fn series_id(name: &str, labels: &[(String, String)]) -> u64 {
-    let mut h = DefaultHasher::new();
-    name.hash(&mut h);
-    for (k, v) in labels {
-        k.hash(&mut h);
-        v.hash(&mut h);
-    }
-    h.finish()
+/// The identity of a metric of a sanitized push.
+fn metric_id(name: &str, labels: &[(String, String)]) -> u64 {
+    series_id(name, labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 fn describe(name: &str, labels: &[(String, String)]) -> String {
@@ -270,7 +273,12 @@ mod tests {
         let mut index = Index::new(&[("self_total", MetricType::Counter, "help")]);
         for (id, text) in groups {
             for f in fams(text) {
-                index.add(*id, &f);
+                let ids: Vec<u64> = f
+                    .metrics
+                    .iter()
+                    .map(|m| metric_id(&f.name, &m.labels))
+                    .collect();
+                index.add(*id, &f.name, f.kind, ids.into_iter());
             }
         }
         index
@@ -394,7 +402,12 @@ mod tests {
     fn removal_frees_names_and_series() {
         let mut index = index_with(&[(1, "# TYPE a counter\na{job=\"x\"} 1\n")]);
         for f in fams("# TYPE a counter\na{job=\"x\"} 1\n") {
-            index.remove(1, &f);
+            let ids: Vec<u64> = f
+                .metrics
+                .iter()
+                .map(|m| metric_id(&f.name, &m.labels))
+                .collect();
+            index.remove(1, &f.name, ids.into_iter());
         }
         assert_eq!(index.series_count(), 0);
         assert!(check(&index, Some(2), true, "# TYPE a gauge\na{job=\"x\"} 1\n").is_ok());

@@ -33,8 +33,9 @@ fn group_json(g: &Group) -> Json {
         "last_push_successful".into(),
         Json::Bool(g.push_ns >= g.failure_ns),
     );
-    for (name, (family, at)) in &g.families {
-        obj.insert(name.clone(), family_json(family, *at));
+    for (name, family) in &g.families {
+        let full = family.unpack(name, &g.labels);
+        obj.insert(name.clone(), family_json(&full, family.pushed_ns));
     }
     let series = group_series_labels(&g.key);
     for (name, help, value, at) in [

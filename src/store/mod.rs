@@ -30,6 +30,7 @@ pub mod journal;
 pub mod json;
 pub mod record;
 pub mod sanitize;
+pub mod series;
 
 use crate::expfmt::model::{Family, MetricType};
 use crate::pushgateway::grouping::GroupingKey;
@@ -37,6 +38,7 @@ use index::{GroupId, Index, Pusher};
 use journal::{Journal, Ticket};
 use record::{GroupState, Mutation};
 use sanitize::{PUSH_FAILURE_TIME, PUSH_FAILURE_TIME_HELP, PUSH_TIME, PUSH_TIME_HELP};
+use series::{GroupLabels, StoredFamily};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,8 +60,10 @@ pub struct StoreOptions {
 #[derive(Debug, Clone)]
 pub struct Group {
     pub key: GroupingKey,
-    /// By name; each family with the time of the push that stored it.
-    pub families: BTreeMap<String, (Family, i64)>,
+    /// The key's labels as every series of the group carries them.
+    pub labels: GroupLabels,
+    /// By name.
+    pub families: BTreeMap<String, StoredFamily>,
     /// 0 when no push succeeded yet.
     pub push_ns: i64,
     /// 0 when no push failed yet.
@@ -84,8 +88,17 @@ impl Group {
             push_ns: self.push_ns,
             failure_ns: self.failure_ns,
             created_ns: self.created_ns,
-            families: self.families.values().cloned().collect(),
+            families: self
+                .families
+                .iter()
+                .map(|(name, f)| (f.unpack(name, &self.labels), f.pushed_ns))
+                .collect(),
         }
+    }
+
+    /// Removes its family `name` from the index.
+    fn unindex(&self, id: GroupId, index: &mut Index, name: &str, family: &StoredFamily) {
+        index.remove(id, name, family.series_ids(name, &self.labels));
     }
 }
 
@@ -372,6 +385,7 @@ impl Inner {
         }
         let group = Group {
             key: key.clone(),
+            labels: GroupLabels::new(key),
             families: BTreeMap::new(),
             push_ns: 0,
             failure_ns: 0,
@@ -402,8 +416,8 @@ impl Inner {
             return;
         };
         if let Some(group) = self.groups[id as usize].take() {
-            for (family, _) in group.families.values() {
-                self.index.remove(id, family);
+            for (name, family) in &group.families {
+                group.unindex(id, &mut self.index, name, family);
             }
         }
         self.free.push(id);
@@ -419,23 +433,22 @@ impl Inner {
             } => {
                 let id = self.group_id(&key, at_ns);
                 let group = self.groups[id as usize].as_mut().expect("live group");
-                let old: Vec<(Family, i64)> = if replace {
-                    std::mem::take(&mut group.families).into_values().collect()
+                let old: Vec<(String, StoredFamily)> = if replace {
+                    std::mem::take(&mut group.families).into_iter().collect()
                 } else {
                     families
                         .iter()
-                        .filter_map(|f| group.families.remove(&f.name))
+                        .filter_map(|f| group.families.remove_entry(&f.name))
                         .collect()
                 };
-                for (family, _) in &old {
-                    self.index.remove(id, family);
+                for (name, family) in &old {
+                    group.unindex(id, &mut self.index, name, family);
                 }
-                for family in &families {
-                    self.index.add(id, family);
-                }
-                let group = self.group_mut(id);
                 for family in families {
-                    group.families.insert(family.name.clone(), (family, at_ns));
+                    let stored = StoredFamily::pack(&family, &group.labels, at_ns);
+                    let ids = stored.series_ids(&family.name, &group.labels);
+                    self.index.add(id, &family.name, family.kind, ids);
+                    group.families.insert(family.name, stored);
                 }
                 group.push_ns = at_ns;
             }
@@ -453,18 +466,16 @@ impl Inner {
             Mutation::Restore(state) => {
                 self.remove_group(&state.key);
                 let id = self.group_id(&state.key, state.created_ns);
-                for (family, _) in &state.families {
-                    self.index.add(id, family);
-                }
-                let group = self.group_mut(id);
+                let group = self.groups[id as usize].as_mut().expect("live group");
                 group.push_ns = state.push_ns;
                 group.failure_ns = state.failure_ns;
                 group.created_ns = state.created_ns;
-                group.families = state
-                    .families
-                    .into_iter()
-                    .map(|(f, at)| (f.name.clone(), (f, at)))
-                    .collect();
+                for (family, at) in state.families {
+                    let stored = StoredFamily::pack(&family, &group.labels, at);
+                    let ids = stored.series_ids(&family.name, &group.labels);
+                    self.index.add(id, &family.name, family.kind, ids);
+                    group.families.insert(family.name, stored);
+                }
             }
         }
     }
