@@ -11,6 +11,7 @@ pub mod checksum;
 pub mod config;
 pub mod convert;
 pub mod expfmt;
+pub mod fsutil;
 pub mod http;
 pub mod metrics;
 pub mod point;

@@ -96,7 +96,7 @@ fn wait_all_arrived(
                 "after {ARRIVAL_TIMEOUT:?} victoria-metrics lacks {} of {} acknowledged pushes: {missing:?}\nself metrics:\n{}\n{}\n{}",
                 missing.len(),
                 want.len(),
-                sink_metrics_text(agent),
+                agent.sink_metrics_text(),
                 agent.stderr_text(),
                 vm.log_text()
             )
@@ -117,17 +117,6 @@ fn assert_values(got: &BTreeMap<usize, Vec<f64>>) -> usize {
         duplicates += values.len() - 1;
     }
     duplicates
-}
-
-/// The `pushkit_sink_*` lines of the agent's `/metrics`, for messages.
-fn sink_metrics_text(agent: &Agent) -> String {
-    agent
-        .self_metrics()
-        .iter()
-        .filter(|(n, _, _)| n.starts_with("pushkit_sink_") && !n.contains("duration"))
-        .map(|(n, l, v)| format!("{n}{l:?} {v}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 fn sink_conf(name: &str, url: &str, extra: &str) -> String {
@@ -232,7 +221,7 @@ fn victoria_restarted_while_pushes_go_on() {
     assert!(
         queued_while_down > 0.0,
         "nothing queued for the stopped backend\n{}",
-        sink_metrics_text(&agent)
+        agent.sink_metrics_text()
     );
     vm.restart();
     stage.store(2, Ordering::SeqCst);
@@ -255,7 +244,7 @@ fn victoria_restarted_while_pushes_go_on() {
     assert!(
         retried > 0.0,
         "pushkit_sink_points_retried_total{{sink=\"vm\"}} = {retried} after an outage\n{}",
-        sink_metrics_text(&agent)
+        agent.sink_metrics_text()
     );
     // Everything queued during the outage left the queue.
     let left = wait_for("the vm queue to drain", Duration::from_secs(30), || {
@@ -414,7 +403,7 @@ fn kill_9_under_load_with_queue_dir() {
         .unwrap_or_else(|| {
             panic!(
                 "no pushkit_sink_points_possible_duplicates_total{{sink=\"vm\",reason=\"restart\"}} after re-reading the queue\n{}\n{}",
-                sink_metrics_text(&agent),
+                agent.sink_metrics_text(),
                 agent.stderr_text()
             )
         });
@@ -492,7 +481,7 @@ fn one_sink_down_another_keeps_receiving() {
             down_queue,
             Some(M as f64),
             "pushkit_sink_queue_points{{sink=\"down\"}}\n{}",
-            sink_metrics_text(&agent)
+            agent.sink_metrics_text()
         );
         agent.wait_self_metric(
             "pushkit_sink_points_delivered_total",
@@ -503,11 +492,11 @@ fn one_sink_down_another_keeps_receiving() {
         let down_delivered = agent
             .self_metric("pushkit_sink_points_delivered_total", &[("sink", "down")])
             .unwrap_or(0.0);
-        assert_eq!(down_delivered, 0.0, "{}", sink_metrics_text(&agent));
+        assert_eq!(down_delivered, 0.0, "{}", agent.sink_metrics_text());
         let down_retried = agent
             .self_metric("pushkit_sink_points_retried_total", &[("sink", "down")])
             .unwrap_or(0.0);
-        assert!(down_retried > 0.0, "{}", sink_metrics_text(&agent));
+        assert!(down_retried > 0.0, "{}", agent.sink_metrics_text());
         eprintln!(
             "one sink down: {M} pushes, {} series in victoria-metrics, down queue {down_queue:?}, down retried {down_retried}",
             got.len()
@@ -529,7 +518,7 @@ fn one_sink_down_another_keeps_receiving() {
                     assert!(
                         refused.is_empty(),
                         "push {i} accepted after a refusal, but \"down\" never drains\n{}",
-                        sink_metrics_text(&agent)
+                        agent.sink_metrics_text()
                     );
                     acked.insert(i);
                 }
@@ -546,7 +535,7 @@ fn one_sink_down_another_keeps_receiving() {
         let r = first_refusal.unwrap_or_else(|| {
             panic!(
                 "500 pushes accepted with max_queue_bytes = 1000 on a dead sink\n{}",
-                sink_metrics_text(&agent)
+                agent.sink_metrics_text()
             )
         });
         let retry_after = r

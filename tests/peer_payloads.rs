@@ -13,58 +13,7 @@ mod common;
 
 use common::*;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
-
-struct Pushgateway {
-    _proc: ChildGuard,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Pushgateway {
-    fn start() -> Pushgateway {
-        let bin = std::env::var_os("PUSHKIT_PUSHGATEWAY")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/bin/prometheus-pushgateway"));
-        assert!(
-            bin.exists(),
-            "{} not found: install Debian's prometheus-pushgateway (.ci/run does), or set PUSHKIT_PUSHGATEWAY",
-            bin.display()
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("pushkit-pgw-")
-            .tempdir()
-            .expect("temp dir");
-        let port = free_port();
-        let mut cmd = Command::new(&bin);
-        cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            // Debian's build persists to /var/lib/prometheus by default:
-            // keep this instance's state in memory, apart from any other.
-            .arg("--persistence.file=")
-            .arg("--log.level=warn");
-        let mut proc = spawn_logged("pushgateway", cmd, dir.path());
-        let ready = format!("http://127.0.0.1:{port}/-/ready");
-        if poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
-            proc.assert_running();
-            get(&ready).ok().filter(|r| r.status == 200)
-        })
-        .is_none()
-        {
-            panic!("pushgateway not ready on {ready}\n{}", proc.log_text());
-        }
-        Pushgateway {
-            _proc: proc,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
 
 type Series = (String, BTreeMap<String, String>);
 
@@ -93,7 +42,7 @@ const PAYLOADS: &[(&str, &str, &str, usize)] = &[
 #[test]
 #[ignore = "needs prometheus-pushgateway: run via .ci/run"]
 fn sample_payloads_map_like_the_reference_pushgateway() {
-    let pgw = Pushgateway::start();
+    let mut pgw = Pushgateway::start();
     let mut agent = Agent::start(&AgentConf::default());
     let dir = repo_root().join("samples/payloads");
 
@@ -102,7 +51,7 @@ fn sample_payloads_map_like_the_reference_pushgateway() {
         let path = format!("/metrics{group}");
         let headers = [("Content-Type", "text/plain; version=0.0.4")];
 
-        let reference = http("PUT", &pgw.url(&path), &headers, &body).expect("PUT to pushgateway");
+        let reference = pgw.request("PUT", &path, &headers, &body);
         assert_eq!(
             reference.status,
             200,
@@ -113,7 +62,7 @@ fn sample_payloads_map_like_the_reference_pushgateway() {
         assert_eq!(r.status, 200, "pushkit rejects {file}: {}", r.text());
 
         // What the reference serves for this group, minus its own series.
-        let exposition = get(&pgw.url("/metrics")).expect("GET pushgateway /metrics");
+        let exposition = pgw.request("GET", "/metrics", &[], b"");
         let mut want: BTreeMap<Series, f64> = BTreeMap::new();
         for (name, labels, value) in parse_exposition(&exposition.text()) {
             if labels.get("job").map(String::as_str) != Some(job)

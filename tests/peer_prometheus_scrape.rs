@@ -12,128 +12,50 @@ mod common;
 use common::*;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 const SCRAPE_JOB: &str = "pushkit-store";
 const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
 
-struct Prometheus {
-    proc: ChildGuard,
-    port: u16,
-    _dir: tempfile::TempDir,
+/// Prometheus scraping pushkit on `target_port` every second, as it
+/// scrapes a Pushgateway (`honor_labels: true`).
+fn start_prometheus(target_port: u16) -> Prometheus {
+    Prometheus::start(
+        &format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: {SCRAPE_JOB}\n    honor_labels: true\n    \
+             scrape_interval: 1s\n    scrape_timeout: 1s\n    metrics_path: /metrics\n    \
+             static_configs:\n      - targets: [\"127.0.0.1:{target_port}\"]\n"
+        ),
+        &["--log.level=warn"],
+    )
 }
 
-impl Prometheus {
-    fn start(target_port: u16) -> Prometheus {
-        let bin = std::env::var_os("PUSHKIT_PROMETHEUS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/bin/prometheus"));
-        assert!(
-            bin.exists(),
-            "{} not found: install Debian's prometheus (.ci/run does), or set PUSHKIT_PROMETHEUS",
-            bin.display()
+/// An instant query: every series' labels (`__name__` included) → value.
+fn query(prom: &mut Prometheus, promql: &str) -> BTreeMap<Labels, f64> {
+    prom.query(promql, "", "vector")
+        .into_iter()
+        .map(|(labels, s)| (labels, api_sample(&s["value"]).1))
+        .collect()
+}
+
+/// Polls `promql` until it returns exactly `want`; panics with the last
+/// answer and the logs after [`QUERY_TIMEOUT`].
+fn wait_query(prom: &mut Prometheus, promql: &str, want: &BTreeMap<Labels, f64>) {
+    let mut last = BTreeMap::new();
+    let found = poll_until(QUERY_TIMEOUT, Duration::from_millis(500), || {
+        last = query(prom, promql);
+        (last == *want).then_some(())
+    });
+    if found.is_none() {
+        panic!(
+            "after {QUERY_TIMEOUT:?} Prometheus answers {promql}\nwith {last:#?}\nwant {want:#?}\n{}",
+            prom.log_text()
         );
-        let dir = tempfile::Builder::new()
-            .prefix("pushkit-prom-")
-            .tempdir()
-            .expect("temp dir");
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n  - job_name: {SCRAPE_JOB}\n    honor_labels: true\n    \
-                 scrape_interval: 1s\n    scrape_timeout: 1s\n    metrics_path: /metrics\n    \
-                 static_configs:\n      - targets: [\"127.0.0.1:{target_port}\"]\n"
-            ),
-        )
-        .expect("write prometheus.yml");
-        let port = free_port();
-        let mut cmd = Command::new(&bin);
-        cmd.arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn");
-        let mut proc = spawn_logged("prometheus", cmd, dir.path());
-        proc.logs.push(config);
-        let ready = format!("http://127.0.0.1:{port}/-/ready");
-        if poll_until(Duration::from_secs(60), Duration::from_millis(100), || {
-            proc.assert_running();
-            get(&ready).ok().filter(|r| r.status == 200)
-        })
-        .is_none()
-        {
-            panic!("prometheus not ready on {ready}\n{}", proc.log_text());
-        }
-        Prometheus {
-            proc,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn api(&mut self, path: &str) -> Json {
-        self.proc.assert_running();
-        let url = self.url(path);
-        let r = get(&url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        assert_eq!(r.status, 200, "GET {url}: {}", r.text());
-        let v: Json = serde_json::from_str(&r.text())
-            .unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {}", r.text()));
-        assert_eq!(v["status"], "success", "GET {url}: {v}");
-        v
-    }
-
-    /// An instant query: every series' labels (`__name__` included) → value.
-    fn query(&mut self, promql: &str) -> BTreeMap<BTreeMap<String, String>, f64> {
-        let v = self.api(&format!("/api/v1/query?query={}", percent_encode(promql)));
-        assert_eq!(v["data"]["resultType"], "vector", "{promql}: {v}");
-        v["data"]["result"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{promql}: no result array: {v}"))
-            .iter()
-            .map(|s| {
-                let labels = s["metric"]
-                    .as_object()
-                    .expect("metric object")
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().expect("label").to_string()))
-                    .collect();
-                let value: f64 = s["value"][1]
-                    .as_str()
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or_else(|| panic!("{promql}: bad value in {s}"));
-                (labels, value)
-            })
-            .collect()
-    }
-
-    /// Polls `promql` until it returns exactly `want`; panics with the last
-    /// answer and the logs after [`QUERY_TIMEOUT`].
-    fn wait_query(&mut self, promql: &str, want: &BTreeMap<BTreeMap<String, String>, f64>) {
-        let mut last = BTreeMap::new();
-        let found = poll_until(QUERY_TIMEOUT, Duration::from_millis(500), || {
-            last = self.query(promql);
-            (last == *want).then_some(())
-        });
-        if found.is_none() {
-            panic!(
-                "after {QUERY_TIMEOUT:?} Prometheus answers {promql}\nwith {last:#?}\nwant {want:#?}\n{}",
-                self.proc.log_text()
-            );
-        }
     }
 }
 
-fn series(pairs: &[(&str, &str)], value: f64) -> (BTreeMap<String, String>, f64) {
+fn series(pairs: &[(&str, &str)], value: f64) -> (Labels, f64) {
     (
         pairs
             .iter()
@@ -168,7 +90,7 @@ fn prometheus_scrapes_pushed_groups_with_honor_labels() {
     );
     assert_eq!(r.status, 200, "PUT: {}", r.text());
 
-    let mut prom = Prometheus::start(agent.port);
+    let mut prom = start_prometheus(agent.port);
     let group = [("job", "scrape_test"), ("instance", "inst1")];
     let with = |name: &str, extra: &[(&str, &str)], v: f64| {
         let mut pairs = vec![("__name__", name)];
@@ -178,7 +100,8 @@ fn prometheus_scrapes_pushed_groups_with_honor_labels() {
     };
 
     // The counter, with the pushed job/instance (not the target's).
-    prom.wait_query(
+    wait_query(
+        &mut prom,
         "scrape_requests_total",
         &BTreeMap::from([
             with(
@@ -194,7 +117,8 @@ fn prometheus_scrapes_pushed_groups_with_honor_labels() {
         ]),
     );
     // The histogram's buckets, sum and count.
-    prom.wait_query(
+    wait_query(
+        &mut prom,
         "scrape_latency_seconds_bucket",
         &BTreeMap::from([
             with("scrape_latency_seconds_bucket", &[("le", "0.1")], 5.0),
@@ -202,7 +126,8 @@ fn prometheus_scrapes_pushed_groups_with_honor_labels() {
             with("scrape_latency_seconds_bucket", &[("le", "+Inf")], 10.0),
         ]),
     );
-    prom.wait_query(
+    wait_query(
+        &mut prom,
         "{__name__=~\"scrape_latency_seconds_(sum|count)\"}",
         &BTreeMap::from([
             with("scrape_latency_seconds_sum", &[], 4.5),
@@ -210,11 +135,17 @@ fn prometheus_scrapes_pushed_groups_with_honor_labels() {
         ]),
     );
     // Nothing renamed to exported_job/exported_instance.
-    let exported = prom.query("{exported_job!=\"\"} or {exported_instance!=\"\"}");
+    let exported = query(
+        &mut prom,
+        "{exported_job!=\"\"} or {exported_instance!=\"\"}",
+    );
     assert!(exported.is_empty(), "exported_* labels: {exported:#?}");
 
     // The group's push time came along too.
-    let push_time = prom.query("push_time_seconds{job=\"scrape_test\",instance=\"inst1\"}");
+    let push_time = query(
+        &mut prom,
+        "push_time_seconds{job=\"scrape_test\",instance=\"inst1\"}",
+    );
     let now = now_ns() as f64 / 1e9;
     assert!(
         push_time.len() == 1 && push_time.values().all(|v| (v - now).abs() < 600.0),
@@ -223,7 +154,8 @@ fn prometheus_scrapes_pushed_groups_with_honor_labels() {
 
     // The target: up, no scrape error. `up` keeps the target's labels.
     let target = format!("127.0.0.1:{}", agent.port);
-    prom.wait_query(
+    wait_query(
+        &mut prom,
         &format!("up{{job=\"{SCRAPE_JOB}\"}}"),
         &BTreeMap::from([series(
             &[

@@ -21,26 +21,12 @@
 mod common;
 
 use common::*;
-use serde_json::Value as Json;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(60);
 const TEXT: (&str, &str) = ("Content-Type", "text/plain; version=0.0.4");
 const GROUP: &str = "/metrics/job/rwjob/instance/i-1";
-
-type Labels = BTreeMap<String, String>;
-
-fn labels(name: &str, pairs: &[(&str, &str)]) -> Labels {
-    let mut m: Labels = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    m.insert("__name__".to_string(), name.to_string());
-    m
-}
 
 /// The agent with one remote-write sink to `url`, everything in one batch.
 fn agent_for(url: &str) -> Agent {
@@ -55,14 +41,10 @@ fn agent_for(url: &str) -> Agent {
     )
 }
 
-/// A series we expect: labels, value, and its timestamp (None: the push's
-/// receive time, within the window around the push).
-type Want = Vec<(Labels, f64, Option<i64>)>;
-
 /// The push body of the type mix, with metric names prefixed `p`, and what
 /// the receiver must hold for it. Explicit timestamps lie 10 to 2 minutes
 /// back (inside Prometheus' head window), not on whole seconds.
-fn type_mix(p: &str) -> (String, Want) {
+fn type_mix(p: &str) -> (String, WantSeries) {
     let now = now_ms();
     let t_counter = now - 600_000 + 123;
     let t_gauge = now - 420_000 + 7;
@@ -165,39 +147,26 @@ fn push_type_mix(agent: &Agent, body: &str) -> (i64, i64) {
     (before, now_ms())
 }
 
-/// Compares what the receiver holds with `want`, exactly: the same series,
-/// one sample each, the values and timestamps.
-fn check_type_mix(got: &BTreeMap<Labels, Vec<(i64, f64)>>, want: &Want, window: (i64, i64)) {
-    let got_keys: Vec<_> = got.keys().cloned().collect();
-    let want_keys: Vec<_> = want.iter().map(|(l, _, _)| l.clone()).collect();
-    assert_eq!(
-        sorted(&got_keys),
-        sorted(&want_keys),
-        "series names and labels"
+/// Checks that the receiver holds exactly the type mix and that the agent
+/// counts every point of it delivered.
+fn assert_type_mix_delivered(
+    receiver: &str,
+    agent: &Agent,
+    got: &Exported,
+    want: &WantSeries,
+    window: (i64, i64),
+) {
+    assert_series(got, want, window);
+    agent.wait_self_metric(
+        "pushkit_sink_points_delivered_total",
+        &[("sink", "rw")],
+        TYPE_MIX_POINTS,
+        Duration::from_secs(10),
     );
-    for (key, value, ts) in want {
-        let samples = &got[key];
-        assert_eq!(samples.len(), 1, "one sample for {key:?}: {samples:?}");
-        let (t, v) = samples[0];
-        assert_eq!(v, *value, "value of {key:?}");
-        match ts {
-            Some(ts) => assert_eq!(t, *ts, "explicit timestamp of {key:?}"),
-            None => assert!(
-                window.0 <= t && t <= window.1,
-                "receive time of {key:?}: {t} not in {window:?}"
-            ),
-        }
-    }
-}
-
-fn sink_metrics_text(agent: &Agent) -> String {
-    agent
-        .self_metrics()
-        .iter()
-        .filter(|(n, _, _)| n.starts_with("pushkit_sink_") && !n.contains("duration"))
-        .map(|(n, l, v)| format!("{n}{l:?} {v}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    eprintln!(
+        "{receiver}: {} series checked, delivered {TYPE_MIX_POINTS}",
+        got.len()
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -221,178 +190,80 @@ fn remote_write_to_victoria_metrics() {
         panic!(
             "victoria-metrics has {last:#?}\nwant {} series\n{}\n{}\n{}",
             want.len(),
-            sink_metrics_text(&agent),
+            agent.sink_metrics_text(),
             agent.stderr_text(),
             vm.log_text()
         )
     });
-    check_type_mix(&got, &want, window);
-    agent.wait_self_metric(
-        "pushkit_sink_points_delivered_total",
-        &[("sink", "rw")],
-        TYPE_MIX_POINTS,
-        Duration::from_secs(10),
-    );
-    let delivered = TYPE_MIX_POINTS;
-    eprintln!(
-        "victoria-metrics: {} series checked, delivered {delivered}",
-        got.len()
-    );
+    assert_type_mix_delivered("victoria-metrics", &agent, &got, &want, window);
 }
 
 // ---------------------------------------------------------------------------
 // Prometheus
 
-struct Prometheus {
-    proc: ChildGuard,
-    port: u16,
-    _dir: tempfile::TempDir,
+/// Prometheus with the remote write receiver on and nothing to scrape.
+fn start_prometheus() -> Prometheus {
+    Prometheus::start(
+        "global:\n  evaluation_interval: 1m\n",
+        &["--web.enable-remote-write-receiver", "--log.level=info"],
+    )
 }
 
-impl Prometheus {
-    /// Prometheus with the remote write receiver on and nothing to scrape.
-    fn start() -> Prometheus {
-        let bin = std::env::var_os("PUSHKIT_PROMETHEUS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/bin/prometheus"));
-        assert!(
-            bin.exists(),
-            "{} not found: install Debian's prometheus (.ci/run does), or set PUSHKIT_PROMETHEUS",
-            bin.display()
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("pushkit-prom-")
-            .tempdir()
-            .expect("temp dir");
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, "global:\n  evaluation_interval: 1m\n")
-            .expect("write prometheus.yml");
-        let port = free_port();
-        let mut cmd = Command::new(&bin);
-        cmd.arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--web.enable-remote-write-receiver")
-            .arg("--log.level=info");
-        let mut proc = spawn_logged("prometheus", cmd, dir.path());
-        proc.logs.push(config);
-        let ready = format!("http://127.0.0.1:{port}/-/ready");
-        if poll_until(Duration::from_secs(60), Duration::from_millis(100), || {
-            proc.assert_running();
-            get(&ready).ok().filter(|r| r.status == 200)
-        })
-        .is_none()
-        {
-            panic!("prometheus not ready on {ready}\n{}", proc.log_text());
-        }
-        Prometheus {
-            proc,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// The raw samples of the series matching `selector` in the last hour,
-    /// through an instant query of the range vector `selector[1h]`: labels
-    /// → (timestamp ms, value) each.
-    fn samples(&mut self, selector: &str) -> BTreeMap<Labels, Vec<(i64, f64)>> {
-        self.proc.assert_running();
-        let time = (now_ms() + 1000) as f64 / 1000.0;
-        let url = self.url(&format!(
-            "/api/v1/query?query={}&time={time:.3}",
-            percent_encode(&format!("{selector}[1h]"))
-        ));
-        let r = get(&url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        assert_eq!(r.status, 200, "GET {url}: {}", r.text());
-        let v: Json = serde_json::from_str(&r.text())
-            .unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {}", r.text()));
-        assert_eq!(v["status"], "success", "GET {url}: {v}");
-        assert_eq!(v["data"]["resultType"], "matrix", "{v}");
-        v["data"]["result"]
+/// The raw samples of the series matching `selector` in the last hour,
+/// through an instant query of the range vector `selector[1h]`: labels →
+/// (timestamp ms, value) each.
+fn samples(prom: &mut Prometheus, selector: &str) -> Exported {
+    let time = (now_ms() + 1000) as f64 / 1000.0;
+    prom.query(
+        &format!("{selector}[1h]"),
+        &format!("&time={time:.3}"),
+        "matrix",
+    )
+    .into_iter()
+    .map(|(labels, s)| {
+        let values = s["values"]
             .as_array()
-            .unwrap_or_else(|| panic!("no result array: {v}"))
+            .unwrap_or_else(|| panic!("no values: {s}"))
             .iter()
-            .map(|s| {
-                let labels = s["metric"]
-                    .as_object()
-                    .expect("metric object")
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().expect("label").to_string()))
-                    .collect();
-                let values = s["values"]
-                    .as_array()
-                    .unwrap_or_else(|| panic!("no values: {s}"))
-                    .iter()
-                    .map(|pair| {
-                        let t = pair[0].as_f64().unwrap_or_else(|| panic!("time in {s}"));
-                        let v: f64 = pair[1]
-                            .as_str()
-                            .and_then(|t| t.parse().ok())
-                            .unwrap_or_else(|| panic!("value in {s}"));
-                        ((t * 1000.0).round() as i64, v)
-                    })
-                    .collect();
-                (labels, values)
-            })
-            .collect()
-    }
+            .map(api_sample)
+            .collect();
+        (labels, values)
+    })
+    .collect()
+}
 
-    /// Polls until `selector` matches at least `n` series.
-    fn wait_series(
-        &mut self,
-        selector: &str,
-        n: usize,
-        agent: &Agent,
-    ) -> BTreeMap<Labels, Vec<(i64, f64)>> {
-        let mut last = BTreeMap::new();
-        poll_until(ARRIVAL_TIMEOUT, Duration::from_millis(250), || {
-            last = self.samples(selector);
-            (last.len() >= n).then(|| last.clone())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "Prometheus has {last:#?} for {selector}, want {n} series\n{}\n{}\n{}",
-                sink_metrics_text(agent),
-                agent.stderr_text(),
-                self.proc.log_text()
-            )
-        })
-    }
+/// Polls until `selector` matches at least `n` series.
+fn wait_series(prom: &mut Prometheus, selector: &str, n: usize, agent: &Agent) -> Exported {
+    let mut last = BTreeMap::new();
+    poll_until(ARRIVAL_TIMEOUT, Duration::from_millis(250), || {
+        last = samples(prom, selector);
+        (last.len() >= n).then(|| last.clone())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "Prometheus has {last:#?} for {selector}, want {n} series\n{}\n{}\n{}",
+            agent.sink_metrics_text(),
+            agent.stderr_text(),
+            prom.log_text()
+        )
+    })
 }
 
 #[test]
 #[ignore = "needs prometheus: run via .ci/run"]
 fn remote_write_to_prometheus() {
-    let mut prom = Prometheus::start();
+    let mut prom = start_prometheus();
     let agent = agent_for(&prom.url("/api/v1/write"));
     let (body, want) = type_mix("rwp");
     let window = push_type_mix(&agent, &body);
-    let got = prom.wait_series(r#"{__name__=~"rwp_.*"}"#, want.len(), &agent);
-    check_type_mix(&got, &want, window);
-    agent.wait_self_metric(
-        "pushkit_sink_points_delivered_total",
-        &[("sink", "rw")],
-        TYPE_MIX_POINTS,
-        Duration::from_secs(10),
-    );
-    let delivered = TYPE_MIX_POINTS;
-    eprintln!(
-        "prometheus: {} series checked, delivered {delivered}",
-        got.len()
-    );
+    let got = wait_series(&mut prom, r#"{__name__=~"rwp_.*"}"#, want.len(), &agent);
+    assert_type_mix_delivered("prometheus", &agent, &got, &want, window);
 }
 
 #[test]
 #[ignore = "needs prometheus: run via .ci/run"]
 fn prometheus_out_of_order_sample_is_isolated() {
-    let mut prom = Prometheus::start();
+    let mut prom = start_prometheus();
     let agent = agent_for(&prom.url("/api/v1/write"));
     let group = "/metrics/job/ooo/instance/i-1";
     let base = [("instance", "i-1"), ("job", "ooo")];
@@ -406,7 +277,7 @@ fn prometheus_out_of_order_sample_is_isolated() {
         format!("# TYPE ooo_value gauge\nooo_value 1 {t_first}\n").as_bytes(),
     );
     assert_eq!(r.status, 200, "first PUT: {}", r.text());
-    let got = prom.wait_series(r#"{__name__="ooo_value"}"#, 1, &agent);
+    let got = wait_series(&mut prom, r#"{__name__="ooo_value"}"#, 1, &agent);
     assert_eq!(
         got,
         BTreeMap::from([(labels("ooo_value", &base), vec![(t_first, 1.0)])]),
@@ -439,7 +310,7 @@ fn prometheus_out_of_order_sample_is_isolated() {
         want.insert(labels("ooo_after", &l), vec![(t_good, v)]);
     }
     let selector = r#"{__name__=~"ooo_(before|after)"}"#;
-    let got = prom.wait_series(selector, want.len(), &agent);
+    let got = wait_series(&mut prom, selector, want.len(), &agent);
     assert_eq!(got, want, "the good samples of the rejected batch");
 
     let dropped = wait_for(
@@ -456,7 +327,7 @@ fn prometheus_out_of_order_sample_is_isolated() {
         dropped,
         1.0,
         "one rejected point\n{}",
-        sink_metrics_text(&agent)
+        agent.sink_metrics_text()
     );
     agent.wait_self_metric(
         "pushkit_sink_points_delivered_total",
@@ -465,7 +336,7 @@ fn prometheus_out_of_order_sample_is_isolated() {
         Duration::from_secs(10),
     );
     // The out-of-order sample is not there; the first one still is.
-    let value = prom.samples(r#"{__name__="ooo_value"}"#);
+    let value = samples(&mut prom, r#"{__name__="ooo_value"}"#);
     assert_eq!(
         value,
         BTreeMap::from([(labels("ooo_value", &base), vec![(t_first, 1.0)])]),

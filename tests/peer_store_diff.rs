@@ -40,8 +40,6 @@ use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 const TEXT: (&str, &str) = ("Content-Type", "text/plain; version=0.0.4");
@@ -52,63 +50,7 @@ const PUSH_FAILURE_TIME_HELP: &str =
     "Last Unix time when changing this group in the Pushgateway failed.";
 
 // ---------------------------------------------------------------------------
-// The reference Pushgateway
-
-struct Pushgateway {
-    proc: ChildGuard,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Pushgateway {
-    fn start() -> Pushgateway {
-        let bin = std::env::var_os("PUSHKIT_PUSHGATEWAY")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/bin/prometheus-pushgateway"));
-        assert!(
-            bin.exists(),
-            "{} not found: install Debian's prometheus-pushgateway (.ci/run does), or set PUSHKIT_PUSHGATEWAY",
-            bin.display()
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("pushkit-pgw-diff-")
-            .tempdir()
-            .expect("temp dir");
-        let port = free_port();
-        let mut cmd = Command::new(&bin);
-        cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            // In memory only, apart from any other instance (Debian's build
-            // persists to /var/lib/prometheus by default).
-            .arg("--persistence.file=")
-            .arg("--log.level=warn");
-        let mut proc = spawn_logged("pushgateway", cmd, dir.path());
-        let ready = format!("http://127.0.0.1:{port}/-/ready");
-        if poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
-            proc.assert_running();
-            get(&ready).ok().filter(|r| r.status == 200)
-        })
-        .is_none()
-        {
-            panic!("pushgateway not ready on {ready}\n{}", proc.log_text());
-        }
-        Pushgateway {
-            proc,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn request(&mut self, method: &str, path: &str, body: &[u8]) -> Response {
-        self.proc.assert_running();
-        let url = self.url(path);
-        http(method, &url, &[TEXT], body)
-            .unwrap_or_else(|e| panic!("{method} {url}: {e}\n{}", self.proc.log_text()))
-    }
-}
+// pushkit
 
 /// pushkit with `[[inputs.pushgateway]]` at its defaults (store and
 /// consistency check on), no sinks: points go to stdout, which the harness
@@ -952,7 +894,7 @@ fn random_pushes_match_the_reference_pushgateway() {
         if step.method != "DELETE" && step.body.is_empty() {
             empty_pushes += 1;
         }
-        let a = pgw.request(step.method, &step.path, step.body.as_bytes());
+        let a = pgw.request(step.method, &step.path, &[TEXT], step.body.as_bytes());
         let b = agent.request(step.method, &step.path, &[TEXT], step.body.as_bytes());
         tally.add(step.method, a.status);
         let fail = |what: &str| -> ! {
@@ -1047,7 +989,7 @@ fn random_pushes_match_the_reference_pushgateway() {
             *prev = now;
         }
         agent.assert_running();
-        pgw.proc.assert_running();
+        pgw.assert_running();
     }
 
     eprintln!(
@@ -1086,7 +1028,7 @@ fn generator_mixes_accepted_and_refused_pushes() {
         let mut tally = Tally::default();
         for step_no in 0..steps {
             let step = gen_step(&mut rng);
-            let r = pgw.request(step.method, &step.path, step.body.as_bytes());
+            let r = pgw.request(step.method, &step.path, &[TEXT], step.body.as_bytes());
             let want: &[u16] = if step.method == "DELETE" {
                 &[202]
             } else {
@@ -1402,7 +1344,7 @@ fn json_api_matches_the_reference_pushgateway() {
         ),
     ];
     for (path, body) in pushes {
-        let a = pgw.request("PUT", path, body.as_bytes());
+        let a = pgw.request("PUT", path, &[TEXT], body.as_bytes());
         assert_eq!(a.status, 200, "pushgateway PUT {path}: {}", a.text());
         let b = agent.request("PUT", path, &[TEXT], body.as_bytes());
         assert_eq!(b.status, 200, "pushkit PUT {path}: {}", b.text());
@@ -1412,7 +1354,7 @@ fn json_api_matches_the_reference_pushgateway() {
         "/metrics/job/jsontest/instance/x2",
         "# TYPE json_requests_total gauge\njson_requests_total 3\n",
     );
-    let a = pgw.request("PUT", bad.0, bad.1.as_bytes());
+    let a = pgw.request("PUT", bad.0, &[TEXT], bad.1.as_bytes());
     assert_eq!(a.status, 400, "pushgateway PUT {}: {}", bad.0, a.text());
     let b = agent.request("PUT", bad.0, &[TEXT], bad.1.as_bytes());
     assert_eq!(b.status, 400, "pushkit PUT {}: {}", bad.0, b.text());

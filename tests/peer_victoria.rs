@@ -15,117 +15,7 @@
 mod common;
 
 use common::*;
-use serde_json::Value as Json;
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
-
-struct Victoria {
-    proc: ChildGuard,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Victoria {
-    fn start() -> Victoria {
-        let bin = std::env::var_os("PUSHKIT_VICTORIA_METRICS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/bin/victoria-metrics"));
-        assert!(
-            bin.exists(),
-            "{} not found: install Debian's victoria-metrics (.ci/run does), or set PUSHKIT_VICTORIA_METRICS",
-            bin.display()
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("pushkit-vm-")
-            .tempdir()
-            .expect("temp dir");
-        let port = free_port();
-        let mut cmd = Command::new(&bin);
-        cmd.arg(format!(
-            "-storageDataPath={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-        // Read back what was just written: no latency offset, no cache.
-        .arg("-search.latencyOffset=0s")
-        .arg("-search.disableCache")
-        .arg("-memory.allowedPercent=10")
-        .arg("-loggerLevel=WARN");
-        let mut proc = spawn_logged("victoria-metrics", cmd, dir.path());
-        let health = format!("http://127.0.0.1:{port}/health");
-        let ready = poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
-            proc.assert_running();
-            get(&health).ok().filter(|r| r.status == 200).map(|_| ())
-        });
-        if ready.is_none() {
-            panic!(
-                "victoria-metrics not healthy on {health}\n{}",
-                proc.log_text()
-            );
-        }
-        Victoria {
-            proc,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// All samples of the series matching `selector`, keyed by the series'
-    /// labels (`__name__` included), each as (timestamp ms, value).
-    fn export(&mut self, selector: &str) -> BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>> {
-        self.proc.assert_running();
-        // Make just-ingested rows searchable.
-        let flush = get(&self.url("/internal/force_flush")).expect("force_flush");
-        assert_eq!(flush.status, 200, "force_flush: {}", flush.text());
-        let url = self.url(&format!(
-            "/api/v1/export?match[]={}",
-            percent_encode(selector)
-        ));
-        let resp = get(&url).expect("export");
-        assert_eq!(resp.status, 200, "export: {}", resp.text());
-        let mut out = BTreeMap::new();
-        for line in resp.text().lines().filter(|l| !l.trim().is_empty()) {
-            let v: Json =
-                serde_json::from_str(line).unwrap_or_else(|e| panic!("export line {line:?}: {e}"));
-            let labels: BTreeMap<String, String> = v["metric"]
-                .as_object()
-                .expect("metric object")
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().expect("label string").to_string()))
-                .collect();
-            let values = v["values"].as_array().expect("values");
-            let times = v["timestamps"].as_array().expect("timestamps");
-            assert_eq!(values.len(), times.len(), "{line}");
-            let samples = times
-                .iter()
-                .zip(values)
-                .map(|(t, v)| {
-                    (
-                        t.as_i64().expect("integer timestamp"),
-                        v.as_f64().expect("numeric value"),
-                    )
-                })
-                .collect();
-            out.insert(labels, samples);
-        }
-        out
-    }
-}
-
-fn labels(name: &str, pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    let mut m: BTreeMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    m.insert("__name__".to_string(), name.to_string());
-    m
-}
 
 /// Base64 with the URL-safe alphabet and no padding (RFC 4648 §5), as the
 /// Go client sends grouping values.
@@ -137,7 +27,7 @@ fn base64_url(bytes: &[u8]) -> String {
 #[test]
 #[ignore = "needs victoria-metrics: run via .ci/run"]
 fn pushes_land_in_victoria_metrics_exactly() {
-    let mut vm = Victoria::start();
+    let mut vm = VictoriaMetrics::start();
     let agent = Agent::start(&AgentConf {
         sinks: vec![Sink {
             name: "vm".to_string(),
@@ -203,7 +93,7 @@ fn pushes_land_in_victoria_metrics_exactly() {
         group.iter().chain(extra).copied().collect()
     };
     // None: the push's receive time, checked against a window below.
-    let want: Vec<(BTreeMap<String, String>, f64, Option<i64>)> = vec![
+    let want: WantSeries = vec![
         (
             labels("vmt_requests_total", &with(&[("code", "200")])),
             1027.0,
@@ -281,31 +171,7 @@ fn pushes_land_in_victoria_metrics_exactly() {
         )
     });
 
-    let want_keys: Vec<_> = want.iter().map(|(l, _, _)| l.clone()).collect();
-    let got_keys: Vec<_> = got.keys().cloned().collect();
-    assert_eq!(
-        sorted(&got_keys),
-        sorted(&want_keys),
-        "series names and labels in victoria-metrics"
-    );
-
-    let mut receive_times = Vec::new();
-    for (key, value, ts) in &want {
-        let samples = &got[key];
-        assert_eq!(samples.len(), 1, "one sample for {key:?}: {samples:?}");
-        let (t, v) = samples[0];
-        assert_eq!(v, *value, "value of {key:?}");
-        match ts {
-            Some(ts) => assert_eq!(t, *ts, "explicit timestamp of {key:?}"),
-            None => {
-                assert!(
-                    before_ms <= t && t <= after_ms,
-                    "receive time of {key:?}: {t} not in [{before_ms}, {after_ms}]"
-                );
-                receive_times.push(t);
-            }
-        }
-    }
+    let receive_times = assert_series(&got, &want, (before_ms, after_ms));
     assert!(
         receive_times.iter().all(|&t| t == receive_times[0]),
         "one push, one receive time: {receive_times:?}"

@@ -374,22 +374,17 @@ async fn raw_connection(mut stream: tokio::net::TcpStream, state: Arc<RawBackend
 // ---------------------------------------------------------------------------
 // The agent
 
+/// An agent with one sink `flaky` writing to `/write?db=x` on `port` with
+/// the default retry delays, a 1 s shutdown timeout, no disk queue.
 fn config(port: u16, max_cache_count: usize, sink: SinkConfig) -> Config {
-    Config {
-        pushgateway: Some(PushgatewayConfig::default()),
-        io: IoConfig {
-            max_cache_count,
-            flush_interval: Duration::from_millis(50),
-            shutdown_timeout: Duration::from_secs(1),
-            ..IoConfig::default()
-        },
-        sinks: vec![SinkConfig {
-            name: "flaky".into(),
-            url: format!("http://127.0.0.1:{port}/write?db=x"),
-            ..sink
-        }],
-        ..Config::default()
-    }
+    let flaky = SinkConfig {
+        name: "flaky".into(),
+        url: format!("http://127.0.0.1:{port}/write?db=x"),
+        ..sink
+    };
+    let mut config = agent_config(vec![flaky], max_cache_count, None);
+    config.io.shutdown_timeout = Duration::from_secs(1);
+    config
 }
 
 /// A sink named `name` writing to the backend on `port`, retrying fast
@@ -458,6 +453,18 @@ impl Agent {
         }
     }
 
+    /// Waits (5 s at most) until sink `sink` has retried a request.
+    async fn wait_retrying(&self, sink: &str) {
+        let line = format!("pushkit_sink_requests_total{{sink=\"{sink}\",outcome=\"retry\"}} ");
+        self.wait_for_metric(&line, Duration::from_secs(5)).await;
+    }
+
+    /// Waits until sink `sink` holds no point, for at most `timeout`.
+    async fn wait_drained(&self, sink: &str, timeout: Duration) {
+        let line = format!("pushkit_sink_queue_points{{sink=\"{sink}\"}} 0\n");
+        self.wait_for_metric(&line, timeout).await;
+    }
+
     /// Stops the agent; returns `run`'s result and how long it took.
     async fn stop_timed(mut self) -> (Result<usize, String>, Duration) {
         assert!(
@@ -480,6 +487,41 @@ impl Agent {
 fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Asserts the value of each series (name and labels, as rendered) in a
+/// text exposition.
+fn assert_metrics(text: &str, want: &[(&str, f64)]) {
+    for &(series, v) in want {
+        assert_eq!(metric(text, series), Some(v), "{series} in:\n{text}");
+    }
+}
+
+/// Asserts that `r` refuses a push because sink `sink`'s queue is full:
+/// 503 with the agent's Retry-After and a JSON `queueFull` error naming
+/// the sink.
+async fn assert_queue_full(r: reqwest::Response, sink: &str) {
+    assert_eq!(r.status(), 503);
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    assert_eq!(
+        header("retry-after"),
+        Some(pushkit::sink::QUEUE_FULL_RETRY_AFTER_SECS.to_string())
+    );
+    assert_eq!(header("content-type").as_deref(), Some("application/json"));
+    let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["error_code"], "queueFull", "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("sink {sink}")),
+        "{v}"
+    );
 }
 
 /// `n` gauges with explicit timestamps, and the lines they become.
@@ -654,36 +696,25 @@ async fn client_errors_drop_the_batch_and_count_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn url_query_and_gzip_header_reach_the_backend() {
-    let (port, backend) = start_backend(vec![], answer(204)).await;
-    let agent = start(config(port, 100, SinkConfig::default())).await;
     let (text, want) = gauges(2, 0);
-    assert_eq!(agent.push(&text).await.status(), 200);
-    wait_for_lines(&backend, 2, Duration::from_secs(10)).await;
-    let r = &backend.received()[0];
-    assert_eq!(r.path_and_query, "/write?db=x");
-    assert_eq!(r.content_encoding.as_deref(), Some("gzip"));
-    assert_eq!(r.content_type.as_deref(), Some("text/plain; charset=utf-8"));
-    assert_eq!(r.body, format!("{}\n", want.join("\n")));
-    assert_eq!(agent.stop_timed().await.0, Ok(0));
-
-    // gzip = false: the body as is, no Content-Encoding.
-    let (port, backend) = start_backend(vec![], answer(204)).await;
-    let agent = start(config(
-        port,
-        100,
-        SinkConfig {
-            gzip: false,
+    // gzip (the default), then gzip = false: the body as is, no
+    // Content-Encoding.
+    for gzip in [true, false] {
+        let (port, backend) = start_backend(vec![], answer(204)).await;
+        let sink = SinkConfig {
+            gzip,
             ..SinkConfig::default()
-        },
-    ))
-    .await;
-    assert_eq!(agent.push(&text).await.status(), 200);
-    wait_for_lines(&backend, 2, Duration::from_secs(10)).await;
-    let r = &backend.received()[0];
-    assert_eq!(r.path_and_query, "/write?db=x");
-    assert_eq!(r.content_encoding, None);
-    assert_eq!(r.body, format!("{}\n", want.join("\n")));
-    assert_eq!(agent.stop_timed().await.0, Ok(0));
+        };
+        let agent = start(config(port, 100, sink)).await;
+        assert_eq!(agent.push(&text).await.status(), 200);
+        wait_for_lines(&backend, 2, Duration::from_secs(10)).await;
+        let r = &backend.received()[0];
+        assert_eq!(r.path_and_query, "/write?db=x");
+        assert_eq!(r.content_encoding.as_deref(), gzip.then_some("gzip"));
+        assert_eq!(r.content_type.as_deref(), Some("text/plain; charset=utf-8"));
+        assert_eq!(r.body, format!("{}\n", want.join("\n")));
+        assert_eq!(agent.stop_timed().await.0, Ok(0));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -702,24 +733,7 @@ async fn full_queue_with_block_refuses_pushes_with_503() {
     let (first, _) = gauges(4, 0);
     assert_eq!(agent.push(&first).await.status(), 200);
     let (second, _) = gauges(4, 4);
-    let r = agent.push(&second).await;
-    assert_eq!(r.status(), 503);
-    assert_eq!(
-        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
-        Some(
-            pushkit::sink::QUEUE_FULL_RETRY_AFTER_SECS
-                .to_string()
-                .as_str()
-        )
-    );
-    assert_eq!(
-        r.headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok()),
-        Some("application/json")
-    );
-    let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-    assert_eq!(v["error_code"], "queueFull", "{v}");
+    assert_queue_full(agent.push(&second).await, "flaky").await;
     let m = agent.self_metrics().await;
     assert!(
         m.contains("pushkit_pushes_total{method=\"PUT\",code=\"503\"} 1\n"),
@@ -753,12 +767,7 @@ async fn shutdown_with_backend_down_reports_undelivered_points() {
     assert_eq!(agent.push(&text).await.status(), 200);
     let (text, _) = gauges(2, 3);
     assert_eq!(agent.push(&text).await.status(), 200);
-    agent
-        .wait_for_metric(
-            "pushkit_sink_requests_total{sink=\"flaky\",outcome=\"retry\"} ",
-            Duration::from_secs(5),
-        )
-        .await;
+    agent.wait_retrying("flaky").await;
     let (r, took) = agent.stop_timed().await;
     assert_eq!(r, Ok(5));
     // shutdown_timeout is 1 s.
@@ -805,29 +814,26 @@ async fn stalls_past_the_timeout_are_retried_and_counted_as_possible_duplicates(
 
     let m = agent.self_metrics().await;
     // Every point the backend holds more than once is counted, once.
-    assert_eq!(
-        metric(
-            &m,
-            "pushkit_sink_points_possible_duplicates_total{sink=\"slow\",reason=\"timeout\"}"
-        ),
-        Some(twice.len() as f64),
-        "{m}"
+    assert_metrics(
+        &m,
+        &[
+            (
+                "pushkit_sink_points_possible_duplicates_total{sink=\"slow\",reason=\"timeout\"}",
+                twice.len() as f64,
+            ),
+            (
+                "pushkit_sink_requests_total{sink=\"slow\",outcome=\"retry\"}",
+                3.0,
+            ),
+            (
+                "pushkit_sink_requests_total{sink=\"slow\",outcome=\"success\"}",
+                3.0,
+            ),
+            ("pushkit_sink_points_retried_total{sink=\"slow\"}", 6.0),
+            ("pushkit_sink_points_delivered_total{sink=\"slow\"}", 5.0),
+            ("pushkit_sink_queue_points{sink=\"slow\"}", 0.0),
+        ],
     );
-    for (series, v) in [
-        (
-            "pushkit_sink_requests_total{sink=\"slow\",outcome=\"retry\"}",
-            3.0,
-        ),
-        (
-            "pushkit_sink_requests_total{sink=\"slow\",outcome=\"success\"}",
-            3.0,
-        ),
-        ("pushkit_sink_points_retried_total{sink=\"slow\"}", 6.0),
-        ("pushkit_sink_points_delivered_total{sink=\"slow\"}", 5.0),
-        ("pushkit_sink_queue_points{sink=\"slow\"}", 0.0),
-    ] {
-        assert_eq!(metric(&m, series), Some(v), "{series} in:\n{m}");
-    }
     assert!(!m.contains("pushkit_sink_points_dropped_total{"), "{m}");
     assert_eq!(agent.stop_timed().await.0, Ok(0));
 }
@@ -890,27 +896,24 @@ async fn connections_ended_without_an_answer_are_retried_and_counted() {
     assert!(twice.iter().all(|l| unanswered.contains(l)), "{twice:?}");
 
     let m = agent.self_metrics().await;
-    assert_eq!(
-        metric(
-            &m,
-            "pushkit_sink_points_possible_duplicates_total{sink=\"reset\",reason=\"timeout\"}"
-        ),
-        Some(unanswered.len() as f64),
-        "{m}"
+    assert_metrics(
+        &m,
+        &[
+            (
+                "pushkit_sink_points_possible_duplicates_total{sink=\"reset\",reason=\"timeout\"}",
+                unanswered.len() as f64,
+            ),
+            (
+                "pushkit_sink_requests_total{sink=\"reset\",outcome=\"retry\"}",
+                2.0,
+            ),
+            (
+                "pushkit_sink_requests_total{sink=\"reset\",outcome=\"success\"}",
+                3.0,
+            ),
+            ("pushkit_sink_points_delivered_total{sink=\"reset\"}", 5.0),
+        ],
     );
-    for (series, v) in [
-        (
-            "pushkit_sink_requests_total{sink=\"reset\",outcome=\"retry\"}",
-            2.0,
-        ),
-        (
-            "pushkit_sink_requests_total{sink=\"reset\",outcome=\"success\"}",
-            3.0,
-        ),
-        ("pushkit_sink_points_delivered_total{sink=\"reset\"}", 5.0),
-    ] {
-        assert_eq!(metric(&m, series), Some(v), "{series} in:\n{m}");
-    }
     assert!(!m.contains("pushkit_sink_points_dropped_total{"), "{m}");
     assert_eq!(agent.stop_timed().await.0, Ok(0));
 }
@@ -937,12 +940,7 @@ async fn backend_down_then_up_gets_everything_once_in_order() {
     for step in 0..2 {
         assert_eq!(agent.push(&push(step)).await.status(), 200);
     }
-    agent
-        .wait_for_metric(
-            "pushkit_sink_requests_total{sink=\"late\",outcome=\"retry\"} ",
-            Duration::from_secs(5),
-        )
-        .await;
+    agent.wait_retrying("late").await;
     for step in 2..4 {
         assert_eq!(agent.push(&push(step)).await.status(), 200);
     }
@@ -969,10 +967,9 @@ async fn backend_down_then_up_gets_everything_once_in_order() {
     let m = agent.self_metrics().await;
     let retried = metric(&m, "pushkit_sink_points_retried_total{sink=\"late\"}");
     assert!(retried.is_some_and(|v| v > 0.0), "{m}");
-    assert_eq!(
-        metric(&m, "pushkit_sink_points_delivered_total{sink=\"late\"}"),
-        Some(20.0),
-        "{m}"
+    assert_metrics(
+        &m,
+        &[("pushkit_sink_points_delivered_total{sink=\"late\"}", 20.0)],
     );
     // A refused connection cannot have delivered anything.
     assert!(
@@ -1153,10 +1150,9 @@ async fn remote_write_400_is_bisected_down_to_the_poisoned_point() {
             Duration::from_secs(10),
         )
         .await;
-    assert_eq!(
-        metric(&m, "pushkit_sink_points_delivered_total{sink=\"rw\"}"),
-        Some(20.0),
-        "{m}"
+    assert_metrics(
+        &m,
+        &[("pushkit_sink_points_delivered_total{sink=\"rw\"}", 20.0)],
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_exactly_once(backend.delivered_lines(), want);
@@ -1187,19 +1183,20 @@ async fn remote_write_400_is_bisected_down_to_the_poisoned_point() {
     assert_eq!(rejected.last().unwrap().body, format!("{poisoned}\n"));
 
     let m = agent.self_metrics().await;
-    for (series, v) in [
-        (
-            "pushkit_sink_requests_total{sink=\"rw\",outcome=\"rejected\"}",
-            rejected.len() as f64,
-        ),
-        (
-            "pushkit_sink_requests_total{sink=\"rw\",outcome=\"success\"}",
-            accepted as f64,
-        ),
-        ("pushkit_sink_queue_points{sink=\"rw\"}", 0.0),
-    ] {
-        assert_eq!(metric(&m, series), Some(v), "{series} in:\n{m}");
-    }
+    assert_metrics(
+        &m,
+        &[
+            (
+                "pushkit_sink_requests_total{sink=\"rw\",outcome=\"rejected\"}",
+                rejected.len() as f64,
+            ),
+            (
+                "pushkit_sink_requests_total{sink=\"rw\",outcome=\"success\"}",
+                accepted as f64,
+            ),
+            ("pushkit_sink_queue_points{sink=\"rw\"}", 0.0),
+        ],
+    );
     assert!(!m.contains("outcome=\"retry\""), "{m}");
     assert_eq!(agent.stop_timed().await.0, Ok(0));
 }
@@ -1232,6 +1229,29 @@ async fn start_after_restart(config: Config) -> Agent {
     }
 }
 
+/// Starts the agent again on `config` (see [`start_after_restart`]) once
+/// `backend` holds `delivered`, and stops it after 400 ms: sink `sink`'s
+/// disk queue must be empty, nothing counted as a possible duplicate and
+/// nothing sent again.
+async fn assert_restart_resends_nothing(
+    config: Config,
+    sink: &str,
+    backend: &Backend,
+    delivered: Vec<String>,
+) {
+    let agent = start_after_restart(config).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let m = agent.self_metrics().await;
+    assert!(
+        !m.contains("pushkit_sink_points_possible_duplicates_total{"),
+        "{m}"
+    );
+    let queue = format!("pushkit_sink_queue_points{{sink=\"{sink}\"}}");
+    assert_metrics(&m, &[(&queue, 0.0)]);
+    assert_eq!(agent.stop_timed().await.0, Ok(0));
+    assert_exactly_once(backend.delivered_lines(), delivered);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn disk_queue_delivers_acknowledged_points_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -1247,24 +1267,14 @@ async fn disk_queue_delivers_acknowledged_points_after_a_restart() {
     let (p1, l1) = gauges(3, 0);
     assert_eq!(agent.push(&p1).await.status(), 200);
     wait_for_lines(&backend, 3, Duration::from_secs(10)).await;
-    agent
-        .wait_for_metric(
-            "pushkit_sink_queue_points{sink=\"disk\"} 0\n",
-            Duration::from_secs(5),
-        )
-        .await;
+    agent.wait_drained("disk", Duration::from_secs(5)).await;
 
     backend.set_down(true);
     let (p2, l2) = gauges(4, 3);
     assert_eq!(agent.push(&p2).await.status(), 200);
     let (p3, l3) = gauges(2, 7);
     assert_eq!(agent.push(&p3).await.status(), 200);
-    agent
-        .wait_for_metric(
-            "pushkit_sink_requests_total{sink=\"disk\",outcome=\"retry\"} ",
-            Duration::from_secs(5),
-        )
-        .await;
+    agent.wait_retrying("disk").await;
     // Nothing is lost: the undelivered points stay on disk.
     let (r, took) = agent.stop_timed().await;
     assert_eq!(r, Ok(0));
@@ -1275,47 +1285,30 @@ async fn disk_queue_delivers_acknowledged_points_after_a_restart() {
     // (This shutdown aborted the worker: see start_after_restart.)
     let agent = start_after_restart(cfg()).await;
     wait_for_lines(&backend, 9, Duration::from_secs(10)).await;
-    agent
-        .wait_for_metric(
-            "pushkit_sink_queue_points{sink=\"disk\"} 0\n",
-            Duration::from_secs(5),
-        )
-        .await;
+    agent.wait_drained("disk", Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let all: Vec<String> = [l1.clone(), l2, l3].concat();
     assert_exactly_once(backend.delivered_lines(), all.clone());
     let m = agent.self_metrics().await;
     // Everything read back is counted: the agent cannot know whether a
     // crash came between delivery and the record of it.
-    for (series, v) in [
-        (
-            "pushkit_sink_points_possible_duplicates_total{sink=\"disk\",reason=\"restart\"}",
-            6.0,
-        ),
-        ("pushkit_sink_points_delivered_total{sink=\"disk\"}", 6.0),
-    ] {
-        assert_eq!(metric(&m, series), Some(v), "{series} in:\n{m}");
-    }
+    assert_metrics(
+        &m,
+        &[
+            (
+                "pushkit_sink_points_possible_duplicates_total{sink=\"disk\",reason=\"restart\"}",
+                6.0,
+            ),
+            ("pushkit_sink_points_delivered_total{sink=\"disk\"}", 6.0),
+        ],
+    );
     assert!(!m.contains("reason=\"timeout\""), "{m}");
     assert!(!m.contains("pushkit_sink_points_dropped_total{"), "{m}");
     assert_eq!(agent.stop_timed().await.0, Ok(0));
 
     // Delivered and recorded: a third start sends nothing again. Its
     // workers all finished, so this shutdown released the directory.
-    let agent = start_after_restart(cfg()).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let m = agent.self_metrics().await;
-    assert!(
-        !m.contains("pushkit_sink_points_possible_duplicates_total{"),
-        "{m}"
-    );
-    assert_eq!(
-        metric(&m, "pushkit_sink_queue_points{sink=\"disk\"}"),
-        Some(0.0),
-        "{m}"
-    );
-    assert_eq!(agent.stop_timed().await.0, Ok(0));
-    assert_exactly_once(backend.delivered_lines(), all);
+    assert_restart_resends_nothing(cfg(), "disk", &backend, all).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1336,12 +1329,7 @@ async fn disk_queue_resends_a_write_that_timed_out_before_a_restart_and_counts_i
     let (p1, l1) = gauges(3, 0);
     assert_eq!(agent.push(&p1).await.status(), 200);
     wait_for_lines(&backend, 3, Duration::from_secs(10)).await;
-    agent
-        .wait_for_metric(
-            "pushkit_sink_requests_total{sink=\"disk\",outcome=\"retry\"} ",
-            Duration::from_secs(5),
-        )
-        .await;
+    agent.wait_retrying("disk").await;
     assert_eq!(agent.stop_timed().await.0, Ok(0));
     // A request cut by the shutdown could still be in the backend's hands.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1351,12 +1339,7 @@ async fn disk_queue_resends_a_write_that_timed_out_before_a_restart_and_counts_i
     backend.set_stalling(false);
     // (This shutdown aborted the worker: see start_after_restart.)
     let agent = start_after_restart(cfg()).await;
-    agent
-        .wait_for_metric(
-            "pushkit_sink_queue_points{sink=\"disk\"} 0\n",
-            Duration::from_secs(10),
-        )
-        .await;
+    agent.wait_drained("disk", Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got = backend.delivered_lines();
     let twice = assert_at_least_once(&got, &l1);
@@ -1366,13 +1349,12 @@ async fn disk_queue_resends_a_write_that_timed_out_before_a_restart_and_counts_i
     // Every point the backend holds twice is among those counted.
     assert_eq!(twice.len(), 3);
     let m = agent.self_metrics().await;
-    assert_eq!(
-        metric(
-            &m,
-            "pushkit_sink_points_possible_duplicates_total{sink=\"disk\",reason=\"restart\"}"
-        ),
-        Some(3.0),
-        "{m}"
+    assert_metrics(
+        &m,
+        &[(
+            "pushkit_sink_points_possible_duplicates_total{sink=\"disk\",reason=\"restart\"}",
+            3.0,
+        )],
     );
     assert_eq!(agent.stop_timed().await.0, Ok(0));
 }
@@ -1399,34 +1381,12 @@ async fn full_disk_queue_with_block_refuses_pushes_and_keeps_nothing_of_them() {
     let (p1, l1) = gauges(3, 0);
     assert_eq!(agent.push(&p1).await.status(), 200);
     let (p2, _) = gauges(3, 3);
-    let r = agent.push(&p2).await;
-    assert_eq!(r.status(), 503);
-    assert_eq!(
-        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
-        Some(
-            pushkit::sink::QUEUE_FULL_RETRY_AFTER_SECS
-                .to_string()
-                .as_str()
-        )
-    );
-    let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-    assert_eq!(v["error_code"], "queueFull", "{v}");
-    assert!(v["message"].as_str().unwrap().contains("sink disk"), "{v}");
-    agent
-        .wait_for_metric(
-            "pushkit_sink_requests_total{sink=\"disk\",outcome=\"retry\"} ",
-            Duration::from_secs(5),
-        )
-        .await;
+    assert_queue_full(agent.push(&p2).await, "disk").await;
+    agent.wait_retrying("disk").await;
 
     backend.set_down(false);
     wait_for_lines(&backend, 3, Duration::from_secs(10)).await;
-    agent
-        .wait_for_metric(
-            "pushkit_sink_queue_points{sink=\"disk\"} 0\n",
-            Duration::from_secs(5),
-        )
-        .await;
+    agent.wait_drained("disk", Duration::from_secs(5)).await;
     // Room again.
     let (p3, l3) = gauges(2, 6);
     assert_eq!(agent.push(&p3).await.status(), 200);
@@ -1435,24 +1395,15 @@ async fn full_disk_queue_with_block_refuses_pushes_and_keeps_nothing_of_them() {
     let want: Vec<String> = [l1, l3].concat();
     assert_exactly_once(backend.delivered_lines(), want.clone());
     let m = agent.self_metrics().await;
-    assert_eq!(
-        metric(&m, "pushkit_pushes_total{method=\"PUT\",code=\"503\"}"),
-        Some(1.0),
-        "{m}"
+    assert_metrics(
+        &m,
+        &[("pushkit_pushes_total{method=\"PUT\",code=\"503\"}", 1.0)],
     );
     assert!(!m.contains("pushkit_sink_points_dropped_total{"), "{m}");
     assert_eq!(agent.stop_timed().await.0, Ok(0));
 
     // The refused push was not written: a restart has nothing to resend.
-    let agent = start_after_restart(cfg()).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let m = agent.self_metrics().await;
-    assert!(
-        !m.contains("pushkit_sink_points_possible_duplicates_total{"),
-        "{m}"
-    );
-    assert_eq!(agent.stop_timed().await.0, Ok(0));
-    assert_exactly_once(backend.delivered_lines(), want);
+    assert_restart_resends_nothing(cfg(), "disk", &backend, want).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1474,53 +1425,41 @@ async fn full_disk_queue_with_drop_oldest_never_refuses_and_counts_drops() {
     let pushes: Vec<(String, Vec<String>)> = (0..6).map(|k| gauges(2, 2 * k)).collect();
     assert_eq!(agent.push(&pushes[0].0).await.status(), 200);
     // Push 0 is in flight (retried); it cannot be dropped.
-    agent
-        .wait_for_metric(
-            "pushkit_sink_requests_total{sink=\"lossy\",outcome=\"retry\"} ",
-            Duration::from_secs(5),
-        )
-        .await;
+    agent.wait_retrying("lossy").await;
     // Each later push drops the ones queued before it (but not in flight).
     for (text, _) in &pushes[1..] {
         assert_eq!(agent.push(text).await.status(), 200);
     }
     let m = agent.self_metrics().await;
-    assert_eq!(
-        metric(
-            &m,
-            "pushkit_sink_points_dropped_total{sink=\"lossy\",reason=\"queue_full\"}"
-        ),
-        Some(8.0),
-        "{m}"
-    );
-    assert_eq!(
-        metric(&m, "pushkit_sink_queue_points{sink=\"lossy\"}"),
-        Some(4.0),
-        "{m}"
+    assert_metrics(
+        &m,
+        &[
+            (
+                "pushkit_sink_points_dropped_total{sink=\"lossy\",reason=\"queue_full\"}",
+                8.0,
+            ),
+            ("pushkit_sink_queue_points{sink=\"lossy\"}", 4.0),
+        ],
     );
 
     backend.set_down(false);
     wait_for_lines(&backend, 4, Duration::from_secs(10)).await;
-    agent
-        .wait_for_metric(
-            "pushkit_sink_queue_points{sink=\"lossy\"} 0\n",
-            Duration::from_secs(5),
-        )
-        .await;
+    agent.wait_drained("lossy", Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let want: Vec<String> = [pushes[0].1.clone(), pushes[5].1.clone()].concat();
     assert_exactly_once(backend.delivered_lines(), want);
     let m = agent.self_metrics().await;
     assert!(!m.contains("code=\"503\""), "{m}");
-    for (series, v) in [
-        (
-            "pushkit_sink_points_dropped_total{sink=\"lossy\",reason=\"queue_full\"}",
-            8.0,
-        ),
-        ("pushkit_sink_points_delivered_total{sink=\"lossy\"}", 4.0),
-    ] {
-        assert_eq!(metric(&m, series), Some(v), "{series} in:\n{m}");
-    }
+    assert_metrics(
+        &m,
+        &[
+            (
+                "pushkit_sink_points_dropped_total{sink=\"lossy\",reason=\"queue_full\"}",
+                8.0,
+            ),
+            ("pushkit_sink_points_delivered_total{sink=\"lossy\"}", 4.0),
+        ],
+    );
     assert_eq!(agent.stop_timed().await.0, Ok(0));
 }
 
@@ -1550,33 +1489,19 @@ async fn one_sink_down_does_not_hold_back_the_other(queue_dir: Option<&std::path
     assert_eq!(agent.push(&p1).await.status(), 200);
     // The up sink gets the push while the down one is still retrying it.
     wait_for_lines(&up, 4, Duration::from_secs(10)).await;
-    agent
-        .wait_for_metric(
-            "pushkit_sink_requests_total{sink=\"down\",outcome=\"retry\"} ",
-            Duration::from_secs(5),
-        )
-        .await;
+    agent.wait_retrying("down").await;
     assert!(down.delivered_lines().is_empty());
     assert!(down.received().iter().all(|r| r.status == 503));
 
     // The down sink's budget is full: the push is refused for both.
     let (p2, _) = gauges(4, 4);
-    let r = agent.push(&p2).await;
-    assert_eq!(r.status(), 503);
-    let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-    assert_eq!(v["error_code"], "queueFull", "{v}");
-    assert!(v["message"].as_str().unwrap().contains("sink down"), "{v}");
+    assert_queue_full(agent.push(&p2).await, "down").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_exactly_once(up.delivered_lines(), l1.clone());
 
     down.set_down(false);
     wait_for_lines(&down, 4, Duration::from_secs(10)).await;
-    agent
-        .wait_for_metric(
-            "pushkit_sink_queue_points{sink=\"down\"} 0\n",
-            Duration::from_secs(5),
-        )
-        .await;
+    agent.wait_drained("down", Duration::from_secs(5)).await;
     let (p3, l3) = gauges(2, 8);
     assert_eq!(agent.push(&p3).await.status(), 200);
     wait_for_lines(&up, 6, Duration::from_secs(10)).await;
@@ -1586,10 +1511,9 @@ async fn one_sink_down_does_not_hold_back_the_other(queue_dir: Option<&std::path
     assert_exactly_once(up.delivered_lines(), want.clone());
     assert_exactly_once(down.delivered_lines(), want);
     let m = agent.self_metrics().await;
-    assert_eq!(
-        metric(&m, "pushkit_pushes_total{method=\"PUT\",code=\"503\"}"),
-        Some(1.0),
-        "{m}"
+    assert_metrics(
+        &m,
+        &[("pushkit_pushes_total{method=\"PUT\",code=\"503\"}", 1.0)],
     );
     assert!(!m.contains("pushkit_sink_points_dropped_total{"), "{m}");
     assert!(

@@ -93,12 +93,17 @@
 
 use crate::checksum::crc32c;
 use crate::expfmt::model::MetricType;
+use crate::fsutil::{
+    self, check_frame as check_frame_bytes, check_header, move_aside, sync_dir, Failure, Header,
+    FILE_HEADER_LEN, FRAME_HEADER_LEN,
+};
 use crate::point::{Field, Point, SeriesSuffix};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::ops::RangeInclusive;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -117,8 +122,6 @@ const SEGMENT_MAGIC: [u8; 4] = *b"PKQ1";
 const CURSOR_MAGIC: [u8; 4] = *b"PKC1";
 const FORMAT_VERSION: u32 = 1;
 const RECORD_VERSION: u8 = 1;
-const FILE_HEADER_LEN: usize = 8;
-const FRAME_HEADER_LEN: usize = 8;
 /// `seq` and `append_time_ns` at the end of a payload.
 const RECORD_TRAILER_LEN: usize = 16;
 /// Version, count and trailer: the payload of a record with no points.
@@ -137,9 +140,6 @@ const CURSOR_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// Sequence number of the first record in an empty directory; ticket 0 is
 /// always durable.
 const FIRST_SEQ: u64 = 1;
-const FILE_MODE: u32 = 0o600;
-const DIR_MODE: u32 = 0o700;
-const LOCK_FILE: &str = "LOCK";
 const SEGMENT_PREFIX: &str = "segment-";
 const CURSOR_PREFIX: &str = "cursor-";
 
@@ -338,11 +338,11 @@ fn decode_body(body: &[u8]) -> Result<Vec<Point>, String> {
 // Frames and segments.
 
 fn file_header(magic: [u8; 4]) -> [u8; FILE_HEADER_LEN] {
-    let mut h = [0u8; FILE_HEADER_LEN];
-    h[..4].copy_from_slice(&magic);
-    h[4..].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    h
+    fsutil::file_header(magic, FORMAT_VERSION)
 }
+
+/// The payload lengths a valid frame can have.
+const PAYLOAD_LENS: RangeInclusive<usize> = MIN_PAYLOAD_LEN..=MAX_RECORD_LEN;
 
 fn le_u32(b: &[u8]) -> u32 {
     u32::from_le_bytes(b[..4].try_into().expect("4 bytes"))
@@ -364,20 +364,8 @@ struct FrameInfo {
 
 /// Checks the frame at the start of `data`.
 fn check_frame(data: &[u8]) -> Result<FrameInfo, &'static str> {
-    if data.len() < FRAME_HEADER_LEN {
-        return Err("truncated frame header");
-    }
-    let len = le_u32(data) as usize;
-    if !(MIN_PAYLOAD_LEN..=MAX_RECORD_LEN).contains(&len) {
-        return Err("record length out of range");
-    }
-    if data.len() - FRAME_HEADER_LEN < len {
-        return Err("truncated record");
-    }
-    let payload = &data[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len];
-    if crc32c(crc32c(0, &data[..4]), payload) != le_u32(&data[4..]) {
-        return Err("checksum mismatch");
-    }
+    let payload = check_frame_bytes(data, PAYLOAD_LENS)?;
+    let len = payload.len();
     if payload[0] != RECORD_VERSION {
         return Err("unknown record version");
     }
@@ -388,20 +376,6 @@ fn check_frame(data: &[u8]) -> Result<FrameInfo, &'static str> {
         points: le_u32(&payload[1..]),
         len: FRAME_HEADER_LEN + len,
     })
-}
-
-/// Where the frame after a bad one would start, trusting its length field,
-/// if that leaves room for another frame.
-fn frame_after_bad(data: &[u8]) -> Option<usize> {
-    if data.len() < FRAME_HEADER_LEN {
-        return None;
-    }
-    let len = le_u32(data) as usize;
-    if !(MIN_PAYLOAD_LEN..=MAX_RECORD_LEN).contains(&len) {
-        return None;
-    }
-    let next = FRAME_HEADER_LEN + len;
-    (next + FRAME_HEADER_LEN <= data.len()).then_some(next)
 }
 
 /// Records lost from a segment, `lost_from..lost_to` by sequence number.
@@ -434,12 +408,10 @@ enum SegmentParse {
 /// Reads a segment named `first_seq`; records must number up from it and
 /// stay below `limit` (the next segment's name).
 fn parse_segment(data: &[u8], first_seq: u64, limit: Option<u64>) -> SegmentParse {
-    let header = file_header(SEGMENT_MAGIC);
-    if data.len() < FILE_HEADER_LEN && header.starts_with(data) {
-        return SegmentParse::Creating;
-    }
-    if data.len() < FILE_HEADER_LEN || data[..FILE_HEADER_LEN] != header {
-        return SegmentParse::BadHeader;
+    match check_header(data, &file_header(SEGMENT_MAGIC)) {
+        Header::Creating => return SegmentParse::Creating,
+        Header::Bad => return SegmentParse::BadHeader,
+        Header::Valid => {}
     }
     let in_range = |seq: u64| limit.is_none_or(|l| seq < l);
     let mut p = Parsed {
@@ -462,7 +434,7 @@ fn parse_segment(data: &[u8], first_seq: u64, limit: Option<u64>) -> SegmentPars
         };
         // A damaged record whose length survived: if a valid record
         // follows it, lose only this one.
-        if let Some(next) = frame_after_bad(&data[pos..]) {
+        if let Some(next) = fsutil::frame_after_bad(&data[pos..], PAYLOAD_LENS) {
             if let Ok(f) = check_frame(&data[pos + next..]) {
                 if f.seq > p.next_expected && in_range(f.seq) {
                     p.skips.push(Skip {
@@ -488,27 +460,14 @@ fn segment_name(seq: u64) -> String {
 }
 
 fn parse_segment_name(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix(SEGMENT_PREFIX)?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    fsutil::parse_numbered(name, SEGMENT_PREFIX)
 }
 
 /// Creates `segment-<seq>` with its header, durable in the directory before
 /// any record in it can be acknowledged. Opened for reading too: workers
 /// read records back through the same descriptor.
 fn create_segment(dir: &Path, seq: u64) -> io::Result<File> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .open(dir.join(segment_name(seq)))?;
-    file.write_all(&file_header(SEGMENT_MAGIC))?;
-    file.sync_all()?;
-    sync_dir(dir)?;
-    Ok(file)
+    fsutil::create_with_header(dir, &segment_name(seq), &file_header(SEGMENT_MAGIC))
 }
 
 // ---------------------------------------------------------------------------
@@ -587,12 +546,7 @@ fn write_cursor(dir: &Path, sink: &str, pos: Pos) -> io::Result<()> {
     buf[12..16].copy_from_slice(&pos.point.to_le_bytes());
     let crc = crc32c(0, &buf[..16]);
     buf[16..].copy_from_slice(&crc.to_le_bytes());
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(FILE_MODE)
-        .open(&tmp)?;
+    let mut file = fsutil::create_private(&tmp)?;
     file.write_all(&buf)?;
     file.sync_all()?;
     drop(file);
@@ -603,57 +557,11 @@ fn write_cursor(dir: &Path, sink: &str, pos: Pos) -> io::Result<()> {
 // ---------------------------------------------------------------------------
 // File helpers.
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 fn unix_now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
-}
-
-/// Renames a damaged file to a free `<name>.corrupt-<unix time>[-n]`.
-fn move_aside(dir: &Path, path: &Path) -> io::Result<PathBuf> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let ts = unix_now_ns() / 1_000_000_000;
-    let mut n = 0u32;
-    let aside = loop {
-        let candidate = if n == 0 {
-            path.with_file_name(format!("{name}.corrupt-{ts}"))
-        } else {
-            path.with_file_name(format!("{name}.corrupt-{ts}-{n}"))
-        };
-        if fs::symlink_metadata(&candidate).is_err() {
-            break candidate;
-        }
-        n += 1;
-    };
-    fs::rename(path, &aside)?;
-    sync_dir(dir)?;
-    Ok(aside)
-}
-
-fn take_dir_lock(dir: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(FILE_MODE)
-        .open(dir.join(LOCK_FILE))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
-            io::ErrorKind::WouldBlock,
-            format!("{} is in use by another disk queue", dir.display()),
-        )),
-        Err(fs::TryLockError::Error(e)) => Err(e),
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -683,18 +591,6 @@ fn records(n: u64) -> String {
 
 // ---------------------------------------------------------------------------
 // Shared state.
-
-#[derive(Clone, Debug)]
-struct Failure {
-    kind: io::ErrorKind,
-    message: Arc<str>,
-}
-
-impl Failure {
-    fn to_error(&self) -> io::Error {
-        io::Error::new(self.kind, self.message.to_string())
-    }
-}
 
 /// One record not yet acknowledged by every sink.
 struct Rec {
@@ -1042,15 +938,9 @@ impl Inner {
     /// Fails the queue: pending and later appends get `message`. Records
     /// never written are forgotten.
     fn fail(&self, st: &mut State, kind: io::ErrorKind, message: String) {
-        if st.failed.is_some() {
+        let Some(failure) = Failure::set_first(&mut st.failed, kind, message) else {
             return;
-        }
-        tracing::error!("{message}");
-        let failure = Failure {
-            kind,
-            message: message.into(),
         };
-        st.failed = Some(failure.clone());
         st.ops.clear();
         while st.index.back().is_some_and(|r| r.seq > st.durable) {
             let r = st.index.pop_back().expect("back exists");
@@ -1371,28 +1261,21 @@ impl DiskQueue {
                 ));
             }
         }
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(DIR_MODE)
-            .create(dir)?;
-        let lock_file = take_dir_lock(dir)?;
+        fsutil::create_private_dir(dir)?;
+        let lock_file = fsutil::lock_dir(dir, "disk queue")?;
         let mut warnings = Vec::new();
 
         // What is there.
         let mut segment_paths = BTreeMap::new();
         let mut cursor_paths = BTreeMap::new();
-        for entry in fs::read_dir(dir)? {
-            let entry = entry?;
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                continue;
-            };
+        for (name, path) in fsutil::list_dir(dir)? {
             if let Some(seq) = parse_segment_name(&name) {
-                segment_paths.insert(seq, entry.path());
+                segment_paths.insert(seq, path);
             } else if name.starts_with(CURSOR_PREFIX) && name.ends_with(".tmp") {
                 // A cursor being replaced: the old one is still in place.
-                fs::remove_file(entry.path())?;
+                fs::remove_file(&path)?;
             } else if let Some(sink) = name.strip_prefix(CURSOR_PREFIX).and_then(decode_sink_name) {
-                cursor_paths.insert(sink, entry.path());
+                cursor_paths.insert(sink, path);
             }
         }
 
@@ -2049,7 +1932,7 @@ fn read_record(file: Option<&File>, offset: u64, len: u64, seq: u64) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use crate::fsutil::testing::{append_bytes, assert_group_commit, mode, names, BURST};
 
     const BIG: u64 = 1 << 30;
 
@@ -2085,6 +1968,13 @@ mod tests {
                 kind: MetricType::Gauge,
             })
             .collect()
+    }
+
+    /// The bytes a push of `points` takes on disk: its frame.
+    fn frame_len(points: &[Point]) -> usize {
+        let mut body = Vec::new();
+        encode_body(points, &mut body);
+        FRAME_HEADER_LEN + body.len() + RECORD_TRAILER_LEN
     }
 
     fn values(points: &[Point]) -> Vec<u64> {
@@ -2136,15 +2026,6 @@ mod tests {
             out.push(got);
         }
         out
-    }
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        v.sort();
-        v
     }
 
     fn segments(dir: &Path) -> Vec<String> {
@@ -2315,11 +2196,7 @@ mod tests {
     async fn full_block_sink_refuses_and_nothing_is_written() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let one = {
-            let mut body = Vec::new();
-            encode_body(&push(0, 5), &mut body);
-            (FRAME_HEADER_LEN + body.len() + RECORD_TRAILER_LEN) as u64
-        };
+        let one = frame_len(&push(0, 5)) as u64;
         let sinks = vec![spec("roomy", BIG, false), spec("small", one * 2, false)];
         {
             let o = open(dir, &sinks, DEFAULT_SEGMENT_BYTES);
@@ -2363,11 +2240,7 @@ mod tests {
     async fn drop_oldest_drops_and_reports() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let one = {
-            let mut body = Vec::new();
-            encode_body(&push(0, 2), &mut body);
-            (FRAME_HEADER_LEN + body.len() + RECORD_TRAILER_LEN) as u64
-        };
+        let one = frame_len(&push(0, 2)) as u64;
         let sinks = vec![spec("keep", BIG, false), spec("lossy", one * 2, true)];
         {
             let o = open(dir, &sinks, DEFAULT_SEGMENT_BYTES);
@@ -2431,12 +2304,7 @@ mod tests {
         // The start of a frame: a header and part of its payload.
         let mut torn = 200u32.to_le_bytes().to_vec();
         torn.extend_from_slice(&[7u8; 40]);
-        OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(&torn)
-            .unwrap();
+        append_bytes(&path, &torn);
         {
             let o = open(dir, &sinks, DEFAULT_SEGMENT_BYTES);
             assert_eq!(o.warnings.len(), 1, "{:?}", o.warnings);
@@ -2496,9 +2364,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let sinks = two_sinks();
-        let mut body = Vec::new();
-        encode_body(&push(0, 2), &mut body);
-        let frame = FRAME_HEADER_LEN + body.len() + RECORD_TRAILER_LEN;
+        let frame = frame_len(&push(0, 2));
         {
             // Three records per segment: 1..=3, 4..=6, 7..=9.
             let o = open(dir, &sinks, (FILE_HEADER_LEN + 3 * frame) as u64);
@@ -2592,40 +2458,25 @@ mod tests {
         {
             let o = open(dir, &sinks, 64 << 10);
             let q = Arc::new(o.queue);
-            let handles: Vec<_> = (0..THREADS)
-                .map(|t| {
-                    let q = q.clone();
-                    std::thread::spawn(move || {
-                        for i in 0..PER_THREAD {
-                            let (ticket, _) = q.append(&push(t * 100 + i, 2)).unwrap();
-                            q.wait_blocking(ticket).unwrap();
-                        }
-                    })
-                })
-                .collect();
-            for h in handles {
-                h.join().unwrap();
-            }
-            let syncs = q.fsync_count();
-            let total = (THREADS * PER_THREAD) as u64;
-            assert!(
-                syncs < total,
-                "{syncs} fsyncs for {total} appends: no group commit"
+            assert_group_commit(
+                &q,
+                THREADS,
+                PER_THREAD,
+                |q, t, i| {
+                    let points = if t == THREADS {
+                        push(900 + i, 1)
+                    } else {
+                        push(t * 100 + i, 2)
+                    };
+                    q.append(&points).unwrap().0
+                },
+                |q, ticket| q.wait_blocking(ticket).unwrap(),
+                DiskQueue::fsync_count,
             );
-            // Appends that do not wait in between share one or a few.
-            let before = q.fsync_count();
-            let tickets: Vec<Ticket> = (0..100)
-                .map(|i| q.append(&push(900 + i, 1)).unwrap().0)
-                .collect();
-            for t in tickets {
-                q.wait_blocking(t).unwrap();
-            }
-            let burst = q.fsync_count() - before;
-            assert!(burst < 50, "{burst} fsyncs for a burst of 100 appends");
         }
         let o = open(dir, &sinks, 64 << 10);
         assert!(o.warnings.is_empty(), "{:?}", o.warnings);
-        let total = (THREADS * PER_THREAD * 2 + 100) as u64;
+        let total = (THREADS * PER_THREAD * 2 + BURST) as u64;
         assert_eq!(o.redelivered_points, [total, total]);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -2657,7 +2508,6 @@ mod tests {
             }
             take(&o.queue, 0, 1, 1, true).await;
         }
-        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
         let all = names(&dir);
         assert!(all.contains(&"cursor-a".to_string()) && all.contains(&"cursor-b".to_string()));

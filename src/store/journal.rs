@@ -75,24 +75,24 @@
 //! acknowledged.)
 
 use crate::checksum::crc32c;
+use crate::fsutil::{
+    self, check_frame, check_header, corrupt_path, frame_after_bad, frame_header, move_aside,
+    sync_dir, Failure, Header, FILE_HEADER_LEN, FRAME_HEADER_LEN,
+};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
 const JOURNAL_MAGIC: [u8; 4] = *b"PKJ1";
 const SNAPSHOT_MAGIC: [u8; 4] = *b"PKS1";
 const FORMAT_VERSION: u32 = 1;
-const FILE_HEADER_LEN: usize = 8;
-const FRAME_HEADER_LEN: usize = 8;
 const TRAILER_MARK: u32 = u32::MAX;
 const TRAILER_LEN: usize = 16;
 /// Larger records are refused on append and read as corruption: a damaged
@@ -100,18 +100,6 @@ const TRAILER_LEN: usize = 16;
 pub const MAX_RECORD_LEN: usize = 256 << 20;
 /// The generation of the first journal in an empty directory.
 const FIRST_GEN: u64 = 1;
-const FILE_MODE: u32 = 0o600;
-const DIR_MODE: u32 = 0o700;
-const LOCK_FILE: &str = "LOCK";
-
-fn frame_header(payload: &[u8]) -> [u8; FRAME_HEADER_LEN] {
-    let len = (payload.len() as u32).to_le_bytes();
-    let crc = crc32c(crc32c(0, &len), payload).to_le_bytes();
-    let mut h = [0u8; FRAME_HEADER_LEN];
-    h[..4].copy_from_slice(&len);
-    h[4..].copy_from_slice(&crc);
-    h
-}
 
 fn trailer(count: u64) -> [u8; TRAILER_LEN] {
     let mut t = [0u8; TRAILER_LEN];
@@ -123,10 +111,7 @@ fn trailer(count: u64) -> [u8; TRAILER_LEN] {
 }
 
 fn file_header(magic: [u8; 4]) -> [u8; FILE_HEADER_LEN] {
-    let mut h = [0u8; FILE_HEADER_LEN];
-    h[..4].copy_from_slice(&magic);
-    h[4..].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    h
+    fsutil::file_header(magic, FORMAT_VERSION)
 }
 
 enum Frame<'a> {
@@ -137,11 +122,7 @@ enum Frame<'a> {
 
 /// Reads the frame at the start of `data`; returns it and its length.
 fn read_frame(data: &[u8]) -> (Frame<'_>, usize) {
-    if data.len() < FRAME_HEADER_LEN {
-        return (Frame::Bad("truncated frame header"), 0);
-    }
-    let len = u32::from_le_bytes(data[..4].try_into().unwrap());
-    if len == TRAILER_MARK {
+    if data.len() >= FRAME_HEADER_LEN && data[..4] == TRAILER_MARK.to_le_bytes() {
         if data.len() < TRAILER_LEN {
             return (Frame::Bad("truncated trailer"), 0);
         }
@@ -152,18 +133,10 @@ fn read_frame(data: &[u8]) -> (Frame<'_>, usize) {
         let count = u64::from_le_bytes(data[4..12].try_into().unwrap());
         return (Frame::Trailer(count), TRAILER_LEN);
     }
-    let len = len as usize;
-    if len > MAX_RECORD_LEN {
-        return (Frame::Bad("record length out of range"), 0);
+    match check_frame(data, 0..=MAX_RECORD_LEN) {
+        Ok(payload) => (Frame::Record(payload), FRAME_HEADER_LEN + payload.len()),
+        Err(why) => (Frame::Bad(why), 0),
     }
-    if data.len() - FRAME_HEADER_LEN < len {
-        return (Frame::Bad("truncated record"), 0);
-    }
-    let payload = &data[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len];
-    if frame_header(payload)[4..] != data[4..8] {
-        return (Frame::Bad("checksum mismatch"), 0);
-    }
-    (Frame::Record(payload), FRAME_HEADER_LEN + len)
 }
 
 /// The records of a journal body (after the header): the valid prefix and,
@@ -187,22 +160,13 @@ fn parse_journal_body(body: &[u8]) -> (Vec<Vec<u8>>, Option<(usize, &'static str
 /// True if a valid record follows the bad frame at the start of `rest`,
 /// i.e. the damage is in the middle of the file, not a torn tail.
 fn valid_record_follows(rest: &[u8]) -> bool {
-    if rest.len() < FRAME_HEADER_LEN {
-        return false;
-    }
-    let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
-    if len > MAX_RECORD_LEN {
-        return false;
-    }
-    match rest.get(FRAME_HEADER_LEN + len..) {
-        Some(next) if !next.is_empty() => matches!(read_frame(next).0, Frame::Record(_)),
-        _ => false,
-    }
+    frame_after_bad(rest, 0..=MAX_RECORD_LEN)
+        .is_some_and(|next| matches!(read_frame(&rest[next..]).0, Frame::Record(_)))
 }
 
 /// A snapshot's records, or why it is unusable.
 fn parse_snapshot(data: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    if data.len() < FILE_HEADER_LEN || data[..FILE_HEADER_LEN] != file_header(SNAPSHOT_MAGIC) {
+    if check_header(data, &file_header(SNAPSHOT_MAGIC)) != Header::Valid {
         return Err("bad or missing header".into());
     }
     let mut records = Vec::new();
@@ -244,68 +208,25 @@ fn snapshot_name(gen: u64) -> String {
     format!("snapshot-{gen:08}")
 }
 
-fn parse_gen(name: &str, prefix: &str) -> Option<u64> {
-    let digits = name.strip_prefix(prefix)?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// A free `<name>.corrupt-<unix time>[-n]` path next to `path`.
-fn corrupt_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let ts = unix_now();
-    let mut n = 0u32;
-    loop {
-        let candidate = if n == 0 {
-            path.with_file_name(format!("{name}.corrupt-{ts}"))
-        } else {
-            path.with_file_name(format!("{name}.corrupt-{ts}-{n}"))
-        };
-        // Never overwrite an earlier casualty.
-        if fs::symlink_metadata(&candidate).is_err() {
-            return candidate;
-        }
-        n += 1;
-    }
-}
-
-/// Renames a damaged file aside (it is evidence; never delete it).
-fn move_aside(dir: &Path, path: &Path) -> io::Result<PathBuf> {
-    let aside = corrupt_path(path);
-    fs::rename(path, &aside)?;
-    sync_dir(dir)?;
-    Ok(aside)
-}
-
 /// Creates `journal-<gen>` with its header, durable in the directory
 /// before any record in it can be acknowledged.
 fn create_journal(dir: &Path, gen: u64) -> io::Result<File> {
-    let path = dir.join(journal_name(gen));
-    let mut file = OpenOptions::new()
-        .append(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .open(&path)?;
-    file.write_all(&file_header(JOURNAL_MAGIC))?;
-    file.sync_all()?;
-    sync_dir(dir)?;
-    Ok(file)
+    fsutil::create_with_header(dir, &journal_name(gen), &file_header(JOURNAL_MAGIC))
+}
+
+/// Refuses a `what` record larger than [`MAX_RECORD_LEN`] (reading it back
+/// would fail).
+fn check_record_len(what: &str, payload: &[u8]) -> io::Result<()> {
+    if payload.len() > MAX_RECORD_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{what} record of {} bytes exceeds {MAX_RECORD_LEN}",
+                payload.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Records damage found at open, and logs it.
@@ -326,18 +247,6 @@ fn wait_on<'a, T>(cv: &Condvar, g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
 
 // ---------------------------------------------------------------------------
 // Shared state.
-
-#[derive(Clone, Debug)]
-struct Failure {
-    kind: io::ErrorKind,
-    message: Arc<str>,
-}
-
-impl Failure {
-    fn to_error(&self) -> io::Error {
-        io::Error::new(self.kind, self.message.to_string())
-    }
-}
 
 enum Op {
     /// Frames to write to the current journal.
@@ -403,15 +312,9 @@ impl Inner {
 
     /// Marks the journal failed: pending and later appends all get `message`.
     fn fail(&self, st: &mut State, kind: io::ErrorKind, message: String) {
-        if st.failed.is_some() {
+        let Some(failure) = Failure::set_first(&mut st.failed, kind, message) else {
             return;
-        }
-        tracing::error!("{message}");
-        let failure = Failure {
-            kind,
-            message: message.into(),
         };
-        st.failed = Some(failure.clone());
         st.ops.clear();
         let mut d = lock(&self.durable);
         d.failed = Some(failure);
@@ -571,11 +474,8 @@ impl Journal {
     /// records. Damage is repaired as described in the module docs and
     /// reported in [`Recovered::warnings`]; I/O errors are returned.
     pub fn open(dir: &Path) -> io::Result<(Journal, Recovered)> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(DIR_MODE)
-            .create(dir)?;
-        let lock_file = take_dir_lock(dir)?;
+        fsutil::create_private_dir(dir)?;
+        let lock_file = fsutil::lock_dir(dir, "journal")?;
         let mut rec = Recovered::default();
 
         let (snapshots, journals) = scan_dir(dir)?;
@@ -650,15 +550,7 @@ impl Journal {
     /// Buffers one record; cheap, never blocks on I/O. Returns the ticket
     /// to wait on. Fails once the journal has failed or is closed.
     pub fn append(&self, payload: &[u8]) -> io::Result<Ticket> {
-        if payload.len() > MAX_RECORD_LEN {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "journal record of {} bytes exceeds {MAX_RECORD_LEN}",
-                    payload.len()
-                ),
-            ));
-        }
+        check_record_len("journal", payload)?;
         // Checksum outside the lock: appenders only contend for the copy.
         let header = frame_header(payload);
         let mut st = lock(&self.inner.state);
@@ -795,46 +687,24 @@ impl fmt::Debug for Journal {
     }
 }
 
-fn take_dir_lock(dir: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(FILE_MODE)
-        .open(dir.join(LOCK_FILE))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
-            io::ErrorKind::WouldBlock,
-            format!("{} is in use by another journal", dir.display()),
-        )),
-        Err(fs::TryLockError::Error(e)) => Err(e),
-    }
-}
-
 type Gens = BTreeMap<u64, PathBuf>;
 
 /// Lists snapshots and journals by generation; removes stale `.tmp` files.
 fn scan_dir(dir: &Path) -> io::Result<(Gens, Gens)> {
     let mut snapshots = BTreeMap::new();
     let mut journals = BTreeMap::new();
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        if let Some(g) = parse_gen(&name, "snapshot-") {
-            snapshots.insert(g, entry.path());
-        } else if let Some(g) = parse_gen(&name, "journal-") {
-            journals.insert(g, entry.path());
+    for (name, path) in fsutil::list_dir(dir)? {
+        if let Some(g) = fsutil::parse_numbered(&name, "snapshot-") {
+            snapshots.insert(g, path);
+        } else if let Some(g) = fsutil::parse_numbered(&name, "journal-") {
+            journals.insert(g, path);
         } else if name.ends_with(".tmp")
             && (name.starts_with("snapshot-") || name.starts_with("journal-"))
         {
             // An unfinished snapshot: the files it would replace are all
             // still there.
-            fs::remove_file(entry.path())?;
-            tracing::info!("removed unfinished {}", entry.path().display());
+            fs::remove_file(&path)?;
+            tracing::info!("removed unfinished {}", path.display());
         }
     }
     Ok((snapshots, journals))
@@ -894,7 +764,8 @@ fn replay_journal(
 ) -> io::Result<Option<(u64, File, u64)>> {
     let data = fs::read(path)?;
     let header = file_header(JOURNAL_MAGIC);
-    if data.len() < FILE_HEADER_LEN && header.starts_with(&data) {
+    let check = check_header(&data, &header);
+    if check == Header::Creating {
         // Crashed while being created: it never held a record.
         if !last {
             return Ok(None);
@@ -905,7 +776,7 @@ fn replay_journal(
         file.sync_all()?;
         return Ok(Some((gen, file, 0)));
     }
-    if data.len() < FILE_HEADER_LEN || data[..FILE_HEADER_LEN] != header {
+    if check == Header::Bad {
         let aside = move_aside(dir, path)?;
         let msg = format!(
             "journal {} has a bad header; moved to {} ({} bytes not replayed)",
@@ -985,12 +856,7 @@ pub struct SnapshotWriter {
 impl SnapshotWriter {
     fn out(&mut self) -> io::Result<&mut BufWriter<File>> {
         if self.out.is_none() {
-            let file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(FILE_MODE)
-                .open(&self.tmp_path)?;
+            let file = fsutil::create_private(&self.tmp_path)?;
             let mut out = BufWriter::with_capacity(1 << 16, file);
             out.write_all(&file_header(SNAPSHOT_MAGIC))?;
             self.out = Some(out);
@@ -999,15 +865,7 @@ impl SnapshotWriter {
     }
 
     pub fn write_record(&mut self, payload: &[u8]) -> io::Result<()> {
-        if payload.len() > MAX_RECORD_LEN {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "snapshot record of {} bytes exceeds {MAX_RECORD_LEN}",
-                    payload.len()
-                ),
-            ));
-        }
+        check_record_len("snapshot", payload)?;
         let header = frame_header(payload);
         let out = self.out()?;
         out.write_all(&header)?;
@@ -1071,7 +929,7 @@ impl fmt::Debug for SnapshotWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use crate::fsutil::testing::{append_bytes, assert_group_commit, mode, names, BURST};
 
     fn open(dir: &Path) -> (Journal, Recovered) {
         Journal::open(dir).expect("open journal")
@@ -1089,15 +947,6 @@ mod tests {
             .iter()
             .map(|r| String::from_utf8(r.clone()).unwrap())
             .collect()
-    }
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        v.sort();
-        v
     }
 
     fn journal_path(dir: &Path, gen: u64) -> PathBuf {
@@ -1175,44 +1024,27 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (j, _) = open(tmp.path());
         let j = Arc::new(j);
-        let handles: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let j = j.clone();
-                std::thread::spawn(move || {
-                    for i in 0..PER_THREAD {
-                        let ticket = j.append(format!("{t}:{i}").as_bytes()).unwrap();
-                        j.wait_blocking(ticket).unwrap();
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
-        let syncs = j.fsync_count();
-        let total = (THREADS * PER_THREAD) as u64;
-        assert!(
-            syncs < total,
-            "{syncs} fsyncs for {total} appends: no group commit"
+        assert_group_commit(
+            &j,
+            THREADS,
+            PER_THREAD,
+            |j, t, i| {
+                let record = if t == THREADS {
+                    format!("burst{i}")
+                } else {
+                    format!("{t}:{i}")
+                };
+                j.append(record.as_bytes()).unwrap()
+            },
+            |j, ticket| j.wait_blocking(ticket).unwrap(),
+            Journal::fsync_count,
         );
-
-        // Appends that do not wait in between share one or a few fsyncs.
-        let before = j.fsync_count();
-        let tickets: Vec<Ticket> = (0..100)
-            .map(|i| j.append(format!("burst{i}").as_bytes()).unwrap())
-            .collect();
-        j.wait_blocking(*tickets.last().unwrap()).unwrap();
-        for t in tickets {
-            j.wait_blocking(t).unwrap();
-        }
-        let burst = j.fsync_count() - before;
-        assert!(burst < 50, "{burst} fsyncs for a burst of 100 appends");
         drop(j);
 
         let (_j, rec) = open(tmp.path());
         assert!(rec.warnings.is_empty());
         let got = strings(&rec.records);
-        assert_eq!(got.len(), THREADS * PER_THREAD + 100);
+        assert_eq!(got.len(), THREADS * PER_THREAD + BURST);
         // Each thread's records in its own order.
         let mut next = [0usize; THREADS];
         for r in got.iter().filter(|r| !r.starts_with("burst")) {
@@ -1237,12 +1069,7 @@ mod tests {
         // Half a frame: the header of a 100-byte record and 10 bytes of it.
         let mut torn = frame_header(&[7u8; 100]).to_vec();
         torn.extend_from_slice(&[7u8; 10]);
-        OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(&torn)
-            .unwrap();
+        append_bytes(&path, &torn);
 
         let (j, rec) = open(dir);
         assert_eq!(strings(&rec.records), ["r0", "r1", "r2", "r3"]);
@@ -1272,12 +1099,7 @@ mod tests {
         drop(j);
 
         // Garbage (zeros, as a crash can leave) after the last record.
-        OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(&[0u8; 64])
-            .unwrap();
+        append_bytes(&path, &[0u8; 64]);
         let (j, rec) = open(dir);
         assert_eq!(strings(&rec.records), ["r0", "r1", "r2", "r3", "r5"]);
         assert_eq!(rec.warnings.len(), 1);
@@ -1553,7 +1375,6 @@ mod tests {
             w.finish().unwrap();
             append_all(&j, &["y"]);
         }
-        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
         for name in names(&dir) {
             assert_eq!(mode(&dir.join(&name)), 0o600, "{name}");

@@ -1,6 +1,8 @@
 //! Shared harness for the integration tests: free loopback ports, a tiny
 //! HTTP/1.1 client, bounded waiting, child processes killed on drop, and the
-//! pushkit agent itself (conf dir in a temp dir, stdout lines collected).
+//! pushkit agent itself (conf dir in a temp dir, stdout lines collected);
+//! in `peers`, the reference programs the peer tests compare with or
+//! deliver to (Pushgateway, Prometheus, VictoriaMetrics).
 //!
 //! Everything talks to 127.0.0.1 only. Each test crate uses a different
 //! subset of this module.
@@ -16,6 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tempfile::TempDir;
+
+mod peers;
+// Not every test crate runs a peer.
+#[allow(unused_imports)]
+pub use peers::*;
 
 /// How long the agent gets to answer `/-/ready`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -235,6 +242,17 @@ impl ChildGuard {
         }
     }
 
+    /// Sends `signal` (as `kill` takes it: `-9`, `-TERM`) to the process;
+    /// panics if `kill` fails.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().to_string();
+        let status = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid}: {status}");
+    }
+
     pub fn log_text(&self) -> String {
         let mut out = String::new();
         for path in &self.logs {
@@ -390,15 +408,20 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(conf: &AgentConf) -> Agent {
+        let port = free_port();
+        Agent::launch(port, &conf.render(port))
+    }
+
+    /// Writes `text` as `pushkit.conf` in a fresh conf dir, starts pushkit
+    /// on it and waits until it is ready on `port` (which `text` must name).
+    fn launch(port: u16, text: &str) -> Agent {
         let dir = tempfile::Builder::new()
             .prefix("pushkit-agent-")
             .tempdir()
             .expect("temp dir");
         let conf_dir = dir.path().join("conf.d");
         fs::create_dir(&conf_dir).expect("create conf dir");
-        let port = free_port();
-        let text = conf.render(port);
-        fs::write(conf_dir.join("pushkit.conf"), &text).expect("write conf");
+        fs::write(conf_dir.join("pushkit.conf"), text).expect("write conf");
 
         let stderr_path = dir.path().join("agent.stderr.log");
         let stderr = File::create(&stderr_path).expect("create stderr log");
@@ -762,19 +785,13 @@ impl Agent {
     /// already exited on its own.
     pub fn kill9(&mut self) {
         self.proc.assert_running();
-        let pid = self.pid().to_string();
-        let status = Command::new("kill")
-            .args(["-9", &pid])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -9 {pid}: {status}");
+        self.proc.signal("-9");
         let _ = self.proc.child.wait();
     }
 }
 
 // ---------------------------------------------------------------------------
-// Raw conf text, self metrics and VictoriaMetrics (peer_delivery,
-// peer_remote_write)
+// Raw conf text and self metrics (peer_delivery, peer_remote_write)
 
 impl Agent {
     /// Starts pushkit on a conf dir whose `pushkit.conf` is
@@ -783,54 +800,10 @@ impl Agent {
     /// `format`, budgets, retry delays). `body` must not have `[http_api]`.
     /// Passing the port lets a test restart an agent on the same address.
     pub fn start_raw(port: u16, body: &str) -> Agent {
-        let dir = tempfile::Builder::new()
-            .prefix("pushkit-agent-")
-            .tempdir()
-            .expect("temp dir");
-        let conf_dir = dir.path().join("conf.d");
-        fs::create_dir(&conf_dir).expect("create conf dir");
-        let text = format!("[http_api]\nlisten = \"127.0.0.1:{port}\"\n\n{body}");
-        fs::write(conf_dir.join("pushkit.conf"), &text).expect("write conf");
-
-        let stderr_path = dir.path().join("agent.stderr.log");
-        let stderr = File::create(&stderr_path).expect("create stderr log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pushkit"));
-        cmd.arg("--conf-dir").arg(&conf_dir);
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("ENV_") {
-                cmd.env_remove(&key);
-            }
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn pushkit: {e}"));
-        let stdout = child.stdout.take().expect("stdout piped");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        let reader = thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-            }
-        });
-        let mut proc = ChildGuard {
-            name: "pushkit".to_string(),
-            child,
-            logs: vec![stderr_path],
-        };
-        proc.logs.push(conf_dir.join("pushkit.conf"));
-        let mut agent = Agent {
-            proc,
-            lines,
-            reader: Some(reader),
+        Agent::launch(
             port,
-            dir,
-        };
-        agent.wait_ready();
-        agent
+            &format!("[http_api]\nlisten = \"127.0.0.1:{port}\"\n\n{body}"),
+        )
     }
 
     /// The agent's own metrics, parsed from `GET /metrics`.
@@ -861,18 +834,23 @@ impl Agent {
             (last == Some(want)).then_some(())
         });
         if found.is_none() {
-            let sink_lines: Vec<String> = self
-                .self_metrics()
-                .iter()
-                .filter(|(n, _, _)| n.starts_with("pushkit_sink_") && !n.contains("duration"))
-                .map(|(n, l, v)| format!("{n}{l:?} {v}"))
-                .collect();
             panic!(
                 "{name} {labels:?} is {last:?} after {timeout:?}, want {want}\n{}\n{}",
-                sink_lines.join("\n"),
+                self.sink_metrics_text(),
                 self.stderr_text()
             );
         }
+    }
+
+    /// The `pushkit_sink_*` samples of the agent's `/metrics` (durations
+    /// left out), one a line, for messages.
+    pub fn sink_metrics_text(&self) -> String {
+        self.self_metrics()
+            .iter()
+            .filter(|(n, _, _)| n.starts_with("pushkit_sink_") && !n.contains("duration"))
+            .map(|(n, l, v)| format!("{n}{l:?} {v}"))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -895,178 +873,4 @@ pub fn sample_value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> 
         matching.len()
     );
     matching.first().copied()
-}
-
-/// A series' labels (`__name__` included) → its samples as (ms, value).
-pub type Exported = BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>>;
-
-/// Debian's VictoriaMetrics (`PUSHKIT_VICTORIA_METRICS`, default
-/// /usr/bin/victoria-metrics) on a loopback port with its own storage dir;
-/// it can be stopped and started again on the same port and storage.
-pub struct VictoriaMetrics {
-    proc: Option<ChildGuard>,
-    bin: PathBuf,
-    pub port: u16,
-    starts: usize,
-    // Last: the process goes before its storage.
-    dir: TempDir,
-}
-
-impl VictoriaMetrics {
-    /// The binary; panics with a clear message if it is missing.
-    pub fn binary() -> PathBuf {
-        let bin = std::env::var_os("PUSHKIT_VICTORIA_METRICS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/bin/victoria-metrics"));
-        assert!(
-            bin.exists(),
-            "{} not found: install Debian's victoria-metrics (.ci/run does), or set PUSHKIT_VICTORIA_METRICS",
-            bin.display()
-        );
-        bin
-    }
-
-    /// Starts on a free loopback port.
-    pub fn start() -> VictoriaMetrics {
-        Self::start_on(free_port())
-    }
-
-    /// Starts on `port` (e.g. one reserved earlier with [`free_port`]).
-    pub fn start_on(port: u16) -> VictoriaMetrics {
-        let bin = Self::binary();
-        let dir = tempfile::Builder::new()
-            .prefix("pushkit-vm-")
-            .tempdir()
-            .expect("temp dir");
-        let mut vm = VictoriaMetrics {
-            proc: None,
-            bin,
-            port,
-            starts: 0,
-            dir,
-        };
-        vm.launch();
-        vm
-    }
-
-    fn launch(&mut self) {
-        assert!(self.proc.is_none(), "victoria-metrics is already running");
-        self.starts += 1;
-        let mut cmd = Command::new(&self.bin);
-        cmd.arg(format!(
-            "-storageDataPath={}",
-            self.dir.path().join("data").display()
-        ))
-        .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
-        // Read back what was just written: no latency offset, no cache.
-        .arg("-search.latencyOffset=0s")
-        .arg("-search.disableCache")
-        .arg("-memory.allowedPercent=10")
-        .arg("-loggerLevel=INFO");
-        let name = format!("victoria-metrics-{}", self.starts);
-        let mut proc = spawn_logged(&name, cmd, self.dir.path());
-        let health = self.url("/health");
-        let ready = poll_until(Duration::from_secs(30), Duration::from_millis(50), || {
-            proc.assert_running();
-            get(&health).ok().filter(|r| r.status == 200).map(|_| ())
-        });
-        if ready.is_none() {
-            panic!(
-                "victoria-metrics not healthy on {health}\n{}",
-                proc.log_text()
-            );
-        }
-        self.proc = Some(proc);
-    }
-
-    /// SIGTERM, then waits (at most 60 s) for a clean exit.
-    pub fn stop(&mut self) {
-        let mut proc = self.proc.take().expect("victoria-metrics is running");
-        proc.assert_running();
-        let pid = proc.pid().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM {pid}: {status}");
-        let exited = poll_until(Duration::from_secs(60), Duration::from_millis(50), || {
-            proc.child.try_wait().expect("try_wait")
-        });
-        match exited {
-            Some(s) => assert!(
-                s.success(),
-                "victoria-metrics exited with {s} after SIGTERM\n{}",
-                proc.log_text()
-            ),
-            None => panic!(
-                "victoria-metrics still running 60 s after SIGTERM\n{}",
-                proc.log_text()
-            ),
-        }
-    }
-
-    /// Starts again on the same port and storage dir.
-    pub fn restart(&mut self) {
-        self.launch();
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// Its log files so far.
-    pub fn log_text(&self) -> String {
-        let mut out = String::new();
-        for i in 1..=self.starts {
-            let path = self.dir.path().join(format!("victoria-metrics-{i}.log"));
-            let text = fs::read_to_string(&path).unwrap_or_else(|e| format!("<unreadable: {e}>"));
-            out.push_str(&format!("----- {} -----\n{text}\n", path.display()));
-        }
-        out
-    }
-
-    /// Every sample of the series matching `selector`, all time, after
-    /// `/internal/force_flush`.
-    pub fn export(&mut self, selector: &str) -> Exported {
-        let proc = self.proc.as_mut().expect("victoria-metrics is running");
-        proc.assert_running();
-        let flush = get(&self.url("/internal/force_flush")).expect("force_flush");
-        assert_eq!(flush.status, 200, "force_flush: {}", flush.text());
-        let url = self.url(&format!(
-            "/api/v1/export?match[]={}",
-            percent_encode(selector)
-        ));
-        let resp = get(&url).expect("export");
-        assert_eq!(resp.status, 200, "export: {}", resp.text());
-        let mut out = Exported::new();
-        for line in resp.text().lines().filter(|l| !l.trim().is_empty()) {
-            let v: serde_json::Value =
-                serde_json::from_str(line).unwrap_or_else(|e| panic!("export line {line:?}: {e}"));
-            let labels: BTreeMap<String, String> = v["metric"]
-                .as_object()
-                .expect("metric object")
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().expect("label string").to_string()))
-                .collect();
-            let values = v["values"].as_array().expect("values");
-            let times = v["timestamps"].as_array().expect("timestamps");
-            assert_eq!(values.len(), times.len(), "{line}");
-            let samples = times
-                .iter()
-                .zip(values)
-                .map(|(t, v)| {
-                    (
-                        t.as_i64().expect("integer timestamp"),
-                        v.as_f64().expect("numeric value"),
-                    )
-                })
-                .collect();
-            // One series may come in several lines (one per block).
-            out.entry(labels).or_default().extend::<Vec<_>>(samples);
-        }
-        for samples in out.values_mut() {
-            samples.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
-        }
-        out
-    }
 }
