@@ -1,0 +1,226 @@
+//! Criterion microbenchmarks of pushkit's hot paths (issue 5): text parse,
+//! protobuf decode, mapping plus line-protocol encoding, exposition
+//! encoding, and a store apply at 10 and at 10,000 groups.
+//!
+//! `cargo bench` runs them all (about two minutes); `cargo bench -- parse`
+//! runs those whose name contains "parse". The payloads are those of the
+//! side-by-side benchmark (`pushkit-bench`), from the same source file.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use pushkit::convert::{convert, Mapping, Naming};
+use pushkit::expfmt::delimited::{parse_delimited, write_delimited};
+use pushkit::expfmt::expose::{ExpositionFormat, ExpositionWriter};
+use pushkit::expfmt::model::Family;
+use pushkit::expfmt::text::parse_text;
+use pushkit::point::encode_line_protocol;
+use pushkit::pushgateway::grouping::{parse_grouping_key, GroupingKey};
+use pushkit::store::sanitize::sanitize;
+use pushkit::store::{Store, StoreOptions, DEFAULT_SNAPSHOT_AFTER_BYTES};
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[path = "../src/bin/pushkit-bench/payload.rs"]
+mod payload;
+
+/// The benchmark payload: 10 counter families × 10 series.
+fn bench_payload() -> String {
+    payload::counters(10, 10)
+}
+
+/// The files of samples/payloads/, by name.
+fn sample_payloads() -> Vec<(String, Vec<u8>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/payloads");
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "prom"))
+                .filter_map(|p| {
+                    let name = p.file_stem()?.to_string_lossy().into_owned();
+                    Some((name, std::fs::read(&p).ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn key(group: usize) -> GroupingKey {
+    let instance = format!("g{group}");
+    parse_grouping_key("bench", false, &["instance", &instance]).expect("a valid grouping key")
+}
+
+/// The mapping with the input's defaults.
+fn mapping() -> Mapping {
+    Mapping {
+        naming: Naming {
+            measurement_name: None,
+            job_as_measurement: false,
+            keep_exist_metric_name: true,
+        },
+        honor_timestamps: true,
+    }
+}
+
+fn store_with(groups: usize, families: &[Family]) -> Store {
+    let store = Store::new(StoreOptions {
+        consistency_check: true,
+        persistence_dir: None,
+        group_ttl: Duration::ZERO,
+        snapshot_after_bytes: DEFAULT_SNAPSHOT_AFTER_BYTES,
+    });
+    for g in 0..groups {
+        let k = key(g);
+        let mut f = families.to_vec();
+        sanitize(&k, &mut f);
+        store
+            .push(k, true, f, 1_700_000_000_000_000_000, || Ok::<(), ()>(()))
+            .expect("the preload is consistent");
+    }
+    store
+}
+
+fn configured() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30)
+}
+
+fn text_parse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("parse_text");
+    let bench = bench_payload();
+    g.throughput(Throughput::Bytes(bench.len() as u64));
+    g.bench_function("counters_100_series", |b| {
+        b.iter(|| parse_text(black_box(bench.as_bytes())).expect("valid"))
+    });
+    let mixed = payload::mixed(10);
+    g.throughput(Throughput::Bytes(mixed.len() as u64));
+    g.bench_function("mixed", |b| {
+        b.iter(|| parse_text(black_box(mixed.as_bytes())).expect("valid"))
+    });
+    let big = payload::counters(10, 100);
+    g.throughput(Throughput::Bytes(big.len() as u64));
+    g.bench_function("counters_1000_series", |b| {
+        b.iter(|| parse_text(black_box(big.as_bytes())).expect("valid"))
+    });
+    for (name, body) in sample_payloads() {
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function(format!("samples/{name}"), |b| {
+            b.iter(|| parse_text(black_box(&body)).expect("valid"))
+        });
+    }
+    g.finish();
+}
+
+fn protobuf_decode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("parse_delimited");
+    let inputs = [
+        ("counters_100_series", bench_payload()),
+        ("mixed", payload::mixed(10)),
+    ];
+    for (name, text) in inputs {
+        let families = parse_text(text.as_bytes()).expect("valid");
+        let mut body = Vec::new();
+        write_delimited(&families, &mut body);
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| parse_delimited(black_box(&body)).expect("valid"))
+        });
+    }
+    g.finish();
+}
+
+fn mapping_and_line_protocol(c: &mut Criterion) {
+    let mut g = c.benchmark_group("convert_line_protocol");
+    let m = mapping();
+    let group = key(0);
+    for (name, text) in [
+        ("counters_100_series", bench_payload()),
+        ("mixed", payload::mixed(10)),
+    ] {
+        let families = parse_text(text.as_bytes()).expect("valid");
+        let points = convert(&families, &group, &m, 1_700_000_000_000_000_000);
+        g.throughput(Throughput::Elements(points.len() as u64));
+        g.bench_function(format!("{name}/convert+encode"), |b| {
+            b.iter(|| {
+                let points = convert(black_box(&families), &group, &m, 1_700_000_000_000_000_000);
+                encode_line_protocol(&points)
+            })
+        });
+        g.bench_function(format!("{name}/encode"), |b| {
+            b.iter(|| encode_line_protocol(black_box(&points)))
+        });
+    }
+    g.finish();
+}
+
+fn exposition(c: &mut Criterion) {
+    let families = parse_text(bench_payload().as_bytes()).expect("valid");
+    // Built on first use, so that a filter that skips these benches skips
+    // the preload too.
+    let mut store: Option<Store> = None;
+    let mut g = c.benchmark_group("expose_1000_groups_x_100_series");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(100_000));
+    for (name, format) in [
+        ("text", ExpositionFormat::Text),
+        ("protobuf", ExpositionFormat::Delimited),
+    ] {
+        let mut size = 0;
+        g.bench_function(name, |b| {
+            let store = store.get_or_insert_with(|| store_with(1_000, &families));
+            b.iter(|| {
+                let mut w = ExpositionWriter::with_capacity(format, size);
+                store.expose(&mut w, Vec::new());
+                let out = w.finish();
+                size = out.len();
+                out
+            })
+        });
+    }
+    g.finish();
+}
+
+fn store_apply(c: &mut Criterion) {
+    let families = parse_text(bench_payload().as_bytes()).expect("valid");
+    let mut g = c.benchmark_group("store_push_100_series");
+    g.throughput(Throughput::Elements(100));
+    for groups in [10usize, 10_000] {
+        let mut store: Option<Store> = None;
+        let keys: Vec<GroupingKey> = (0..groups).map(key).collect();
+        let mut next = 0usize;
+        let mut at = 1_700_000_001_000_000_000i64;
+        g.bench_function(format!("{groups}_groups"), |b| {
+            let store = store.get_or_insert_with(|| store_with(groups, &families));
+            b.iter_batched(
+                || {
+                    // Round-robin over the stored groups, so every push
+                    // replaces one, as scenario a does.
+                    let k = keys[next % groups].clone();
+                    next += 1;
+                    (k, families.clone())
+                },
+                |(k, mut f)| {
+                    sanitize(&k, &mut f);
+                    at += 1;
+                    store
+                        .push(k, true, f, at, || Ok::<(), ()>(()))
+                        .expect("consistent")
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = configured();
+    targets = text_parse, protobuf_decode, mapping_and_line_protocol, exposition, store_apply
+}
+criterion_main!(benches);

@@ -1,0 +1,308 @@
+//! A minimal HTTP/1.1 client over one keep-alive TCP connection, and a
+//! discarding HTTP server for pushkit's sink. Just enough of the protocol
+//! for loopback benchmarking: Content-Length and chunked bodies, no TLS, no
+//! redirects, no pipelining.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Largest response head (status line and headers) accepted.
+const MAX_HEAD: usize = 64 * 1024;
+
+pub struct Response {
+    pub status: u16,
+    pub content_encoding: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// One keep-alive connection.
+pub struct Conn {
+    addr: SocketAddr,
+    reader: BufReader<TcpStream>,
+    out: Vec<u8>,
+    line: Vec<u8>,
+    /// The server said `Connection: close`: reconnect before the next request.
+    closed: bool,
+}
+
+impl Conn {
+    pub async fn connect(addr: SocketAddr) -> io::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            addr,
+            reader: BufReader::with_capacity(64 * 1024, stream),
+            out: Vec::with_capacity(16 * 1024),
+            line: Vec::with_capacity(256),
+            closed: false,
+        })
+    }
+
+    /// Sends one request and reads the whole response.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> io::Result<Response> {
+        if self.closed {
+            *self = Conn::connect(self.addr).await?;
+        }
+        self.out.clear();
+        self.out.extend_from_slice(method.as_bytes());
+        self.out.push(b' ');
+        self.out.extend_from_slice(path.as_bytes());
+        self.out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+        self.out.extend_from_slice(self.addr.to_string().as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+        for (k, v) in headers {
+            self.out.extend_from_slice(k.as_bytes());
+            self.out.extend_from_slice(b": ");
+            self.out.extend_from_slice(v.as_bytes());
+            self.out.extend_from_slice(b"\r\n");
+        }
+        if !body.is_empty() || method == "PUT" || method == "POST" {
+            self.out.extend_from_slice(b"Content-Length: ");
+            self.out
+                .extend_from_slice(body.len().to_string().as_bytes());
+            self.out.extend_from_slice(b"\r\n");
+        }
+        self.out.extend_from_slice(b"\r\n");
+        self.out.extend_from_slice(body);
+        self.reader.get_mut().write_all(&self.out).await?;
+        self.read_response(method == "HEAD").await
+    }
+
+    async fn read_line(&mut self) -> io::Result<&[u8]> {
+        self.line.clear();
+        let n = (&mut self.reader)
+            .take(MAX_HEAD as u64)
+            .read_until(b'\n', &mut self.line)
+            .await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed by the server",
+            ));
+        }
+        if self.line.last() != Some(&b'\n') {
+            return Err(bad("response line too long"));
+        }
+        let mut end = self.line.len() - 1;
+        if end > 0 && self.line[end - 1] == b'\r' {
+            end -= 1;
+        }
+        Ok(&self.line[..end])
+    }
+
+    async fn read_response(&mut self, head_only: bool) -> io::Result<Response> {
+        let status_line = self.read_line().await?;
+        let status = std::str::from_utf8(status_line)
+            .ok()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse::<u16>().ok())
+            .ok_or_else(|| bad("bad status line"))?;
+        let mut length: Option<usize> = None;
+        let mut chunked = false;
+        let mut content_encoding = None;
+        let mut close = false;
+        loop {
+            let line = self.read_line().await?;
+            if line.is_empty() {
+                break;
+            }
+            let line = String::from_utf8_lossy(line);
+            let Some((name, value)) = line.split_once(':') else {
+                return Err(bad("bad header line"));
+            };
+            let value = value.trim();
+            match name.trim().to_ascii_lowercase().as_str() {
+                "content-length" => {
+                    length = Some(value.parse().map_err(|_| bad("bad Content-Length"))?)
+                }
+                "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
+                "content-encoding" => content_encoding = Some(value.to_string()),
+                "connection" => close = value.eq_ignore_ascii_case("close"),
+                _ => {}
+            }
+        }
+        let mut body = Vec::new();
+        let no_body = head_only || status == 204 || status == 304 || (100..200).contains(&status);
+        if no_body {
+        } else if chunked {
+            loop {
+                let size_line = self.read_line().await?;
+                let size = std::str::from_utf8(size_line)
+                    .ok()
+                    .map(|s| s.split(';').next().unwrap_or("").trim())
+                    .and_then(|s| usize::from_str_radix(s, 16).ok())
+                    .ok_or_else(|| bad("bad chunk size"))?;
+                if size == 0 {
+                    // Trailers, then the empty line.
+                    while !self.read_line().await?.is_empty() {}
+                    break;
+                }
+                let start = body.len();
+                body.resize(start + size, 0);
+                self.reader.read_exact(&mut body[start..]).await?;
+                if !self.read_line().await?.is_empty() {
+                    return Err(bad("chunk not followed by CRLF"));
+                }
+            }
+        } else if let Some(n) = length {
+            body.resize(n, 0);
+            self.reader.read_exact(&mut body).await?;
+        } else {
+            // Delimited by the end of the connection.
+            self.reader.read_to_end(&mut body).await?;
+            close = true;
+        }
+        self.closed = close;
+        Ok(Response {
+            status,
+            content_encoding,
+            body,
+        })
+    }
+}
+
+fn bad(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+/// A one-shot request on a fresh connection.
+pub async fn once(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<Response> {
+    let mut conn = Conn::connect(addr).await?;
+    conn.request(method, path, headers, body).await
+}
+
+/// What the discarding server has received.
+#[derive(Default)]
+pub struct DiscardStats {
+    pub requests: AtomicU64,
+    pub body_bytes: AtomicU64,
+    /// Newlines in bodies that were not compressed: line-protocol points.
+    pub lines: AtomicU64,
+}
+
+/// Serves on `listener` until the process ends: reads every request whole
+/// and answers 204, keeping counts only. Runs on its own runtime.
+pub async fn serve_discard(listener: TcpListener, stats: Arc<DiscardStats>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            let _ = discard_connection(stream, &stats).await;
+        });
+    }
+}
+
+async fn discard_connection(stream: TcpStream, stats: &DiscardStats) -> io::Result<()> {
+    let mut reader = BufReader::with_capacity(256 * 1024, stream);
+    let mut line = Vec::with_capacity(256);
+    let mut body = vec![0u8; 256 * 1024];
+    loop {
+        // Request line; a clean end of the connection ends the loop.
+        line.clear();
+        if reader.read_until(b'\n', &mut line).await? == 0 {
+            return Ok(());
+        }
+        let mut length = 0usize;
+        let mut chunked = false;
+        let mut compressed = false;
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line).await? == 0 {
+                return Ok(());
+            }
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end();
+            if text.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = text.split_once(':') {
+                let value = value.trim();
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "content-length" => length = value.parse().unwrap_or(0),
+                    "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
+                    "content-encoding" => compressed = !value.eq_ignore_ascii_case("identity"),
+                    _ => {}
+                }
+            }
+        }
+        let mut total = 0u64;
+        let mut lines = 0u64;
+        if chunked {
+            loop {
+                line.clear();
+                reader.read_until(b'\n', &mut line).await?;
+                let size = std::str::from_utf8(&line)
+                    .ok()
+                    .map(|s| s.trim().split(';').next().unwrap_or("").to_string())
+                    .and_then(|s| usize::from_str_radix(&s, 16).ok())
+                    .ok_or_else(|| bad("bad chunk size"))?;
+                if size == 0 {
+                    loop {
+                        line.clear();
+                        reader.read_until(b'\n', &mut line).await?;
+                        if line == b"\r\n" || line == b"\n" || line.is_empty() {
+                            break;
+                        }
+                    }
+                    break;
+                }
+                let (g, nl) = read_counted(&mut reader, size, &mut body).await?;
+                total += g;
+                lines += nl;
+                line.clear();
+                reader.read_until(b'\n', &mut line).await?;
+            }
+        } else {
+            let (g, nl) = read_counted(&mut reader, length, &mut body).await?;
+            total += g;
+            lines += nl;
+        }
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        stats.body_bytes.fetch_add(total, Ordering::Relaxed);
+        if !compressed {
+            stats.lines.fetch_add(lines, Ordering::Relaxed);
+        }
+        reader
+            .get_mut()
+            .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .await?;
+    }
+}
+
+/// Reads `n` body bytes into `buf` piece by piece; returns the bytes read
+/// and the newlines among them.
+async fn read_counted(
+    reader: &mut BufReader<TcpStream>,
+    mut n: usize,
+    buf: &mut [u8],
+) -> io::Result<(u64, u64)> {
+    let mut got = 0u64;
+    let mut newlines = 0u64;
+    while n > 0 {
+        let take = n.min(buf.len());
+        reader.read_exact(&mut buf[..take]).await?;
+        newlines += buf[..take].iter().filter(|&&b| b == b'\n').count() as u64;
+        got += take as u64;
+        n -= take;
+    }
+    Ok((got, newlines))
+}
