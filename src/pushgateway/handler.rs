@@ -98,7 +98,7 @@ impl PushgatewayInput {
         match &self.store {
             None => {
                 let queued = self.sinks.enqueue(points).map_err(enqueue_error)?;
-                self.sinks.wait(queued).await.map_err(enqueue_error)?;
+                self.sinks.complete(queued).await.map_err(enqueue_error)?;
             }
             Some(store) => {
                 sanitize(&group, &mut families);
@@ -110,7 +110,7 @@ impl PushgatewayInput {
                     Ok((stored, queued)) => {
                         // The store's journal and the sinks' disk queue
                         // fsync in parallel: one fsync of latency.
-                        let (a, b) = tokio::join!(store.wait(stored), self.sinks.wait(queued));
+                        let (a, b) = tokio::join!(store.wait(stored), self.sinks.complete(queued));
                         a.map_err(journal_error)?;
                         b.map_err(enqueue_error)?;
                     }

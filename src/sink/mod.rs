@@ -29,6 +29,15 @@ pub struct QueueFull {
     pub max_bytes: u64,
 }
 
+/// A push taken by the sinks, to be completed with [`SinkSet::complete`].
+#[derive(Default)]
+#[must_use = "a push is acknowledged only once it is completed"]
+pub struct Enqueued {
+    ticket: Option<Ticket>,
+    /// With no sink configured: the points for stdout.
+    stdout: Vec<Point>,
+}
+
 /// Why the sinks did not take a push; nothing was queued anywhere.
 #[derive(Debug)]
 pub enum EnqueueError {
@@ -141,26 +150,26 @@ impl SinkSet {
     }
 
     /// Hands a push's points to every sink, all or nothing: if a sink with
-    /// `overflow = "block"` has no room, no sink gets them. With a disk
-    /// queue, the returned ticket must be waited on ([`SinkSet::wait`])
-    /// before the push is acknowledged.
-    pub fn enqueue(&self, points: Vec<Point>) -> Result<Option<Ticket>, EnqueueError> {
+    /// `overflow = "block"` has no room, no sink gets them. Does no I/O
+    /// (the store calls it under its lock); the push is acknowledged only
+    /// after [`SinkSet::complete`] has written stdout's points or waited
+    /// for the disk queue's fsync.
+    pub fn enqueue(&self, points: Vec<Point>) -> Result<Enqueued, EnqueueError> {
         if points.is_empty() {
-            return Ok(None);
+            return Ok(Enqueued::default());
         }
         if let Some(disk) = &self.disk {
-            return self.enqueue_on_disk(disk, &points).map(Some);
+            let ticket = self.enqueue_on_disk(disk, &points)?;
+            return Ok(Enqueued {
+                ticket: Some(ticket),
+                stdout: Vec::new(),
+            });
         }
         if self.http.is_empty() {
-            // A closed stdout loses the points; this debugging sink has no
-            // queue to keep them in, so say how many.
-            if let Err(e) = stdout::write_points(&self.lines, &points) {
-                tracing::error!(
-                    "writing points to stdout failed, {} points lost: {e}",
-                    points.len()
-                );
-            }
-            return Ok(None);
+            return Ok(Enqueued {
+                ticket: None,
+                stdout: points,
+            });
         }
         let cost: u64 = points.iter().map(point_cost).sum();
         let points = Arc::new(points);
@@ -195,7 +204,7 @@ impl SinkSet {
             self.metrics
                 .set(metrics::SINK_QUEUE_BYTES, &[&sink.name], b as f64);
         }
-        Ok(None)
+        Ok(Enqueued::default())
     }
 
     fn enqueue_on_disk(&self, disk: &DiskQueue, points: &[Point]) -> Result<Ticket, EnqueueError> {
@@ -217,9 +226,21 @@ impl SinkSet {
         Ok(ticket)
     }
 
-    /// Waits until the push behind `ticket` is fsynced in the disk queue.
-    pub async fn wait(&self, ticket: Option<Ticket>) -> Result<(), EnqueueError> {
-        match (&self.disk, ticket) {
+    /// Finishes what [`SinkSet::enqueue`] started: writes the points of
+    /// the stdout sink, or waits until the push is fsynced in the disk
+    /// queue.
+    pub async fn complete(&self, queued: Enqueued) -> Result<(), EnqueueError> {
+        if !queued.stdout.is_empty() {
+            // A closed stdout loses the points; this debugging sink has no
+            // queue to keep them in, so say how many.
+            if let Err(e) = stdout::write_points(&self.lines, &queued.stdout) {
+                tracing::error!(
+                    "writing points to stdout failed, {} points lost: {e}",
+                    queued.stdout.len()
+                );
+            }
+        }
+        match (&self.disk, queued.ticket) {
             (Some(disk), Some(t)) => disk
                 .wait(t)
                 .await

@@ -199,6 +199,15 @@ fn take(state: &mut QueueState, max_points: usize) -> Batch {
             break;
         };
         let want = max_points - points.len();
+        let whole = chunk.start == 0 && chunk.points.len() <= want;
+        if whole && Arc::strong_count(&chunk.points) == 1 {
+            // This sink alone holds the push: move its points, no copies.
+            let chunk = state.chunks.pop_front().expect("front exists");
+            let owned = Arc::try_unwrap(chunk.points).unwrap_or_else(|shared| (*shared).clone());
+            bytes += owned.iter().map(point_cost).sum::<u64>();
+            points.extend(owned);
+            continue;
+        }
         let end = (chunk.start + want).min(chunk.points.len());
         for p in &chunk.points[chunk.start..end] {
             bytes += point_cost(p);

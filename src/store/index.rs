@@ -4,10 +4,11 @@
 //! against this index touches only the push's own families and series, so
 //! a push costs the same with 10 groups stored as with 10,000.
 
-use super::series::series_id;
+use super::series::{series_id, IdHasher};
 use crate::expfmt::model::{Family, MetricType};
 use crate::pushgateway::grouping::is_valid_label_name;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 
 /// A slot in the store's group table.
 pub type GroupId = u32;
@@ -31,7 +32,7 @@ pub struct Index {
     /// Sorted by name, which is the exposition order.
     families: BTreeMap<String, FamilyEntry>,
     /// Series identity (family name + sorted labels, hashed) → owner.
-    series: HashMap<u64, GroupId>,
+    series: HashMap<u64, GroupId, BuildHasherDefault<IdHasher>>,
 }
 
 /// What the check needs to know of the pushing group.
