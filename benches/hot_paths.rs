@@ -77,7 +77,9 @@ fn store_with(groups: usize, families: &[Family]) -> Store {
         let mut f = families.to_vec();
         sanitize(&k, &mut f);
         store
-            .push(k, true, f, 1_700_000_000_000_000_000, || Ok::<(), ()>(()))
+            .push(store.prepare(k, true, f, 1_700_000_000_000_000_000), || {
+                Ok::<(), ()>(())
+            })
             .expect("the preload is consistent");
     }
     store
@@ -208,7 +210,7 @@ fn store_apply(c: &mut Criterion) {
                     sanitize(&k, &mut f);
                     at += 1;
                     store
-                        .push(k, true, f, at, || Ok::<(), ()>(()))
+                        .push(store.prepare(k, true, f, at), || Ok::<(), ()>(()))
                         .expect("consistent")
                 },
                 BatchSize::SmallInput,

@@ -103,9 +103,8 @@ impl PushgatewayInput {
             Some(store) => {
                 sanitize(&group, &mut families);
                 let replace = req.method == PushMethod::Put;
-                let stored = store.push(group, replace, families, req.received_ns, || {
-                    self.sinks.enqueue(points)
-                });
+                let prepared = store.prepare(group, replace, families, req.received_ns);
+                let stored = store.push(prepared, || self.sinks.enqueue(points));
                 match stored {
                     Ok((stored, queued)) => {
                         // The store's journal and the sinks' disk queue

@@ -81,9 +81,17 @@ impl Index {
     }
 
     /// Checks that storing `push` (sanitized: grouping labels forced,
-    /// labels sorted) keeps the exposition valid. Touches only the push's
-    /// families and series. The error says what collides and with what.
-    pub fn check(&self, pusher: &Pusher<'_>, push: &[Family]) -> Result<(), String> {
+    /// labels sorted) keeps the exposition valid against what is stored:
+    /// types, `_count`/`_sum`/`_bucket` collisions, series of other
+    /// groups. `ids` are the push's series ids, as [`check_alone`] returns
+    /// them. Touches only the push's families and series. The error says
+    /// what collides and with what.
+    pub fn check(
+        &self,
+        pusher: &Pusher<'_>,
+        push: &[Family],
+        ids: &[Vec<u64>],
+    ) -> Result<(), String> {
         let pushed: HashMap<&str, MetricType> =
             push.iter().map(|f| (f.name.as_str(), f.kind)).collect();
         let type_of = |name: &str| {
@@ -92,8 +100,7 @@ impl Index {
                 .copied()
                 .or_else(|| self.type_elsewhere(name, pusher))
         };
-        let mut seen = HashSet::new();
-        for family in push {
+        for (family, ids) in push.iter().zip(ids) {
             let name = family.name.as_str();
             if let Some(kind) = self.type_elsewhere(name, pusher) {
                 if kind != family.kind {
@@ -105,16 +112,8 @@ impl Index {
                 }
             }
             check_suffixes(name, family.kind, &type_of)?;
-            for metric in &family.metrics {
-                check_labels(name, family.kind, &metric.labels)?;
-                let id = metric_id(name, &metric.labels);
-                if !seen.insert(id) {
-                    return Err(format!(
-                        "series {} appears twice in the push",
-                        describe(name, &metric.labels)
-                    ));
-                }
-                if let Some(owner) = self.series.get(&id) {
+            for (metric, id) in family.metrics.iter().zip(ids) {
+                if let Some(owner) = self.series.get(id) {
                     if Some(*owner) != pusher.id {
                         return Err(format!(
                             "series {} is already pushed by another group",
@@ -181,6 +180,37 @@ impl Index {
             e.pinned_help.is_some()
         });
     }
+}
+
+/// The series ids of a sanitized push, family by family.
+pub fn push_ids(push: &[Family]) -> Vec<Vec<u64>> {
+    push.iter()
+        .map(|f| {
+            f.metrics
+                .iter()
+                .map(|m| metric_id(&f.name, &m.labels))
+                .collect()
+        })
+        .collect()
+}
+
+/// The checks that need nothing stored, run before the store lock is
+/// taken: valid and unique label names, no reserved `quantile`/`le`, no
+/// series twice in the push.
+pub fn check_alone(push: &[Family], ids: &[Vec<u64>]) -> Result<(), String> {
+    let mut seen = HashSet::new();
+    for (family, ids) in push.iter().zip(ids) {
+        for (metric, id) in family.metrics.iter().zip(ids) {
+            check_labels(&family.name, family.kind, &metric.labels)?;
+            if !seen.insert(*id) {
+                return Err(format!(
+                    "series {} appears twice in the push",
+                    describe(&family.name, &metric.labels)
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The `_count`, `_sum` and `_bucket` series of summaries and histograms
@@ -294,12 +324,15 @@ mod tests {
         let push = fams(text);
         let names: Vec<String> = push.iter().map(|f| f.name.clone()).collect();
         let replaces = move |n: &str| replace_all || names.iter().any(|x| x == n);
+        let ids = push_ids(&push);
+        check_alone(&push, &ids)?;
         index.check(
             &Pusher {
                 id,
                 replaces: &replaces,
             },
             &push,
+            &ids,
         )
     }
 
@@ -364,7 +397,7 @@ mod tests {
             id: None,
             replaces: &all,
         };
-        assert!(index.check(&pusher, &push).is_err());
+        assert!(index.check(&pusher, &push, &push_ids(&push)).is_err());
     }
 
     #[test]
@@ -386,17 +419,18 @@ mod tests {
             id: None,
             replaces: &none,
         };
-        assert!(index
-            .check(&pusher, &push)
-            .unwrap_err()
-            .contains("quantile"));
+        let both = |p: &[Family]| {
+            let ids = push_ids(p);
+            check_alone(p, &ids).and_then(|()| index.check(&pusher, p, &ids))
+        };
+        assert!(both(&push).unwrap_err().contains("quantile"));
         let mut dup = push.clone();
         dup[0].kind = MetricType::Untyped;
         dup[0].metrics[0].value = crate::expfmt::model::Value::Simple(1.0);
         dup[0].metrics[0].labels = vec![("a".into(), "1".into()), ("a".into(), "2".into())];
-        assert!(index.check(&pusher, &dup).unwrap_err().contains("twice"));
+        assert!(both(&dup).unwrap_err().contains("twice"));
         dup[0].metrics[0].labels = vec![("__a".into(), "1".into())];
-        assert!(index.check(&pusher, &dup).unwrap_err().contains("invalid"));
+        assert!(both(&dup).unwrap_err().contains("invalid"));
     }
 
     #[test]

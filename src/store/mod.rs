@@ -20,8 +20,9 @@
 //!
 //! Concurrency contract: every method takes `&self` and may be called from
 //! any thread. One mutex guards groups and index; a push holds it for the
-//! check and the apply only (parsing and conversion happen before, the
-//! fsync wait after). Mutations reach the journal in the order they reach
+//! index lookups and the apply only: parsing, conversion, the checks of
+//! the push alone, series hashing, packing and the journal record are done
+//! before by [`Store::prepare`], the fsync wait after. Mutations reach the journal in the order they reach
 //! the in-memory state.
 
 pub mod exposition;
@@ -110,6 +111,22 @@ struct Inner {
     index: Index,
 }
 
+/// A push readied by [`Store::prepare`].
+pub struct Prepared {
+    key: GroupingKey,
+    replace: bool,
+    at_ns: i64,
+    /// Sanitized; kept for the check's messages.
+    families: Vec<Family>,
+    /// Series ids, family by family.
+    ids: Vec<Vec<u64>>,
+    packed: Vec<StoredFamily>,
+    /// What the checks of the push alone found.
+    alone: Option<String>,
+    /// The journal record, when persistence is on.
+    record: Option<Vec<u8>>,
+}
+
 /// Why a push was not stored.
 #[derive(Debug)]
 pub enum PushRefused<E> {
@@ -187,38 +204,82 @@ impl Store {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Checks and stores a PUT (`replace`) or POST of `families`, already
-    /// sanitized for `key`. `reserve` runs under the store lock after the
-    /// check passes and before anything changes; its error refuses the push
-    /// whole; its value is returned beside the store's ticket. On success,
-    /// the ticket (when persistence is on) must be waited on before
-    /// acknowledging.
-    pub fn push<T, E>(
+    /// Readies a PUT (`replace`) or POST of `families`, already sanitized
+    /// for `key`, for [`Store::push`]: the checks that need nothing stored,
+    /// the series ids, the packed families and the journal record, all
+    /// computed before the store lock is taken.
+    pub fn prepare(
         &self,
         key: GroupingKey,
         replace: bool,
         families: Vec<Family>,
         at_ns: i64,
+    ) -> Prepared {
+        let ids = index::push_ids(&families);
+        let alone = if self.options.consistency_check {
+            index::check_alone(&families, &ids).err()
+        } else {
+            None
+        };
+        let record = self
+            .journal
+            .get()
+            .filter(|_| alone.is_none())
+            .map(|_| record::encode_push(&key, replace, &families, at_ns));
+        let labels = GroupLabels::new(&key);
+        let packed = families
+            .iter()
+            .map(|f| StoredFamily::pack(f, &labels, at_ns))
+            .collect();
+        Prepared {
+            key,
+            replace,
+            at_ns,
+            families,
+            ids,
+            packed,
+            alone,
+            record,
+        }
+    }
+
+    /// Checks and stores a prepared push. `reserve` runs under the store
+    /// lock after the check passes and before anything changes; its error
+    /// refuses the push whole; its value is returned beside the store's
+    /// ticket. On success, the ticket (when persistence is on) must be
+    /// waited on before acknowledging.
+    pub fn push<T, E>(
+        &self,
+        push: Prepared,
         reserve: impl FnOnce() -> Result<T, E>,
     ) -> Result<(Option<Ticket>, T), PushRefused<E>> {
         let mut inner = self.lock();
         if self.options.consistency_check {
-            if let Err(message) = inner.check(&key, replace, &families) {
-                let m = Mutation::Failure { key, at_ns };
+            let checked = match &push.alone {
+                Some(e) => Err(e.clone()),
+                None => inner.check(&push.key, push.replace, &push.families, &push.ids),
+            };
+            if let Err(message) = checked {
+                let m = Mutation::Failure {
+                    key: push.key,
+                    at_ns: push.at_ns,
+                };
                 let ticket = self.journal_append(&m).map_err(PushRefused::Journal)?;
                 inner.apply(m);
                 return Err(PushRefused::Inconsistent { message, ticket });
             }
         }
         let reserved = reserve().map_err(PushRefused::Reserve)?;
-        let m = Mutation::Push {
-            key,
-            replace,
-            families,
-            at_ns,
+        let ticket = match (self.journal.get(), &push.record) {
+            (Some(j), Some(record)) => Some(j.append(record).map_err(PushRefused::Journal)?),
+            _ => None,
         };
-        let ticket = self.journal_append(&m).map_err(PushRefused::Journal)?;
-        inner.apply(m);
+        let names = push.families.into_iter().map(|f| (f.name, f.kind));
+        let families = names
+            .zip(push.ids)
+            .zip(push.packed)
+            .map(|((n, ids), p)| (n.0, n.1, ids, p));
+        inner.apply_push(&push.key, push.replace, families, push.at_ns);
         self.maybe_snapshot(&inner);
         Ok((ticket, reserved))
     }
@@ -366,7 +427,13 @@ fn pinned_families() -> Vec<(&'static str, MetricType, &'static str)> {
 }
 
 impl Inner {
-    fn check(&self, key: &GroupingKey, replace: bool, families: &[Family]) -> Result<(), String> {
+    fn check(
+        &self,
+        key: &GroupingKey,
+        replace: bool,
+        families: &[Family],
+        ids: &[Vec<u64>],
+    ) -> Result<(), String> {
         let id = self.by_key.get(key).copied();
         let pushed = |name: &str| families.iter().any(|f| f.name == name);
         let replaces = |name: &str| replace || pushed(name);
@@ -376,7 +443,37 @@ impl Inner {
                 replaces: &replaces,
             },
             families,
+            ids,
         )
+    }
+
+    /// Stores families already packed and hashed: PUT (`replace`) or POST.
+    fn apply_push(
+        &mut self,
+        key: &GroupingKey,
+        replace: bool,
+        families: impl Iterator<Item = (String, MetricType, Vec<u64>, StoredFamily)>,
+        at_ns: i64,
+    ) {
+        let id = self.group_id(key, at_ns);
+        let group = self.groups[id as usize].as_mut().expect("live group");
+        let families: Vec<_> = families.collect();
+        let old: Vec<(String, StoredFamily)> = if replace {
+            std::mem::take(&mut group.families).into_iter().collect()
+        } else {
+            families
+                .iter()
+                .filter_map(|f| group.families.remove_entry(&f.0))
+                .collect()
+        };
+        for (name, family) in &old {
+            group.unindex(id, &mut self.index, name, family);
+        }
+        for (name, kind, ids, stored) in families {
+            self.index.add(id, &name, kind, ids.into_iter());
+            group.families.insert(name, stored);
+        }
+        group.push_ns = at_ns;
     }
 
     fn group_id(&mut self, key: &GroupingKey, at_ns: i64) -> GroupId {
@@ -431,26 +528,18 @@ impl Inner {
                 families,
                 at_ns,
             } => {
-                let id = self.group_id(&key, at_ns);
-                let group = self.groups[id as usize].as_mut().expect("live group");
-                let old: Vec<(String, StoredFamily)> = if replace {
-                    std::mem::take(&mut group.families).into_iter().collect()
-                } else {
-                    families
-                        .iter()
-                        .filter_map(|f| group.families.remove_entry(&f.name))
-                        .collect()
-                };
-                for (name, family) in &old {
-                    group.unindex(id, &mut self.index, name, family);
-                }
-                for family in families {
-                    let stored = StoredFamily::pack(&family, &group.labels, at_ns);
-                    let ids = stored.series_ids(&family.name, &group.labels);
-                    self.index.add(id, &family.name, family.kind, ids);
-                    group.families.insert(family.name, stored);
-                }
-                group.push_ns = at_ns;
+                let labels = GroupLabels::new(&key);
+                let ids = index::push_ids(&families);
+                let packed: Vec<StoredFamily> = families
+                    .iter()
+                    .map(|f| StoredFamily::pack(f, &labels, at_ns))
+                    .collect();
+                let parts = families
+                    .into_iter()
+                    .zip(ids)
+                    .zip(packed)
+                    .map(|((f, ids), p)| (f.name, f.kind, ids, p));
+                self.apply_push(&key, replace, parts, at_ns);
             }
             Mutation::Failure { key, at_ns } => {
                 let id = self.group_id(&key, at_ns);

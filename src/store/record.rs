@@ -61,13 +61,7 @@ impl Mutation {
                 replace,
                 families,
                 at_ns,
-            } => {
-                out.push(PUSH);
-                out.push(u8::from(*replace));
-                put_i64(&mut out, *at_ns);
-                put_key(&mut out, key);
-                write_delimited(families, &mut out);
-            }
+            } => return encode_push(key, *replace, families, *at_ns),
             Mutation::Failure { key, at_ns } => {
                 out.push(FAILURE);
                 put_i64(&mut out, *at_ns);
@@ -150,6 +144,18 @@ impl Mutation {
         }
         Ok(m)
     }
+}
+
+/// The record of a successful push, encoded from borrowed parts (the
+/// store encodes it before taking its lock).
+pub fn encode_push(key: &GroupingKey, replace: bool, families: &[Family], at_ns: i64) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.push(PUSH);
+    out.push(u8::from(replace));
+    put_i64(&mut out, at_ns);
+    put_key(&mut out, key);
+    write_delimited(families, &mut out);
+    out
 }
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {

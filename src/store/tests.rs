@@ -23,9 +23,8 @@ fn options() -> StoreOptions {
 fn push(store: &Store, k: &GroupingKey, replace: bool, text: &str, at: i64) -> Result<(), String> {
     let mut families = parse_text(text.as_bytes()).unwrap();
     sanitize(k, &mut families);
-    match store.push(k.clone(), replace, families, at * 1_000_000_000, || {
-        Ok::<(), ()>(())
-    }) {
+    let prepared = store.prepare(k.clone(), replace, families, at * 1_000_000_000);
+    match store.push(prepared, || Ok::<(), ()>(())) {
         Ok(_) => Ok(()),
         Err(PushRefused::Inconsistent { message, .. }) => Err(message),
         Err(e) => panic!("{e:?}"),
@@ -145,7 +144,7 @@ fn a_failed_reservation_changes_nothing() {
     let k = key("j", &[]);
     let mut families = parse_text(b"a 1\n").unwrap();
     sanitize(&k, &mut families);
-    let r = store.push(k, true, families, 1, || Err::<(), _>("full"));
+    let r = store.push(store.prepare(k, true, families, 1), || Err::<(), _>("full"));
     assert!(matches!(r, Err(PushRefused::Reserve("full"))));
     assert_eq!(store.group_count(), 0);
     assert!(samples(&store).is_empty());
@@ -277,11 +276,8 @@ fn persistent(dir: &std::path::Path, snapshot_after_bytes: u64) -> Store {
 fn push_durably(store: &Store, k: &GroupingKey, replace: bool, text: &str, at: i64) {
     let mut families = parse_text(text.as_bytes()).unwrap();
     sanitize(k, &mut families);
-    let (ticket, ()) = store
-        .push(k.clone(), replace, families, at * 1_000_000_000, || {
-            Ok::<(), ()>(())
-        })
-        .unwrap();
+    let prepared = store.prepare(k.clone(), replace, families, at * 1_000_000_000);
+    let (ticket, ()) = store.push(prepared, || Ok::<(), ()>(())).unwrap();
     store
         .journal
         .get()
