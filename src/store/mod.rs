@@ -22,8 +22,8 @@
 //! any thread. One mutex guards groups and index; a push holds it for the
 //! index lookups and the apply only: parsing, conversion, the checks of
 //! the push alone, series hashing, packing and the journal record are done
-//! before by [`Store::prepare`], the fsync wait after. Mutations reach the journal in the order they reach
-//! the in-memory state.
+//! before by [`Store::prepare`], the fsync wait after. Mutations reach the
+//! journal in the order they reach the in-memory state.
 
 pub mod exposition;
 pub mod index;
