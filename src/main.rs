@@ -6,6 +6,12 @@ use pushkit::{agent, config, sink};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Every push allocates and frees many small strings (labels, points);
+/// glibc's malloc took about 40 % of the CPU of a push in the profiles,
+/// mimalloc's thread-local free lists far less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 usage: pushkit [run] [--conf-dir DIR] [--log-level LEVEL]
        pushkit check [--conf-dir DIR]
