@@ -18,6 +18,11 @@ use pushkit::store::sanitize::sanitize;
 use pushkit::store::{Store, StoreOptions, DEFAULT_SNAPSHOT_AFTER_BYTES};
 use std::hint::black_box;
 use std::path::PathBuf;
+
+/// The allocator the `pushkit` binary uses, so that the figures are the
+/// binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::Duration;
 
 #[path = "../src/bin/pushkit-bench/payload.rs"]
