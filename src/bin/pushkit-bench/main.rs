@@ -502,6 +502,37 @@ fn median(v: &mut [Duration]) -> Duration {
     v[v.len() / 2]
 }
 
+/// After a preload of `g` groups: the RSS, and the `GET /metrics` figures
+/// (kept from 1,000 groups up).
+async fn measure_loaded(
+    ctx: &Ctx,
+    side: &mut SystemResults,
+    p: &procs::Proc,
+    g: usize,
+    idle: u64,
+) -> Result<(), String> {
+    let loaded = p.rss_bytes()?;
+    side.rss.insert(
+        g,
+        Rss {
+            idle,
+            loaded,
+            series: g * SERIES,
+            after_load: None,
+        },
+    );
+    let reps = if g >= 1_000 { scrape_reps(ctx, g) } else { 1 };
+    let s = scrape(p.addr, g, reps).await?;
+    eprintln!(
+        "  GET /metrics: {:.2?} for {} bytes, gzipped {:.2?}",
+        s.plain, s.plain_bytes, s.gzip
+    );
+    if g >= 1_000 {
+        side.scrape.insert(g, s);
+    }
+    Ok(())
+}
+
 fn scrape_reps(ctx: &Ctx, groups: usize) -> usize {
     match (ctx.opts.quick, groups >= 10_000) {
         (true, _) => 1,
@@ -554,25 +585,7 @@ async fn pushkit_round(ctx: &Ctx, g: usize, res: &mut Results) -> Result<(), Str
     eprintln!("  preloaded {g} groups in {took:.2?}");
     res.pushkit.preload.insert(g, took);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let loaded = p.rss_bytes()?;
-    res.pushkit.rss.insert(
-        g,
-        Rss {
-            idle,
-            loaded,
-            series: g * SERIES,
-            after_load: None,
-        },
-    );
-    let reps = if g >= 1_000 { scrape_reps(ctx, g) } else { 1 };
-    let s = scrape(p.addr, g, reps).await?;
-    eprintln!(
-        "  GET /metrics: {:.2?} for {} bytes, gzipped {:.2?}",
-        s.plain, s.plain_bytes, s.gzip
-    );
-    if g >= 1_000 {
-        res.pushkit.scrape.insert(g, s);
-    }
+    measure_loaded(ctx, &mut res.pushkit, &p, g, idle).await?;
     let r = measured(&p, ctx.spec(p.addr, g, ctx.opts.duration)).await;
     report_run("pushkit", g, &r);
     res.check_run(&format!("pushkit at {g} groups"), &r);
@@ -698,25 +711,7 @@ async fn go_round(ctx: &Ctx, g: usize, res: &mut Results) -> Result<(), String> 
     );
     res.go.preload.insert(g, took);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let loaded = p.rss_bytes()?;
-    res.go.rss.insert(
-        g,
-        Rss {
-            idle,
-            loaded,
-            series: g * SERIES,
-            after_load: None,
-        },
-    );
-    let reps = if g >= 1_000 { scrape_reps(ctx, g) } else { 1 };
-    let s = scrape(p.addr, g, reps).await?;
-    eprintln!(
-        "  GET /metrics: {:.2?} for {} bytes, gzipped {:.2?}",
-        s.plain, s.plain_bytes, s.gzip
-    );
-    if g >= 1_000 {
-        res.go.scrape.insert(g, s);
-    }
+    measure_loaded(ctx, &mut res.go, &p, g, idle).await?;
     let duration = if g >= 10_000 {
         ctx.slow_duration()
     } else {
