@@ -34,9 +34,8 @@ fn write_merged(inner: &Inner, writer: &mut ExpositionWriter, own: Vec<Family>) 
     };
     for (name, entry) in inner.index.families() {
         // Own metrics the index does not pin are written in order too.
-        let before: Vec<String> = own.range(..name.clone()).map(|(n, _)| n.clone()).collect();
-        for n in before {
-            let f = own.remove(&n).expect("listed above");
+        while own.keys().next().is_some_and(|n| n < name) {
+            let (_, f) = own.pop_first().expect("a first key exists");
             writer.write_family(&f.name, f.help.as_deref(), f.kind, f.metrics.iter());
         }
         if name == PUSH_TIME || name == PUSH_FAILURE_TIME {

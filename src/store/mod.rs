@@ -215,7 +215,7 @@ impl Store {
         families: Vec<Family>,
         at_ns: i64,
     ) -> Prepared {
-        let ids = index::push_ids(&families);
+        let (ids, packed) = pack_push(&key, &families, at_ns);
         let alone = if self.options.consistency_check {
             index::check_alone(&families, &ids).err()
         } else {
@@ -226,11 +226,6 @@ impl Store {
             .get()
             .filter(|_| alone.is_none())
             .map(|_| record::encode_push(&key, replace, &families, at_ns));
-        let labels = GroupLabels::new(&key);
-        let packed = families
-            .iter()
-            .map(|f| StoredFamily::pack(f, &labels, at_ns))
-            .collect();
         Prepared {
             key,
             replace,
@@ -274,12 +269,14 @@ impl Store {
             (Some(j), Some(record)) => Some(j.append(record).map_err(PushRefused::Journal)?),
             _ => None,
         };
-        let names = push.families.into_iter().map(|f| (f.name, f.kind));
-        let families = names
-            .zip(push.ids)
-            .zip(push.packed)
-            .map(|((n, ids), p)| (n.0, n.1, ids, p));
-        inner.apply_push(&push.key, push.replace, families, push.at_ns);
+        inner.apply_push(
+            &push.key,
+            push.replace,
+            push.families,
+            push.ids,
+            push.packed,
+            push.at_ns,
+        );
         self.maybe_snapshot(&inner);
         Ok((ticket, reserved))
     }
@@ -406,6 +403,21 @@ impl Store {
     }
 }
 
+/// The series ids and the packed form of each family of a sanitized push,
+/// as the index and the group keep them.
+fn pack_push(
+    key: &GroupingKey,
+    families: &[Family],
+    at_ns: i64,
+) -> (Vec<Vec<u64>>, Vec<StoredFamily>) {
+    let labels = GroupLabels::new(key);
+    let packed = families
+        .iter()
+        .map(|f| StoredFamily::pack(f, &labels, at_ns))
+        .collect();
+    (index::push_ids(families), packed)
+}
+
 /// Names that always exist: the per-group push gauges and the agent's own
 /// metrics. A push may not give them another type.
 fn pinned_families() -> Vec<(&'static str, MetricType, &'static str)> {
@@ -448,30 +460,34 @@ impl Inner {
     }
 
     /// Stores families already packed and hashed: PUT (`replace`) or POST.
+    /// Stores `families` (sanitized), with their series ids and packed
+    /// forms from [`pack_push`]: PUT (`replace`) or POST.
     fn apply_push(
         &mut self,
         key: &GroupingKey,
         replace: bool,
-        families: impl Iterator<Item = (String, MetricType, Vec<u64>, StoredFamily)>,
+        families: Vec<Family>,
+        ids: Vec<Vec<u64>>,
+        packed: Vec<StoredFamily>,
         at_ns: i64,
     ) {
         let id = self.group_id(key, at_ns);
         let group = self.groups[id as usize].as_mut().expect("live group");
-        let families: Vec<_> = families.collect();
         let old: Vec<(String, StoredFamily)> = if replace {
             std::mem::take(&mut group.families).into_iter().collect()
         } else {
             families
                 .iter()
-                .filter_map(|f| group.families.remove_entry(&f.0))
+                .filter_map(|f| group.families.remove_entry(&f.name))
                 .collect()
         };
         for (name, family) in &old {
             group.unindex(id, &mut self.index, name, family);
         }
-        for (name, kind, ids, stored) in families {
-            self.index.add(id, &name, kind, ids.into_iter());
-            group.families.insert(name, stored);
+        for ((family, ids), stored) in families.into_iter().zip(ids).zip(packed) {
+            self.index
+                .add(id, &family.name, family.kind, ids.into_iter());
+            group.families.insert(family.name, stored);
         }
         group.push_ns = at_ns;
     }
@@ -528,18 +544,8 @@ impl Inner {
                 families,
                 at_ns,
             } => {
-                let labels = GroupLabels::new(&key);
-                let ids = index::push_ids(&families);
-                let packed: Vec<StoredFamily> = families
-                    .iter()
-                    .map(|f| StoredFamily::pack(f, &labels, at_ns))
-                    .collect();
-                let parts = families
-                    .into_iter()
-                    .zip(ids)
-                    .zip(packed)
-                    .map(|((f, ids), p)| (f.name, f.kind, ids, p));
-                self.apply_push(&key, replace, parts, at_ns);
+                let (ids, packed) = pack_push(&key, &families, at_ns);
+                self.apply_push(&key, replace, families, ids, packed, at_ns);
             }
             Mutation::Failure { key, at_ns } => {
                 let id = self.group_id(&key, at_ns);
