@@ -78,31 +78,38 @@ pub fn encode_line_protocol(points: &[Point]) -> String {
     out
 }
 
-const MEASUREMENT_SPECIALS: &[char] = &[',', ' '];
-const KEY_SPECIALS: &[char] = &[',', '=', ' '];
+const MEASUREMENT_SPECIALS: &[u8] = b", ";
+const KEY_SPECIALS: &[u8] = b",= ";
 
 /// Escapes per the line-protocol spec. Backslashes are doubled so that a
 /// value ending in `\` cannot swallow the separator after it, and a newline
 /// (which line protocol cannot carry) is written as the two characters `\n`.
-fn escape_into(out: &mut String, s: &str, specials: &[char]) {
-    if !s
-        .chars()
-        .any(|c| c == '\\' || c == '\n' || specials.contains(&c))
-    {
+/// Every byte that needs escaping is ASCII, so the scan is bytewise and the
+/// common case (nothing to escape) is one copy.
+fn escape_into(out: &mut String, s: &str, specials: &[u8]) {
+    let needs_escape = |b: u8| b == b'\\' || b == b'\n' || specials.contains(&b);
+    let Some(first) = s.bytes().position(needs_escape) else {
         out.push_str(s);
         return;
-    }
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if specials.contains(&c) => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
+    };
+    out.push_str(&s[..first]);
+    let mut start = first;
+    for (i, b) in s.bytes().enumerate().skip(first) {
+        if !needs_escape(b) {
+            continue;
         }
+        // Escaped bytes are ASCII, so every cut here is a char boundary.
+        out.push_str(&s[start..i]);
+        out.push_str(match b {
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b',' => "\\,",
+            b'=' => "\\=",
+            _ => "\\ ",
+        });
+        start = i + 1;
     }
+    out.push_str(&s[start..]);
 }
 
 /// Shortest round-trip form; exponent form for very large or small values so
