@@ -80,9 +80,9 @@ fn write_merged(inner: &Inner, writer: &mut ExpositionWriter, own: Vec<Family>) 
             let Some(stored) = g.families.get(name) else {
                 continue;
             };
-            for series in stored.series.iter() {
+            for series in stored.series() {
                 series.labels(&g.labels, &mut labels);
-                family.series(&labels, &series.value());
+                family.series(&labels, series.value());
             }
         }
     }

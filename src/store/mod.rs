@@ -252,7 +252,7 @@ impl Store {
         if self.options.consistency_check {
             let checked = match &push.alone {
                 Some(e) => Err(e.clone()),
-                None => inner.check(&push.key, push.replace, &push.families, &push.ids),
+                None => inner.check(&push),
             };
             if let Err(message) = checked {
                 let m = Mutation::Failure {
@@ -439,29 +439,30 @@ fn pinned_families() -> Vec<(&'static str, MetricType, &'static str)> {
 }
 
 impl Inner {
-    fn check(
-        &self,
-        key: &GroupingKey,
-        replace: bool,
-        families: &[Family],
-        ids: &[Vec<u64>],
-    ) -> Result<(), String> {
-        let id = self.by_key.get(key).copied();
-        let pushed = |name: &str| families.iter().any(|f| f.name == name);
-        let replaces = |name: &str| replace || pushed(name);
+    fn check(&self, push: &Prepared) -> Result<(), String> {
+        let id = self.by_key.get(&push.key).copied();
+        let group = id.and_then(|id| self.groups[id as usize].as_ref());
+        let pushed = |name: &str| push.families.iter().any(|f| f.name == name);
+        let replaces = |name: &str| push.replace || pushed(name);
+        let unchanged = |i: usize| {
+            group
+                .and_then(|g| g.families.get(&push.families[i].name))
+                .is_some_and(|stored| stored.same_series(&push.packed[i]))
+        };
         self.index.check(
             &Pusher {
                 id,
                 replaces: &replaces,
+                unchanged: &unchanged,
             },
-            families,
-            ids,
+            &push.families,
+            &push.ids,
         )
     }
 
-    /// Stores families already packed and hashed: PUT (`replace`) or POST.
     /// Stores `families` (sanitized), with their series ids and packed
-    /// forms from [`pack_push`]: PUT (`replace`) or POST.
+    /// forms from [`pack_push`]: PUT (`replace`) or POST. A family pushed
+    /// again with the same series (the common case) leaves the index alone.
     fn apply_push(
         &mut self,
         key: &GroupingKey,
@@ -473,21 +474,31 @@ impl Inner {
     ) {
         let id = self.group_id(key, at_ns);
         let group = self.groups[id as usize].as_mut().expect("live group");
-        let old: Vec<(String, StoredFamily)> = if replace {
-            std::mem::take(&mut group.families).into_iter().collect()
+        let mut old: BTreeMap<String, StoredFamily> = if replace {
+            std::mem::take(&mut group.families)
         } else {
             families
                 .iter()
                 .filter_map(|f| group.families.remove_entry(&f.name))
                 .collect()
         };
+        let mut to_index = Vec::new();
+        for ((family, ids), stored) in families.into_iter().zip(ids).zip(packed) {
+            let same = old
+                .get(&family.name)
+                .is_some_and(|prev| prev.same_series(&stored));
+            if same {
+                old.remove(&family.name);
+            } else {
+                to_index.push((family.name.clone(), family.kind, ids));
+            }
+            group.families.insert(family.name, stored);
+        }
         for (name, family) in &old {
             group.unindex(id, &mut self.index, name, family);
         }
-        for ((family, ids), stored) in families.into_iter().zip(ids).zip(packed) {
-            self.index
-                .add(id, &family.name, family.kind, ids.into_iter());
-            group.families.insert(family.name, stored);
+        for (name, kind, ids) in to_index {
+            self.index.add(id, &name, kind, ids.into_iter());
         }
         group.push_ns = at_ns;
     }

@@ -34,11 +34,15 @@ impl GroupLabels {
             .is_ok()
     }
 
-    /// The full, sorted label set of a series whose own labels are
-    /// `packed`, into `out` (cleared first).
-    pub fn merge<'a>(&'a self, packed: &'a [u8], out: &mut Vec<(&'a str, &'a str)>) {
+    /// The full, sorted label set of a series whose own labels (sorted)
+    /// are `own`, into `out` (cleared first).
+    fn merge<'a>(
+        &'a self,
+        own: impl Iterator<Item = (&'a str, &'a str)>,
+        out: &mut Vec<(&'a str, &'a str)>,
+    ) {
         out.clear();
-        let mut own = unpack(packed).peekable();
+        let mut own = own.peekable();
         let mut group = self
             .pairs
             .iter()
@@ -68,29 +72,27 @@ impl GroupLabels {
     }
 }
 
-/// Label pairs as `len name len value ...`, lengths as LEB128 varints.
-fn pack<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Box<[u8]> {
-    let mut out = Vec::new();
-    for (k, v) in pairs {
-        for s in [k, v] {
-            let mut n = s.len();
-            loop {
-                let byte = (n & 0x7f) as u8;
-                n >>= 7;
-                if n == 0 {
-                    out.push(byte);
-                    break;
-                }
-                out.push(byte | 0x80);
+/// Appends strings to `out` as `len bytes ...`, lengths as LEB128
+/// varints.
+fn pack_into<'a>(out: &mut Vec<u8>, strs: impl Iterator<Item = &'a str>) {
+    for s in strs {
+        let mut n = s.len();
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                break;
             }
-            out.extend_from_slice(s.as_bytes());
+            out.push(byte | 0x80);
         }
+        out.extend_from_slice(s.as_bytes());
     }
-    out.into_boxed_slice()
 }
 
-fn unpack(mut packed: &[u8]) -> impl Iterator<Item = (&str, &str)> {
-    let mut next_str = move || -> Option<&str> {
+/// The strings [`pack_into`] packed.
+fn unpack(mut packed: &[u8]) -> impl Iterator<Item = &str> {
+    std::iter::from_fn(move || {
         if packed.is_empty() {
             return None;
         }
@@ -108,45 +110,77 @@ fn unpack(mut packed: &[u8]) -> impl Iterator<Item = (&str, &str)> {
         let (s, rest) = packed.split_at(n);
         packed = rest;
         Some(std::str::from_utf8(s).expect("packed from a str"))
-    };
-    std::iter::from_fn(move || Some((next_str()?, next_str()?)))
+    })
 }
 
-#[derive(Debug, Clone)]
-enum StoredValue {
-    Simple(f64),
+/// A sanitized metric's own labels: without the group's, and without the
+/// instance="" that stands in for a missing instance (both are put back
+/// when the series is read).
+fn own_labels<'m>(
+    m: &'m Metric,
+    group: &'m GroupLabels,
+) -> impl Iterator<Item = (&'m str, &'m str)> + 'm {
+    let implicit = |k: &str, v: &str| k == "instance" && v.is_empty() && !group.has_instance;
+    m.labels
+        .iter()
+        .filter(move |(k, v)| !group.contains(k) && !implicit(k, v))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+}
+
+/// A family's values, one per series.
+#[derive(Debug, Clone, PartialEq)]
+enum StoredValues {
+    /// Counters, gauges and untyped samples: a plain `f64` each.
+    Simple(Box<[f64]>),
     /// Summaries and histograms, rarer and bigger.
-    Other(Box<Value>),
+    Other(Box<[Value]>),
 }
 
-#[derive(Debug, Clone)]
-pub struct StoredSeries {
-    /// The series' own labels, sorted, without the group's.
-    labels: Box<[u8]>,
-    value: StoredValue,
-}
-
-/// One family of one group, as stored.
+/// One family of one group, as stored. Its series' own labels (sorted,
+/// without the group's) are packed one after another into one allocation,
+/// so a series costs its label bytes, a 4-byte end offset and its value.
+/// When every series has the same label names (the usual case), the names
+/// are packed once for the family and each series keeps only its values.
 #[derive(Debug, Clone)]
 pub struct StoredFamily {
     pub help: Option<Box<str>>,
     pub kind: MetricType,
-    pub series: Box<[StoredSeries]>,
+    /// The label names every series shares, packed; `None` when they
+    /// differ, and then `labels` holds names and values.
+    names: Option<Box<[u8]>>,
+    labels: Box<[u8]>,
+    /// Where each series' labels end in `labels`.
+    ends: Box<[u32]>,
+    values: StoredValues,
     /// When the push that stored it arrived, ns since the epoch.
     pub pushed_ns: i64,
 }
 
-impl StoredSeries {
-    pub fn labels<'a>(&'a self, group: &'a GroupLabels, out: &mut Vec<(&'a str, &'a str)>) {
-        group.merge(&self.labels, out);
+/// One stored series, borrowed from its family.
+pub struct StoredSeries<'a> {
+    names: Option<&'a [u8]>,
+    labels: &'a [u8],
+    value: std::borrow::Cow<'a, Value>,
+}
+
+impl<'a> StoredSeries<'a> {
+    /// Its own labels, sorted, without the group's.
+    fn own(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        let mut names = self.names.map(unpack);
+        let mut strs = unpack(self.labels);
+        std::iter::from_fn(move || match &mut names {
+            Some(names) => Some((names.next()?, strs.next()?)),
+            None => Some((strs.next()?, strs.next()?)),
+        })
     }
 
-    /// The value; `Value::Simple` is built on the stack.
-    pub fn value(&self) -> std::borrow::Cow<'_, Value> {
-        match &self.value {
-            StoredValue::Simple(v) => std::borrow::Cow::Owned(Value::Simple(*v)),
-            StoredValue::Other(v) => std::borrow::Cow::Borrowed(v),
-        }
+    /// Its full, sorted label set, into `out` (cleared first).
+    pub fn labels(&self, group: &'a GroupLabels, out: &mut Vec<(&'a str, &'a str)>) {
+        group.merge(self.own(), out);
+    }
+
+    pub fn value(&self) -> &Value {
+        &self.value
     }
 }
 
@@ -154,41 +188,104 @@ impl StoredFamily {
     /// Packs a sanitized family (grouping labels forced, labels sorted,
     /// timestamps dropped) of the group whose labels are `group`.
     pub fn pack(family: &Family, group: &GroupLabels, pushed_ns: i64) -> StoredFamily {
-        let series = family
+        let mut own: Vec<(&str, &str)> = Vec::new();
+        let mut first_names: Vec<&str> = Vec::new();
+        let mut shared = true;
+        let mut labels = Vec::with_capacity(family.metrics.len() * 16);
+        let mut ends = Vec::with_capacity(family.metrics.len());
+        let end =
+            |labels: &Vec<u8>| u32::try_from(labels.len()).expect("bodies are far below 4 GiB");
+        for (i, m) in family.metrics.iter().enumerate() {
+            own.clear();
+            own.extend(own_labels(m, group));
+            if i == 0 {
+                first_names.extend(own.iter().map(|(k, _)| *k));
+            } else if shared && !own.iter().map(|(k, _)| *k).eq(first_names.iter().copied()) {
+                // The names differ after all: repack the series so far as
+                // name and value pairs.
+                shared = false;
+                labels.clear();
+                ends.clear();
+                for m in &family.metrics[..i] {
+                    pack_into(&mut labels, own_labels(m, group).flat_map(|(k, v)| [k, v]));
+                    ends.push(end(&labels));
+                }
+            }
+            if shared {
+                pack_into(&mut labels, own.iter().map(|(_, v)| *v));
+            } else {
+                pack_into(&mut labels, own.iter().flat_map(|(k, v)| [*k, *v]));
+            }
+            ends.push(end(&labels));
+        }
+        let names = (shared && !family.metrics.is_empty()).then(|| {
+            let mut names = Vec::new();
+            pack_into(&mut names, first_names.iter().copied());
+            names.into_boxed_slice()
+        });
+        let simple: Option<Box<[f64]>> = family
             .metrics
             .iter()
-            .map(|m| {
-                // The group's labels, and the instance="" that stands in for
-                // a missing instance, are put back when the series is read.
-                let implicit =
-                    |k: &str, v: &str| k == "instance" && v.is_empty() && !group.has_instance;
-                let own = m
-                    .labels
-                    .iter()
-                    .filter(|(k, v)| !group.contains(k) && !implicit(k, v));
-                StoredSeries {
-                    labels: pack(own.map(|(k, v)| (k.as_str(), v.as_str()))),
-                    value: match &m.value {
-                        Value::Simple(v) => StoredValue::Simple(*v),
-                        other => StoredValue::Other(Box::new(other.clone())),
-                    },
-                }
+            .map(|m| match m.value {
+                Value::Simple(v) => Some(v),
+                _ => None,
             })
             .collect();
+        let values = match simple {
+            Some(v) => StoredValues::Simple(v),
+            None => StoredValues::Other(family.metrics.iter().map(|m| m.value.clone()).collect()),
+        };
         StoredFamily {
             help: family.help.as_deref().map(Box::from),
             kind: family.kind,
-            series,
+            names,
+            labels: labels.into_boxed_slice(),
+            ends: ends.into_boxed_slice(),
+            values,
             pushed_ns,
         }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Its series, in push order.
+    pub fn series(&self) -> impl Iterator<Item = StoredSeries<'_>> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .enumerate()
+            .map(move |(i, (start, end))| StoredSeries {
+                names: self.names.as_deref(),
+                labels: &self.labels[start as usize..end as usize],
+                value: match &self.values {
+                    StoredValues::Simple(v) => std::borrow::Cow::Owned(Value::Simple(v[i])),
+                    StoredValues::Other(v) => std::borrow::Cow::Borrowed(&v[i]),
+                },
+            })
+    }
+
+    /// True when `other` (of the same name and group) has the same type and
+    /// exactly the same series in the same order: then it has the same
+    /// series ids, and replacing one with the other leaves the index as it
+    /// is.
+    pub fn same_series(&self, other: &StoredFamily) -> bool {
+        self.kind == other.kind
+            && self.names == other.names
+            && self.ends == other.ends
+            && self.labels == other.labels
     }
 
     /// The family with full label sets, as it was pushed (sanitized).
     pub fn unpack(&self, name: &str, group: &GroupLabels) -> Family {
         let mut labels = Vec::new();
         let metrics = self
-            .series
-            .iter()
+            .series()
             .map(|s| {
                 s.labels(group, &mut labels);
                 Metric {
@@ -196,7 +293,7 @@ impl StoredFamily {
                         .iter()
                         .map(|(k, v)| (k.to_string(), v.to_string()))
                         .collect(),
-                    value: s.value().into_owned(),
+                    value: s.value().clone(),
                     timestamp_ms: None,
                 }
             })
@@ -216,7 +313,7 @@ impl StoredFamily {
         group: &'a GroupLabels,
     ) -> impl Iterator<Item = u64> + 'a {
         let mut labels = Vec::new();
-        self.series.iter().map(move |s| {
+        self.series().map(move |s| {
             s.labels(group, &mut labels);
             series_id(name, labels.iter().copied())
         })
@@ -350,6 +447,13 @@ mod tests {
             &["instance", "i"],
             "# TYPE h histogram\nh_bucket{le=\"1\",p=\"q\"} 1\nh_bucket{le=\"+Inf\",p=\"q\"} 2\nh_sum{p=\"q\"} 3\nh_count{p=\"q\"} 2\n",
         );
+        // Shared label names, packed once for the family.
+        round_trip(
+            "j",
+            &["instance", "i"],
+            "a{x=\"1\",y=\"\"} 1\na{x=\"2\",y=\"z\"} 2\na{x=\"\",y=\"3\"} 3\n",
+        );
+        round_trip("j", &[], "a{instance=\"\",x=\"1\"} 1\na{x=\"2\"} 2\n");
         let long = "v".repeat(300);
         round_trip("j", &[], &format!("a{{l=\"{long}\"}} 1\n"));
     }

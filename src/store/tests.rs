@@ -373,3 +373,46 @@ impl Store {
         }
     }
 }
+
+/// A family pushed again with the same series keeps the index as it was:
+/// its series stay owned (another group may not take them), and a change
+/// of series or of type still re-indexes.
+#[test]
+fn repushing_the_same_series_keeps_ownership_and_types() {
+    let store = Store::new(options());
+    let owner = key("j", &[]);
+    let other = key("j", &["instance", "i"]);
+    let body = "# TYPE a counter\na{instance=\"i\",x=\"1\"} 1\n";
+    push(&store, &owner, true, body, 1).unwrap();
+    push(&store, &owner, true, body, 2).unwrap();
+    push(&store, &owner, false, body, 3).unwrap();
+    assert_eq!(store.series_count(), 1);
+    let taken = push(&store, &other, true, "# TYPE a counter\na{x=\"1\"} 5\n", 4);
+    assert!(taken.unwrap_err().contains("another group"));
+
+    // Same series, another type: the index follows the new type.
+    push(
+        &store,
+        &owner,
+        true,
+        "# TYPE a gauge\na{instance=\"i\",x=\"1\"} 1\n",
+        5,
+    )
+    .unwrap();
+    assert!(push(&store, &other, true, "# TYPE a counter\na{x=\"2\"} 1\n", 6).is_err());
+    assert!(push(&store, &other, true, "# TYPE a gauge\na{x=\"2\"} 1\n", 7).is_ok());
+
+    // Another series in place of the first: the first is free again.
+    push(
+        &store,
+        &owner,
+        true,
+        "# TYPE a gauge\na{instance=\"i\",x=\"3\"} 1\n",
+        8,
+    )
+    .unwrap();
+    assert!(push(&store, &other, true, "# TYPE a gauge\na{x=\"1\"} 1\n", 9).is_ok());
+    assert_eq!(store.series_count(), 2);
+    assert!(has(&store, "a{instance=\"i\",job=\"j\",x=\"1\"} 1"));
+    assert!(has(&store, "a{instance=\"i\",job=\"j\",x=\"3\"} 1"));
+}
