@@ -1,7 +1,7 @@
 //! A point (measurement, tags, fields, time) and its InfluxDB line-protocol
 //! encoding.
 
-use crate::expfmt::model::MetricType;
+use crate::expfmt::model::{LabelStr, MetricType};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -29,16 +29,16 @@ impl SeriesSuffix {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Field {
-    pub key: String,
+    pub key: LabelStr,
     pub value: f64,
     pub suffix: SeriesSuffix,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
-    pub measurement: String,
+    pub measurement: LabelStr,
     /// Sorted by key, unique keys, no empty values.
-    pub tags: Vec<(String, String)>,
+    pub tags: Vec<(LabelStr, LabelStr)>,
     pub fields: Vec<Field>,
     /// Nanoseconds since the Unix epoch.
     pub time_ns: i64,
@@ -64,7 +64,7 @@ impl Point {
             write_float(out, f.value);
         }
         out.push(' ');
-        let _ = write!(out, "{}", self.time_ns);
+        out.push_str(itoa::Buffer::new().format(self.time_ns));
         out.push('\n');
     }
 }
@@ -78,24 +78,34 @@ pub fn encode_line_protocol(points: &[Point]) -> String {
     out
 }
 
-const MEASUREMENT_SPECIALS: &[u8] = b", ";
-const KEY_SPECIALS: &[u8] = b",= ";
+/// Bytes to escape, as a lookup table per context: bit 0 in measurements,
+/// bit 1 in tag keys, tag values and field keys.
+const ESCAPES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    table[b'\\' as usize] = 0b11;
+    table[b'\n' as usize] = 0b11;
+    table[b',' as usize] = 0b11;
+    table[b' ' as usize] = 0b11;
+    table[b'=' as usize] = 0b10;
+    table
+};
+const MEASUREMENT_SPECIALS: u8 = 0b01;
+const KEY_SPECIALS: u8 = 0b10;
 
 /// Escapes per the line-protocol spec. Backslashes are doubled so that a
 /// value ending in `\` cannot swallow the separator after it, and a newline
 /// (which line protocol cannot carry) is written as the two characters `\n`.
 /// Every byte that needs escaping is ASCII, so the scan is bytewise and the
 /// common case (nothing to escape) is one copy.
-fn escape_into(out: &mut String, s: &str, specials: &[u8]) {
-    let needs_escape = |b: u8| b == b'\\' || b == b'\n' || specials.contains(&b);
-    let Some(first) = s.bytes().position(needs_escape) else {
+fn escape_into(out: &mut String, s: &str, specials: u8) {
+    let needs_escape = |b: &u8| ESCAPES[usize::from(*b)] & specials != 0;
+    let Some(first) = s.as_bytes().iter().position(needs_escape) else {
         out.push_str(s);
         return;
     };
-    out.push_str(&s[..first]);
-    let mut start = first;
+    let mut start = 0;
     for (i, b) in s.bytes().enumerate().skip(first) {
-        if !needs_escape(b) {
+        if !needs_escape(&b) {
             continue;
         }
         // Escaped bytes are ASCII, so every cut here is a char boundary.
@@ -116,7 +126,10 @@ fn escape_into(out: &mut String, s: &str, specials: &[u8]) {
 /// that 1e300 does not become 301 digits. Callers never pass NaN or ±Inf.
 pub fn write_float(out: &mut String, v: f64) {
     let a = v.abs();
-    if a != 0.0 && !(1e-5..1e16).contains(&a) {
+    if v.fract() == 0.0 && (1.0..1e15).contains(&a) {
+        // The common case of a whole count: plain digits, as `{}` writes it.
+        out.push_str(itoa::Buffer::new().format(v as i64));
+    } else if a != 0.0 && !(1e-5..1e16).contains(&a) {
         let _ = write!(out, "{v:e}");
     } else {
         let _ = write!(out, "{v}");
@@ -140,12 +153,12 @@ mod tests {
             measurement: measurement.into(),
             tags: tags
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| ((*k).into(), (*v).into()))
                 .collect(),
             fields: fields
                 .iter()
                 .map(|(k, v)| Field {
-                    key: k.to_string(),
+                    key: (*k).into(),
                     value: *v,
                     suffix: SeriesSuffix::None,
                 })
@@ -198,6 +211,10 @@ mod tests {
             (1e21, "1e21"),
             (1.5e-7, "1.5e-7"),
             (123456789.0, "123456789"),
+            (-42.0, "-42"),
+            (-0.0, "-0"),
+            (1e14, "100000000000000"),
+            (1e15, "1000000000000000"),
         ];
         for (v, want) in cases {
             let mut s = String::new();

@@ -72,7 +72,7 @@ fn families() -> Vec<Family> {
     let metric = |labels: &[(&str, &str)], value: Value| Metric {
         labels: labels
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect(),
         value,
         timestamp_ms: ts,

@@ -10,7 +10,7 @@
 
 pub mod naming;
 
-use crate::expfmt::model::{Family, Metric, Value};
+use crate::expfmt::model::{Family, LabelStr, Metric, Value};
 use crate::point::{Field, Point, SeriesSuffix};
 use crate::pushgateway::grouping::GroupingKey;
 pub use naming::Naming;
@@ -33,6 +33,13 @@ pub fn convert(
     received_ns: i64,
 ) -> Vec<Point> {
     let mut points = Vec::new();
+    // The grouping labels once per push, as every point carries them.
+    let group_tags: Vec<(LabelStr, LabelStr)> = group
+        .labels()
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (LabelStr::from(k.as_str()), LabelStr::from(v.as_str())))
+        .collect();
     for family in families {
         let (measurement, field) = mapping
             .naming
@@ -40,15 +47,15 @@ pub fn convert(
         let ctx = FamilyContext {
             family,
             name: Arc::from(family.name.as_str()),
-            measurement,
-            field,
+            measurement: measurement.into(),
+            field: field.into(),
         };
         for metric in &family.metrics {
             let time_ns = match metric.timestamp_ms {
                 Some(ms) if mapping.honor_timestamps => ms.saturating_mul(1_000_000),
                 _ => received_ns,
             };
-            let tags = merge_tags(group, metric);
+            let tags = merge_tags(&group_tags, group, metric);
             ctx.emit(metric, tags, time_ns, &mut points);
         }
     }
@@ -58,15 +65,15 @@ pub fn convert(
 struct FamilyContext<'a> {
     family: &'a Family,
     name: Arc<str>,
-    measurement: String,
-    field: String,
+    measurement: LabelStr,
+    field: LabelStr,
 }
 
 impl FamilyContext<'_> {
     fn emit(
         &self,
         metric: &Metric,
-        tags: Vec<(String, String)>,
+        tags: Vec<(LabelStr, LabelStr)>,
         time_ns: i64,
         out: &mut Vec<Point>,
     ) {
@@ -107,7 +114,11 @@ impl FamilyContext<'_> {
     fn field(&self, suffix: SeriesSuffix, value: f64) -> Field {
         let key = match suffix {
             SeriesSuffix::None => self.field.clone(),
-            s => format!("{}{}", self.field, s.as_str()),
+            s => {
+                let mut key = self.field.clone();
+                key.push_str(s.as_str());
+                key
+            }
         };
         Field { key, value, suffix }
     }
@@ -117,7 +128,7 @@ impl FamilyContext<'_> {
     fn push(
         &self,
         out: &mut Vec<Point>,
-        tags: Vec<(String, String)>,
+        tags: Vec<(LabelStr, LabelStr)>,
         mut fields: Vec<Field>,
         time_ns: i64,
     ) {
@@ -139,14 +150,13 @@ impl FamilyContext<'_> {
 /// Grouping labels plus the metric's own, the grouping label winning on a
 /// shared name; empty values are dropped (an empty Prometheus label is an
 /// absent one). Sorted by key.
-fn merge_tags(group: &GroupingKey, metric: &Metric) -> Vec<(String, String)> {
-    let mut tags: Vec<(String, String)> =
-        Vec::with_capacity(group.labels().len() + metric.labels.len() + 1);
-    for (k, v) in group.labels() {
-        if !v.is_empty() {
-            tags.push((k.clone(), v.clone()));
-        }
-    }
+fn merge_tags(
+    group_tags: &[(LabelStr, LabelStr)],
+    group: &GroupingKey,
+    metric: &Metric,
+) -> Vec<(LabelStr, LabelStr)> {
+    let mut tags = Vec::with_capacity(group_tags.len() + metric.labels.len() + 1);
+    tags.extend_from_slice(group_tags);
     for (k, v) in &metric.labels {
         if v.is_empty() || group.get(k).is_some() {
             continue;
@@ -158,11 +168,16 @@ fn merge_tags(group: &GroupingKey, metric: &Metric) -> Vec<(String, String)> {
 }
 
 /// `tags` with `key=value` set, kept sorted; replaces a tag of that name.
-fn with_tag(tags: &[(String, String)], key: &str, value: String) -> Vec<(String, String)> {
+fn with_tag(
+    tags: &[(LabelStr, LabelStr)],
+    key: &'static str,
+    value: String,
+) -> Vec<(LabelStr, LabelStr)> {
     let mut out = tags.to_vec();
+    let value = LabelStr::from(value);
     match out.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
         Ok(i) => out[i].1 = value,
-        Err(i) => out.insert(i, (key.to_string(), value)),
+        Err(i) => out.insert(i, (LabelStr::const_new(key), value)),
     }
     out
 }

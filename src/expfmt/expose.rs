@@ -537,21 +537,7 @@ fn write_float(out: &mut Vec<u8>, v: f64) {
 }
 
 fn write_i64(out: &mut Vec<u8>, v: i64) {
-    let mut buf = [0u8; 20];
-    let mut pos = buf.len();
-    let mut n = v.unsigned_abs();
-    loop {
-        pos -= 1;
-        buf[pos] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if v < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(&buf[pos..]);
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
 /// A small stack buffer for formatting one float without allocating. The
@@ -793,7 +779,7 @@ fn encode_value(out: &mut Vec<u8>, field: u8, size: usize, value: &Value) {
 #[cfg(test)]
 mod tests {
     use super::super::delimited::parse_delimited;
-    use super::super::model::Family;
+    use super::super::model::{Family, LabelStr};
     use super::super::proto::family_to_proto;
     use super::super::text::parse_text;
     use super::*;
@@ -828,10 +814,10 @@ mod tests {
         }
     }
 
-    fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    fn labels(pairs: &[(&str, &str)]) -> Vec<(LabelStr, LabelStr)> {
         pairs
             .iter()
-            .map(|&(n, v)| (n.to_string(), v.to_string()))
+            .map(|&(n, v)| (LabelStr::from(n), LabelStr::from(v)))
             .collect()
     }
 

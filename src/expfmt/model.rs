@@ -46,12 +46,17 @@ pub struct Family {
     pub metrics: Vec<Metric>,
 }
 
+/// A label name or value. Strings of up to 24 bytes (nearly every label)
+/// are kept inline, so parsing a push, forcing its grouping labels and
+/// mapping it to points copy labels without allocating for each one.
+pub type LabelStr = compact_str::CompactString;
+
 /// One metric (one label set) of a family.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metric {
     /// Label pairs in push order. Never contains `__name__`, nor the `le` of a
     /// histogram or the `quantile` of a summary: those live in `value`.
-    pub labels: Vec<(String, String)>,
+    pub labels: Vec<(LabelStr, LabelStr)>,
     pub value: Value,
     /// Milliseconds since the Unix epoch, when the push carried one.
     pub timestamp_ms: Option<i64>,

@@ -5,7 +5,7 @@
 //! Field numbers follow the real `metrics.proto`; repeated scalars are
 //! unpacked as proto2 encodes them by default (decoding accepts both).
 
-use super::model::{self, Family, Value};
+use super::model::{self, Family, LabelStr, Value};
 use super::{is_valid_label_name, is_valid_metric_name, ParseError};
 
 /// `google.protobuf.Timestamp`.
@@ -249,7 +249,7 @@ fn metric_from_proto(
     kind: model::MetricType,
     m: Metric,
 ) -> Result<model::Metric, ParseError> {
-    let mut labels = Vec::with_capacity(m.label.len());
+    let mut labels = Vec::with_capacity(m.label.len() + 2);
     for pair in m.label {
         let label = pair.name.unwrap_or_default();
         if !is_valid_label_name(label.as_bytes()) {
@@ -278,7 +278,10 @@ fn metric_from_proto(
                 "duplicate label name {label:?} in metric family {family:?}"
             )));
         }
-        labels.push((label, pair.value.unwrap_or_default()));
+        labels.push((
+            LabelStr::from(label),
+            LabelStr::from(pair.value.unwrap_or_default()),
+        ));
     }
     let missing = |field: &str| {
         ParseError::protobuf(format!(
@@ -397,8 +400,8 @@ fn metric_to_proto(kind: model::MetricType, m: &model::Metric) -> Metric {
             .labels
             .iter()
             .map(|(name, value)| LabelPair {
-                name: Some(name.clone()),
-                value: Some(value.clone()),
+                name: Some(name.to_string()),
+                value: Some(value.to_string()),
             })
             .collect(),
         timestamp_ms: m.timestamp_ms,

@@ -34,7 +34,7 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 
-use super::model::{Family, Histogram, Metric, MetricType, Summary, Value};
+use super::model::{Family, Histogram, LabelStr, Metric, MetricType, Summary, Value};
 use super::{
     is_label_name_continue, is_label_name_start, is_metric_name_continue, is_metric_name_start,
     ParseError,
@@ -155,16 +155,20 @@ fn push_group(
     metrics.len() - 1
 }
 
-fn owned_labels(labels: &mut Vec<LabelRef<'_>>) -> Vec<(String, String)> {
-    labels
-        .drain(..)
-        .map(|l| (l.name.to_owned(), l.value.into_owned()))
-        .collect()
+fn owned_labels(labels: &mut Vec<LabelRef<'_>>) -> Vec<(LabelStr, LabelStr)> {
+    // Room for the two grouping labels (job, instance) the store adds.
+    let mut owned = Vec::with_capacity(labels.len() + 2);
+    owned.extend(
+        labels
+            .drain(..)
+            .map(|l| (LabelStr::from(l.name), LabelStr::from(&*l.value))),
+    );
+    owned
 }
 
 /// Set equality of label pairs. Names are unique on both sides (duplicates
 /// are rejected), so equal length plus inclusion is equality.
-fn same_labels(line: &[LabelRef<'_>], metric: &[(String, String)]) -> bool {
+fn same_labels(line: &[LabelRef<'_>], metric: &[(LabelStr, LabelStr)]) -> bool {
     line.len() == metric.len()
         && line.iter().all(|l| {
             metric
@@ -1009,10 +1013,10 @@ mod tests {
         }
     }
 
-    fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    fn labels(pairs: &[(&str, &str)]) -> Vec<(LabelStr, LabelStr)> {
         pairs
             .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .map(|(n, v)| (LabelStr::from(*n), LabelStr::from(*v)))
             .collect()
     }
 

@@ -92,7 +92,7 @@
 //! Nothing found on disk makes `open` fail; only I/O errors do.
 
 use crate::checksum::crc32c;
-use crate::expfmt::model::MetricType;
+use crate::expfmt::model::{LabelStr, MetricType};
 use crate::fsutil::{
     self, check_frame as check_frame_bytes, check_header, move_aside, sync_dir, Failure, Header,
     FILE_HEADER_LEN, FRAME_HEADER_LEN,
@@ -286,18 +286,18 @@ fn decode_body(body: &[u8]) -> Result<Vec<Point>, String> {
     // Points of one push mostly share their family: share the Arc too.
     let mut last_family: Option<Arc<str>> = None;
     for _ in 0..n {
-        let measurement = d.str()?.to_owned();
+        let measurement = LabelStr::from(d.str()?);
         let ntags = d.count(8)?;
         let mut tags = Vec::with_capacity(ntags);
         for _ in 0..ntags {
-            let k = d.str()?.to_owned();
-            let v = d.str()?.to_owned();
+            let k = LabelStr::from(d.str()?);
+            let v = LabelStr::from(d.str()?);
             tags.push((k, v));
         }
         let nfields = d.count(4 + 8 + 1)?;
         let mut fields = Vec::with_capacity(nfields);
         for _ in 0..nfields {
-            let key = d.str()?.to_owned();
+            let key = LabelStr::from(d.str()?);
             let value = d.f64()?;
             let code = d.u8()?;
             let suffix =
@@ -1957,7 +1957,7 @@ mod tests {
         (0..n)
             .map(|i| Point {
                 measurement: "m".into(),
-                tags: vec![("push".into(), push.to_string())],
+                tags: vec![("push".into(), push.to_string().into())],
                 fields: vec![Field {
                     key: "f".into(),
                     value: (push * 1000 + i) as f64,

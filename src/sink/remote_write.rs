@@ -51,6 +51,7 @@
 //! messages from the same view (the tests check that prost encodes them to
 //! the same bytes).
 
+use crate::expfmt::model::LabelStr;
 use crate::point::{Point, SeriesSuffix};
 use std::collections::HashMap;
 
@@ -193,8 +194,8 @@ fn protobuf(points: &[Point]) -> Vec<u8> {
 /// Sorted, clean copies of the tags of the points whose tags are not
 /// (unsorted, repeated or `__name__` names, empty names or values), by
 /// point index; empty when no point needs one, which is the usual case.
-fn fix_tags(points: &[Point]) -> Vec<Option<Vec<(String, String)>>> {
-    let needs_fix = |tags: &[(String, String)]| {
+fn fix_tags(points: &[Point]) -> Vec<Option<Vec<(LabelStr, LabelStr)>>> {
+    let needs_fix = |tags: &[(LabelStr, LabelStr)]| {
         tags.iter()
             .any(|(k, v)| k.is_empty() || v.is_empty() || k == NAME_LABEL)
             || tags.windows(2).any(|w| w[0].0 >= w[1].0)
@@ -206,7 +207,7 @@ fn fix_tags(points: &[Point]) -> Vec<Option<Vec<(String, String)>>> {
         .iter()
         .map(|p| {
             needs_fix(&p.tags).then(|| {
-                let mut tags: Vec<(String, String)> = p
+                let mut tags: Vec<(LabelStr, LabelStr)> = p
                     .tags
                     .iter()
                     .filter(|(k, v)| !k.is_empty() && !v.is_empty() && k != NAME_LABEL)
@@ -225,7 +226,7 @@ struct Series<'a> {
     family: &'a str,
     suffix: SeriesSuffix,
     /// Sorted by name, unique names, no empty values, no `__name__`.
-    tags: &'a [(String, String)],
+    tags: &'a [(LabelStr, LabelStr)],
     /// This series' samples: `Batch::samples[start..start + len]`.
     start: usize,
     len: usize,
@@ -256,7 +257,7 @@ struct Batch<'a> {
 }
 
 /// A label set of the batch, before the suffix: family name and tags.
-type SeriesKey<'a> = (&'a str, &'a [(String, String)]);
+type SeriesKey<'a> = (&'a str, &'a [(LabelStr, LabelStr)]);
 
 /// A free slot in a label set's per-suffix series table.
 const NO_SERIES: u32 = u32::MAX;
@@ -273,7 +274,7 @@ fn suffix_slot(s: SeriesSuffix) -> usize {
 impl<'a> Batch<'a> {
     /// Groups the points' fields into series, in order of first appearance.
     /// `fixed` is [`fix_tags`]'s answer for `points`.
-    fn group(points: &'a [Point], fixed: &'a [Option<Vec<(String, String)>>]) -> Batch<'a> {
+    fn group(points: &'a [Point], fixed: &'a [Option<Vec<(LabelStr, LabelStr)>>]) -> Batch<'a> {
         let n = sample_count(points);
         // Series ids are u32 to keep the table small: a batch holds far
         // fewer than 4 billion fields.
@@ -282,7 +283,7 @@ impl<'a> Batch<'a> {
         // Each field's series and sample, in push order.
         let mut pushed: Vec<(u32, i64, f64)> = Vec::with_capacity(n);
         for (i, p) in points.iter().enumerate() {
-            let tags: &'a [(String, String)] = match fixed.get(i) {
+            let tags: &'a [(LabelStr, LabelStr)] = match fixed.get(i) {
                 Some(Some(t)) => t,
                 _ => &p.tags,
             };
@@ -458,7 +459,7 @@ mod tests {
             measurement: "m".into(),
             tags: tags
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| ((*k).into(), (*v).into()))
                 .collect(),
             fields: vec![Field {
                 key: "f".into(),

@@ -5,7 +5,7 @@
 //! a push costs the same with 10 groups stored as with 10,000.
 
 use super::series::{series_id, IdHasher};
-use crate::expfmt::model::{Family, MetricType};
+use crate::expfmt::model::{Family, LabelStr, MetricType};
 use crate::pushgateway::grouping::is_valid_label_name;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasherDefault;
@@ -278,7 +278,11 @@ fn check_suffixes(
 
 /// Valid, unique label names; no `quantile` on summaries nor `le` on
 /// histograms (those labels are the exposition's own). Labels are sorted.
-fn check_labels(name: &str, kind: MetricType, labels: &[(String, String)]) -> Result<(), String> {
+fn check_labels(
+    name: &str,
+    kind: MetricType,
+    labels: &[(LabelStr, LabelStr)],
+) -> Result<(), String> {
     for (i, (label, _)) in labels.iter().enumerate() {
         if !is_valid_label_name(label) || label.starts_with("__") {
             return Err(format!(
@@ -304,11 +308,11 @@ fn check_labels(name: &str, kind: MetricType, labels: &[(String, String)]) -> Re
 }
 
 /// The identity of a metric of a sanitized push.
-fn metric_id(name: &str, labels: &[(String, String)]) -> u64 {
+fn metric_id(name: &str, labels: &[(LabelStr, LabelStr)]) -> u64 {
     series_id(name, labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
-fn describe(name: &str, labels: &[(String, String)]) -> String {
+fn describe(name: &str, labels: &[(LabelStr, LabelStr)]) -> String {
     let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
     format!("{name}{{{}}}", inner.join(","))
 }

@@ -26,7 +26,7 @@ fn group_json(g: &Group) -> Json {
         .key
         .labels()
         .iter()
-        .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+        .map(|(k, v)| (k.to_string(), Json::String(v.to_string())))
         .collect();
     obj.insert("labels".into(), Json::Object(labels));
     obj.insert(
@@ -78,7 +78,7 @@ fn metric_json(m: &Metric) -> Json {
     let labels: Map<String, Json> = m
         .labels
         .iter()
-        .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+        .map(|(k, v)| (k.to_string(), Json::String(v.to_string())))
         .collect();
     match &m.value {
         Value::Simple(v) => json!({"labels": labels, "value": format_go_g(*v)}),

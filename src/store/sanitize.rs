@@ -3,7 +3,7 @@
 //! sorted by name, timestamps dropped, and the families the store keeps
 //! itself (or that Go's parser would drop) left out.
 
-use crate::expfmt::model::Family;
+use crate::expfmt::model::{Family, LabelStr};
 use crate::pushgateway::grouping::GroupingKey;
 
 /// The per-group gauges the store maintains; a pushed family of the same
@@ -32,22 +32,25 @@ pub fn sanitize(key: &GroupingKey, families: &mut Vec<Family>) {
 /// Sets every grouping label (overwriting a body label of the same name),
 /// adds `instance=""` when there is no instance label, and sorts by name.
 /// Duplicate body labels are kept so that the consistency check sees them.
-pub fn force_labels(labels: &mut Vec<(String, String)>, grouping: &[(String, String)]) {
+pub fn force_labels(labels: &mut Vec<(LabelStr, LabelStr)>, grouping: &[(String, String)]) {
     for (name, value) in grouping {
         match labels.iter_mut().find(|(k, _)| k == name) {
-            Some(slot) => slot.1.clone_from(value),
-            None => labels.push((name.clone(), value.clone())),
+            Some(slot) => slot.1 = LabelStr::from(value.as_str()),
+            None => labels.push((
+                LabelStr::from(name.as_str()),
+                LabelStr::from(value.as_str()),
+            )),
         }
     }
     if !labels.iter().any(|(k, _)| k == "instance") {
-        labels.push(("instance".to_string(), String::new()));
+        labels.push((LabelStr::const_new("instance"), LabelStr::const_new("")));
     }
     labels.sort_by(|a, b| a.0.cmp(&b.0));
 }
 
 /// The labels of a group's own gauges: its grouping labels plus
 /// `instance=""` when absent, sorted.
-pub fn group_series_labels(key: &GroupingKey) -> Vec<(String, String)> {
+pub fn group_series_labels(key: &GroupingKey) -> Vec<(LabelStr, LabelStr)> {
     let mut labels = Vec::with_capacity(key.labels().len() + 1);
     force_labels(&mut labels, key.labels());
     labels
@@ -59,10 +62,10 @@ mod tests {
     use crate::expfmt::text::parse_text;
     use crate::pushgateway::grouping::parse_grouping_key;
 
-    fn l(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    fn l(pairs: &[(&str, &str)]) -> Vec<(LabelStr, LabelStr)> {
         pairs
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (LabelStr::from(*k), LabelStr::from(*v)))
             .collect()
     }
 

@@ -6,7 +6,7 @@
 //! JSON, snapshots). The Go Pushgateway keeps every series as a protobuf
 //! message, about 1.7 KB each; this keeps a typical one near 100 bytes.
 
-use crate::expfmt::model::{Family, Metric, MetricType, Value};
+use crate::expfmt::model::{Family, LabelStr, Metric, MetricType, Value};
 use crate::pushgateway::grouping::GroupingKey;
 use std::hash::Hasher;
 
@@ -291,7 +291,7 @@ impl StoredFamily {
                 Metric {
                     labels: labels
                         .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .map(|(k, v)| (LabelStr::from(*k), LabelStr::from(*v)))
                         .collect(),
                     value: s.value().clone(),
                     timestamp_ms: None,
