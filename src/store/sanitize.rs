@@ -33,6 +33,23 @@ pub fn sanitize(key: &GroupingKey, families: &mut Vec<Family>) {
 /// adds `instance=""` when there is no instance label, and sorts by name.
 /// Duplicate body labels are kept so that the consistency check sees them.
 pub fn force_labels(labels: &mut Vec<(LabelStr, LabelStr)>, grouping: &[(String, String)]) {
+    // Clients write labels sorted: then each forced label goes where it
+    // sorts, with no sort afterwards.
+    if labels.windows(2).all(|w| w[0].0 < w[1].0) {
+        for (name, value) in grouping {
+            match labels.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
+                Ok(i) => labels[i].1 = LabelStr::from(value.as_str()),
+                Err(i) => labels.insert(i, (LabelStr::from(name.as_str()), value.into())),
+            }
+        }
+        if let Err(i) = labels.binary_search_by(|(k, _)| k.as_str().cmp("instance")) {
+            labels.insert(
+                i,
+                (LabelStr::const_new("instance"), LabelStr::const_new("")),
+            );
+        }
+        return;
+    }
     for (name, value) in grouping {
         match labels.iter_mut().find(|(k, _)| k == name) {
             Some(slot) => slot.1 = LabelStr::from(value.as_str()),
@@ -100,5 +117,30 @@ mod tests {
             group_series_labels(&key),
             l(&[("instance", "g"), ("job", "j")])
         );
+    }
+
+    #[test]
+    fn sorted_and_unsorted_bodies_give_the_same_labels() {
+        let key = parse_grouping_key("j", false, &["zone", "eu", "b", "2"]).unwrap();
+        let want = l(&[
+            ("a", "1"),
+            ("b", "2"),
+            ("c", "3"),
+            ("instance", ""),
+            ("job", "j"),
+            ("zone", "eu"),
+        ]);
+        for body in [
+            &[("a", "1"), ("b", "x"), ("c", "3")][..],
+            &[("c", "3"), ("a", "1"), ("b", "x")],
+        ] {
+            let mut labels = l(body);
+            force_labels(&mut labels, key.labels());
+            assert_eq!(labels, want, "{body:?}");
+        }
+        // A repeated name is kept, for the check to refuse.
+        let mut labels = l(&[("a", "1"), ("a", "2")]);
+        force_labels(&mut labels, key.labels());
+        assert_eq!(labels.iter().filter(|(k, _)| k == "a").count(), 2);
     }
 }

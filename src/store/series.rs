@@ -28,10 +28,10 @@ impl GroupLabels {
         }
     }
 
+    /// A linear scan: groups have a few labels, and comparing for
+    /// equality checks the lengths before the bytes.
     fn contains(&self, name: &str) -> bool {
-        self.pairs
-            .binary_search_by(|(k, _)| k.as_str().cmp(name))
-            .is_ok()
+        self.pairs.iter().any(|(k, _)| k == name)
     }
 
     /// The full, sorted label set of a series whose own labels (sorted)
