@@ -743,6 +743,9 @@ async fn full_queue_with_block_refuses_pushes_with_503() {
         m.contains("pushkit_sink_queue_points{sink=\"flaky\"} 4\n"),
         "{m}"
     );
+    // A full queue refuses before the body is parsed: a malformed push
+    // gets 503 too (and its 400 once there is room).
+    assert_queue_full(agent.push("not { valid\n").await, "flaky").await;
     // The refused push never reached the backend.
     assert!(
         backend.received().iter().all(|r| !r.body.contains("i=4")),

@@ -13,7 +13,9 @@
 //! - PUT and POST both forward every point of the push, as DataKit does;
 //!   DELETE forwards nothing.
 //!
-//! With the store on (see `crate::store`), a push goes: parse → convert →
+//! A push that would not fit in a full sink queue is refused (503) before
+//! its body is even parsed. With the store on (see `crate::store`), a push
+//! goes: parse → convert →
 //! consistency check → room in the sink queues → journal → store → enqueue
 //! → fsync wait → reply. A refused push is neither stored nor forwarded.
 
@@ -89,6 +91,9 @@ impl PushgatewayInput {
             }
             return Ok(202);
         }
+        self.sinks
+            .refuse_early(req.body.len() as u64)
+            .map_err(enqueue_error)?;
         let decoded =
             body::decode_content(req.content_encoding, req.body, self.max_decompressed_size)?;
         let mut families = body::parse_families(req.content_type, &decoded)?;

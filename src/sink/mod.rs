@@ -149,6 +149,28 @@ impl SinkSet {
         }))
     }
 
+    /// Refuses a push of `body_bytes` before it is parsed when a memory
+    /// queue with `overflow = "block"` holds points and has less room left
+    /// than that: a push's line protocol takes about as many bytes as its
+    /// text body or more, so [`SinkSet::enqueue`] would most likely refuse
+    /// it after the parse. Parsing pushes only to refuse them would take
+    /// the CPU the sinks need to drain their queues.
+    pub fn refuse_early(&self, body_bytes: u64) -> Result<(), EnqueueError> {
+        if self.disk.is_some() {
+            return Ok(());
+        }
+        for sink in &self.http {
+            let queue = &sink.queue;
+            if queue.overflow == Overflow::Block && !queue.has_room(&queue.lock(), body_bytes) {
+                return Err(EnqueueError::Full(QueueFull {
+                    sink: sink.name.clone(),
+                    max_bytes: queue.max_bytes,
+                }));
+            }
+        }
+        Ok(())
+    }
+
     /// Hands a push's points to every sink, all or nothing: if a sink with
     /// `overflow = "block"` has no room, no sink gets them. Does no I/O
     /// (the store calls it under its lock); the push is acknowledged only
