@@ -10,7 +10,7 @@
 
 pub mod naming;
 
-use crate::expfmt::model::{Family, LabelStr, Metric, Value};
+use crate::expfmt::model::{cmp_names, Family, LabelStr, Metric, Value};
 use crate::point::{Field, Point, SeriesSuffix};
 use crate::pushgateway::grouping::GroupingKey;
 pub use naming::Naming;
@@ -33,13 +33,15 @@ pub fn convert(
     received_ns: i64,
 ) -> Vec<Point> {
     let mut points = Vec::new();
-    // The grouping labels once per push, as every point carries them.
-    let group_tags: Vec<(LabelStr, LabelStr)> = group
+    // The grouping labels once per push, sorted, as every point carries
+    // them.
+    let mut group_tags: Vec<(LabelStr, LabelStr)> = group
         .labels()
         .iter()
         .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| (LabelStr::from(k.as_str()), LabelStr::from(v.as_str())))
         .collect();
+    group_tags.sort_unstable_by(|a, b| cmp_names(&a.0, &b.0));
     for family in families {
         let (measurement, field) = mapping
             .naming
@@ -149,21 +151,38 @@ impl FamilyContext<'_> {
 
 /// Grouping labels plus the metric's own, the grouping label winning on a
 /// shared name; empty values are dropped (an empty Prometheus label is an
-/// absent one). Sorted by key.
+/// absent one). Sorted by key. `group_tags` are the grouping labels with a
+/// value, sorted.
 fn merge_tags(
     group_tags: &[(LabelStr, LabelStr)],
     group: &GroupingKey,
     metric: &Metric,
 ) -> Vec<(LabelStr, LabelStr)> {
     let mut tags = Vec::with_capacity(group_tags.len() + metric.labels.len() + 1);
-    tags.extend_from_slice(group_tags);
-    for (k, v) in &metric.labels {
-        if v.is_empty() || group.get(k).is_some() {
-            continue;
+    let own = metric
+        .labels
+        .iter()
+        .filter(|(k, v)| !v.is_empty() && group.get(k).is_none());
+    if metric
+        .labels
+        .windows(2)
+        .all(|w| cmp_names(&w[0].0, &w[1].0).is_lt())
+    {
+        // Clients write labels sorted: merge the two sorted lists.
+        let mut next = 0;
+        for (k, v) in own {
+            while next < group_tags.len() && cmp_names(&group_tags[next].0, k).is_lt() {
+                tags.push(group_tags[next].clone());
+                next += 1;
+            }
+            tags.push((k.clone(), v.clone()));
         }
-        tags.push((k.clone(), v.clone()));
+        tags.extend_from_slice(&group_tags[next..]);
+    } else {
+        tags.extend_from_slice(group_tags);
+        tags.extend(own.cloned());
+        tags.sort_unstable_by(|a, b| cmp_names(&a.0, &b.0));
     }
-    tags.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     tags
 }
 

@@ -189,3 +189,20 @@ fn newline_in_tag_value_is_escaped() {
         "app,job=j,msg=a\\nb app_up=1 1000000000000\n"
     );
 }
+
+/// Sorted and unsorted label orders give the same tags, with grouping
+/// labels that sort before, between and after the metric's own, and win
+/// over them.
+#[test]
+fn tags_are_merged_in_order_whatever_the_label_order() {
+    let pairs = ["a", "g1", "m", "g2", "z", "g3", "k", "g4"];
+    let want = "app,a=g1,b=1,job=j,k=g4,m=g2,n=2,z=g3 app_m=1 1000000000000\n";
+    for body in [
+        "app_m{b=\"1\",k=\"own\",n=\"2\"} 1\n",
+        "app_m{n=\"2\",k=\"own\",b=\"1\"} 1\n",
+        "app_m{k=\"own\",b=\"1\",n=\"2\",e=\"\"} 1\n",
+        "app_m{b=\"1\",e=\"\",n=\"2\"} 1\n",
+    ] {
+        assert_eq!(lines(body, &pairs, &keep()), want, "{body}");
+    }
+}

@@ -6,7 +6,6 @@
 
 use super::series::{series_id, IdHasher};
 use crate::expfmt::model::{Family, LabelStr, MetricType};
-use crate::pushgateway::grouping::is_valid_label_name;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 
@@ -276,7 +275,7 @@ fn check_suffixes(
     Ok(())
 }
 
-/// Valid, unique label names; no `quantile` on summaries nor `le` on
+/// Unique label names, none reserved (`__`); no `quantile` on summaries nor `le` on
 /// histograms (those labels are the exposition's own). Labels are sorted.
 fn check_labels(
     name: &str,
@@ -284,7 +283,9 @@ fn check_labels(
     labels: &[(LabelStr, LabelStr)],
 ) -> Result<(), String> {
     for (i, (label, _)) in labels.iter().enumerate() {
-        if !is_valid_label_name(label) || label.starts_with("__") {
+        // The syntax of every name was checked where it entered: by the
+        // text parser, the protobuf decoder or the grouping key's parser.
+        if label.starts_with("__") {
             return Err(format!(
                 "metric {name:?} has an invalid label name {label:?}"
             ));

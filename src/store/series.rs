@@ -113,18 +113,18 @@ fn unpack(mut packed: &[u8]) -> impl Iterator<Item = &str> {
     })
 }
 
-/// A sanitized metric's own labels: without the group's, and without the
-/// instance="" that stands in for a missing instance (both are put back
-/// when the series is read).
-fn own_labels<'m>(
-    m: &'m Metric,
-    group: &'m GroupLabels,
-) -> impl Iterator<Item = (&'m str, &'m str)> + 'm {
-    let implicit = |k: &str, v: &str| k == "instance" && v.is_empty() && !group.has_instance;
-    m.labels
-        .iter()
-        .filter(move |(k, v)| !group.contains(k) && !implicit(k, v))
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+/// A sanitized metric's own labels, into `out` (cleared first): without
+/// the group's, and without the instance="" that stands in for a missing
+/// instance (both are put back when the series is read).
+fn own_labels<'m>(m: &'m Metric, group: &GroupLabels, out: &mut Vec<(&'m str, &'m str)>) {
+    out.clear();
+    for (k, v) in &m.labels {
+        let (k, v) = (k.as_str(), v.as_str());
+        let implicit = k == "instance" && v.is_empty() && !group.has_instance;
+        if !implicit && !group.contains(k) {
+            out.push((k, v));
+        }
+    }
 }
 
 /// A family's values, one per series.
@@ -196,8 +196,7 @@ impl StoredFamily {
         let end =
             |labels: &Vec<u8>| u32::try_from(labels.len()).expect("bodies are far below 4 GiB");
         for (i, m) in family.metrics.iter().enumerate() {
-            own.clear();
-            own.extend(own_labels(m, group));
+            own_labels(m, group, &mut own);
             if i == 0 {
                 first_names.extend(own.iter().map(|(k, _)| *k));
             } else if shared && !own.iter().map(|(k, _)| *k).eq(first_names.iter().copied()) {
@@ -207,9 +206,11 @@ impl StoredFamily {
                 labels.clear();
                 ends.clear();
                 for m in &family.metrics[..i] {
-                    pack_into(&mut labels, own_labels(m, group).flat_map(|(k, v)| [k, v]));
+                    own_labels(m, group, &mut own);
+                    pack_into(&mut labels, own.iter().flat_map(|(k, v)| [*k, *v]));
                     ends.push(end(&labels));
                 }
+                own_labels(m, group, &mut own);
             }
             if shared {
                 pack_into(&mut labels, own.iter().map(|(_, v)| *v));
