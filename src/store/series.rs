@@ -354,13 +354,23 @@ impl IdHash {
             let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
             self.0 = fold(self.0 ^ w ^ SEED, MULT);
         }
-        let rest = words.remainder();
-        let mut last = [0u8; 8];
-        last[..rest.len()].copy_from_slice(rest);
         self.0 = fold(
-            self.0 ^ u64::from_le_bytes(last) ^ SEED,
+            self.0 ^ tail_word(words.remainder()) ^ SEED,
             MULT ^ bytes.len() as u64,
         );
+    }
+}
+
+/// The last 0 to 7 bytes of a string as a word, read as wyhash reads
+/// them (overlapping reads instead of a copy): with the string's length
+/// mixed in beside it, different tails of one length give different words.
+fn tail_word(rest: &[u8]) -> u64 {
+    let n = rest.len();
+    let u32_at = |i: usize| u64::from(u32::from_le_bytes(rest[i..i + 4].try_into().expect("4")));
+    match n {
+        0 => 0,
+        1..=3 => u64::from(rest[0]) << 16 | u64::from(rest[n / 2]) << 8 | u64::from(rest[n - 1]),
+        _ => u32_at(0) << 32 | u32_at(n - 4),
     }
 }
 
@@ -422,6 +432,20 @@ mod tests {
         assert_ne!(base, id("m", &[("a", "bd")]));
         assert_ne!(id("m", &[]), id("m", &[("", "")]));
         assert_eq!(base, id("m", &[("a", "bc")]));
+        // A change at any byte of a short value changes the id.
+        for n in 1..=17 {
+            let value = "v".repeat(n);
+            for at in 0..n {
+                let mut other = value.clone().into_bytes();
+                other[at] = b'w';
+                let other = String::from_utf8(other).unwrap();
+                assert_ne!(
+                    id("m", &[("l", &value)]),
+                    id("m", &[("l", &other)]),
+                    "{n} {at}"
+                );
+            }
+        }
         // No collision among many near-identical series.
         let mut seen = std::collections::HashSet::new();
         for i in 0..200_000 {

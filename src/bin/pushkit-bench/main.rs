@@ -1185,6 +1185,29 @@ fn print_table(ctx: &Ctx, res: &Results) {
             met(ok),
         );
     }
+    // What one more stored series costs: the growth from 100k to 1M series,
+    // in which the fixed costs of a process that has served pushes (code
+    // pages touched, allocator and connection buffers) cancel out.
+    let marginal = |m: &BTreeMap<usize, Rss>| {
+        let (small, big) = (m.get(&1_000)?, m.get(&10_000)?);
+        let grown = big.loaded as f64 - small.loaded as f64;
+        Some(grown / (big.series - small.series) as f64)
+    };
+    let (a, b) = (marginal(&pk.rss), marginal(&go.rss));
+    if a.is_some() || b.is_some() {
+        let cell = |v: Option<f64>| v.map(|v| format!("{v:.0} B")).unwrap_or_else(none);
+        t.row(
+            "c: RSS per series added between 100k and 1M stored".to_string(),
+            cell(a),
+            cell(b),
+            match (a, b) {
+                (Some(p), Some(q)) => ratio(q, p),
+                _ => none(),
+            },
+            "",
+            "–",
+        );
+    }
     for (g, limit) in [(1_000usize, 0.05), (10_000, 0.5)] {
         let (a, b) = (pk.scrape.get(&g), go.scrape.get(&g));
         let cell = |s: Option<&Scrape>| {
