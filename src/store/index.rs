@@ -104,9 +104,9 @@ impl Index {
     /// Checks that storing `push` (sanitized: grouping labels forced,
     /// labels sorted) keeps the exposition valid against what is stored:
     /// types, `_count`/`_sum`/`_bucket` collisions, series of other
-    /// groups. `ids` are the push's series ids, as [`check_alone`] returns
-    /// them. Touches only the push's families and series. The error says
-    /// what collides and with what.
+    /// groups. `ids` are the push's series ids, as [`push_ids`] computes
+    /// them (none for a family `pusher.unchanged`). Touches only the push's
+    /// families and series. The error says what collides and with what.
     pub fn check(
         &self,
         pusher: &Pusher<'_>,
@@ -209,19 +209,22 @@ impl Index {
 
 /// The series ids of a sanitized push, family by family.
 pub fn push_ids(push: &[Family]) -> Vec<Vec<u64>> {
-    push.iter()
-        .map(|f| {
-            f.metrics
-                .iter()
-                .map(|m| metric_id(&f.name, &m.labels))
-                .collect()
-        })
+    push.iter().map(family_ids).collect()
+}
+
+/// The series ids of a sanitized family.
+pub fn family_ids(f: &Family) -> Vec<u64> {
+    f.metrics
+        .iter()
+        .map(|m| metric_id(&f.name, &m.labels))
         .collect()
 }
 
-/// The checks that need nothing stored, run before the store lock is
-/// taken: valid and unique label names, no reserved `quantile`/`le`, no
-/// series twice in the push.
+/// The checks that need nothing stored: unique, unreserved label names,
+/// no explicit `quantile`/`le`, no series twice in the push. A family
+/// given no ids is not checked: the store gives none for a family the
+/// group already holds with exactly the pushed series, which passed these
+/// checks when it was stored.
 pub fn check_alone(push: &[Family], ids: &[Vec<u64>]) -> Result<(), String> {
     let total = ids.iter().map(Vec::len).sum();
     let mut seen: HashSet<u64, BuildHasherDefault<IdHasher>> =

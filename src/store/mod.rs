@@ -118,11 +118,7 @@ pub struct Prepared {
     at_ns: i64,
     /// Sanitized; kept for the check's messages.
     families: Vec<Family>,
-    /// Series ids, family by family.
-    ids: Vec<Vec<u64>>,
     packed: Vec<StoredFamily>,
-    /// What the checks of the push alone found.
-    alone: Option<String>,
     /// The journal record, when persistence is on.
     record: Option<Vec<u8>>,
 }
@@ -205,9 +201,8 @@ impl Store {
     }
 
     /// Readies a PUT (`replace`) or POST of `families`, already sanitized
-    /// for `key`, for [`Store::push`]: the checks that need nothing stored,
-    /// the series ids, the packed families and the journal record, all
-    /// computed before the store lock is taken.
+    /// for `key`, for [`Store::push`]: the packed families and the journal
+    /// record, computed before the store lock is taken.
     pub fn prepare(
         &self,
         key: GroupingKey,
@@ -215,25 +210,17 @@ impl Store {
         families: Vec<Family>,
         at_ns: i64,
     ) -> Prepared {
-        let (ids, packed) = pack_push(&key, &families, at_ns);
-        let alone = if self.options.consistency_check {
-            index::check_alone(&families, &ids).err()
-        } else {
-            None
-        };
+        let packed = pack_families(&key, &families, at_ns);
         let record = self
             .journal
             .get()
-            .filter(|_| alone.is_none())
             .map(|_| record::encode_push(&key, replace, &families, at_ns));
         Prepared {
             key,
             replace,
             at_ns,
             families,
-            ids,
             packed,
-            alone,
             record,
         }
     }
@@ -249,11 +236,26 @@ impl Store {
         reserve: impl FnOnce() -> Result<T, E>,
     ) -> Result<(Option<Ticket>, T), PushRefused<E>> {
         let mut inner = self.lock();
+        // A family the group already holds with exactly these series (the
+        // usual re-push) passed every check when it was stored, and its
+        // series ids are indexed: only the other families are hashed and
+        // checked.
+        let unchanged = inner.unchanged(&push);
+        let ids: Vec<Vec<u64>> = push
+            .families
+            .iter()
+            .zip(&unchanged)
+            .map(|(f, &same)| {
+                if same {
+                    Vec::new()
+                } else {
+                    index::family_ids(f)
+                }
+            })
+            .collect();
         if self.options.consistency_check {
-            let checked = match &push.alone {
-                Some(e) => Err(e.clone()),
-                None => inner.check(&push),
-            };
+            let checked = index::check_alone(&push.families, &ids)
+                .and_then(|()| inner.check(&push, &ids, &unchanged));
             if let Err(message) = checked {
                 let m = Mutation::Failure {
                     key: push.key,
@@ -273,7 +275,7 @@ impl Store {
             &push.key,
             push.replace,
             push.families,
-            push.ids,
+            ids,
             push.packed,
             push.at_ns,
         );
@@ -403,19 +405,14 @@ impl Store {
     }
 }
 
-/// The series ids and the packed form of each family of a sanitized push,
-/// as the index and the group keep them.
-fn pack_push(
-    key: &GroupingKey,
-    families: &[Family],
-    at_ns: i64,
-) -> (Vec<Vec<u64>>, Vec<StoredFamily>) {
+/// The packed form of each family of a sanitized push, as the group
+/// keeps them.
+fn pack_families(key: &GroupingKey, families: &[Family], at_ns: i64) -> Vec<StoredFamily> {
     let labels = GroupLabels::new(key);
-    let packed = families
+    families
         .iter()
         .map(|f| StoredFamily::pack(f, &labels, at_ns))
-        .collect();
-    (index::push_ids(families), packed)
+        .collect()
 }
 
 /// Names that always exist: the per-group push gauges and the agent's own
@@ -439,30 +436,43 @@ fn pinned_families() -> Vec<(&'static str, MetricType, &'static str)> {
 }
 
 impl Inner {
-    fn check(&self, push: &Prepared) -> Result<(), String> {
+    /// For each family of the push: does the group already hold it with
+    /// exactly the same series?
+    fn unchanged(&self, push: &Prepared) -> Vec<bool> {
+        let group = self
+            .by_key
+            .get(&push.key)
+            .and_then(|id| self.groups[*id as usize].as_ref());
+        push.families
+            .iter()
+            .zip(&push.packed)
+            .map(|(f, packed)| {
+                group
+                    .and_then(|g| g.families.get(&f.name))
+                    .is_some_and(|stored| stored.same_series(packed))
+            })
+            .collect()
+    }
+
+    fn check(&self, push: &Prepared, ids: &[Vec<u64>], unchanged: &[bool]) -> Result<(), String> {
         let id = self.by_key.get(&push.key).copied();
-        let group = id.and_then(|id| self.groups[id as usize].as_ref());
         let pushed = |name: &str| push.families.iter().any(|f| f.name == name);
         let replaces = |name: &str| push.replace || pushed(name);
-        let unchanged = |i: usize| {
-            group
-                .and_then(|g| g.families.get(&push.families[i].name))
-                .is_some_and(|stored| stored.same_series(&push.packed[i]))
-        };
         self.index.check(
             &Pusher {
                 id,
                 replaces: &replaces,
-                unchanged: &unchanged,
+                unchanged: &|i| unchanged[i],
             },
             &push.families,
-            &push.ids,
+            ids,
         )
     }
 
-    /// Stores `families` (sanitized), with their series ids and packed
-    /// forms from [`pack_push`]: PUT (`replace`) or POST. A family pushed
-    /// again with the same series (the common case) leaves the index alone.
+    /// Stores `families` (sanitized), with their series ids (empty for a
+    /// family the group holds with the same series) and packed forms from
+    /// [`pack_families`]: PUT (`replace`) or POST. A family pushed again
+    /// with the same series (the common case) leaves the index alone.
     fn apply_push(
         &mut self,
         key: &GroupingKey,
@@ -555,7 +565,8 @@ impl Inner {
                 families,
                 at_ns,
             } => {
-                let (ids, packed) = pack_push(&key, &families, at_ns);
+                let ids = index::push_ids(&families);
+                let packed = pack_families(&key, &families, at_ns);
                 self.apply_push(&key, replace, families, ids, packed, at_ns);
             }
             Mutation::Failure { key, at_ns } => {
