@@ -247,14 +247,6 @@ impl StoredFamily {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
     /// Its series, in push order.
     pub fn series(&self) -> impl Iterator<Item = StoredSeries<'_>> + '_ {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
