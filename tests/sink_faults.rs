@@ -758,6 +758,41 @@ async fn full_queue_with_block_refuses_pushes_with_503() {
     assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
 }
 
+/// Before parsing, a push is expected to take its body's size times what
+/// the last admitted push took per body byte: a body that fits the room
+/// left byte for byte but not once expanded is refused unparsed (503, even
+/// when malformed), and a smaller one is parsed (400 when malformed).
+#[tokio::test(flavor = "multi_thread")]
+async fn early_refusal_expects_a_push_to_expand_as_the_last_one_did() {
+    let (port, _backend) = start_backend(vec![], answer(500)).await;
+    let agent = start(config(
+        port,
+        100,
+        SinkConfig {
+            max_queue_bytes: 1000,
+            overflow: "block".into(),
+            ..SinkConfig::default()
+        },
+    ))
+    .await;
+    // 10 points of 55 queue bytes each from a 287-byte body: 1.92 bytes
+    // per body byte, 550 of the 1,000 bytes taken.
+    let (first, _) = gauges(10, 0);
+    assert_eq!(first.len(), 287);
+    assert_eq!(agent.push(&first).await.status(), 200);
+    // 300 bytes would fit as they are (850), not expanded (1,125).
+    let garbage = |n: usize| {
+        format!("{}\n", "x{".repeat(n / 2))
+            .chars()
+            .take(n)
+            .collect::<String>()
+    };
+    assert_queue_full(agent.push(&garbage(300)).await, "flaky").await;
+    // 100 bytes fit expanded too (742): parsed, and refused as malformed.
+    assert_eq!(agent.push(&garbage(100)).await.status(), 400);
+    let _ = agent.stop_timed().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_with_backend_down_reports_undelivered_points() {
     // A port nobody listens on: connection refused.

@@ -102,14 +102,18 @@ impl PushgatewayInput {
         let n_points = points.len();
         match &self.store {
             None => {
-                let queued = self.sinks.enqueue(points).map_err(enqueue_error)?;
+                let queued = self
+                    .sinks
+                    .enqueue(points, req.body.len() as u64)
+                    .map_err(enqueue_error)?;
                 self.sinks.complete(queued).await.map_err(enqueue_error)?;
             }
             Some(store) => {
                 sanitize(&group, &mut families);
                 let replace = req.method == PushMethod::Put;
                 let prepared = store.prepare(group, replace, families, req.received_ns);
-                let stored = store.push(prepared, || self.sinks.enqueue(points));
+                let body_bytes = req.body.len() as u64;
+                let stored = store.push(prepared, || self.sinks.enqueue(points, body_bytes));
                 match stored {
                     Ok((stored, queued)) => {
                         // The store's journal and the sinks' disk queue

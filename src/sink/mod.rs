@@ -15,6 +15,7 @@ use crate::metrics::{self, Metrics};
 use crate::point::Point;
 use disk::{DiskQueue, Refused, SinkSpec, Ticket};
 use queue::{point_cost, Overflow, SinkQueue};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -55,7 +56,17 @@ pub struct SinkSet {
     lines: stdout::LineOutput,
     metrics: Arc<Metrics>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Queue bytes per body byte of the last push admitted, in thousandths
+    /// (between 1 and 2 bytes per byte): what [`SinkSet::refuse_early`]
+    /// expects a push to take.
+    expansion_permille: AtomicU64,
 }
+
+/// Bounds of `expansion_permille`. Text pushes take 1.2 to 1.6 queue bytes
+/// per body byte (each point repeats the grouping labels); a compressed
+/// body would teach a ratio that refuses plain pushes too early.
+const MIN_EXPANSION_PERMILLE: u64 = 1_000;
+const MAX_EXPANSION_PERMILLE: u64 = 2_000;
 
 /// Opens the disk queue under `dir` for `sinks`. Of what it reads back,
 /// at most the batch a sink had in flight at the crash can have been
@@ -146,22 +157,25 @@ impl SinkSet {
             lines,
             metrics,
             workers: Mutex::new(workers),
+            expansion_permille: AtomicU64::new(MIN_EXPANSION_PERMILLE),
         }))
     }
 
     /// Refuses a push of `body_bytes` before it is parsed when a memory
     /// queue with `overflow = "block"` holds points and has less room left
-    /// than that: a push's line protocol takes about as many bytes as its
-    /// text body or more, so [`SinkSet::enqueue`] would most likely refuse
-    /// it after the parse. Parsing pushes only to refuse them would take
-    /// the CPU the sinks need to drain their queues.
+    /// than the push is expected to take (its body times what the last
+    /// admitted push took per body byte): [`SinkSet::enqueue`] would most
+    /// likely refuse it after the parse. Parsing pushes only to refuse them
+    /// would take the CPU the sinks need to drain their queues.
     pub fn refuse_early(&self, body_bytes: u64) -> Result<(), EnqueueError> {
         if self.disk.is_some() {
             return Ok(());
         }
+        let expected =
+            body_bytes.saturating_mul(self.expansion_permille.load(Ordering::Relaxed)) / 1_000;
         for sink in &self.http {
             let queue = &sink.queue;
-            if queue.overflow == Overflow::Block && !queue.has_room(&queue.lock(), body_bytes) {
+            if queue.overflow == Overflow::Block && !queue.has_room(&queue.lock(), expected) {
                 return Err(EnqueueError::Full(QueueFull {
                     sink: sink.name.clone(),
                     max_bytes: queue.max_bytes,
@@ -176,7 +190,8 @@ impl SinkSet {
     /// (the store calls it under its lock); the push is acknowledged only
     /// after [`SinkSet::complete`] has written stdout's points or waited
     /// for the disk queue's fsync.
-    pub fn enqueue(&self, points: Vec<Point>) -> Result<Enqueued, EnqueueError> {
+    /// `body_bytes` is the size of the request body the points came from.
+    pub fn enqueue(&self, points: Vec<Point>, body_bytes: u64) -> Result<Enqueued, EnqueueError> {
         if points.is_empty() {
             return Ok(Enqueued::default());
         }
@@ -194,6 +209,10 @@ impl SinkSet {
             });
         }
         let cost: u64 = points.iter().map(point_cost).sum();
+        if let Some(permille) = cost.saturating_mul(1_000).checked_div(body_bytes) {
+            let permille = permille.clamp(MIN_EXPANSION_PERMILLE, MAX_EXPANSION_PERMILLE);
+            self.expansion_permille.store(permille, Ordering::Relaxed);
+        }
         let points = Arc::new(points);
         // Lock every queue, in configuration order (so two pushes cannot
         // deadlock), before deciding: the check and the admit are one step.
