@@ -717,19 +717,26 @@ async fn url_query_and_gzip_header_reach_the_backend() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn full_queue_with_block_refuses_pushes_with_503() {
+/// An agent whose one sink, answering 500 to everything, has a memory
+/// queue of `max_queue_bytes` with `overflow = "block"`.
+async fn start_blocking_on_a_dead_sink(max_queue_bytes: u64) -> (Agent, Arc<Backend>) {
     let (port, backend) = start_backend(vec![], answer(500)).await;
     let agent = start(config(
         port,
         100,
         SinkConfig {
-            max_queue_bytes: 200,
+            max_queue_bytes,
             overflow: "block".into(),
             ..SinkConfig::default()
         },
     ))
     .await;
+    (agent, backend)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_queue_with_block_refuses_pushes_with_503() {
+    let (agent, backend) = start_blocking_on_a_dead_sink(200).await;
     let (first, _) = gauges(4, 0);
     assert_eq!(agent.push(&first).await.status(), 200);
     let (second, _) = gauges(4, 4);
@@ -764,29 +771,14 @@ async fn full_queue_with_block_refuses_pushes_with_503() {
 /// when malformed), and a smaller one is parsed (400 when malformed).
 #[tokio::test(flavor = "multi_thread")]
 async fn early_refusal_expects_a_push_to_expand_as_the_last_one_did() {
-    let (port, _backend) = start_backend(vec![], answer(500)).await;
-    let agent = start(config(
-        port,
-        100,
-        SinkConfig {
-            max_queue_bytes: 1000,
-            overflow: "block".into(),
-            ..SinkConfig::default()
-        },
-    ))
-    .await;
+    let (agent, _backend) = start_blocking_on_a_dead_sink(1000).await;
     // 10 points of 55 queue bytes each from a 287-byte body: 1.92 bytes
     // per body byte, 550 of the 1,000 bytes taken.
     let (first, _) = gauges(10, 0);
     assert_eq!(first.len(), 287);
     assert_eq!(agent.push(&first).await.status(), 200);
     // 300 bytes would fit as they are (850), not expanded (1,125).
-    let garbage = |n: usize| {
-        format!("{}\n", "x{".repeat(n / 2))
-            .chars()
-            .take(n)
-            .collect::<String>()
-    };
+    let garbage = |n: usize| "x{".repeat(n / 2);
     assert_queue_full(agent.push(&garbage(300)).await, "flaky").await;
     // 100 bytes fit expanded too (742): parsed, and refused as malformed.
     assert_eq!(agent.push(&garbage(100)).await.status(), 400);

@@ -10,7 +10,7 @@
 
 pub mod naming;
 
-use crate::expfmt::model::{cmp_names, Family, LabelStr, Metric, Value};
+use crate::expfmt::model::{cmp_names, names_sorted, Family, LabelStr, Metric, Value};
 use crate::point::{Field, Point, SeriesSuffix};
 use crate::pushgateway::grouping::GroupingKey;
 pub use naming::Naming;
@@ -163,12 +163,8 @@ fn merge_tags(
         .labels
         .iter()
         .filter(|(k, v)| !v.is_empty() && group.get(k).is_none());
-    if metric
-        .labels
-        .windows(2)
-        .all(|w| cmp_names(&w[0].0, &w[1].0).is_lt())
-    {
-        // Clients write labels sorted: merge the two sorted lists.
+    if names_sorted(&metric.labels) {
+        // Merge the two sorted lists.
         let mut next = 0;
         for (k, v) in own {
             while next < group_tags.len() && cmp_names(&group_tags[next].0, k).is_lt() {

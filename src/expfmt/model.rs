@@ -62,6 +62,18 @@ pub fn cmp_names(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
+/// Room a parser leaves in a metric's label vector for the grouping labels
+/// (job, instance) the store forces onto every series.
+pub const GROUPING_LABELS_ROOM: usize = 2;
+
+/// True when the label names are sorted and none comes twice, as clients
+/// usually write them.
+pub fn names_sorted(labels: &[(LabelStr, LabelStr)]) -> bool {
+    labels
+        .windows(2)
+        .all(|w| cmp_names(&w[0].0, &w[1].0).is_lt())
+}
+
 /// One metric (one label set) of a family.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metric {

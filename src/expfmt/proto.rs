@@ -249,7 +249,7 @@ fn metric_from_proto(
     kind: model::MetricType,
     m: Metric,
 ) -> Result<model::Metric, ParseError> {
-    let mut labels = Vec::with_capacity(m.label.len() + 2);
+    let mut labels = Vec::with_capacity(m.label.len() + model::GROUPING_LABELS_ROOM);
     for pair in m.label {
         let label = pair.name.unwrap_or_default();
         if !is_valid_label_name(label.as_bytes()) {

@@ -34,7 +34,9 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 
-use super::model::{Family, Histogram, LabelStr, Metric, MetricType, Summary, Value};
+use super::model::{
+    Family, Histogram, LabelStr, Metric, MetricType, Summary, Value, GROUPING_LABELS_ROOM,
+};
 use super::{
     is_label_name_continue, is_label_name_start, is_metric_name_continue, is_metric_name_start,
     ParseError,
@@ -156,8 +158,7 @@ fn push_group(
 }
 
 fn owned_labels(labels: &mut Vec<LabelRef<'_>>) -> Vec<(LabelStr, LabelStr)> {
-    // Room for the two grouping labels (job, instance) the store adds.
-    let mut owned = Vec::with_capacity(labels.len() + 2);
+    let mut owned = Vec::with_capacity(labels.len() + GROUPING_LABELS_ROOM);
     owned.extend(
         labels
             .drain(..)

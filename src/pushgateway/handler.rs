@@ -15,9 +15,9 @@
 //!
 //! A push that would not fit in a full sink queue is refused (503) before
 //! its body is even parsed. With the store on (see `crate::store`), a push
-//! goes: parse → convert →
-//! consistency check → room in the sink queues → journal → store → enqueue
-//! → fsync wait → reply. A refused push is neither stored nor forwarded.
+//! goes: parse → convert → consistency check → room in the sink queues →
+//! journal → store → enqueue → fsync wait → reply. A refused push is
+//! neither stored nor forwarded.
 
 use super::body;
 use super::grouping::{parse_grouping_key, GroupingError, GroupingKey};
@@ -91,9 +91,8 @@ impl PushgatewayInput {
             }
             return Ok(202);
         }
-        self.sinks
-            .refuse_early(req.body.len() as u64)
-            .map_err(enqueue_error)?;
+        let body_bytes = req.body.len() as u64;
+        self.sinks.refuse_early(body_bytes).map_err(enqueue_error)?;
         let decoded =
             body::decode_content(req.content_encoding, req.body, self.max_decompressed_size)?;
         let mut families = body::parse_families(req.content_type, &decoded)?;
@@ -104,7 +103,7 @@ impl PushgatewayInput {
             None => {
                 let queued = self
                     .sinks
-                    .enqueue(points, req.body.len() as u64)
+                    .enqueue(points, body_bytes)
                     .map_err(enqueue_error)?;
                 self.sinks.complete(queued).await.map_err(enqueue_error)?;
             }
@@ -112,7 +111,6 @@ impl PushgatewayInput {
                 sanitize(&group, &mut families);
                 let replace = req.method == PushMethod::Put;
                 let prepared = store.prepare(group, replace, families, req.received_ns);
-                let body_bytes = req.body.len() as u64;
                 let stored = store.push(prepared, || self.sinks.enqueue(points, body_bytes));
                 match stored {
                     Ok((stored, queued)) => {

@@ -62,8 +62,8 @@ pub struct SinkSet {
     expansion_permille: AtomicU64,
 }
 
-/// Bounds of `expansion_permille`. Text pushes take 1.2 to 1.6 queue bytes
-/// per body byte (each point repeats the grouping labels); a compressed
+/// Bounds of `expansion_permille`. Text pushes take about 1.2 to 1.7 queue
+/// bytes per body byte (each point repeats the grouping labels); a compressed
 /// body would teach a ratio that refuses plain pushes too early.
 const MIN_EXPANSION_PERMILLE: u64 = 1_000;
 const MAX_EXPANSION_PERMILLE: u64 = 2_000;

@@ -59,11 +59,13 @@ pub struct Pusher<'a> {
     /// True when the group's own family of this name is gone once the push
     /// is applied (every family for PUT, the pushed names for POST).
     pub replaces: &'a dyn Fn(&str) -> bool,
-    /// True when the group already holds the push's family number `i`
-    /// with exactly the pushed series: they are its own, so the series
-    /// owners need no look-up.
-    pub unchanged: &'a dyn Fn(usize) -> bool,
 }
+
+/// A push's series ids, family by family, as [`family_ids`] computes them;
+/// `None` for a family its group already holds with exactly the pushed
+/// series: those were checked when stored and are indexed as its own, so
+/// they are neither hashed, checked nor re-indexed.
+pub type PushIds = [Option<Vec<u64>>];
 
 impl Index {
     /// An index in which `pinned` names always exist, held by no group.
@@ -104,15 +106,10 @@ impl Index {
     /// Checks that storing `push` (sanitized: grouping labels forced,
     /// labels sorted) keeps the exposition valid against what is stored:
     /// types, `_count`/`_sum`/`_bucket` collisions, series of other
-    /// groups. `ids` are the push's series ids, as [`push_ids`] computes
-    /// them (none for a family `pusher.unchanged`). Touches only the push's
-    /// families and series. The error says what collides and with what.
-    pub fn check(
-        &self,
-        pusher: &Pusher<'_>,
-        push: &[Family],
-        ids: &[Vec<u64>],
-    ) -> Result<(), String> {
+    /// groups. Touches only the push's families and series (and of those
+    /// only the ones `ids` has). The error says what collides and with
+    /// what.
+    pub fn check(&self, pusher: &Pusher<'_>, push: &[Family], ids: &PushIds) -> Result<(), String> {
         let pushed: HashMap<&str, MetricType> =
             push.iter().map(|f| (f.name.as_str(), f.kind)).collect();
         let type_of = |name: &str| {
@@ -121,7 +118,7 @@ impl Index {
                 .copied()
                 .or_else(|| self.type_elsewhere(name, pusher))
         };
-        for (i, (family, ids)) in push.iter().zip(ids).enumerate() {
+        for (family, ids) in push.iter().zip(ids) {
             let name = family.name.as_str();
             if let Some(kind) = self.type_elsewhere(name, pusher) {
                 if kind != family.kind {
@@ -133,9 +130,9 @@ impl Index {
                 }
             }
             check_suffixes(name, family.kind, &type_of)?;
-            if (pusher.unchanged)(i) {
+            let Some(ids) = ids else {
                 continue;
-            }
+            };
             for (metric, id) in family.metrics.iter().zip(ids) {
                 if let Some(owner) = self.series.get(&SeriesKey::new(*id)) {
                     if Some(*owner) != pusher.id {
@@ -207,11 +204,6 @@ impl Index {
     }
 }
 
-/// The series ids of a sanitized push, family by family.
-pub fn push_ids(push: &[Family]) -> Vec<Vec<u64>> {
-    push.iter().map(family_ids).collect()
-}
-
 /// The series ids of a sanitized family.
 pub fn family_ids(f: &Family) -> Vec<u64> {
     f.metrics
@@ -221,15 +213,16 @@ pub fn family_ids(f: &Family) -> Vec<u64> {
 }
 
 /// The checks that need nothing stored: unique, unreserved label names,
-/// no explicit `quantile`/`le`, no series twice in the push. A family
-/// given no ids is not checked: the store gives none for a family the
-/// group already holds with exactly the pushed series, which passed these
-/// checks when it was stored.
-pub fn check_alone(push: &[Family], ids: &[Vec<u64>]) -> Result<(), String> {
-    let total = ids.iter().map(Vec::len).sum();
+/// no explicit `quantile`/`le`, no series twice in the push. Only the
+/// families `ids` has are checked.
+pub fn check_alone(push: &[Family], ids: &PushIds) -> Result<(), String> {
+    let total = ids.iter().flatten().map(Vec::len).sum();
     let mut seen: HashSet<u64, BuildHasherDefault<IdHasher>> =
         HashSet::with_capacity_and_hasher(total, BuildHasherDefault::default());
     for (family, ids) in push.iter().zip(ids) {
+        let Some(ids) = ids else {
+            continue;
+        };
         for (metric, id) in family.metrics.iter().zip(ids) {
             check_labels(&family.name, family.kind, &metric.labels)?;
             if !seen.insert(*id) {
@@ -326,6 +319,11 @@ mod tests {
     use super::*;
     use crate::expfmt::text::parse_text;
 
+    /// Every family's ids: a push the store holds nothing of.
+    fn push_ids(push: &[Family]) -> Vec<Option<Vec<u64>>> {
+        push.iter().map(|f| Some(family_ids(f))).collect()
+    }
+
     fn fams(text: &str) -> Vec<Family> {
         let mut f = parse_text(text.as_bytes()).unwrap();
         for fam in &mut f {
@@ -366,7 +364,6 @@ mod tests {
             &Pusher {
                 id,
                 replaces: &replaces,
-                unchanged: &|_| false,
             },
             &push,
             &ids,
@@ -433,7 +430,6 @@ mod tests {
         let pusher = Pusher {
             id: None,
             replaces: &all,
-            unchanged: &|_| false,
         };
         assert!(index.check(&pusher, &push, &push_ids(&push)).is_err());
     }
@@ -456,7 +452,6 @@ mod tests {
         let pusher = Pusher {
             id: None,
             replaces: &none,
-            unchanged: &|_| false,
         };
         let both = |p: &[Family]| {
             let ids = push_ids(p);

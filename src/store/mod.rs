@@ -35,7 +35,7 @@ pub mod series;
 
 use crate::expfmt::model::{Family, MetricType};
 use crate::pushgateway::grouping::GroupingKey;
-use index::{GroupId, Index, Pusher};
+use index::{GroupId, Index, PushIds, Pusher};
 use journal::{Journal, Ticket};
 use record::{GroupState, Mutation};
 use sanitize::{PUSH_FAILURE_TIME, PUSH_FAILURE_TIME_HELP, PUSH_TIME, PUSH_TIME_HELP};
@@ -116,7 +116,8 @@ pub struct Prepared {
     key: GroupingKey,
     replace: bool,
     at_ns: i64,
-    /// Sanitized; kept for the check's messages.
+    /// Sanitized; their series ids are hashed under the lock, and only for
+    /// the families the group does not hold already.
     families: Vec<Family>,
     packed: Vec<StoredFamily>,
     /// The journal record, when persistence is on.
@@ -236,26 +237,10 @@ impl Store {
         reserve: impl FnOnce() -> Result<T, E>,
     ) -> Result<(Option<Ticket>, T), PushRefused<E>> {
         let mut inner = self.lock();
-        // A family the group already holds with exactly these series (the
-        // usual re-push) passed every check when it was stored, and its
-        // series ids are indexed: only the other families are hashed and
-        // checked.
-        let unchanged = inner.unchanged(&push);
-        let ids: Vec<Vec<u64>> = push
-            .families
-            .iter()
-            .zip(&unchanged)
-            .map(|(f, &same)| {
-                if same {
-                    Vec::new()
-                } else {
-                    index::family_ids(f)
-                }
-            })
-            .collect();
+        let ids = inner.ids_to_index(&push.key, &push.families, &push.packed);
         if self.options.consistency_check {
-            let checked = index::check_alone(&push.families, &ids)
-                .and_then(|()| inner.check(&push, &ids, &unchanged));
+            let checked =
+                index::check_alone(&push.families, &ids).and_then(|()| inner.check(&push, &ids));
             if let Err(message) = checked {
                 let m = Mutation::Failure {
                     key: push.key,
@@ -436,25 +421,33 @@ fn pinned_families() -> Vec<(&'static str, MetricType, &'static str)> {
 }
 
 impl Inner {
-    /// For each family of the push: does the group already hold it with
-    /// exactly the same series?
-    fn unchanged(&self, push: &Prepared) -> Vec<bool> {
+    /// The series ids of a push's families (sanitized, and packed in
+    /// `packed`), hashed only for the families the group does not already
+    /// hold with exactly the same series: a re-push of the same series, the
+    /// usual case, hashes and re-indexes nothing.
+    fn ids_to_index(
+        &self,
+        key: &GroupingKey,
+        families: &[Family],
+        packed: &[StoredFamily],
+    ) -> Vec<Option<Vec<u64>>> {
         let group = self
             .by_key
-            .get(&push.key)
+            .get(key)
             .and_then(|id| self.groups[*id as usize].as_ref());
-        push.families
+        families
             .iter()
-            .zip(&push.packed)
+            .zip(packed)
             .map(|(f, packed)| {
-                group
+                let held = group
                     .and_then(|g| g.families.get(&f.name))
-                    .is_some_and(|stored| stored.same_series(packed))
+                    .is_some_and(|stored| stored.same_series(packed));
+                (!held).then(|| index::family_ids(f))
             })
             .collect()
     }
 
-    fn check(&self, push: &Prepared, ids: &[Vec<u64>], unchanged: &[bool]) -> Result<(), String> {
+    fn check(&self, push: &Prepared, ids: &PushIds) -> Result<(), String> {
         let id = self.by_key.get(&push.key).copied();
         let pushed = |name: &str| push.families.iter().any(|f| f.name == name);
         let replaces = |name: &str| push.replace || pushed(name);
@@ -462,23 +455,22 @@ impl Inner {
             &Pusher {
                 id,
                 replaces: &replaces,
-                unchanged: &|i| unchanged[i],
             },
             &push.families,
             ids,
         )
     }
 
-    /// Stores `families` (sanitized), with their series ids (empty for a
-    /// family the group holds with the same series) and packed forms from
-    /// [`pack_families`]: PUT (`replace`) or POST. A family pushed again
-    /// with the same series (the common case) leaves the index alone.
+    /// Stores `families` (sanitized), with their series ids from
+    /// [`Inner::ids_to_index`] and packed forms from [`pack_families`]:
+    /// PUT (`replace`) or POST. A family without ids, pushed again with
+    /// the same series, leaves the index alone.
     fn apply_push(
         &mut self,
         key: &GroupingKey,
         replace: bool,
         families: Vec<Family>,
-        ids: Vec<Vec<u64>>,
+        ids: Vec<Option<Vec<u64>>>,
         packed: Vec<StoredFamily>,
         at_ns: i64,
     ) {
@@ -494,13 +486,12 @@ impl Inner {
         };
         let mut to_index = Vec::new();
         for ((family, ids), stored) in families.into_iter().zip(ids).zip(packed) {
-            let same = old
-                .get(&family.name)
-                .is_some_and(|prev| prev.same_series(&stored));
-            if same {
-                old.remove(&family.name);
-            } else {
-                to_index.push((family.name.clone(), family.kind, ids));
+            match ids {
+                // Its old series stay indexed as they are.
+                None => {
+                    old.remove(&family.name);
+                }
+                Some(ids) => to_index.push((family.name.clone(), family.kind, ids)),
             }
             group.families.insert(family.name, stored);
         }
@@ -565,8 +556,8 @@ impl Inner {
                 families,
                 at_ns,
             } => {
-                let ids = index::push_ids(&families);
                 let packed = pack_families(&key, &families, at_ns);
+                let ids = self.ids_to_index(&key, &families, &packed);
                 self.apply_push(&key, replace, families, ids, packed, at_ns);
             }
             Mutation::Failure { key, at_ns } => {

@@ -3,7 +3,7 @@
 //! sorted by name, timestamps dropped, and the families the store keeps
 //! itself (or that Go's parser would drop) left out.
 
-use crate::expfmt::model::{cmp_names, Family, LabelStr};
+use crate::expfmt::model::{cmp_names, names_sorted, Family, LabelStr};
 use crate::pushgateway::grouping::GroupingKey;
 
 /// The per-group gauges the store maintains; a pushed family of the same
@@ -35,14 +35,17 @@ pub fn sanitize(key: &GroupingKey, families: &mut Vec<Family>) {
 pub fn force_labels(labels: &mut Vec<(LabelStr, LabelStr)>, grouping: &[(String, String)]) {
     // Clients write labels sorted: then each forced label goes where it
     // sorts, with no sort afterwards.
-    if labels
-        .windows(2)
-        .all(|w| cmp_names(&w[0].0, &w[1].0).is_lt())
-    {
+    if names_sorted(labels) {
         for (name, value) in grouping {
             match labels.binary_search_by(|(k, _)| cmp_names(k, name)) {
                 Ok(i) => labels[i].1 = LabelStr::from(value.as_str()),
-                Err(i) => labels.insert(i, (LabelStr::from(name.as_str()), value.into())),
+                Err(i) => labels.insert(
+                    i,
+                    (
+                        LabelStr::from(name.as_str()),
+                        LabelStr::from(value.as_str()),
+                    ),
+                ),
             }
         }
         if let Err(i) = labels.binary_search_by(|(k, _)| cmp_names(k, "instance")) {

@@ -128,7 +128,7 @@ fn own_labels<'m>(m: &'m Metric, group: &GroupLabels, out: &mut Vec<(&'m str, &'
 }
 
 /// A family's values, one per series.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 enum StoredValues {
     /// Counters, gauges and untyped samples: a plain `f64` each.
     Simple(Box<[f64]>),
