@@ -7,11 +7,12 @@
 //! side-by-side benchmark (`pushkit-bench`), from the same source file.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use pushkit::convert::{convert, Mapping, Naming};
+use pushkit::convert::{convert, convert_into, Mapping, Naming};
 use pushkit::expfmt::delimited::{parse_delimited, write_delimited};
 use pushkit::expfmt::expose::{ExpositionFormat, ExpositionWriter};
 use pushkit::expfmt::model::Family;
 use pushkit::expfmt::text::parse_text;
+use pushkit::lineproto::Lines;
 use pushkit::point::encode_line_protocol;
 use pushkit::pushgateway::grouping::{parse_grouping_key, GroupingKey};
 use pushkit::store::sanitize::sanitize;
@@ -152,13 +153,24 @@ fn mapping_and_line_protocol(c: &mut Criterion) {
         let families = parse_text(text.as_bytes()).expect("valid");
         let points = convert(&families, &group, &m, 1_700_000_000_000_000_000);
         g.throughput(Throughput::Elements(points.len() as u64));
-        g.bench_function(format!("{name}/convert+encode"), |b| {
+        // What line-protocol sinks and stdout take: written straight from
+        // the mapping, no `Point` built.
+        g.bench_function(format!("{name}/convert_to_lines"), |b| {
+            b.iter(|| {
+                let mut lines = Lines::default();
+                let now = 1_700_000_000_000_000_000;
+                convert_into(black_box(&families), &group, &m, now, &mut lines);
+                lines
+            })
+        });
+        // What remote write and the disk queue take: `Point`s.
+        g.bench_function(format!("{name}/convert_to_points+encode"), |b| {
             b.iter(|| {
                 let points = convert(black_box(&families), &group, &m, 1_700_000_000_000_000_000);
                 encode_line_protocol(&points)
             })
         });
-        g.bench_function(format!("{name}/encode"), |b| {
+        g.bench_function(format!("{name}/encode_points"), |b| {
             b.iter(|| encode_line_protocol(black_box(&points)))
         });
     }

@@ -13,6 +13,7 @@ pub mod convert;
 pub mod expfmt;
 pub mod fsutil;
 pub mod http;
+pub mod lineproto;
 pub mod metrics;
 pub mod point;
 pub mod pushgateway;

@@ -736,7 +736,9 @@ async fn start_blocking_on_a_dead_sink(max_queue_bytes: u64) -> (Agent, Arc<Back
 
 #[tokio::test(flavor = "multi_thread")]
 async fn full_queue_with_block_refuses_pushes_with_503() {
-    let (agent, backend) = start_blocking_on_a_dead_sink(200).await;
+    // Each point takes 38 bytes of line protocol: the first push (152)
+    // fits, the second (304 in all) does not.
+    let (agent, backend) = start_blocking_on_a_dead_sink(160).await;
     let (first, _) = gauges(4, 0);
     assert_eq!(agent.push(&first).await.status(), 200);
     let (second, _) = gauges(4, 4);
@@ -772,15 +774,15 @@ async fn full_queue_with_block_refuses_pushes_with_503() {
 #[tokio::test(flavor = "multi_thread")]
 async fn early_refusal_expects_a_push_to_expand_as_the_last_one_did() {
     let (agent, _backend) = start_blocking_on_a_dead_sink(1000).await;
-    // 10 points of 55 queue bytes each from a 287-byte body: 1.92 bytes
-    // per body byte, 550 of the 1,000 bytes taken.
+    // 10 points of 38 bytes of line protocol each from a 287-byte body:
+    // 1.32 bytes per body byte, 380 of the 1,000 bytes taken.
     let (first, _) = gauges(10, 0);
     assert_eq!(first.len(), 287);
     assert_eq!(agent.push(&first).await.status(), 200);
-    // 300 bytes would fit as they are (850), not expanded (1,125).
+    // 500 bytes would fit as they are (880), not expanded (1,042).
     let garbage = |n: usize| "x{".repeat(n / 2);
-    assert_queue_full(agent.push(&garbage(300)).await, "flaky").await;
-    // 100 bytes fit expanded too (742): parsed, and refused as malformed.
+    assert_queue_full(agent.push(&garbage(500)).await, "flaky").await;
+    // 100 bytes fit expanded too (512): parsed, and refused as malformed.
     assert_eq!(agent.push(&garbage(100)).await.status(), 400);
     let _ = agent.stop_timed().await;
 }

@@ -6,10 +6,20 @@ use crate::pushgateway::grouping::parse_grouping_key;
 
 const NOW: i64 = 1_000_000_000_000;
 
+/// The push converted to line protocol, written straight from the parts;
+/// the `Point`s built from the same push must encode to the same text.
 fn lines(text: &str, pairs: &[&str], mapping: &Mapping) -> String {
     let families = parse_text(text.as_bytes()).unwrap();
     let group = parse_grouping_key("j", false, pairs).unwrap();
-    encode_line_protocol(&convert(&families, &group, mapping, NOW))
+    let mut direct = Converted::new(true, true);
+    convert_into(&families, &group, mapping, NOW, &mut direct);
+    let lines = direct.lines.unwrap();
+    let points = direct.points.unwrap().points;
+    assert_eq!(lines.len(), points.len());
+    assert_eq!(direct.count, points.len());
+    assert_eq!(lines.text, encode_line_protocol(&points));
+    assert_eq!(points, convert(&families, &group, mapping, NOW));
+    String::from_utf8(lines.text).unwrap()
 }
 
 fn keep() -> Mapping {
@@ -114,7 +124,7 @@ fn histogram_without_inf_bucket_gets_one_from_its_count() {
     let group = parse_grouping_key("j", false, &[]).unwrap();
     let points = convert(&[family], &group, &keep(), NOW);
     assert_eq!(
-        encode_line_protocol(&points),
+        String::from_utf8(encode_line_protocol(&points)).unwrap(),
         "lat,job=j lat_seconds_count=7,lat_seconds_sum=2 1000000000000\n\
          lat,job=j,le=0.5 lat_seconds_bucket=4 1000000000000\n\
          lat,job=j,le=+Inf lat_seconds_bucket=7 1000000000000\n"

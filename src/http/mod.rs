@@ -17,7 +17,7 @@ use crate::expfmt::expose::{self, ExpositionWriter};
 use crate::metrics::{self, Metrics};
 use crate::pushgateway::handler::{PushMethod, PushRequest, PushgatewayInput};
 use crate::store::Store;
-use bytes::{Buf, BytesMut};
+use bytes::Buf;
 use error::{ApiError, ErrorCode};
 use futures_util::{Stream, StreamExt};
 use std::sync::Arc;
@@ -224,10 +224,24 @@ impl Api {
             return method_not_allowed(method, "PUT, POST, DELETE");
         };
         let received_ns = crate::point::now_ns();
+        let declared = declared_length(headers);
+        let group = match pg.before_body(push_method, job_path, job_base64, declared) {
+            Ok(group) => group,
+            Err(e) => {
+                // Read what the client sends anyway: replying before the
+                // body is read makes hyper close the connection, and a
+                // close with unread data resets it, which can lose the
+                // reply. A body over the limit is not read (413 below).
+                if declared.is_some_and(|n| n <= self.max_body_size) {
+                    discard_body(body).await;
+                }
+                return error_reply(&e);
+            }
+        };
         let body = if push_method == PushMethod::Delete {
             Vec::new()
         } else {
-            match read_body(headers, body, self.max_body_size).await {
+            match read_body(declared, body, self.max_body_size).await {
                 Ok(b) => b,
                 Err(e) => return error_reply(&e),
             }
@@ -235,14 +249,14 @@ impl Api {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let req = PushRequest {
             method: push_method,
-            job_path,
-            job_base64,
+            group,
+            size_checked: declared.is_some(),
             content_type: header("content-type"),
             content_encoding: header("content-encoding"),
             body: &body,
             received_ns,
         };
-        match pg.handle(&req).await {
+        match pg.handle(req).await {
             Ok(status) => {
                 let mut r = Response::new(Vec::new());
                 *r.status_mut() = StatusCode::from_u16(status).expect("200 or 202");
@@ -256,9 +270,16 @@ impl Api {
     }
 }
 
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Reads the body, refusing it as soon as it is known to exceed `max`:
-/// from Content-Length before reading, or while streaming.
-async fn read_body<S, B>(headers: &HeaderMap, mut body: S, max: u64) -> Result<Vec<u8>, ApiError>
+/// from its `declared` length before reading, or while streaming.
+async fn read_body<S, B>(declared: Option<u64>, mut body: S, max: u64) -> Result<Vec<u8>, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
@@ -269,14 +290,10 @@ where
             format!("request body exceeds max_body_size ({max} bytes)"),
         )
     };
-    let declared = headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
         return Err(too_large());
     }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(max) as usize);
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(max) as usize);
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|e| {
             ApiError::new(
@@ -294,7 +311,15 @@ where
             chunk.advance(n);
         }
     }
-    Ok(buf.to_vec())
+    Ok(buf)
+}
+
+/// Reads a body to its end without keeping it.
+async fn discard_body<S, B>(mut body: S)
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+{
+    while let Some(Ok(_)) = body.next().await {}
 }
 
 /// The path after the prefix, or None when the path is outside it.

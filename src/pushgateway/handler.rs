@@ -13,15 +13,16 @@
 //! - PUT and POST both forward every point of the push, as DataKit does;
 //!   DELETE forwards nothing.
 //!
-//! A push that would not fit in a full sink queue is refused (503) before
-//! its body is even parsed. With the store on (see `crate::store`), a push
+//! A push that would not fit in a full sink queue is refused (503) from its
+//! Content-Length, before its body is parsed (the body is read and
+//! discarded, so the connection stays open). With the store on (see `crate::store`), a push
 //! goes: parse → convert → consistency check → room in the sink queues →
 //! journal → store → enqueue → fsync wait → reply. A refused push is
 //! neither stored nor forwarded.
 
 use super::body;
 use super::grouping::{parse_grouping_key, GroupingError, GroupingKey};
-use crate::convert::{convert, Mapping};
+use crate::convert::{convert_into, Converted, Mapping};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
 use crate::sink::{EnqueueError, SinkSet};
@@ -50,10 +51,11 @@ impl PushMethod {
 /// One push request, its body already read within `max_body_size`.
 pub struct PushRequest<'a> {
     pub method: PushMethod,
-    /// The percent-decoded path after `P/metrics/job`, e.g. `/j/a/b` or,
-    /// for `job@base64`, the same with `job_base64` set.
-    pub job_path: &'a str,
-    pub job_base64: bool,
+    /// From [`PushgatewayInput::before_body`].
+    pub group: GroupingKey,
+    /// Whether `before_body` knew the body's size (Content-Length), and so
+    /// has already checked the sinks' room for it.
+    pub size_checked: bool,
     pub content_type: Option<&'a str>,
     pub content_encoding: Option<&'a str>,
     pub body: &'a [u8],
@@ -71,11 +73,19 @@ pub struct PushgatewayInput {
 }
 
 impl PushgatewayInput {
-    /// Handles a push; returns the HTTP status of success (200 or 202).
-    /// A rejected push changes nothing, except that one refused by the
-    /// consistency check records its failure time.
-    pub async fn handle(&self, req: &PushRequest<'_>) -> Result<u16, ApiError> {
-        let group = grouping_key_from_path(req.job_path, req.job_base64)?;
+    /// What the URL and the body's declared size decide, before the body
+    /// is read: the grouping key (`job_path` is the percent-decoded path
+    /// after `P/metrics/job`, e.g. `/j/a/b`), the store's readiness, and,
+    /// for a push of `body_bytes`, room in the sinks' queues. A push
+    /// refused here is not worth reading.
+    pub fn before_body(
+        &self,
+        method: PushMethod,
+        job_path: &str,
+        job_base64: bool,
+        body_bytes: Option<u64>,
+    ) -> Result<GroupingKey, ApiError> {
+        let group = grouping_key_from_path(job_path, job_base64)?;
         if let Some(store) = &self.store {
             if !store.is_ready() {
                 return Err(ApiError::new(
@@ -84,6 +94,18 @@ impl PushgatewayInput {
                 ));
             }
         }
+        if let (PushMethod::Put | PushMethod::Post, Some(n)) = (method, body_bytes) {
+            self.sinks.refuse_early(n).map_err(enqueue_error)?;
+        }
+        Ok(group)
+    }
+
+    /// Handles a push that passed [`PushgatewayInput::before_body`];
+    /// returns the HTTP status of success (200 or 202). A rejected push
+    /// changes nothing, except that one refused by the consistency check
+    /// records its failure time.
+    pub async fn handle(&self, req: PushRequest<'_>) -> Result<u16, ApiError> {
+        let group = req.group;
         if req.method == PushMethod::Delete {
             if let Some(store) = &self.store {
                 let ticket = store.delete(group).map_err(journal_error)?;
@@ -92,18 +114,28 @@ impl PushgatewayInput {
             return Ok(202);
         }
         let body_bytes = req.body.len() as u64;
-        self.sinks.refuse_early(body_bytes).map_err(enqueue_error)?;
+        if !req.size_checked {
+            self.sinks.refuse_early(body_bytes).map_err(enqueue_error)?;
+        }
         let decoded =
             body::decode_content(req.content_encoding, req.body, self.max_decompressed_size)?;
         let mut families = body::parse_families(req.content_type, &decoded)?;
         let samples: usize = families.iter().map(|f| f.metrics.len()).sum();
-        let points = convert(&families, &group, &self.mapping, req.received_ns);
-        let n_points = points.len();
+        let (points, lines) = self.sinks.forms();
+        let mut converted = Converted::new(points, lines);
+        convert_into(
+            &families,
+            &group,
+            &self.mapping,
+            req.received_ns,
+            &mut converted,
+        );
+        let n_points = converted.count;
         match &self.store {
             None => {
                 let queued = self
                     .sinks
-                    .enqueue(points, body_bytes)
+                    .enqueue(converted, body_bytes)
                     .map_err(enqueue_error)?;
                 self.sinks.complete(queued).await.map_err(enqueue_error)?;
             }
@@ -111,7 +143,7 @@ impl PushgatewayInput {
                 sanitize(&group, &mut families);
                 let replace = req.method == PushMethod::Put;
                 let prepared = store.prepare(group, replace, families, req.received_ns);
-                let stored = store.push(prepared, || self.sinks.enqueue(points, body_bytes));
+                let stored = store.push(prepared, || self.sinks.enqueue(converted, body_bytes));
                 match stored {
                     Ok((stored, queued)) => {
                         // The store's journal and the sinks' disk queue

@@ -13,7 +13,7 @@
 //! and only those are dropped.
 
 use super::disk::{DiskBatch, DiskQueue};
-use super::queue::{Batch, SinkQueue};
+use super::queue::{Batch, BatchData, SinkQueue};
 use super::remote_write;
 use crate::metrics::{self, Metrics};
 use crate::point::{encode_line_protocol, Point};
@@ -85,15 +85,6 @@ enum Taken {
     Disk(DiskBatch),
 }
 
-impl Taken {
-    fn points(&self) -> &[Point] {
-        match self {
-            Taken::Memory(b) => &b.points,
-            Taken::Disk(b) => &b.points,
-        }
-    }
-}
-
 impl HttpSink {
     /// Takes batches until the queue is closed and empty.
     pub async fn run(self: Arc<Self>, max_points: usize, flush_every: Duration) {
@@ -109,9 +100,20 @@ impl HttpSink {
                     .await
                     .map(Taken::Memory),
             };
-            let Some(taken) = taken else { break };
+            let Some(mut taken) = taken else { break };
             self.update_depth();
-            self.deliver(taken.points()).await;
+            match &mut taken {
+                Taken::Memory(Batch {
+                    data: BatchData::Lines(text),
+                    points,
+                    ..
+                }) => self.deliver_lines(std::mem::take(text), *points).await,
+                Taken::Memory(Batch {
+                    data: BatchData::Points(points),
+                    ..
+                }) => self.deliver(points).await,
+                Taken::Disk(b) => self.deliver(&b.points).await,
+            }
             if let Taken::Disk(b) = &taken {
                 if b.lost_points > 0 {
                     self.count_dropped(b.lost_points as usize, "corrupt");
@@ -163,40 +165,57 @@ impl HttpSink {
     async fn deliver(&self, points: &[Point]) {
         let mut pending = vec![points];
         while let Some(part) = pending.pop() {
-            match self.send(part).await {
+            let body = match self.encode(part) {
+                Ok(body) => body,
+                Err(e) => {
+                    self.encode_failed(part.len(), e);
+                    continue;
+                }
+            };
+            match self.send(body, part.len()).await {
                 Ok(()) => {}
                 Err((400, _)) if self.format == Format::RemoteWrite && part.len() > 1 => {
                     let (a, b) = remote_write::halves(part);
                     pending.push(b);
                     pending.push(a);
                 }
-                Err((status, body)) => {
-                    tracing::error!(
-                        sink = %self.name,
-                        status,
-                        points = part.len(),
-                        "sink rejected a batch, dropped: {}",
-                        one_line(&body)
-                    );
-                    self.count_dropped(part.len(), "rejected");
-                }
+                Err((status, body)) => self.rejected(part.len(), status, &body),
             }
         }
     }
 
-    /// Sends one request body for `points` until it is delivered (Ok) or
-    /// rejected (Err with status and body).
-    async fn send(&self, points: &[Point]) -> Result<(), (u16, String)> {
-        let body = match self.encode(points) {
-            Ok(body) => bytes::Bytes::from(body),
-            Err(e) => {
-                // Writing gzip into memory does not fail in practice; if it
-                // does, the batch cannot be sent at all.
-                tracing::error!(sink = %self.name, points = points.len(), "could not encode a batch, dropped: {e}");
-                self.count_dropped(points.len(), "encode");
-                return Ok(());
-            }
+    /// Delivers `points` points already written as line protocol.
+    async fn deliver_lines(&self, text: Vec<u8>, points: usize) {
+        let body = match self.compress(text) {
+            Ok(body) => body,
+            Err(e) => return self.encode_failed(points, e),
         };
+        if let Err((status, body)) = self.send(body, points).await {
+            self.rejected(points, status, &body);
+        }
+    }
+
+    fn rejected(&self, points: usize, status: u16, body: &str) {
+        tracing::error!(
+            sink = %self.name,
+            status,
+            points,
+            "sink rejected a batch, dropped: {}",
+            one_line(body)
+        );
+        self.count_dropped(points, "rejected");
+    }
+
+    /// Writing gzip into memory does not fail in practice; if it does, the
+    /// batch cannot be sent at all.
+    fn encode_failed(&self, points: usize, e: std::io::Error) {
+        tracing::error!(sink = %self.name, points, "could not encode a batch, dropped: {e}");
+        self.count_dropped(points, "encode");
+    }
+
+    /// Sends one request body of `points` points until it is delivered (Ok)
+    /// or rejected (Err with status and body).
+    async fn send(&self, body: bytes::Bytes, points: usize) -> Result<(), (u16, String)> {
         let mut retries: u32 = 0;
         let mut maybe_duplicated = false;
         loop {
@@ -209,7 +228,7 @@ impl HttpSink {
             );
             match attempt {
                 Attempt::Delivered => {
-                    let n = points.len() as f64;
+                    let n = points as f64;
                     self.metrics
                         .add(metrics::SINK_REQUESTS, &[&self.name, "success"], 1.0);
                     self.metrics.add(metrics::SINK_DELIVERED, &[&self.name], n);
@@ -236,11 +255,11 @@ impl HttpSink {
                     self.metrics
                         .add(metrics::SINK_REQUESTS, &[&self.name, "retry"], 1.0);
                     self.metrics
-                        .add(metrics::SINK_RETRIED, &[&self.name], points.len() as f64);
+                        .add(metrics::SINK_RETRIED, &[&self.name], points as f64);
                     let wait = after.unwrap_or_else(|| backoff(self.backoff, retries));
                     tracing::warn!(
                         sink = %self.name,
-                        points = points.len(),
+                        points,
                         retry_in_ms = wait.as_millis() as u64,
                         "sink write failed, will retry: {why}"
                     );
@@ -251,23 +270,25 @@ impl HttpSink {
         }
     }
 
-    fn encode(&self, points: &[Point]) -> std::io::Result<Vec<u8>> {
+    fn encode(&self, points: &[Point]) -> std::io::Result<bytes::Bytes> {
         match self.format {
             // Snappy is part of the remote-write protocol; gzip does not apply.
-            Format::RemoteWrite => Ok(remote_write::encode(points)),
-            Format::LineProtocol => {
-                let text = encode_line_protocol(points);
-                if !self.gzip {
-                    return Ok(text.into_bytes());
-                }
-                let mut gz = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(text.len() / 4),
-                    flate2::Compression::fast(),
-                );
-                gz.write_all(text.as_bytes())?;
-                gz.finish()
-            }
+            Format::RemoteWrite => Ok(remote_write::encode(points).into()),
+            Format::LineProtocol => self.compress(encode_line_protocol(points)),
         }
+    }
+
+    /// A line-protocol body, gzipped when the sink is configured so.
+    fn compress(&self, text: Vec<u8>) -> std::io::Result<bytes::Bytes> {
+        if !self.gzip {
+            return Ok(text.into());
+        }
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(text.len() / 4),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(&text)?;
+        Ok(gz.finish()?.into())
     }
 
     async fn attempt(&self, body: bytes::Bytes) -> Attempt {

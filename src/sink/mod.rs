@@ -11,10 +11,12 @@ pub mod remote_write;
 pub mod stdout;
 
 use crate::config::{IoConfig, SinkConfig};
+use crate::convert::Converted;
+use crate::lineproto::Lines;
 use crate::metrics::{self, Metrics};
 use crate::point::Point;
 use disk::{DiskQueue, Refused, SinkSpec, Ticket};
-use queue::{point_cost, Overflow, SinkQueue};
+use queue::{Overflow, Payload, SinkQueue};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,7 +38,7 @@ pub struct QueueFull {
 pub struct Enqueued {
     ticket: Option<Ticket>,
     /// With no sink configured: the points for stdout.
-    stdout: Vec<Point>,
+    stdout: Option<Lines>,
 }
 
 /// Why the sinks did not take a push; nothing was queued anywhere.
@@ -161,6 +163,24 @@ impl SinkSet {
         }))
     }
 
+    /// The forms the sinks take a push's points in: `(points, lines)`.
+    /// The disk queue and remote write store `Point`s; stdout and
+    /// line-protocol sinks with memory queues take line protocol, written
+    /// once per push.
+    pub fn forms(&self) -> (bool, bool) {
+        if self.disk.is_some() {
+            return (true, false);
+        }
+        if self.http.is_empty() {
+            return (false, true);
+        }
+        let lines = |s: &Arc<http::HttpSink>| s.format == http::Format::LineProtocol;
+        (
+            self.http.iter().any(|s| !lines(s)),
+            self.http.iter().any(lines),
+        )
+    }
+
     /// Refuses a push of `body_bytes` before it is parsed when a memory
     /// queue with `overflow = "block"` holds points and has less room left
     /// than the push is expected to take (its body times what the last
@@ -189,36 +209,55 @@ impl SinkSet {
     /// `overflow = "block"` has no room, no sink gets them. Does no I/O
     /// (the store calls it under its lock); the push is acknowledged only
     /// after [`SinkSet::complete`] has written stdout's points or waited
-    /// for the disk queue's fsync.
-    /// `body_bytes` is the size of the request body the points came from.
-    pub fn enqueue(&self, points: Vec<Point>, body_bytes: u64) -> Result<Enqueued, EnqueueError> {
-        if points.is_empty() {
+    /// for the disk queue's fsync. `converted` holds the forms
+    /// [`SinkSet::forms`] asked for; `body_bytes` is the size of the
+    /// request body the points came from.
+    pub fn enqueue(&self, converted: Converted, body_bytes: u64) -> Result<Enqueued, EnqueueError> {
+        if converted.count == 0 {
             return Ok(Enqueued::default());
         }
+        let points = converted.points.map(|b| Arc::new(b.points));
+        let lines = converted.lines.map(Arc::new);
         if let Some(disk) = &self.disk {
+            let points = points.expect("the disk queue takes points");
             let ticket = self.enqueue_on_disk(disk, &points)?;
             return Ok(Enqueued {
                 ticket: Some(ticket),
-                stdout: Vec::new(),
+                stdout: None,
             });
         }
         if self.http.is_empty() {
             return Ok(Enqueued {
                 ticket: None,
-                stdout: points,
+                stdout: lines.map(|l| Arc::try_unwrap(l).unwrap_or_else(|l| (*l).clone())),
             });
         }
-        let cost: u64 = points.iter().map(point_cost).sum();
-        if let Some(permille) = cost.saturating_mul(1_000).checked_div(body_bytes) {
+        let payloads: Vec<(Payload, u64)> = self
+            .http
+            .iter()
+            .map(|sink| {
+                let payload = match sink.format {
+                    http::Format::LineProtocol => {
+                        Payload::Lines(lines.clone().expect("forms() asked for lines"))
+                    }
+                    http::Format::RemoteWrite => {
+                        Payload::Points(points.clone().expect("forms() asked for points"))
+                    }
+                };
+                let cost = payload.cost(0, payload.len());
+                (payload, cost)
+            })
+            .collect();
+        drop((points, lines));
+        if let Some(permille) = payloads[0].1.saturating_mul(1_000).checked_div(body_bytes) {
             let permille = permille.clamp(MIN_EXPANSION_PERMILLE, MAX_EXPANSION_PERMILLE);
             self.expansion_permille.store(permille, Ordering::Relaxed);
         }
-        let points = Arc::new(points);
         // Lock every queue, in configuration order (so two pushes cannot
         // deadlock), before deciding: the check and the admit are one step.
         let mut guards: Vec<_> = self.http.iter().map(|s| s.queue.lock()).collect();
-        for (sink, state) in self.http.iter().zip(&guards) {
-            if sink.queue.overflow == Overflow::Block && !sink.queue.has_room(state, cost) {
+        for ((sink, state), (_, cost)) in self.http.iter().zip(&guards).zip(&payloads) {
+            if sink.queue.overflow == Overflow::Block && !sink.queue.has_room(state, *cost) {
                 return Err(EnqueueError::Full(QueueFull {
                     sink: sink.name.clone(),
                     max_bytes: sink.queue.max_bytes,
@@ -226,8 +265,10 @@ impl SinkSet {
             }
         }
         let mut depths = Vec::with_capacity(self.http.len());
-        for (sink, state) in self.http.iter().zip(guards.iter_mut()) {
-            let dropped = sink.queue.admit(state, points.clone(), cost);
+        for ((sink, state), (payload, cost)) in
+            self.http.iter().zip(guards.iter_mut()).zip(payloads)
+        {
+            let dropped = sink.queue.admit(state, payload, cost);
             if dropped > 0 {
                 tracing::warn!(sink = %sink.name, dropped, "queue full: dropped the oldest points (overflow = drop_oldest)");
                 self.metrics.add(
@@ -271,13 +312,13 @@ impl SinkSet {
     /// the stdout sink, or waits until the push is fsynced in the disk
     /// queue.
     pub async fn complete(&self, queued: Enqueued) -> Result<(), EnqueueError> {
-        if !queued.stdout.is_empty() {
+        if let Some(lines) = queued.stdout.filter(|l| !l.is_empty()) {
             // A closed stdout loses the points; this debugging sink has no
             // queue to keep them in, so say how many.
-            if let Err(e) = stdout::write_points(&self.lines, &queued.stdout) {
+            if let Err(e) = stdout::write_lines(&self.lines, &lines.text) {
                 tracing::error!(
                     "writing points to stdout failed, {} points lost: {e}",
-                    queued.stdout.len()
+                    lines.len()
                 );
             }
         }

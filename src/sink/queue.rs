@@ -1,11 +1,13 @@
-//! A sink's in-memory queue: points waiting to be sent, bounded by an
-//! estimate of their line-protocol size.
+//! A sink's in-memory queue: points waiting to be sent, in the form the
+//! sink sends (line protocol, or `Point`s for remote write), bounded by
+//! their line-protocol size (exact for lines, estimated for `Point`s).
 //!
 //! Contract: all methods are safe to call concurrently. Pushes enter whole
 //! (`admit` is all or nothing for one sink; [`super::SinkSet`] makes it all
 //! or nothing across sinks by locking every queue before admitting). The
 //! queue keeps arrival order; one worker takes batches from its head.
 
+use crate::lineproto::Lines;
 use crate::point::Point;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,9 +39,46 @@ pub fn point_cost(p: &Point) -> u64 {
     (p.measurement.len() + tags + fields + 21) as u64
 }
 
-/// A run of points from one push, shared between the sinks' queues.
+/// The points of one push in the form a sink sends, shared between the
+/// queues of the sinks that send that form.
+#[derive(Clone)]
+pub enum Payload {
+    Points(Arc<Vec<Point>>),
+    Lines(Arc<Lines>),
+}
+
+impl Payload {
+    pub fn len(&self) -> usize {
+        match self {
+            Payload::Points(p) => p.len(),
+            Payload::Lines(l) => l.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// No other queue shares these points.
+    fn held_alone(&self) -> bool {
+        match self {
+            Payload::Points(p) => Arc::strong_count(p) == 1,
+            Payload::Lines(l) => Arc::strong_count(l) == 1,
+        }
+    }
+
+    /// What the budget counts for points `from..to`.
+    pub fn cost(&self, from: usize, to: usize) -> u64 {
+        match self {
+            Payload::Points(p) => p[from..to].iter().map(point_cost).sum(),
+            Payload::Lines(l) => l.range(from, to).len() as u64,
+        }
+    }
+}
+
+/// A run of points from one push.
 struct Chunk {
-    points: Arc<Vec<Point>>,
+    payload: Payload,
     start: usize,
     /// When the push was admitted, for the age of the oldest point.
     at: Instant,
@@ -78,8 +117,51 @@ impl QueueState {
 /// A batch taken from the queue: the worker owns it until it calls
 /// [`SinkQueue::finish`].
 pub struct Batch {
-    pub points: Vec<Point>,
+    pub data: BatchData,
+    /// Points in the batch.
+    pub points: usize,
     pub bytes: u64,
+}
+
+pub enum BatchData {
+    Points(Vec<Point>),
+    /// Line protocol, ready to send.
+    Lines(Vec<u8>),
+}
+
+impl BatchData {
+    fn empty_like(payload: &Payload) -> BatchData {
+        match payload {
+            Payload::Points(_) => BatchData::Points(Vec::new()),
+            Payload::Lines(_) => BatchData::Lines(Vec::new()),
+        }
+    }
+
+    fn same_form(&self, payload: &Payload) -> bool {
+        matches!(
+            (self, payload),
+            (BatchData::Points(_), Payload::Points(_)) | (BatchData::Lines(_), Payload::Lines(_))
+        )
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            BatchData::Points(p) => p.is_empty(),
+            BatchData::Lines(l) => l.is_empty(),
+        }
+    }
+
+    /// The payload's points, moved out when no other queue shares them.
+    fn from_payload(payload: Payload) -> BatchData {
+        match payload {
+            Payload::Points(p) => {
+                BatchData::Points(Arc::try_unwrap(p).unwrap_or_else(|shared| (*shared).clone()))
+            }
+            Payload::Lines(l) => BatchData::Lines(
+                Arc::try_unwrap(l).map_or_else(|shared| shared.text.clone(), |l| l.text),
+            ),
+        }
+    }
 }
 
 pub struct SinkQueue {
@@ -111,27 +193,26 @@ impl SinkQueue {
 
     /// Appends a push under a lock the caller holds. Returns the number of
     /// old points dropped to make room (only with `DropOldest`).
-    pub fn admit(&self, state: &mut QueueState, points: Arc<Vec<Point>>, cost: u64) -> usize {
+    pub fn admit(&self, state: &mut QueueState, payload: Payload, cost: u64) -> usize {
         let mut dropped = 0;
         if self.overflow == Overflow::DropOldest {
             while !self.has_room(state, cost) && state.queued_points > 0 {
                 let Some(chunk) = state.chunks.front_mut() else {
                     break;
                 };
-                let p = &chunk.points[chunk.start];
-                state.queued_bytes -= point_cost(p);
+                state.queued_bytes -= chunk.payload.cost(chunk.start, chunk.start + 1);
                 state.queued_points -= 1;
                 chunk.start += 1;
                 dropped += 1;
-                if chunk.start == chunk.points.len() {
+                if chunk.start == chunk.payload.len() {
                     state.chunks.pop_front();
                 }
             }
         }
-        state.queued_points += points.len();
+        state.queued_points += payload.len();
         state.queued_bytes += cost;
         state.chunks.push_back(Chunk {
-            points,
+            payload,
             start: 0,
             at: Instant::now(),
         });
@@ -178,7 +259,7 @@ impl SinkQueue {
     /// The worker is done with a batch (delivered or dropped).
     pub fn finish(&self, batch: &Batch) {
         let mut state = self.lock();
-        state.inflight_points -= batch.points.len();
+        state.inflight_points -= batch.points;
         state.inflight_bytes -= batch.bytes;
         state.inflight_since = None;
     }
@@ -191,38 +272,52 @@ impl SinkQueue {
 }
 
 fn take(state: &mut QueueState, max_points: usize) -> Batch {
-    let mut points = Vec::with_capacity(max_points.min(state.queued_points));
+    let mut data: Option<BatchData> = None;
+    let mut taken = 0;
     let mut bytes = 0;
     state.inflight_since = state.chunks.front().map(|c| c.at);
-    while points.len() < max_points {
+    while taken < max_points {
         let Some(chunk) = state.chunks.front_mut() else {
             break;
         };
-        let want = max_points - points.len();
-        let whole = chunk.start == 0 && chunk.points.len() <= want;
-        if whole && Arc::strong_count(&chunk.points) == 1 {
-            // This sink alone holds the push: move its points, no copies.
+        let (from, len) = (chunk.start, chunk.payload.len());
+        let end = (from + (max_points - taken)).min(len);
+        let out = data.get_or_insert_with(|| BatchData::empty_like(&chunk.payload));
+        if !out.same_form(&chunk.payload) {
+            // One sink queues one form; a batch never mixes them.
+            break;
+        }
+        bytes += chunk.payload.cost(from, end);
+        taken += end - from;
+        if from == 0 && end == len && out.is_empty() && chunk.payload.held_alone() {
+            // This sink alone holds the push and takes it whole: move it.
             let chunk = state.chunks.pop_front().expect("front exists");
-            let owned = Arc::try_unwrap(chunk.points).unwrap_or_else(|shared| (*shared).clone());
-            bytes += owned.iter().map(point_cost).sum::<u64>();
-            points.extend(owned);
+            *out = BatchData::from_payload(chunk.payload);
             continue;
         }
-        let end = (chunk.start + want).min(chunk.points.len());
-        for p in &chunk.points[chunk.start..end] {
-            bytes += point_cost(p);
-            points.push(p.clone());
+        match (out, &chunk.payload) {
+            (BatchData::Points(out), Payload::Points(points)) => {
+                out.extend_from_slice(&points[from..end]);
+            }
+            (BatchData::Lines(out), Payload::Lines(lines)) => {
+                out.extend_from_slice(lines.range(from, end));
+            }
+            _ => unreachable!("same_form checked"),
         }
         chunk.start = end;
-        if chunk.start == chunk.points.len() {
+        if end == len {
             state.chunks.pop_front();
         }
     }
-    state.queued_points -= points.len();
+    state.queued_points -= taken;
     state.queued_bytes -= bytes;
-    state.inflight_points += points.len();
+    state.inflight_points += taken;
     state.inflight_bytes += bytes;
-    Batch { points, bytes }
+    Batch {
+        data: data.unwrap_or(BatchData::Points(Vec::new())),
+        points: taken,
+        bytes,
+    }
 }
 
 #[cfg(test)]
@@ -231,8 +326,8 @@ mod tests {
     use crate::expfmt::model::MetricType;
     use crate::point::{Field, SeriesSuffix};
 
-    fn points(n: usize) -> Arc<Vec<Point>> {
-        Arc::new(
+    fn points(n: usize) -> Payload {
+        Payload::Points(Arc::new(
             (0..n)
                 .map(|i| Point {
                     measurement: "m".into(),
@@ -247,11 +342,34 @@ mod tests {
                     kind: MetricType::Gauge,
                 })
                 .collect(),
-        )
+        ))
     }
 
-    fn cost(p: &Arc<Vec<Point>>) -> u64 {
-        p.iter().map(point_cost).sum()
+    fn cost(p: &Payload) -> u64 {
+        p.cost(0, p.len())
+    }
+
+    fn values(b: &Batch) -> Vec<f64> {
+        let BatchData::Points(points) = &b.data else {
+            panic!("a batch of points")
+        };
+        points.iter().map(|p| p.fields[0].value).collect()
+    }
+
+    fn lines(texts: &[&str]) -> Payload {
+        let mut l = Lines::default();
+        for t in texts {
+            l.text.extend_from_slice(t.as_bytes());
+            l.end_line();
+        }
+        Payload::Lines(Arc::new(l))
+    }
+
+    fn text(b: &Batch) -> &str {
+        let BatchData::Lines(text) = &b.data else {
+            panic!("a batch of lines")
+        };
+        std::str::from_utf8(text).unwrap()
     }
 
     #[tokio::test]
@@ -263,17 +381,17 @@ mod tests {
             q.admit(&mut q.lock(), p, c);
         }
         let b = q.next_batch(5, Duration::from_secs(60)).await.unwrap();
-        let values: Vec<f64> = b.points.iter().map(|p| p.fields[0].value).collect();
-        assert_eq!(values, [0.0, 1.0, 2.0, 3.0, 0.0]);
+        assert_eq!(values(&b), [0.0, 1.0, 2.0, 3.0, 0.0]);
         assert_eq!(q.lock().depth_points(), 12);
         q.finish(&b);
         assert_eq!(q.lock().depth_points(), 7);
         q.close();
         let b = q.next_batch(5, Duration::from_secs(60)).await.unwrap();
-        assert_eq!(b.points.len(), 5);
+        assert_eq!(values(&b).len(), 5);
         q.finish(&b);
         let b = q.next_batch(5, Duration::from_secs(60)).await.unwrap();
-        assert_eq!(b.points.len(), 2);
+        assert_eq!(b.points, 2);
+        assert_eq!(values(&b).len(), 2);
         q.finish(&b);
         assert!(q.next_batch(5, Duration::from_secs(60)).await.is_none());
         assert_eq!(q.lock().depth_bytes(), 0);
@@ -286,7 +404,8 @@ mod tests {
         let c = cost(&p);
         q.admit(&mut q.lock(), p, c);
         let b = q.next_batch(1000, Duration::from_millis(20)).await.unwrap();
-        assert_eq!(b.points.len(), 2);
+        assert_eq!(b.points, 2);
+        assert_eq!(values(&b).len(), 2);
     }
 
     #[test]
@@ -302,6 +421,32 @@ mod tests {
         let dropped = q.admit(&mut q.lock(), points(2), one * 2);
         assert_eq!(dropped, 2);
         assert_eq!(q.lock().depth_points(), 3);
+    }
+
+    #[tokio::test]
+    async fn lines_are_batched_by_point_and_counted_exactly() {
+        let q = SinkQueue::new(1 << 20, Overflow::Block);
+        let first = lines(&["a 1 1\n", "bb 2 2\n", "c 3 3\n"]);
+        // A second queue holds the same push, so it is copied, not moved.
+        let shared = first.clone();
+        q.admit(&mut q.lock(), first, 19);
+        q.admit(&mut q.lock(), lines(&["d 4 4\n"]), 6);
+        assert_eq!(q.lock().depth_bytes(), 25);
+        let b = q.next_batch(2, Duration::from_secs(60)).await.unwrap();
+        assert_eq!((text(&b), b.points, b.bytes), ("a 1 1\nbb 2 2\n", 2, 13));
+        q.finish(&b);
+        let b = q.next_batch(2, Duration::from_secs(60)).await.unwrap();
+        assert_eq!((text(&b), b.points, b.bytes), ("c 3 3\nd 4 4\n", 2, 12));
+        q.finish(&b);
+        assert_eq!(q.lock().depth_bytes(), 0);
+        assert_eq!(shared.len(), 3);
+
+        let q = SinkQueue::new(14, Overflow::DropOldest);
+        q.admit(&mut q.lock(), lines(&["a 1 1\n", "bb 2 2\n"]), 13);
+        let dropped = q.admit(&mut q.lock(), lines(&["e 5 5\n"]), 6);
+        assert_eq!(dropped, 1);
+        let b = q.next_batch(10, Duration::from_millis(1)).await.unwrap();
+        assert_eq!(text(&b), "bb 2 2\ne 5 5\n");
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! stdout (or, in tests, any writer), one push at a time, so a person
 //! running the agent sees points at once.
 
-use crate::point::Point;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -13,10 +12,9 @@ pub fn stdout() -> LineOutput {
     Arc::new(Mutex::new(Box::new(std::io::stdout())))
 }
 
-/// Writes the points and flushes.
-pub fn write_points(out: &LineOutput, points: &[Point]) -> std::io::Result<()> {
-    let text = crate::point::encode_line_protocol(points);
+/// Writes a push's line protocol and flushes.
+pub fn write_lines(out: &LineOutput, text: &[u8]) -> std::io::Result<()> {
     let mut out = out.lock().unwrap();
-    out.write_all(text.as_bytes())?;
+    out.write_all(text)?;
     out.flush()
 }
