@@ -12,7 +12,7 @@ use pushkit::expfmt::delimited::{parse_delimited, write_delimited};
 use pushkit::expfmt::expose::{ExpositionFormat, ExpositionWriter};
 use pushkit::expfmt::model::Family;
 use pushkit::expfmt::text::parse_text;
-use pushkit::lineproto::Lines;
+use pushkit::lineproto::LinesWriter;
 use pushkit::point::encode_line_protocol;
 use pushkit::pushgateway::grouping::{parse_grouping_key, GroupingKey};
 use pushkit::store::sanitize::sanitize;
@@ -157,7 +157,7 @@ fn mapping_and_line_protocol(c: &mut Criterion) {
         // the mapping, no `Point` built.
         g.bench_function(format!("{name}/convert_to_lines"), |b| {
             b.iter(|| {
-                let mut lines = Lines::default();
+                let mut lines = LinesWriter::default();
                 let now = 1_700_000_000_000_000_000;
                 convert_into(black_box(&families), &group, &m, now, &mut lines);
                 lines

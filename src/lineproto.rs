@@ -57,12 +57,7 @@ pub fn write_line<'a>(
     time_ns: i64,
 ) {
     escape_into(out, measurement, MEASUREMENT_SPECIALS);
-    for (k, v) in tags {
-        out.push(b',');
-        escape_into(out, k, KEY_SPECIALS);
-        out.push(b'=');
-        escape_into(out, v, KEY_SPECIALS);
-    }
+    write_tags(out, tags);
     for (i, (key, value)) in fields.into_iter().enumerate() {
         out.push(if i == 0 { b' ' } else { b',' });
         escape_into(out, key.base, KEY_SPECIALS);
@@ -75,6 +70,71 @@ pub fn write_line<'a>(
     out.push(b'\n');
 }
 
+fn write_tags<'a>(out: &mut Vec<u8>, tags: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    for (k, v) in tags {
+        out.push(b',');
+        escape_into(out, k, KEY_SPECIALS);
+        out.push(b'=');
+        escape_into(out, v, KEY_SPECIALS);
+    }
+}
+
+/// Writes the lines of one push: runs of points that share a measurement
+/// and field name (a family's), mostly with one timestamp (the push's).
+/// Those are escaped or formatted once, not once per line.
+#[derive(Default)]
+pub struct LinesWriter {
+    pub lines: Lines,
+    measurement: Vec<u8>,
+    /// The field name, escaped, with the space before it.
+    field: Vec<u8>,
+    /// The last timestamp and its text, with the space before it.
+    time: Option<(i64, Vec<u8>)>,
+}
+
+impl LinesWriter {
+    /// The measurement and field name of the lines that follow.
+    pub fn set_names(&mut self, measurement: &str, field: &str) {
+        self.measurement.clear();
+        escape_into(&mut self.measurement, measurement, MEASUREMENT_SPECIALS);
+        self.field.clear();
+        escape_into(&mut self.field, field, KEY_SPECIALS);
+    }
+
+    /// Writes one line; each value's field key is the field name plus its
+    /// suffix (`_count`, `_sum`, `_bucket` or none: nothing to escape).
+    /// `values` must not be empty.
+    pub fn write<'a>(
+        &mut self,
+        tags: impl IntoIterator<Item = (&'a str, &'a str)>,
+        values: impl IntoIterator<Item = (&'a str, f64)>,
+        time_ns: i64,
+    ) {
+        let out = &mut self.lines.text;
+        out.extend_from_slice(&self.measurement);
+        write_tags(out, tags);
+        for (i, (suffix, value)) in values.into_iter().enumerate() {
+            out.push(if i == 0 { b' ' } else { b',' });
+            out.extend_from_slice(&self.field);
+            // Suffixes are the mapping's own (`_count`...), never escaped.
+            out.extend_from_slice(suffix.as_bytes());
+            out.push(b'=');
+            write_float(out, value);
+        }
+        let time = match &mut self.time {
+            Some((t, text)) if *t == time_ns => text,
+            slot => {
+                let mut text = vec![b' '];
+                text.extend_from_slice(itoa::Buffer::new().format(time_ns).as_bytes());
+                text.push(b'\n');
+                &mut slot.insert((time_ns, text)).1
+            }
+        };
+        out.extend_from_slice(time);
+        self.lines.end_line();
+    }
+}
+
 /// A field key in two parts (the family's field name and a series suffix
 /// such as `_count`), so that the mapping need not join them to write it.
 #[derive(Debug, Clone, Copy)]
@@ -85,6 +145,7 @@ pub struct FieldKey<'a> {
 
 impl FieldKey<'_> {
     /// Whether the joined key equals `s`.
+    #[inline]
     pub fn is(&self, s: &str) -> bool {
         s.len() == self.base.len() + self.suffix.len()
             && s.starts_with(self.base)
@@ -109,23 +170,31 @@ const KEY_SPECIALS: u8 = 0b10;
 /// Escapes per the line-protocol spec. Backslashes are doubled so that a
 /// value ending in `\` cannot swallow the separator after it, and a newline
 /// (which line protocol cannot carry) is written as the two characters `\n`.
-/// Every byte that needs escaping is ASCII, so the scan is bytewise and the
-/// common case (nothing to escape) is one copy.
+/// Every byte that needs escaping is ASCII, so the scan is bytewise.
+#[inline]
 fn escape_into(out: &mut Vec<u8>, s: &str, specials: u8) {
     let bytes = s.as_bytes();
-    let needs_escape = |b: u8| ESCAPES[usize::from(b)] & specials != 0;
-    let Some(first) = bytes.iter().position(|&b| needs_escape(b)) else {
-        out.extend_from_slice(bytes);
-        return;
-    };
-    out.extend_from_slice(&bytes[..first]);
-    for &b in &bytes[first..] {
-        if needs_escape(b) {
-            out.push(b'\\');
-            out.push(if b == b'\n' { b'n' } else { b });
-        } else {
-            out.push(b);
+    // Label names and values are mostly a few bytes long: one pass that
+    // copies while it checks beats a scan followed by a `memcpy` call.
+    out.reserve(2 * bytes.len());
+    let start = out.len();
+    // SAFETY: the reserve above leaves room for every byte escaped (two
+    // bytes each), so `dst` stays within the allocation; every byte up to
+    // the new length has been written.
+    unsafe {
+        let base = out.as_mut_ptr();
+        let mut dst = base.add(start);
+        for &b in bytes {
+            if ESCAPES[usize::from(b)] & specials != 0 {
+                *dst = b'\\';
+                *dst.add(1) = if b == b'\n' { b'n' } else { b };
+                dst = dst.add(2);
+            } else {
+                *dst = b;
+                dst = dst.add(1);
+            }
         }
+        out.set_len(dst.offset_from(base) as usize);
     }
 }
 
@@ -200,6 +269,25 @@ mod tests {
         let mut out = Vec::new();
         write_line(&mut out, "m", [], [(k, 3.0)], 5);
         assert_eq!(out, b"m req_count=3 5\n");
+    }
+
+    #[test]
+    fn a_writer_writes_what_write_line_does() {
+        let mut w = LinesWriter::default();
+        let mut want = Vec::new();
+        for (m, f, t) in [("m ea,s", "f=1", 5), ("m ea,s", "f=1", 5), ("n", "g", 6)] {
+            w.set_names(m, f);
+            let tags = [("a b", "c,d"), ("e", "f")];
+            let values = [("_count", 2.0), ("_sum", 0.5)];
+            w.write(tags, values, t);
+            let fields = values.map(|(suffix, v)| (FieldKey { base: f, suffix }, v));
+            write_line(&mut want, m, tags, fields, t);
+        }
+        assert_eq!(
+            String::from_utf8(w.lines.text).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
+        assert_eq!(w.lines.ends.len(), 3);
     }
 
     #[test]

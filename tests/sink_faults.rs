@@ -767,6 +767,34 @@ async fn full_queue_with_block_refuses_pushes_with_503() {
     assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
 }
 
+/// A push that finds a blocking queue full waits for the sink to finish a
+/// batch (up to 1 s) and is then admitted, instead of being refused at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_at_a_full_queue_waits_for_room() {
+    // The backend holds each write 300 ms; one push (152 bytes) fills the
+    // 160-byte budget until its batch is delivered.
+    let (port, backend) = start_backend(vec![], stall(Duration::from_millis(300))).await;
+    let agent = start(config(
+        port,
+        100,
+        SinkConfig {
+            max_queue_bytes: 160,
+            overflow: "block".into(),
+            ..SinkConfig::default()
+        },
+    ))
+    .await;
+    let (first, lines_1) = gauges(4, 0);
+    assert_eq!(agent.push(&first).await.status(), 200);
+    let (second, lines_2) = gauges(4, 4);
+    assert_eq!(agent.push(&second).await.status(), 200);
+    let delivered = wait_for_lines(&backend, 8, Duration::from_secs(5)).await;
+    assert_eq!(delivered, [lines_1, lines_2].concat());
+    let m = agent.self_metrics().await;
+    assert!(!m.contains("code=\"503\""), "no push was refused:\n{m}");
+    let _ = agent.stop_timed().await;
+}
+
 /// Before parsing, a push is expected to take its body's size times what
 /// the last admitted push took per body byte: a body that fits the room
 /// left byte for byte but not once expanded is refused unparsed (503, even

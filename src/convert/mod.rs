@@ -11,7 +11,7 @@
 pub mod naming;
 
 use crate::expfmt::model::{cmp_names, names_sorted, Family, LabelStr, Metric, MetricType, Value};
-use crate::lineproto::{self, FieldKey, Lines};
+use crate::lineproto::{FieldKey, LinesWriter};
 use crate::point::{Field, Point, SeriesSuffix};
 use crate::pushgateway::grouping::GroupingKey;
 pub use naming::Naming;
@@ -24,17 +24,17 @@ pub struct Mapping {
     pub honor_timestamps: bool,
 }
 
-/// One point as the mapping produces it, before it is built or written.
+/// One point as the mapping produces it, before it is built or written;
+/// its measurement and field name are its family's (see
+/// [`EmitPoints::family`]).
 pub struct PointParts<'a> {
-    pub measurement: &'a str,
     /// Sorted by name, unique, no empty values, `extra` aside.
     tags: &'a [(&'a str, &'a str)],
     /// `quantile` or `le`: set in its sorted place, replacing a tag of
     /// that name.
     extra: Option<(&'a str, &'a str)>,
-    /// The family's field name; each value's key adds its suffix.
-    pub field: &'a str,
-    /// Finite, and none keyed like a tag; never empty.
+    /// Each value's field key is the field name plus its suffix; finite,
+    /// and none keyed like a tag; never empty.
     pub values: &'a [(SeriesSuffix, f64)],
     pub time_ns: i64,
 }
@@ -47,17 +47,6 @@ impl<'a> PointParts<'a> {
             extra: self.extra,
         }
     }
-
-    pub fn fields(&self) -> impl Iterator<Item = (FieldKey<'a>, f64)> + 'a {
-        let base = self.field;
-        self.values.iter().map(move |&(suffix, v)| {
-            let key = FieldKey {
-                base,
-                suffix: suffix.as_str(),
-            };
-            (key, v)
-        })
-    }
 }
 
 /// Sorted tags with one more set in its place (see [`PointParts::tags`]).
@@ -69,6 +58,7 @@ pub struct TagsWithExtra<'a> {
 impl<'a> Iterator for TagsWithExtra<'a> {
     type Item = (&'a str, &'a str);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if let Some(extra) = self.extra {
             match self.tags.split_first() {
@@ -89,11 +79,12 @@ impl<'a> Iterator for TagsWithExtra<'a> {
 }
 
 /// Where converted points go. Sinks take `Point`s ([`PointsBuilder`]) or
-/// line protocol ([`Lines`]); writing line protocol straight from the
-/// parts saves building a `Point` for every sample.
+/// line protocol ([`LinesWriter`]); writing line protocol straight from
+/// the parts saves building a `Point` for every sample.
 pub trait EmitPoints {
-    /// Called before the points of each family.
-    fn family(&mut self, family: &Family);
+    /// Called before the points of each family, with their measurement
+    /// and field name.
+    fn family(&mut self, family: &Family, measurement: &str, field: &str);
     fn point(&mut self, p: &PointParts<'_>);
 }
 
@@ -101,48 +92,46 @@ pub trait EmitPoints {
 #[derive(Default)]
 pub struct PointsBuilder {
     pub points: Vec<Point>,
-    /// The current family's name, shared by its points.
-    family: Option<(Arc<str>, MetricType)>,
+    /// The current family's name (shared by its points), type,
+    /// measurement and field name.
+    family: Option<(Arc<str>, MetricType, LabelStr, LabelStr)>,
 }
 
 impl EmitPoints for PointsBuilder {
-    fn family(&mut self, family: &Family) {
-        self.family = Some((Arc::from(family.name.as_str()), family.kind));
+    fn family(&mut self, family: &Family, measurement: &str, field: &str) {
+        let name = Arc::from(family.name.as_str());
+        self.family = Some((name, family.kind, measurement.into(), field.into()));
     }
 
     fn point(&mut self, p: &PointParts<'_>) {
-        let (family, kind) = self.family.clone().expect("family() comes first");
+        let (family, kind, measurement, field) = self.family.as_ref().expect("family() first");
         self.points.push(Point {
-            measurement: p.measurement.into(),
+            measurement: measurement.clone(),
             tags: p.tags().map(|(k, v)| (k.into(), v.into())).collect(),
             fields: p
                 .values
                 .iter()
                 .map(|&(suffix, value)| {
-                    let mut key = LabelStr::from(p.field);
+                    let mut key = field.clone();
                     key.push_str(suffix.as_str());
                     Field { key, value, suffix }
                 })
                 .collect(),
             time_ns: p.time_ns,
-            family,
-            kind,
+            family: family.clone(),
+            kind: *kind,
         });
     }
 }
 
-impl EmitPoints for Lines {
-    fn family(&mut self, _: &Family) {}
+impl EmitPoints for LinesWriter {
+    fn family(&mut self, _: &Family, measurement: &str, field: &str) {
+        self.set_names(measurement, field);
+    }
 
     fn point(&mut self, p: &PointParts<'_>) {
-        lineproto::write_line(
-            &mut self.text,
-            p.measurement,
-            p.tags(),
-            p.fields(),
-            p.time_ns,
-        );
-        self.end_line();
+        let values = p.values.iter().map(|&(suffix, v)| (suffix.as_str(), v));
+        self.write(p.tags(), values, p.time_ns);
     }
 }
 
@@ -150,7 +139,7 @@ impl EmitPoints for Lines {
 #[derive(Default)]
 pub struct Converted {
     pub points: Option<PointsBuilder>,
-    pub lines: Option<Lines>,
+    pub lines: Option<LinesWriter>,
     /// Points converted (in either form).
     pub count: usize,
 }
@@ -159,16 +148,19 @@ impl Converted {
     pub fn new(points: bool, lines: bool) -> Converted {
         Converted {
             points: points.then(PointsBuilder::default),
-            lines: lines.then(Lines::default),
+            lines: lines.then(LinesWriter::default),
             count: 0,
         }
     }
 }
 
 impl EmitPoints for Converted {
-    fn family(&mut self, family: &Family) {
+    fn family(&mut self, family: &Family, measurement: &str, field: &str) {
         if let Some(b) = &mut self.points {
-            b.family(family);
+            b.family(family, measurement, field);
+        }
+        if let Some(l) = &mut self.lines {
+            l.family(family, measurement, field);
         }
     }
 
@@ -207,36 +199,31 @@ pub fn convert_into(
 ) {
     // The grouping labels once per push, sorted, as every point carries
     // them.
-    let mut group_tags: Vec<(&str, &str)> = group
+    let mut group_labels: Vec<(&str, &str)> = group
         .labels()
         .iter()
-        .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    group_tags.sort_unstable_by(|a, b| cmp_names(a.0, b.0));
+    group_labels.sort_unstable_by(|a, b| cmp_names(a.0, b.0));
     let mut tags = Vec::new();
     for family in families {
-        out.family(family);
         let (measurement, field) = mapping
             .naming
             .measurement_and_field(&family.name, group.job());
-        let ctx = FamilyContext {
-            measurement: &measurement,
-            field: &field,
-        };
+        out.family(family, &measurement, &field);
+        let ctx = FamilyContext { field: &field };
         for metric in &family.metrics {
             let time_ns = match metric.timestamp_ms {
                 Some(ms) if mapping.honor_timestamps => ms.saturating_mul(1_000_000),
                 _ => received_ns,
             };
-            merge_tags(&group_tags, group, metric, &mut tags);
+            merge_tags(&group_labels, group, metric, &mut tags);
             ctx.emit(metric, &tags, time_ns, out);
         }
     }
 }
 
 struct FamilyContext<'a> {
-    measurement: &'a str,
     field: &'a str,
 }
 
@@ -293,10 +280,8 @@ impl FamilyContext<'_> {
         out: &mut impl EmitPoints,
     ) {
         let mut parts = PointParts {
-            measurement: self.measurement,
             tags,
             extra,
-            field: self.field,
             values: &[],
             time_ns,
         };
@@ -322,36 +307,42 @@ impl FamilyContext<'_> {
 
 /// Grouping labels plus the metric's own into `tags`, the grouping label
 /// winning on a shared name; empty values are dropped (an empty Prometheus
-/// label is an absent one). Sorted by name. `group_tags` are the grouping
-/// labels with a value, sorted.
+/// label is an absent one). Sorted by name. `group_labels` are all the
+/// grouping labels, sorted, empty values included: an empty one still
+/// shadows the metric's label of that name.
 fn merge_tags<'a>(
-    group_tags: &[(&'a str, &'a str)],
+    group_labels: &[(&'a str, &'a str)],
     group: &GroupingKey,
     metric: &'a Metric,
     tags: &mut Vec<(&'a str, &'a str)>,
 ) {
     tags.clear();
-    let own = metric
-        .labels
-        .iter()
-        .filter(|(k, v)| !v.is_empty() && group.get(k).is_none())
-        .map(|(k, v)| (k.as_str(), v.as_str()));
-    if names_sorted(&metric.labels) {
-        // Merge the two sorted lists.
-        let mut next = 0;
-        for (k, v) in own {
-            while next < group_tags.len() && cmp_names(group_tags[next].0, k).is_lt() {
-                tags.push(group_tags[next]);
-                next += 1;
-            }
-            tags.push((k, v));
-        }
-        tags.extend_from_slice(&group_tags[next..]);
-    } else {
-        tags.extend_from_slice(group_tags);
-        tags.extend(own);
+    let present = |&(_, v): &(&str, &str)| !v.is_empty();
+    if !names_sorted(&metric.labels) {
+        tags.extend(group_labels.iter().copied().filter(present));
+        let own = metric
+            .labels
+            .iter()
+            .filter(|(k, v)| !v.is_empty() && group.get(k).is_none());
+        tags.extend(own.map(|(k, v)| (k.as_str(), v.as_str())));
         tags.sort_unstable_by(|a, b| cmp_names(a.0, b.0));
+        return;
     }
+    // Merge the two sorted lists; a name in both is the grouping label's.
+    let mut next = 0;
+    for (k, v) in &metric.labels {
+        while let Some(&g) = group_labels.get(next).filter(|g| cmp_names(g.0, k).is_lt()) {
+            if present(&g) {
+                tags.push(g);
+            }
+            next += 1;
+        }
+        if group_labels.get(next).is_some_and(|g| g.0 == k.as_str()) || v.is_empty() {
+            continue;
+        }
+        tags.push((k.as_str(), v.as_str()));
+    }
+    tags.extend(group_labels[next..].iter().copied().filter(present));
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ fn lines(text: &str, pairs: &[&str], mapping: &Mapping) -> String {
     let group = parse_grouping_key("j", false, pairs).unwrap();
     let mut direct = Converted::new(true, true);
     convert_into(&families, &group, mapping, NOW, &mut direct);
-    let lines = direct.lines.unwrap();
+    let lines = direct.lines.unwrap().lines;
     let points = direct.points.unwrap().points;
     assert_eq!(lines.len(), points.len());
     assert_eq!(direct.count, points.len());

@@ -225,7 +225,10 @@ impl Api {
         };
         let received_ns = crate::point::now_ns();
         let declared = declared_length(headers);
-        let group = match pg.before_body(push_method, job_path, job_base64, declared) {
+        let group = match pg
+            .before_body(push_method, job_path, job_base64, declared)
+            .await
+        {
             Ok(group) => group,
             Err(e) => {
                 // Read what the client sends anyway: replying before the

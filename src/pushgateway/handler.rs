@@ -13,9 +13,10 @@
 //! - PUT and POST both forward every point of the push, as DataKit does;
 //!   DELETE forwards nothing.
 //!
-//! A push that would not fit in a full sink queue is refused (503) from its
-//! Content-Length, before its body is parsed (the body is read and
-//! discarded, so the connection stays open). With the store on (see `crate::store`), a push
+//! A push that would not fit in a full sink queue waits up to a second for
+//! room, then is refused (503), from its Content-Length and before its body
+//! is parsed (the body is read and discarded, so the connection stays
+//! open). With the store on (see `crate::store`), a push
 //! goes: parse → convert → consistency check → room in the sink queues →
 //! journal → store → enqueue → fsync wait → reply. A refused push is
 //! neither stored nor forwarded.
@@ -25,7 +26,7 @@ use super::grouping::{parse_grouping_key, GroupingError, GroupingKey};
 use crate::convert::{convert_into, Converted, Mapping};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
-use crate::sink::{EnqueueError, SinkSet};
+use crate::sink::{EnqueueError, SinkSet, QUEUE_FULL_WAIT};
 use crate::store::sanitize::sanitize;
 use crate::store::{PushRefused, Store};
 use std::sync::Arc;
@@ -76,9 +77,10 @@ impl PushgatewayInput {
     /// What the URL and the body's declared size decide, before the body
     /// is read: the grouping key (`job_path` is the percent-decoded path
     /// after `P/metrics/job`, e.g. `/j/a/b`), the store's readiness, and,
-    /// for a push of `body_bytes`, room in the sinks' queues. A push
-    /// refused here is not worth reading.
-    pub fn before_body(
+    /// for a push of `body_bytes`, room in the sinks' queues (waited for,
+    /// up to [`QUEUE_FULL_WAIT`]). A push refused here is not worth
+    /// reading.
+    pub async fn before_body(
         &self,
         method: PushMethod,
         job_path: &str,
@@ -95,7 +97,10 @@ impl PushgatewayInput {
             }
         }
         if let (PushMethod::Put | PushMethod::Post, Some(n)) = (method, body_bytes) {
-            self.sinks.refuse_early(n).map_err(enqueue_error)?;
+            self.sinks
+                .wait_for_room(n, QUEUE_FULL_WAIT)
+                .await
+                .map_err(enqueue_error)?;
         }
         Ok(group)
     }
@@ -115,7 +120,10 @@ impl PushgatewayInput {
         }
         let body_bytes = req.body.len() as u64;
         if !req.size_checked {
-            self.sinks.refuse_early(body_bytes).map_err(enqueue_error)?;
+            self.sinks
+                .wait_for_room(body_bytes, QUEUE_FULL_WAIT)
+                .await
+                .map_err(enqueue_error)?;
         }
         let decoded =
             body::decode_content(req.content_encoding, req.body, self.max_decompressed_size)?;

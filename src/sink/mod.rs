@@ -25,6 +25,11 @@ use tokio::task::JoinHandle;
 /// Seconds a client is asked to wait when a sink's queue is full.
 pub const QUEUE_FULL_RETRY_AFTER_SECS: u64 = 5;
 
+/// How long a push that finds a blocking queue full waits for room before
+/// it is refused: a short wait lets a busy agent pace its clients by
+/// latency, where an instant 503 has them push again at once.
+pub const QUEUE_FULL_WAIT: Duration = Duration::from_secs(1);
+
 /// A push refused because a sink with `overflow = "block"` has no room.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueFull {
@@ -184,22 +189,37 @@ impl SinkSet {
     /// Refuses a push of `body_bytes` before it is parsed when a memory
     /// queue with `overflow = "block"` holds points and has less room left
     /// than the push is expected to take (its body times what the last
-    /// admitted push took per body byte): [`SinkSet::enqueue`] would most
-    /// likely refuse it after the parse. Parsing pushes only to refuse them
-    /// would take the CPU the sinks need to drain their queues.
-    pub fn refuse_early(&self, body_bytes: u64) -> Result<(), EnqueueError> {
+    /// admitted push took per body byte), and still has none after waiting
+    /// `wait` for its worker to finish batches: [`SinkSet::enqueue`] would
+    /// most likely refuse it after the parse. Parsing pushes only to refuse
+    /// them would take the CPU the sinks need to drain their queues.
+    pub async fn wait_for_room(&self, body_bytes: u64, wait: Duration) -> Result<(), EnqueueError> {
         if self.disk.is_some() {
             return Ok(());
         }
         let expected =
             body_bytes.saturating_mul(self.expansion_permille.load(Ordering::Relaxed)) / 1_000;
+        let deadline = tokio::time::Instant::now() + wait;
         for sink in &self.http {
             let queue = &sink.queue;
-            if queue.overflow == Overflow::Block && !queue.has_room(&queue.lock(), expected) {
-                return Err(EnqueueError::Full(QueueFull {
-                    sink: sink.name.clone(),
-                    max_bytes: queue.max_bytes,
-                }));
+            if queue.overflow != Overflow::Block {
+                continue;
+            }
+            loop {
+                // Registered before the check, so that a batch finished
+                // between the check and the wait is not missed.
+                let freed = queue.room_freed();
+                tokio::pin!(freed);
+                freed.as_mut().enable();
+                if queue.has_room(&queue.lock(), expected) {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                    return Err(EnqueueError::Full(QueueFull {
+                        sink: sink.name.clone(),
+                        max_bytes: queue.max_bytes,
+                    }));
+                }
             }
         }
         Ok(())
@@ -217,7 +237,7 @@ impl SinkSet {
             return Ok(Enqueued::default());
         }
         let points = converted.points.map(|b| Arc::new(b.points));
-        let lines = converted.lines.map(Arc::new);
+        let lines = converted.lines.map(|w| w.lines);
         if let Some(disk) = &self.disk {
             let points = points.expect("the disk queue takes points");
             let ticket = self.enqueue_on_disk(disk, &points)?;
@@ -229,9 +249,10 @@ impl SinkSet {
         if self.http.is_empty() {
             return Ok(Enqueued {
                 ticket: None,
-                stdout: lines.map(|l| Arc::try_unwrap(l).unwrap_or_else(|l| (*l).clone())),
+                stdout: lines,
             });
         }
+        let lines = lines.map(Arc::new);
         let payloads: Vec<(Payload, u64)> = self
             .http
             .iter()

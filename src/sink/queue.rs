@@ -167,6 +167,8 @@ impl BatchData {
 pub struct SinkQueue {
     state: Mutex<QueueState>,
     wake: Notify,
+    /// Notified when a batch is done and its bytes leave the budget.
+    room: Notify,
     pub max_bytes: u64,
     pub overflow: Overflow,
 }
@@ -176,6 +178,7 @@ impl SinkQueue {
         SinkQueue {
             state: Mutex::new(QueueState::default()),
             wake: Notify::new(),
+            room: Notify::new(),
             max_bytes,
             overflow,
         }
@@ -258,10 +261,22 @@ impl SinkQueue {
 
     /// The worker is done with a batch (delivered or dropped).
     pub fn finish(&self, batch: &Batch) {
-        let mut state = self.lock();
-        state.inflight_points -= batch.points;
-        state.inflight_bytes -= batch.bytes;
-        state.inflight_since = None;
+        {
+            let mut state = self.lock();
+            state.inflight_points -= batch.points;
+            state.inflight_bytes -= batch.bytes;
+            state.inflight_since = None;
+        }
+        // One waiter at a time: a batch frees room for about one push,
+        // and waking every waiter would have all but one parse their
+        // push only to be refused.
+        self.room.notify_one();
+    }
+
+    /// Resolves at a [`SinkQueue::finish`] after it is enabled, for one
+    /// waiter per finish.
+    pub fn room_freed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.room.notified()
     }
 
     /// No more pushes: the worker sends what is left without waiting.
