@@ -376,7 +376,7 @@ static SINK_KEYS: [KeySpec<SinkConfig>; 18] = [
     key!(
         overflow,
         Overflow,
-        "when the queue is full: block (refuse pushes with 503) or drop_oldest"
+        "when the queue is full: block (a push waits up to 1 s for room, then gets 503) or drop_oldest"
     ),
     key!(
         format,

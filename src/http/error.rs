@@ -124,7 +124,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "The path exists but not for this method.",
             ErrorCode::NotFound => "No such path.",
             ErrorCode::QueueFull => {
-                "A sink with `overflow = \"block\"` has no room; retry after `Retry-After` seconds."
+                "A sink with `overflow = \"block\"` had no room within 1 s; retry after `Retry-After` seconds."
             }
             ErrorCode::InconsistentMetrics => {
                 "The push would make the exposition invalid (type conflict, a series another group pushes, `_count`/`_sum`/`_bucket` collision, duplicate series or labels); it sets `push_failure_time_seconds`."
