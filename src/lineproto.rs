@@ -93,6 +93,16 @@ pub struct LinesWriter {
 }
 
 impl LinesWriter {
+    pub fn with_capacity(bytes: usize) -> LinesWriter {
+        LinesWriter {
+            lines: Lines {
+                text: Vec::with_capacity(bytes),
+                ends: Vec::new(),
+            },
+            ..LinesWriter::default()
+        }
+    }
+
     /// The measurement and field name of the lines that follow.
     pub fn set_names(&mut self, measurement: &str, field: &str) {
         self.measurement.clear();

@@ -145,10 +145,11 @@ pub struct Converted {
 }
 
 impl Converted {
-    pub fn new(points: bool, lines: bool) -> Converted {
+    /// `line_bytes`: room to reserve for the line protocol.
+    pub fn new(points: bool, lines: bool, line_bytes: usize) -> Converted {
         Converted {
             points: points.then(PointsBuilder::default),
-            lines: lines.then(LinesWriter::default),
+            lines: lines.then(|| LinesWriter::with_capacity(line_bytes)),
             count: 0,
         }
     }

@@ -11,7 +11,7 @@ const NOW: i64 = 1_000_000_000_000;
 fn lines(text: &str, pairs: &[&str], mapping: &Mapping) -> String {
     let families = parse_text(text.as_bytes()).unwrap();
     let group = parse_grouping_key("j", false, pairs).unwrap();
-    let mut direct = Converted::new(true, true);
+    let mut direct = Converted::new(true, true, 0);
     convert_into(&families, &group, mapping, NOW, &mut direct);
     let lines = direct.lines.unwrap().lines;
     let points = direct.points.unwrap().points;

@@ -225,11 +225,11 @@ impl Api {
         };
         let received_ns = crate::point::now_ns();
         let declared = declared_length(headers);
-        let group = match pg
+        let (group, room) = match pg
             .before_body(push_method, job_path, job_base64, declared)
             .await
         {
-            Ok(group) => group,
+            Ok(admitted) => admitted,
             Err(e) => {
                 // Read what the client sends anyway: replying before the
                 // body is read makes hyper close the connection, and a
@@ -253,7 +253,7 @@ impl Api {
         let req = PushRequest {
             method: push_method,
             group,
-            size_checked: declared.is_some(),
+            room,
             content_type: header("content-type"),
             content_encoding: header("content-encoding"),
             body: &body,

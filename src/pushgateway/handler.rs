@@ -26,7 +26,7 @@ use super::grouping::{parse_grouping_key, GroupingError, GroupingKey};
 use crate::convert::{convert_into, Converted, Mapping};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
-use crate::sink::{EnqueueError, SinkSet, QUEUE_FULL_WAIT};
+use crate::sink::{EnqueueError, Reservation, SinkSet, QUEUE_FULL_WAIT};
 use crate::store::sanitize::sanitize;
 use crate::store::{PushRefused, Store};
 use std::sync::Arc;
@@ -54,9 +54,9 @@ pub struct PushRequest<'a> {
     pub method: PushMethod,
     /// From [`PushgatewayInput::before_body`].
     pub group: GroupingKey,
-    /// Whether `before_body` knew the body's size (Content-Length), and so
-    /// has already checked the sinks' room for it.
-    pub size_checked: bool,
+    /// The room `before_body` held in the sinks' queues, when it knew the
+    /// body's size (Content-Length); None otherwise.
+    pub room: Option<Reservation>,
     pub content_type: Option<&'a str>,
     pub content_encoding: Option<&'a str>,
     pub body: &'a [u8],
@@ -86,7 +86,7 @@ impl PushgatewayInput {
         job_path: &str,
         job_base64: bool,
         body_bytes: Option<u64>,
-    ) -> Result<GroupingKey, ApiError> {
+    ) -> Result<(GroupingKey, Option<Reservation>), ApiError> {
         let group = grouping_key_from_path(job_path, job_base64)?;
         if let Some(store) = &self.store {
             if !store.is_ready() {
@@ -96,13 +96,16 @@ impl PushgatewayInput {
                 ));
             }
         }
-        if let (PushMethod::Put | PushMethod::Post, Some(n)) = (method, body_bytes) {
-            self.sinks
-                .wait_for_room(n, QUEUE_FULL_WAIT)
-                .await
-                .map_err(enqueue_error)?;
-        }
-        Ok(group)
+        let room = match (method, body_bytes) {
+            (PushMethod::Put | PushMethod::Post, Some(n)) => Some(
+                self.sinks
+                    .wait_for_room(n, QUEUE_FULL_WAIT)
+                    .await
+                    .map_err(enqueue_error)?,
+            ),
+            _ => None,
+        };
+        Ok((group, room))
     }
 
     /// Handles a push that passed [`PushgatewayInput::before_body`];
@@ -119,18 +122,21 @@ impl PushgatewayInput {
             return Ok(202);
         }
         let body_bytes = req.body.len() as u64;
-        if !req.size_checked {
-            self.sinks
+        let room = match req.room {
+            Some(room) => room,
+            None => self
+                .sinks
                 .wait_for_room(body_bytes, QUEUE_FULL_WAIT)
                 .await
-                .map_err(enqueue_error)?;
-        }
+                .map_err(enqueue_error)?,
+        };
         let decoded =
             body::decode_content(req.content_encoding, req.body, self.max_decompressed_size)?;
         let mut families = body::parse_families(req.content_type, &decoded)?;
         let samples: usize = families.iter().map(|f| f.metrics.len()).sum();
         let (points, lines) = self.sinks.forms();
-        let mut converted = Converted::new(points, lines);
+        // Line protocol takes about as many bytes as the text it came from.
+        let mut converted = Converted::new(points, lines, decoded.len() + decoded.len() / 4);
         convert_into(
             &families,
             &group,
@@ -143,7 +149,7 @@ impl PushgatewayInput {
             None => {
                 let queued = self
                     .sinks
-                    .enqueue(converted, body_bytes)
+                    .enqueue(converted, body_bytes, room)
                     .map_err(enqueue_error)?;
                 self.sinks.complete(queued).await.map_err(enqueue_error)?;
             }
@@ -151,7 +157,8 @@ impl PushgatewayInput {
                 sanitize(&group, &mut families);
                 let replace = req.method == PushMethod::Put;
                 let prepared = store.prepare(group, replace, families, req.received_ns);
-                let stored = store.push(prepared, || self.sinks.enqueue(converted, body_bytes));
+                let stored =
+                    store.push(prepared, || self.sinks.enqueue(converted, body_bytes, room));
                 match stored {
                     Ok((stored, queued)) => {
                         // The store's journal and the sinks' disk queue

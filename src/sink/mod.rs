@@ -46,6 +46,32 @@ pub struct Enqueued {
     stdout: Option<Lines>,
 }
 
+/// Room held in the blocking memory queues for one push while it is parsed
+/// ([`SinkSet::wait_for_room`]); given back when the push is enqueued
+/// ([`SinkSet::enqueue`]) or dropped.
+#[derive(Default)]
+#[must_use = "the room is held only as long as the reservation"]
+pub struct Reservation {
+    queues: Vec<(Arc<SinkQueue>, u64)>,
+}
+
+impl Reservation {
+    fn bytes_in(&self, queue: &Arc<SinkQueue>) -> u64 {
+        self.queues
+            .iter()
+            .find(|(q, _)| Arc::ptr_eq(q, queue))
+            .map_or(0, |(_, b)| *b)
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        for (queue, bytes) in self.queues.drain(..) {
+            queue.release(&mut queue.lock(), bytes);
+        }
+    }
+}
+
 /// Why the sinks did not take a push; nothing was queued anywhere.
 #[derive(Debug)]
 pub enum EnqueueError {
@@ -186,16 +212,22 @@ impl SinkSet {
         )
     }
 
-    /// Refuses a push of `body_bytes` before it is parsed when a memory
-    /// queue with `overflow = "block"` holds points and has less room left
-    /// than the push is expected to take (its body times what the last
-    /// admitted push took per body byte), and still has none after waiting
-    /// `wait` for its worker to finish batches: [`SinkSet::enqueue`] would
-    /// most likely refuse it after the parse. Parsing pushes only to refuse
-    /// them would take the CPU the sinks need to drain their queues.
-    pub async fn wait_for_room(&self, body_bytes: u64, wait: Duration) -> Result<(), EnqueueError> {
+    /// Waits until every memory queue with `overflow = "block"` has room
+    /// for a push of `body_bytes` (its body times what the last admitted
+    /// push took per body byte), and holds that room for it while it is
+    /// parsed, so that pushes parsed side by side cannot all count on the
+    /// same room. Refuses the push when a queue that holds points still has
+    /// no room after `wait` (its worker finishing batches frees room):
+    /// parsing pushes only to refuse them would take the CPU the sinks
+    /// need to drain their queues.
+    pub async fn wait_for_room(
+        &self,
+        body_bytes: u64,
+        wait: Duration,
+    ) -> Result<Reservation, EnqueueError> {
+        let mut held = Reservation::default();
         if self.disk.is_some() {
-            return Ok(());
+            return Ok(held);
         }
         let expected =
             body_bytes.saturating_mul(self.expansion_permille.load(Ordering::Relaxed)) / 1_000;
@@ -211,10 +243,16 @@ impl SinkSet {
                 let freed = queue.room_freed();
                 tokio::pin!(freed);
                 freed.as_mut().enable();
-                if queue.has_room(&queue.lock(), expected) {
-                    break;
+                {
+                    let mut state = queue.lock();
+                    if queue.has_room(&state, expected) {
+                        queue.reserve(&mut state, expected);
+                        held.queues.push((queue.clone(), expected));
+                        break;
+                    }
                 }
                 if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                    // `held` gives back what the sinks before this one held.
                     return Err(EnqueueError::Full(QueueFull {
                         sink: sink.name.clone(),
                         max_bytes: queue.max_bytes,
@@ -222,7 +260,7 @@ impl SinkSet {
                 }
             }
         }
-        Ok(())
+        Ok(held)
     }
 
     /// Hands a push's points to every sink, all or nothing: if a sink with
@@ -231,8 +269,14 @@ impl SinkSet {
     /// after [`SinkSet::complete`] has written stdout's points or waited
     /// for the disk queue's fsync. `converted` holds the forms
     /// [`SinkSet::forms`] asked for; `body_bytes` is the size of the
-    /// request body the points came from.
-    pub fn enqueue(&self, converted: Converted, body_bytes: u64) -> Result<Enqueued, EnqueueError> {
+    /// request body the points came from; `held` is the push's room from
+    /// [`SinkSet::wait_for_room`], given back here whatever happens.
+    pub fn enqueue(
+        &self,
+        converted: Converted,
+        body_bytes: u64,
+        mut held: Reservation,
+    ) -> Result<Enqueued, EnqueueError> {
         if converted.count == 0 {
             return Ok(Enqueued::default());
         }
@@ -276,7 +320,16 @@ impl SinkSet {
         }
         // Lock every queue, in configuration order (so two pushes cannot
         // deadlock), before deciding: the check and the admit are one step.
+        // The push's own reservation makes way for it first.
         let mut guards: Vec<_> = self.http.iter().map(|s| s.queue.lock()).collect();
+        for (sink, state) in self.http.iter().zip(guards.iter_mut()) {
+            let bytes = held.bytes_in(&sink.queue);
+            if bytes > 0 {
+                sink.queue.release(state, bytes);
+            }
+        }
+        // Given back above; the room it held is now the push's to take.
+        held.queues.clear();
         for ((sink, state), (_, cost)) in self.http.iter().zip(&guards).zip(&payloads) {
             if sink.queue.overflow == Overflow::Block && !sink.queue.has_room(state, *cost) {
                 return Err(EnqueueError::Full(QueueFull {
@@ -393,5 +446,51 @@ impl SinkSet {
             undelivered += left;
         }
         undelivered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One blocking sink of `max_queue_bytes` that nothing is ever sent to.
+    fn blocking_sinks(max_queue_bytes: u64) -> Arc<SinkSet> {
+        let sink = SinkConfig {
+            name: "s".into(),
+            url: "http://127.0.0.1:9/write".into(),
+            max_queue_bytes,
+            overflow: "block".into(),
+            ..SinkConfig::default()
+        };
+        let lines: stdout::LineOutput = Arc::new(Mutex::new(Box::new(std::io::sink())));
+        SinkSet::start(&[sink], &IoConfig::default(), lines, Arc::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn room_held_for_one_push_is_not_counted_on_by_another() {
+        let sinks = blocking_sinks(1_000);
+        let wait = Duration::from_millis(50);
+        // Pushes expand at least 1x: 600 body bytes hold 600 of the 1,000.
+        let first = sinks.wait_for_room(600, wait).await.unwrap();
+        assert!(matches!(
+            sinks.wait_for_room(600, wait).await,
+            Err(EnqueueError::Full(QueueFull {
+                max_bytes: 1_000,
+                ..
+            }))
+        ));
+        // 400 more still fit beside it.
+        let small = sinks.wait_for_room(400, wait).await.unwrap();
+        drop((first, small));
+        // Given back on drop: a waiting push gets the room at once.
+        let held = sinks.wait_for_room(900, wait).await.unwrap();
+        let waiting = tokio::spawn({
+            let sinks = sinks.clone();
+            async move { sinks.wait_for_room(600, Duration::from_secs(5)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "600 more do not fit beside 900");
+        drop(held);
+        assert!(waiting.await.unwrap().is_ok());
     }
 }

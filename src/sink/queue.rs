@@ -91,6 +91,8 @@ pub struct QueueState {
     queued_bytes: u64,
     inflight_points: usize,
     inflight_bytes: u64,
+    /// Bytes held for pushes being parsed (see [`Reservation`]).
+    reserved_bytes: u64,
     /// When the oldest point of the batch in flight was admitted.
     inflight_since: Option<Instant>,
     closed: bool,
@@ -188,10 +190,24 @@ impl SinkQueue {
         self.state.lock().unwrap()
     }
 
-    /// Would `cost` more bytes fit? An empty queue takes any push, so that
-    /// a push bigger than the budget is not refused forever.
+    /// Would `cost` more bytes fit beside what is queued and reserved? An
+    /// empty queue takes any push, so that a push bigger than the budget is
+    /// not refused forever.
     pub fn has_room(&self, state: &QueueState, cost: u64) -> bool {
-        state.depth_bytes() == 0 || state.depth_bytes() + cost <= self.max_bytes
+        let taken = state.depth_bytes() + state.reserved_bytes;
+        taken == 0 || taken + cost <= self.max_bytes
+    }
+
+    /// Holds `bytes` for a push about to be parsed.
+    pub fn reserve(&self, state: &mut QueueState, bytes: u64) {
+        state.reserved_bytes += bytes;
+    }
+
+    /// Gives back what [`SinkQueue::reserve`] held, and lets a waiting
+    /// push look again.
+    pub fn release(&self, state: &mut QueueState, bytes: u64) {
+        state.reserved_bytes -= bytes;
+        self.room.notify_one();
     }
 
     /// Appends a push under a lock the caller holds. Returns the number of
