@@ -3,8 +3,9 @@
 //!
 //! The data path runs one way: `http` (routes, errors) → `pushgateway`
 //! (grouping key, body decoding) → `expfmt` (parsing) → `convert`
-//! (measurement mapping) → `sink` (queues, delivery). `config` loads what
-//! `agent` assembles.
+//! (measurement mapping, written as `lineproto` lines or built as `point`s,
+//! whichever the sinks take) → `sink` (queues, delivery). `config` loads
+//! what `agent` assembles.
 
 pub mod agent;
 pub mod checksum;
