@@ -767,6 +767,68 @@ async fn full_queue_with_block_refuses_pushes_with_503() {
     assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
 }
 
+/// Sends `request` on `stream` and reads one answer: its status line and
+/// body (by Content-Length). Errs when the connection is closed first.
+async fn exchange(
+    stream: &mut tokio::net::TcpStream,
+    request: &[u8],
+) -> std::io::Result<(String, String)> {
+    stream.write_all(request).await?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_string();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if raw.len() >= end + 4 + length {
+                let body = String::from_utf8_lossy(&raw[end + 4..end + 4 + length]).to_string();
+                return Ok((head.lines().next().unwrap_or("").to_string(), body));
+            }
+        }
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// A push refused before its body is parsed (503, the queue full) has its
+/// body read and dropped, so the client's connection stays open for the
+/// next request.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_refused_unparsed_leaves_its_connection_open() {
+    let (agent, _backend) = start_blocking_on_a_dead_sink(160).await;
+    let (first, _) = gauges(4, 0);
+    assert_eq!(agent.push(&first).await.status(), 200);
+    let addr = agent.base.strip_prefix("http://").unwrap().to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Bigger than what hyper reads at once, so that it would be left
+    // unread if it were not read on purpose.
+    let second = "# filler\n".repeat(100_000);
+    let put = format!(
+        "PUT /metrics/job/j HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n{second}",
+        second.len()
+    );
+    let (status, body) = exchange(&mut stream, put.as_bytes()).await.unwrap();
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable", "{body}");
+    assert!(body.contains("queueFull"), "{body}");
+    let get = format!("GET /-/healthy HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let (status, _) = exchange(&mut stream, get.as_bytes())
+        .await
+        .expect("the same connection answers the next request");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let _ = agent.stop_timed().await;
+}
+
 /// A push that finds a blocking queue full waits for the sink to finish a
 /// batch (up to 1 s) and is then admitted, instead of being refused at once.
 #[tokio::test(flavor = "multi_thread")]

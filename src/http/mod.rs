@@ -231,12 +231,12 @@ impl Api {
         {
             Ok(admitted) => admitted,
             Err(e) => {
-                // Read what the client sends anyway: replying before the
-                // body is read makes hyper close the connection, and a
-                // close with unread data resets it, which can lose the
-                // reply. A body over the limit is not read (413 below).
-                if declared.is_some_and(|n| n <= self.max_body_size) {
-                    discard_body(body).await;
+                // Read what the client sends anyway (up to the limit):
+                // replying before the body is read makes hyper close the
+                // connection, and a close with unread data resets it,
+                // which can lose the reply.
+                if declared.is_none_or(|n| n <= self.max_body_size) {
+                    discard_body(body, self.max_body_size).await;
                 }
                 return error_reply(&e);
             }
@@ -317,12 +317,19 @@ where
     Ok(buf)
 }
 
-/// Reads a body to its end without keeping it.
-async fn discard_body<S, B>(mut body: S)
+/// Reads a body to its end without keeping it, giving up past `max` bytes.
+async fn discard_body<S, B>(mut body: S, max: u64)
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
 {
-    while let Some(Ok(_)) = body.next().await {}
+    let mut read = 0u64;
+    while let Some(Ok(chunk)) = body.next().await {
+        read += chunk.remaining() as u64;
+        if read > max {
+            break;
+        }
+    }
 }
 
 /// The path after the prefix, or None when the path is outside it.
