@@ -21,52 +21,79 @@ pub fn sanitize(key: &GroupingKey, families: &mut Vec<Family>) {
     // neither replaces nor claims a name.
     families
         .retain(|f| !f.metrics.is_empty() && f.name != PUSH_TIME && f.name != PUSH_FAILURE_TIME);
+    let forced = ForcedLabels::new(key.labels());
     for family in families.iter_mut() {
         for metric in &mut family.metrics {
             metric.timestamp_ms = None;
-            force_labels(&mut metric.labels, key.labels());
+            force_labels(&mut metric.labels, &forced);
         }
+    }
+}
+
+/// The labels every series of a group gets, sorted by name: the grouping
+/// labels, which replace a body label of the same name, and, when the
+/// grouping has no `instance`, a weak `instance=""` that only fills in for
+/// a body without one. Built once per push.
+pub struct ForcedLabels(Vec<Forced>);
+
+struct Forced {
+    name: LabelStr,
+    value: LabelStr,
+    /// False for the `instance=""` filled in: a body's instance wins.
+    strong: bool,
+}
+
+impl ForcedLabels {
+    pub fn new(grouping: &[(String, String)]) -> ForcedLabels {
+        let mut forced: Vec<Forced> = grouping
+            .iter()
+            .map(|(k, v)| Forced {
+                name: LabelStr::from(k.as_str()),
+                value: LabelStr::from(v.as_str()),
+                strong: true,
+            })
+            .collect();
+        if !grouping.iter().any(|(k, _)| k == "instance") {
+            forced.push(Forced {
+                name: LabelStr::const_new("instance"),
+                value: LabelStr::const_new(""),
+                strong: false,
+            });
+        }
+        forced.sort_by(|a, b| cmp_names(&a.name, &b.name));
+        ForcedLabels(forced)
     }
 }
 
 /// Sets every grouping label (overwriting a body label of the same name),
 /// adds `instance=""` when there is no instance label, and sorts by name.
 /// Duplicate body labels are kept so that the consistency check sees them.
-pub fn force_labels(labels: &mut Vec<(LabelStr, LabelStr)>, grouping: &[(String, String)]) {
-    // Clients write labels sorted: then each forced label goes where it
-    // sorts, with no sort afterwards.
+pub fn force_labels(labels: &mut Vec<(LabelStr, LabelStr)>, forced: &ForcedLabels) {
+    let pair = |f: &Forced| (f.name.clone(), f.value.clone());
+    // Clients write labels sorted (and once each): then one merge of two
+    // sorted lists, with no search and no sort.
     if names_sorted(labels) {
-        for (name, value) in grouping {
-            match labels.binary_search_by(|(k, _)| cmp_names(k, name)) {
-                Ok(i) => labels[i].1 = LabelStr::from(value.as_str()),
-                Err(i) => labels.insert(
-                    i,
-                    (
-                        LabelStr::from(name.as_str()),
-                        LabelStr::from(value.as_str()),
-                    ),
-                ),
+        let mut merged = Vec::with_capacity(labels.len() + forced.0.len());
+        let mut next = forced.0.iter().peekable();
+        for (name, value) in labels.drain(..) {
+            while let Some(f) = next.next_if(|f| cmp_names(&f.name, &name).is_lt()) {
+                merged.push(pair(f));
+            }
+            match next.next_if(|f| f.name == name) {
+                Some(f) if f.strong => merged.push(pair(f)),
+                _ => merged.push((name, value)),
             }
         }
-        if let Err(i) = labels.binary_search_by(|(k, _)| cmp_names(k, "instance")) {
-            labels.insert(
-                i,
-                (LabelStr::const_new("instance"), LabelStr::const_new("")),
-            );
-        }
+        merged.extend(next.map(pair));
+        *labels = merged;
         return;
     }
-    for (name, value) in grouping {
-        match labels.iter_mut().find(|(k, _)| k == name) {
-            Some(slot) => slot.1 = LabelStr::from(value.as_str()),
-            None => labels.push((
-                LabelStr::from(name.as_str()),
-                LabelStr::from(value.as_str()),
-            )),
+    for f in &forced.0 {
+        match labels.iter_mut().find(|(k, _)| *k == f.name) {
+            Some(slot) if f.strong => slot.1 = f.value.clone(),
+            Some(_) => {}
+            None => labels.push(pair(f)),
         }
-    }
-    if !labels.iter().any(|(k, _)| k == "instance") {
-        labels.push((LabelStr::const_new("instance"), LabelStr::const_new("")));
     }
     labels.sort_by(|a, b| cmp_names(&a.0, &b.0));
 }
@@ -75,7 +102,7 @@ pub fn force_labels(labels: &mut Vec<(LabelStr, LabelStr)>, grouping: &[(String,
 /// `instance=""` when absent, sorted.
 pub fn group_series_labels(key: &GroupingKey) -> Vec<(LabelStr, LabelStr)> {
     let mut labels = Vec::with_capacity(key.labels().len() + 1);
-    force_labels(&mut labels, key.labels());
+    force_labels(&mut labels, &ForcedLabels::new(key.labels()));
     labels
 }
 
@@ -113,11 +140,11 @@ mod tests {
     fn body_instance_is_kept_unless_grouped() {
         let key = parse_grouping_key("j", false, &[]).unwrap();
         let mut labels = l(&[("instance", "i1")]);
-        force_labels(&mut labels, key.labels());
+        force_labels(&mut labels, &ForcedLabels::new(key.labels()));
         assert_eq!(labels, l(&[("instance", "i1"), ("job", "j")]));
         let key = parse_grouping_key("j", false, &["instance", "g"]).unwrap();
         let mut labels = l(&[("instance", "i1")]);
-        force_labels(&mut labels, key.labels());
+        force_labels(&mut labels, &ForcedLabels::new(key.labels()));
         assert_eq!(labels, l(&[("instance", "g"), ("job", "j")]));
         assert_eq!(
             group_series_labels(&key),
@@ -141,12 +168,12 @@ mod tests {
             &[("c", "3"), ("a", "1"), ("b", "x")],
         ] {
             let mut labels = l(body);
-            force_labels(&mut labels, key.labels());
+            force_labels(&mut labels, &ForcedLabels::new(key.labels()));
             assert_eq!(labels, want, "{body:?}");
         }
         // A repeated name is kept, for the check to refuse.
         let mut labels = l(&[("a", "1"), ("a", "2")]);
-        force_labels(&mut labels, key.labels());
+        force_labels(&mut labels, &ForcedLabels::new(key.labels()));
         assert_eq!(labels.iter().filter(|(k, _)| k == "a").count(), 2);
     }
 }
