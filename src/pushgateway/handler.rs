@@ -13,13 +13,14 @@
 //! - PUT and POST both forward every point of the push, as DataKit does;
 //!   DELETE forwards nothing.
 //!
-//! A push that would not fit in a full sink queue waits up to a second for
-//! room, then is refused (503), from its Content-Length and before its body
-//! is parsed (the body is read and discarded, so the connection stays
-//! open). With the store on (see `crate::store`), a push
-//! goes: parse → convert → consistency check → room in the sink queues →
-//! journal → store → enqueue → fsync wait → reply. A refused push is
-//! neither stored nor forwarded.
+//! Before its body is read, a push gets room in the sink queues for what it
+//! is expected to take (from its Content-Length), waiting up to a second,
+//! and holds that room while it is parsed; without room it is refused
+//! (503) unparsed, its body read and dropped so that the connection stays
+//! open. With the store on (see `crate::store`), a push then goes: parse →
+//! convert → consistency check → room in the sink queues (the room it
+//! holds, checked against what it takes) → journal → store → enqueue →
+//! fsync wait → reply. A refused push is neither stored nor forwarded.
 
 use super::body;
 use super::grouping::{parse_grouping_key, GroupingError, GroupingKey};
