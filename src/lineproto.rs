@@ -53,18 +53,22 @@ pub fn write_line<'a>(
     out: &mut Vec<u8>,
     measurement: &str,
     tags: impl IntoIterator<Item = (&'a str, &'a str)>,
-    fields: impl IntoIterator<Item = (FieldKey<'a>, f64)>,
+    fields: impl IntoIterator<Item = (&'a str, f64)>,
     time_ns: i64,
 ) {
     escape_into(out, measurement, MEASUREMENT_SPECIALS);
     write_tags(out, tags);
     for (i, (key, value)) in fields.into_iter().enumerate() {
         out.push(if i == 0 { b' ' } else { b',' });
-        escape_into(out, key.base, KEY_SPECIALS);
-        escape_into(out, key.suffix, KEY_SPECIALS);
+        escape_into(out, key, KEY_SPECIALS);
         out.push(b'=');
         write_float(out, value);
     }
+    write_time(out, time_ns);
+}
+
+/// ` <time_ns>\n`: the end of a line.
+fn write_time(out: &mut Vec<u8>, time_ns: i64) {
     out.push(b' ');
     out.extend_from_slice(itoa::Buffer::new().format(time_ns).as_bytes());
     out.push(b'\n');
@@ -134,32 +138,13 @@ impl LinesWriter {
         let time = match &mut self.time {
             Some((t, text)) if *t == time_ns => text,
             slot => {
-                let mut text = vec![b' '];
-                text.extend_from_slice(itoa::Buffer::new().format(time_ns).as_bytes());
-                text.push(b'\n');
+                let mut text = Vec::new();
+                write_time(&mut text, time_ns);
                 &mut slot.insert((time_ns, text)).1
             }
         };
         out.extend_from_slice(time);
         self.lines.end_line();
-    }
-}
-
-/// A field key in two parts (the family's field name and a series suffix
-/// such as `_count`), so that the mapping need not join them to write it.
-#[derive(Debug, Clone, Copy)]
-pub struct FieldKey<'a> {
-    pub base: &'a str,
-    pub suffix: &'a str,
-}
-
-impl FieldKey<'_> {
-    /// Whether the joined key equals `s`.
-    #[inline]
-    pub fn is(&self, s: &str) -> bool {
-        s.len() == self.base.len() + self.suffix.len()
-            && s.starts_with(self.base)
-            && s.ends_with(self.suffix)
     }
 }
 
@@ -226,17 +211,13 @@ pub fn write_float(out: &mut Vec<u8>, v: f64) {
 mod tests {
     use super::*;
 
-    fn key(base: &str) -> FieldKey<'_> {
-        FieldKey { base, suffix: "" }
-    }
-
     fn line(measurement: &str, tags: &[(&str, &str)], fields: &[(&str, f64)]) -> String {
         let mut out = Vec::new();
         write_line(
             &mut out,
             measurement,
             tags.iter().copied(),
-            fields.iter().map(|(k, v)| (key(k), *v)),
+            fields.iter().copied(),
             1_700_000_000_000_000_000,
         );
         String::from_utf8(out).unwrap()
@@ -267,18 +248,11 @@ mod tests {
     }
 
     #[test]
-    fn field_keys_join_their_parts() {
-        let k = FieldKey {
-            base: "req",
-            suffix: "_count",
-        };
-        assert!(k.is("req_count"));
-        assert!(!k.is("req_coun"));
-        assert!(!k.is("req"));
-        assert!(!k.is("rex_count"));
-        let mut out = Vec::new();
-        write_line(&mut out, "m", [], [(k, 3.0)], 5);
-        assert_eq!(out, b"m req_count=3 5\n");
+    fn a_writer_joins_field_name_and_suffix() {
+        let mut w = LinesWriter::default();
+        w.set_names("m", "req");
+        w.write([], [("_count", 3.0)], 5);
+        assert_eq!(w.lines.text, b"m req_count=3 5\n");
     }
 
     #[test]
@@ -290,7 +264,8 @@ mod tests {
             let tags = [("a b", "c,d"), ("e", "f")];
             let values = [("_count", 2.0), ("_sum", 0.5)];
             w.write(tags, values, t);
-            let fields = values.map(|(suffix, v)| (FieldKey { base: f, suffix }, v));
+            let keys = values.map(|(suffix, v)| (format!("{f}{suffix}"), v));
+            let fields = keys.iter().map(|(k, v)| (k.as_str(), *v));
             write_line(&mut want, m, tags, fields, t);
         }
         assert_eq!(

@@ -2,7 +2,7 @@
 //! (remote write, the disk queue) take it.
 
 use crate::expfmt::model::{LabelStr, MetricType};
-use crate::lineproto::{self, FieldKey};
+use crate::lineproto;
 use std::sync::Arc;
 
 /// Which Prometheus series a field stands for, relative to the family name.
@@ -54,13 +54,7 @@ impl Point {
             out,
             &self.measurement,
             self.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            self.fields.iter().map(|f| {
-                let key = FieldKey {
-                    base: &f.key,
-                    suffix: "",
-                };
-                (key, f.value)
-            }),
+            self.fields.iter().map(|f| (f.key.as_str(), f.value)),
             self.time_ns,
         );
     }

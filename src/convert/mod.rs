@@ -11,7 +11,7 @@
 pub mod naming;
 
 use crate::expfmt::model::{cmp_names, names_sorted, Family, LabelStr, Metric, MetricType, Value};
-use crate::lineproto::{FieldKey, LinesWriter};
+use crate::lineproto::LinesWriter;
 use crate::point::{Field, Point, SeriesSuffix};
 use crate::pushgateway::grouping::GroupingKey;
 pub use naming::Naming;
@@ -288,13 +288,11 @@ impl FamilyContext<'_> {
         };
         let mut kept = [(SeriesSuffix::None, 0.0); 2];
         let mut n = 0;
-        for &(suffix, v) in values {
-            let key = FieldKey {
-                base: self.field,
-                suffix: suffix.as_str(),
-            };
-            if v.is_finite() && !parts.tags().any(|(k, _)| key.is(k)) {
-                kept[n] = (suffix, v);
+        for &(series, v) in values {
+            let suffix = series.as_str();
+            let keyed_like = |tag: &str| joins_to(self.field, suffix, tag);
+            if v.is_finite() && !parts.tags().any(|(k, _)| keyed_like(k)) {
+                kept[n] = (series, v);
                 n += 1;
             }
         }
@@ -304,6 +302,12 @@ impl FamilyContext<'_> {
         parts.values = &kept[..n];
         out.point(&parts);
     }
+}
+
+/// Whether `base` followed by `suffix` spells `name`, without joining them.
+#[inline]
+fn joins_to(base: &str, suffix: &str, name: &str) -> bool {
+    name.len() == base.len() + suffix.len() && name.starts_with(base) && name.ends_with(suffix)
 }
 
 /// Grouping labels plus the metric's own into `tags`, the grouping label

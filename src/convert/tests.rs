@@ -216,3 +216,11 @@ fn tags_are_merged_in_order_whatever_the_label_order() {
         assert_eq!(lines(body, &pairs, &keep()), want, "{body}");
     }
 }
+
+#[test]
+fn field_keys_join_their_parts() {
+    assert!(joins_to("req", "_count", "req_count"));
+    assert!(!joins_to("req", "_count", "req_coun"));
+    assert!(!joins_to("req", "_count", "req"));
+    assert!(!joins_to("req", "_count", "rex_count"));
+}
