@@ -10,11 +10,12 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use pushkit::convert::{convert, convert_into, Mapping, Naming};
 use pushkit::expfmt::delimited::{parse_delimited, write_delimited};
 use pushkit::expfmt::expose::{ExpositionFormat, ExpositionWriter};
-use pushkit::expfmt::model::Family;
 use pushkit::expfmt::text::parse_text;
+use pushkit::lineproto::encode_line_protocol;
 use pushkit::lineproto::LinesWriter;
-use pushkit::point::encode_line_protocol;
-use pushkit::pushgateway::grouping::{parse_grouping_key, GroupingKey};
+use pushkit::model::family::Family;
+use pushkit::model::GroupingKey;
+use pushkit::pushgateway::grouping::parse_grouping_key;
 use pushkit::store::sanitize::sanitize;
 use pushkit::store::{Store, StoreOptions, DEFAULT_SNAPSHOT_AFTER_BYTES};
 use std::hint::black_box;

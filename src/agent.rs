@@ -127,7 +127,7 @@ fn start_store(
                 if !store.is_ready() {
                     continue;
                 }
-                let now = crate::point::now_ns();
+                let now = crate::model::point::now_ns();
                 match store.expire(now) {
                     Ok((0, _)) => {}
                     Ok((n, ticket)) => {
@@ -171,7 +171,7 @@ fn status_json(config: &Config) -> serde_json::Value {
     }
     serde_json::json!({
         "flags": flags,
-        "start_time": crate::store::json::rfc3339_nano(crate::point::now_ns()),
+        "start_time": crate::store::json::rfc3339_nano(crate::model::point::now_ns()),
         "build_information": {
             "version": env!("CARGO_PKG_VERSION"),
             "program": "pushkit",

@@ -16,7 +16,7 @@ pub mod fsutil;
 pub mod http;
 pub mod lineproto;
 pub mod metrics;
-pub mod point;
+pub mod model;
 pub mod pushgateway;
 pub mod sink;
 pub mod store;

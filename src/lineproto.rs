@@ -1,8 +1,9 @@
 //! InfluxDB line protocol: the encoding of one point per line, written
-//! either from a [`Point`](crate::point::Point) or straight from the parts
+//! either from a [`Point`] or straight from the parts
 //! the mapping produces (see `crate::convert`), and [`Lines`], the encoded
 //! points of one push as sinks queue and send them.
 
+use crate::model::point::Point;
 use std::io::Write as _;
 
 /// Encoded points, one line each, newline included.
@@ -207,9 +208,32 @@ pub fn write_float(out: &mut Vec<u8>, v: f64) {
     }
 }
 
+/// Appends `point` as one line of line protocol, newline included.
+pub fn write_point(out: &mut Vec<u8>, point: &Point) {
+    write_line(
+        out,
+        &point.measurement,
+        point.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        point.fields.iter().map(|f| (f.key.as_str(), f.value)),
+        point.time_ns,
+    );
+}
+
+/// Encodes points as a line-protocol body.
+pub fn encode_line_protocol(points: &[Point]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(points.len() * 96);
+    for p in points {
+        write_point(&mut out, p);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::family::MetricType;
+    use crate::model::point::{Field, SeriesSuffix};
+    use std::sync::Arc;
 
     fn line(measurement: &str, tags: &[(&str, &str)], fields: &[(&str, f64)]) -> String {
         let mut out = Vec::new();
@@ -310,5 +334,32 @@ mod tests {
             assert_eq!(s, want);
             assert_eq!(s.parse::<f64>().unwrap(), v);
         }
+    }
+
+    #[test]
+    fn a_point_is_one_line() {
+        let p = Point {
+            measurement: "etcd".into(),
+            tags: vec![("job".into(), "j".into())],
+            fields: vec![
+                Field {
+                    key: "etcd_up".into(),
+                    value: 1.0,
+                    suffix: SeriesSuffix::None,
+                },
+                Field {
+                    key: "etcd_x".into(),
+                    value: 0.5,
+                    suffix: SeriesSuffix::None,
+                },
+            ],
+            time_ns: 1_700_000_000_000_000_000,
+            family: Arc::from("x"),
+            kind: MetricType::Gauge,
+        };
+        assert_eq!(
+            encode_line_protocol(&[p.clone(), p]),
+            b"etcd,job=j etcd_up=1,etcd_x=0.5 1700000000000000000\n".repeat(2)
+        );
     }
 }

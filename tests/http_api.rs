@@ -4,7 +4,8 @@
 //! JSON `error_code`, nothing emitted) for every rejection.
 
 use pushkit::config::{Config, HttpApiConfig, PushgatewayConfig};
-use pushkit::expfmt::{write_delimited, Family, Histogram, Metric, MetricType, Summary, Value};
+use pushkit::expfmt::write_delimited;
+use pushkit::model::family::{Family, Histogram, Metric, MetricType, Summary, Value};
 use std::io::Write;
 use std::time::Duration;
 

@@ -10,10 +10,11 @@
 
 pub mod naming;
 
-use crate::expfmt::model::{cmp_names, names_sorted, Family, LabelStr, Metric, MetricType, Value};
 use crate::lineproto::LinesWriter;
-use crate::point::{Field, Point, SeriesSuffix};
-use crate::pushgateway::grouping::GroupingKey;
+use crate::model::family::{cmp_names, names_sorted, Family, LabelStr, Metric, MetricType, Value};
+use crate::model::gofloat::format_go_g;
+use crate::model::point::{Field, Point, SeriesSuffix};
+use crate::model::GroupingKey;
 pub use naming::Naming;
 use std::sync::Arc;
 
@@ -248,7 +249,7 @@ impl FamilyContext<'_> {
                 ];
                 point(None, &totals, out);
                 for &(q, v) in &s.quantiles {
-                    let q = naming::format_go_g(q);
+                    let q = format_go_g(q);
                     point(Some(("quantile", &q)), &[(SeriesSuffix::None, v)], out);
                 }
             }
@@ -263,7 +264,7 @@ impl FamilyContext<'_> {
                 let inf_bucket =
                     (!has_inf && !native_only).then_some((f64::INFINITY, h.sample_count));
                 for (le, count) in h.buckets.iter().copied().chain(inf_bucket) {
-                    let le = naming::format_go_g(le);
+                    let le = format_go_g(le);
                     point(Some(("le", &le)), &[(SeriesSuffix::Bucket, count)], out);
                 }
             }

@@ -45,30 +45,6 @@ pub fn split_first_underscore(name: &str, keep_exist_metric_name: bool) -> (Stri
     }
 }
 
-/// Formats a bound as Go's `strconv.FormatFloat(v, 'g', -1, 64)` does:
-/// shortest digits, exponent form when the exponent is below -4 or at
-/// least 6 (`1e+06`, `1e-05`), `+Inf`, `-Inf` and `NaN` spelled out.
-pub fn format_go_g(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".to_string();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "+Inf" } else { "-Inf" }.to_string();
-    }
-    if v == 0.0 {
-        return if v.is_sign_negative() { "-0" } else { "0" }.to_string();
-    }
-    let sci = format!("{v:e}");
-    let (mantissa, exp) = sci.split_once('e').expect("{:e} always writes an exponent");
-    let exp: i32 = exp.parse().expect("{:e} writes an integer exponent");
-    if !(-4..6).contains(&exp) {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.abs())
-    } else {
-        format!("{v}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,29 +123,5 @@ mod tests {
             n.measurement_and_field("etcd_x", "myjob"),
             ("myjob".into(), "etcd_x".into())
         );
-    }
-
-    #[test]
-    fn go_g_format() {
-        let cases = [
-            (0.1, "0.1"),
-            (1.0, "1"),
-            (100000.0, "100000"),
-            (1e6, "1e+06"),
-            (1e-5, "1e-05"),
-            (0.0001, "0.0001"),
-            (2.5e-7, "2.5e-07"),
-            (123456789.0, "1.23456789e+08"),
-            (1e100, "1e+100"),
-            (0.005, "0.005"),
-            (0.0, "0"),
-            (-1.5, "-1.5"),
-            (f64::INFINITY, "+Inf"),
-            (f64::NEG_INFINITY, "-Inf"),
-            (f64::NAN, "NaN"),
-        ];
-        for (v, want) in cases {
-            assert_eq!(format_go_g(v), want, "{v}");
-        }
     }
 }

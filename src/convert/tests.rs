@@ -1,7 +1,7 @@
 use super::*;
-use crate::expfmt::model::{Histogram, MetricType};
 use crate::expfmt::parse_text;
-use crate::point::encode_line_protocol;
+use crate::lineproto::encode_line_protocol;
+use crate::model::family::{Histogram, MetricType};
 use crate::pushgateway::grouping::parse_grouping_key;
 
 const NOW: i64 = 1_000_000_000_000;

@@ -12,9 +12,9 @@ use std::collections::HashSet;
 
 use prost::Message;
 
-use super::model::Family;
 use super::proto::{family_from_proto, family_to_proto, MetricFamily};
 use super::ParseError;
+use crate::model::family::Family;
 
 /// Longest length prefix accepted, in bytes: Go's `pbutil.ReadDelimited`
 /// reads at most `binary.MaxVarintLen32` bytes of varint.
@@ -96,9 +96,9 @@ pub fn write_delimited(families: &[Family], out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::model::{Histogram, Metric, MetricType, Summary, Value};
     use super::super::proto::{self, LabelPair};
     use super::*;
+    use crate::model::family::{Histogram, Metric, MetricType, Summary, Value};
 
     fn families() -> Vec<Family> {
         vec![

@@ -1,18 +1,17 @@
 //! Decoding (and re-encoding) of the Prometheus exposition formats a push can
 //! arrive in: the text format 0.0.4 ([`text`]) and varint-delimited protobuf
 //! `io.prometheus.client.MetricFamily` messages ([`delimited`], built on the
-//! message types in [`proto`]). Both decode into the one in-memory [`model`].
+//! message types in [`proto`]). Both decode into the one in-memory model,
+//! [`crate::model::family`].
 
 use std::fmt;
 
 pub mod delimited;
 pub mod expose;
-pub mod model;
 pub mod proto;
 pub mod text;
 
 pub use delimited::{parse_delimited, write_delimited};
-pub use model::{Family, Histogram, Metric, MetricType, Summary, Value};
 pub use proto::{family_from_proto, family_to_proto};
 pub use text::parse_text;
 
@@ -72,46 +71,6 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// True for a valid metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-pub(crate) fn is_valid_metric_name(name: &[u8]) -> bool {
-    match name.split_first() {
-        Some((&first, rest)) => {
-            is_metric_name_start(first) && rest.iter().all(|&b| is_metric_name_continue(b))
-        }
-        None => false,
-    }
-}
-
-/// True for a valid label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub(crate) fn is_valid_label_name(name: &[u8]) -> bool {
-    match name.split_first() {
-        Some((&first, rest)) => {
-            is_label_name_start(first) && rest.iter().all(|&b| is_label_name_continue(b))
-        }
-        None => false,
-    }
-}
-
-#[inline]
-pub(crate) const fn is_label_name_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_'
-}
-
-#[inline]
-pub(crate) const fn is_label_name_continue(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
-}
-
-#[inline]
-pub(crate) const fn is_metric_name_start(b: u8) -> bool {
-    is_label_name_start(b) || b == b':'
-}
-
-#[inline]
-pub(crate) const fn is_metric_name_continue(b: u8) -> bool {
-    is_label_name_continue(b) || b == b':'
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,18 +85,5 @@ mod tests {
             ParseError::protobuf("truncated").to_string(),
             "invalid protobuf: truncated"
         );
-    }
-
-    #[test]
-    fn name_validation() {
-        assert!(is_valid_metric_name(b"a:b_c9"));
-        assert!(is_valid_metric_name(b":x"));
-        assert!(!is_valid_metric_name(b""));
-        assert!(!is_valid_metric_name(b"9a"));
-        assert!(!is_valid_metric_name(b"a-b"));
-        assert!(is_valid_label_name(b"_a9"));
-        assert!(!is_valid_label_name(b"a:b"));
-        assert!(!is_valid_label_name(b""));
-        assert!(!is_valid_label_name(b"1a"));
     }
 }

@@ -5,8 +5,9 @@
 //! Field numbers follow the real `metrics.proto`; repeated scalars are
 //! unpacked as proto2 encodes them by default (decoding accepts both).
 
-use super::model::{self, Family, LabelStr, Value};
-use super::{is_valid_label_name, is_valid_metric_name, ParseError};
+use super::ParseError;
+use crate::model::family::{self as model, Family, LabelStr, Value};
+use crate::model::names::{is_valid_label_name, is_valid_metric_name};
 
 /// `google.protobuf.Timestamp`.
 #[derive(Clone, PartialEq, prost::Message)]

@@ -34,12 +34,12 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 
-use super::model::{
+use super::ParseError;
+use crate::model::family::{
     Family, Histogram, LabelStr, Metric, MetricType, Summary, Value, GROUPING_LABELS_ROOM,
 };
-use super::{
+use crate::model::names::{
     is_label_name_continue, is_label_name_start, is_metric_name_continue, is_metric_name_start,
-    ParseError,
 };
 
 const UNEXPECTED_EOF: &str = "unexpected end of input stream";

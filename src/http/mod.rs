@@ -223,7 +223,7 @@ impl Api {
         let Some(push_method) = PushMethod::from_http(method.as_str()) else {
             return method_not_allowed(method, "PUT, POST, DELETE");
         };
-        let received_ns = crate::point::now_ns();
+        let received_ns = crate::model::point::now_ns();
         let declared = declared_length(headers);
         let (group, room) = match pg
             .before_body(push_method, job_path, job_base64, declared)

@@ -1,8 +1,9 @@
 //! A push body: content decoding (gzip, snappy framing) under a size cap,
 //! then the format choice (delimited protobuf or text 0.0.4) and parsing.
 
-use crate::expfmt::{self, model::Family};
+use crate::expfmt;
 use crate::http::error::{ApiError, ErrorCode};
+use crate::model::family::Family;
 use std::io::Read;
 
 /// Undoes `Content-Encoding`, never producing more than `max_decompressed`

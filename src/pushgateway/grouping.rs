@@ -6,41 +6,8 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 
-/// The labels of one group: `job` first, then the others sorted by name, so
-/// that two URLs naming the same labels in any order give equal keys.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct GroupingKey {
-    labels: Vec<(String, String)>,
-}
-
-impl GroupingKey {
-    pub fn labels(&self) -> &[(String, String)] {
-        &self.labels
-    }
-
-    pub fn job(&self) -> &str {
-        &self.labels[0].1
-    }
-
-    /// Rebuilds a key from labels read back from disk: `job` first, the
-    /// rest sorted. None without a non-empty `job`.
-    pub fn from_labels(mut labels: Vec<(String, String)>) -> Option<GroupingKey> {
-        let job_at = labels
-            .iter()
-            .position(|(k, v)| k == "job" && !v.is_empty())?;
-        let job = labels.remove(job_at);
-        labels.sort();
-        labels.insert(0, job);
-        Some(GroupingKey { labels })
-    }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
+use crate::model::names::is_valid_label_name;
+use crate::model::GroupingKey;
 
 /// Why a grouping key could not be read from a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +75,7 @@ pub fn parse_grouping_key(
             Some(name) => (name, decode_base64(name, raw_value)?),
             None => (raw_name, raw_value.to_string()),
         };
-        if !is_valid_label_name(name) || name.starts_with("__") {
+        if !is_valid_label_name(name.as_bytes()) || name.starts_with("__") {
             return Err(GroupingError::InvalidLabelName(name.to_string()));
         }
         if name == "job" {
@@ -120,19 +87,7 @@ pub fn parse_grouping_key(
             None => labels.push((name.to_string(), value)),
         }
     }
-    labels.sort();
-    labels.insert(0, ("job".to_string(), job));
-    Ok(GroupingKey { labels })
-}
-
-/// `[a-zA-Z_][a-zA-Z0-9_]*`
-pub fn is_valid_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    match bytes.next() {
-        Some(b) if b.is_ascii_alphabetic() || b == b'_' => {}
-        _ => return false,
-    }
-    bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    Ok(GroupingKey::new(job, labels))
 }
 
 /// Padding is optional: every trailing `=` is stripped first, so a lone `=`
@@ -153,7 +108,7 @@ mod tests {
     use super::*;
 
     fn key(job: &str, b64: bool, pairs: &[&str]) -> Result<Vec<(String, String)>, GroupingError> {
-        parse_grouping_key(job, b64, pairs).map(|k| k.labels)
+        parse_grouping_key(job, b64, pairs).map(|k| k.labels().to_vec())
     }
 
     fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -177,7 +132,7 @@ mod tests {
         let b = parse_grouping_key("j", false, &["instance", "i1", "zone", "a"]).unwrap();
         assert_eq!(a, b);
         assert_eq!(
-            a.labels,
+            a.labels(),
             owned(&[("job", "j"), ("instance", "i1"), ("zone", "a")])
         );
     }

@@ -23,10 +23,11 @@
 //! fsync wait → reply. A refused push is neither stored nor forwarded.
 
 use super::body;
-use super::grouping::{parse_grouping_key, GroupingError, GroupingKey};
+use super::grouping::{parse_grouping_key, GroupingError};
 use crate::convert::{convert_into, Converted, Mapping};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
+use crate::model::GroupingKey;
 use crate::sink::{EnqueueError, Reservation, SinkSet, QUEUE_FULL_WAIT};
 use crate::store::sanitize::sanitize;
 use crate::store::{PushRefused, Store};

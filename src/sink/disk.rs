@@ -92,12 +92,12 @@
 //! Nothing found on disk makes `open` fail; only I/O errors do.
 
 use crate::checksum::crc32c;
-use crate::expfmt::model::{LabelStr, MetricType};
 use crate::fsutil::{
     self, check_frame as check_frame_bytes, check_header, move_aside, sync_dir, Failure, Header,
     FILE_HEADER_LEN, FRAME_HEADER_LEN,
 };
-use crate::point::{Field, Point, SeriesSuffix};
+use crate::model::family::{LabelStr, MetricType};
+use crate::model::point::{Field, Point, SeriesSuffix};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};

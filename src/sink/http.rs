@@ -15,8 +15,9 @@
 use super::disk::{DiskBatch, DiskQueue};
 use super::queue::{Batch, BatchData, SinkQueue};
 use super::remote_write;
+use crate::lineproto::encode_line_protocol;
 use crate::metrics::{self, Metrics};
-use crate::point::{encode_line_protocol, Point};
+use crate::model::point::Point;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

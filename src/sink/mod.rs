@@ -14,7 +14,7 @@ use crate::config::{IoConfig, SinkConfig};
 use crate::convert::Converted;
 use crate::lineproto::Lines;
 use crate::metrics::{self, Metrics};
-use crate::point::Point;
+use crate::model::point::Point;
 use disk::{DiskQueue, Refused, SinkSpec, Ticket};
 use queue::{Overflow, Payload, SinkQueue};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -8,7 +8,7 @@
 //! queue keeps arrival order; one worker takes batches from its head.
 
 use crate::lineproto::Lines;
-use crate::point::Point;
+use crate::model::point::Point;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -354,8 +354,8 @@ fn take(state: &mut QueueState, max_points: usize) -> Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::expfmt::model::MetricType;
-    use crate::point::{Field, SeriesSuffix};
+    use crate::model::family::MetricType;
+    use crate::model::point::{Field, SeriesSuffix};
 
     fn points(n: usize) -> Payload {
         Payload::Points(Arc::new(

@@ -6,7 +6,7 @@
 //! *block* format (not the framing format), sent with the headers in
 //! [`HEADERS`]. Each field of each point is one sample of the series named
 //! `family + suffix` (`x`, `x_bucket`, `x_sum`, `x_count`), taken from
-//! [`Point::family`] and [`Field::suffix`](crate::point::Field) — never from
+//! [`Point::family`] and [`Field::suffix`](crate::model::point::Field) — never from
 //! the measurement or the field key, which the measurement mapping may have
 //! renamed. The series' labels are `__name__` plus the point's tags, which
 //! already hold the grouping labels, the pushed labels, and `le` or
@@ -51,8 +51,8 @@
 //! messages from the same view (the tests check that prost encodes them to
 //! the same bytes).
 
-use crate::expfmt::model::LabelStr;
-use crate::point::{Point, SeriesSuffix};
+use crate::model::family::LabelStr;
+use crate::model::point::{Point, SeriesSuffix};
 use std::collections::HashMap;
 
 /// The headers a remote write request must carry.
@@ -429,9 +429,9 @@ fn varint_len(v: u64) -> usize {
 mod tests {
     use super::*;
     use crate::convert::{convert, Mapping, Naming};
-    use crate::expfmt::model::MetricType;
     use crate::expfmt::text::parse_text;
-    use crate::point::Field;
+    use crate::model::family::MetricType;
+    use crate::model::point::Field;
     use crate::pushgateway::grouping::parse_grouping_key;
     use prost::Message;
     use std::sync::Arc;

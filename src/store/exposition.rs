@@ -6,7 +6,7 @@
 use super::sanitize::{group_series_labels, PUSH_FAILURE_TIME, PUSH_TIME};
 use super::{Inner, Store};
 use crate::expfmt::expose::ExpositionWriter;
-use crate::expfmt::model::{Family, Metric, MetricType, Value};
+use crate::model::family::{Family, Metric, MetricType, Value};
 use std::collections::BTreeMap;
 
 impl Store {

@@ -5,7 +5,7 @@
 //! a push costs the same with 10 groups stored as with 10,000.
 
 use super::series::{series_id, IdHasher};
-use crate::expfmt::model::{Family, LabelStr, MetricType};
+use crate::model::family::{Family, LabelStr, MetricType};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 
@@ -442,9 +442,9 @@ mod tests {
             name: "s".into(),
             help: None,
             kind: MetricType::Summary,
-            metrics: vec![crate::expfmt::model::Metric {
+            metrics: vec![crate::model::family::Metric {
                 labels: vec![("quantile".into(), "0.5".into())],
-                value: crate::expfmt::model::Value::Summary(Default::default()),
+                value: crate::model::family::Value::Summary(Default::default()),
                 timestamp_ms: None,
             }],
         }];
@@ -460,7 +460,7 @@ mod tests {
         assert!(both(&push).unwrap_err().contains("quantile"));
         let mut dup = push.clone();
         dup[0].kind = MetricType::Untyped;
-        dup[0].metrics[0].value = crate::expfmt::model::Value::Simple(1.0);
+        dup[0].metrics[0].value = crate::model::family::Value::Simple(1.0);
         dup[0].metrics[0].labels = vec![("a".into(), "1".into()), ("a".into(), "2".into())];
         assert!(both(&dup).unwrap_err().contains("twice"));
         dup[0].metrics[0].labels = vec![("__a".into(), "1".into())];

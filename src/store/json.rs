@@ -9,8 +9,8 @@ use super::sanitize::{
     group_series_labels, PUSH_FAILURE_TIME, PUSH_FAILURE_TIME_HELP, PUSH_TIME, PUSH_TIME_HELP,
 };
 use super::{Group, Store};
-use crate::convert::naming::format_go_g;
-use crate::expfmt::model::{Family, Metric, MetricType, Value};
+use crate::model::family::{Family, Metric, MetricType, Value};
+use crate::model::gofloat::format_go_g;
 use serde_json::{json, Map, Value as Json};
 
 impl Store {

@@ -33,8 +33,8 @@ pub mod record;
 pub mod sanitize;
 pub mod series;
 
-use crate::expfmt::model::{Family, MetricType};
-use crate::pushgateway::grouping::GroupingKey;
+use crate::model::family::{Family, MetricType};
+use crate::model::GroupingKey;
 use index::{GroupId, Index, PushIds, Pusher};
 use journal::{Journal, Ticket};
 use record::{GroupState, Mutation};

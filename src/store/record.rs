@@ -9,8 +9,8 @@
 //! already exercise).
 
 use crate::expfmt::delimited::{parse_delimited, write_delimited};
-use crate::expfmt::model::Family;
-use crate::pushgateway::grouping::GroupingKey;
+use crate::model::family::Family;
+use crate::model::GroupingKey;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {

@@ -3,8 +3,8 @@
 //! sorted by name, timestamps dropped, and the families the store keeps
 //! itself (or that Go's parser would drop) left out.
 
-use crate::expfmt::model::{cmp_names, names_sorted, Family, LabelStr};
-use crate::pushgateway::grouping::GroupingKey;
+use crate::model::family::{cmp_names, names_sorted, Family, LabelStr};
+use crate::model::GroupingKey;
 
 /// The per-group gauges the store maintains; a pushed family of the same
 /// name is ignored by the store, as the Pushgateway overwrites it.

@@ -6,8 +6,8 @@
 //! JSON, snapshots). The Go Pushgateway keeps every series as a protobuf
 //! message, about 1.7 KB each; this keeps a typical one near 100 bytes.
 
-use crate::expfmt::model::{Family, LabelStr, Metric, MetricType, Value};
-use crate::pushgateway::grouping::GroupingKey;
+use crate::model::family::{Family, LabelStr, Metric, MetricType, Value};
+use crate::model::GroupingKey;
 use std::hash::Hasher;
 
 /// A group's labels as its series carry them, sorted by name.
