@@ -3,9 +3,9 @@
 
 use crate::config::Config;
 use crate::convert::{Mapping, Naming};
-use crate::http::{self, Api};
+use crate::http;
 use crate::metrics::Metrics;
-use crate::pushgateway::handler::PushgatewayInput;
+use crate::pushgateway::{Api, PushgatewayInput};
 use crate::sink::{stdout::LineOutput, SinkSet};
 use crate::store::{Store, StoreOptions, DEFAULT_SNAPSHOT_AFTER_BYTES};
 use std::sync::Arc;
@@ -39,6 +39,7 @@ pub async fn run(
                     },
                     honor_timestamps: pg.honor_timestamps,
                 },
+                max_body_size: config.http_api.max_body_size,
                 max_decompressed_size: config.http_api.max_decompressed_size,
                 sinks: sinks.clone(),
                 metrics: metrics.clone(),
@@ -52,7 +53,6 @@ pub async fn run(
         prefix,
         pushgateway,
         metrics,
-        max_body_size: config.http_api.max_body_size,
         store: store.clone(),
         enable_admin_api: pg.enable_admin_api,
         enable_lifecycle: pg.enable_lifecycle,

@@ -1,146 +1,146 @@
 //! Error replies: every rejected request gets a 4xx (or 503, or a 500 when
-//! the journal fails) with the JSON
-//! body `{"error_code": "...", "message": "..."}`. `error_code` is DataKit's
+//! the journal fails) with the JSON body `{"error_code": "...", "message": "..."}`. `error_code` is DataKit's
 //! field name; the codes are declared once in [`ErrorCode::ALL`], which the
 //! README's table is checked against.
 
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    JobNameIsRequired,
-    OddLabelComponents,
-    InvalidLabelName,
-    InvalidBase64,
-    InvalidPath,
-    InvalidTextFormat,
-    InvalidProtobuf,
-    DuplicateMetricFamily,
-    CorruptBody,
-    UnsupportedContentEncoding,
-    BodyTooLarge,
-    DecompressedBodyTooLarge,
-    MethodNotAllowed,
-    NotFound,
-    QueueFull,
-    InconsistentMetrics,
-    StoreLoading,
-    LifecycleDisabled,
-    JournalFailed,
-    QueueFailed,
+/// Declares [`ErrorCode`] with its wire name, HTTP status and README line
+/// in one table, so that [`ErrorCode::ALL`] cannot miss a variant.
+macro_rules! error_codes {
+    ($($variant:ident = ($name:literal, $status:literal, $meaning:literal),)+) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ErrorCode {
+            $($variant,)+
+        }
+
+        impl ErrorCode {
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)+];
+
+            /// The `error_code` of the JSON reply (camelCase, as DataKit's).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $name,)+
+                }
+            }
+
+            pub fn status(self) -> u16 {
+                match self {
+                    $(ErrorCode::$variant => $status,)+
+                }
+            }
+
+            /// One line for the README's table.
+            pub fn meaning(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $meaning,)+
+                }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    pub const ALL: &'static [ErrorCode] = &[
-        ErrorCode::JobNameIsRequired,
-        ErrorCode::OddLabelComponents,
-        ErrorCode::InvalidLabelName,
-        ErrorCode::InvalidBase64,
-        ErrorCode::InvalidPath,
-        ErrorCode::InvalidTextFormat,
-        ErrorCode::InvalidProtobuf,
-        ErrorCode::DuplicateMetricFamily,
-        ErrorCode::CorruptBody,
-        ErrorCode::UnsupportedContentEncoding,
-        ErrorCode::BodyTooLarge,
-        ErrorCode::DecompressedBodyTooLarge,
-        ErrorCode::MethodNotAllowed,
-        ErrorCode::NotFound,
-        ErrorCode::QueueFull,
-        ErrorCode::InconsistentMetrics,
-        ErrorCode::StoreLoading,
-        ErrorCode::LifecycleDisabled,
-        ErrorCode::JournalFailed,
-        ErrorCode::QueueFailed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::JobNameIsRequired => "jobNameIsRequired",
-            ErrorCode::OddLabelComponents => "oddLabelComponents",
-            ErrorCode::InvalidLabelName => "invalidLabelName",
-            ErrorCode::InvalidBase64 => "invalidBase64",
-            ErrorCode::InvalidPath => "invalidPath",
-            ErrorCode::InvalidTextFormat => "invalidTextFormat",
-            ErrorCode::InvalidProtobuf => "invalidProtobuf",
-            ErrorCode::DuplicateMetricFamily => "duplicateMetricFamily",
-            ErrorCode::CorruptBody => "corruptBody",
-            ErrorCode::UnsupportedContentEncoding => "unsupportedContentEncoding",
-            ErrorCode::BodyTooLarge => "bodyTooLarge",
-            ErrorCode::DecompressedBodyTooLarge => "decompressedBodyTooLarge",
-            ErrorCode::MethodNotAllowed => "methodNotAllowed",
-            ErrorCode::NotFound => "notFound",
-            ErrorCode::QueueFull => "queueFull",
-            ErrorCode::InconsistentMetrics => "inconsistentMetrics",
-            ErrorCode::StoreLoading => "storeLoading",
-            ErrorCode::LifecycleDisabled => "lifecycleDisabled",
-            ErrorCode::JournalFailed => "journalFailed",
-            ErrorCode::QueueFailed => "queueFailed",
-        }
-    }
-
-    pub fn status(self) -> u16 {
-        match self {
-            ErrorCode::UnsupportedContentEncoding => 415,
-            ErrorCode::BodyTooLarge | ErrorCode::DecompressedBodyTooLarge => 413,
-            ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::NotFound => 404,
-            ErrorCode::QueueFull | ErrorCode::StoreLoading => 503,
-            ErrorCode::LifecycleDisabled => 403,
-            ErrorCode::JournalFailed | ErrorCode::QueueFailed => 500,
-            _ => 400,
-        }
-    }
-
-    /// One line for the README's table.
-    pub fn meaning(self) -> &'static str {
-        match self {
-            ErrorCode::JobNameIsRequired => {
-                "The job in the URL is empty (`/metrics/job/`, or an empty `job@base64`)."
-            }
-            ErrorCode::OddLabelComponents => {
-                "The labels after the job do not come as `/<name>/<value>` pairs."
-            }
-            ErrorCode::InvalidLabelName => {
-                "A URL label name does not match `[a-zA-Z_][a-zA-Z0-9_]*`, or starts with `__`."
-            }
-            ErrorCode::InvalidBase64 => "A `@base64` value is not URL-safe base64 of UTF-8 text.",
-            ErrorCode::InvalidPath => "The URL path does not percent-decode to UTF-8.",
-            ErrorCode::InvalidTextFormat => {
-                "The body is not valid text exposition format 0.0.4; the message gives the line."
-            }
-            ErrorCode::InvalidProtobuf => {
-                "The body is not valid delimited `io.prometheus.client.MetricFamily` protobuf."
-            }
-            ErrorCode::DuplicateMetricFamily => "A metric family name appears twice in one push.",
-            ErrorCode::CorruptBody => "The gzip or snappy body is corrupt or truncated.",
-            ErrorCode::UnsupportedContentEncoding => {
-                "`Content-Encoding` is neither `gzip`, `snappy` nor `identity`."
-            }
-            ErrorCode::BodyTooLarge => "The body as sent is larger than `max_body_size`.",
-            ErrorCode::DecompressedBodyTooLarge => {
-                "The body after decompression is larger than `max_decompressed_size`."
-            }
-            ErrorCode::MethodNotAllowed => "The path exists but not for this method.",
-            ErrorCode::NotFound => "No such path.",
-            ErrorCode::QueueFull => {
-                "A sink with `overflow = \"block\"` had no room within 1 s; retry after `Retry-After` seconds."
-            }
-            ErrorCode::InconsistentMetrics => {
-                "The push would make the exposition invalid (type conflict, a series another group pushes, `_count`/`_sum`/`_bucket` collision, duplicate series or labels); it sets `push_failure_time_seconds`."
-            }
-            ErrorCode::StoreLoading => {
-                "The store is still loading its persisted state; retry after `Retry-After` seconds."
-            }
-            ErrorCode::LifecycleDisabled => "`/-/quit` needs `enable_lifecycle = true`.",
-            ErrorCode::JournalFailed => {
-                "The store's journal could not be written or fsynced; the push is not acknowledged."
-            }
-            ErrorCode::QueueFailed => {
-                "The sinks' disk queue (`queue_dir`) could not be written or fsynced; the push is not acknowledged."
-            }
-        }
-    }
+error_codes! {
+    JobNameIsRequired = (
+        "jobNameIsRequired",
+        400,
+        "The job in the URL is empty (`/metrics/job/`, or an empty `job@base64`)."
+    ),
+    OddLabelComponents = (
+        "oddLabelComponents",
+        400,
+        "The labels after the job do not come as `/<name>/<value>` pairs."
+    ),
+    InvalidLabelName = (
+        "invalidLabelName",
+        400,
+        "A URL label name does not match `[a-zA-Z_][a-zA-Z0-9_]*`, or starts with `__`."
+    ),
+    InvalidBase64 = (
+        "invalidBase64",
+        400,
+        "A `@base64` value is not URL-safe base64 of UTF-8 text."
+    ),
+    InvalidPath = (
+        "invalidPath",
+        400,
+        "The URL path does not percent-decode to UTF-8."
+    ),
+    InvalidTextFormat = (
+        "invalidTextFormat",
+        400,
+        "The body is not valid text exposition format 0.0.4; the message gives the line."
+    ),
+    InvalidProtobuf = (
+        "invalidProtobuf",
+        400,
+        "The body is not valid delimited `io.prometheus.client.MetricFamily` protobuf."
+    ),
+    DuplicateMetricFamily = (
+        "duplicateMetricFamily",
+        400,
+        "A metric family name appears twice in one push."
+    ),
+    CorruptBody = (
+        "corruptBody",
+        400,
+        "The gzip or snappy body is corrupt or truncated."
+    ),
+    UnsupportedContentEncoding = (
+        "unsupportedContentEncoding",
+        415,
+        "`Content-Encoding` is neither `gzip`, `snappy` nor `identity`."
+    ),
+    BodyTooLarge = (
+        "bodyTooLarge",
+        413,
+        "The body as sent is larger than `max_body_size`."
+    ),
+    DecompressedBodyTooLarge = (
+        "decompressedBodyTooLarge",
+        413,
+        "The body after decompression is larger than `max_decompressed_size`."
+    ),
+    MethodNotAllowed = (
+        "methodNotAllowed",
+        405,
+        "The path exists but not for this method."
+    ),
+    NotFound = (
+        "notFound",
+        404,
+        "No such path."
+    ),
+    QueueFull = (
+        "queueFull",
+        503,
+        "A sink with `overflow = \"block\"` had no room within 1 s; retry after `Retry-After` seconds."
+    ),
+    InconsistentMetrics = (
+        "inconsistentMetrics",
+        400,
+        "The push would make the exposition invalid (type conflict, a series another group pushes, `_count`/`_sum`/`_bucket` collision, duplicate series or labels); it sets `push_failure_time_seconds`."
+    ),
+    StoreLoading = (
+        "storeLoading",
+        503,
+        "The store is still loading its persisted state; retry after `Retry-After` seconds."
+    ),
+    LifecycleDisabled = (
+        "lifecycleDisabled",
+        403,
+        "`/-/quit` needs `enable_lifecycle = true`."
+    ),
+    JournalFailed = (
+        "journalFailed",
+        500,
+        "The store's journal could not be written or fsynced; the push is not acknowledged."
+    ),
+    QueueFailed = (
+        "queueFailed",
+        500,
+        "The sinks' disk queue (`queue_dir`) could not be written or fsynced; the push is not acknowledged."
+    ),
 }
 
 /// A rejection on its way to becoming an HTTP reply.
@@ -148,6 +148,8 @@ impl ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// Sent as `Retry-After` (seconds), for refusals that pass.
+    pub retry_after_secs: Option<u32>,
 }
 
 impl ApiError {
@@ -155,7 +157,14 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
+    }
+
+    /// The same error, telling the client when to try again.
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 
     pub fn json_body(&self) -> String {

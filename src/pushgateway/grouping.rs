@@ -47,6 +47,35 @@ const GO_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
         .with_decode_padding_mode(DecodePaddingMode::RequireNone),
 );
 
+/// The grouping key of a push: `rest` is the percent-decoded path after
+/// the input's prefix. None when `rest` is not a push path
+/// (`/metrics/job/...` or `/metrics/job@base64/...`).
+pub fn parse_push_path(rest: &str) -> Option<Result<GroupingKey, GroupingError>> {
+    let (job_path, job_base64) = rest
+        .strip_prefix("/metrics/job@base64")
+        .map(|p| (p, true))
+        .or_else(|| rest.strip_prefix("/metrics/job").map(|p| (p, false)))
+        .filter(|(p, _)| p.is_empty() || p.starts_with('/'))?;
+    Some(grouping_key_from_path(job_path, job_base64))
+}
+
+/// `/<job>{/<name>/<value>}` → grouping key.
+fn grouping_key_from_path(job_path: &str, job_base64: bool) -> Result<GroupingKey, GroupingError> {
+    let rest = job_path.strip_prefix('/').unwrap_or(job_path);
+    let (job, labels) = match rest.split_once('/') {
+        Some((job, labels)) => (job, labels),
+        None => (rest, ""),
+    };
+    // As the Pushgateway splits them: a trailing "/" after pairs makes the
+    // count odd, a lone "/" after the job means no labels.
+    let pairs: Vec<&str> = if labels.is_empty() {
+        Vec::new()
+    } else {
+        labels.split('/').collect()
+    };
+    parse_grouping_key(job, job_base64, &pairs)
+}
+
 /// Reads the grouping key from the path segments after `/metrics/job/`:
 /// `segments[0]` is the job (or `job@base64` was matched by the caller and
 /// `job_base64` is true), the rest are name/value pairs. The segments are
@@ -233,5 +262,40 @@ mod tests {
             key("j", false, &["instance", ""]).unwrap(),
             owned(&[("job", "j"), ("instance", "")])
         );
+    }
+
+    fn path(rest: &str) -> Option<Result<Vec<(String, String)>, GroupingError>> {
+        parse_push_path(rest).map(|r| r.map(|k| k.labels().to_vec()))
+    }
+
+    #[test]
+    fn push_paths() {
+        let ok = |rest| path(rest).unwrap().unwrap().len();
+        assert_eq!(ok("/metrics/job/j"), 1);
+        assert_eq!(ok("/metrics/job/j/"), 1);
+        assert_eq!(ok("/metrics/job/j/a/b"), 2);
+        assert_eq!(ok("/metrics/job@base64/ag"), 1);
+        let err = |rest| path(rest).unwrap().unwrap_err();
+        assert_eq!(err("/metrics/job/j/a/b/"), GroupingError::OddComponents);
+        assert_eq!(err("/metrics/job/j/a"), GroupingError::OddComponents);
+        assert_eq!(err("/metrics/job/"), GroupingError::JobNameRequired);
+        assert_eq!(err("/metrics/job"), GroupingError::JobNameRequired);
+        assert_eq!(err("/metrics/job//a/b"), GroupingError::JobNameRequired);
+        assert_eq!(
+            path("/metrics/job/j/a/").unwrap().unwrap(),
+            vec![("job".into(), "j".into()), ("a".into(), "".into())]
+        );
+        assert!(matches!(
+            err("/metrics/job/j/1a/x"),
+            GroupingError::InvalidLabelName(_)
+        ));
+        assert!(matches!(
+            err("/metrics/job/j/a@base64/!"),
+            GroupingError::InvalidBase64 { .. }
+        ));
+        // Not push paths at all.
+        assert!(path("/metrics").is_none());
+        assert!(path("/metrics/jobs/j").is_none());
+        assert!(path("/metrics/job@base6/j").is_none());
     }
 }

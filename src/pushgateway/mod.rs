@@ -1,7 +1,13 @@
-//! The pushgateway input: the Prometheus Pushgateway's push API, turning
-//! pushes into points (see `handler` for where it differs from the
-//! Pushgateway and from DataKit).
+//! The pushgateway input: the Prometheus Pushgateway's API in one place.
+//! [`routes`] serves it over `crate::http`; [`grouping`] reads the grouping
+//! key from a push's URL, [`body`] decodes and parses its body, and
+//! [`push`] stores and forwards it (see there for where it differs from
+//! the Pushgateway and from DataKit).
 
 pub mod body;
 pub mod grouping;
-pub mod handler;
+pub mod push;
+pub mod routes;
+
+pub use push::PushgatewayInput;
+pub use routes::Api;

@@ -1,5 +1,5 @@
-//! The pushgateway input's request handling: from a decoded request to
-//! points handed to the sinks.
+//! The pushgateway input's push handling (PUT, POST, DELETE): from a
+//! request to a stored group and points handed to the sinks.
 //!
 //! It follows the Prometheus Pushgateway's push API (URLs, methods,
 //! `@base64` labels, text 0.0.4 and delimited protobuf bodies) and DataKit's
@@ -23,15 +23,26 @@
 //! fsync wait → reply. A refused push is neither stored nor forwarded.
 
 use super::body;
-use super::grouping::{parse_grouping_key, GroupingError};
+use super::grouping::GroupingError;
 use crate::convert::{convert_into, Converted, Mapping};
+use crate::http::body::{declared_length, discard_body, read_body};
 use crate::http::error::{ApiError, ErrorCode};
+use crate::http::reply::{error_reply, status_reply, Reply};
+use crate::http::Request;
 use crate::metrics::Metrics;
+use crate::model::point::now_ns;
 use crate::model::GroupingKey;
-use crate::sink::{EnqueueError, Reservation, SinkSet, QUEUE_FULL_WAIT};
+use crate::sink::{
+    EnqueueError, Reservation, SinkSet, QUEUE_FULL_RETRY_AFTER_SECS, QUEUE_FULL_WAIT,
+};
 use crate::store::sanitize::sanitize;
 use crate::store::{PushRefused, Store};
 use std::sync::Arc;
+use warp::http::StatusCode;
+
+/// `Retry-After` of a push refused for want of room or while the store
+/// loads.
+const RETRY_AFTER_SECS: u32 = QUEUE_FULL_RETRY_AFTER_SECS as u32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushMethod {
@@ -54,10 +65,9 @@ impl PushMethod {
 /// One push request, its body already read within `max_body_size`.
 pub struct PushRequest<'a> {
     pub method: PushMethod,
-    /// From [`PushgatewayInput::before_body`].
     pub group: GroupingKey,
-    /// The room `before_body` held in the sinks' queues, when it knew the
-    /// body's size (Content-Length); None otherwise.
+    /// The room held in the sinks' queues before the body was read, when
+    /// its size was known (Content-Length); None otherwise.
     pub room: Option<Reservation>,
     pub content_type: Option<&'a str>,
     pub content_encoding: Option<&'a str>,
@@ -68,6 +78,7 @@ pub struct PushRequest<'a> {
 
 pub struct PushgatewayInput {
     pub mapping: Mapping,
+    pub max_body_size: u64,
     pub max_decompressed_size: u64,
     pub sinks: Arc<SinkSet>,
     pub metrics: Arc<Metrics>,
@@ -76,26 +87,72 @@ pub struct PushgatewayInput {
 }
 
 impl PushgatewayInput {
-    /// What the URL and the body's declared size decide, before the body
-    /// is read: the grouping key (`job_path` is the percent-decoded path
-    /// after `P/metrics/job`, e.g. `/j/a/b`), the store's readiness, and,
-    /// for a push of `body_bytes`, room in the sinks' queues (waited for,
-    /// up to [`QUEUE_FULL_WAIT`]). A push refused here is not worth
-    /// reading.
-    pub async fn before_body(
+    /// Serves one push (PUT, POST or DELETE) to `group`, the grouping key
+    /// its URL gave: reads the body within `max_body_size`, then
+    /// [`PushgatewayInput::handle`]s it.
+    pub async fn serve(
         &self,
         method: PushMethod,
-        job_path: &str,
-        job_base64: bool,
+        group: Result<GroupingKey, GroupingError>,
+        mut req: Request,
+    ) -> Reply {
+        let received_ns = now_ns();
+        let declared = declared_length(&req.headers);
+        let admitted = match group {
+            Ok(group) => self.before_body(method, declared).await.map(|r| (group, r)),
+            Err(e) => Err(grouping_error(e)),
+        };
+        let (group, room) = match admitted {
+            Ok(admitted) => admitted,
+            Err(e) => {
+                if declared.is_none_or(|n| n <= self.max_body_size) {
+                    discard_body(&mut req.body, self.max_body_size).await;
+                }
+                return error_reply(&e);
+            }
+        };
+        let body = if method == PushMethod::Delete {
+            Vec::new()
+        } else {
+            match read_body(declared, &mut req.body, self.max_body_size).await {
+                Ok(b) => b,
+                Err(e) => return error_reply(&e),
+            }
+        };
+        let push = PushRequest {
+            method,
+            group,
+            room,
+            content_type: req.header("content-type"),
+            content_encoding: req.header("content-encoding"),
+            body: &body,
+            received_ns,
+        };
+        match self.handle(push).await {
+            Ok(status) => status_reply(status),
+            Err(e) => {
+                tracing::debug!(method = %req.method, path = req.raw_path, "push rejected: {e}");
+                error_reply(&e)
+            }
+        }
+    }
+
+    /// What the store's state and the body's declared size decide, before
+    /// the body is read: the store's readiness and, for a push of
+    /// `body_bytes`, room in the sinks' queues (waited for, up to
+    /// [`QUEUE_FULL_WAIT`]). A push refused here is not worth reading.
+    async fn before_body(
+        &self,
+        method: PushMethod,
         body_bytes: Option<u64>,
-    ) -> Result<(GroupingKey, Option<Reservation>), ApiError> {
-        let group = grouping_key_from_path(job_path, job_base64)?;
+    ) -> Result<Option<Reservation>, ApiError> {
         if let Some(store) = &self.store {
             if !store.is_ready() {
                 return Err(ApiError::new(
                     ErrorCode::StoreLoading,
                     "the store is still loading its persisted state",
-                ));
+                )
+                .retry_after(RETRY_AFTER_SECS));
             }
         }
         let room = match (method, body_bytes) {
@@ -107,21 +164,21 @@ impl PushgatewayInput {
             ),
             _ => None,
         };
-        Ok((group, room))
+        Ok(room)
     }
 
-    /// Handles a push that passed [`PushgatewayInput::before_body`];
-    /// returns the HTTP status of success (200 or 202). A rejected push
+    /// Handles a push whose body was read; returns the HTTP status of
+    /// success (200 or 202). A rejected push
     /// changes nothing, except that one refused by the consistency check
     /// records its failure time.
-    pub async fn handle(&self, req: PushRequest<'_>) -> Result<u16, ApiError> {
+    pub async fn handle(&self, req: PushRequest<'_>) -> Result<StatusCode, ApiError> {
         let group = req.group;
         if req.method == PushMethod::Delete {
             if let Some(store) = &self.store {
                 let ticket = store.delete(group).map_err(journal_error)?;
                 store.wait(ticket).await.map_err(journal_error)?;
             }
-            return Ok(202);
+            return Ok(StatusCode::ACCEPTED);
         }
         let body_bytes = req.body.len() as u64;
         let room = match req.room {
@@ -185,7 +242,7 @@ impl PushgatewayInput {
         }
         self.metrics.add_samples_received(samples as u64);
         self.metrics.add_points_emitted(n_points as u64);
-        Ok(200)
+        Ok(StatusCode::OK)
     }
 }
 
@@ -197,7 +254,8 @@ fn enqueue_error(e: EnqueueError) -> ApiError {
                 "sink {} has no room in its queue (budget {} bytes); retry later",
                 full.sink, full.max_bytes
             ),
-        ),
+        )
+        .retry_after(RETRY_AFTER_SECS),
         EnqueueError::Failed(why) => {
             tracing::error!("sink queue: {why}");
             ApiError::new(ErrorCode::QueueFailed, why)
@@ -213,24 +271,8 @@ fn journal_error(e: std::io::Error) -> ApiError {
     )
 }
 
-/// `/<job>{/<name>/<value>}` → grouping key.
-pub fn grouping_key_from_path(job_path: &str, job_base64: bool) -> Result<GroupingKey, ApiError> {
-    let rest = job_path.strip_prefix('/').unwrap_or(job_path);
-    let (job, labels) = match rest.split_once('/') {
-        Some((job, labels)) => (job, labels),
-        None => (rest, ""),
-    };
-    // As the Pushgateway splits them: a trailing "/" after pairs makes the
-    // count odd, a lone "/" after the job means no labels.
-    let pairs: Vec<&str> = if labels.is_empty() {
-        Vec::new()
-    } else {
-        labels.split('/').collect()
-    };
-    parse_grouping_key(job, job_base64, &pairs).map_err(grouping_error)
-}
-
-fn grouping_error(e: GroupingError) -> ApiError {
+/// A grouping key that could not be read from the URL, as a reply.
+pub fn grouping_error(e: GroupingError) -> ApiError {
     let code = match e {
         GroupingError::JobNameRequired => ErrorCode::JobNameIsRequired,
         GroupingError::OddComponents => ErrorCode::OddLabelComponents,
@@ -238,33 +280,4 @@ fn grouping_error(e: GroupingError) -> ApiError {
         GroupingError::InvalidBase64 { .. } => ErrorCode::InvalidBase64,
     };
     ApiError::new(code, e.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn labels(path: &str) -> Result<Vec<(String, String)>, ErrorCode> {
-        grouping_key_from_path(path, false)
-            .map(|k| k.labels().to_vec())
-            .map_err(|e| e.code)
-    }
-
-    #[test]
-    fn paths() {
-        assert_eq!(labels("/j").unwrap().len(), 1);
-        assert_eq!(labels("/j/").unwrap().len(), 1);
-        assert_eq!(labels("/j/a/b").unwrap().len(), 2);
-        assert_eq!(labels("/j/a/b/"), Err(ErrorCode::OddLabelComponents));
-        assert_eq!(labels("/j/a"), Err(ErrorCode::OddLabelComponents));
-        assert_eq!(labels("/"), Err(ErrorCode::JobNameIsRequired));
-        assert_eq!(labels(""), Err(ErrorCode::JobNameIsRequired));
-        assert_eq!(labels("//a/b"), Err(ErrorCode::JobNameIsRequired));
-        assert_eq!(
-            labels("/j/a/"),
-            Ok(vec![("job".into(), "j".into()), ("a".into(), "".into())])
-        );
-        assert_eq!(labels("/j/1a/x"), Err(ErrorCode::InvalidLabelName));
-        assert_eq!(labels("/j/a@base64/!"), Err(ErrorCode::InvalidBase64));
-    }
 }

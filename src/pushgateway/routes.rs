@@ -1,0 +1,194 @@
+//! The Pushgateway API's routes, served by `crate::http`. Routing is by
+//! hand, not by warp filters, so that 404 and 405 are exact (warp's
+//! rejection merging makes them hard).
+//!
+//! Routes, under the pushgateway input's prefix P:
+//! - `PUT|POST|DELETE P/metrics/job/<job>{/<name>/<value>}` (and `job@base64`)
+//! - `GET P/metrics`: the stored groups and the agent's own metrics, text
+//!   or delimited protobuf, gzipped when the client allows it
+//! - `GET P/api/v1/metrics`, `GET P/api/v1/status`: the Pushgateway's JSON API
+//! - `PUT P/api/v1/admin/wipe` (with `enable_admin_api`)
+//! - `PUT|POST P/-/quit` (with `enable_lifecycle`)
+//! - `GET P/-/healthy`, `GET P/-/ready` (503 while the store loads)
+
+use super::grouping::parse_push_path;
+use super::push::{PushMethod, PushgatewayInput};
+use crate::expfmt::expose::{self, ExpositionWriter};
+use crate::http::error::{ApiError, ErrorCode};
+use crate::http::reply::{
+    error_reply, json_reply, method_not_allowed, not_found, only_get, status_reply, text_reply,
+    Reply,
+};
+use crate::http::{percent_decode, Request, Service};
+use crate::metrics::{self, Metrics};
+use crate::store::Store;
+use std::sync::Arc;
+use std::time::Instant;
+use warp::http::{HeaderMap, Method, Response, StatusCode};
+
+/// About what one series takes in an exposition (the benchmark's take 98
+/// bytes); capacity beyond what is written is never touched.
+const BYTES_PER_SERIES: usize = 128;
+
+/// The API as the agent configured it.
+pub struct Api {
+    /// Normalised: "" or "/a/b".
+    pub prefix: String,
+    /// None when no pushgateway input is configured: push paths are 404.
+    pub pushgateway: Option<Arc<PushgatewayInput>>,
+    pub metrics: Arc<Metrics>,
+    /// The pushgateway input's group store, when it has one.
+    pub store: Option<Arc<Store>>,
+    pub enable_admin_api: bool,
+    pub enable_lifecycle: bool,
+    /// Notified by `P/-/quit`; the agent shuts down as on SIGTERM.
+    pub quit: Arc<tokio::sync::Notify>,
+    /// `data` of `GET P/api/v1/status`.
+    pub status: serde_json::Value,
+}
+
+impl Service for Api {
+    async fn call(&self, req: Request) -> Reply {
+        self.route(req).await
+    }
+}
+
+impl Api {
+    async fn route(&self, req: Request) -> Reply {
+        let started = Instant::now();
+        let Some(path) = percent_decode(&req.raw_path) else {
+            return error_reply(&ApiError::new(
+                ErrorCode::InvalidPath,
+                "the URL path does not percent-decode to UTF-8",
+            ));
+        };
+        let Some(rest) = strip_prefix(&path, &self.prefix) else {
+            return not_found(&path);
+        };
+        if let (Some(pg), Some(group)) = (&self.pushgateway, parse_push_path(rest)) {
+            let Some(push_method) = PushMethod::from_http(req.method.as_str()) else {
+                return method_not_allowed(&req.method, "PUT, POST, DELETE");
+            };
+            let method = req.method.clone();
+            let reply = pg.serve(push_method, group, req).await;
+            let code = reply.status().as_u16().to_string();
+            let m = method.as_str();
+            self.metrics.add(metrics::PUSHES, &[m, &code], 1.0);
+            self.metrics.observe(
+                metrics::PUSH_DURATION,
+                &[m],
+                started.elapsed().as_secs_f64(),
+            );
+            return reply;
+        }
+        let method = &req.method;
+        match rest {
+            "/-/healthy" => only_get(method, || text_reply(StatusCode::OK, "OK\n")),
+            "/-/ready" => only_get(method, || {
+                if self.store.as_ref().is_none_or(|s| s.is_ready()) {
+                    text_reply(StatusCode::OK, "OK\n")
+                } else {
+                    text_reply(StatusCode::SERVICE_UNAVAILABLE, "store is loading\n")
+                }
+            }),
+            "/metrics" => only_get(method, || self.exposition(&req.headers)),
+            "/api/v1/metrics" => only_get(method, || {
+                let data = match &self.store {
+                    Some(store) => store.api_metrics(),
+                    None => serde_json::Value::Array(Vec::new()),
+                };
+                json_reply(&serde_json::json!({"status": "success", "data": data}))
+            }),
+            "/api/v1/status" => only_get(method, || {
+                json_reply(&serde_json::json!({"status": "success", "data": self.status}))
+            }),
+            "/api/v1/admin/wipe" if self.enable_admin_api => {
+                if method != Method::PUT {
+                    return method_not_allowed(method, "PUT");
+                }
+                self.wipe().await
+            }
+            "/-/quit" => {
+                if method != Method::PUT && method != Method::POST {
+                    return method_not_allowed(method, "PUT, POST");
+                }
+                if !self.enable_lifecycle {
+                    return error_reply(&ApiError::new(
+                        ErrorCode::LifecycleDisabled,
+                        "the lifecycle API is not enabled (enable_lifecycle = false)",
+                    ));
+                }
+                tracing::info!("shutdown requested through /-/quit");
+                self.quit.notify_one();
+                text_reply(StatusCode::OK, "Requesting termination... Goodbye!\n")
+            }
+            _ => not_found(&path),
+        }
+    }
+
+    /// `GET P/metrics`, in the format and encoding the client accepts.
+    fn exposition(&self, headers: &HeaderMap) -> Reply {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let format = expose::negotiate(header("accept"));
+        let own = crate::expfmt::text::parse_text(self.metrics.render().as_bytes())
+            .expect("the agent's own metrics are valid text format");
+        // Sized for the store up front: growing a buffer of a million
+        // series by doubling copies it whole several times over.
+        let capacity = self.store.as_ref().map_or(0, |s| s.series_count()) * BYTES_PER_SERIES;
+        let mut writer = ExpositionWriter::with_capacity(format, capacity);
+        match &self.store {
+            Some(store) => store.expose(&mut writer, own),
+            None => crate::store::exposition::expose_own(&mut writer, own),
+        }
+        let mut body = writer.finish();
+        let gzip = expose::accepts_gzip(header("accept-encoding"));
+        if gzip {
+            body = expose::gzip(&body);
+        }
+        let mut r = Response::new(body);
+        r.headers_mut()
+            .insert("Content-Type", format.content_type().parse().unwrap());
+        if gzip {
+            r.headers_mut()
+                .insert("Content-Encoding", "gzip".parse().unwrap());
+        }
+        r
+    }
+
+    async fn wipe(&self) -> Reply {
+        if let Some(store) = &self.store {
+            let done = match store.wipe() {
+                Ok(ticket) => store.wait(ticket).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = done {
+                tracing::error!("store journal: {e}");
+                return error_reply(&ApiError::new(
+                    ErrorCode::JournalFailed,
+                    format!("the store's journal failed: {e}"),
+                ));
+            }
+            tracing::info!("all groups wiped through the admin API");
+        }
+        status_reply(StatusCode::ACCEPTED)
+    }
+}
+
+/// The path after the prefix, or None when the path is outside it.
+fn strip_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(strip_prefix("/metrics", ""), Some("/metrics"));
+        assert_eq!(strip_prefix("/v1/pg/metrics", "/v1/pg"), Some("/metrics"));
+        assert_eq!(strip_prefix("/v1/pgx/metrics", "/v1/pg"), None);
+        assert_eq!(strip_prefix("/metrics", "/v1/pg"), None);
+    }
+}
