@@ -177,6 +177,7 @@ fn escape_into(out: &mut Vec<u8>, s: &str, specials: u8) {
     // SAFETY: the reserve above leaves room for every byte escaped (two
     // bytes each), so `dst` stays within the allocation; every byte up to
     // the new length has been written.
+    #[allow(unsafe_code)]
     unsafe {
         let base = out.as_mut_ptr();
         let mut dst = base.add(start);

@@ -817,14 +817,19 @@ fn ascii(name: &[u8]) -> &str {
     assert!(name.is_ascii(), "names are ASCII");
     // SAFETY: ASCII is valid UTF-8 (checked just above; for the short names
     // here that check costs far less than `str::from_utf8`).
-    unsafe { std::str::from_utf8_unchecked(name) }
+    #[allow(unsafe_code)]
+    unsafe {
+        std::str::from_utf8_unchecked(name)
+    }
 }
 
 /// `bytes` as UTF-8, checking the common all-ASCII case cheaply first.
 fn utf8(bytes: &[u8]) -> Option<&str> {
     if bytes.is_ascii() {
         // SAFETY: ASCII is valid UTF-8.
-        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+        #[allow(unsafe_code)]
+        let s = unsafe { std::str::from_utf8_unchecked(bytes) };
+        Some(s)
     } else {
         std::str::from_utf8(bytes).ok()
     }

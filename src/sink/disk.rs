@@ -2741,6 +2741,8 @@ mod tests {
             drop(st);
             // Swap the descriptor under the shared File (test only).
             use std::os::fd::AsRawFd;
+            // SAFETY: dup2 on two descriptors this test owns and keeps open.
+            #[allow(unsafe_code)]
             let r = unsafe { libc_dup2(full.as_raw_fd(), file.as_raw_fd()) };
             assert!(r >= 0);
         }
