@@ -1,17 +1,23 @@
-//! The agent's own metrics, exposed at `GET P/metrics` in text format.
+//! The agent's own metrics, exposed at `GET P/metrics` beside the stored
+//! groups.
 //!
 //! Every metric is declared once in [`CATALOG`]; the README's table of self
 //! metrics is checked against it by a test, so the two cannot drift.
+//!
+//! Components hold typed handles ([`Counter`], [`Gauge`], [`Histogram`]),
+//! got once from [`Metrics`] (per label values, with [`Labelled::with`])
+//! and updated with atomics: nothing allocates or takes a lock per update.
+//! A scrape reads them into [`Family`]s directly ([`Metrics::families`]).
+//! This module imports nothing of pushkit but the model.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use crate::model::family::{self, Family, Metric, MetricType, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, RwLock};
 
 /// One self metric as documented.
 pub struct MetricDoc {
     pub name: &'static str,
-    pub kind: &'static str,
+    pub kind: MetricType,
     pub labels: &'static [&'static str],
     pub help: &'static str,
 }
@@ -33,284 +39,371 @@ pub const SINK_DUPLICATES: &str = "pushkit_sink_points_possible_duplicates_total
 pub const CATALOG: &[MetricDoc] = &[
     MetricDoc {
         name: PUSHES,
-        kind: "counter",
+        kind: MetricType::Counter,
         labels: &["method", "code"],
         help: "Push requests handled, by HTTP method and status code.",
     },
     MetricDoc {
         name: PUSH_DURATION,
-        kind: "histogram",
+        kind: MetricType::Histogram,
         labels: &["method"],
         help: "Time from a push request's arrival to its reply.",
     },
     MetricDoc {
         name: SAMPLES_RECEIVED,
-        kind: "counter",
+        kind: MetricType::Counter,
         labels: &[],
         help: "Samples received in accepted pushes.",
     },
     MetricDoc {
         name: POINTS_EMITTED,
-        kind: "counter",
+        kind: MetricType::Counter,
         labels: &[],
         help: "Points produced by the mapping and handed to the sinks.",
     },
     MetricDoc {
         name: SINK_REQUESTS,
-        kind: "counter",
+        kind: MetricType::Counter,
         labels: &["sink", "outcome"],
         help: "Write requests to a sink, by outcome: success, retry (network error, timeout, 429 or 5xx) or rejected (other 4xx).",
     },
     MetricDoc {
         name: SINK_REQUEST_DURATION,
-        kind: "histogram",
+        kind: MetricType::Histogram,
         labels: &["sink"],
         help: "Duration of write requests to a sink.",
     },
     MetricDoc {
         name: SINK_DELIVERED,
-        kind: "counter",
+        kind: MetricType::Counter,
         labels: &["sink"],
         help: "Points a sink acknowledged.",
     },
     MetricDoc {
         name: SINK_DROPPED,
-        kind: "counter",
+        kind: MetricType::Counter,
         labels: &["sink", "reason"],
         help: "Points given up on, by reason: rejected (the backend answered a 4xx other than 429), queue_full (overflow = drop_oldest), shutdown (memory queue not delivered within shutdown_timeout), encode (a batch that could not be encoded), corrupt (unreadable from a damaged disk queue).",
     },
     MetricDoc {
         name: SINK_QUEUE_POINTS,
-        kind: "gauge",
+        kind: MetricType::Gauge,
         labels: &["sink"],
         help: "Points waiting in a sink's queue, the batch in flight included.",
     },
     MetricDoc {
         name: SINK_QUEUE_BYTES,
-        kind: "gauge",
+        kind: MetricType::Gauge,
         labels: &["sink"],
         help: "Estimated line-protocol bytes waiting in a sink's queue (record bytes with queue_dir).",
     },
     MetricDoc {
         name: SINK_QUEUE_OLDEST_AGE,
-        kind: "gauge",
+        kind: MetricType::Gauge,
         labels: &["sink"],
         help: "Age of the oldest point in a sink's queue; 0 when it is empty.",
     },
     MetricDoc {
         name: SINK_RETRIED,
-        kind: "counter",
+        kind: MetricType::Counter,
         labels: &["sink"],
         help: "Points in write requests that failed and were retried (network error, timeout, 429 or 5xx).",
     },
     MetricDoc {
         name: SINK_DUPLICATES,
-        kind: "counter",
+        kind: MetricType::Counter,
         labels: &["sink", "reason"],
         help: "Points delivered that the backend may already hold: retried after a timeout or reset (timeout), or sent again after a restart because the crash came before the acknowledgement was recorded (restart).",
     },
 ];
 
-const DURATION_BUCKETS: &[f64] = &[
+const DURATION_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// An `f64` updated atomically (its bits in an `AtomicU64`).
 #[derive(Default)]
-struct HistogramState {
-    buckets: Vec<u64>,
-    count: u64,
-    sum: f64,
+struct AtomicF64(AtomicU64);
+
+impl AtomicF64 {
+    fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+
+    fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Relaxed);
+    }
+
+    fn add(&self, v: f64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + v).to_bits())
+            });
+    }
 }
 
-/// Labelled counters, gauges and histograms; cheap enough for the push path
-/// (one short lock per update), and rendered on demand.
+/// A counter: only ever goes up.
+#[derive(Default)]
+pub struct Counter(AtomicF64);
+
+impl Counter {
+    pub fn add(&self, v: f64) {
+        self.0.add(v);
+    }
+
+    pub fn get(&self) -> f64 {
+        self.0.get()
+    }
+}
+
+/// A gauge: set to the current value.
+#[derive(Default)]
+pub struct Gauge(AtomicF64);
+
+impl Gauge {
+    pub fn set(&self, v: f64) {
+        self.0.set(v);
+    }
+
+    pub fn get(&self) -> f64 {
+        self.0.get()
+    }
+}
+
+/// A histogram of durations in seconds, over [`DURATION_BUCKETS`].
+#[derive(Default)]
+pub struct Histogram {
+    /// Non-cumulative counts per bucket; made cumulative when read.
+    buckets: [AtomicU64; DURATION_BUCKETS.len()],
+    count: AtomicU64,
+    sum: AtomicF64,
+}
+
+impl Histogram {
+    pub fn observe(&self, v: f64) {
+        if let Some(i) = DURATION_BUCKETS.iter().position(|le| v <= *le) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum.add(v);
+    }
+
+    fn value(&self) -> Value {
+        let mut cumulative = 0;
+        let count = self.count.load(Ordering::Relaxed) as f64;
+        // The +Inf bucket is written out, so that the protobuf exposition
+        // (which adds none) carries it too.
+        let buckets = DURATION_BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(le, c)| {
+                cumulative += c.load(Ordering::Relaxed);
+                (*le, cumulative as f64)
+            })
+            .chain([(f64::INFINITY, count)])
+            .collect();
+        Value::Histogram(family::Histogram {
+            sample_count: count,
+            sample_sum: self.sum.get(),
+            buckets,
+            has_native: false,
+        })
+    }
+}
+
+/// A metric's series, one per set of label values, each a handle of type
+/// `T`. Series are created on first use and never removed; there are few
+/// (sinks × outcomes, methods × status codes).
+pub struct Labelled<T> {
+    series: RwLock<Vec<Series<T>>>,
+}
+
+/// One series: its label values and its handle.
+type Series<T> = (Box<[String]>, Arc<T>);
+
+impl<T> Default for Labelled<T> {
+    fn default() -> Self {
+        Labelled {
+            series: RwLock::new(Vec::new()),
+        }
+    }
+}
+
+impl<T: Default> Labelled<T> {
+    /// The handle for `values` (in the order of the metric's label names).
+    /// Keep it where the same series is updated often.
+    pub fn with(&self, values: &[&str]) -> Arc<T> {
+        let same = |k: &[String]| k.iter().map(String::as_str).eq(values.iter().copied());
+        let read = self.series.read().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, h)) = read.iter().find(|(k, _)| same(k)) {
+            return h.clone();
+        }
+        drop(read);
+        let mut write = self.series.write().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, h)) = write.iter().find(|(k, _)| same(k)) {
+            return h.clone();
+        }
+        let h = Arc::new(T::default());
+        write.push((values.iter().map(|v| v.to_string()).collect(), h.clone()));
+        h
+    }
+
+    /// Every series as `(labels, value)`, sorted by label values.
+    fn metrics(&self, doc: &MetricDoc, value: impl Fn(&T) -> Value) -> Vec<Metric> {
+        let series = self.series.read().unwrap_or_else(|p| p.into_inner());
+        let mut sorted: Vec<_> = series.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        sorted
+            .into_iter()
+            .map(|(values, h)| Metric {
+                labels: doc
+                    .labels
+                    .iter()
+                    .zip(values.iter())
+                    .map(|(n, v)| ((*n).into(), v.as_str().into()))
+                    .collect(),
+                value: value(h),
+                timestamp_ms: None,
+            })
+            .collect()
+    }
+}
+
+/// Every self metric of one agent.
 #[derive(Default)]
 pub struct Metrics {
-    counters: Mutex<BTreeMap<(&'static str, Vec<String>), f64>>,
-    gauges: Mutex<BTreeMap<(&'static str, Vec<String>), f64>>,
-    histograms: Mutex<BTreeMap<(&'static str, Vec<String>), HistogramState>>,
-    samples_received: AtomicU64,
-    points_emitted: AtomicU64,
+    pub pushes: Labelled<Counter>,
+    pub push_duration: Labelled<Histogram>,
+    pub samples_received: Counter,
+    pub points_emitted: Counter,
+    pub sink_requests: Labelled<Counter>,
+    pub sink_request_duration: Labelled<Histogram>,
+    pub sink_delivered: Labelled<Counter>,
+    pub sink_dropped: Labelled<Counter>,
+    pub sink_queue_points: Labelled<Gauge>,
+    pub sink_queue_bytes: Labelled<Gauge>,
+    pub sink_queue_oldest_age: Labelled<Gauge>,
+    pub sink_retried: Labelled<Counter>,
+    pub sink_duplicates: Labelled<Counter>,
 }
 
 impl Metrics {
-    pub fn add(&self, name: &'static str, labels: &[&str], v: f64) {
-        let key = (name, labels.iter().map(|s| s.to_string()).collect());
-        *self.counters.lock().unwrap().entry(key).or_default() += v;
-    }
-
-    pub fn set(&self, name: &'static str, labels: &[&str], v: f64) {
-        let key = (name, labels.iter().map(|s| s.to_string()).collect());
-        self.gauges.lock().unwrap().insert(key, v);
-    }
-
-    pub fn observe(&self, name: &'static str, labels: &[&str], v: f64) {
-        let key = (name, labels.iter().map(|s| s.to_string()).collect());
-        let mut all = self.histograms.lock().unwrap();
-        let h = all.entry(key).or_default();
-        if h.buckets.is_empty() {
-            h.buckets = vec![0; DURATION_BUCKETS.len()];
-        }
-        for (i, le) in DURATION_BUCKETS.iter().enumerate() {
-            if v <= *le {
-                h.buckets[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += v;
-    }
-
-    /// Lock-free counters for the per-push hot path.
-    pub fn add_samples_received(&self, n: u64) {
-        self.samples_received.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub fn add_points_emitted(&self, n: u64) {
-        self.points_emitted.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub fn counter_value(&self, name: &'static str, labels: &[&str]) -> f64 {
-        match name {
-            SAMPLES_RECEIVED => return self.samples_received.load(Ordering::Relaxed) as f64,
-            POINTS_EMITTED => return self.points_emitted.load(Ordering::Relaxed) as f64,
-            _ => {}
-        }
-        let key = (name, labels.iter().map(|s| s.to_string()).collect());
-        self.counters
-            .lock()
-            .unwrap()
-            .get(&key)
-            .copied()
-            .unwrap_or(0.0)
-    }
-
-    /// Text exposition format 0.0.4, families in catalog order.
-    pub fn render(&self) -> String {
-        let counters = self.counters.lock().unwrap();
-        let gauges = self.gauges.lock().unwrap();
-        let histograms = self.histograms.lock().unwrap();
-        let mut out = String::new();
-        for doc in CATALOG {
-            let _ = writeln!(out, "# HELP {} {}", doc.name, doc.help);
-            let _ = writeln!(out, "# TYPE {} {}", doc.name, doc.kind);
-            match doc.name {
-                SAMPLES_RECEIVED => {
-                    let v = self.samples_received.load(Ordering::Relaxed);
-                    let _ = writeln!(out, "{} {v}", doc.name);
-                    continue;
+    /// Every self metric as a family, in [`CATALOG`] order, with HELP and
+    /// TYPE as documented there.
+    pub fn families(&self) -> Vec<Family> {
+        let counter = |c: &Counter| Value::Simple(c.get());
+        let gauge = |g: &Gauge| Value::Simple(g.get());
+        let histogram = |h: &Histogram| h.value();
+        CATALOG
+            .iter()
+            .map(|doc| {
+                let metrics = match doc.name {
+                    PUSHES => self.pushes.metrics(doc, counter),
+                    PUSH_DURATION => self.push_duration.metrics(doc, histogram),
+                    SAMPLES_RECEIVED => vec![unlabelled(counter(&self.samples_received))],
+                    POINTS_EMITTED => vec![unlabelled(counter(&self.points_emitted))],
+                    SINK_REQUESTS => self.sink_requests.metrics(doc, counter),
+                    SINK_REQUEST_DURATION => self.sink_request_duration.metrics(doc, histogram),
+                    SINK_DELIVERED => self.sink_delivered.metrics(doc, counter),
+                    SINK_DROPPED => self.sink_dropped.metrics(doc, counter),
+                    SINK_QUEUE_POINTS => self.sink_queue_points.metrics(doc, gauge),
+                    SINK_QUEUE_BYTES => self.sink_queue_bytes.metrics(doc, gauge),
+                    SINK_QUEUE_OLDEST_AGE => self.sink_queue_oldest_age.metrics(doc, gauge),
+                    SINK_RETRIED => self.sink_retried.metrics(doc, counter),
+                    SINK_DUPLICATES => self.sink_duplicates.metrics(doc, counter),
+                    other => unreachable!("{other} is in CATALOG but has no handle"),
+                };
+                Family {
+                    name: doc.name.to_string(),
+                    help: Some(doc.help.to_string()),
+                    kind: doc.kind,
+                    metrics,
                 }
-                POINTS_EMITTED => {
-                    let v = self.points_emitted.load(Ordering::Relaxed);
-                    let _ = writeln!(out, "{} {v}", doc.name);
-                    continue;
-                }
-                _ => {}
-            }
-            let series = match doc.kind {
-                "counter" => &*counters,
-                "gauge" => &*gauges,
-                _ => {
-                    for ((name, values), h) in histograms.iter() {
-                        if *name != doc.name {
-                            continue;
-                        }
-                        let labels = label_text(doc.labels, values);
-                        for (le, c) in DURATION_BUCKETS.iter().zip(&h.buckets) {
-                            let _ = writeln!(
-                                out,
-                                "{}_bucket{{{}le=\"{le}\"}} {c}",
-                                doc.name,
-                                with_comma(&labels)
-                            );
-                        }
-                        let _ = writeln!(
-                            out,
-                            "{}_bucket{{{}le=\"+Inf\"}} {}",
-                            doc.name,
-                            with_comma(&labels),
-                            h.count
-                        );
-                        let _ = writeln!(out, "{}_sum{} {}", doc.name, braces(&labels), h.sum);
-                        let _ = writeln!(out, "{}_count{} {}", doc.name, braces(&labels), h.count);
-                    }
-                    continue;
-                }
-            };
-            for ((name, values), v) in series.iter() {
-                if *name == doc.name {
-                    let _ = writeln!(
-                        out,
-                        "{}{} {v}",
-                        doc.name,
-                        braces(&label_text(doc.labels, values))
-                    );
-                }
-            }
-        }
-        out
+            })
+            .collect()
     }
 }
 
-fn label_text(names: &[&str], values: &[String]) -> String {
-    names
-        .iter()
-        .zip(values)
-        .map(|(n, v)| format!("{n}=\"{}\"", escape_label_value(v)))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn escape_label_value(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn braces(labels: &str) -> String {
-    if labels.is_empty() {
-        String::new()
-    } else {
-        format!("{{{labels}}}")
-    }
-}
-
-fn with_comma(labels: &str) -> String {
-    if labels.is_empty() {
-        String::new()
-    } else {
-        format!("{labels},")
+fn unlabelled(value: Value) -> Metric {
+    Metric {
+        labels: Vec::new(),
+        value,
+        timestamp_ms: None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::expfmt::parse_text;
+    use crate::expfmt::expose::{ExpositionFormat, ExpositionWriter};
+
+    fn text(m: &Metrics) -> String {
+        let mut w = ExpositionWriter::new(ExpositionFormat::Text);
+        for f in m.families() {
+            w.write_family(&f.name, f.help.as_deref(), f.kind, f.metrics.iter());
+        }
+        String::from_utf8(w.finish()).unwrap()
+    }
 
     #[test]
-    fn render_is_valid_text_format() {
+    fn every_catalog_entry_has_a_family() {
+        let names: Vec<_> = Metrics::default()
+            .families()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        let want: Vec<_> = CATALOG.iter().map(|d| d.name.to_string()).collect();
+        assert_eq!(names, want);
+    }
+
+    #[test]
+    fn handles_update_what_a_scrape_reads() {
         let m = Metrics::default();
-        m.add(PUSHES, &["PUT", "200"], 2.0);
-        m.add(SINK_DROPPED, &["vm", "rejected"], 5.0);
-        m.set(SINK_QUEUE_POINTS, &["vm"], 7.0);
-        m.observe(PUSH_DURATION, &["PUT"], 0.003);
-        m.add_samples_received(10);
-        let text = m.render();
-        let families = parse_text(text.as_bytes()).unwrap();
-        let names: Vec<_> = families.iter().map(|f| f.name.as_str()).collect();
-        assert!(names.contains(&PUSHES));
-        assert!(names.contains(&PUSH_DURATION));
-        assert!(text.contains("pushkit_pushes_total{method=\"PUT\",code=\"200\"} 2\n"));
+        m.pushes.with(&["PUT", "200"]).add(2.0);
+        m.pushes.with(&["PUT", "200"]).add(1.0);
+        m.sink_dropped.with(&["vm", "rejected"]).add(5.0);
+        m.sink_queue_points.with(&["vm"]).set(7.0);
+        m.sink_queue_points.with(&["vm"]).set(3.0);
+        m.push_duration.with(&["PUT"]).observe(0.003);
+        m.push_duration.with(&["PUT"]).observe(100.0);
+        m.samples_received.add(10.0);
+        let text = text(&m);
+        assert!(text.contains("pushkit_pushes_total{method=\"PUT\",code=\"200\"} 3\n"));
         assert!(
             text.contains("pushkit_sink_points_dropped_total{sink=\"vm\",reason=\"rejected\"} 5\n")
         );
+        assert!(text.contains("pushkit_sink_queue_points{sink=\"vm\"} 3\n"));
         assert!(
             text.contains("pushkit_push_duration_seconds_bucket{method=\"PUT\",le=\"0.005\"} 1\n")
         );
         assert!(
             text.contains("pushkit_push_duration_seconds_bucket{method=\"PUT\",le=\"0.001\"} 0\n")
         );
+        assert!(text.contains("pushkit_push_duration_seconds_bucket{method=\"PUT\",le=\"10\"} 1\n"));
+        assert!(
+            text.contains("pushkit_push_duration_seconds_bucket{method=\"PUT\",le=\"+Inf\"} 2\n")
+        );
+        assert!(text.contains("pushkit_push_duration_seconds_count{method=\"PUT\"} 2\n"));
         assert!(text.contains("pushkit_samples_received_total 10\n"));
-        assert_eq!(m.counter_value(PUSHES, &["PUT", "200"]), 2.0);
+        assert_eq!(m.pushes.with(&["PUT", "200"]).get(), 3.0);
+    }
+
+    #[test]
+    fn series_are_sorted_by_label_values() {
+        let m = Metrics::default();
+        m.sink_delivered.with(&["b"]).add(1.0);
+        m.sink_delivered.with(&["a"]).add(1.0);
+        let f = m
+            .families()
+            .into_iter()
+            .find(|f| f.name == SINK_DELIVERED)
+            .unwrap();
+        let sinks: Vec<_> = f
+            .metrics
+            .iter()
+            .map(|m| m.labels[0].1.to_string())
+            .collect();
+        assert_eq!(sinks, ["a", "b"]);
     }
 }

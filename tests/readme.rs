@@ -47,7 +47,7 @@ fn self_metrics_table_matches_the_code() {
         .map(|m| {
             vec![
                 format!("`{}`", m.name),
-                m.kind.to_string(),
+                m.kind.as_str().to_string(),
                 m.labels
                     .iter()
                     .map(|l| format!("`{l}`"))

@@ -240,8 +240,8 @@ impl PushgatewayInput {
                 }
             }
         }
-        self.metrics.add_samples_received(samples as u64);
-        self.metrics.add_points_emitted(n_points as u64);
+        self.metrics.samples_received.add(samples as f64);
+        self.metrics.points_emitted.add(n_points as f64);
         Ok(StatusCode::OK)
     }
 }

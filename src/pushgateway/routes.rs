@@ -20,7 +20,7 @@ use crate::http::reply::{
     Reply,
 };
 use crate::http::{percent_decode, Request, Service};
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Instant;
@@ -73,12 +73,11 @@ impl Api {
             let reply = pg.serve(push_method, group, req).await;
             let code = reply.status().as_u16().to_string();
             let m = method.as_str();
-            self.metrics.add(metrics::PUSHES, &[m, &code], 1.0);
-            self.metrics.observe(
-                metrics::PUSH_DURATION,
-                &[m],
-                started.elapsed().as_secs_f64(),
-            );
+            self.metrics.pushes.with(&[m, &code]).add(1.0);
+            self.metrics
+                .push_duration
+                .with(&[m])
+                .observe(started.elapsed().as_secs_f64());
             return reply;
         }
         let method = &req.method;
@@ -130,8 +129,7 @@ impl Api {
     fn exposition(&self, headers: &HeaderMap) -> Reply {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let format = expose::negotiate(header("accept"));
-        let own = crate::expfmt::text::parse_text(self.metrics.render().as_bytes())
-            .expect("the agent's own metrics are valid text format");
+        let own = self.metrics.families();
         // Sized for the store up front: growing a buffer of a million
         // series by doubling copies it whole several times over.
         let capacity = self.store.as_ref().map_or(0, |s| s.series_count()) * BYTES_PER_SERIES;

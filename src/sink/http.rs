@@ -16,7 +16,7 @@ use super::disk::{DiskBatch, DiskQueue};
 use super::queue::{Batch, BatchData, SinkQueue};
 use super::remote_write;
 use crate::lineproto::encode_line_protocol;
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::model::point::Point;
 use std::io::Write;
 use std::sync::Arc;
@@ -155,10 +155,10 @@ impl HttpSink {
     pub fn update_depth(&self) {
         let (points, bytes, age) = self.depth();
         let m = &self.metrics;
-        m.set(metrics::SINK_QUEUE_POINTS, &[&self.name], points as f64);
-        m.set(metrics::SINK_QUEUE_BYTES, &[&self.name], bytes as f64);
+        m.sink_queue_points.with(&[&self.name]).set(points as f64);
+        m.sink_queue_bytes.with(&[&self.name]).set(bytes as f64);
         let age = age.map_or(0.0, |a| a.as_secs_f64());
-        m.set(metrics::SINK_QUEUE_OLDEST_AGE, &[&self.name], age);
+        m.sink_queue_oldest_age.with(&[&self.name]).set(age);
     }
 
     /// Delivers `points`, retrying until they are accepted or rejected;
@@ -222,20 +222,23 @@ impl HttpSink {
         loop {
             let started = Instant::now();
             let attempt = self.attempt(body.clone()).await;
-            self.metrics.observe(
-                metrics::SINK_REQUEST_DURATION,
-                &[&self.name],
-                started.elapsed().as_secs_f64(),
-            );
+            self.metrics
+                .sink_request_duration
+                .with(&[&self.name])
+                .observe(started.elapsed().as_secs_f64());
             match attempt {
                 Attempt::Delivered => {
                     let n = points as f64;
                     self.metrics
-                        .add(metrics::SINK_REQUESTS, &[&self.name, "success"], 1.0);
-                    self.metrics.add(metrics::SINK_DELIVERED, &[&self.name], n);
+                        .sink_requests
+                        .with(&[&self.name, "success"])
+                        .add(1.0);
+                    self.metrics.sink_delivered.with(&[&self.name]).add(n);
                     if maybe_duplicated {
                         self.metrics
-                            .add(metrics::SINK_DUPLICATES, &[&self.name, "timeout"], n);
+                            .sink_duplicates
+                            .with(&[&self.name, "timeout"])
+                            .add(n);
                     }
                     if retries > 0 {
                         tracing::info!(sink = %self.name, retries, "sink recovered, batch delivered");
@@ -244,7 +247,9 @@ impl HttpSink {
                 }
                 Attempt::Rejected { status, body } => {
                     self.metrics
-                        .add(metrics::SINK_REQUESTS, &[&self.name, "rejected"], 1.0);
+                        .sink_requests
+                        .with(&[&self.name, "rejected"])
+                        .add(1.0);
                     return Err((status, body));
                 }
                 Attempt::Retry {
@@ -254,9 +259,13 @@ impl HttpSink {
                 } => {
                     maybe_duplicated |= maybe_stored;
                     self.metrics
-                        .add(metrics::SINK_REQUESTS, &[&self.name, "retry"], 1.0);
+                        .sink_requests
+                        .with(&[&self.name, "retry"])
+                        .add(1.0);
                     self.metrics
-                        .add(metrics::SINK_RETRIED, &[&self.name], points as f64);
+                        .sink_retried
+                        .with(&[&self.name])
+                        .add(points as f64);
                     let wait = after.unwrap_or_else(|| backoff(self.backoff, retries));
                     tracing::warn!(
                         sink = %self.name,
@@ -347,7 +356,9 @@ impl HttpSink {
 
     fn count_dropped(&self, points: usize, reason: &str) {
         self.metrics
-            .add(metrics::SINK_DROPPED, &[&self.name, reason], points as f64);
+            .sink_dropped
+            .with(&[&self.name, reason])
+            .add(points as f64);
     }
 }
 

@@ -13,7 +13,7 @@ pub mod stdout;
 use crate::config::{IoConfig, SinkConfig};
 use crate::convert::Converted;
 use crate::lineproto::Lines;
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::model::point::Point;
 use disk::{DiskQueue, Refused, SinkSpec, Ticket};
 use queue::{Overflow, Payload, SinkQueue};
@@ -132,11 +132,10 @@ fn open_disk_queue(
         if *n > 0 {
             tracing::info!(sink = %spec.name, points = n, "disk queue: resending points not acknowledged before the restart");
             let maybe_sent = (*n).min(batch_points as u64);
-            metrics.add(
-                metrics::SINK_DUPLICATES,
-                &[&spec.name, "restart"],
-                maybe_sent as f64,
-            );
+            metrics
+                .sink_duplicates
+                .with(&[&spec.name, "restart"])
+                .add(maybe_sent as f64);
         }
     }
     Ok(Arc::new(opened.queue))
@@ -345,20 +344,23 @@ impl SinkSet {
             let dropped = sink.queue.admit(state, payload, cost);
             if dropped > 0 {
                 tracing::warn!(sink = %sink.name, dropped, "queue full: dropped the oldest points (overflow = drop_oldest)");
-                self.metrics.add(
-                    metrics::SINK_DROPPED,
-                    &[&sink.name, "queue_full"],
-                    dropped as f64,
-                );
+                self.metrics
+                    .sink_dropped
+                    .with(&[&sink.name, "queue_full"])
+                    .add(dropped as f64);
             }
             depths.push((state.depth_points(), state.depth_bytes()));
         }
         drop(guards);
         for (sink, (p, b)) in self.http.iter().zip(depths) {
             self.metrics
-                .set(metrics::SINK_QUEUE_POINTS, &[&sink.name], p as f64);
+                .sink_queue_points
+                .with(&[&sink.name])
+                .set(p as f64);
             self.metrics
-                .set(metrics::SINK_QUEUE_BYTES, &[&sink.name], b as f64);
+                .sink_queue_bytes
+                .with(&[&sink.name])
+                .set(b as f64);
         }
         Ok(Enqueued::default())
     }
@@ -375,7 +377,9 @@ impl SinkSet {
             if n > 0 {
                 tracing::warn!(sink = %sink.name, dropped = n, "disk queue full: dropped the oldest points (overflow = drop_oldest)");
                 self.metrics
-                    .add(metrics::SINK_DROPPED, &[&sink.name, "queue_full"], n as f64);
+                    .sink_dropped
+                    .with(&[&sink.name, "queue_full"])
+                    .add(n as f64);
             }
             sink.update_depth();
         }
@@ -441,7 +445,9 @@ impl SinkSet {
             if left > 0 {
                 tracing::error!(sink = %s.name, points = left, "shutdown_timeout reached: points not delivered");
                 self.metrics
-                    .add(metrics::SINK_DROPPED, &[&s.name, "shutdown"], left as f64);
+                    .sink_dropped
+                    .with(&[&s.name, "shutdown"])
+                    .add(left as f64);
             }
             undelivered += left;
         }

@@ -408,14 +408,7 @@ fn pinned_families() -> Vec<(&'static str, MetricType, &'static str)> {
         (PUSH_FAILURE_TIME, MetricType::Gauge, PUSH_FAILURE_TIME_HELP),
     ];
     for doc in crate::metrics::CATALOG {
-        let kind = match doc.kind {
-            "counter" => MetricType::Counter,
-            "gauge" => MetricType::Gauge,
-            "histogram" => MetricType::Histogram,
-            "summary" => MetricType::Summary,
-            _ => MetricType::Untyped,
-        };
-        pinned.push((doc.name, kind, doc.help));
+        pinned.push((doc.name, doc.kind, doc.help));
     }
     pinned
 }
