@@ -395,30 +395,9 @@ fn describe_error(e: &reqwest::Error) -> String {
 pub fn backoff(bounds: Backoff, retries: u32) -> Duration {
     let exp = bounds.base.saturating_mul(1u32 << retries.min(16));
     let capped = exp.min(bounds.max);
-    let jitter = 0.75 + 0.5 * unit_random();
+    // Jitter needs no cryptographic quality.
+    let jitter = 0.75 + 0.5 * fastrand::f64();
     capped.mul_f64(jitter)
-}
-
-/// A cheap random number in [0, 1): jitter needs no cryptographic quality.
-fn unit_random() -> f64 {
-    use std::cell::Cell;
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0x9e37_79b9_7f4a_7c15)
-                | 1,
-        );
-    }
-    STATE.with(|s| {
-        let mut x = s.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    })
 }
 
 #[cfg(test)]
