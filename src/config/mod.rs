@@ -65,3 +65,73 @@ pub fn load(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, 
     load::load(dir, env)
 }
 
+#[cfg(test)]
+mod tests {
+    /// Every file of this folder, by module name.
+    const FILES: [(&str, &str); 17] = [
+        ("de", include_str!("de.rs")),
+        ("env", include_str!("env.rs")),
+        ("error", include_str!("error.rs")),
+        ("files", include_str!("files.rs")),
+        ("http_api", include_str!("http_api.rs")),
+        ("inputs", include_str!("inputs.rs")),
+        ("io", include_str!("io.rs")),
+        ("keys", include_str!("keys.rs")),
+        ("load", include_str!("load.rs")),
+        ("pushgateway", include_str!("pushgateway.rs")),
+        ("reference", include_str!("reference.rs")),
+        ("render", include_str!("render.rs")),
+        ("sink", include_str!("sink.rs")),
+        ("syntax", include_str!("syntax.rs")),
+        ("tree", include_str!("tree.rs")),
+        ("url", include_str!("url.rs")),
+        ("value", include_str!("value.rs")),
+    ];
+
+    /// The sibling modules a file imports (`use super::x...` at the top
+    /// level; tests may import anything below them and are not counted).
+    fn imports(source: &str) -> Vec<&str> {
+        let code = source.split("\n#[cfg(test)]\nmod tests").next().unwrap();
+        code.lines()
+            .filter_map(|l| l.strip_prefix("use super::"))
+            .map(|rest| rest.split([':', ';', ' ']).next().unwrap())
+            .collect()
+    }
+
+    /// The files import one way: no file imports `mod.rs` (whose re-exports
+    /// would hide a circle) and no chain of imports comes back to where it
+    /// started.
+    #[test]
+    fn no_import_circle_among_config_files() {
+        let names: Vec<&str> = FILES.iter().map(|(n, _)| *n).collect();
+        for (name, source) in FILES {
+            for import in imports(source) {
+                assert!(
+                    names.contains(&import),
+                    "{name}.rs imports super::{import}, which is not a sibling file"
+                );
+            }
+        }
+        // Depth-first search for a cycle, reporting its path.
+        fn visit<'a>(name: &'a str, path: &mut Vec<&'a str>, done: &mut Vec<&'a str>) {
+            if done.contains(&name) {
+                return;
+            }
+            if let Some(at) = path.iter().position(|n| *n == name) {
+                panic!("import circle: {} -> {name}", path[at..].join(" -> "));
+            }
+            path.push(name);
+            let source = FILES.iter().find(|(n, _)| *n == name).unwrap().1;
+            for import in imports(source) {
+                visit(import, path, done);
+            }
+            path.pop();
+            done.push(name);
+        }
+        let mut done = Vec::new();
+        for name in names {
+            visit(name, &mut Vec::new(), &mut done);
+        }
+        assert!(imports("use super::a::b;\nuse super::{c, d};\n").contains(&"a"));
+    }
+}
