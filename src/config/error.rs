@@ -65,13 +65,6 @@ pub enum ConfigError {
     /// A top-level key that is not a table.
     #[error("{file}: unknown key {}: expected only the tables [http_api], [io], [[sinks]] and [[inputs.<name>]] at the top level", quote(name))]
     UnknownTopLevelKey { file: String, name: String },
-    /// `[[inputs.<name>]]` for an input this agent does not have.
-    #[error("{file}: unknown input {}: expected {known} (this agent is not a full DataKit and has no other input)", quote(&format!("inputs.{name}")))]
-    UnknownInput {
-        file: String,
-        name: String,
-        known: String,
-    },
     /// `[http_api]` or `[io]` in a second file.
     #[error("{file}: [{section}] is also in {first}: expected [{section}] in one file only")]
     SectionRepeated {

@@ -42,6 +42,8 @@ struct Gathered {
     sinks: Vec<(SinkConfig, SectionOrigin)>,
     /// The one block of each input configured in a file, by input name.
     inputs: BTreeMap<&'static str, Found>,
+    /// Found on the way: blocks of inputs this agent does not have.
+    warnings: Vec<String>,
 }
 
 /// See `super::load`.
@@ -52,7 +54,7 @@ pub(crate) fn load(dir: &Path, env: Env) -> Result<Loaded, ConfigError> {
         let table = read_toml(&path, &file)?;
         gather_file(&mut got, &file, table)?;
     }
-    let mut warnings = Vec::new();
+    let mut warnings = std::mem::take(&mut got.warnings);
     let mut config = Config {
         http_api: section::<HttpApiConfig>(got.http_api, HttpApiConfig::PATH.into(), env)?.0,
         io: section::<IoConfig>(got.io, IoConfig::PATH.into(), env)?.0,
@@ -326,11 +328,14 @@ fn gather_input(
 ) -> Result<(), ConfigError> {
     let path = format!("inputs.{input}");
     let Some(name) = inputs::names().into_iter().find(|n| *n == input) else {
-        return Err(ConfigError::UnknownInput {
-            file: file.to_string(),
-            name: input.to_string(),
-            known: known_inputs(),
-        });
+        // A DataKit conf.d holds blocks of inputs this agent does not have
+        // (cpu.conf, ...): like unknown names in ENV_DEFAULT_ENABLED_INPUTS,
+        // they are skipped with a warning so that pushkit can share it.
+        got.warnings.push(format!(
+            "{file}: [[{path}]] skipped: this agent is not a full DataKit and has only {}",
+            known_inputs()
+        ));
+        return Ok(());
     };
     // DataKit writes [[inputs.x]]; a single [inputs.x] table is taken as one block.
     let tables: Vec<(usize, toml::Table)> = match value {
@@ -956,10 +961,30 @@ mod tests {
             file_err("listen = \"h:1\"\n"),
             r#"conf.d/pushkit.conf: unknown key "listen": expected only the tables [http_api], [io], [[sinks]] and [[inputs.<name>]] at the top level"#
         );
+    }
+
+    #[test]
+    fn inputs_this_agent_lacks_are_skipped_with_a_warning() {
+        let case = Case::new(&[
+            ("cpu.conf", "[[inputs.cpu]]\npercpu = true\n"),
+            ("mem.conf", "[inputs]\nmem = 1\n"),
+            PG,
+        ]);
+        let loaded = case.ok();
+        let dir = format!("{}/", case.dir.path().display());
+        let warnings: Vec<String> = loaded
+            .warnings
+            .iter()
+            .map(|w| w.replace(&dir, "conf.d/"))
+            .collect();
         assert_eq!(
-            file_err("[[inputs.cpu]]\n"),
-            r#"conf.d/pushkit.conf: unknown input "inputs.cpu": expected inputs.pushgateway (this agent is not a full DataKit and has no other input)"#
+            warnings,
+            [
+                "conf.d/cpu.conf: [[inputs.cpu]] skipped: this agent is not a full DataKit and has only inputs.pushgateway",
+                "conf.d/mem.conf: [[inputs.mem]] skipped: this agent is not a full DataKit and has only inputs.pushgateway",
+            ]
         );
+        assert!(loaded.config.pushgateway.is_some());
     }
 
     #[test]
