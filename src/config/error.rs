@@ -102,11 +102,26 @@ impl ConfigError {
     /// fold keeps that promise for any of them.
     pub(crate) fn io(path: &std::path::Path, what: &'static str, e: std::io::Error) -> Self {
         ConfigError::Io {
-            path: path.display().to_string(),
+            path: shown_path(path),
             what,
             error: one_line(&e.to_string()),
         }
     }
+}
+
+/// A path as errors show it: control characters (a newline in a file
+/// name) escaped, so the message stays on one line.
+pub(crate) fn shown_path(path: &std::path::Path) -> String {
+    let text = path.display().to_string();
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    text.chars()
+        .map(|c| match c {
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 fn at_line(line: Option<usize>, column: usize) -> String {
@@ -146,6 +161,14 @@ mod tests {
             e.to_string(),
             "a.conf: TOML syntax error at line 2, column 3: x; y"
         );
+    }
+
+    #[test]
+    fn paths_are_shown_on_one_line() {
+        let path = std::path::Path::new("conf.d/a\nb.conf");
+        assert_eq!(shown_path(path), "conf.d/a\\nb.conf");
+        let e = ConfigError::io(path, "cannot read", std::io::ErrorKind::NotFound.into());
+        assert!(!e.to_string().contains('\n'), "{e}");
     }
 
     #[test]

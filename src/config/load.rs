@@ -15,7 +15,7 @@ use std::path::Path;
 
 use super::de::{from_table, DeErrorKind};
 use super::env::{dataway_sinks, env_set_vars, overlay, Env, InputSelection};
-use super::error::{ConfigError, Place};
+use super::error::{shown_path, ConfigError, Place};
 use super::files::{conf_files, read_toml};
 use super::http_api::HttpApiConfig;
 use super::inputs::{self, each_input, Input, InputVisitor};
@@ -50,7 +50,7 @@ struct Gathered {
 pub(crate) fn load(dir: &Path, env: Env) -> Result<Loaded, ConfigError> {
     let mut got = Gathered::default();
     for path in conf_files(dir)? {
-        let file = path.display().to_string();
+        let file = shown_path(&path);
         let table = read_toml(&path, &file)?;
         gather_file(&mut got, &file, table)?;
     }
@@ -78,6 +78,8 @@ pub(crate) fn load(dir: &Path, env: Env) -> Result<Loaded, ConfigError> {
                 sinks.len()
             ));
         }
+        // Their url is the variable's; the text is not needed, as a url
+        // that ENV_DATAWAY accepted is never refused again.
         origins = (0..dataway.len())
             .map(|i| SectionOrigin {
                 base: format!("sinks[{i}]"),
@@ -171,6 +173,7 @@ fn deserialize<S: Section>(table: &toml::Table, origin: &SectionOrigin) -> Resul
     from_table::<S>(table).map_err(|e| {
         let key = e.path.join(".");
         match e.kind {
+            // ENV writes only known keys: an unknown key is always a file's.
             DeErrorKind::UnknownKey(known) => ConfigError::UnknownKey {
                 file: origin.file.clone().unwrap_or_default(),
                 key: format!("{}.{key}", origin.base),
