@@ -20,6 +20,9 @@ pub async fn run(
     lines: LineOutput,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<usize, String> {
+    // `load` has validated a config read from files; one built in code
+    // is held to the same rules before anything starts.
+    config.validate().map_err(|e| e.to_string())?;
     let metrics = Arc::new(Metrics::default());
     let sinks = SinkSet::start(&config.sinks, &config.io, lines, metrics.clone())?;
     let quit = Arc::new(tokio::sync::Notify::new());

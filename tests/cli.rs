@@ -127,3 +127,172 @@ fn sigterm_stops_cleanly_with_exit_zero() {
     assert_eq!(status.code(), Some(0), "{rest}");
     assert!(rest.contains("SIGTERM received"), "{rest}");
 }
+
+/// Runs `pushkit <args>` on `conf` (file name, text) with `env`, for at most
+/// 20 s: (exit code, stderr). A run that has not stopped by then is killed
+/// and reported as `None`: it started.
+fn run_on(args: &[&str], conf: &[(&str, &str)], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    // A port of its own, should the agent start after all.
+    std::fs::write(
+        dir.path().join("0-listen.conf"),
+        "[http_api]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    for (name, text) in conf {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let mut child = pushkit()
+        .args(args)
+        .arg("--conf-dir")
+        .arg(dir.path())
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let shown = format!("{}/", dir.path().display());
+    (code, stderr.replace(&shown, "conf.d/"))
+}
+
+/// `pushkit check` refuses every config that `pushkit run` refuses, with
+/// the same one line: both load through one loader and one validate(),
+/// including the rules between keys that used to run only at agent start.
+#[test]
+fn check_refuses_what_run_refuses_with_the_same_message() {
+    const SINK: &str = "[[sinks]]\nurl = \"http://127.0.0.1:9/write\"\n";
+    let with_sink = |extra: &str| format!("{SINK}{extra}");
+    /// Files (name, text), ENV, and the start of the message.
+    type Case<'a> = (Vec<(&'a str, String)>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec![("a.conf", "[io]\nflush_interval = \"10x\"\n".into())],
+            vec![],
+            r#"conf.d/a.conf: io.flush_interval = "10x": expected a duration"#,
+        ),
+        (
+            vec![],
+            vec![("ENV_DEFAULT_ENABLED_INPUTS", "pushgateway"), ("ENV_INPUT_PUSHGATEWAY_HONOR_TIMESTAMPS", "yes")],
+            r#"ENV_INPUT_PUSHGATEWAY_HONOR_TIMESTAMPS = "yes": expected a bool"#,
+        ),
+        (
+            vec![("a.conf", "[io]\nmax_cache_count = 10\n".into())],
+            vec![("ENV_IO_MAX_CACHE_COUNT", "0")],
+            r#"ENV_IO_MAX_CACHE_COUNT = "0": expected a whole number of at least 1"#,
+        ),
+        (
+            vec![("s.conf", with_sink("cert_file = \"/etc/pushkit/client.pem\"\n"))],
+            vec![],
+            r#"conf.d/s.conf: sinks[0].cert_file = "/etc/pushkit/client.pem": expected key_file with it"#,
+        ),
+        (
+            vec![("s.conf", with_sink("key_file = \"/k.pem\"\n"))],
+            vec![],
+            r#"conf.d/s.conf: sinks[0].key_file = "/k.pem": expected cert_file with it"#,
+        ),
+        (
+            vec![("s.conf", with_sink("bearer_token = \"t\"\nbearer_token_file = \"/t\"\n"))],
+            vec![],
+            r#"conf.d/s.conf: sinks[0].bearer_token_file = "/t": expected either bearer_token or bearer_token_file, not both"#,
+        ),
+        (
+            vec![(
+                "s.conf",
+                with_sink("bearer_token_file = \"/t\"\nbasic_auth = { username = \"u\", password = \"p\" }\n"),
+            )],
+            vec![],
+            "conf.d/s.conf: sinks[0].basic_auth = {...}: expected either a bearer token or basic_auth, not both",
+        ),
+        (
+            vec![(
+                "s.conf",
+                with_sink("bearer_token = \"t\"\nheaders = { Authorization = \"Token x\" }\n"),
+            )],
+            vec![],
+            "conf.d/s.conf: sinks[0].headers = {...}: expected no Authorization header",
+        ),
+        (
+            vec![("s.conf", with_sink("headers = { \"Bad Name\" = \"v\" }\n"))],
+            vec![],
+            r#"conf.d/s.conf: sinks[0].headers."Bad Name" = "REDACTED": expected a header name"#,
+        ),
+        (
+            vec![("s.conf", with_sink("basic_auth = { username = \"u\" }\n"))],
+            vec![],
+            "conf.d/s.conf: sinks[0].basic_auth = {...}: expected a TOML table with username and one of password, password_file",
+        ),
+        (
+            vec![("s.conf", with_sink("overflow = \"drop-oldest\"\n"))],
+            vec![],
+            r#"conf.d/s.conf: sinks[0].overflow = "drop-oldest": expected "block" or "drop_oldest""#,
+        ),
+        (
+            vec![("s.conf", with_sink("format = \"influx\"\n"))],
+            vec![],
+            r#"conf.d/s.conf: sinks[0].format = "influx": expected "line-protocol" or "remote-write""#,
+        ),
+        (
+            vec![("s.conf", "[[sinks]]\nname = \"vm\"\n".into())],
+            vec![],
+            "conf.d/s.conf: sinks[0].url is missing: expected an http:// or https:// URL",
+        ),
+        (
+            vec![
+                ("a.conf", with_sink("name = \"vm\"\n")),
+                ("b.conf", with_sink("name = \"vm\"\n")),
+            ],
+            vec![],
+            r#"conf.d/b.conf: sinks[0].name = "vm": expected a unique sink name; conf.d/a.conf: sinks[0] already has it"#,
+        ),
+        (
+            // A file is checked whatever the ENV, replaced sinks included.
+            vec![("s.conf", with_sink("cert_file = \"/c.pem\"\n"))],
+            vec![("ENV_DATAWAY", "http://127.0.0.1:9/write")],
+            r#"conf.d/s.conf: sinks[0].cert_file = "/c.pem": expected key_file with it"#,
+        ),
+        (
+            vec![],
+            vec![("ENV_DATAWAY", "openway.example?token=s3cret")],
+            r#"ENV_DATAWAY = "openway.example?token=REDACTED": expected comma-separated"#,
+        ),
+        (
+            vec![("a.conf", "[io]\nflush = \"1s\"\n".into())],
+            vec![],
+            r#"conf.d/a.conf: unknown key "io.flush": expected one of max_cache_count,"#,
+        ),
+        (
+            vec![("a.conf", "[[inputs.pushgateway]]\nstores = true\n".into())],
+            vec![],
+            r#"conf.d/a.conf: unknown key "inputs.pushgateway[0].stores": expected one of route_prefix,"#,
+        ),
+    ];
+    for (files, env, want) in &cases {
+        let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+        let (check_code, check_err) = run_on(&["check"], &files, env);
+        let (run_code, run_err) = run_on(&["run"], &files, env);
+        assert_eq!(check_code, Some(1), "check: {want}: {check_err}");
+        assert_eq!(run_code, Some(1), "run: {want}: {run_err}");
+        assert_eq!(check_err, run_err, "{want}");
+        assert_eq!(check_err.trim_end().lines().count(), 1, "{check_err}");
+        let message = check_err
+            .trim_end()
+            .strip_prefix("pushkit: configuration error: ")
+            .unwrap_or_else(|| panic!("{check_err}"));
+        assert!(message.starts_with(want), "want {want}\n got {message}");
+        assert!(!message.contains("s3cret"), "{message}");
+    }
+}

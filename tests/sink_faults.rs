@@ -8,7 +8,9 @@
 
 use base64::Engine as _;
 use prost::Message as _;
-use pushkit::config::{Config, IoConfig, PushgatewayConfig, SinkConfig};
+use pushkit::config::{
+    BasicAuth, Config, Format, IoConfig, Overflow, Password, PushgatewayConfig, SinkConfig,
+};
 use pushkit::sink::remote_write::WriteRequest;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
@@ -726,7 +728,7 @@ async fn start_blocking_on_a_dead_sink(max_queue_bytes: u64) -> (Agent, Arc<Back
         100,
         SinkConfig {
             max_queue_bytes,
-            overflow: "block".into(),
+            overflow: Overflow::Block,
             ..SinkConfig::default()
         },
     ))
@@ -841,7 +843,7 @@ async fn a_push_at_a_full_queue_waits_for_room() {
         100,
         SinkConfig {
             max_queue_bytes: 160,
-            overflow: "block".into(),
+            overflow: Overflow::Block,
             ..SinkConfig::default()
         },
     ))
@@ -1134,11 +1136,10 @@ async fn headers_and_auth_reach_each_backend_exactly() {
             "basic",
             pb,
             SinkConfig {
-                basic_auth: [
-                    ("username".to_string(), "alice".to_string()),
-                    ("password".to_string(), "s3cret".to_string()),
-                ]
-                .into(),
+                basic_auth: Some(BasicAuth {
+                    username: "alice".to_string(),
+                    password: Password::Inline("s3cret".to_string()),
+                }),
                 ..SinkConfig::default()
             },
         ),
@@ -1152,14 +1153,10 @@ async fn headers_and_auth_reach_each_backend_exactly() {
                     ("X-Scope-OrgID".to_string(), "u".to_string()),
                 ]
                 .into(),
-                basic_auth: [
-                    ("username".to_string(), "bob".to_string()),
-                    (
-                        "password_file".to_string(),
-                        password_file.to_string_lossy().into_owned(),
-                    ),
-                ]
-                .into(),
+                basic_auth: Some(BasicAuth {
+                    username: "bob".to_string(),
+                    password: Password::File(password_file.to_string_lossy().into_owned()),
+                }),
                 ..SinkConfig::default()
             },
         ),
@@ -1246,7 +1243,7 @@ async fn remote_write_400_is_bisected_down_to_the_poisoned_point() {
     })
     .await;
     let rw = SinkConfig {
-        format: "remote-write".into(),
+        format: Format::RemoteWrite,
         ..SinkConfig::default()
     };
     let agent = start(agent_config(vec![sink_to("rw", port, rw)], 100, None)).await;
@@ -1488,7 +1485,7 @@ async fn full_disk_queue_with_block_refuses_pushes_and_keeps_nothing_of_them() {
     backend.set_down(true);
     let tiny = SinkConfig {
         max_disk_bytes: 1,
-        overflow: "block".into(),
+        overflow: Overflow::Block,
         ..SinkConfig::default()
     };
     let cfg = || {
@@ -1535,7 +1532,7 @@ async fn full_disk_queue_with_drop_oldest_never_refuses_and_counts_drops() {
     backend.set_down(true);
     let lossy = SinkConfig {
         max_disk_bytes: 1,
-        overflow: "drop_oldest".into(),
+        overflow: Overflow::DropOldest,
         ..SinkConfig::default()
     };
     let agent = start(agent_config(
@@ -1595,7 +1592,7 @@ async fn one_sink_down_does_not_hold_back_the_other(queue_dir: Option<&std::path
     let small = SinkConfig {
         max_queue_bytes: 200,
         max_disk_bytes: 1,
-        overflow: "block".into(),
+        overflow: Overflow::Block,
         ..SinkConfig::default()
     };
     let agent = start(agent_config(

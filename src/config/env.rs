@@ -1,29 +1,32 @@
-//! The ENV overlay, applied after all files (default < file < ENV).
+//! The ENV overlay, applied to a section's TOML table before it is
+//! deserialized (default < file < ENV).
 //!
 //! DataKit is configured in containers by ENV alone, so every key of
 //! [http_api], [io] and every input option has a variable named by one
-//! rule (`schema::env_name`), plus DataKit's ENV_DATAWAY and
+//! rule (`keys::env_name`), plus DataKit's ENV_DATAWAY and
 //! ENV_DEFAULT_ENABLED_INPUTS. A variable set to "" counts as unset.
+//!
+//! ENV has only strings and files are typed, so each variable's text is
+//! turned into the TOML value a file would hold (`keys::EnvSyntax`): the
+//! section's serde syntax then reads both alike. An error names the
+//! variable and shows its text.
+//!
+//! Imports the sections and the layers below them, and `inputs` for the
+//! names ENV_DEFAULT_ENABLED_INPUTS may list.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::error::ConfigError;
-use super::inputs::INPUTS;
-use super::schema::{env_name, Section};
+use super::error::{ConfigError, Place};
+use super::inputs;
+use super::keys::{env_name, EnvSyntax, Section, ENV_DATAWAY, ENV_DEFAULT_ENABLED_INPUTS};
+use super::sink::SinkConfig;
 use super::url::{dataway_sink_url, redact_url};
-use super::value::quote;
-use super::SinkConfig;
+use super::value::{parse_count, parse_env_bool, quote, EXPECT_COUNT};
 
 /// How the loader reads the environment (a closure, so tests never touch
 /// the real process environment).
 pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
-
-/// Comma-separated sink URLs; replaces every [[sinks]] from the files.
-pub const ENV_DATAWAY: &str = "ENV_DATAWAY";
-/// Comma- or space-separated input names to enable; `-name` disables,
-/// `-` alone disables all.
-pub const ENV_DEFAULT_ENABLED_INPUTS: &str = "ENV_DEFAULT_ENABLED_INPUTS";
 
 /// What ENV_DATAWAY's URLs must look like.
 const EXPECT_DATAWAY: &str = r#"expected comma-separated http:// or https:// URLs such as "https://openway.example?token=tkn_x" or "http://127.0.0.1:8428/write""#;
@@ -33,31 +36,50 @@ pub(crate) fn lookup(env: Env, name: &str) -> Option<String> {
     env(name).filter(|v| !v.is_empty())
 }
 
-/// Sets each key of `section` whose ENV variable is set.
-pub(crate) fn apply_env<S: Section>(section: &mut S, env: Env) -> Result<(), ConfigError> {
-    let Some(prefix) = S::env_prefix() else {
-        return Ok(());
+/// The keys of `S` that ENV sets: key → (variable, its text).
+pub(crate) type EnvKeys = BTreeMap<String, (String, String)>;
+
+/// Writes the value of each key of `S` whose ENV variable is set into
+/// `table`, over what the file said.
+pub(crate) fn overlay<S: Section>(
+    table: &mut toml::Table,
+    env: Env,
+) -> Result<EnvKeys, ConfigError> {
+    let mut set = EnvKeys::new();
+    let Some(prefix) = S::ENV_PREFIX else {
+        return Ok(set);
     };
-    for spec in S::keys() {
-        let var = env_name(&prefix, spec.key);
-        if let Some(raw) = lookup(env, &var) {
-            let value = spec.kind.read_env(&raw).map_err(|expected| {
-                ConfigError::new(format!("{var} = {}: {expected}", spec.kind.show_str(&raw)))
-            })?;
-            (spec.set)(section, value);
-        }
+    for key in S::KEYS {
+        let var = env_name(prefix, key.name);
+        let Some(raw) = lookup(env, &var) else {
+            continue;
+        };
+        let value = match key.env {
+            EnvSyntax::Text => Ok(toml::Value::String(raw.clone())),
+            EnvSyntax::Bool => parse_env_bool(&raw).map(toml::Value::Boolean),
+            EnvSyntax::Count => parse_count(&raw)
+                .and_then(|n| i64::try_from(n).map_err(|_| EXPECT_COUNT))
+                .map(toml::Value::Integer),
+        };
+        let value = value.map_err(|expected| ConfigError::Invalid {
+            at: Place::Env { var: var.clone() },
+            value: key.show.text(&raw),
+            expected: expected.to_string(),
+        })?;
+        table.insert(key.name.to_string(), value);
+        set.insert(key.name.to_string(), (var, raw));
     }
-    Ok(())
+    Ok(set)
 }
 
 /// The ENV variables of `S` that are set (for "ignored" warnings).
-pub(crate) fn env_set_keys<S: Section>(env: Env) -> Vec<String> {
-    let Some(prefix) = S::env_prefix() else {
+pub(crate) fn env_set_vars<S: Section>(env: Env) -> Vec<String> {
+    let Some(prefix) = S::ENV_PREFIX else {
         return Vec::new();
     };
-    S::keys()
+    S::KEYS
         .iter()
-        .map(|spec| env_name(&prefix, spec.key))
+        .map(|key| env_name(prefix, key.name))
         .filter(|var| lookup(env, var).is_some())
         .collect()
 }
@@ -73,11 +95,12 @@ pub(crate) fn dataway_sinks(
     };
     let mut sinks = Vec::new();
     for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let url = dataway_sink_url(item).map_err(|_| {
-            ConfigError::new(format!(
-                "{ENV_DATAWAY} = {}: {EXPECT_DATAWAY}",
-                quote(&redact_url(item))
-            ))
+        let url = dataway_sink_url(item).map_err(|_| ConfigError::Invalid {
+            at: Place::Env {
+                var: ENV_DATAWAY.to_string(),
+            },
+            value: quote(&redact_url(item)),
+            expected: EXPECT_DATAWAY.to_string(),
         })?;
         sinks.push(SinkConfig {
             name: format!("sink{}", sinks.len()),
@@ -132,13 +155,13 @@ impl InputSelection {
                 warnings.push(format!(
                     "{ENV_DEFAULT_ENABLED_INPUTS}: \"-\" means no inputs only when it stands alone; ignored here"
                 ));
-            } else if INPUTS.iter().any(|d| d.name == name) {
+            } else if inputs::names().contains(&name) {
                 set.insert(name.to_string());
             } else if unknown.insert(name.to_string()) {
                 warnings.push(format!(
                     "{ENV_DEFAULT_ENABLED_INPUTS}: unknown input {} skipped (this agent has: {})",
                     quote(name),
-                    INPUTS.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+                    inputs::names().join(", ")
                 ));
             }
         }
@@ -158,7 +181,10 @@ impl InputSelection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::HttpApiConfig;
+    use crate::config::de::from_table;
+    use crate::config::http_api::HttpApiConfig;
+    use crate::config::io::IoConfig;
+    use crate::config::pushgateway::PushgatewayConfig;
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |k| {
@@ -169,23 +195,59 @@ mod tests {
         }
     }
 
+    /// `S` from an empty file and `env`.
+    fn from_env<S: Section>(env: &dyn Fn(&str) -> Option<String>) -> Result<S, ConfigError> {
+        let mut table = toml::Table::new();
+        overlay::<S>(&mut table, env)?;
+        Ok(from_table(&table).unwrap())
+    }
+
     #[test]
     fn empty_string_is_unset() {
         let env = env_of(&[("ENV_HTTP_LISTEN", ""), ("ENV_HTTP_MAX_BODY_SIZE", "1KiB")]);
-        let mut http = HttpApiConfig::default();
-        apply_env(&mut http, &env).unwrap();
+        let http: HttpApiConfig = from_env(&env).unwrap();
         assert_eq!(http.listen, "localhost:9529");
         assert_eq!(http.max_body_size, 1024);
         assert_eq!(lookup(&env, "ENV_HTTP_LISTEN"), None);
     }
 
     #[test]
+    fn env_text_becomes_the_toml_a_file_would_hold() {
+        let env = env_of(&[
+            ("ENV_IO_MAX_CACHE_COUNT", "5"),
+            ("ENV_IO_QUEUE_DIR", "/q"),
+            ("ENV_INPUT_PUSHGATEWAY_STORE", "F"),
+        ]);
+        let mut table = toml::Table::new();
+        let set = overlay::<IoConfig>(&mut table, &env).unwrap();
+        assert_eq!(table["max_cache_count"], toml::Value::Integer(5));
+        assert_eq!(table["queue_dir"], toml::Value::String("/q".into()));
+        assert_eq!(
+            set["max_cache_count"],
+            ("ENV_IO_MAX_CACHE_COUNT".to_string(), "5".to_string())
+        );
+        let pg: PushgatewayConfig = from_env(&env).unwrap();
+        assert!(!pg.store);
+        // Sinks have no ENV of their own.
+        assert_eq!(
+            env_set_vars::<SinkConfig>(&|_| Some("x".into())),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
     fn env_errors_name_the_variable() {
-        let env = env_of(&[("ENV_HTTP_MAX_DECOMPRESSED_SIZE", "lots")]);
-        let err = apply_env(&mut HttpApiConfig::default(), &env).unwrap_err();
+        let env = env_of(&[("ENV_IO_MAX_CACHE_COUNT", "0")]);
+        let err = overlay::<IoConfig>(&mut toml::Table::new(), &env).unwrap_err();
         assert_eq!(
             err.to_string(),
-            r#"ENV_HTTP_MAX_DECOMPRESSED_SIZE = "lots": expected a size of at least 1 byte such as 1024, "512KiB", "16MiB" or "1GiB""#
+            r#"ENV_IO_MAX_CACHE_COUNT = "0": expected a whole number of at least 1"#
+        );
+        let env = env_of(&[("ENV_INPUT_PUSHGATEWAY_STORE", "yes")]);
+        let err = overlay::<PushgatewayConfig>(&mut toml::Table::new(), &env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"ENV_INPUT_PUSHGATEWAY_STORE = "yes": expected a bool (1, t, true, TRUE, 0, f, false, FALSE, ...)"#
         );
     }
 

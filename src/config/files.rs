@@ -5,12 +5,14 @@
 //! skipped: editors' swap files, `.git`, and Kubernetes ConfigMap mounts'
 //! `..data` / `..<timestamp>` directories, which would otherwise make every
 //! file appear twice.
+//!
+//! Imports `error` only.
 
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::error::ConfigError;
+use super::error::{one_line, ConfigError};
 
 /// All `*.conf` files under `dir`, sorted by path. Symlinks are followed,
 /// but a real directory or file reached twice is read once (first path in
@@ -30,9 +32,7 @@ fn walk(
     files: &mut Vec<PathBuf>,
     seen_dirs: &mut HashSet<PathBuf>,
 ) -> Result<(), ConfigError> {
-    let cannot = |e: std::io::Error| {
-        ConfigError::new(format!("{}: cannot read directory: {e}", dir.display()))
-    };
+    let cannot = |e: std::io::Error| ConfigError::io(dir, "cannot read directory", e);
     if !seen_dirs.insert(fs::canonicalize(dir).map_err(cannot)?) {
         return Ok(());
     }
@@ -45,8 +45,7 @@ fn walk(
     }
     entries.sort();
     for path in entries {
-        let meta = fs::metadata(&path)
-            .map_err(|e| ConfigError::new(format!("{}: cannot read: {e}", path.display())))?;
+        let meta = fs::metadata(&path).map_err(|e| ConfigError::io(&path, "cannot read", e))?;
         if meta.is_dir() {
             walk(&path, files, seen_dirs)?;
         } else if meta.is_file() && path.extension().is_some_and(|e| e == "conf") {
@@ -58,8 +57,11 @@ fn walk(
 
 /// Reads and parses one file. `shown` is the path as it appears in errors.
 pub(crate) fn read_toml(path: &Path, shown: &str) -> Result<toml::Table, ConfigError> {
-    let text = fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(format!("{shown}: cannot read: {e}")))?;
+    let text = fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        path: shown.to_string(),
+        what: "cannot read",
+        error: one_line(&e.to_string()),
+    })?;
     parse_toml(&text, shown)
 }
 
@@ -67,21 +69,18 @@ pub(crate) fn read_toml(path: &Path, shown: &str) -> Result<toml::Table, ConfigE
 /// column (toml's own message spans several lines with a source excerpt).
 pub(crate) fn parse_toml(text: &str, shown: &str) -> Result<toml::Table, ConfigError> {
     toml::from_str::<toml::Table>(text).map_err(|e| {
-        let message: Vec<&str> = e
-            .message()
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect();
-        let message = message.join("; ");
-        match e.span() {
+        let (line, column) = match e.span() {
             Some(span) => {
                 let (line, column) = line_column(text, span.start);
-                ConfigError::new(format!(
-                    "{shown}: TOML syntax error at line {line}, column {column}: {message}"
-                ))
+                (Some(line), column)
             }
-            None => ConfigError::new(format!("{shown}: TOML syntax error: {message}")),
+            None => (None, 0),
+        };
+        ConfigError::Syntax {
+            file: shown.to_string(),
+            line,
+            column,
+            message: one_line(e.message()),
         }
     })
 }

@@ -1,193 +1,356 @@
-//! Merging the parsed files into one `Config`, then the ENV overlay.
+//! Loading: the files' tables, the ENV overlay, serde, then `validate`.
 //!
-//! The TOML tables are walked by hand (not serde) so each error names the
-//! exact file, dotted key and value. Rules: [http_api] and [io] may each
+//! Files are merged as tables, not as values: [http_api] and [io] may each
 //! come from one file only, [[sinks]] add up across files, and each input
-//! may be configured by one block in all files.
+//! may be configured by one block in all files. Each table is deserialized
+//! into its typed section as soon as its file is read, so a broken file is
+//! reported whatever the ENV says; then the ENV overlay is written into
+//! the table and the section deserialized again. Errors name the file and
+//! dotted key, or the ENV variable, a value came from (`SectionOrigin`).
+//!
+//! Imports everything below it: sections, `tree`, `env`, `files`, `de`.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
-use super::env::{dataway_sinks, InputSelection, ENV_DATAWAY};
-use super::error::ConfigError;
+use super::de::{from_table, DeErrorKind};
+use super::env::{dataway_sinks, env_set_vars, overlay, Env, InputSelection};
+use super::error::{shown_path, ConfigError, Place};
 use super::files::{conf_files, read_toml};
-use super::inputs::{self, INPUTS};
-use super::schema::{show_toml_value, Section};
-use super::url::EXPECT_URL;
-use super::value::quote;
-use super::{env, Config, HttpApiConfig, IoConfig, Loaded, SinkConfig};
+use super::http_api::HttpApiConfig;
+use super::inputs::{self, each_input, Input, InputVisitor};
+use super::io::IoConfig;
+use super::keys::{Section, Show, ENV_DATAWAY};
+use super::sink::SinkConfig;
+use super::tree::{validate_sinks, Config, Loaded, Origins, SectionOrigin};
 
-/// One `[[inputs.<name>]]` block and where it was found.
-#[derive(Debug, Clone)]
-pub(crate) struct Block {
+/// A table found in a file.
+struct Found {
     /// The file path as shown in errors.
-    pub file: String,
-    /// Its index among the file's blocks of that input.
-    pub index: usize,
-    pub table: toml::Table,
-}
-
-/// A [[sinks]] entry from a file, before names are settled.
-struct FileSink {
     file: String,
+    /// Its index among the file's tables of that name ([[sinks]], inputs).
     index: usize,
-    sink: SinkConfig,
-    named: bool,
+    table: toml::Table,
 }
 
 /// Everything gathered from the files.
 #[derive(Default)]
 struct Gathered {
-    http_api_file: Option<String>,
-    io_file: Option<String>,
-    sinks: Vec<FileSink>,
-    /// Per entry of `INPUTS`: its one block, if any file has it.
-    blocks: Vec<Option<Block>>,
+    http_api: Option<Found>,
+    io: Option<Found>,
+    /// Each [[sinks]] entry, read, with where it came from.
+    sinks: Vec<(SinkConfig, SectionOrigin)>,
+    /// The one block of each input configured in a file, by input name.
+    inputs: BTreeMap<&'static str, Found>,
+    /// Found on the way: blocks of inputs this agent does not have.
+    warnings: Vec<String>,
 }
 
 /// See `super::load`.
-pub(crate) fn load(dir: &std::path::Path, env: env::Env) -> Result<Loaded, ConfigError> {
-    let mut config = Config::default();
-    let mut warnings = Vec::new();
-    let mut got = Gathered {
-        blocks: vec![None; INPUTS.len()],
-        ..Gathered::default()
-    };
+pub(crate) fn load(dir: &Path, env: Env) -> Result<Loaded, ConfigError> {
+    let mut got = Gathered::default();
     for path in conf_files(dir)? {
-        let file = path.display().to_string();
+        let file = shown_path(&path);
         let table = read_toml(&path, &file)?;
-        gather_file(&mut config, &mut got, &file, &table)?;
+        gather_file(&mut got, &file, table)?;
     }
-
-    env::apply_env(&mut config.http_api, env)?;
-    env::apply_env(&mut config.io, env)?;
-
-    let file_sinks = settle_sink_names(got.sinks)?;
-    config.sinks = match dataway_sinks(env, &mut warnings)? {
-        Some(sinks) => {
-            if !file_sinks.is_empty() {
-                warnings.push(format!(
-                    "{ENV_DATAWAY} is set, so it replaces the {} [[sinks]] of the config files",
-                    file_sinks.len()
-                ));
-            }
-            sinks
-        }
-        None => file_sinks,
+    let mut warnings = std::mem::take(&mut got.warnings);
+    let mut config = Config {
+        http_api: section::<HttpApiConfig>(got.http_api, HttpApiConfig::PATH.into(), env)?.0,
+        io: section::<IoConfig>(got.io, IoConfig::PATH.into(), env)?.0,
+        ..Config::default()
     };
 
-    let selection = InputSelection::from_env(env, &mut warnings);
-    for (def, block) in INPUTS.iter().zip(&got.blocks) {
-        let enabled = selection.is_enabled(def.name, block.is_some());
-        (def.build)(&mut config, block.as_ref(), enabled, env, &mut warnings)?;
+    // Unnamed sinks are named by their position among all file sinks.
+    let (mut sinks, mut origins): (Vec<_>, Vec<_>) = got.sinks.into_iter().unzip();
+    for (pos, (sink, origin)) in sinks.iter_mut().zip(&origins).enumerate() {
+        if !origin.in_file.contains("name") {
+            sink.name = format!("sink{pos}");
+        }
     }
+    // Checked even when ENV_DATAWAY replaces them, as a file is checked
+    // whatever the ENV.
+    validate_sinks(&sinks, &origins)?;
+    if let Some(dataway) = dataway_sinks(env, &mut warnings)? {
+        if !sinks.is_empty() {
+            warnings.push(format!(
+                "{ENV_DATAWAY} is set, so it replaces the {} [[sinks]] of the config files",
+                sinks.len()
+            ));
+        }
+        // Their url is the variable's; the text is not needed, as a url
+        // that ENV_DATAWAY accepted is never refused again.
+        origins = (0..dataway.len())
+            .map(|i| SectionOrigin {
+                base: format!("sinks[{i}]"),
+                env: [("url".into(), (ENV_DATAWAY.into(), String::new()))].into(),
+                ..SectionOrigin::default()
+            })
+            .collect();
+        sinks = dataway;
+    }
+    config.sinks = sinks;
+
+    let mut inputs = LoadInputs {
+        selection: InputSelection::from_env(env, &mut warnings),
+        blocks: got.inputs,
+        env,
+        config: &mut config,
+        warnings: &mut warnings,
+        result: Ok(()),
+    };
+    each_input(&mut inputs);
+    inputs.result?;
+
+    config.validate_from(&Origins { sinks: origins })?;
     Ok(Loaded { config, warnings })
 }
 
-/// Takes what one file says into `config` / `got`.
-fn gather_file(
-    config: &mut Config,
-    got: &mut Gathered,
-    file: &str,
-    table: &toml::Table,
-) -> Result<(), ConfigError> {
+/// Reads one input's block, if any, with its ENV when it is enabled.
+struct LoadInputs<'a> {
+    selection: InputSelection,
+    blocks: BTreeMap<&'static str, Found>,
+    env: Env<'a>,
+    config: &'a mut Config,
+    warnings: &'a mut Vec<String>,
+    /// The first error; later inputs are skipped after it.
+    result: Result<(), ConfigError>,
+}
+
+impl InputVisitor for LoadInputs<'_> {
+    fn visit<I: Input>(&mut self) {
+        if self.result.is_err() {
+            return;
+        }
+        let block = self.blocks.remove(I::NAME);
+        if !self.selection.is_enabled(I::NAME, block.is_some()) {
+            // Its file block, if any, was checked when its file was read.
+            for var in env_set_vars::<I>(self.env) {
+                self.warnings.push(format!(
+                    "{var} is set but input {} is not enabled, so it is ignored; \
+                     configure [[{}]] or list {} in ENV_DEFAULT_ENABLED_INPUTS",
+                    I::NAME,
+                    I::PATH,
+                    I::NAME
+                ));
+            }
+            *I::slot(self.config) = None;
+            return;
+        }
+        let base = match &block {
+            Some(found) => format!("{}[{}]", I::PATH, found.index),
+            None => I::PATH.to_string(),
+        };
+        self.result = section::<I>(block, base, self.env)
+            .map(|(input, _)| *I::slot(self.config) = Some(input));
+    }
+}
+
+/// A section from its file table (if any) with its ENV written over it.
+fn section<S: Section>(
+    found: Option<Found>,
+    base: String,
+    env: Env,
+) -> Result<(S, SectionOrigin), ConfigError> {
+    let (file, mut table) = match found {
+        Some(found) => (Some(found.file), found.table),
+        None => (None, toml::Table::new()),
+    };
+    let mut origin = SectionOrigin {
+        file,
+        base,
+        in_file: table.keys().cloned().collect(),
+        ..SectionOrigin::default()
+    };
+    origin.env = overlay::<S>(&mut table, env)?;
+    let section = deserialize(&table, &origin)?;
+    Ok((section, origin))
+}
+
+/// Reads `table` into `S`; errors name where the failing value came from
+/// and show it as read (secrets redacted).
+fn deserialize<S: Section>(table: &toml::Table, origin: &SectionOrigin) -> Result<S, ConfigError> {
+    from_table::<S>(table).map_err(|e| {
+        let key = e.path.join(".");
+        match e.kind {
+            // ENV writes only known keys: an unknown key is always a file's.
+            DeErrorKind::UnknownKey(known) => ConfigError::UnknownKey {
+                file: origin.file.clone().unwrap_or_default(),
+                key: format!("{}.{key}", origin.base),
+                known: known.to_vec(),
+            },
+            DeErrorKind::Expected(expected) => {
+                let top = e.path.first().map_or("", String::as_str);
+                let show = S::key(top).map_or(Show::Plain, |k| k.show);
+                let value = match origin.env.get(top) {
+                    Some((_, text)) => show.text(text),
+                    None => value_at(table, &e.path).map_or_else(|| "?".into(), |v| show.toml(v)),
+                };
+                ConfigError::Invalid {
+                    at: origin.place(&key),
+                    value,
+                    expected,
+                }
+            }
+        }
+    })
+}
+
+/// The value at a key path in `table`.
+fn value_at<'a>(table: &'a toml::Table, path: &[String]) -> Option<&'a toml::Value> {
+    let (first, rest) = path.split_first()?;
+    let mut value = table.get(first)?;
+    for key in rest {
+        value = match value {
+            toml::Value::Table(t) => t.get(key)?,
+            toml::Value::Array(items) => {
+                let index = key
+                    .strip_prefix('[')?
+                    .strip_suffix(']')?
+                    .parse::<usize>()
+                    .ok()?;
+                items.get(index)?
+            }
+            _ => return None,
+        };
+    }
+    Some(value)
+}
+
+/// Takes what one file says into `got`, checking each table as it goes.
+fn gather_file(got: &mut Gathered, file: &str, table: toml::Table) -> Result<(), ConfigError> {
     for (name, value) in table {
         match name.as_str() {
-            "http_api" => {
-                once(&mut got.http_api_file, file, HttpApiConfig::PATH)?;
-                let t = expect_table(value, file, HttpApiConfig::PATH)?;
-                apply_table(&mut config.http_api, t, file, HttpApiConfig::PATH)?;
-            }
-            "io" => {
-                once(&mut got.io_file, file, IoConfig::PATH)?;
-                let t = expect_table(value, file, IoConfig::PATH)?;
-                apply_table(&mut config.io, t, file, IoConfig::PATH)?;
-            }
+            "http_api" => gather_once::<HttpApiConfig>(&mut got.http_api, file, value)?,
+            "io" => gather_once::<IoConfig>(&mut got.io, file, value)?,
             "sinks" => {
-                let Some(items) = value.as_array() else {
+                let toml::Value::Array(items) = value else {
                     return Err(wrong_shape(
                         file,
                         "sinks",
-                        value,
+                        &value,
                         "an array of tables [[sinks]]",
                     ));
                 };
-                for (index, item) in items.iter().enumerate() {
+                for (index, item) in items.into_iter().enumerate() {
                     let base = format!("sinks[{index}]");
-                    let Some(t) = item.as_table() else {
-                        return Err(wrong_shape(file, &base, item, "a table [[sinks]]"));
+                    let toml::Value::Table(table) = item else {
+                        return Err(wrong_shape(file, &base, &item, "a table [[sinks]]"));
                     };
-                    let mut sink = SinkConfig::default();
-                    apply_table(&mut sink, t, file, &base)?;
-                    if !t.contains_key("url") {
-                        return Err(ConfigError::new(format!(
-                            "{file}: {base}.url is missing: {EXPECT_URL}"
-                        )));
-                    }
-                    let named = t.contains_key("name");
-                    got.sinks.push(FileSink {
-                        file: file.to_string(),
-                        index,
-                        sink,
-                        named,
-                    });
+                    let origin = SectionOrigin {
+                        file: Some(file.to_string()),
+                        base,
+                        in_file: table.keys().cloned().collect(),
+                        ..SectionOrigin::default()
+                    };
+                    let sink = deserialize(&table, &origin)?;
+                    got.sinks.push((sink, origin));
                 }
             }
             "inputs" => {
-                let Some(inputs_table) = value.as_table() else {
+                let toml::Value::Table(inputs_table) = value else {
                     return Err(wrong_shape(
                         file,
                         "inputs",
-                        value,
-                        &format!("tables such as [[{}]]", inputs::known_list()),
+                        &value,
+                        &format!("tables such as [[{}]]", known_inputs()),
                     ));
                 };
                 for (input, blocks) in inputs_table {
-                    gather_input(got, file, input, blocks)?;
+                    gather_input(got, file, &input, blocks)?;
                 }
             }
-            other if value.is_table() || value.is_array() => {
-                return Err(ConfigError::new(format!(
-                    "{file}: unknown table {}: expected [http_api], [io], [[sinks]] or [[inputs.<name>]]",
-                    quote(other)
-                )));
+            _ if value.is_table() || value.is_array() => {
+                return Err(ConfigError::UnknownTable {
+                    file: file.to_string(),
+                    name,
+                });
             }
-            other => {
-                return Err(ConfigError::new(format!(
-                    "{file}: unknown key {}: expected only the tables [http_api], [io], [[sinks]] and [[inputs.<name>]] at the top level",
-                    quote(other)
-                )));
+            _ => {
+                return Err(ConfigError::UnknownTopLevelKey {
+                    file: file.to_string(),
+                    name,
+                });
             }
         }
     }
     Ok(())
 }
 
-/// Records the blocks of `inputs.<input>`; a second block anywhere is an error.
+/// [http_api] / [io]: one file only; checked alone first.
+fn gather_once<S: Section>(
+    seen: &mut Option<Found>,
+    file: &str,
+    value: toml::Value,
+) -> Result<(), ConfigError> {
+    if let Some(first) = seen {
+        return Err(ConfigError::SectionRepeated {
+            file: file.to_string(),
+            section: S::PATH,
+            first: first.file.clone(),
+        });
+    }
+    let toml::Value::Table(table) = value else {
+        return Err(wrong_shape(
+            file,
+            S::PATH,
+            &value,
+            &format!("a table [{}]", S::PATH),
+        ));
+    };
+    check_file_table::<S>(file, S::PATH.to_string(), &table)?;
+    *seen = Some(Found {
+        file: file.to_string(),
+        index: 0,
+        table,
+    });
+    Ok(())
+}
+
+/// Reads a file's table alone, for its errors.
+fn check_file_table<S: Section>(
+    file: &str,
+    base: String,
+    table: &toml::Table,
+) -> Result<(), ConfigError> {
+    let origin = SectionOrigin {
+        file: Some(file.to_string()),
+        base,
+        ..SectionOrigin::default()
+    };
+    deserialize::<S>(table, &origin).map(drop)
+}
+
+/// Records the block of `inputs.<input>`; a second block anywhere is an
+/// error.
 fn gather_input(
     got: &mut Gathered,
     file: &str,
     input: &str,
-    value: &toml::Value,
+    value: toml::Value,
 ) -> Result<(), ConfigError> {
     let path = format!("inputs.{input}");
-    let Some(pos) = inputs::find(input) else {
-        return Err(ConfigError::new(format!(
-            "{file}: unknown input {}: expected {} (this agent is not a full DataKit and has no other input)",
-            quote(&path),
-            inputs::known_list()
-        )));
+    let Some(name) = inputs::names().into_iter().find(|n| *n == input) else {
+        // A DataKit conf.d holds blocks of inputs this agent does not have
+        // (cpu.conf, ...): like unknown names in ENV_DEFAULT_ENABLED_INPUTS,
+        // they are skipped with a warning so that pushkit can share it.
+        got.warnings.push(format!(
+            "{file}: [[{path}]] skipped: this agent is not a full DataKit and has only {}",
+            known_inputs()
+        ));
+        return Ok(());
     };
     // DataKit writes [[inputs.x]]; a single [inputs.x] table is taken as one block.
-    let tables: Vec<(usize, &toml::Table)> = match value {
+    let tables: Vec<(usize, toml::Table)> = match value {
         toml::Value::Table(t) => vec![(0, t)],
         toml::Value::Array(items) => {
             let mut tables = Vec::new();
-            for (index, item) in items.iter().enumerate() {
-                let Some(t) = item.as_table() else {
+            for (index, item) in items.into_iter().enumerate() {
+                let toml::Value::Table(t) = item else {
                     return Err(wrong_shape(
                         file,
                         &format!("{path}[{index}]"),
-                        item,
+                        &item,
                         &format!("a table [[{path}]]"),
                     ));
                 };
@@ -199,105 +362,83 @@ fn gather_input(
             return Err(wrong_shape(
                 file,
                 &path,
-                other,
+                &other,
                 &format!("a table [[{path}]]"),
             ))
         }
     };
     for (index, table) in tables {
-        if let Some(first) = &got.blocks[pos] {
-            return Err(ConfigError::new(format!(
-                "{file}: {path}[{index}]: a second [[{path}]] block (the first is {}: {path}[{}]): expected the input to be configured once",
-                first.file, first.index
-            )));
+        if let Some(first) = got.inputs.get(name) {
+            return Err(ConfigError::InputRepeated {
+                file: file.to_string(),
+                name: name.to_string(),
+                index,
+                first: format!("{}: {path}[{}]", first.file, first.index),
+            });
         }
-        got.blocks[pos] = Some(Block {
-            file: file.to_string(),
-            index,
-            table: table.clone(),
-        });
+        check_input_block(name, file, format!("{path}[{index}]"), &table)?;
+        got.inputs.insert(
+            name,
+            Found {
+                file: file.to_string(),
+                index,
+                table,
+            },
+        );
     }
     Ok(())
 }
 
-/// [http_api] / [io] may come from one file only.
-fn once(seen: &mut Option<String>, file: &str, section: &str) -> Result<(), ConfigError> {
-    if let Some(first) = seen {
-        return Err(ConfigError::new(format!(
-            "{file}: [{section}] is also in {first}: expected [{section}] in one file only"
-        )));
-    }
-    *seen = Some(file.to_string());
-    Ok(())
-}
-
-fn expect_table<'a>(
-    value: &'a toml::Value,
+/// Checks a file block of input `name` with its own section type.
+fn check_input_block(
+    name: &str,
     file: &str,
-    section: &str,
-) -> Result<&'a toml::Table, ConfigError> {
-    value
-        .as_table()
-        .ok_or_else(|| wrong_shape(file, section, value, &format!("a table [{section}]")))
+    base: String,
+    table: &toml::Table,
+) -> Result<(), ConfigError> {
+    struct Check<'a> {
+        name: &'a str,
+        file: &'a str,
+        base: String,
+        table: &'a toml::Table,
+        result: Result<(), ConfigError>,
+    }
+    impl InputVisitor for Check<'_> {
+        fn visit<I: Input>(&mut self) {
+            if I::NAME == self.name {
+                self.result = check_file_table::<I>(self.file, self.base.clone(), self.table);
+            }
+        }
+    }
+    let mut check = Check {
+        name,
+        file,
+        base,
+        table,
+        result: Ok(()),
+    };
+    each_input(&mut check);
+    check.result
+}
+
+/// "inputs.pushgateway" or "inputs.a, inputs.b", for error messages.
+fn known_inputs() -> String {
+    let names: Vec<String> = inputs::names()
+        .iter()
+        .map(|n| format!("inputs.{n}"))
+        .collect();
+    names.join(", ")
 }
 
 fn wrong_shape(file: &str, key: &str, value: &toml::Value, expected: &str) -> ConfigError {
-    ConfigError::new(format!(
-        "{file}: {key} = {}: expected {expected}",
-        show_toml_value(value)
-    ))
-}
-
-/// Reads every key of one table into `section`. `base` is the dotted path
-/// shown in errors ("http_api", "sinks[1]", "inputs.pushgateway[0]").
-pub(crate) fn apply_table<S: Section>(
-    section: &mut S,
-    table: &toml::Table,
-    file: &str,
-    base: &str,
-) -> Result<(), ConfigError> {
-    for (key, value) in table {
-        let Some(spec) = S::keys().iter().find(|s| s.key == key) else {
-            let known: Vec<&str> = S::keys().iter().map(|s| s.key).collect();
-            return Err(ConfigError::new(format!(
-                "{file}: unknown key {}: expected one of {}",
-                quote(&format!("{base}.{key}")),
-                known.join(", ")
-            )));
-        };
-        let parsed = spec.kind.read_toml_value(value).map_err(|expected| {
-            ConfigError::new(format!(
-                "{file}: {base}.{key} = {}: {expected}",
-                spec.kind.show_toml(value)
-            ))
-        })?;
-        (spec.set)(section, parsed);
+    ConfigError::Invalid {
+        at: Place::File {
+            file: file.to_string(),
+            key: key.to_string(),
+        },
+        value: Show::Plain.toml(value),
+        expected: format!("expected {expected}"),
     }
-    Ok(())
-}
-
-/// Gives unnamed sinks `sink<N>` (N = position among all sinks) and checks
-/// that names are unique.
-fn settle_sink_names(file_sinks: Vec<FileSink>) -> Result<Vec<SinkConfig>, ConfigError> {
-    let mut owners: BTreeMap<String, (String, usize)> = BTreeMap::new();
-    let mut sinks = Vec::with_capacity(file_sinks.len());
-    for (pos, mut fs) in file_sinks.into_iter().enumerate() {
-        if !fs.named {
-            fs.sink.name = format!("sink{pos}");
-        }
-        if let Some((first_file, first_index)) = owners.get(&fs.sink.name) {
-            let how = if fs.named { "" } else { " (its default name)" };
-            return Err(ConfigError::new(format!(
-                "{}: sinks[{}].name = {}{how}: expected a unique sink name; {first_file}: sinks[{first_index}] already has it",
-                fs.file,
-                fs.index,
-                quote(&fs.sink.name)
-            )));
-        }
-        owners.insert(fs.sink.name.clone(), (fs.file.clone(), fs.index));
-        sinks.push(fs.sink);
-    }
-    Ok(sinks)
 }
 
 #[cfg(test)]
@@ -305,7 +446,7 @@ mod tests {
     use std::path::{Path, PathBuf};
     use std::time::Duration;
 
-    use super::super::{
+    use crate::config::{
         load, Config, ConfigError, HttpApiConfig, IoConfig, Loaded, PushgatewayConfig, SinkConfig,
     };
 
@@ -823,10 +964,30 @@ mod tests {
             file_err("listen = \"h:1\"\n"),
             r#"conf.d/pushkit.conf: unknown key "listen": expected only the tables [http_api], [io], [[sinks]] and [[inputs.<name>]] at the top level"#
         );
+    }
+
+    #[test]
+    fn inputs_this_agent_lacks_are_skipped_with_a_warning() {
+        let case = Case::new(&[
+            ("cpu.conf", "[[inputs.cpu]]\npercpu = true\n"),
+            ("mem.conf", "[inputs]\nmem = 1\n"),
+            PG,
+        ]);
+        let loaded = case.ok();
+        let dir = format!("{}/", case.dir.path().display());
+        let warnings: Vec<String> = loaded
+            .warnings
+            .iter()
+            .map(|w| w.replace(&dir, "conf.d/"))
+            .collect();
         assert_eq!(
-            file_err("[[inputs.cpu]]\n"),
-            r#"conf.d/pushkit.conf: unknown input "inputs.cpu": expected inputs.pushgateway (this agent is not a full DataKit and has no other input)"#
+            warnings,
+            [
+                "conf.d/cpu.conf: [[inputs.cpu]] skipped: this agent is not a full DataKit and has only inputs.pushgateway",
+                "conf.d/mem.conf: [[inputs.mem]] skipped: this agent is not a full DataKit and has only inputs.pushgateway",
+            ]
         );
+        assert!(loaded.config.pushgateway.is_some());
     }
 
     #[test]

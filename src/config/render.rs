@@ -2,19 +2,22 @@
 //!
 //! Every key is written, defaults included, in the same syntax the loader
 //! reads (Go durations, "16MiB" sizes), so the output loads back to the
-//! same `Config`. Sink URLs are redacted: the output is meant to be shown.
+//! same `Config`; each section's serde `Serialize` gives the values, and
+//! `Section::KEYS` their order. Secrets come out as "REDACTED" and sink
+//! URLs redacted: the output is meant to be shown.
+//!
+//! The top of the config folder with `reference`: nothing imports it.
 
 use std::fmt::Write as _;
 
-use super::inputs::INPUTS;
-use super::schema::{Kind, Section, Val};
-use super::url::redact_url;
-use super::value::{format_duration, format_size, quote};
-use super::Config;
+use super::inputs::{each_input, Input, InputVisitor};
+use super::keys::Section;
+use super::tree::Config;
+use super::value::quote;
 
 impl Config {
     /// The effective configuration as TOML: all sections and keys, with
-    /// secrets in sink URLs replaced by "REDACTED".
+    /// secrets replaced by "REDACTED".
     pub fn to_toml(&self) -> String {
         let mut out = String::from(
             "# Effective pushkit configuration: built-in defaults < conf.d files < ENV.\n",
@@ -27,11 +30,26 @@ impl Config {
         for sink in &self.sinks {
             render_table(&mut out, "[[sinks]]", sink);
         }
-        let before = out.len();
-        for input in &INPUTS {
-            (input.render)(self, &mut out);
+        struct Inputs<'a> {
+            config: &'a Config,
+            out: &'a mut String,
+            any: bool,
         }
-        if out.len() == before {
+        impl InputVisitor for Inputs<'_> {
+            fn visit<I: Input>(&mut self) {
+                if let Some(input) = I::get(self.config) {
+                    render_table(self.out, &format!("[[{}]]", I::PATH), input);
+                    self.any = true;
+                }
+            }
+        }
+        let mut inputs = Inputs {
+            config: self,
+            out: &mut out,
+            any: false,
+        };
+        each_input(&mut inputs);
+        if !inputs.any {
             out.push_str("\n# No inputs enabled.\n");
         }
         out
@@ -40,47 +58,56 @@ impl Config {
 
 /// Appends a blank line, the header and one `key = value` line per key
 /// (keys whose value is unset are left out).
-pub(crate) fn render_table<S: Section>(out: &mut String, header: &str, section: &S) {
+fn render_table<S: Section>(out: &mut String, header: &str, section: &S) {
     let _ = writeln!(out, "\n{header}");
-    for spec in S::keys() {
-        if let Some(text) = value_text(spec.kind, &(spec.get)(section)) {
-            let _ = writeln!(out, "{} = {text}", spec.key);
+    let values = values(section);
+    for key in S::KEYS {
+        if let Some(value) = values.get(key.name) {
+            let _ = writeln!(out, "{} = {}", key.name, toml_text(value));
         }
     }
 }
 
-/// A value as TOML text; None for an unset optional value.
-pub(crate) fn value_text(kind: Kind, value: &Val) -> Option<String> {
-    Some(match value {
-        Val::Str(s) if kind == Kind::Url => quote(&redact_url(s)),
-        Val::OptStr(Some(_)) if kind == Kind::Secret => quote("REDACTED"),
-        Val::Str(s) => quote(s),
-        Val::OptStr(s) => quote(s.as_ref()?),
-        Val::Bool(b) => b.to_string(),
-        Val::Bytes(n) => format_size(*n),
-        Val::Count(n) => n.to_string(),
-        Val::Dur(d) => quote(&format_duration(*d)),
-        Val::Map(m) if m.is_empty() => return None,
-        Val::Map(m) => {
-            // Header values and passwords are secrets; names and the
-            // username are not.
-            let shown = |k: &str, v: &str| match (kind, k) {
-                (Kind::BasicAuth, "username" | "password_file") => quote(v),
-                _ => quote("REDACTED"),
-            };
-            let pairs: Vec<String> = m
+/// A section's values as TOML, as its `Serialize` writes them: unset
+/// optional values are absent.
+pub(crate) fn values<S: Section>(section: &S) -> toml::Table {
+    match toml::Value::try_from(section) {
+        Ok(toml::Value::Table(t)) => t,
+        // Every section is a struct of strings, integers, booleans and
+        // string tables, which TOML always holds.
+        other => panic!("{} does not serialize to a TOML table: {other:?}", S::PATH),
+    }
+}
+
+/// A value as TOML text, on one line (tables inline, keys quoted).
+pub(crate) fn toml_text(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => quote(s),
+        toml::Value::Integer(n) => n.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Datetime(d) => d.to_string(),
+        toml::Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(toml_text).collect();
+            format!("[{}]", items.join(", "))
+        }
+        toml::Value::Table(t) => {
+            let pairs: Vec<String> = t
                 .iter()
-                .map(|(k, v)| format!("{} = {}", quote(k), shown(k, v)))
+                .map(|(k, v)| format!("{} = {}", quote(k), toml_text(v)))
                 .collect();
             format!("{{ {} }}", pairs.join(", "))
         }
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{load, HttpApiConfig, IoConfig, PushgatewayConfig, SinkConfig};
+    use crate::config::{
+        load, BasicAuth, Format, HttpApiConfig, IoConfig, Overflow, Password, PushgatewayConfig,
+        SinkConfig,
+    };
     use std::time::Duration;
 
     fn no_env(_: &str) -> Option<String> {
@@ -125,13 +152,12 @@ mod tests {
                     gzip: false,
                     timeout: Duration::from_secs(90),
                     max_queue_bytes: 1000,
-                    overflow: "drop_oldest".into(),
-                    format: "remote-write".into(),
-                    basic_auth: [
-                        ("username".into(), "u".into()),
-                        ("password_file".into(), "/run/secrets/pw".into()),
-                    ]
-                    .into(),
+                    overflow: Overflow::DropOldest,
+                    format: Format::RemoteWrite,
+                    basic_auth: Some(BasicAuth {
+                        username: "u".into(),
+                        password: Password::File("/run/secrets/pw".into()),
+                    }),
                     tls_insecure_skip_verify: true,
                     ..SinkConfig::default()
                 },
@@ -172,19 +198,29 @@ mod tests {
 
     #[test]
     fn secrets_are_never_shown() {
+        let sink = |name: &str| SinkConfig {
+            name: name.into(),
+            url: "http://127.0.0.1:8086/api/v2/write?token=url-s3cret".into(),
+            ..SinkConfig::default()
+        };
         let config = Config {
-            sinks: vec![SinkConfig {
-                name: "influx".into(),
-                url: "http://127.0.0.1:8086/api/v2/write?token=url-s3cret".into(),
-                headers: [("Authorization".into(), "Token hdr-s3cret".into())].into(),
-                basic_auth: [
-                    ("username".into(), "u".into()),
-                    ("password".into(), "pw-s3cret".into()),
-                ]
-                .into(),
-                bearer_token: Some("tok-s3cret".into()),
-                ..SinkConfig::default()
-            }],
+            sinks: vec![
+                SinkConfig {
+                    headers: [("Authorization".into(), "Token hdr-s3cret".into())].into(),
+                    ..sink("influx")
+                },
+                SinkConfig {
+                    basic_auth: Some(BasicAuth {
+                        username: "u".into(),
+                        password: Password::Inline("pw-s3cret".into()),
+                    }),
+                    ..sink("basic")
+                },
+                SinkConfig {
+                    bearer_token: Some("tok-s3cret".into()),
+                    ..sink("bearer")
+                },
+            ],
             ..Config::default()
         };
         let text = config.to_toml();
@@ -193,10 +229,18 @@ mod tests {
             text.contains("headers = { \"Authorization\" = \"REDACTED\" }"),
             "{text}"
         );
-        assert!(text.contains("username\" = \"u\""), "{text}");
+        assert!(
+            text.contains("basic_auth = { \"password\" = \"REDACTED\", \"username\" = \"u\" }"),
+            "{text}"
+        );
+        assert!(text.contains("bearer_token = \"REDACTED\""), "{text}");
         // What is shown still loads.
         let back = reload(&config);
-        assert_eq!(back.sinks[0].bearer_token.as_deref(), Some("REDACTED"));
+        assert_eq!(back.sinks[2].bearer_token.as_deref(), Some("REDACTED"));
+        assert_eq!(
+            back.sinks[1].basic_auth.as_ref().unwrap().password,
+            Password::Inline("REDACTED".into())
+        );
     }
 
     #[test]

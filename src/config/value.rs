@@ -4,6 +4,8 @@
 //! One rule everywhere, so a value that works in a file works in ENV too.
 //! Parsers return `Err(expected)`, the "what was expected" half of an error
 //! line; the caller adds where the value came from and what it was.
+//!
+//! The bottom of the config folder: it imports none of it.
 
 use std::net::Ipv6Addr;
 use std::time::Duration;
@@ -26,6 +28,9 @@ pub(crate) const EXPECT_LISTEN: &str = r#"expected "host:port" with a port 0-655
 /// What a route prefix must look like.
 pub(crate) const EXPECT_ROUTE_PREFIX: &str =
     r##"expected a URL path such as "/v1/pushgateway" (no spaces, "?" or "#")"##;
+
+/// What every secret is shown as.
+pub(crate) const REDACTED: &str = "REDACTED";
 
 const NANOS_PER_SEC: u128 = 1_000_000_000;
 /// Go's Duration is an int64 of nanoseconds: the largest value it can hold.
@@ -176,15 +181,12 @@ pub(crate) fn check_size_int(n: i64) -> Result<u64, &'static str> {
     u64::try_from(n).ok().filter(|&b| b >= 1).ok_or(EXPECT_SIZE)
 }
 
-/// Writes a size the friendliest exact way: "16MiB" when it is a whole
-/// number of KiB/MiB/GiB, else the plain byte count (a TOML integer).
-pub(crate) fn format_size(bytes: u64) -> String {
-    for (unit, suffix) in [(GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")] {
-        if bytes != 0 && bytes.is_multiple_of(unit) {
-            return format!("\"{}{suffix}\"", bytes / unit);
-        }
-    }
-    bytes.to_string()
+/// "16MiB" when `bytes` is a whole number of KiB/MiB/GiB, else None.
+pub(crate) fn size_with_unit(bytes: u64) -> Option<String> {
+    [(GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")]
+        .into_iter()
+        .find(|&(unit, _)| bytes != 0 && bytes.is_multiple_of(unit))
+        .map(|(unit, suffix)| format!("{}{suffix}", bytes / unit))
 }
 
 /// Parses a count (ENV): decimal digits only, at least 1.
@@ -384,11 +386,12 @@ mod tests {
         assert_eq!(check_size_int(1), Ok(1));
         assert_eq!(check_size_int(0), Err(EXPECT_SIZE));
         assert_eq!(check_size_int(-5), Err(EXPECT_SIZE));
-        assert_eq!(format_size(16 << 20), "\"16MiB\"");
-        assert_eq!(format_size(1 << 30), "\"1GiB\"");
-        assert_eq!(format_size(1000), "1000");
-        assert_eq!(format_size(3 * 512), "1536");
-        assert_eq!(format_size(2048), "\"2KiB\"");
+        assert_eq!(size_with_unit(16 << 20).as_deref(), Some("16MiB"));
+        assert_eq!(size_with_unit(1 << 30).as_deref(), Some("1GiB"));
+        assert_eq!(size_with_unit(1000), None);
+        assert_eq!(size_with_unit(3 * 512), None);
+        assert_eq!(size_with_unit(2048).as_deref(), Some("2KiB"));
+        assert_eq!(size_with_unit(0), None);
     }
 
     #[test]

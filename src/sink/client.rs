@@ -3,8 +3,13 @@
 //! the headers sent with every request (`headers`, bearer token, basic
 //! auth). Secrets are read here and never logged: errors name the sink and
 //! the key, not the value.
+//!
+//! The rules between keys (one way to authenticate, a certificate with its
+//! key, header names) are the config's own (`SinkConfig::auth`,
+//! `client_cert`, `check_headers`), which `pushkit check` applies too; what
+//! is left here depends on the machine: reading the files, parsing PEM.
 
-use crate::config::SinkConfig;
+use crate::config::{Auth, Password, SinkConfig, Violation};
 use base64::Engine as _;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 
@@ -12,6 +17,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 /// the key at fault.
 pub fn build_client(cfg: &SinkConfig) -> Result<reqwest::Client, String> {
     let err = |key: &str, what: String| format!("sink {}: {key}: {what}", cfg.name);
+    let broken = |v: Violation| format!("sink {}: {v}", cfg.name);
     let mut builder = reqwest::Client::builder()
         .timeout(cfg.timeout)
         .default_headers(request_headers(cfg)?);
@@ -24,22 +30,18 @@ pub fn build_client(cfg: &SinkConfig) -> Result<reqwest::Client, String> {
         }
         builder = builder.tls_certs_only(certs);
     }
-    match (&cfg.cert_file, &cfg.key_file) {
-        (Some(cert), Some(key)) => {
-            let mut pem = read(cert).map_err(|e| err("cert_file", e))?;
-            pem.push(b'\n');
-            pem.extend(read(key).map_err(|e| err("key_file", e))?);
-            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                err(
-                    "cert_file",
-                    format!("{cert} with {key}: not a PEM certificate and key: {e}"),
-                )
-            })?;
-            builder = builder.identity(identity);
-        }
-        (Some(_), None) => return Err(err("key_file", "required with cert_file".into())),
-        (None, Some(_)) => return Err(err("cert_file", "required with key_file".into())),
-        (None, None) => {}
+    if let Some(pair) = cfg.client_cert().map_err(broken)? {
+        let (cert, key) = (pair.cert_file, pair.key_file);
+        let mut pem = read(cert).map_err(|e| err("cert_file", e))?;
+        pem.push(b'\n');
+        pem.extend(read(key).map_err(|e| err("key_file", e))?);
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+            err(
+                "cert_file",
+                format!("{cert} with {key}: not a PEM certificate and key: {e}"),
+            )
+        })?;
+        builder = builder.identity(identity);
     }
     if cfg.tls_insecure_skip_verify {
         builder = builder.tls_danger_accept_invalid_certs(true);
@@ -52,6 +54,8 @@ pub fn build_client(cfg: &SinkConfig) -> Result<reqwest::Client, String> {
 /// The headers every request of the sink carries.
 pub fn request_headers(cfg: &SinkConfig) -> Result<HeaderMap, String> {
     let err = |key: &str, what: String| format!("sink {}: {key}: {what}", cfg.name);
+    let broken = |v: Violation| format!("sink {}: {v}", cfg.name);
+    cfg.check_headers().map_err(broken)?;
     let mut headers = HeaderMap::new();
     for (name, value) in &cfg.headers {
         let n = HeaderName::from_bytes(name.as_bytes())
@@ -64,53 +68,28 @@ pub fn request_headers(cfg: &SinkConfig) -> Result<HeaderMap, String> {
         })?;
         headers.insert(n, v);
     }
-    let token = match (&cfg.bearer_token, &cfg.bearer_token_file) {
-        (Some(_), Some(_)) => {
-            return Err(err(
-                "bearer_token_file",
-                "set either bearer_token or bearer_token_file, not both".into(),
-            ))
+    // (the key the value came from, the Authorization value)
+    let auth = match cfg.auth().map_err(broken)? {
+        None => None,
+        Some(Auth::Bearer(token)) => Some(("bearer_token", format!("Bearer {token}"))),
+        Some(Auth::BearerFile(path)) => {
+            let token = read_text(path).map_err(|e| err("bearer_token_file", e))?;
+            Some(("bearer_token_file", format!("Bearer {token}")))
         }
-        (Some(t), None) => Some(t.clone()),
-        (None, Some(path)) => Some(read_text(path).map_err(|e| err("bearer_token_file", e))?),
-        (None, None) => None,
-    };
-    let basic = if cfg.basic_auth.is_empty() {
-        None
-    } else {
-        let user = &cfg.basic_auth["username"];
-        let password = match (
-            cfg.basic_auth.get("password"),
-            cfg.basic_auth.get("password_file"),
-        ) {
-            (Some(p), _) => p.clone(),
-            (None, Some(path)) => {
-                read_text(path).map_err(|e| err("basic_auth.password_file", e))?
-            }
-            (None, None) => String::new(),
-        };
-        Some(base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
-    };
-    let auth = match (token, basic) {
-        (Some(_), Some(_)) => {
-            return Err(err(
-                "basic_auth",
-                "set either a bearer token or basic_auth, not both".into(),
-            ))
+        Some(Auth::Basic(basic)) => {
+            let password = match &basic.password {
+                Password::Inline(p) => p.clone(),
+                Password::File(path) => {
+                    read_text(path).map_err(|e| err("basic_auth.password_file", e))?
+                }
+            };
+            let pair = format!("{}:{password}", basic.username);
+            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+            Some(("basic_auth", format!("Basic {encoded}")))
         }
-        (Some(t), None) => Some(format!("Bearer {t}")),
-        (None, Some(b)) => Some(format!("Basic {b}")),
-        (None, None) => None,
     };
-    if let Some(auth) = auth {
-        if headers.contains_key(AUTHORIZATION) {
-            return Err(err(
-                "headers",
-                "Authorization is set both in headers and by a token or basic_auth".into(),
-            ));
-        }
-        let v = secret_value(&auth)
-            .map_err(|_| err("bearer_token", "not a valid header value".into()))?;
+    if let Some((key, auth)) = auth {
+        let v = secret_value(&auth).map_err(|_| err(key, "not a valid header value".into()))?;
         headers.insert(AUTHORIZATION, v);
     }
     Ok(headers)
@@ -137,6 +116,7 @@ fn read_text(path: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::BasicAuth;
 
     fn sink() -> SinkConfig {
         SinkConfig {
@@ -162,11 +142,10 @@ mod tests {
         assert_eq!(h["x-scope-orgid"], "team");
 
         let cfg = SinkConfig {
-            basic_auth: [
-                ("username".into(), "u".into()),
-                ("password".into(), "p".into()),
-            ]
-            .into(),
+            basic_auth: Some(BasicAuth {
+                username: "u".into(),
+                password: Password::Inline("p".into()),
+            }),
             ..sink()
         };
         assert_eq!(request_headers(&cfg).unwrap()[AUTHORIZATION], "Basic dTpw");
@@ -176,15 +155,17 @@ mod tests {
     fn conflicts_and_missing_files_name_sink_and_key() {
         let cfg = SinkConfig {
             bearer_token: Some("a".into()),
-            basic_auth: [
-                ("username".into(), "u".into()),
-                ("password".into(), "p".into()),
-            ]
-            .into(),
+            basic_auth: Some(BasicAuth {
+                username: "u".into(),
+                password: Password::Inline("p".into()),
+            }),
             ..sink()
         };
         let e = request_headers(&cfg).unwrap_err();
-        assert!(e.starts_with("sink s: basic_auth:"), "{e}");
+        assert!(
+            e.starts_with("sink s: basic_auth = {...}: expected either"),
+            "{e}"
+        );
         let cfg = SinkConfig {
             bearer_token_file: Some("/nonexistent/token".into()),
             ..sink()
@@ -200,7 +181,7 @@ mod tests {
         };
         assert_eq!(
             build_client(&cfg).unwrap_err(),
-            "sink s: key_file: required with cert_file"
+            r#"sink s: cert_file = "/x.pem": expected key_file with it, the certificate's private key"#
         );
         let cfg = SinkConfig {
             ca_file: Some("/nonexistent/ca.pem".into()),
@@ -215,7 +196,7 @@ mod tests {
         };
         assert!(build_client(&cfg)
             .unwrap_err()
-            .contains("not a valid header name"));
+            .contains("expected a header name of"));
         assert!(build_client(&SinkConfig {
             tls_insecure_skip_verify: true,
             ..sink()

@@ -33,15 +33,6 @@ pub enum Format {
     RemoteWrite,
 }
 
-impl Format {
-    pub fn from_config(s: &str) -> Format {
-        match s {
-            "remote-write" => Format::RemoteWrite,
-            _ => Format::LineProtocol,
-        }
-    }
-}
-
 /// Exponential backoff bounds.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {

@@ -10,7 +10,7 @@ pub mod queue;
 pub mod remote_write;
 pub mod stdout;
 
-use crate::config::{IoConfig, SinkConfig};
+use crate::config::{self, IoConfig, SinkConfig};
 use crate::convert::Converted;
 use crate::lineproto::Lines;
 use crate::metrics::Metrics;
@@ -116,7 +116,7 @@ fn open_disk_queue(
         .map(|s| SinkSpec {
             name: s.name.clone(),
             max_disk_bytes: s.max_disk_bytes,
-            drop_oldest: Overflow::from_config(&s.overflow) == Overflow::DropOldest,
+            drop_oldest: s.overflow == config::Overflow::DropOldest,
         })
         .collect();
     let opened = DiskQueue::open(
@@ -161,7 +161,10 @@ impl SinkSet {
                 name: cfg.name.clone(),
                 url: cfg.url.clone(),
                 gzip: cfg.gzip,
-                format: http::Format::from_config(&cfg.format),
+                format: match cfg.format {
+                    config::Format::LineProtocol => http::Format::LineProtocol,
+                    config::Format::RemoteWrite => http::Format::RemoteWrite,
+                },
                 backoff: http::Backoff {
                     base: cfg.retry_base,
                     max: cfg.retry_max,
@@ -171,7 +174,10 @@ impl SinkSet {
                 client,
                 queue: Arc::new(SinkQueue::new(
                     cfg.max_queue_bytes,
-                    Overflow::from_config(&cfg.overflow),
+                    match cfg.overflow {
+                        config::Overflow::Block => Overflow::Block,
+                        config::Overflow::DropOldest => Overflow::DropOldest,
+                    },
                 )),
                 metrics: metrics.clone(),
             }));
@@ -465,7 +471,7 @@ mod tests {
             name: "s".into(),
             url: "http://127.0.0.1:9/write".into(),
             max_queue_bytes,
-            overflow: "block".into(),
+            overflow: config::Overflow::Block,
             ..SinkConfig::default()
         };
         let lines: stdout::LineOutput = Arc::new(Mutex::new(Box::new(std::io::sink())));

@@ -23,15 +23,6 @@ pub enum Overflow {
     DropOldest,
 }
 
-impl Overflow {
-    pub fn from_config(s: &str) -> Overflow {
-        match s {
-            "drop_oldest" => Overflow::DropOldest,
-            _ => Overflow::Block,
-        }
-    }
-}
-
 /// Estimated line-protocol bytes of a point: what the budget counts.
 pub fn point_cost(p: &Point) -> u64 {
     let tags: usize = p.tags.iter().map(|(k, v)| k.len() + v.len() + 2).sum();

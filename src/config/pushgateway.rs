@@ -1,0 +1,128 @@
+//! `[[inputs.pushgateway]]`: the options of the Pushgateway input.
+//!
+//! Imports the config folder's syntax layer only (`keys`, `syntax`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::keys::{Key, Section};
+use super::syntax;
+
+/// `[[inputs.pushgateway]]`: the Prometheus Pushgateway API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushgatewayConfig {
+    /// Path prefix of the Pushgateway API (e.g. "/v1/pushgateway"),
+    /// normalised: "" or "/" = none, leading "/" forced, trailing removed.
+    /// Default: `""`. ENV: `ENV_INPUT_PUSHGATEWAY_ROUTE_PREFIX`.
+    #[serde(with = "syntax::route_prefix")]
+    pub route_prefix: String,
+    /// If set, every metric goes to this one measurement.
+    /// Default: `unset`. ENV: `ENV_INPUT_PUSHGATEWAY_MEASUREMENT_NAME`.
+    #[serde(with = "syntax::opt_text", skip_serializing_if = "Option::is_none")]
+    pub measurement_name: Option<String>,
+    /// Use the `job` label as the measurement name.
+    /// Default: `false`. ENV: `ENV_INPUT_PUSHGATEWAY_JOB_AS_MEASUREMENT`.
+    #[serde(with = "syntax::flag")]
+    pub job_as_measurement: bool,
+    /// Keep the full metric name as the field name.
+    /// Default: `true`. ENV: `ENV_INPUT_PUSHGATEWAY_KEEP_EXIST_METRIC_NAME`.
+    #[serde(with = "syntax::flag")]
+    pub keep_exist_metric_name: bool,
+    /// Use timestamps pushed with the metrics instead of arrival time.
+    /// Default: `true`. ENV: `ENV_INPUT_PUSHGATEWAY_HONOR_TIMESTAMPS`.
+    #[serde(with = "syntax::flag")]
+    pub honor_timestamps: bool,
+    /// Keep the last push of every group and expose it at `GET P/metrics`,
+    /// as the Pushgateway does; `false` makes a pure forwarder.
+    /// Default: `true`. ENV: `ENV_INPUT_PUSHGATEWAY_STORE`.
+    #[serde(with = "syntax::flag")]
+    pub store: bool,
+    /// Refuse (400) pushes that would make the exposition invalid.
+    /// Default: `true`. ENV: `ENV_INPUT_PUSHGATEWAY_CONSISTENCY_CHECK`.
+    #[serde(with = "syntax::flag")]
+    pub consistency_check: bool,
+    /// Directory of the store's journal and snapshots; unset keeps the
+    /// store in memory only.
+    /// Default: `unset`. ENV: `ENV_INPUT_PUSHGATEWAY_PERSISTENCE_DIR`.
+    #[serde(with = "syntax::opt_text", skip_serializing_if = "Option::is_none")]
+    pub persistence_dir: Option<String>,
+    /// Remove a group this long after its last successful push; 0 keeps
+    /// groups forever.
+    /// Default: `"0s"`. ENV: `ENV_INPUT_PUSHGATEWAY_GROUP_TTL`.
+    #[serde(with = "syntax::duration")]
+    pub group_ttl: Duration,
+    /// Serve `PUT P/api/v1/admin/wipe`.
+    /// Default: `false`. ENV: `ENV_INPUT_PUSHGATEWAY_ENABLE_ADMIN_API`.
+    #[serde(with = "syntax::flag")]
+    pub enable_admin_api: bool,
+    /// Serve `PUT|POST P/-/quit`.
+    /// Default: `false`. ENV: `ENV_INPUT_PUSHGATEWAY_ENABLE_LIFECYCLE`.
+    #[serde(with = "syntax::flag")]
+    pub enable_lifecycle: bool,
+}
+
+impl Default for PushgatewayConfig {
+    fn default() -> Self {
+        PushgatewayConfig {
+            route_prefix: String::new(),
+            measurement_name: None,
+            job_as_measurement: false,
+            keep_exist_metric_name: true,
+            honor_timestamps: true,
+            store: true,
+            consistency_check: true,
+            persistence_dir: None,
+            group_ttl: Duration::ZERO,
+            enable_admin_api: false,
+            enable_lifecycle: false,
+        }
+    }
+}
+
+impl Section for PushgatewayConfig {
+    const PATH: &'static str = "inputs.pushgateway";
+    const ENV_PREFIX: Option<&'static str> = Some("ENV_INPUT_PUSHGATEWAY_");
+    const KEYS: &'static [Key] = &[
+        Key::new(
+            "route_prefix",
+            "path prefix of the Pushgateway API, e.g. /v1/pushgateway",
+        ),
+        Key::new(
+            "measurement_name",
+            "put every metric in this one measurement",
+        ),
+        Key::new(
+            "job_as_measurement",
+            "use the job label as the measurement name",
+        )
+        .bool(),
+        Key::new(
+            "keep_exist_metric_name",
+            "keep the full metric name as the field name",
+        )
+        .bool(),
+        Key::new("honor_timestamps", "use timestamps sent with the metrics").bool(),
+        Key::new(
+            "store",
+            "keep the last push of every group and expose it at P/metrics",
+        )
+        .bool(),
+        Key::new(
+            "consistency_check",
+            "refuse pushes that would make the exposition invalid",
+        )
+        .bool(),
+        Key::new(
+            "persistence_dir",
+            "directory of the store's journal and snapshots",
+        ),
+        Key::new(
+            "group_ttl",
+            "remove a group this long after its last successful push; 0s keeps it forever",
+        ),
+        Key::new("enable_admin_api", "serve PUT P/api/v1/admin/wipe").bool(),
+        Key::new("enable_lifecycle", "serve PUT|POST P/-/quit").bool(),
+    ];
+}

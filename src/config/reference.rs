@@ -1,0 +1,245 @@
+//! The config reference: every key with its default, ENV variable and
+//! description, for the README's table (checked by tests/readme.rs) and
+//! the shipped conf.d files (checked below).
+//!
+//! Built from the same definitions the loader uses: defaults from each
+//! section's `Default` as its `Serialize` writes it, names from
+//! `Section::KEYS`, which the tests here hold to the serde fields and to
+//! the fields' doc comments.
+//!
+//! The top of the config folder with `render`: nothing imports it.
+
+use super::http_api::HttpApiConfig;
+use super::inputs::{each_input, Input, InputVisitor};
+use super::io::IoConfig;
+use super::keys::{env_name, Section};
+use super::render::{toml_text, values};
+use super::sink::SinkConfig;
+
+/// One config key, for the README reference and its test.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyDoc {
+    /// Dotted table path: "http_api", "io", "sinks", "inputs.pushgateway".
+    pub section: &'static str,
+    pub key: &'static str,
+    /// As TOML (`"16MiB"`, `1000`, `true`), or a word such as `required`.
+    pub default: String,
+    /// The ENV variable that sets it, if any.
+    pub env: Option<String>,
+    pub description: &'static str,
+}
+
+/// Every config key with its default, ENV variable and description.
+pub fn reference() -> Vec<KeyDoc> {
+    struct Inputs(Vec<KeyDoc>);
+    impl InputVisitor for Inputs {
+        fn visit<I: Input>(&mut self) {
+            self.0.extend(docs_for::<I>());
+        }
+    }
+    let mut docs = Inputs(docs_for::<HttpApiConfig>());
+    docs.0.extend(docs_for::<IoConfig>());
+    docs.0.extend(docs_for::<SinkConfig>());
+    each_input(&mut docs);
+    docs.0
+}
+
+/// The reference entries of one section.
+fn docs_for<S: Section>() -> Vec<KeyDoc> {
+    let defaults = values(&S::default());
+    S::KEYS
+        .iter()
+        .map(|key| KeyDoc {
+            section: S::PATH,
+            key: key.name,
+            default: match (key.default_doc, defaults.get(key.name)) {
+                (Some(text), _) => text.to_string(),
+                (None, Some(value)) => toml_text(value),
+                (None, None) => "unset".to_string(),
+            },
+            env: match (S::ENV_PREFIX, key.env_doc) {
+                (Some(prefix), _) => Some(env_name(prefix, key.name)),
+                (None, Some(var)) => Some(var.to_string()),
+                (None, None) => None,
+            },
+            description: key.doc,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::de::{field_names, from_table};
+    use crate::config::env::overlay;
+    use crate::config::pushgateway::PushgatewayConfig;
+
+    fn keys_match_fields<S: Section>() {
+        let keys: Vec<&str> = S::KEYS.iter().map(|k| k.name).collect();
+        assert_eq!(keys, field_names::<S>(), "{}", S::PATH);
+    }
+
+    #[test]
+    fn keys_are_the_serde_fields_in_order() {
+        keys_match_fields::<HttpApiConfig>();
+        keys_match_fields::<IoConfig>();
+        keys_match_fields::<SinkConfig>();
+        struct Inputs;
+        impl InputVisitor for Inputs {
+            fn visit<I: Input>(&mut self) {
+                keys_match_fields::<I>();
+            }
+        }
+        each_input(&mut Inputs);
+    }
+
+    /// Each key's ENV syntax must give what its field reads: the default
+    /// (or "x" for an unset one), written as ENV, loads back.
+    fn env_syntax_matches_fields<S: Section + PartialEq + std::fmt::Debug>() {
+        let Some(prefix) = S::ENV_PREFIX else {
+            return;
+        };
+        let defaults = values(&S::default());
+        for key in S::KEYS {
+            let text = match defaults.get(key.name) {
+                Some(toml::Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => "x".to_string(),
+            };
+            let var = env_name(prefix, key.name);
+            let env = |name: &str| (name == var).then(|| text.clone());
+            let mut table = toml::Table::new();
+            overlay::<S>(&mut table, &env).unwrap_or_else(|e| panic!("{e}"));
+            let read: S = from_table(&table).unwrap_or_else(|e| panic!("{var}={text}: {e}"));
+            if defaults.contains_key(key.name) {
+                assert_eq!(read, S::default(), "{var}={text}");
+            }
+        }
+    }
+
+    #[test]
+    fn env_syntax_matches_the_fields() {
+        env_syntax_matches_fields::<HttpApiConfig>();
+        env_syntax_matches_fields::<IoConfig>();
+        env_syntax_matches_fields::<PushgatewayConfig>();
+    }
+
+    /// The doc comment right above `pub <key>:` inside `pub struct <name>`.
+    fn field_doc(source: &str, struct_name: &str, key: &str) -> String {
+        let start = source
+            .find(&format!("pub struct {struct_name} {{"))
+            .expect(struct_name);
+        let body = &source[start..start + source[start..].find("\n}").unwrap()];
+        let field_at = body
+            .find(&format!("    pub {key}:"))
+            .unwrap_or_else(|| panic!("{struct_name}.{key}"));
+        let mut doc: Vec<&str> = body[..field_at]
+            .lines()
+            .rev()
+            .map(str::trim_start)
+            .filter(|l| !l.starts_with("#["))
+            .take_while(|l| l.starts_with("///"))
+            .collect();
+        doc.reverse();
+        doc.join("\n")
+    }
+
+    #[test]
+    fn every_key_has_a_doc_comment_with_default_and_env() {
+        let structs = [
+            ("http_api", "HttpApiConfig", include_str!("http_api.rs")),
+            ("io", "IoConfig", include_str!("io.rs")),
+            ("sinks", "SinkConfig", include_str!("sink.rs")),
+            (
+                "inputs.pushgateway",
+                "PushgatewayConfig",
+                include_str!("pushgateway.rs"),
+            ),
+        ];
+        let docs = reference();
+        assert_eq!(docs.len(), 36);
+        for doc in docs {
+            let (_, name, source) = structs.iter().find(|(s, _, _)| *s == doc.section).unwrap();
+            let comment = field_doc(source, name, doc.key);
+            assert!(
+                comment.contains(&format!("Default: `{}`", doc.default)),
+                "{}.{}: {comment}",
+                doc.section,
+                doc.key
+            );
+            let env = match doc.env.as_deref() {
+                None => "ENV: none".to_string(),
+                Some(env) => format!("ENV: `{env}`"),
+            };
+            assert!(
+                comment.contains(&env),
+                "{}.{}: wants {env}: {comment}",
+                doc.section,
+                doc.key
+            );
+        }
+    }
+
+    #[test]
+    fn reference_lists_env_names_by_the_rule() {
+        let envs: Vec<String> = reference().into_iter().filter_map(|d| d.env).collect();
+        assert_eq!(
+            envs,
+            [
+                "ENV_HTTP_LISTEN",
+                "ENV_HTTP_MAX_BODY_SIZE",
+                "ENV_HTTP_MAX_DECOMPRESSED_SIZE",
+                "ENV_IO_MAX_CACHE_COUNT",
+                "ENV_IO_FLUSH_INTERVAL",
+                "ENV_IO_SHUTDOWN_TIMEOUT",
+                "ENV_IO_QUEUE_DIR",
+                "ENV_DATAWAY",
+                "ENV_INPUT_PUSHGATEWAY_ROUTE_PREFIX",
+                "ENV_INPUT_PUSHGATEWAY_MEASUREMENT_NAME",
+                "ENV_INPUT_PUSHGATEWAY_JOB_AS_MEASUREMENT",
+                "ENV_INPUT_PUSHGATEWAY_KEEP_EXIST_METRIC_NAME",
+                "ENV_INPUT_PUSHGATEWAY_HONOR_TIMESTAMPS",
+                "ENV_INPUT_PUSHGATEWAY_STORE",
+                "ENV_INPUT_PUSHGATEWAY_CONSISTENCY_CHECK",
+                "ENV_INPUT_PUSHGATEWAY_PERSISTENCE_DIR",
+                "ENV_INPUT_PUSHGATEWAY_GROUP_TTL",
+                "ENV_INPUT_PUSHGATEWAY_ENABLE_ADMIN_API",
+                "ENV_INPUT_PUSHGATEWAY_ENABLE_LIFECYCLE",
+            ]
+        );
+    }
+
+    /// The shipped conf.d files must name every key with its default and
+    /// ENV variable, commented or not.
+    #[test]
+    fn shipped_conf_files_document_every_key() {
+        let pushkit = include_str!("../../conf.d/pushkit.conf");
+        let pushgateway = include_str!("../../conf.d/pushgateway.conf");
+        for doc in reference() {
+            let text = if doc.section.starts_with("inputs.") {
+                pushgateway
+            } else {
+                pushkit
+            };
+            let line = text
+                .lines()
+                .find(|l| {
+                    let l = l.trim_start_matches(['#', ' ']);
+                    l.starts_with(&format!("{} ", doc.key))
+                        || l.starts_with(&format!("{}=", doc.key))
+                })
+                .unwrap_or_else(|| panic!("{}.{} not in shipped conf", doc.section, doc.key));
+            if !doc.default.contains(' ') && doc.default != "unset" && doc.default != "required" {
+                assert!(
+                    line.contains(&format!("= {}", doc.default)),
+                    "{}.{}: {line}",
+                    doc.section,
+                    doc.key
+                );
+            }
+            if let Some(env) = &doc.env {
+                assert!(text.contains(env.as_str()), "{env} not in shipped conf");
+            }
+        }
+    }
+}
