@@ -1,11 +1,14 @@
 //! pushkit: a DataKit-style collector agent that takes Prometheus
 //! Pushgateway pushes and forwards them as points.
 //!
-//! The data path runs one way: `http` (routes, errors) → `pushgateway`
-//! (grouping key, body decoding) → `expfmt` (parsing) → `convert`
-//! (measurement mapping, written as `lineproto` lines or built as `point`s,
-//! whichever the sinks take) → `sink` (queues, delivery). `config` loads
-//! what `agent` assembles.
+//! The data path runs one way: `http` (serving) → `pushgateway` (routes,
+//! grouping key, body decoding) → `expfmt` (parsing) → `store` (the last
+//! push of every group) and `convert` (measurement mapping, written as
+//! `lineproto` lines or built as points, whichever the sinks take) →
+//! `sink` (queues, delivery). `config` loads what `agent` assembles.
+//!
+//! Imports run down the layers only, from `agent` at the top to `model`
+//! and `metrics` at the bottom; the README's Layout section lists them.
 
 pub mod agent;
 pub mod checksum;
