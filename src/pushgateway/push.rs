@@ -35,7 +35,6 @@ use crate::model::GroupingKey;
 use crate::sink::{
     EnqueueError, Reservation, SinkSet, QUEUE_FULL_RETRY_AFTER_SECS, QUEUE_FULL_WAIT,
 };
-use crate::store::sanitize::sanitize;
 use crate::store::{PushRefused, Store};
 use std::sync::Arc;
 use warp::http::StatusCode;
@@ -191,7 +190,7 @@ impl PushgatewayInput {
         };
         let decoded =
             body::decode_content(req.content_encoding, req.body, self.max_decompressed_size)?;
-        let mut families = body::parse_families(req.content_type, &decoded)?;
+        let families = body::parse_families(req.content_type, &decoded)?;
         let samples: usize = families.iter().map(|f| f.metrics.len()).sum();
         let (points, lines) = self.sinks.forms();
         // Line protocol takes about as many bytes as the text it came from.
@@ -213,7 +212,6 @@ impl PushgatewayInput {
                 self.sinks.complete(queued).await.map_err(enqueue_error)?;
             }
             Some(store) => {
-                sanitize(&group, &mut families);
                 let replace = req.method == PushMethod::Put;
                 let prepared = store.prepare(group, replace, families, req.received_ns);
                 let stored =

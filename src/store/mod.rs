@@ -5,7 +5,12 @@
 //! It follows the Pushgateway 1.5.1 (PUT replaces a group, POST replaces
 //! the pushed families, DELETE removes the group, `push_time_seconds` and
 //! `push_failure_time_seconds` per group, the grouping labels forced onto
-//! every series). Where it differs, and why:
+//! every series). Like the Pushgateway, the store sanitizes what it is
+//! given itself (`sanitize`: grouping labels forced onto every series,
+//! `instance=""` filled in, labels sorted, timestamps and pushed
+//! `push_time_seconds`/`push_failure_time_seconds` dropped), in
+//! [`Store::prepare`], so no caller can store an unsanitized push. Where it
+//! differs, and why:
 //! - The consistency check is an index lookup, O(size of the push), not a
 //!   re-gathering of everything stored, O(total series) (see `index`).
 //! - A push is checked and applied before the reply, so PUT and POST answer
@@ -20,9 +25,9 @@
 //!
 //! Concurrency contract: every method takes `&self` and may be called from
 //! any thread. One mutex guards groups and index; a push holds it for the
-//! index lookups and the apply only: parsing, conversion, the checks of
-//! the push alone, series hashing, packing and the journal record are done
-//! before by [`Store::prepare`], the fsync wait after. Mutations reach the
+//! index lookups and the apply only: parsing and conversion are done by
+//! the caller, sanitizing, packing and the journal record by
+//! [`Store::prepare`], all before the lock; the fsync wait after. Mutations reach the
 //! journal in the order they reach the in-memory state.
 
 pub mod exposition;
@@ -30,7 +35,7 @@ pub mod index;
 pub mod journal;
 pub mod json;
 pub mod record;
-pub mod sanitize;
+mod sanitize;
 pub mod series;
 
 use crate::model::family::{Family, MetricType};
@@ -201,16 +206,19 @@ impl Store {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Readies a PUT (`replace`) or POST of `families`, already sanitized
-    /// for `key`, for [`Store::push`]: the packed families and the journal
-    /// record, computed before the store lock is taken.
+    /// Readies a PUT (`replace`) or POST of `families`, as parsed, for
+    /// [`Store::push`], before the store lock is taken: sanitizes them for
+    /// `key` (in place, so the push's families are not copied), packs them
+    /// and encodes the journal record. Everything the store keeps or
+    /// journals goes through here, so no caller can skip the sanitizing.
     pub fn prepare(
         &self,
         key: GroupingKey,
         replace: bool,
-        families: Vec<Family>,
+        mut families: Vec<Family>,
         at_ns: i64,
     ) -> Prepared {
+        sanitize::sanitize(&key, &mut families);
         let packed = pack_families(&key, &families, at_ns);
         let record = self
             .journal

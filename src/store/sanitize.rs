@@ -15,8 +15,10 @@ pub const PUSH_TIME_HELP: &str =
 pub const PUSH_FAILURE_TIME_HELP: &str =
     "Last Unix time when changing this group in the Pushgateway failed.";
 
-/// Normalises `families` in place for storage under `key`.
-pub fn sanitize(key: &GroupingKey, families: &mut Vec<Family>) {
+/// Normalises `families` in place for storage under `key`. Only
+/// [`super::Store::prepare`] calls it: the store sanitizes what it is
+/// given itself.
+pub(super) fn sanitize(key: &GroupingKey, families: &mut Vec<Family>) {
     // Go's text parser drops families without samples, so an empty family
     // neither replaces nor claims a name.
     families

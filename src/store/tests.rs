@@ -1,6 +1,5 @@
 //! The store's group semantics, driven directly (no HTTP).
 
-use super::sanitize::sanitize;
 use super::*;
 use crate::expfmt::expose::{ExpositionFormat, ExpositionWriter};
 use crate::expfmt::text::parse_text;
@@ -21,8 +20,7 @@ fn options() -> StoreOptions {
 
 /// Pushes `text` as PUT (`replace`) or POST at time `at` seconds.
 fn push(store: &Store, k: &GroupingKey, replace: bool, text: &str, at: i64) -> Result<(), String> {
-    let mut families = parse_text(text.as_bytes()).unwrap();
-    sanitize(k, &mut families);
+    let families = parse_text(text.as_bytes()).unwrap();
     let prepared = store.prepare(k.clone(), replace, families, at * 1_000_000_000);
     match store.push(prepared, || Ok::<(), ()>(())) {
         Ok(_) => Ok(()),
@@ -72,6 +70,30 @@ fn put_replaces_the_group_and_post_only_the_pushed_families() {
         &store,
         "push_failure_time_seconds{instance=\"\",job=\"j\"} 0"
     ));
+}
+
+/// The store sanitizes a push itself: the caller hands over families as
+/// parsed.
+#[test]
+fn the_store_sanitizes_what_it_is_given() {
+    let store = Store::new(options());
+    let k = key("j", &["zone", "eu"]);
+    push(
+        &store,
+        &k,
+        true,
+        "a{zone=\"us\",job=\"other\",b=\"1\"} 1 1700000000000\npush_time_seconds 3\n",
+        10,
+    )
+    .unwrap();
+    assert_eq!(
+        samples(&store),
+        [
+            "a{b=\"1\",instance=\"\",job=\"j\",zone=\"eu\"} 1",
+            "push_failure_time_seconds{instance=\"\",job=\"j\",zone=\"eu\"} 0",
+            "push_time_seconds{instance=\"\",job=\"j\",zone=\"eu\"} 10",
+        ]
+    );
 }
 
 #[test]
@@ -142,8 +164,7 @@ fn a_refused_push_records_only_its_failure_time() {
 fn a_failed_reservation_changes_nothing() {
     let store = Store::new(options());
     let k = key("j", &[]);
-    let mut families = parse_text(b"a 1\n").unwrap();
-    sanitize(&k, &mut families);
+    let families = parse_text(b"a 1\n").unwrap();
     let r = store.push(store.prepare(k, true, families, 1), || Err::<(), _>("full"));
     assert!(matches!(r, Err(PushRefused::Reserve("full"))));
     assert_eq!(store.group_count(), 0);
@@ -274,8 +295,7 @@ fn persistent(dir: &std::path::Path, snapshot_after_bytes: u64) -> Store {
 }
 
 fn push_durably(store: &Store, k: &GroupingKey, replace: bool, text: &str, at: i64) {
-    let mut families = parse_text(text.as_bytes()).unwrap();
-    sanitize(k, &mut families);
+    let families = parse_text(text.as_bytes()).unwrap();
     let prepared = store.prepare(k.clone(), replace, families, at * 1_000_000_000);
     let (ticket, ()) = store.push(prepared, || Ok::<(), ()>(())).unwrap();
     store
