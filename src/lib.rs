@@ -8,11 +8,10 @@
 //! what `agent` assembles.
 
 pub mod agent;
-pub mod checksum;
 pub mod config;
 pub mod convert;
+pub mod durable;
 pub mod expfmt;
-pub mod fsutil;
 pub mod http;
 pub mod lineproto;
 pub mod metrics;

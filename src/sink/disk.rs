@@ -91,8 +91,7 @@
 //! there, with a warning. A segment with a damaged header is moved aside.
 //! Nothing found on disk makes `open` fail; only I/O errors do.
 
-use crate::checksum::crc32c;
-use crate::fsutil::{
+use crate::durable::fsutil::{
     self, check_frame as check_frame_bytes, check_header, move_aside, sync_dir, Failure, Header,
     FILE_HEADER_LEN, FRAME_HEADER_LEN,
 };
@@ -525,7 +524,7 @@ fn read_cursor(path: &Path) -> Result<Pos, String> {
     if data[..4] != CURSOR_MAGIC {
         return Err("bad magic".into());
     }
-    if crc32c(0, &data[..16]) != le_u32(&data[16..]) {
+    if crc32c::crc32c(&data[..16]) != le_u32(&data[16..]) {
         return Err("checksum mismatch".into());
     }
     Ok(Pos {
@@ -544,7 +543,7 @@ fn write_cursor(dir: &Path, sink: &str, pos: Pos) -> io::Result<()> {
     buf[..4].copy_from_slice(&CURSOR_MAGIC);
     buf[4..12].copy_from_slice(&pos.seq.to_le_bytes());
     buf[12..16].copy_from_slice(&pos.point.to_le_bytes());
-    let crc = crc32c(0, &buf[..16]);
+    let crc = crc32c::crc32c(&buf[..16]);
     buf[16..].copy_from_slice(&crc.to_le_bytes());
     let mut file = fsutil::create_private(&tmp)?;
     file.write_all(&buf)?;
@@ -1589,7 +1588,8 @@ impl DiskQueue {
         }
         frame.reserve_exact(RECORD_TRAILER_LEN);
         frame[..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
-        let crc_points = crc32c(crc32c(0, &frame[..4]), &frame[FRAME_HEADER_LEN..]);
+        let crc_points =
+            crc32c::crc32c_append(crc32c::crc32c(&frame[..4]), &frame[FRAME_HEADER_LEN..]);
         let cost = (FRAME_HEADER_LEN + payload_len) as u64;
         let body: Option<Arc<[u8]>> =
             (cost <= CACHE_MAX_RECORD).then(|| Arc::from(&frame[FRAME_HEADER_LEN..]));
@@ -1618,7 +1618,7 @@ impl DiskQueue {
         trailer[..8].copy_from_slice(&seq.to_le_bytes());
         trailer[8..].copy_from_slice(&append_ns.to_le_bytes());
         frame.extend_from_slice(&trailer);
-        let crc = crc32c(crc_points, &trailer);
+        let crc = crc32c::crc32c_append(crc_points, &trailer);
         frame[4..8].copy_from_slice(&crc.to_le_bytes());
 
         let header = FILE_HEADER_LEN as u64;
@@ -1932,7 +1932,7 @@ fn read_record(file: Option<&File>, offset: u64, len: u64, seq: u64) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fsutil::testing::{append_bytes, assert_group_commit, mode, names, BURST};
+    use crate::durable::fsutil::testing::{append_bytes, assert_group_commit, mode, names, BURST};
 
     const BIG: u64 = 1 << 30;
 

@@ -74,8 +74,7 @@
 //! even if its own fsync then fails; that is allowed, since it was never
 //! acknowledged.)
 
-use crate::checksum::crc32c;
-use crate::fsutil::{
+use crate::durable::fsutil::{
     self, check_frame, check_header, corrupt_path, frame_after_bad, frame_header, move_aside,
     sync_dir, Failure, Header, FILE_HEADER_LEN, FRAME_HEADER_LEN,
 };
@@ -105,7 +104,7 @@ fn trailer(count: u64) -> [u8; TRAILER_LEN] {
     let mut t = [0u8; TRAILER_LEN];
     t[..4].copy_from_slice(&TRAILER_MARK.to_le_bytes());
     t[4..12].copy_from_slice(&count.to_le_bytes());
-    let crc = crc32c(0, &t[..12]);
+    let crc = crc32c::crc32c(&t[..12]);
     t[12..].copy_from_slice(&crc.to_le_bytes());
     t
 }
@@ -127,7 +126,7 @@ fn read_frame(data: &[u8]) -> (Frame<'_>, usize) {
             return (Frame::Bad("truncated trailer"), 0);
         }
         let stored = u32::from_le_bytes(data[12..16].try_into().unwrap());
-        if crc32c(0, &data[..12]) != stored {
+        if crc32c::crc32c(&data[..12]) != stored {
             return (Frame::Bad("trailer checksum mismatch"), 0);
         }
         let count = u64::from_le_bytes(data[4..12].try_into().unwrap());
@@ -929,7 +928,7 @@ impl fmt::Debug for SnapshotWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fsutil::testing::{append_bytes, assert_group_commit, mode, names, BURST};
+    use crate::durable::fsutil::testing::{append_bytes, assert_group_commit, mode, names, BURST};
 
     fn open(dir: &Path) -> (Journal, Recovered) {
         Journal::open(dir).expect("open journal")

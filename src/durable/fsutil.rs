@@ -15,7 +15,6 @@
 //! a zero-filled region (which a crash can leave behind) never reads as a
 //! valid empty record.
 
-use crate::checksum::crc32c;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::ops::RangeInclusive;
@@ -247,7 +246,7 @@ fn le_u32(b: &[u8]) -> u32 {
 /// The `len | crc` header of a frame holding `payload`.
 pub fn frame_header(payload: &[u8]) -> [u8; FRAME_HEADER_LEN] {
     let len = (payload.len() as u32).to_le_bytes();
-    let crc = crc32c(crc32c(0, &len), payload).to_le_bytes();
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&len), payload).to_le_bytes();
     let mut h = [0u8; FRAME_HEADER_LEN];
     h[..4].copy_from_slice(&len);
     h[4..].copy_from_slice(&crc);
@@ -269,7 +268,7 @@ pub fn check_frame(data: &[u8], lens: RangeInclusive<usize>) -> Result<&[u8], &'
         return Err("truncated record");
     }
     let payload = &data[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len];
-    if crc32c(crc32c(0, &data[..4]), payload) != le_u32(&data[4..]) {
+    if crc32c::crc32c_append(crc32c::crc32c(&data[..4]), payload) != le_u32(&data[4..]) {
         return Err("checksum mismatch");
     }
     Ok(payload)
