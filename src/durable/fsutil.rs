@@ -123,6 +123,14 @@ pub fn parse_numbered(name: &str, prefix: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// The number in a name of the engine's files: `prefix` and exactly 20
+/// decimal digits (the format-1 files had fewer).
+pub fn parse_numbered20(name: &str, prefix: &str) -> Option<u64> {
+    let digits = name.strip_prefix(prefix)?;
+    (digits.len() == 20).then_some(())?;
+    parse_numbered(name, prefix)
+}
+
 fn unix_now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -104,6 +104,10 @@ impl Ledger {
         doomed
     }
 
+    pub fn oldest(&self) -> Option<u64> {
+        self.segments.keys().next().copied()
+    }
+
     pub fn segment_count(&self) -> usize {
         self.segments.len()
     }

@@ -56,6 +56,7 @@
 pub mod fsutil;
 pub mod io;
 pub mod ledger;
+pub mod legacy;
 pub mod reader;
 pub mod record;
 pub mod snapshot;

@@ -137,7 +137,7 @@ fn scan(data: &[u8], name: u64, floor: u64, limit: Option<u64>) -> Scan<'_> {
 pub fn recover(io: &dyn Io, dir: &Path, what: &str, visit: &mut Visit<'_>) -> io::Result<Recovery> {
     let mut names = BTreeMap::new();
     for (name, path) in io.list(dir)? {
-        if let Some(n) = fsutil::parse_numbered(&name, SEGMENT_PREFIX) {
+        if let Some(n) = fsutil::parse_numbered20(&name, SEGMENT_PREFIX) {
             names.insert(n, path);
         }
     }

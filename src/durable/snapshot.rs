@@ -81,11 +81,11 @@ pub fn load_newest(
 ) -> io::Result<(Option<Snapshot>, Vec<String>)> {
     let mut found: BTreeMap<u64, PathBuf> = BTreeMap::new();
     for (name, path) in io.list(dir)? {
-        if let Some(c) = fsutil::parse_numbered(&name, SNAPSHOT_PREFIX) {
+        if let Some(c) = fsutil::parse_numbered20(&name, SNAPSHOT_PREFIX) {
             found.insert(c, path);
         } else if name.starts_with(SNAPSHOT_PREFIX)
             && name.ends_with(".tmp")
-            && fsutil::parse_numbered(name.trim_end_matches(".tmp"), SNAPSHOT_PREFIX).is_some()
+            && fsutil::parse_numbered20(name.trim_end_matches(".tmp"), SNAPSHOT_PREFIX).is_some()
         {
             // Unfinished: what it would replace is all still there.
             io.remove(&path)?;
@@ -193,7 +193,7 @@ impl SnapshotWriter {
         self.io.rename(&self.tmp, &path)?;
         self.io.sync_dir(&self.dir)?;
         for (name, old) in self.io.list(&self.dir)? {
-            if fsutil::parse_numbered(&name, SNAPSHOT_PREFIX).is_some_and(|c| c < self.cover) {
+            if fsutil::parse_numbered20(&name, SNAPSHOT_PREFIX).is_some_and(|c| c < self.cover) {
                 self.io.remove(&old)?;
             }
         }

@@ -346,6 +346,18 @@ impl Log {
     ) -> io::Result<Opened> {
         fsutil::create_private_dir(dir)?;
         let lock_file = fsutil::lock_dir(dir, opts.what)?;
+        Log::open_locked(io, dir, opts, lock_file, visit)
+    }
+
+    /// [`Log::open`] for a caller that already holds `dir`'s lock
+    /// ([`fsutil::lock_dir`]), e.g. to migrate older files first.
+    pub fn open_locked(
+        io: Arc<dyn Io>,
+        dir: &Path,
+        opts: LogOptions,
+        lock_file: File,
+        visit: &mut Visit<'_>,
+    ) -> io::Result<Opened> {
         let Recovery {
             next_seq,
             segments,
@@ -539,6 +551,11 @@ impl Log {
                 ),
             }
         }
+    }
+
+    /// The name (first possible sequence number) of the oldest segment.
+    pub fn oldest_segment(&self) -> u64 {
+        lock(&self.inner.state).ledger.oldest().unwrap_or(1)
     }
 
     /// Segments on disk (the one being written included).
