@@ -183,6 +183,10 @@ fn the_disk_queue_of_d93fda2_is_delivered_from_its_cursors() {
                 .collect();
             assert_eq!(drain(&q, 1).await, want_b);
         });
+        // The old segments were kept aside; the cursors are rewritten.
+        let kept = tmp.path().join("format-1");
+        assert!(kept.join("segment-0000000000000003").exists());
+        assert!(!tmp.path().join("segment-0000000000000003").exists());
         // A push after the upgrade reaches both.
         let (t, _) = q.append(&pushes[0]).unwrap();
         q.wait_blocking(t).unwrap();

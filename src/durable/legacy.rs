@@ -223,3 +223,116 @@ pub fn move_migrated(dir: &Path, files: &[PathBuf]) -> io::Result<PathBuf> {
     fsutil::sync_dir(dir)?;
     Ok(to)
 }
+
+const QUEUE_MAGIC: [u8; 4] = *b"PKQ1";
+/// `seq` and `append_ns` end a format-1 queue record's payload.
+const QUEUE_TRAILER_LEN: usize = 16;
+
+/// A record of a format-1 disk queue.
+#[derive(Debug, Clone, Copy)]
+pub struct OldQueueRecord<'a> {
+    /// Its number in the old queue (what its cursors count).
+    pub seq: u64,
+    pub append_ns: i64,
+    /// The point body: a version byte (1), a count, the points.
+    pub body: &'a [u8],
+}
+
+/// The format-1 queue segments in `dir` (`segment-` and 16 digits), in
+/// order.
+pub fn old_queue_segments(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut found = BTreeMap::new();
+    for (name, path) in fsutil::list_dir(dir)? {
+        if let Some(seq) = old_numbered(&name, "segment-") {
+            found.insert(seq, path);
+        }
+    }
+    Ok(found.into_values().collect())
+}
+
+fn check_queue_frame(data: &[u8]) -> Result<(OldQueueRecord<'_>, usize), &'static str> {
+    let payload = check_frame(data, 1 + 4 + QUEUE_TRAILER_LEN..=MAX_RECORD_LEN)?;
+    let n = payload.len();
+    let trailer = &payload[n - QUEUE_TRAILER_LEN..];
+    Ok((
+        OldQueueRecord {
+            seq: u64::from_le_bytes(trailer[..8].try_into().expect("8 bytes")),
+            append_ns: i64::from_le_bytes(trailer[8..].try_into().expect("8 bytes")),
+            body: &payload[..n - QUEUE_TRAILER_LEN],
+        },
+        FRAME_HEADER_LEN + n,
+    ))
+}
+
+/// Hands every readable record of the format-1 queue `segments` with a
+/// sequence number of at least `from` to `f`, in order, as the old code
+/// recovered them: a damaged record is skipped when its length still leads
+/// to a valid record, otherwise the rest of its file is. Changes no file;
+/// returns warnings.
+pub fn read_old_queue(
+    segments: &[PathBuf],
+    from: u64,
+    f: &mut dyn FnMut(OldQueueRecord<'_>),
+) -> io::Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    let header = fsutil::file_header(QUEUE_MAGIC, 1);
+    let mut last = 0u64;
+    for path in segments {
+        let data = fs::read(path)?;
+        match check_header(&data, &header) {
+            Header::Creating => continue,
+            Header::Bad => {
+                note(
+                    &mut warnings,
+                    format!(
+                        "format-1 queue segment {} has a bad header; its records are lost",
+                        path.display()
+                    ),
+                );
+                continue;
+            }
+            Header::Valid => {}
+        }
+        let mut pos = FILE_HEADER_LEN;
+        while pos < data.len() {
+            match check_queue_frame(&data[pos..]) {
+                Ok((r, n)) if r.seq > last => {
+                    last = r.seq;
+                    if r.seq >= from {
+                        f(r);
+                    }
+                    pos += n;
+                }
+                bad => {
+                    let why = match bad {
+                        Err(why) => why,
+                        Ok(_) => "unexpected sequence number",
+                    };
+                    let next =
+                        frame_after_bad(&data[pos..], 1 + 4 + QUEUE_TRAILER_LEN..=MAX_RECORD_LEN)
+                            .filter(|&next| {
+                                check_queue_frame(&data[pos + next..])
+                                    .is_ok_and(|(r, _)| r.seq > last)
+                            });
+                    note(
+                        &mut warnings,
+                        format!(
+                            "format-1 queue segment {}: {why} at offset {pos}; {}",
+                            path.display(),
+                            if next.is_some() {
+                                "skipped the damaged record"
+                            } else {
+                                "skipped the rest of the file"
+                            }
+                        ),
+                    );
+                    match next {
+                        Some(next) => pos += next,
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+    Ok(warnings)
+}
