@@ -11,11 +11,10 @@
 //! and `metrics` at the bottom; the README's Layout section lists them.
 
 pub mod agent;
-pub mod checksum;
 pub mod config;
 pub mod convert;
+pub mod durable;
 pub mod expfmt;
-pub mod fsutil;
 pub mod http;
 pub mod lineproto;
 pub mod metrics;

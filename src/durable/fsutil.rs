@@ -15,7 +15,6 @@
 //! a zero-filled region (which a crash can leave behind) never reads as a
 //! valid empty record.
 
-use crate::checksum::crc32c;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::ops::RangeInclusive;
@@ -122,6 +121,14 @@ pub fn parse_numbered(name: &str, prefix: &str) -> Option<u64> {
         return None;
     }
     digits.parse().ok()
+}
+
+/// The number in a name of the engine's files: `prefix` and exactly 20
+/// decimal digits (the format-1 files had fewer).
+pub fn parse_numbered20(name: &str, prefix: &str) -> Option<u64> {
+    let digits = name.strip_prefix(prefix)?;
+    (digits.len() == 20).then_some(())?;
+    parse_numbered(name, prefix)
 }
 
 fn unix_now_secs() -> u64 {
@@ -247,7 +254,7 @@ fn le_u32(b: &[u8]) -> u32 {
 /// The `len | crc` header of a frame holding `payload`.
 pub fn frame_header(payload: &[u8]) -> [u8; FRAME_HEADER_LEN] {
     let len = (payload.len() as u32).to_le_bytes();
-    let crc = crc32c(crc32c(0, &len), payload).to_le_bytes();
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&len), payload).to_le_bytes();
     let mut h = [0u8; FRAME_HEADER_LEN];
     h[..4].copy_from_slice(&len);
     h[4..].copy_from_slice(&crc);
@@ -269,7 +276,7 @@ pub fn check_frame(data: &[u8], lens: RangeInclusive<usize>) -> Result<&[u8], &'
         return Err("truncated record");
     }
     let payload = &data[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len];
-    if crc32c(crc32c(0, &data[..4]), payload) != le_u32(&data[4..]) {
+    if crc32c::crc32c_append(crc32c::crc32c(&data[..4]), payload) != le_u32(&data[4..]) {
         return Err("checksum mismatch");
     }
     Ok(payload)

@@ -1,0 +1,176 @@
+//! The file operations the engine makes, behind a trait so that tests can
+//! inject faults ([`FaultyIo`]): a failed or short write, a failed fsync.
+//! [`RealIo`] is the one used outside tests.
+//!
+//! Contract: [`LogFile::append`] writes all of `buf` at the end of the file
+//! or returns an error (a short write reports an error too, and may have
+//! left a prefix behind, as a crash can); [`LogFile::sync_data`] returns
+//! `Ok` only once everything appended before it is on stable storage.
+
+use super::fsutil;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// An open data file: appended to by one writer, read at offsets by any.
+pub trait LogFile: Send + Sync {
+    fn append(&self, buf: &[u8]) -> io::Result<()>;
+    fn sync_data(&self) -> io::Result<()>;
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    fn set_len(&self, len: u64) -> io::Result<()>;
+}
+
+/// The directory-level operations.
+pub trait Io: Send + Sync + fmt::Debug + 'static {
+    /// Creates `path` (which must not exist), mode 0600, for reading and
+    /// appending.
+    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn LogFile>>;
+    /// Opens an existing file for reading and appending.
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn LogFile>>;
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Fsyncs a directory: creations, renames and removals in it.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// The UTF-8 names in `dir`, with their paths.
+    fn list(&self, dir: &Path) -> io::Result<Vec<(String, PathBuf)>>;
+}
+
+/// The real file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RealIo;
+
+struct RealFile(File);
+
+impl LogFile for RealFile {
+    fn append(&self, buf: &[u8]) -> io::Result<()> {
+        (&self.0).write_all(buf)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.0.read_exact_at(buf, offset)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+}
+
+impl Io for RealIo {
+    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn LogFile>> {
+        let f = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .mode(fsutil::FILE_MODE)
+            .open(path)?;
+        Ok(Arc::new(RealFile(f)))
+    }
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn LogFile>> {
+        let f = OpenOptions::new().read(true).append(true).open(path)?;
+        Ok(Arc::new(RealFile(f)))
+    }
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        fs::read(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        fsutil::sync_dir(dir)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
+        fsutil::list_dir(dir)
+    }
+}
+
+/// Faults to inject through [`FaultyIo`]; shared, so a test can arm them
+/// while the engine runs.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Every append fails with ENOSPC after writing half its bytes.
+    pub short_writes: AtomicBool,
+    /// Every `sync_data` fails with EIO.
+    pub failing_syncs: AtomicBool,
+    /// `sync_data` calls that succeeded.
+    pub syncs: AtomicU64,
+}
+
+/// [`RealIo`] with the [`Faults`] it is given.
+#[derive(Debug, Clone, Default)]
+pub struct FaultyIo {
+    pub faults: Arc<Faults>,
+}
+
+struct FaultyFile {
+    file: Arc<dyn LogFile>,
+    faults: Arc<Faults>,
+}
+
+impl LogFile for FaultyFile {
+    fn append(&self, buf: &[u8]) -> io::Result<()> {
+        if self.faults.short_writes.load(Ordering::SeqCst) {
+            self.file.append(&buf[..buf.len() / 2])?;
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "injected: no space left on device",
+            ));
+        }
+        self.file.append(buf)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        if self.faults.failing_syncs.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected: fsync failed (EIO)"));
+        }
+        self.file.sync_data()?;
+        self.faults.syncs.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+}
+
+impl FaultyIo {
+    fn wrap(&self, file: Arc<dyn LogFile>) -> Arc<dyn LogFile> {
+        Arc::new(FaultyFile {
+            file,
+            faults: self.faults.clone(),
+        })
+    }
+}
+
+impl Io for FaultyIo {
+    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn LogFile>> {
+        Ok(self.wrap(RealIo.create_new(path)?))
+    }
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn LogFile>> {
+        Ok(self.wrap(RealIo.open(path)?))
+    }
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        RealIo.read(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        RealIo.sync_dir(dir)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        RealIo.remove(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        RealIo.rename(from, to)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
+        RealIo.list(dir)
+    }
+}

@@ -1,0 +1,72 @@
+//! The durable engine: one log of checksummed records in segment files,
+//! made durable by group commit, and read back after a crash. The store's
+//! journal (`store::journal`) and the sinks' disk queue (`sink::disk`) are
+//! its clients. It imports nothing of pushkit.
+//!
+//! # Invariants
+//!
+//! 1. **A record is durable once its ticket's wait returns `Ok`**: it was
+//!    written and `fdatasync`ed, and its segment had been fsynced into the
+//!    directory when it was created. Clients acknowledge only after that.
+//! 2. **One fsync per group commit.** One flusher thread takes everything
+//!    appended while the previous fsync ran, writes it with one commit
+//!    marker after it, and fsyncs once. Records appended one at a time,
+//!    each waited for before the next, take exactly one fsync each.
+//! 3. **Sequence numbers are assigned at append, strictly increasing, and
+//!    never reused**, not even after a crash; records are on disk in that
+//!    order. A client that needs its records in the order of its own state
+//!    appends under its own lock.
+//! 4. **Recovery hands out every acknowledged record, in order, and no torn
+//!    one**: a record counts only with a valid checksum, and in the newest
+//!    segment only when its group's commit marker follows it. Damage
+//!    elsewhere loses only the damaged bytes: the reader resyncs on the
+//!    next valid record header (see `record` for why payload bytes are not
+//!    taken for one). Nothing found on disk makes `open` fail; only I/O
+//!    errors do.
+//! 5. **A failed write or fsync latches**: every waiting and every later
+//!    append fails with it, since after a failed fsync the kernel may have
+//!    dropped the dirty pages and a retry could claim durability that is
+//!    not there. Only a restart, which re-reads the disk, clears it. The
+//!    failed group is cut off the file when possible; if it survives, it
+//!    was never acknowledged, and replaying it is allowed.
+//! 6. **A segment is deleted only when every holder has released it**
+//!    ([`Log::release`]): each client says which records it no longer needs
+//!    (the store once a snapshot covers them, a sink once its cursor passed
+//!    them). The segment being written is never deleted.
+//! 7. **One process per directory**: the log holds an exclusive lock on
+//!    `LOCK` while open.
+//!
+//! # Files
+//!
+//! In the log's directory (created 0700; files 0600):
+//! - `log-<first seq>` (20 digits): segments, format in `record`. A new one
+//!   at every open, and when the current one would pass `segment_bytes`.
+//! - `snapshot-<seq>`: a client's state as of the records below `seq`
+//!   (see `snapshot`); `.tmp` while being written.
+//! - `*.corrupt-<unix time>`: damaged files moved aside, never deleted.
+//! - `LOCK`.
+//!
+//! # Layout of the code
+//!
+//! `record` (framing, checksums, versions), `io` (the file operations, a
+//! trait so tests inject faults), `ledger` (segments, record places,
+//! holds), `writer` (appends, group commit, the failure latch), `reader`
+//! (recovery), `snapshot`, `fsutil` (directories, locks, moving aside).
+
+pub mod fsutil;
+pub mod io;
+pub mod ledger;
+pub mod legacy;
+pub mod reader;
+pub mod record;
+pub mod snapshot;
+pub mod writer;
+
+pub use io::{Faults, FaultyIo, Io, RealIo};
+pub use reader::RecordRef;
+pub use record::{Payload, KIND_QUEUE, KIND_STORE, MAX_PAYLOAD};
+pub use snapshot::{Snapshot, SnapshotWriter};
+pub use writer::{Log, LogOptions, Opened, Ticket};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,255 @@
+//! Recovery: reads the segments back at open, hands every committed record
+//! to the caller, and repairs what a crash left behind.
+//!
+//! Segments are read in order of their names. In each, a record must carry
+//! a sequence number above every one before it (and no lower than the
+//! segment's name, below the next segment's name). Records are handed out
+//! when their group's commit marker is read.
+//!
+//! - Damage (a bad checksum, length or sequence number) is skipped by
+//!   resyncing to the next valid record; the bytes skipped are reported.
+//!   With nothing valid after it, the rest of the file is skipped.
+//! - In the newest segment, whatever follows the last commit marker is a
+//!   group whose fsync never completed (never acknowledged): it is dropped
+//!   and the file truncated there, with a warning. If damage was skipped in
+//!   that file, a copy is kept aside first.
+//! - In an older segment, records after its last commit marker are handed
+//!   out all the same: the marker was lost to damage (or the cut of a
+//!   failed group did not happen), and replaying a record that was never
+//!   acknowledged is allowed.
+//! - A segment whose header is damaged is moved aside; one with only part
+//!   of a header (the process died creating it) is removed.
+
+use super::fsutil;
+use super::io::{Io, LogFile};
+use super::record::{self, FileHeader, KIND_COMMIT, SEGMENT_MAGIC};
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub const SEGMENT_PREFIX: &str = "log-";
+
+/// One committed record, as recovery hands it out.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    pub seq: u64,
+    pub kind: u8,
+    pub version: u8,
+    pub payload: &'a [u8],
+}
+
+/// Called with every committed record, in sequence order.
+pub type Visit<'a> = dyn FnMut(RecordRef<'_>) + 'a;
+
+pub struct RecoveredSegment {
+    pub name: u64,
+    pub path: PathBuf,
+    pub file: Option<Arc<dyn LogFile>>,
+    /// (seq, offset, len) of its committed records.
+    pub records: Vec<(u64, u64, u64)>,
+}
+
+pub struct Recovery {
+    /// Above every sequence number on disk.
+    pub next_seq: u64,
+    /// The segments kept, in order.
+    pub segments: Vec<RecoveredSegment>,
+    pub warnings: Vec<String>,
+}
+
+fn note(warnings: &mut Vec<String>, msg: String) {
+    tracing::warn!("{msg}");
+    warnings.push(msg);
+}
+
+/// What reading one segment's body found.
+struct Scan<'a> {
+    /// Committed records and their offsets.
+    records: Vec<(usize, record::Frame<'a>)>,
+    /// Records after the last commit marker.
+    pending: Vec<(usize, record::Frame<'a>)>,
+    /// End of the last commit marker.
+    committed_end: usize,
+    /// Damage skipped: offset, bytes, why.
+    skipped: Vec<(usize, usize, &'static str)>,
+    /// Where reading stopped on damage with nothing valid after it.
+    stop: Option<(usize, &'static str)>,
+    /// The highest sequence number read.
+    last_seq: u64,
+}
+
+/// Reads the records of a segment body; `floor` is the highest sequence
+/// number seen before it, `limit` the next segment's name.
+fn scan(data: &[u8], name: u64, floor: u64, limit: Option<u64>) -> Scan<'_> {
+    let mut s = Scan {
+        records: Vec::new(),
+        pending: Vec::new(),
+        committed_end: record::FILE_HEADER_LEN,
+        skipped: Vec::new(),
+        stop: None,
+        last_seq: floor,
+    };
+    let mut pos = record::FILE_HEADER_LEN;
+    while pos < data.len() {
+        let last = s.last_seq;
+        let fits = |seq: u64| seq > last && seq >= name && limit.is_none_or(|l| seq < l);
+        let why = match record::parse(&data[pos..]) {
+            Ok(f) if f.kind == KIND_COMMIT => match f.commit_first() {
+                Some(first)
+                    if s.pending
+                        .iter()
+                        .all(|(_, p)| p.seq >= first && p.seq <= f.seq) =>
+                {
+                    s.records.append(&mut s.pending);
+                    pos += f.frame_len();
+                    s.committed_end = pos;
+                    continue;
+                }
+                _ => "commit marker does not match its group",
+            },
+            Ok(f) if fits(f.seq) => {
+                s.last_seq = f.seq;
+                s.pending.push((pos, f));
+                pos += f.frame_len();
+                continue;
+            }
+            Ok(_) => "unexpected sequence number",
+            Err(why) => why,
+        };
+        let last = s.last_seq;
+        let fits = |seq: u64| seq > last && seq >= name && limit.is_none_or(|l| seq < l);
+        match record::resync(data, pos, |seq| fits(seq) || seq == last) {
+            Some(next) => {
+                s.skipped.push((pos, next - pos, why));
+                pos = next;
+            }
+            None => {
+                s.stop = Some((pos, why));
+                break;
+            }
+        }
+    }
+    s
+}
+
+/// Recovers the log in `dir` (which the caller has locked).
+pub fn recover(io: &dyn Io, dir: &Path, what: &str, visit: &mut Visit<'_>) -> io::Result<Recovery> {
+    let mut names = BTreeMap::new();
+    for (name, path) in io.list(dir)? {
+        if let Some(n) = fsutil::parse_numbered20(&name, SEGMENT_PREFIX) {
+            names.insert(n, path);
+        }
+    }
+    let mut rec = Recovery {
+        next_seq: names.keys().next_back().copied().unwrap_or(1).max(1),
+        segments: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let keys: Vec<u64> = names.keys().copied().collect();
+    let mut floor = 0u64;
+    for (i, &name) in keys.iter().enumerate() {
+        let path = &names[&name];
+        let newest = i + 1 == keys.len();
+        let limit = keys.get(i + 1).copied();
+        let data = io.read(path)?;
+        match record::check_file_header(&data, SEGMENT_MAGIC) {
+            FileHeader::Creating => {
+                io.remove(path)?;
+                continue;
+            }
+            FileHeader::Valid(first) if first == name => {}
+            FileHeader::Valid(_) | FileHeader::Bad(_) => {
+                let why = match record::check_file_header(&data, SEGMENT_MAGIC) {
+                    FileHeader::Bad(why) => why,
+                    _ => "header names another segment",
+                };
+                let aside = fsutil::move_aside(dir, path)?;
+                note(
+                    &mut rec.warnings,
+                    format!(
+                        "{what}: segment {} is unreadable ({why}); moved to {}; its records are lost",
+                        path.display(),
+                        aside.display()
+                    ),
+                );
+                continue;
+            }
+        }
+        let mut s = scan(&data, name, floor, limit);
+        floor = s.last_seq;
+        rec.next_seq = rec.next_seq.max(s.last_seq + 1);
+        for &(at, n, why) in &s.skipped {
+            note(
+                &mut rec.warnings,
+                format!(
+                    "{what}: segment {}: {why} at offset {at}; skipped {n} damaged bytes, the records in them are lost",
+                    path.display()
+                ),
+            );
+        }
+        if newest && s.committed_end < data.len() {
+            if !s.skipped.is_empty() {
+                let copy = fsutil::corrupt_path(path);
+                std::fs::copy(path, &copy)?;
+                std::fs::File::open(&copy)?.sync_all()?;
+            }
+            let file = io.open(path)?;
+            file.set_len(s.committed_end as u64)?;
+            file.sync_data()?;
+            let why = match s.stop {
+                Some((_, why)) => format!(" ({why})"),
+                None => String::new(),
+            };
+            note(
+                &mut rec.warnings,
+                format!(
+                    "{what}: segment {}: dropped {} bytes after the last commit{why}: a group commit a crash interrupted, never acknowledged; truncated the file",
+                    path.display(),
+                    data.len() - s.committed_end
+                ),
+            );
+            s.pending.clear();
+        } else if let Some((at, why)) = s.stop {
+            note(
+                &mut rec.warnings,
+                format!(
+                    "{what}: segment {}: {why} at offset {at}; skipped the rest of the file ({} bytes), the records in it are lost",
+                    path.display(),
+                    data.len() - at
+                ),
+            );
+        }
+        s.records.append(&mut s.pending);
+        if s.records.is_empty() {
+            if s.skipped.is_empty() && s.stop.is_none() {
+                io.remove(path)?;
+            } else if !newest {
+                fsutil::move_aside(dir, path)?;
+            } else {
+                io.remove(path)?;
+            }
+            continue;
+        }
+        let mut places = Vec::with_capacity(s.records.len());
+        for (at, f) in &s.records {
+            visit(RecordRef {
+                seq: f.seq,
+                kind: f.kind,
+                version: f.version,
+                payload: f.payload,
+            });
+            places.push((f.seq, *at as u64, f.frame_len() as u64));
+        }
+        rec.segments.push(RecoveredSegment {
+            name,
+            path: path.clone(),
+            file: Some(io.open(path)?),
+            records: places,
+        });
+    }
+    if !rec.segments.is_empty() || !keys.is_empty() {
+        io.sync_dir(dir)?;
+    }
+    Ok(rec)
+}

@@ -1,0 +1,338 @@
+//! The encoding of a push's points in a queue record.
+//!
+//! ```text
+//! payload (record version 2): append_ns: i64 | count: u32 | count × point
+//! point:   measurement: str | tags: u32 × (key: str, value: str)
+//!          | fields: u32 × (key: str, value: f64, suffix: u8) | time_ns: i64
+//!          | family: str | kind: u8
+//! str:     len: u32 | UTF-8 bytes
+//! ```
+//!
+//! Numbers are little-endian; `f64` is its IEEE bits, so NaN (payload
+//! included), ±Inf and -0.0 come back as they went in. `suffix` is 0 none,
+//! 1 `_count`, 2 `_sum`, 3 `_bucket`; `kind` is 0 counter, 1 gauge,
+//! 2 summary, 3 untyped, 4 histogram, 5 gauge histogram. `append_ns` (Unix
+//! time) dates the record for `DiskQueue::oldest_age`.
+//!
+//! The record's version (in the engine's record header) names this
+//! layout: a later one (native histograms, exemplars) gets a new version,
+//! and [`decode`] keeps reading the old ones. Version 1 is the point body
+//! of the format-1 disk queue (releases up to 57b122d): a version byte (1),
+//! then `count × point` as above; [`decode_v1`] reads it for the migration.
+
+use crate::model::family::{LabelStr, MetricType};
+use crate::model::point::{Field, Point, SeriesSuffix};
+use std::sync::Arc;
+
+/// The record version [`encode`] writes.
+pub const VERSION: u8 = 2;
+/// The smallest encoded point: empty strings, no tags, no fields.
+const MIN_POINT_LEN: usize = 4 + 4 + 4 + 8 + 4 + 1;
+
+/// The payload of a queue record holding `points`, appended at `append_ns`.
+pub fn encode(points: &[Point], append_ns: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12 + points.len() * 96);
+    out.extend_from_slice(&append_ns.to_le_bytes());
+    encode_points(points, &mut out);
+    out
+}
+
+/// The append time and point count of a payload, without decoding it.
+pub fn peek(version: u8, payload: &[u8]) -> Result<(i64, u32), String> {
+    if version != VERSION {
+        return Err(format!("unknown queue record version {version}"));
+    }
+    if payload.len() < 12 {
+        return Err("queue record too short".into());
+    }
+    let ns = i64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
+    let n = u32::from_le_bytes(payload[8..12].try_into().expect("4 bytes"));
+    Ok((ns, n))
+}
+
+/// The points of a payload of record version `version`.
+pub fn decode(version: u8, payload: &[u8]) -> Result<Vec<Point>, String> {
+    peek(version, payload)?;
+    decode_points(&payload[8..])
+}
+
+/// The points of a format-1 record body (without its trailer).
+pub fn decode_v1(body: &[u8]) -> Result<Vec<Point>, String> {
+    match body.first() {
+        Some(1) => decode_points(&body[1..]),
+        Some(v) => Err(format!("unknown record version {v}")),
+        None => Err("empty record".into()),
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Longer strings cannot fit a record anyway; `append` refuses them.
+    put_u32(out, u32::try_from(s.len()).unwrap_or(u32::MAX));
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn suffix_code(s: SeriesSuffix) -> u8 {
+    match s {
+        SeriesSuffix::None => 0,
+        SeriesSuffix::Count => 1,
+        SeriesSuffix::Sum => 2,
+        SeriesSuffix::Bucket => 3,
+    }
+}
+
+fn suffix_from_code(c: u8) -> Option<SeriesSuffix> {
+    Some(match c {
+        0 => SeriesSuffix::None,
+        1 => SeriesSuffix::Count,
+        2 => SeriesSuffix::Sum,
+        3 => SeriesSuffix::Bucket,
+        _ => return None,
+    })
+}
+
+fn kind_code(k: MetricType) -> u8 {
+    match k {
+        MetricType::Counter => 0,
+        MetricType::Gauge => 1,
+        MetricType::Summary => 2,
+        MetricType::Untyped => 3,
+        MetricType::Histogram => 4,
+        MetricType::GaugeHistogram => 5,
+    }
+}
+
+fn kind_from_code(c: u8) -> Option<MetricType> {
+    Some(match c {
+        0 => MetricType::Counter,
+        1 => MetricType::Gauge,
+        2 => MetricType::Summary,
+        3 => MetricType::Untyped,
+        4 => MetricType::Histogram,
+        5 => MetricType::GaugeHistogram,
+        _ => return None,
+    })
+}
+
+/// Appends the point count and the points.
+fn encode_points(points: &[Point], out: &mut Vec<u8>) {
+    put_u32(out, u32::try_from(points.len()).unwrap_or(u32::MAX));
+    for p in points {
+        put_str(out, &p.measurement);
+        put_u32(out, u32::try_from(p.tags.len()).unwrap_or(u32::MAX));
+        for (k, v) in &p.tags {
+            put_str(out, k);
+            put_str(out, v);
+        }
+        put_u32(out, u32::try_from(p.fields.len()).unwrap_or(u32::MAX));
+        for f in &p.fields {
+            put_str(out, &f.key);
+            out.extend_from_slice(&f.value.to_bits().to_le_bytes());
+            out.push(suffix_code(f.suffix));
+        }
+        out.extend_from_slice(&p.time_ns.to_le_bytes());
+        put_str(out, &p.family);
+        out.push(kind_code(p.kind));
+    }
+}
+
+struct Decoder<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Decoder<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.data.len() - self.pos < n {
+            return Err(format!("record body truncated at byte {}", self.pos));
+        }
+        let s = &self.data[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        Ok(self.take(N)?.try_into().expect("took N bytes"))
+    }
+
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    fn f64(&mut self) -> Result<f64, String> {
+        Ok(f64::from_bits(u64::from_le_bytes(self.array()?)))
+    }
+
+    fn str(&mut self) -> Result<&'a str, String> {
+        let n = self.u32()? as usize;
+        let b = self.take(n)?;
+        std::str::from_utf8(b).map_err(|_| format!("invalid UTF-8 before byte {}", self.pos))
+    }
+
+    /// A count of items each at least `min_len` bytes long: checked against
+    /// what is left, so that a bad count cannot cause a huge allocation.
+    fn count(&mut self, min_len: usize) -> Result<usize, String> {
+        let n = self.u32()? as usize;
+        if n.saturating_mul(min_len) > self.data.len() - self.pos {
+            return Err(format!("count {n} exceeds the record at byte {}", self.pos));
+        }
+        Ok(n)
+    }
+}
+
+/// Decodes what [`encode_points`] wrote, all of `body`.
+fn decode_points(body: &[u8]) -> Result<Vec<Point>, String> {
+    let mut d = Decoder { data: body, pos: 0 };
+    let n = d.count(MIN_POINT_LEN)?;
+    let mut points = Vec::with_capacity(n);
+    // Points of one push mostly share their family: share the Arc too.
+    let mut last_family: Option<Arc<str>> = None;
+    for _ in 0..n {
+        let measurement = LabelStr::from(d.str()?);
+        let ntags = d.count(8)?;
+        let mut tags = Vec::with_capacity(ntags);
+        for _ in 0..ntags {
+            let k = LabelStr::from(d.str()?);
+            let v = LabelStr::from(d.str()?);
+            tags.push((k, v));
+        }
+        let nfields = d.count(4 + 8 + 1)?;
+        let mut fields = Vec::with_capacity(nfields);
+        for _ in 0..nfields {
+            let key = LabelStr::from(d.str()?);
+            let value = d.f64()?;
+            let code = d.u8()?;
+            let suffix =
+                suffix_from_code(code).ok_or_else(|| format!("unknown series suffix {code}"))?;
+            fields.push(Field { key, value, suffix });
+        }
+        let time_ns = d.i64()?;
+        let family_name = d.str()?;
+        let family = match &last_family {
+            Some(f) if &**f == family_name => f.clone(),
+            _ => {
+                let f: Arc<str> = Arc::from(family_name);
+                last_family = Some(f.clone());
+                f
+            }
+        };
+        let code = d.u8()?;
+        let kind = kind_from_code(code).ok_or_else(|| format!("unknown metric type {code}"))?;
+        points.push(Point {
+            measurement,
+            tags,
+            fields,
+            time_ns,
+            family,
+            kind,
+        });
+    }
+    if d.pos != body.len() {
+        return Err(format!(
+            "{} unexpected bytes after the points",
+            body.len() - d.pos
+        ));
+    }
+    Ok(points)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(push: usize, n: usize) -> Vec<Point> {
+        (0..n)
+            .map(|i| Point {
+                measurement: "m".into(),
+                tags: vec![("push".into(), push.to_string().into())],
+                fields: vec![Field {
+                    key: "f".into(),
+                    value: (push * 1000 + i) as f64,
+                    suffix: SeriesSuffix::None,
+                }],
+                time_ns: i as i64,
+                family: Arc::from("fam"),
+                kind: MetricType::Gauge,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn special_values_keep_their_bits() {
+        let mut p = push(0, 1);
+        let nan = f64::from_bits(0x7FF8_0000_0000_0ABC);
+        for v in [nan, f64::INFINITY, f64::NEG_INFINITY] {
+            p[0].fields[0].value = v;
+            let back = decode(VERSION, &encode(&p, 0)).unwrap();
+            assert_eq!(back[0].fields[0].value.to_bits(), v.to_bits());
+        }
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        let mut points = push(1, 2);
+        points[0].tags = vec![("a".into(), "x,y= z\n\\".into()), ("ü".into(), "🙂".into())];
+        points[0].fields = vec![
+            Field {
+                key: "c".into(),
+                value: -0.0,
+                suffix: SeriesSuffix::Count,
+            },
+            Field {
+                key: "s".into(),
+                value: 1e300,
+                suffix: SeriesSuffix::Sum,
+            },
+            Field {
+                key: "b".into(),
+                value: f64::MIN_POSITIVE,
+                suffix: SeriesSuffix::Bucket,
+            },
+        ];
+        points[0].time_ns = i64::MIN;
+        points[1].tags.clear();
+        points[1].fields.clear();
+        points[1].measurement.clear();
+        points[1].family = Arc::from("");
+        let kinds = [
+            MetricType::Counter,
+            MetricType::Gauge,
+            MetricType::Summary,
+            MetricType::Untyped,
+            MetricType::Histogram,
+            MetricType::GaugeHistogram,
+        ];
+        for kind in kinds {
+            points[1].kind = kind;
+            let body = encode(&points, 77);
+            assert_eq!(peek(VERSION, &body), Ok((77, 2)));
+            let back = decode(VERSION, &body).unwrap();
+            assert_eq!(back, points);
+            assert_eq!(back[0].fields[0].value.to_bits(), (-0.0f64).to_bits());
+            // Any truncation is an error, never a panic.
+            for cut in 0..body.len() {
+                assert!(decode(VERSION, &body[..cut]).is_err());
+            }
+            // The format-1 body: a version byte, then the same points.
+            let v1 = [&[1u8][..], &body[8..]].concat();
+            assert_eq!(decode_v1(&v1).unwrap(), points);
+        }
+        let mut body = encode(&points, 0);
+        body.push(0);
+        assert!(decode(VERSION, &body)
+            .unwrap_err()
+            .contains("unexpected bytes"));
+        assert!(decode(3, &encode(&points, 0)).is_err());
+    }
+}

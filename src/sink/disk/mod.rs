@@ -1,0 +1,600 @@
+//! The sinks' disk-backed queue, used when `[io] queue_dir` is set. One
+//! queue per agent, shared by every sink: a push's points are appended once
+//! to the durable log (`crate::durable`) as one record and made durable
+//! before the push is acknowledged; each sink reads them back at its own
+//! pace through its own cursor. Memory holds an index of the records not
+//! yet acknowledged by every sink (about 100 bytes per record, i.e. per
+//! push) and a bounded cache of recent payloads (16 MiB); other points are
+//! read back from the files (usually from the page cache), never under the
+//! queue's lock.
+//!
+//! # Files
+//!
+//! In the directory (created 0700; files 0600): the log's segments
+//! (`log-*`, records of kind `KIND_QUEUE`, payload in `codec`), the
+//! cursors (`cursor-<sink>`, format in `cursors`; `.tmp` while replaced),
+//! `*.corrupt-*` files moved aside, and `LOCK`. A directory written by an
+//! earlier release (`segment-*`, format 1) is migrated once at open: the
+//! records some sink still needs are appended to the log, made durable, the
+//! cursors rewritten, and only then are the old segments moved into
+//! `format-1/` (see `migrate`).
+//!
+//! # Guarantees
+//!
+//! - A push is durable once [`DiskQueue::wait`] returns `Ok` for its
+//!   ticket (the log's group commit: one fsync for every push waiting at
+//!   that moment). Acknowledge only then.
+//! - [`DiskQueue::append`] is all or nothing across sinks: if a sink with
+//!   `drop_oldest = false` lacks room, nothing is written and no sink gets
+//!   the push. Sinks with `drop_oldest` skip their own oldest records to
+//!   make room and never refuse. A sink's budget counts the bytes of the
+//!   records it has not acknowledged; a sink with nothing pending takes any
+//!   push, however large. A down sink holds back no other sink, except by
+//!   refusing pushes once its own budget is full.
+//! - Delivery is at least once: a sink's cursor moves only when a batch is
+//!   acknowledged ([`DiskQueue::ack`]), and is then persisted (tmp file,
+//!   fsync, rename, directory fsync). After a crash, everything after the
+//!   persisted cursor is delivered again; [`Opened::redelivered_points`]
+//!   counts it. Cursors moved by `drop_oldest` are persisted within about
+//!   a second; a crash before that re-delivers dropped points, which
+//!   at-least-once allows.
+//! - A segment is deleted once every sink's persisted cursor has passed it
+//!   (the log's hold; never the segment being written). A sink no longer
+//!   configured has its cursor file deleted at open and holds nothing back;
+//!   a sink with no cursor file starts with the next push.
+//! - A failed write or fsync fails every waiting and every later append
+//!   (the log's failure latch). What was durable is still delivered; a
+//!   restart clears the failure.
+//! - Damage on disk is the log's to recover from: a damaged record is lost
+//!   alone and reported, later records are still delivered, and nothing
+//!   found on disk makes `open` fail; only I/O errors do.
+
+mod batch;
+mod codec;
+mod cursors;
+mod migrate;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use crate::durable::fsutil;
+use crate::durable::{Io, Log, LogOptions, Payload, RealIo, KIND_QUEUE};
+use crate::model::point::Point;
+use cursors::Pos;
+use state::{Source, State, CACHE_MAX_RECORD};
+
+pub use state::SinkSpec;
+use std::collections::HashSet;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub use crate::durable::Ticket;
+
+/// Segment size used by the agent (`open` takes it as a parameter, so that
+/// tests can use tiny segments).
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// Larger pushes are refused.
+pub const MAX_RECORD_LEN: usize = crate::durable::MAX_PAYLOAD;
+/// How often cursors moved by `drop_oldest` are persisted.
+const CURSOR_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+fn unix_now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded data is consistent at every unlock; a panic elsewhere is
+    // no reason to stop.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What [`DiskQueue::open`] returns.
+#[derive(Debug)]
+pub struct Opened {
+    pub queue: DiskQueue,
+    /// Damage found on disk and what was done about it (also logged).
+    pub warnings: Vec<String>,
+    /// Per sink, in spec order: points read back from disk that the sink
+    /// had not acknowledged. Some may have been delivered before a crash;
+    /// count them as possible duplicates.
+    pub redelivered_points: Vec<u64>,
+}
+
+/// Why a push was not queued.
+#[derive(Debug)]
+pub enum Refused {
+    /// Sink `sink` (an index into the specs) has `drop_oldest = false` and
+    /// no room: answer 503. Nothing was written.
+    Full { sink: usize },
+    /// [`DiskQueue::close`] was called.
+    Closed,
+    /// The queue failed (a write or fsync error; see the module docs), or
+    /// the push is larger than [`MAX_RECORD_LEN`].
+    Io(io::Error),
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refused::Full { sink } => write!(f, "the disk queue of sink #{sink} is full"),
+            Refused::Closed => write!(f, "the disk queue is closed"),
+            Refused::Io(e) => write!(f, "the disk queue cannot take pushes: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Points for one sink, handed out by [`DiskQueue::next_batch`]; give it
+/// back to [`DiskQueue::ack`] once delivered (or dropped).
+#[derive(Debug)]
+pub struct DiskBatch {
+    /// In push order; never empty.
+    pub points: Vec<Point>,
+    /// Points in this batch's range that could not be read back (a record
+    /// damaged on disk since open; already logged as an error). Count them
+    /// as dropped.
+    pub lost_points: u64,
+    /// The sink's cursor once the batch is acknowledged.
+    end: Pos,
+}
+
+struct Inner {
+    dir: PathBuf,
+    log: Arc<Log>,
+    /// The queue's holder number in the log.
+    holder: usize,
+    /// Closing the queue closes the log only if it is the queue's own.
+    owns_log: bool,
+    state: Mutex<State>,
+    /// Serializes cursor file writes, one lock per sink.
+    persisting: Vec<Mutex<()>>,
+    /// Set at close: wakes workers waiting for records.
+    closed_tx: watch::Sender<bool>,
+    /// Set at close: stops the cursor syncer.
+    stop: Mutex<bool>,
+    stop_cv: Condvar,
+}
+
+impl Inner {
+    /// Writes sink `s`'s cursor file if it is behind.
+    fn persist(&self, s: usize) -> io::Result<()> {
+        let _one_at_a_time = lock(&self.persisting[s]);
+        let (target, name) = {
+            let st = lock(&self.state);
+            let sk = &st.sinks[s];
+            if sk.acked == sk.persisted {
+                return Ok(());
+            }
+            (sk.acked, sk.name.clone())
+        };
+        cursors::write(&self.dir, &name, target)?;
+        lock(&self.state).sinks[s].persisted = target;
+        Ok(())
+    }
+
+    /// Persists cursors moved without an ack (by `drop_oldest`).
+    fn persist_dirty(&self) {
+        let dirty: Vec<usize> = {
+            let st = lock(&self.state);
+            (0..st.sinks.len())
+                .filter(|&i| st.sinks[i].acked != st.sinks[i].persisted)
+                .collect()
+        };
+        if dirty.is_empty() {
+            return;
+        }
+        for s in dirty {
+            if let Err(e) = self.persist(s) {
+                let name = lock(&self.state).sinks[s].name.clone();
+                tracing::error!(sink = %name, "disk queue: cannot persist the cursor: {e}");
+            }
+        }
+        self.collect_garbage();
+    }
+
+    /// Lets the log delete the segments every sink's persisted cursor has
+    /// passed.
+    fn collect_garbage(&self) {
+        let min = {
+            let st = lock(&self.state);
+            st.sinks
+                .iter()
+                .map(|s| s.persisted.seq)
+                .min()
+                .unwrap_or(st.next_seq)
+        };
+        self.log.release(self.holder, min);
+    }
+}
+
+/// Persists cursors moved by `drop_oldest` every second, and once more at
+/// close.
+fn run_syncer(inner: Arc<Inner>) {
+    let mut stop = lock(&inner.stop);
+    loop {
+        stop = inner
+            .stop_cv
+            .wait_timeout(stop, CURSOR_SYNC_INTERVAL)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+        let stopping = *stop;
+        drop(stop);
+        inner.persist_dirty();
+        if stopping {
+            return;
+        }
+        stop = lock(&inner.stop);
+    }
+}
+
+/// The disk-backed queue shared by all sinks. `Send + Sync`; share it
+/// through an `Arc`.
+pub struct DiskQueue {
+    inner: Arc<Inner>,
+    syncer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl DiskQueue {
+    /// Opens (creating if needed) the queue in `dir` for these sinks, in a
+    /// log of its own, reads back what the sinks have not acknowledged, and
+    /// starts. Damage is repaired as the module docs describe and reported
+    /// in [`Opened::warnings`]; only I/O errors (and duplicate sink names)
+    /// fail. `segment_bytes` is [`DEFAULT_SEGMENT_BYTES`] outside tests.
+    pub fn open(dir: &Path, sinks: &[SinkSpec], segment_bytes: u64) -> io::Result<Opened> {
+        DiskQueue::open_with(Arc::new(RealIo), dir, sinks, segment_bytes)
+    }
+
+    /// [`DiskQueue::open`] through `io` (tests inject faults with it).
+    fn open_with(
+        io: Arc<dyn Io>,
+        dir: &Path,
+        sinks: &[SinkSpec],
+        segment_bytes: u64,
+    ) -> io::Result<Opened> {
+        let mut seen = HashSet::new();
+        for s in sinks {
+            if !seen.insert(s.name.as_str()) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("two sinks are named {:?}", s.name),
+                ));
+            }
+        }
+        fsutil::create_private_dir(dir)?;
+        let lock_file = fsutil::lock_dir(dir, "disk queue")?;
+        let mut prepared = migrate::Prepared::read_cursors(dir, sinks)?;
+        let opened = Log::open_locked(
+            io,
+            dir,
+            LogOptions {
+                segment_bytes,
+                holders: 1,
+                what: "disk queue",
+            },
+            lock_file,
+            &mut |r| prepared.visit(r),
+        )?;
+        prepared.warnings.extend(opened.warnings);
+        DiskQueue::attach(Arc::new(opened.log), 0, true, prepared)
+    }
+
+    /// The queue on an open log (its own, or one shared with the store's
+    /// journal), as holder `holder`, once `prepared` has seen its records:
+    /// migrates a format-1 queue, places each sink and starts the cursor
+    /// syncer.
+    fn attach(
+        log: Arc<Log>,
+        holder: usize,
+        owns_log: bool,
+        prepared: migrate::Prepared,
+    ) -> io::Result<Opened> {
+        let (st, warnings, redelivered_points) = prepared.finish(&log)?;
+        let (closed_tx, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            dir: log.dir().to_path_buf(),
+            persisting: (0..st.sinks.len()).map(|_| Mutex::new(())).collect(),
+            log,
+            holder,
+            owns_log,
+            state: Mutex::new(st),
+            closed_tx,
+            stop: Mutex::new(false),
+            stop_cv: Condvar::new(),
+        });
+        inner.collect_garbage();
+        let thread_inner = inner.clone();
+        let handle = std::thread::Builder::new()
+            .name("disk-queue-cursors".into())
+            .spawn(move || run_syncer(thread_inner))?;
+        Ok(Opened {
+            queue: DiskQueue {
+                inner,
+                syncer: Mutex::new(Some(handle)),
+            },
+            warnings,
+            redelivered_points,
+        })
+    }
+
+    /// Queues a push for every sink, all or nothing: if a sink with
+    /// `drop_oldest = false` lacks room, `Err(Full)` and nothing is written;
+    /// otherwise the record is appended for every sink (sinks with
+    /// `drop_oldest` first skip their oldest records not in flight, as
+    /// needed) and the points each sink dropped are returned, in spec
+    /// order, for the caller to count and log. The check and the append are
+    /// one step under the queue's lock, so the caller needs no lock of its
+    /// own. Never blocks on I/O: wait on the ticket before acknowledging
+    /// the push. An empty push is not written (its ticket is already
+    /// durable).
+    pub fn append(&self, points: &[Point]) -> Result<(Ticket, Vec<u64>), Refused> {
+        if points.is_empty() {
+            let sinks = lock(&self.inner.state).sinks.len();
+            return Ok((Ticket::DURABLE, vec![0; sinks]));
+        }
+        // Encode and checksum the points before taking the lock.
+        let append_ns = unix_now_ns();
+        let bytes = codec::encode(points, append_ns);
+        if bytes.len() > MAX_RECORD_LEN || points.len() > u32::MAX as usize {
+            return Err(Refused::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a push of {} bytes exceeds the disk queue's record limit of {MAX_RECORD_LEN}",
+                    bytes.len()
+                ),
+            )));
+        }
+        let payload = Payload::new(KIND_QUEUE, codec::VERSION, bytes);
+        let cost = payload.frame_len();
+        let body: Option<Arc<[u8]>> =
+            (cost <= CACHE_MAX_RECORD).then(|| Arc::from(&payload.bytes[..]));
+
+        let log = &self.inner.log;
+        let mut st = lock(&self.inner.state);
+        if st.closing {
+            return Err(Refused::Closed);
+        }
+        if let Some(e) = log.failure() {
+            st.rollback(log.durable());
+            return Err(Refused::Io(e));
+        }
+        for s in 0..st.sinks.len() {
+            if !st.sinks[s].drop_oldest && !st.has_room(s, cost) {
+                return Err(Refused::Full { sink: s });
+            }
+        }
+        let mut dropped = vec![0; st.sinks.len()];
+        for (s, d) in dropped.iter_mut().enumerate() {
+            if st.sinks[s].drop_oldest {
+                *d = st.drop_oldest(s, cost);
+            }
+        }
+        let ticket = log.append(payload).map_err(Refused::Io)?;
+        st.push(ticket.seq(), cost, points.len() as u32, append_ns, body);
+        if dropped.iter().any(|&d| d > 0) {
+            st.trim();
+        }
+        Ok((ticket, dropped))
+    }
+
+    /// Waits until the push is on disk (or the queue failed).
+    pub async fn wait(&self, t: Ticket) -> io::Result<()> {
+        self.inner.log.wait(t).await
+    }
+
+    /// Blocking form of [`DiskQueue::wait`], for threads outside a runtime.
+    pub fn wait_blocking(&self, t: Ticket) -> io::Result<()> {
+        self.inner.log.wait_blocking(t)
+    }
+
+    /// The next batch for sink `sink`: up to `max_points` points (at least
+    /// one), waiting up to `flush_every` for that many. A record larger than
+    /// `max_points` is split across batches. If `flush_every` passes with
+    /// nothing to send, the wait starts again when the first point arrives,
+    /// so points are batched for `flush_every` even on an idle sink. Only
+    /// durable records are handed out. `None` once the queue is closed and
+    /// the sink has everything. One batch in flight per sink: ack it before
+    /// asking for the next. Reads come from the page cache or the disk,
+    /// without the queue's lock, on tokio's blocking pool. Cancel-safe: the
+    /// batch is handed out only when this returns it.
+    pub async fn next_batch(
+        &self,
+        sink: usize,
+        max_points: usize,
+        flush_every: Duration,
+    ) -> Option<DiskBatch> {
+        let max_points = max_points.max(1) as u64;
+        let mut deadline = Some(Instant::now() + flush_every);
+        let mut lost_before = 0;
+        let log = &self.inner.log;
+        loop {
+            let mut rx = log.subscribe();
+            let mut closed_rx = self.inner.closed_tx.subscribe();
+            let taken = {
+                let st = lock(&self.inner.state);
+                let durable = log.durable();
+                let available = st
+                    .points_at(st.durable_end(durable))
+                    .saturating_sub(st.points_at(st.sinks[sink].read));
+                let now = Instant::now();
+                if available == 0 && deadline.is_some_and(|d| now >= d) {
+                    deadline = None;
+                }
+                if available > 0 && deadline.is_none() {
+                    deadline = Some(now + flush_every);
+                }
+                let timed_out = deadline.is_some_and(|d| now >= d);
+                let all_written =
+                    st.index.back().is_none_or(|r| r.seq <= durable) || log.failure().is_some();
+                if available >= max_points || (available > 0 && (timed_out || st.closing)) {
+                    let start = st.sinks[sink].read;
+                    let (items, end) = st.plan(sink, max_points, durable);
+                    Some((items, start, end))
+                } else if available == 0 && st.closing && all_written {
+                    if lost_before > 0 {
+                        tracing::error!(sink = %st.sinks[sink].name, points = lost_before, "disk queue: points lost to damaged records");
+                    }
+                    return None;
+                } else {
+                    None
+                }
+            };
+            if let Some((items, start, end)) = taken {
+                // Read without the lock; nothing is handed out until the
+                // points are here, so cancelling this future loses nothing.
+                let needs_disk = items.iter().any(|i| matches!(i.src, Source::Log));
+                let (points, lost) = if needs_disk {
+                    let log = log.clone();
+                    match tokio::task::spawn_blocking(move || batch::load(items, &log)).await {
+                        Ok(loaded) => loaded,
+                        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                        // The runtime is shutting down.
+                        Err(_) => return None,
+                    }
+                } else {
+                    batch::load(items, log)
+                };
+                if !lock(&self.inner.state).commit(sink, start, end) {
+                    continue;
+                }
+                let batch = DiskBatch {
+                    points,
+                    lost_points: lost_before + lost,
+                    end,
+                };
+                if !batch.points.is_empty() {
+                    return Some(batch);
+                }
+                // Every point in range was unreadable (and logged): move
+                // past them and report the count with the next batch.
+                lost_before = batch.lost_points;
+                if let Err(e) = self.ack(sink, &batch) {
+                    tracing::error!("disk queue: cannot persist a cursor: {e}");
+                }
+                continue;
+            }
+            let woken = async {
+                tokio::select! {
+                    r = rx.changed() => r.is_ok(),
+                    r = closed_rx.changed() => r.is_ok(),
+                }
+            };
+            match deadline {
+                Some(d) => {
+                    tokio::select! {
+                        ok = woken => if !ok { return None },
+                        _ = tokio::time::sleep_until(d) => {}
+                    }
+                }
+                None => {
+                    if !woken.await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The batch was delivered (or dropped as rejected): moves sink `sink`'s
+    /// cursor past it and persists it (a small write, an fsync and a rename:
+    /// blocking I/O), then lets the log delete the segments no sink needs
+    /// any more. The cursor moves in memory even if persisting fails; the
+    /// cursor syncer retries.
+    pub fn ack(&self, sink: usize, batch: &DiskBatch) -> io::Result<()> {
+        {
+            let mut st = lock(&self.inner.state);
+            let end = st.end();
+            let batch_end = batch.end.min(end);
+            let sk = &mut st.sinks[sink];
+            if batch_end > sk.acked {
+                sk.acked = batch_end;
+            }
+            if sk.inflight_end.is_some_and(|e| batch_end >= e) {
+                // Nothing else in flight: what was dropped meanwhile is
+                // passed too.
+                sk.inflight_end = None;
+                sk.acked = sk.read;
+            }
+            st.trim();
+        }
+        self.inner.persist(sink)?;
+        self.inner.collect_garbage();
+        Ok(())
+    }
+
+    /// Points and record bytes sink `sink` has not acknowledged (the batch
+    /// in flight included, dropped records excluded).
+    pub fn depth(&self, sink: usize) -> (u64, u64) {
+        lock(&self.inner.state).depth(sink)
+    }
+
+    /// Age of the oldest point sink `sink` has not acknowledged, by the
+    /// time its push was appended.
+    pub fn oldest_age(&self, sink: usize) -> Option<Duration> {
+        let st = lock(&self.inner.state);
+        let sk = &st.sinks[sink];
+        let e = sk.inflight_end.unwrap_or(sk.acked);
+        let oldest = if sk.acked < e { sk.acked } else { sk.read };
+        let (i, _) = st.locate(oldest)?;
+        let age = unix_now_ns().saturating_sub(st.index[i].append_ns);
+        Some(Duration::from_nanos(age.max(0) as u64))
+    }
+
+    /// The log's group-commit fsyncs (the store's too, when shared); far
+    /// fewer than the appends when they arrive concurrently.
+    pub fn fsync_count(&self) -> u64 {
+        self.inner.log.fsync_count()
+    }
+
+    /// No more appends; makes what is queued durable (closing the log if it
+    /// is the queue's own), persists cursors and stops the cursor syncer
+    /// (blocking until then). Workers drain what is left and then get
+    /// `None`; acks keep working.
+    pub fn close(&self) {
+        lock(&self.inner.state).closing = true;
+        let log = &self.inner.log;
+        if self.inner.owns_log {
+            // Errors were logged when they happened.
+            let _ = log.close();
+        }
+        if log.failure().is_some() {
+            lock(&self.inner.state).rollback(log.durable());
+        }
+        *lock(&self.inner.stop) = true;
+        self.inner.stop_cv.notify_all();
+        let handle = lock(&self.syncer).take();
+        if let Some(h) = handle {
+            if h.join().is_err() {
+                tracing::error!("disk queue cursor thread panicked");
+            }
+        }
+        self.inner.closed_tx.send_replace(true);
+    }
+}
+
+impl Drop for DiskQueue {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl fmt::Debug for DiskQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = lock(&self.inner.state);
+        f.debug_struct("DiskQueue")
+            .field("dir", &self.inner.dir)
+            .field("next_seq", &st.next_seq)
+            .field("records", &st.index.len())
+            .field("log", &self.inner.log)
+            .finish()
+    }
+}
