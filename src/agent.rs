@@ -1,15 +1,25 @@
 //! The agent assembled: sinks, inputs and the HTTP API, from a loaded
 //! configuration, until a shutdown signal.
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::convert::{Mapping, Naming};
 use crate::http;
 use crate::metrics::Metrics;
 use crate::pushgateway::{Api, PushgatewayInput};
-use crate::sink::{stdout::LineOutput, SinkSet};
+use crate::sink::{stdout::LineOutput, SinkSet, StartError};
 use crate::store::{Store, StoreOptions, DEFAULT_SNAPSHOT_AFTER_BYTES};
 use std::sync::Arc;
 use std::time::Duration;
+use thiserror::Error;
+
+/// Why the agent could not start.
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Sinks(#[from] StartError),
+}
 
 /// Runs the agent on `listener` until `shutdown` resolves; then stops
 /// accepting, flushes the sinks within `[io] shutdown_timeout` and returns
@@ -19,15 +29,15 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     lines: LineOutput,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<usize, String> {
+) -> Result<usize, AgentError> {
     // `load` has validated a config read from files; one built in code
     // is held to the same rules before anything starts.
-    config.validate().map_err(|e| e.to_string())?;
+    config.validate()?;
     let metrics = Arc::new(Metrics::default());
     let sinks = SinkSet::start(&config.sinks, &config.io, lines, metrics.clone())?;
     let quit = Arc::new(tokio::sync::Notify::new());
     let store = match &config.pushgateway {
-        Some(pg) if pg.store => Some(start_store(pg, quit.clone())?),
+        Some(pg) if pg.store => Some(start_store(pg, quit.clone())),
         _ => None,
     };
     let (prefix, pushgateway) = match &config.pushgateway {
@@ -84,7 +94,7 @@ pub async fn run(
 fn start_store(
     pg: &crate::config::PushgatewayConfig,
     quit: Arc<tokio::sync::Notify>,
-) -> Result<Arc<Store>, String> {
+) -> Arc<Store> {
     let store = Arc::new(Store::new(StoreOptions {
         consistency_check: pg.consistency_check,
         persistence_dir: pg.persistence_dir.as_ref().map(Into::into),
@@ -144,7 +154,7 @@ fn start_store(
             }
         });
     }
-    Ok(store)
+    store
 }
 
 /// `data` of `GET P/api/v1/status`, in the Pushgateway's shape: the

@@ -272,7 +272,7 @@ async fn quit_only_when_enabled() {
         .await
         .expect("the agent stops after /-/quit")
         .unwrap();
-    assert_eq!(result, Ok(0));
+    assert_eq!(result.map_err(|e| e.to_string()), Ok(0));
 }
 
 #[tokio::test]

@@ -479,7 +479,8 @@ impl Agent {
         let r = tokio::time::timeout(Duration::from_secs(10), self.handle)
             .await
             .expect("agent::run returns after shutdown")
-            .expect("agent task");
+            .expect("agent task")
+            .map_err(|e| e.to_string());
         (r, started.elapsed())
     }
 }

@@ -254,9 +254,9 @@ fn enqueue_error(e: EnqueueError) -> ApiError {
             ),
         )
         .retry_after(RETRY_AFTER_SECS),
-        EnqueueError::Failed(why) => {
-            tracing::error!("sink queue: {why}");
-            ApiError::new(ErrorCode::QueueFailed, why)
+        e @ (EnqueueError::Refused(_) | EnqueueError::Sync(_)) => {
+            tracing::error!("sink queue: {e}");
+            ApiError::new(ErrorCode::QueueFailed, e.to_string())
         }
     }
 }

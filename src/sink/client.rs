@@ -12,12 +12,34 @@
 use crate::config::{Auth, Password, SinkConfig, Violation};
 use base64::Engine as _;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+use thiserror::Error;
 
-/// Builds the client for `cfg`; the error is one line naming the sink and
+/// Why a sink's client could not be built; one line naming the sink and
 /// the key at fault.
-pub fn build_client(cfg: &SinkConfig) -> Result<reqwest::Client, String> {
-    let err = |key: &str, what: String| format!("sink {}: {key}: {what}", cfg.name);
-    let broken = |v: Violation| format!("sink {}: {v}", cfg.name);
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// A key's value cannot be used (an unreadable file, bad PEM, a value
+    /// that cannot be a header).
+    #[error("sink {sink}: {key}: {what}")]
+    Key {
+        sink: String,
+        key: &'static str,
+        what: String,
+    },
+    /// The keys break one of the config's rules between them.
+    #[error("sink {sink}: {violation}")]
+    Rule { sink: String, violation: Violation },
+    #[error("sink {sink}: cannot build its HTTP client: {source}")]
+    Build {
+        sink: String,
+        source: reqwest::Error,
+    },
+}
+
+/// Builds the client for `cfg`.
+pub fn build_client(cfg: &SinkConfig) -> Result<reqwest::Client, ClientError> {
+    let err = |key, what| key_error(cfg, key, what);
+    let broken = |v| rule_error(cfg, v);
     let mut builder = reqwest::Client::builder()
         .timeout(cfg.timeout)
         .default_headers(request_headers(cfg)?);
@@ -46,15 +68,31 @@ pub fn build_client(cfg: &SinkConfig) -> Result<reqwest::Client, String> {
     if cfg.tls_insecure_skip_verify {
         builder = builder.tls_danger_accept_invalid_certs(true);
     }
-    builder
-        .build()
-        .map_err(|e| format!("sink {}: cannot build its HTTP client: {e}", cfg.name))
+    builder.build().map_err(|source| ClientError::Build {
+        sink: cfg.name.clone(),
+        source,
+    })
+}
+
+fn key_error(cfg: &SinkConfig, key: &'static str, what: String) -> ClientError {
+    ClientError::Key {
+        sink: cfg.name.clone(),
+        key,
+        what,
+    }
+}
+
+fn rule_error(cfg: &SinkConfig, violation: Violation) -> ClientError {
+    ClientError::Rule {
+        sink: cfg.name.clone(),
+        violation,
+    }
 }
 
 /// The headers every request of the sink carries.
-pub fn request_headers(cfg: &SinkConfig) -> Result<HeaderMap, String> {
-    let err = |key: &str, what: String| format!("sink {}: {key}: {what}", cfg.name);
-    let broken = |v: Violation| format!("sink {}: {v}", cfg.name);
+pub fn request_headers(cfg: &SinkConfig) -> Result<HeaderMap, ClientError> {
+    let err = |key, what| key_error(cfg, key, what);
+    let broken = |v| rule_error(cfg, v);
     cfg.check_headers().map_err(broken)?;
     let mut headers = HeaderMap::new();
     for (name, value) in &cfg.headers {
@@ -161,7 +199,7 @@ mod tests {
             }),
             ..sink()
         };
-        let e = request_headers(&cfg).unwrap_err();
+        let e = request_headers(&cfg).unwrap_err().to_string();
         assert!(
             e.starts_with("sink s: basic_auth = {...}: expected either"),
             "{e}"
@@ -170,7 +208,7 @@ mod tests {
             bearer_token_file: Some("/nonexistent/token".into()),
             ..sink()
         };
-        let e = request_headers(&cfg).unwrap_err();
+        let e = request_headers(&cfg).unwrap_err().to_string();
         assert!(
             e.starts_with("sink s: bearer_token_file: cannot read /nonexistent/token"),
             "{e}"
@@ -180,7 +218,7 @@ mod tests {
             ..sink()
         };
         assert_eq!(
-            build_client(&cfg).unwrap_err(),
+            build_client(&cfg).unwrap_err().to_string(),
             r#"sink s: cert_file = "/x.pem": expected key_file with it, the certificate's private key"#
         );
         let cfg = SinkConfig {
@@ -189,6 +227,7 @@ mod tests {
         };
         assert!(build_client(&cfg)
             .unwrap_err()
+            .to_string()
             .starts_with("sink s: ca_file: cannot read"));
         let cfg = SinkConfig {
             headers: [("Bad Name".into(), "v".into())].into(),
@@ -196,6 +235,7 @@ mod tests {
         };
         assert!(build_client(&cfg)
             .unwrap_err()
+            .to_string()
             .contains("expected a header name of"));
         assert!(build_client(&SinkConfig {
             tls_insecure_skip_verify: true,

@@ -20,6 +20,7 @@ use queue::{Overflow, Payload, SinkQueue};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use thiserror::Error;
 use tokio::task::JoinHandle;
 
 /// Seconds a client is asked to wait when a sink's queue is full.
@@ -73,12 +74,27 @@ impl Drop for Reservation {
 }
 
 /// Why the sinks did not take a push; nothing was queued anywhere.
-#[derive(Debug)]
+#[derive(Debug, Error)]
 pub enum EnqueueError {
     /// 503 with Retry-After: the client retries later.
+    #[error("sink {} has no room in its queue (budget {} bytes)", .0.sink, .0.max_bytes)]
     Full(QueueFull),
-    /// The disk queue failed (write or fsync error, or closed).
-    Failed(String),
+    /// The disk queue refused the push: closed, or broken by an earlier
+    /// write or fsync error.
+    #[error("{0}")]
+    Refused(Refused),
+    /// The push's write or fsync failed.
+    #[error("the disk queue failed: {0}")]
+    Sync(std::io::Error),
+}
+
+/// Why the sinks could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("[io] queue_dir {dir}: cannot open the disk queue: {source}")]
+    DiskQueue { dir: String, source: std::io::Error },
+    #[error(transparent)]
+    Client(#[from] client::ClientError),
 }
 
 pub struct SinkSet {
@@ -110,7 +126,7 @@ fn open_disk_queue(
     sinks: &[SinkConfig],
     batch_points: usize,
     metrics: &Metrics,
-) -> Result<Arc<DiskQueue>, String> {
+) -> Result<Arc<DiskQueue>, StartError> {
     let specs: Vec<SinkSpec> = sinks
         .iter()
         .map(|s| SinkSpec {
@@ -124,7 +140,10 @@ fn open_disk_queue(
         &specs,
         disk::DEFAULT_SEGMENT_BYTES,
     )
-    .map_err(|e| format!("[io] queue_dir {dir}: cannot open the disk queue: {e}"))?;
+    .map_err(|source| StartError::DiskQueue {
+        dir: dir.to_string(),
+        source,
+    })?;
     for w in &opened.warnings {
         tracing::warn!("{w}");
     }
@@ -149,7 +168,7 @@ impl SinkSet {
         io: &IoConfig,
         lines: stdout::LineOutput,
         metrics: Arc<Metrics>,
-    ) -> Result<Arc<SinkSet>, String> {
+    ) -> Result<Arc<SinkSet>, StartError> {
         let disk = match (&io.queue_dir, sinks.is_empty()) {
             (Some(dir), false) => Some(open_disk_queue(dir, sinks, io.max_cache_count, &metrics)?),
             _ => None,
@@ -377,7 +396,7 @@ impl SinkSet {
                 sink: self.http[sink].name.clone(),
                 max_bytes: self.http[sink].disk_budget,
             }),
-            other => EnqueueError::Failed(other.to_string()),
+            other => EnqueueError::Refused(other),
         })?;
         for (sink, n) in self.http.iter().zip(dropped) {
             if n > 0 {
@@ -407,10 +426,7 @@ impl SinkSet {
             }
         }
         match (&self.disk, queued.ticket) {
-            (Some(disk), Some(t)) => disk
-                .wait(t)
-                .await
-                .map_err(|e| EnqueueError::Failed(format!("the disk queue failed: {e}"))),
+            (Some(disk), Some(t)) => disk.wait(t).await.map_err(EnqueueError::Sync),
             _ => Ok(()),
         }
     }

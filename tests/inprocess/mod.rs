@@ -27,7 +27,7 @@ pub struct Agent {
     pub base: String,
     pub out: Arc<Mutex<Vec<u8>>>,
     pub stop: Option<oneshot::Sender<()>>,
-    pub handle: JoinHandle<Result<usize, String>>,
+    pub handle: JoinHandle<Result<usize, pushkit::agent::AgentError>>,
     pub client: reqwest::Client,
 }
 
@@ -133,5 +133,6 @@ impl Agent {
             .await
             .expect("agent::run returns after shutdown")
             .expect("agent task")
+            .map_err(|e| e.to_string())
     }
 }
