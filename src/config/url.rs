@@ -1,11 +1,8 @@
-//! Sink URLs: the small subset of URL syntax a sink needs (http/https,
-//! host, port, path, query), DataKit's ENV_DATAWAY rule, and redaction of
-//! secrets before a URL is shown anywhere.
-//!
-//! Hand-written because only these few checks are needed and the crate
-//! keeps its dependency list short.
+//! Sink URLs: http(s) URLs parsed by the `url` crate, DataKit's
+//! ENV_DATAWAY rule, and redaction of secrets before a URL is shown
+//! anywhere.
 
-use super::value::{check_host, check_port};
+use url::Url;
 
 /// What a sink URL must look like, for error messages.
 pub(crate) const EXPECT_URL: &str =
@@ -14,84 +11,54 @@ pub(crate) const EXPECT_URL: &str =
 /// Where a Dataway base URL posts metrics (DataKit's write path).
 const DATAWAY_METRIC_PATH: &str = "/v1/write/metric";
 
-/// An http(s) URL cut into the parts the config cares about.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct HttpUrl<'a> {
-    /// "http" or "https" as written (any case).
-    pub scheme: &'a str,
-    /// `[userinfo@]host[:port]`.
-    pub authority: &'a str,
-    /// From the first '/' after the authority up to '?' or '#'; may be "".
-    pub path: &'a str,
-    /// After '?' up to '#', without the '?'.
-    pub query: Option<&'a str>,
-    /// After '#', without the '#'.
-    pub fragment: Option<&'a str>,
-}
-
-/// Parses `http(s)://[user[:pass]@]host[:port][/path][?query][#fragment]`.
-/// Host is a name, IPv4 or bracketed IPv6; no whitespace anywhere.
-pub(crate) fn parse_http_url(s: &str) -> Result<HttpUrl<'_>, &'static str> {
+/// Parses an `http(s)://[user[:pass]@]host[:port][/path][?query][#fragment]`
+/// URL with a host.
+///
+/// The crate forgives what a sink URL should not contain, so that is
+/// refused first: whitespace and control characters (it strips them),
+/// an empty authority (`http:///write` would take `write` as the host)
+/// and an empty port (`http://host:/x`).
+pub(crate) fn parse_http_url(s: &str) -> Result<Url, &'static str> {
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(EXPECT_URL);
     }
-    let (scheme, rest) = s.split_once("://").ok_or(EXPECT_URL)?;
-    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+    let (_, rest) = s.split_once("://").ok_or(EXPECT_URL)?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    if host_port.is_empty() || host_port.ends_with(':') {
         return Err(EXPECT_URL);
     }
-    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, rest) = rest.split_at(auth_end);
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-    let (host, port) = match host_port.find(']') {
-        Some(close) if host_port.starts_with('[') => {
-            let after = &host_port[close + 1..];
-            let port = if after.is_empty() {
-                None
-            } else {
-                Some(after.strip_prefix(':').ok_or(EXPECT_URL)?)
-            };
-            (&host_port[..=close], port)
-        }
-        _ => match host_port.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (host_port, None),
-        },
-    };
-    check_host(host).ok_or(EXPECT_URL)?;
-    if let Some(port) = port {
-        check_port(port).ok_or(EXPECT_URL)?;
+    let url = Url::parse(s).map_err(|_| EXPECT_URL)?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(EXPECT_URL);
     }
-    let (before_frag, fragment) = match rest.split_once('#') {
-        Some((b, f)) => (b, Some(f)),
-        None => (rest, None),
-    };
-    let (path, query) = match before_frag.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (before_frag, None),
-    };
-    Ok(HttpUrl {
-        scheme,
-        authority,
-        path,
-        query,
-        fragment,
-    })
+    Ok(url)
 }
 
 /// DataKit's ENV_DATAWAY rule for one URL: a URL with no path (or "/") is
 /// a Dataway base and posts to `<base>/v1/write/metric?<query>`; a URL with
 /// a path is used as given.
+/// The URL keeps its text as written: the crate only decides.
 pub(crate) fn dataway_sink_url(s: &str) -> Result<String, &'static str> {
     let url = parse_http_url(s)?;
-    if !url.path.is_empty() && url.path != "/" {
+    if url.path() != "/" {
         return Ok(s.to_string());
     }
-    let mut out = format!("{}://{}{DATAWAY_METRIC_PATH}", url.scheme, url.authority);
-    if let Some(q) = url.query.filter(|q| !q.is_empty()) {
-        out.push('?');
-        out.push_str(q);
+    // `scheme://authority` as written, then the path, then the rest.
+    let (scheme, rest) = s.split_once("://").ok_or(EXPECT_URL)?;
+    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let mut out = format!("{scheme}://{}{DATAWAY_METRIC_PATH}", &rest[..auth_end]);
+    let (before_frag, fragment) = match s.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (s, None),
+    };
+    if let Some(q) = before_frag.split_once('?').map(|(_, q)| q) {
+        if !q.is_empty() {
+            out.push('?');
+            out.push_str(q);
+        }
     }
-    if let Some(f) = url.fragment {
+    if let Some(f) = fragment {
         out.push('#');
         out.push_str(f);
     }
@@ -166,14 +133,8 @@ mod tests {
         }
         let u = parse_http_url("https://u:p@h:1/a/b?x=1#f").unwrap();
         assert_eq!(
-            u,
-            HttpUrl {
-                scheme: "https",
-                authority: "u:p@h:1",
-                path: "/a/b",
-                query: Some("x=1"),
-                fragment: Some("f"),
-            }
+            (u.host_str(), u.port(), u.path(), u.query(), u.fragment()),
+            (Some("h"), Some(1), "/a/b", Some("x=1"), Some("f"))
         );
     }
 
@@ -193,6 +154,9 @@ mod tests {
             "http://ho st/x",
             "http://host/x y",
             "http://:80/x",
+            "http://u@:80/x",
+            "http://host:1:2/x",
+            "http://ho%20st/x",
         ] {
             assert_eq!(parse_http_url(bad), Err(EXPECT_URL), "{bad:?}");
         }
