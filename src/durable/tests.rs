@@ -454,3 +454,33 @@ fn a_commit_group_shares_one_fsync() {
     assert_eq!(log.fsync_count(), 10);
     assert!(super::total_fsyncs() >= 10);
 }
+
+#[test]
+fn overlapping_commit_groups_do_not_hold_commits_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(tmp.path());
+    let log = Arc::new(log);
+    // Two threads keep a group open at every moment, one taking over
+    // before the other lets go; an append waited for must still commit.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let holders: Vec<_> = (0..2)
+        .map(|i| {
+            let (log, stop) = (log.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let g = log.group();
+                    std::thread::sleep(std::time::Duration::from_micros(300 + 100 * i));
+                    drop(g);
+                }
+            })
+        })
+        .collect();
+    for i in 0..20 {
+        let t = append(&log, KIND_STORE, &format!("r{i}"));
+        log.wait_blocking(t).unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    for h in holders {
+        h.join().unwrap();
+    }
+}

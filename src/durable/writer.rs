@@ -35,12 +35,16 @@ pub fn total_fsyncs() -> u64 {
 /// appended meanwhile (by any client) go to disk together, under one
 /// fsync. Hold it only across appends, never across a wait.
 #[must_use = "the group lasts as long as this guard"]
-pub struct CommitGroup<'a>(&'a Log);
+pub struct CommitGroup<'a> {
+    log: &'a Log,
+    /// The generation it was opened in (see `State::groups`).
+    gen: u64,
+}
 
 impl Drop for CommitGroup<'_> {
     fn drop(&mut self) {
-        lock(&self.0.inner.state).open_groups -= 1;
-        self.0.inner.work.notify_one();
+        lock(&self.log.inner.state).groups[(self.gen % 2) as usize] -= 1;
+        self.log.inner.work.notify_one();
     }
 }
 
@@ -138,9 +142,13 @@ struct State {
     active: u64,
     active_bytes: u64,
     ledger: Ledger,
-    /// [`CommitGroup`]s alive: the flusher waits for them to end, so that
-    /// what they append shares one fsync.
-    open_groups: usize,
+    /// [`CommitGroup`]s alive, by generation (`group_gen % 2`): the flusher
+    /// waits for those of the current generation to end, so that what they
+    /// append shares one fsync. It starts a new generation as it begins to
+    /// wait, and never waits for that one: a stream of overlapping groups
+    /// cannot hold commits back for ever.
+    groups: [usize; 2],
+    group_gen: u64,
     closing: bool,
     failed: Option<Failure>,
 }
@@ -249,7 +257,21 @@ fn run_flusher(inner: Arc<Inner>, mut active: Active) {
                 if st.failed.is_some() {
                     return;
                 }
-                if !st.ops.is_empty() && (st.open_groups == 0 || st.closing) {
+                if !st.ops.is_empty() {
+                    let open = (st.group_gen % 2) as usize;
+                    if st.groups[open] > 0 && !st.closing {
+                        // Wait for the groups open now; those opened
+                        // meanwhile count in the next generation, whose
+                        // slot is empty (its groups ended before the
+                        // previous commit), and are not waited for.
+                        st.group_gen += 1;
+                        while st.groups[open] > 0 && !st.closing && st.failed.is_none() {
+                            st = inner.work.wait(st).unwrap_or_else(|p| p.into_inner());
+                        }
+                        if st.failed.is_some() {
+                            return;
+                        }
+                    }
                     break;
                 }
                 if st.closing {
@@ -457,7 +479,8 @@ impl Log {
                 active: next_seq,
                 active_bytes: FILE_HEADER_LEN as u64,
                 ledger,
-                open_groups: 0,
+                groups: [0, 0],
+                group_gen: 0,
                 closing: false,
                 failed: None,
             }),
@@ -544,8 +567,10 @@ impl Log {
     /// made durable by one fsync (e.g. a push's store record and its
     /// queue record, appended by two clients).
     pub fn group(&self) -> CommitGroup<'_> {
-        lock(&self.inner.state).open_groups += 1;
-        CommitGroup(self)
+        let mut st = lock(&self.inner.state);
+        let gen = st.group_gen;
+        st.groups[(gen % 2) as usize] += 1;
+        CommitGroup { log: self, gen }
     }
 
     /// The log's id (see [`LOG_ID_FILE`]).
