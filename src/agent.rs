@@ -3,11 +3,15 @@
 
 use crate::config::{Config, ConfigError};
 use crate::convert::{Mapping, Naming};
+use crate::durable::{fsutil, Io, Log, LogOptions, RealIo};
 use crate::http;
 use crate::metrics::Metrics;
 use crate::pushgateway::{Api, PushgatewayInput};
+use crate::sink::disk::{self, DiskQueue};
 use crate::sink::{stdout::LineOutput, SinkSet, StartError};
+use crate::store::journal::{Journal, Recovered};
 use crate::store::{Store, StoreOptions, DEFAULT_SNAPSHOT_AFTER_BYTES};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -19,6 +23,14 @@ pub enum AgentError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Sinks(#[from] StartError),
+    #[error(
+        "persistence_dir {pdir} and [io] queue_dir {qdir}: cannot open their shared log: {source}"
+    )]
+    SharedLog {
+        pdir: String,
+        qdir: String,
+        source: std::io::Error,
+    },
 }
 
 /// Runs the agent on `listener` until `shutdown` resolves; then stops
@@ -34,10 +46,14 @@ pub async fn run(
     // is held to the same rules before anything starts.
     config.validate()?;
     let metrics = Arc::new(Metrics::default());
-    let sinks = SinkSet::start(&config.sinks, &config.io, lines, metrics.clone())?;
+    let (shared_log, journal, queue) = match open_shared_log(&config)? {
+        Some(s) => (Some(s.log), Some(s.journal), Some(s.queue)),
+        None => (None, None, None),
+    };
+    let sinks = SinkSet::start_with(&config.sinks, &config.io, lines, metrics.clone(), queue)?;
     let quit = Arc::new(tokio::sync::Notify::new());
     let store = match &config.pushgateway {
-        Some(pg) if pg.store => Some(start_store(pg, quit.clone())),
+        Some(pg) if pg.store => Some(start_store(pg, quit.clone(), journal)),
         _ => None,
     };
     let (prefix, pushgateway) = match &config.pushgateway {
@@ -85,15 +101,100 @@ pub async fn run(
             tracing::error!("closing the store's journal: {e}");
         }
     }
-    Ok(sinks.shutdown(config.io.shutdown_timeout).await)
+    let undelivered = sinks.shutdown(config.io.shutdown_timeout).await;
+    if let Some(log) = shared_log {
+        if let Err(e) = log.close() {
+            tracing::error!("closing the log shared by the store and the disk queue: {e}");
+        }
+    }
+    Ok(undelivered)
+}
+
+/// The log the store's journal and the sinks' disk queue share, and their
+/// two clients on it.
+struct SharedLog {
+    log: Arc<Log>,
+    journal: (Journal, Recovered),
+    queue: disk::Opened,
+}
+
+/// With `persistence_dir` and `[io] queue_dir` both in use and on one
+/// filesystem, opens one log in `queue_dir` for the store's mutations and
+/// the sinks' points, so that a push is made durable by one fsync; the
+/// store's snapshots stay in `persistence_dir` (which names the log in its
+/// `LOG` file). On two filesystems one fsync cannot cover both: `None`,
+/// and each keeps a log of its own.
+fn open_shared_log(config: &Config) -> Result<Option<SharedLog>, AgentError> {
+    let pdir = match &config.pushgateway {
+        Some(pg) if pg.store => pg.persistence_dir.clone(),
+        _ => None,
+    };
+    let (Some(pdir), Some(qdir)) = (pdir, config.io.queue_dir.clone()) else {
+        return Ok(None);
+    };
+    if config.sinks.is_empty() {
+        return Ok(None);
+    }
+    let (p, q) = (Path::new(&pdir), Path::new(&qdir));
+    let err = |source| AgentError::SharedLog {
+        pdir: pdir.clone(),
+        qdir: qdir.clone(),
+        source,
+    };
+    fsutil::create_private_dir(p).map_err(err)?;
+    fsutil::create_private_dir(q).map_err(err)?;
+    let device = |d: &Path| std::fs::metadata(d).map(|m| std::os::unix::fs::MetadataExt::dev(&m));
+    if device(p).map_err(err)? != device(q).map_err(err)? {
+        tracing::info!(
+            "persistence_dir {pdir} and [io] queue_dir {qdir} are on different filesystems: one fsync cannot cover both, so the store and the sinks keep a log each (two fsyncs per push, in parallel)"
+        );
+        return Ok(None);
+    }
+    let io: Arc<dyn Io> = Arc::new(RealIo);
+    let q_lock = fsutil::lock_dir(q, "agent").map_err(err)?;
+    let same_dir = p.canonicalize().map_err(err)? == q.canonicalize().map_err(err)?;
+    let p_lock = match same_dir {
+        true => None,
+        false => Some(fsutil::lock_dir(p, "agent").map_err(err)?),
+    };
+    let mut journal = Journal::prepare(&io, p, p_lock).map_err(err)?;
+    let mut queue = DiskQueue::prepare(q, &crate::sink::disk_specs(&config.sinks)).map_err(err)?;
+    let opened = Log::open_locked(
+        io,
+        q,
+        LogOptions {
+            segment_bytes: disk::DEFAULT_SEGMENT_BYTES,
+            holders: 2,
+            what: "log",
+        },
+        q_lock,
+        &mut |r| {
+            journal.visit(r);
+            queue.visit(r);
+        },
+    )
+    .map_err(err)?;
+    let log = Arc::new(opened.log);
+    let journal = Journal::attach(log.clone(), 0, false, journal).map_err(err)?;
+    let queue = DiskQueue::attach(log.clone(), 1, false, queue).map_err(err)?;
+    tracing::info!(
+        "the store's journal and the disk queue share one log in {qdir}: one fsync per group commit"
+    );
+    Ok(Some(SharedLog {
+        log,
+        journal,
+        queue,
+    }))
 }
 
 /// Creates the group store; loads its persisted state in the background
-/// (the API answers 503 meanwhile) and starts its expiry task. A journal
+/// (the API answers 503 meanwhile) from `journal` if given (opened on the
+/// shared log) or from its own, and starts its expiry task. A journal
 /// that cannot be loaded stops the agent.
 fn start_store(
     pg: &crate::config::PushgatewayConfig,
     quit: Arc<tokio::sync::Notify>,
+    journal: Option<(Journal, Recovered)>,
 ) -> Arc<Store> {
     let store = Arc::new(Store::new(StoreOptions {
         consistency_check: pg.consistency_check,
@@ -106,7 +207,11 @@ fn start_store(
         let loading = store.clone();
         tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
-            match loading.load() {
+            let loaded = match journal {
+                Some((journal, recovered)) => Ok(loading.load_from(journal, recovered)),
+                None => loading.load(),
+            };
+            match loaded {
                 Ok(warnings) => {
                     for w in warnings {
                         tracing::warn!("{w}");

@@ -1,23 +1,12 @@
-//! File handling shared by the store's journal (`store::journal`) and the
-//! sinks' disk queue (`sink::disk`): private directories and files, the
-//! exclusive `LOCK` file, directory fsyncs, moving damaged files aside, the
-//! 8-byte file header and the checksummed record frame both formats use,
-//! and the [`Failure`] both keep once a write or fsync has failed.
+//! File handling for the engine and its clients: private directories and
+//! files, the exclusive `LOCK` file, directory fsyncs, moving damaged files
+//! aside, numbered file names, and the [`Failure`] a log keeps once a write
+//! or fsync has failed.
 //!
 //! Unix only, like the rest of the crate: modes are set at creation.
-//!
-//! ```text
-//! file header: magic: 4 bytes | version: u32 LE
-//! frame:       len: u32 LE | crc: u32 LE | payload: len bytes
-//! ```
-//!
-//! `crc` is CRC-32C over the 4 length bytes followed by the payload, so that
-//! a zero-filled region (which a crash can leave behind) never reads as a
-//! valid empty record.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::ops::RangeInclusive;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,10 +18,6 @@ pub const FILE_MODE: u32 = 0o600;
 pub const DIR_MODE: u32 = 0o700;
 /// The file [`lock_dir`] locks.
 pub const LOCK_FILE: &str = "LOCK";
-/// Length of [`file_header`].
-pub const FILE_HEADER_LEN: usize = 8;
-/// Length of a frame's `len | crc` header.
-pub const FRAME_HEADER_LEN: usize = 8;
 
 // ---------------------------------------------------------------------------
 // Directories and files.
@@ -210,93 +195,6 @@ impl Failure {
     }
 }
 
-// ---------------------------------------------------------------------------
-// File headers.
-
-/// The header a data file starts with: `magic`, then `version` as u32 LE.
-pub fn file_header(magic: [u8; 4], version: u32) -> [u8; FILE_HEADER_LEN] {
-    let mut h = [0u8; FILE_HEADER_LEN];
-    h[..4].copy_from_slice(&magic);
-    h[4..].copy_from_slice(&version.to_le_bytes());
-    h
-}
-
-/// What the start of a file says about its header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Header {
-    /// The expected header.
-    Valid,
-    /// Only a prefix of it (possibly empty), and nothing else: the process
-    /// crashed while creating the file, before it could hold a record.
-    Creating,
-    /// Anything else.
-    Bad,
-}
-
-/// Checks that `data` (a whole file) starts with `header`.
-pub fn check_header(data: &[u8], header: &[u8; FILE_HEADER_LEN]) -> Header {
-    if data.len() < FILE_HEADER_LEN && header.starts_with(data) {
-        Header::Creating
-    } else if data.len() < FILE_HEADER_LEN || data[..FILE_HEADER_LEN] != header[..] {
-        Header::Bad
-    } else {
-        Header::Valid
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Frames.
-
-fn le_u32(b: &[u8]) -> u32 {
-    u32::from_le_bytes(b[..4].try_into().expect("4 bytes"))
-}
-
-/// The `len | crc` header of a frame holding `payload`.
-pub fn frame_header(payload: &[u8]) -> [u8; FRAME_HEADER_LEN] {
-    let len = (payload.len() as u32).to_le_bytes();
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&len), payload).to_le_bytes();
-    let mut h = [0u8; FRAME_HEADER_LEN];
-    h[..4].copy_from_slice(&len);
-    h[4..].copy_from_slice(&crc);
-    h
-}
-
-/// Checks the frame at the start of `data`, whose payload length must lie
-/// in `lens`; returns its payload (the frame is `FRAME_HEADER_LEN +
-/// payload.len()` bytes) or why it is not a valid frame.
-pub fn check_frame(data: &[u8], lens: RangeInclusive<usize>) -> Result<&[u8], &'static str> {
-    if data.len() < FRAME_HEADER_LEN {
-        return Err("truncated frame header");
-    }
-    let len = le_u32(data) as usize;
-    if !lens.contains(&len) {
-        return Err("record length out of range");
-    }
-    if data.len() - FRAME_HEADER_LEN < len {
-        return Err("truncated record");
-    }
-    let payload = &data[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len];
-    if crc32c::crc32c_append(crc32c::crc32c(&data[..4]), payload) != le_u32(&data[4..]) {
-        return Err("checksum mismatch");
-    }
-    Ok(payload)
-}
-
-/// Where the frame after a bad one at the start of `data` would start,
-/// trusting its length field (which must lie in `lens`), if that leaves room
-/// for another frame header.
-pub fn frame_after_bad(data: &[u8], lens: RangeInclusive<usize>) -> Option<usize> {
-    if data.len() < FRAME_HEADER_LEN {
-        return None;
-    }
-    let len = le_u32(data) as usize;
-    if !lens.contains(&len) {
-        return None;
-    }
-    let next = FRAME_HEADER_LEN + len;
-    (next + FRAME_HEADER_LEN <= data.len()).then_some(next)
-}
-
 /// Helpers for the tests of the modules that keep data files.
 #[cfg(test)]
 pub(crate) mod testing {
@@ -389,10 +287,6 @@ pub(crate) mod testing {
 mod tests {
     use super::testing::{mode, names};
     use super::*;
-
-    fn frame(payload: &[u8]) -> Vec<u8> {
-        [&frame_header(payload)[..], payload].concat()
-    }
 
     #[test]
     fn private_dir_and_files() {
@@ -489,56 +383,5 @@ mod tests {
             assert_eq!(e.kind(), io::ErrorKind::StorageFull);
             assert_eq!(e.to_string(), "fsync failed");
         }
-    }
-
-    #[test]
-    fn headers() {
-        let h = file_header(*b"PKX1", 1);
-        assert_eq!(h, *b"PKX1\x01\0\0\0");
-        assert_eq!(check_header(&h, &h), Header::Valid);
-        assert_eq!(check_header(&[&h[..], b"more"].concat(), &h), Header::Valid);
-        assert_eq!(check_header(b"", &h), Header::Creating);
-        assert_eq!(check_header(b"PKX", &h), Header::Creating);
-        assert_eq!(check_header(b"PKY", &h), Header::Bad);
-        assert_eq!(check_header(&file_header(*b"PKX1", 2), &h), Header::Bad);
-    }
-
-    #[test]
-    fn frames_round_trip_and_damage_is_named() {
-        let f = frame(b"hello");
-        assert_eq!(&f[..4], &5u32.to_le_bytes());
-        assert_eq!(check_frame(&f, 0..=100), Ok(&b"hello"[..]));
-        // Trailing bytes belong to the next frame.
-        let two = [frame(b"hello"), frame(b"")].concat();
-        assert_eq!(check_frame(&two, 0..=100), Ok(&b"hello"[..]));
-        assert_eq!(check_frame(&two[f.len()..], 0..=100), Ok(&b""[..]));
-
-        assert_eq!(check_frame(&f[..7], 0..=100), Err("truncated frame header"));
-        assert_eq!(check_frame(&f, 0..=4), Err("record length out of range"));
-        assert_eq!(check_frame(&f, 6..=100), Err("record length out of range"));
-        assert_eq!(check_frame(&f[..12], 0..=100), Err("truncated record"));
-        let mut bad = f.clone();
-        bad[10] ^= 1;
-        assert_eq!(check_frame(&bad, 0..=100), Err("checksum mismatch"));
-        // Zeros are not an empty record.
-        assert_eq!(check_frame(&[0u8; 16], 0..=100), Err("checksum mismatch"));
-    }
-
-    #[test]
-    fn frame_after_a_bad_one() {
-        let mut bad = frame(b"hello");
-        bad[9] ^= 1;
-        let data = [bad.clone(), frame(b"next")].concat();
-        assert_eq!(frame_after_bad(&data, 0..=100), Some(bad.len()));
-        assert_eq!(check_frame(&data[bad.len()..], 0..=100), Ok(&b"next"[..]));
-        // No room for another frame header after it.
-        assert_eq!(frame_after_bad(&bad, 0..=100), None);
-        assert_eq!(
-            frame_after_bad(&[&bad[..], &[0u8; 7]].concat(), 0..=100),
-            None
-        );
-        // A length out of range cannot be trusted.
-        assert_eq!(frame_after_bad(&data, 0..=4), None);
-        assert_eq!(frame_after_bad(&data[..7], 0..=100), None);
     }
 }

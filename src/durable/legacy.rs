@@ -16,13 +16,105 @@
 //! new format, make that durable, and only then move the old files into
 //! [`MIGRATED_DIR`] (kept, never deleted by pushkit).
 
-use super::fsutil::{
-    self, check_frame, check_header, frame_after_bad, Header, FILE_HEADER_LEN, FRAME_HEADER_LEN,
-};
+use super::fsutil;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+
+/// Length of [`file_header`].
+const FILE_HEADER_LEN: usize = 8;
+/// Length of a frame's `len | crc` header.
+const FRAME_HEADER_LEN: usize = 8;
+
+// ---------------------------------------------------------------------------
+// File headers.
+
+/// The header a data file starts with: `magic`, then `version` as u32 LE.
+fn file_header(magic: [u8; 4], version: u32) -> [u8; FILE_HEADER_LEN] {
+    let mut h = [0u8; FILE_HEADER_LEN];
+    h[..4].copy_from_slice(&magic);
+    h[4..].copy_from_slice(&version.to_le_bytes());
+    h
+}
+
+/// What the start of a file says about its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Header {
+    /// The expected header.
+    Valid,
+    /// Only a prefix of it (possibly empty), and nothing else: the process
+    /// crashed while creating the file, before it could hold a record.
+    Creating,
+    /// Anything else.
+    Bad,
+}
+
+/// Checks that `data` (a whole file) starts with `header`.
+fn check_header(data: &[u8], header: &[u8; FILE_HEADER_LEN]) -> Header {
+    if data.len() < FILE_HEADER_LEN && header.starts_with(data) {
+        Header::Creating
+    } else if data.len() < FILE_HEADER_LEN || data[..FILE_HEADER_LEN] != header[..] {
+        Header::Bad
+    } else {
+        Header::Valid
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Frames.
+
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes(b[..4].try_into().expect("4 bytes"))
+}
+
+#[cfg(test)] // written by the old code only
+/// The `len | crc` header of a frame holding `payload`.
+fn frame_header(payload: &[u8]) -> [u8; FRAME_HEADER_LEN] {
+    let len = (payload.len() as u32).to_le_bytes();
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&len), payload).to_le_bytes();
+    let mut h = [0u8; FRAME_HEADER_LEN];
+    h[..4].copy_from_slice(&len);
+    h[4..].copy_from_slice(&crc);
+    h
+}
+
+/// Checks the frame at the start of `data`, whose payload length must lie
+/// in `lens`; returns its payload (the frame is `FRAME_HEADER_LEN +
+/// payload.len()` bytes) or why it is not a valid frame.
+fn check_frame(data: &[u8], lens: RangeInclusive<usize>) -> Result<&[u8], &'static str> {
+    if data.len() < FRAME_HEADER_LEN {
+        return Err("truncated frame header");
+    }
+    let len = le_u32(data) as usize;
+    if !lens.contains(&len) {
+        return Err("record length out of range");
+    }
+    if data.len() - FRAME_HEADER_LEN < len {
+        return Err("truncated record");
+    }
+    let payload = &data[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len];
+    if crc32c::crc32c_append(crc32c::crc32c(&data[..4]), payload) != le_u32(&data[4..]) {
+        return Err("checksum mismatch");
+    }
+    Ok(payload)
+}
+
+/// Where the frame after a bad one at the start of `data` would start,
+/// trusting its length field (which must lie in `lens`), if that leaves room
+/// for another frame header.
+fn frame_after_bad(data: &[u8], lens: RangeInclusive<usize>) -> Option<usize> {
+    if data.len() < FRAME_HEADER_LEN {
+        return None;
+    }
+    let len = le_u32(data) as usize;
+    if !lens.contains(&len) {
+        return None;
+    }
+    let next = FRAME_HEADER_LEN + len;
+    (next + FRAME_HEADER_LEN <= data.len()).then_some(next)
+}
 
 /// Where migrated format-1 files are moved, inside the data directory.
 pub const MIGRATED_DIR: &str = "format-1";
@@ -70,7 +162,7 @@ fn read_frame(data: &[u8]) -> (Frame<'_>, usize) {
 }
 
 fn parse_snapshot(data: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    if check_header(data, &fsutil::file_header(SNAPSHOT_MAGIC, 1)) != Header::Valid {
+    if check_header(data, &file_header(SNAPSHOT_MAGIC, 1)) != Header::Valid {
         return Err("bad or missing header".into());
     }
     let mut records = Vec::new();
@@ -145,7 +237,7 @@ pub fn read_journal(dir: &Path) -> io::Result<Option<OldJournal>> {
             ),
         }
     }
-    let header = fsutil::file_header(JOURNAL_MAGIC, 1);
+    let header = file_header(JOURNAL_MAGIC, 1);
     for (gen, path) in journals.range(base.unwrap_or(0)..) {
         let data = fs::read(path)?;
         match check_header(&data, &header) {
@@ -275,7 +367,7 @@ pub fn read_old_queue(
     f: &mut dyn FnMut(OldQueueRecord<'_>),
 ) -> io::Result<Vec<String>> {
     let mut warnings = Vec::new();
-    let header = fsutil::file_header(QUEUE_MAGIC, 1);
+    let header = file_header(QUEUE_MAGIC, 1);
     let mut last = 0u64;
     for path in segments {
         let data = fs::read(path)?;
@@ -335,4 +427,64 @@ pub fn read_old_queue(
         }
     }
     Ok(warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        [&frame_header(payload)[..], payload].concat()
+    }
+
+    #[test]
+    fn headers() {
+        let h = file_header(*b"PKX1", 1);
+        assert_eq!(h, *b"PKX1\x01\0\0\0");
+        assert_eq!(check_header(&h, &h), Header::Valid);
+        assert_eq!(check_header(&[&h[..], b"more"].concat(), &h), Header::Valid);
+        assert_eq!(check_header(b"", &h), Header::Creating);
+        assert_eq!(check_header(b"PKX", &h), Header::Creating);
+        assert_eq!(check_header(b"PKY", &h), Header::Bad);
+        assert_eq!(check_header(&file_header(*b"PKX1", 2), &h), Header::Bad);
+    }
+
+    #[test]
+    fn frames_round_trip_and_damage_is_named() {
+        let f = frame(b"hello");
+        assert_eq!(&f[..4], &5u32.to_le_bytes());
+        assert_eq!(check_frame(&f, 0..=100), Ok(&b"hello"[..]));
+        // Trailing bytes belong to the next frame.
+        let two = [frame(b"hello"), frame(b"")].concat();
+        assert_eq!(check_frame(&two, 0..=100), Ok(&b"hello"[..]));
+        assert_eq!(check_frame(&two[f.len()..], 0..=100), Ok(&b""[..]));
+
+        assert_eq!(check_frame(&f[..7], 0..=100), Err("truncated frame header"));
+        assert_eq!(check_frame(&f, 0..=4), Err("record length out of range"));
+        assert_eq!(check_frame(&f, 6..=100), Err("record length out of range"));
+        assert_eq!(check_frame(&f[..12], 0..=100), Err("truncated record"));
+        let mut bad = f.clone();
+        bad[10] ^= 1;
+        assert_eq!(check_frame(&bad, 0..=100), Err("checksum mismatch"));
+        // Zeros are not an empty record.
+        assert_eq!(check_frame(&[0u8; 16], 0..=100), Err("checksum mismatch"));
+    }
+
+    #[test]
+    fn frame_after_a_bad_one() {
+        let mut bad = frame(b"hello");
+        bad[9] ^= 1;
+        let data = [bad.clone(), frame(b"next")].concat();
+        assert_eq!(frame_after_bad(&data, 0..=100), Some(bad.len()));
+        assert_eq!(check_frame(&data[bad.len()..], 0..=100), Ok(&b"next"[..]));
+        // No room for another frame header after it.
+        assert_eq!(frame_after_bad(&bad, 0..=100), None);
+        assert_eq!(
+            frame_after_bad(&[&bad[..], &[0u8; 7]].concat(), 0..=100),
+            None
+        );
+        // A length out of range cannot be trusted.
+        assert_eq!(frame_after_bad(&data, 0..=4), None);
+        assert_eq!(frame_after_bad(&data[..7], 0..=100), None);
+    }
 }

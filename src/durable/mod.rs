@@ -66,7 +66,7 @@ pub use io::{Faults, FaultyIo, Io, RealIo};
 pub use reader::RecordRef;
 pub use record::{Payload, KIND_QUEUE, KIND_STORE, MAX_PAYLOAD};
 pub use snapshot::{Snapshot, SnapshotWriter};
-pub use writer::{Log, LogOptions, Opened, Ticket};
+pub use writer::{read_log_id, total_fsyncs, CommitGroup, Log, LogOptions, Opened, Ticket};
 
 #[cfg(test)]
 mod tests;

@@ -253,3 +253,37 @@ pub fn recover(io: &dyn Io, dir: &Path, what: &str, visit: &mut Visit<'_>) -> io
     }
     Ok(rec)
 }
+
+/// Hands the committed records of the log in `dir` to `visit` without
+/// changing any file, for a log that another client may be appending to
+/// (its uncommitted tail is left alone, damage is only skipped).
+pub fn read_only(io: &dyn Io, dir: &Path, visit: &mut Visit<'_>) -> io::Result<()> {
+    let mut names = BTreeMap::new();
+    for (name, path) in io.list(dir)? {
+        if let Some(n) = fsutil::parse_numbered20(&name, SEGMENT_PREFIX) {
+            names.insert(n, path);
+        }
+    }
+    let keys: Vec<u64> = names.keys().copied().collect();
+    let mut floor = 0u64;
+    for (i, &name) in keys.iter().enumerate() {
+        let data = io.read(&names[&name])?;
+        if record::check_file_header(&data, SEGMENT_MAGIC) != FileHeader::Valid(name) {
+            continue;
+        }
+        let mut s = scan(&data, name, floor, keys.get(i + 1).copied());
+        floor = s.last_seq;
+        if i + 1 < keys.len() {
+            s.records.append(&mut s.pending);
+        }
+        for (_, f) in &s.records {
+            visit(RecordRef {
+                seq: f.seq,
+                kind: f.kind,
+                version: f.version,
+                payload: f.payload,
+            });
+        }
+    }
+    Ok(())
+}

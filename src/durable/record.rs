@@ -40,6 +40,8 @@ pub const KIND_COMMIT: u8 = 0;
 pub const KIND_STORE: u8 = 1;
 /// A push's points for the sinks (`sink::disk`).
 pub const KIND_QUEUE: u8 = 2;
+/// A snapshot's first record: the id of the log its cut refers to.
+pub const KIND_SNAPSHOT_META: u8 = 3;
 
 /// Magic of a log segment file.
 pub const SEGMENT_MAGIC: [u8; 4] = *b"PKL2";

@@ -3,8 +3,10 @@
 //!
 //! `snapshot-<S>` (S: 20 decimal digits) holds the client's state as of
 //! every log record below sequence number `S`: a file header (magic `PKS2`,
-//! `first_seq` = S), records numbered from 1, and a commit marker whose
-//! `seq` is their count. A snapshot without that last marker (lost end),
+//! `first_seq` = S), records numbered from 1 (the first, of kind
+//! `KIND_SNAPSHOT_META`, names the log by its id, since a client may move
+//! from one log to another), and a commit marker whose `seq` is their
+//! count. A snapshot without that last marker (lost end),
 //! or with any damage, is unusable: it is moved aside and the next older
 //! one is tried. A snapshot is written to `snapshot-<S>.tmp`, fsynced,
 //! renamed and the directory fsynced; older snapshots are deleted only
@@ -12,7 +14,7 @@
 
 use super::fsutil;
 use super::io::{Io, LogFile};
-use super::record::{self, FileHeader, KIND_COMMIT, SNAPSHOT_MAGIC};
+use super::record::{self, FileHeader, KIND_COMMIT, KIND_SNAPSHOT_META, SNAPSHOT_MAGIC};
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -28,8 +30,11 @@ pub fn snapshot_name(cover: u64) -> String {
 /// A loaded snapshot.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// It covers the log records below this.
+    /// It covers the log records below this...
     pub cover: u64,
+    /// ... of the log of this id (0: of no log in particular; what a
+    /// migration writes).
+    pub log_id: u64,
     /// Kind, version and payload of each record, in order.
     pub records: Vec<(u8, u8, Vec<u8>)>,
 }
@@ -95,7 +100,26 @@ pub fn load_newest(
     for (&cover, path) in found.iter().rev() {
         let data = io.read(path)?;
         match parse(&data, cover) {
-            Ok(records) => return Ok((Some(Snapshot { cover, records }), warnings)),
+            Ok(mut records) => {
+                // The first record names the log the cut refers to.
+                let log_id = match records.first() {
+                    Some((KIND_SNAPSHOT_META, 1, p)) if p.len() == 8 => {
+                        u64::from_le_bytes(p[..].try_into().expect("8 bytes"))
+                    }
+                    _ => 0,
+                };
+                if records.first().is_some_and(|r| r.0 == KIND_SNAPSHOT_META) {
+                    records.remove(0);
+                }
+                return Ok((
+                    Some(Snapshot {
+                        cover,
+                        log_id,
+                        records,
+                    }),
+                    warnings,
+                ));
+            }
             Err(why) => {
                 let aside = fsutil::move_aside(dir, path)?;
                 let msg = format!(
@@ -125,17 +149,25 @@ pub struct SnapshotWriter {
 }
 
 impl SnapshotWriter {
-    /// A snapshot of the state as of every log record below `cover`. Does
-    /// no I/O: the file is created by the first write or by `finish`.
-    pub fn new(io: Arc<dyn Io>, dir: &Path, cover: u64) -> SnapshotWriter {
+    /// A snapshot of the state as of every record below `cover` of the log
+    /// `log_id` (0: none in particular). Does no I/O: the file is created
+    /// by the first flush or by `finish`.
+    pub fn new(io: Arc<dyn Io>, dir: &Path, cover: u64, log_id: u64) -> SnapshotWriter {
+        let mut buf = record::file_header(SNAPSHOT_MAGIC, cover).to_vec();
+        buf.extend_from_slice(&record::frame(
+            1,
+            KIND_SNAPSHOT_META,
+            1,
+            &log_id.to_le_bytes(),
+        ));
         SnapshotWriter {
             tmp: dir.join(format!("{}.tmp", snapshot_name(cover))),
             io,
             dir: dir.to_path_buf(),
             cover,
             file: None,
-            buf: record::file_header(SNAPSHOT_MAGIC, cover).to_vec(),
-            count: 0,
+            buf,
+            count: 1,
         }
     }
 

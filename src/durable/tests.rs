@@ -346,7 +346,7 @@ fn files_are_private_and_the_directory_locked() {
     append_all(&log, &["x"]);
     let err = Log::open(Arc::new(RealIo), &dir, opts(1 << 20, 1), &mut |_| {}).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
-    let mut w = SnapshotWriter::new(Arc::new(RealIo), &dir, 2);
+    let mut w = SnapshotWriter::new(Arc::new(RealIo), &dir, 2, 7);
     w.write_record(KIND_STORE, 1, b"s").unwrap();
     w.finish().unwrap();
     assert_eq!(mode(&dir), 0o700);
@@ -366,20 +366,20 @@ fn snapshots_round_trip_and_fall_back_when_damaged() {
     let (s, w) = snapshot::load_newest(&*io, dir, "t").unwrap();
     assert!(s.is_none() && w.is_empty());
 
-    let mut sw = SnapshotWriter::new(io.clone(), dir, 5);
+    let mut sw = SnapshotWriter::new(io.clone(), dir, 5, 7);
     sw.write_record(KIND_STORE, 1, b"five-a").unwrap();
     sw.write_record(KIND_STORE, 2, b"five-b").unwrap();
     sw.finish().unwrap();
     // An empty snapshot is valid, and replaces the older one.
-    SnapshotWriter::new(io.clone(), dir, 9).finish().unwrap();
+    SnapshotWriter::new(io.clone(), dir, 9, 7).finish().unwrap();
     assert_eq!(names(dir), [snapshot::snapshot_name(9)]);
     let (s, _) = snapshot::load_newest(&*io, dir, "t").unwrap();
     let s = s.unwrap();
-    assert_eq!((s.cover, s.records.len()), (9, 0));
+    assert_eq!((s.cover, s.log_id, s.records.len()), (9, 7, 0));
 
     // Keep a copy of 9, write 12, then damage 12's end: 9 is used.
     let keep = fs::read(dir.join(snapshot::snapshot_name(9))).unwrap();
-    let mut sw = SnapshotWriter::new(io.clone(), dir, 12);
+    let mut sw = SnapshotWriter::new(io.clone(), dir, 12, 7);
     sw.write_record(KIND_STORE, 1, b"twelve").unwrap();
     sw.finish().unwrap();
     fs::write(dir.join(snapshot::snapshot_name(9)), keep).unwrap();
@@ -392,7 +392,7 @@ fn snapshots_round_trip_and_fall_back_when_damaged() {
         .set_len(len - 1)
         .unwrap();
     // An unfinished one is removed.
-    drop(SnapshotWriter::new(io.clone(), dir, 20));
+    drop(SnapshotWriter::new(io.clone(), dir, 20, 7));
     fs::write(
         dir.join(format!("{}.tmp", snapshot::snapshot_name(30))),
         b"x",
@@ -419,4 +419,68 @@ fn records_are_read_back_from_rotated_segments() {
         assert_eq!(p, format!("payload {i} with some length").as_bytes());
     }
     assert!(log.segment_count() >= 4);
+}
+
+#[test]
+fn a_log_keeps_its_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let id = {
+        let (log, _, _) = open(tmp.path());
+        log.id()
+    };
+    assert_ne!(id, 0);
+    let (log, _, _) = open(tmp.path());
+    assert_eq!(log.id(), id);
+    assert_eq!(super::read_log_id(&RealIo, tmp.path()), Some(id));
+    let other = tempfile::tempdir().unwrap();
+    let (log2, _, _) = open(other.path());
+    assert_ne!(log2.id(), log.id());
+}
+
+#[test]
+fn a_commit_group_shares_one_fsync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(tmp.path());
+    for i in 0..10 {
+        let g = log.group();
+        let a = append(&log, KIND_STORE, &format!("store {i}"));
+        // Give the flusher every chance to take the first record alone.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = append(&log, KIND_QUEUE, &format!("queue {i}"));
+        drop(g);
+        log.wait_blocking(a.max(b)).unwrap();
+        log.wait_blocking(a).unwrap();
+    }
+    assert_eq!(log.fsync_count(), 10);
+    assert!(super::total_fsyncs() >= 10);
+}
+
+#[test]
+fn overlapping_commit_groups_do_not_hold_commits_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(tmp.path());
+    let log = Arc::new(log);
+    // Two threads keep a group open at every moment, one taking over
+    // before the other lets go; an append waited for must still commit.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let holders: Vec<_> = (0..2)
+        .map(|i| {
+            let (log, stop) = (log.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let g = log.group();
+                    std::thread::sleep(std::time::Duration::from_micros(300 + 100 * i));
+                    drop(g);
+                }
+            })
+        })
+        .collect();
+    for i in 0..20 {
+        let t = append(&log, KIND_STORE, &format!("r{i}"));
+        log.wait_blocking(t).unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    for h in holders {
+        h.join().unwrap();
+    }
 }

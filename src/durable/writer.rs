@@ -18,6 +18,78 @@ use tokio::sync::watch;
 
 /// The flusher writes through a buffer of this size.
 const WRITE_BUFFER: usize = 1 << 20;
+/// The file naming a log: its id, so that a snapshot can tell which log
+/// its cut refers to.
+pub const LOG_ID_FILE: &str = "LOGID";
+
+/// Group-commit fsyncs of every log in the process.
+static TOTAL_FSYNCS: AtomicU64 = AtomicU64::new(0);
+
+/// Group-commit fsyncs of every log in the process so far (for the
+/// agent's self metrics and the benchmark).
+pub fn total_fsyncs() -> u64 {
+    TOTAL_FSYNCS.load(Ordering::Relaxed)
+}
+
+/// While alive, the flusher does not start a group commit: records
+/// appended meanwhile (by any client) go to disk together, under one
+/// fsync. Hold it only across appends, never across a wait.
+#[must_use = "the group lasts as long as this guard"]
+pub struct CommitGroup<'a> {
+    log: &'a Log,
+    /// The generation it was opened in (see `State::groups`).
+    gen: u64,
+}
+
+impl Drop for CommitGroup<'_> {
+    fn drop(&mut self) {
+        lock(&self.log.inner.state).groups[(self.gen % 2) as usize] -= 1;
+        self.log.inner.work.notify_one();
+    }
+}
+
+/// Reads the log id in `dir`, creating it (tmp file, fsync, rename,
+/// directory fsync) if missing or unreadable.
+fn log_id(io: &dyn Io, dir: &Path) -> io::Result<u64> {
+    let path = dir.join(LOG_ID_FILE);
+    if let Ok(data) = io.read(&path) {
+        if let Some(id) = parse_log_id(&data) {
+            return Ok(id);
+        }
+    }
+    // Unique enough: the clock, the process and a counter.
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let seed = [
+        nanos.to_le_bytes(),
+        u64::from(std::process::id()).to_le_bytes(),
+        N.fetch_add(1, Ordering::Relaxed).to_le_bytes(),
+    ]
+    .concat();
+    let id = (u64::from(record::crc(&seed)) << 32 | u64::from(record::crc(&seed[4..]))).max(1);
+    let tmp = dir.join(format!("{LOG_ID_FILE}.tmp"));
+    let _ = io.remove(&tmp);
+    let f = io.create_new(&tmp)?;
+    f.append(format!("{id:016x}\n").as_bytes())?;
+    f.sync_data()?;
+    io.rename(&tmp, &path)?;
+    io.sync_dir(dir)?;
+    Ok(id)
+}
+
+fn parse_log_id(data: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(data).ok()?.trim();
+    (s.len() == 16).then_some(())?;
+    u64::from_str_radix(s, 16).ok().filter(|&id| id != 0)
+}
+
+/// The id of the log in `dir`, if it has one.
+pub fn read_log_id(io: &dyn Io, dir: &Path) -> Option<u64> {
+    parse_log_id(&io.read(&dir.join(LOG_ID_FILE)).ok()?)
+}
 
 /// Identifies an appended record; wait on it before acknowledging.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -70,6 +142,13 @@ struct State {
     active: u64,
     active_bytes: u64,
     ledger: Ledger,
+    /// [`CommitGroup`]s alive, by generation (`group_gen % 2`): the flusher
+    /// waits for those of the current generation to end, so that what they
+    /// append shares one fsync. It starts a new generation as it begins to
+    /// wait, and never waits for that one: a stream of overlapping groups
+    /// cannot hold commits back for ever.
+    groups: [usize; 2],
+    group_gen: u64,
     closing: bool,
     failed: Option<Failure>,
 }
@@ -84,6 +163,7 @@ struct Status {
 
 struct Inner {
     dir: PathBuf,
+    id: u64,
     io: Arc<dyn Io>,
     opts: LogOptions,
     state: Mutex<State>,
@@ -178,6 +258,20 @@ fn run_flusher(inner: Arc<Inner>, mut active: Active) {
                     return;
                 }
                 if !st.ops.is_empty() {
+                    let open = (st.group_gen % 2) as usize;
+                    if st.groups[open] > 0 && !st.closing {
+                        // Wait for the groups open now; those opened
+                        // meanwhile count in the next generation, whose
+                        // slot is empty (its groups ended before the
+                        // previous commit), and are not waited for.
+                        st.group_gen += 1;
+                        while st.groups[open] > 0 && !st.closing && st.failed.is_none() {
+                            st = inner.work.wait(st).unwrap_or_else(|p| p.into_inner());
+                        }
+                        if st.failed.is_some() {
+                            return;
+                        }
+                    }
                     break;
                 }
                 if st.closing {
@@ -284,6 +378,7 @@ fn commit(inner: &Inner, active: &mut Active, buf: &mut Vec<u8>, g: Group) -> io
     flush(active, buf)?;
     active.file.sync_data()?;
     inner.fsyncs.fetch_add(1, Ordering::Relaxed);
+    TOTAL_FSYNCS.fetch_add(1, Ordering::Relaxed);
     active.committed = active.len;
     let mut st = lock(&inner.state);
     for (seq, offset, len) in g.places {
@@ -358,6 +453,7 @@ impl Log {
         lock_file: File,
         visit: &mut Visit<'_>,
     ) -> io::Result<Opened> {
+        let id = log_id(&*io, dir)?;
         let Recovery {
             next_seq,
             segments,
@@ -374,6 +470,7 @@ impl Log {
         let (status_tx, _) = watch::channel(Status::default());
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
+            id,
             io,
             opts,
             state: Mutex::new(State {
@@ -382,6 +479,8 @@ impl Log {
                 active: next_seq,
                 active_bytes: FILE_HEADER_LEN as u64,
                 ledger,
+                groups: [0, 0],
+                group_gen: 0,
                 closing: false,
                 failed: None,
             }),
@@ -462,6 +561,21 @@ impl Log {
         drop(st);
         self.inner.work.notify_one();
         Ok(Ticket(seq))
+    }
+
+    /// Starts a [`CommitGroup`]: the records appended while it lives are
+    /// made durable by one fsync (e.g. a push's store record and its
+    /// queue record, appended by two clients).
+    pub fn group(&self) -> CommitGroup<'_> {
+        let mut st = lock(&self.inner.state);
+        let gen = st.group_gen;
+        st.groups[(gen % 2) as usize] += 1;
+        CommitGroup { log: self, gen }
+    }
+
+    /// The log's id (see [`LOG_ID_FILE`]).
+    pub fn id(&self) -> u64 {
+        self.inner.id
     }
 
     /// Waits until the record is durable (or the log failed or closed).

@@ -214,12 +214,17 @@ impl PushgatewayInput {
             Some(store) => {
                 let replace = req.method == PushMethod::Put;
                 let prepared = store.prepare(group, replace, families, req.received_ns);
+                // On a log shared by the journal and the disk queue, both
+                // records go to disk under one fsync.
+                let commit_group = self.sinks.commit_group();
                 let stored =
                     store.push(prepared, || self.sinks.enqueue(converted, body_bytes, room));
+                drop(commit_group);
                 match stored {
                     Ok((stored, queued)) => {
-                        // The store's journal and the sinks' disk queue
-                        // fsync in parallel: one fsync of latency.
+                        // On a shared log both waits end with the same
+                        // fsync; on two logs the two fsyncs run in
+                        // parallel.
                         let (a, b) = tokio::join!(store.wait(stored), self.sinks.complete(queued));
                         a.map_err(journal_error)?;
                         b.map_err(enqueue_error)?;

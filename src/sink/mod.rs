@@ -117,33 +117,48 @@ pub struct SinkSet {
 const MIN_EXPANSION_PERMILLE: u64 = 1_000;
 const MAX_EXPANSION_PERMILLE: u64 = 2_000;
 
-/// Opens the disk queue under `dir` for `sinks`. Of what it reads back,
-/// at most the batch a sink had in flight at the crash can have been
-/// delivered already (a sink records its cursor after each delivered
-/// batch): those are counted as possible duplicates.
-fn open_disk_queue(
-    dir: &str,
-    sinks: &[SinkConfig],
-    batch_points: usize,
-    metrics: &Metrics,
-) -> Result<Arc<DiskQueue>, StartError> {
-    let specs: Vec<SinkSpec> = sinks
+/// The disk queue's view of the configured sinks, in order.
+pub fn disk_specs(sinks: &[SinkConfig]) -> Vec<SinkSpec> {
+    sinks
         .iter()
         .map(|s| SinkSpec {
             name: s.name.clone(),
             max_disk_bytes: s.max_disk_bytes,
             drop_oldest: s.overflow == config::Overflow::DropOldest,
         })
-        .collect();
+        .collect()
+}
+
+/// Opens the disk queue under `dir` for `sinks`.
+fn open_disk_queue(
+    dir: &str,
+    sinks: &[SinkConfig],
+    batch_points: usize,
+    metrics: &Metrics,
+) -> Result<Arc<DiskQueue>, StartError> {
     let opened = DiskQueue::open(
         std::path::Path::new(dir),
-        &specs,
+        &disk_specs(sinks),
         disk::DEFAULT_SEGMENT_BYTES,
     )
     .map_err(|source| StartError::DiskQueue {
         dir: dir.to_string(),
         source,
     })?;
+    Ok(report_opened(opened, sinks, batch_points, metrics))
+}
+
+/// Logs what opening the disk queue found. Of what it reads back, at most
+/// the batch a sink had in flight at the crash can have been delivered
+/// already (a sink records its cursor after each delivered batch): those
+/// are counted as possible duplicates.
+fn report_opened(
+    opened: disk::Opened,
+    sinks: &[SinkConfig],
+    batch_points: usize,
+    metrics: &Metrics,
+) -> Arc<DiskQueue> {
+    let specs = disk_specs(sinks);
     for w in &opened.warnings {
         tracing::warn!("{w}");
     }
@@ -157,7 +172,7 @@ fn open_disk_queue(
                 .add(maybe_sent as f64);
         }
     }
-    Ok(Arc::new(opened.queue))
+    Arc::new(opened.queue)
 }
 
 impl SinkSet {
@@ -169,8 +184,25 @@ impl SinkSet {
         lines: stdout::LineOutput,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<SinkSet>, StartError> {
-        let disk = match (&io.queue_dir, sinks.is_empty()) {
-            (Some(dir), false) => Some(open_disk_queue(dir, sinks, io.max_cache_count, &metrics)?),
+        SinkSet::start_with(sinks, io, lines, metrics, None)
+    }
+
+    /// [`SinkSet::start`] with the disk queue already open (on the log
+    /// shared with the store's journal; see `agent`), if `disk` is given.
+    pub fn start_with(
+        sinks: &[SinkConfig],
+        io: &IoConfig,
+        lines: stdout::LineOutput,
+        metrics: Arc<Metrics>,
+        disk: Option<disk::Opened>,
+    ) -> Result<Arc<SinkSet>, StartError> {
+        let disk = match (disk, &io.queue_dir, sinks.is_empty()) {
+            (Some(opened), _, _) => {
+                Some(report_opened(opened, sinks, io.max_cache_count, &metrics))
+            }
+            (None, Some(dir), false) => {
+                Some(open_disk_queue(dir, sinks, io.max_cache_count, &metrics)?)
+            }
             _ => None,
         };
         let mut http_sinks = Vec::new();
@@ -409,6 +441,14 @@ impl SinkSet {
             sink.update_depth();
         }
         Ok(ticket)
+    }
+
+    /// While the result lives, the disk queue's log starts no group commit:
+    /// hold it across a push's store and queue appends so that, on a log
+    /// shared with the store's journal, one fsync makes both durable.
+    /// `None` without a disk queue.
+    pub fn commit_group(&self) -> Option<crate::durable::CommitGroup<'_>> {
+        self.disk.as_ref().map(|d| d.log().group())
     }
 
     /// Finishes what [`SinkSet::enqueue`] started: writes the points of

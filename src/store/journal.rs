@@ -38,11 +38,13 @@
 
 use crate::durable::fsutil;
 use crate::durable::legacy;
+use crate::durable::reader;
 use crate::durable::snapshot::{self, SnapshotWriter as RawSnapshot};
-use crate::durable::{Io, Log, LogOptions, Payload, RealIo, KIND_STORE};
+use crate::durable::{read_log_id, Io, Log, LogOptions, Payload, RealIo, Snapshot, KIND_STORE};
 use std::fmt;
-use std::io;
-use std::path::Path;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -55,6 +57,12 @@ const RECORD_VERSION: u8 = 1;
 /// Segment size of a log that is the store's alone.
 const SEGMENT_BYTES: u64 = 64 << 20;
 
+/// The file in `persistence_dir` that names the directory of the log the
+/// store's records go to, when that is not `persistence_dir` itself (the
+/// log shared with the disk queue): where to look for them if the
+/// configuration changes.
+pub const LOG_POINTER: &str = "LOG";
+
 /// The journal. `Send + Sync`; share it through an `Arc`.
 pub struct Journal {
     log: Arc<Log>,
@@ -62,9 +70,14 @@ pub struct Journal {
     holder: usize,
     /// Closing the journal closes the log only if it is the journal's own.
     owns_log: bool,
+    /// `persistence_dir`: the snapshots.
+    dir: PathBuf,
     /// Bytes of store records appended since the last cut.
     bytes: AtomicU64,
     snapshot_busy: Arc<AtomicBool>,
+    /// `persistence_dir`'s lock, when the log (which holds its own
+    /// directory's) is elsewhere.
+    _lock: Option<File>,
 }
 
 /// What [`Journal::open`] found on disk.
@@ -78,20 +91,25 @@ pub struct Recovered {
     pub warnings: Vec<String>,
 }
 
-/// What the journal needs to read before its log opens: the snapshot and
-/// the records of a format-1 directory. See [`Journal::prepare`].
+/// What the journal reads before its log opens (the snapshot, a format-1
+/// directory), and the store records the opening log hands it. See
+/// [`Journal::prepare`].
 pub struct Prepared {
-    recovered: Recovered,
-    /// Store records below this are in the snapshot.
-    cover: u64,
+    io: Arc<dyn Io>,
+    dir: PathBuf,
+    snapshot: Option<Snapshot>,
+    /// Store records of the opening log the snapshot may not cover.
+    log_records: Vec<Vec<u8>>,
+    warnings: Vec<String>,
+    lock: Option<File>,
 }
 
 impl Prepared {
-    /// Feeds one record of the opening log: keeps the store's records the
-    /// snapshot does not cover.
+    /// Feeds one record of the opening log.
     pub fn visit(&mut self, r: crate::durable::RecordRef<'_>) {
-        if r.kind == KIND_STORE && r.seq >= self.cover {
-            self.recovered.records.push(r.payload.to_vec());
+        let cover = self.snapshot.as_ref().map_or(0, |s| s.cover);
+        if r.kind == KIND_STORE && r.seq >= cover {
+            self.log_records.push(r.payload.to_vec());
         }
     }
 }
@@ -105,7 +123,7 @@ impl Journal {
         let io: Arc<dyn Io> = Arc::new(RealIo);
         fsutil::create_private_dir(dir)?;
         let lock = fsutil::lock_dir(dir, "journal")?;
-        let mut prepared = Journal::prepare(&io, dir)?;
+        let mut prepared = Journal::prepare(&io, dir, None)?;
         let opened = Log::open_locked(
             io,
             dir,
@@ -117,62 +135,158 @@ impl Journal {
             lock,
             &mut |r| prepared.visit(r),
         )?;
-        let (journal, mut recovered) = Journal::attach(Arc::new(opened.log), 0, true, prepared);
-        recovered.warnings.extend(opened.warnings);
-        Ok((journal, recovered))
+        prepared.warnings.extend(opened.warnings);
+        Journal::attach(Arc::new(opened.log), 0, true, prepared)
     }
 
-    /// Before the log in `dir` opens (its lock held): migrates a format-1
-    /// directory and loads the newest snapshot.
-    pub fn prepare(io: &Arc<dyn Io>, dir: &Path) -> io::Result<Prepared> {
+    /// Before the log opens: migrates a format-1 `dir` and loads the
+    /// newest snapshot. `lock` is `dir`'s lock when the log is elsewhere
+    /// (the journal keeps it); when the log is in `dir`, the log holds it.
+    pub fn prepare(io: &Arc<dyn Io>, dir: &Path, lock: Option<File>) -> io::Result<Prepared> {
         let mut warnings = migrate(io, dir)?;
-        let (snap, w) = snapshot::load_newest(&**io, dir, "journal")?;
+        let (snapshot, w) = snapshot::load_newest(&**io, dir, "journal")?;
         warnings.extend(w);
-        let (cover, records) = match snap {
-            Some(s) => (s.cover, s.records.into_iter().map(|r| r.2).collect()),
-            None => (0, Vec::new()),
-        };
-        let snapshot_records = records.len();
         Ok(Prepared {
-            recovered: Recovered {
-                records,
-                snapshot_records,
-                warnings,
-            },
-            cover,
+            io: io.clone(),
+            dir: dir.to_path_buf(),
+            snapshot,
+            log_records: Vec::new(),
+            warnings,
+            lock,
         })
     }
 
     /// The journal on an open log (its own, or one shared with the disk
-    /// queue), as holder `holder`, once `prepared` has seen its records.
+    /// queue) as holder `holder`, once `prepared` has seen its records.
+    ///
+    /// If the newest snapshot's cut is not in this log (the store moved
+    /// from its own log to the shared one or back, or it has no snapshot
+    /// yet), the records after the cut are read from the log it names
+    /// (`persistence_dir`'s own, or the one [`LOG_POINTER`] names), and a
+    /// new snapshot of everything is written, cut at this log's next
+    /// record, before the journal takes appends. The store records this
+    /// log holds from before are then stale and skipped. Fails, changing
+    /// nothing, if that log cannot be found.
     pub fn attach(
         log: Arc<Log>,
         holder: usize,
         owns_log: bool,
         prepared: Prepared,
-    ) -> (Journal, Recovered) {
+    ) -> io::Result<(Journal, Recovered)> {
         let Prepared {
-            mut recovered,
-            cover,
+            io,
+            dir,
+            snapshot,
+            log_records,
+            mut warnings,
+            lock,
         } = prepared;
-        if cover == 0 && log.oldest_segment() > 1 {
-            let msg = format!(
-                "journal {}: no usable snapshot, and the log starts at record {}: the state compacted before it is lost",
-                log.dir().display(),
-                log.oldest_segment()
-            );
-            tracing::warn!("{msg}");
-            recovered.warnings.push(msg);
+        let (cover, log_id, mut records) = match snapshot {
+            Some(s) => (
+                s.cover,
+                Some(s.log_id),
+                s.records.into_iter().map(|r| r.2).collect::<Vec<_>>(),
+            ),
+            None => (0, None, Vec::new()),
+        };
+        let snapshot_records = records.len();
+        let in_this_log = log_id == Some(log.id());
+        match log_id {
+            Some(id) if id == log.id() => records.extend(log_records),
+            Some(0) | None => {
+                if log_id.is_none() && log.oldest_segment() > 1 {
+                    let msg = format!(
+                        "journal {}: no usable snapshot, and the log starts at record {}: the state compacted before it is lost",
+                        log.dir().display(),
+                        log.oldest_segment()
+                    );
+                    tracing::warn!("{msg}");
+                    warnings.push(msg);
+                }
+                records.extend(log_records);
+            }
+            Some(id) => {
+                let prev = find_log(&*io, &dir, id, log.dir()).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!(
+                            "journal {}: the store's records since its last snapshot are in a log (id {id:016x}) found neither there nor where {LOG_POINTER} points; restore that directory, or move the snapshots away to start empty",
+                            dir.display()
+                        ),
+                    )
+                })?;
+                reader::read_only(&*io, &prev, &mut |r| {
+                    if r.kind == KIND_STORE && r.seq >= cover {
+                        records.push(r.payload.to_vec());
+                    }
+                })?;
+                tracing::info!(
+                    "journal {}: the store's log moved from {} to {}; {} records carried over in a new snapshot",
+                    dir.display(),
+                    prev.display(),
+                    log.dir().display(),
+                    records.len()
+                );
+            }
         }
-        log.release(holder, cover);
         let journal = Journal {
             log,
             holder,
             owns_log,
+            dir,
             bytes: AtomicU64::new(0),
             snapshot_busy: Arc::new(AtomicBool::new(false)),
+            _lock: lock,
         };
-        (journal, recovered)
+        if in_this_log {
+            journal.log.release(holder, cover);
+        } else {
+            // The cut is not in this log: write one that is.
+            let mut w = journal.start_snapshot()?;
+            for r in &records {
+                w.write_record(r)?;
+            }
+            w.finish()?;
+        }
+        journal.point_to_log()?;
+        let recovered = Recovered {
+            records,
+            snapshot_records,
+            warnings,
+        };
+        Ok((journal, recovered))
+    }
+
+    /// Keeps [`LOG_POINTER`] naming the log when it is elsewhere, and
+    /// removes `persistence_dir`'s own old segments once the store's
+    /// records have moved out of them (their last ones are in a durable
+    /// snapshot by now).
+    fn point_to_log(&self) -> io::Result<()> {
+        let pointer = self.dir.join(LOG_POINTER);
+        if self.log.dir() == self.dir {
+            match std::fs::remove_file(&pointer) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            return fsutil::sync_dir(&self.dir);
+        }
+        let target = self.log.dir().canonicalize()?;
+        let text = format!("{}\n", target.display());
+        if std::fs::read_to_string(&pointer).ok().as_deref() != Some(text.as_str()) {
+            let tmp = self.dir.join(format!("{LOG_POINTER}.tmp"));
+            let mut f = fsutil::create_private(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &pointer)?;
+        }
+        for (name, path) in fsutil::list_dir(&self.dir)? {
+            if fsutil::parse_numbered20(&name, reader::SEGMENT_PREFIX).is_some()
+                || name == crate::durable::writer::LOG_ID_FILE
+            {
+                std::fs::remove_file(path)?;
+            }
+        }
+        fsutil::sync_dir(&self.dir)
     }
 
     /// Queues one record; cheap, never blocks on I/O. Returns the ticket
@@ -231,8 +345,9 @@ impl Journal {
         Ok(SnapshotWriter {
             raw: Some(RawSnapshot::new(
                 self.log.io().clone(),
-                self.log.dir(),
+                &self.dir,
                 cover,
+                self.log.id(),
             )),
             log: self.log.clone(),
             holder: self.holder,
@@ -301,9 +416,22 @@ impl Drop for SnapshotWriter {
     }
 }
 
+/// The directory of the log `id` among `dir` itself and where
+/// [`LOG_POINTER`] points, but not `current`.
+fn find_log(io: &dyn Io, dir: &Path, id: u64, current: &Path) -> Option<PathBuf> {
+    let mut candidates = vec![dir.to_path_buf()];
+    if let Ok(text) = std::fs::read_to_string(dir.join(LOG_POINTER)) {
+        candidates.push(PathBuf::from(text.trim_end_matches('\n')));
+    }
+    candidates
+        .into_iter()
+        .filter(|c| c != current)
+        .find(|c| read_log_id(io, c) == Some(id))
+}
+
 /// Migrates a format-1 directory: its records become a snapshot that
-/// covers nothing of the new log (cut 1), durable before the old files are
-/// moved aside. A directory that already holds new files only has old
+/// names no log (id 0; [`Journal::attach`] replaces it at once with one
+/// that does), durable before the old files are moved aside. A directory that already holds new files only has old
 /// files left over from a migration that was interrupted after its
 /// snapshot was durable: they are moved aside.
 fn migrate(io: &Arc<dyn Io>, dir: &Path) -> io::Result<Vec<String>> {
@@ -316,7 +444,7 @@ fn migrate(io: &Arc<dyn Io>, dir: &Path) -> io::Result<Vec<String>> {
             || fsutil::parse_numbered20(name, crate::durable::reader::SEGMENT_PREFIX).is_some()
     });
     if !has_new {
-        let mut w = RawSnapshot::new(io.clone(), dir, 1);
+        let mut w = RawSnapshot::new(io.clone(), dir, 1, 0);
         for r in &old.records {
             w.write_record(KIND_STORE, RECORD_VERSION, r)?;
         }
@@ -623,5 +751,84 @@ mod tests {
         assert_eq!(strings(&rec.records), ["r0"]);
         assert_eq!(rec.warnings.len(), 1, "{:?}", rec.warnings);
         assert!(rec.warnings[0].contains(&seg), "{}", rec.warnings[0]);
+    }
+
+    /// The journal on a log in `qdir` shared with another client (holder
+    /// 1), its snapshots in `pdir`.
+    fn open_shared(pdir: &Path, qdir: &Path) -> (Journal, Recovered) {
+        let io: Arc<dyn Io> = Arc::new(RealIo);
+        fsutil::create_private_dir(pdir).unwrap();
+        let lock = fsutil::lock_dir(pdir, "journal").unwrap();
+        let mut prepared = Journal::prepare(&io, pdir, Some(lock)).unwrap();
+        let opened = Log::open(
+            io,
+            qdir,
+            LogOptions {
+                segment_bytes: 1 << 20,
+                holders: 2,
+                what: "shared log",
+            },
+            &mut |r| prepared.visit(r),
+        )
+        .unwrap();
+        Journal::attach(Arc::new(opened.log), 0, false, prepared).unwrap()
+    }
+
+    #[test]
+    fn the_store_moves_between_its_own_log_and_a_shared_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (pdir, qdir) = (tmp.path().join("p"), tmp.path().join("q"));
+        {
+            let (j, _) = open(&pdir);
+            append_all(&j, &["a", "b"]);
+        }
+        {
+            let (j, rec) = open_shared(&pdir, &qdir);
+            assert_eq!(strings(&rec.records), ["a", "b"]);
+            assert!(pdir.join(LOG_POINTER).exists());
+            assert!(!names(&pdir).iter().any(|n| n.starts_with("log-")));
+            append_all(&j, &["c"]);
+            // The other client's records are not the store's.
+            let t = j
+                .log()
+                .append(Payload::new(crate::durable::KIND_QUEUE, 2, b"q".to_vec()))
+                .unwrap();
+            j.wait_blocking(t).unwrap();
+        }
+        {
+            let (_j, rec) = open_shared(&pdir, &qdir);
+            assert_eq!(strings(&rec.records), ["a", "b", "c"]);
+        }
+        {
+            // Back to a log of its own: the records come from the shared
+            // one, found through the pointer.
+            let (j, rec) = open(&pdir);
+            assert_eq!(strings(&rec.records), ["a", "b", "c"]);
+            assert!(!pdir.join(LOG_POINTER).exists());
+            append_all(&j, &["d"]);
+        }
+        {
+            // The shared log's old "c" is stale now: not replayed twice.
+            let (j, rec) = open_shared(&pdir, &qdir);
+            assert_eq!(strings(&rec.records), ["a", "b", "c", "d"]);
+            append_all(&j, &["e"]);
+        }
+        let (_j, rec) = open_shared(&pdir, &qdir);
+        assert!(rec.warnings.is_empty(), "{:?}", rec.warnings);
+        assert_eq!(strings(&rec.records), ["a", "b", "c", "d", "e"]);
+    }
+
+    #[test]
+    fn a_missing_log_is_an_error_not_a_loss() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (pdir, qdir) = (tmp.path().join("p"), tmp.path().join("q"));
+        {
+            let (j, _) = open_shared(&pdir, &qdir);
+            append_all(&j, &["a"]);
+        }
+        fs::remove_dir_all(&qdir).unwrap();
+        let err = Journal::open(&pdir).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(err.to_string().contains("restore"), "{err}");
     }
 }

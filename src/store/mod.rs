@@ -179,6 +179,13 @@ impl Store {
             return Ok(Vec::new());
         };
         let (journal, recovered) = Journal::open(dir)?;
+        Ok(self.load_from(journal, recovered))
+    }
+
+    /// [`Store::load`] with a journal already open, e.g. on the log shared
+    /// with the sinks' disk queue (see `agent`).
+    pub fn load_from(&self, journal: Journal, recovered: journal::Recovered) -> Vec<String> {
+        let dir = self.options.persistence_dir.clone().unwrap_or_default();
         let mut warnings = recovered.warnings;
         {
             let mut inner = self.lock();
@@ -194,7 +201,7 @@ impl Store {
         }
         let _ = self.journal.set(Arc::new(journal));
         self.ready.store(true, Ordering::Release);
-        Ok(warnings)
+        warnings
     }
 
     /// False while persisted state is being loaded.

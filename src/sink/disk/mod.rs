@@ -63,6 +63,8 @@ use crate::model::point::Point;
 use cursors::Pos;
 use state::{Source, State, CACHE_MAX_RECORD};
 
+pub use migrate::Prepared;
+
 pub use state::SinkSpec;
 use std::collections::HashSet;
 use std::fmt;
@@ -261,18 +263,9 @@ impl DiskQueue {
         sinks: &[SinkSpec],
         segment_bytes: u64,
     ) -> io::Result<Opened> {
-        let mut seen = HashSet::new();
-        for s in sinks {
-            if !seen.insert(s.name.as_str()) {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("two sinks are named {:?}", s.name),
-                ));
-            }
-        }
         fsutil::create_private_dir(dir)?;
         let lock_file = fsutil::lock_dir(dir, "disk queue")?;
-        let mut prepared = migrate::Prepared::read_cursors(dir, sinks)?;
+        let mut prepared = DiskQueue::prepare(dir, sinks)?;
         let opened = Log::open_locked(
             io,
             dir,
@@ -288,15 +281,31 @@ impl DiskQueue {
         DiskQueue::attach(Arc::new(opened.log), 0, true, prepared)
     }
 
+    /// Before the log in `dir` opens (its lock held by the caller): reads
+    /// the sinks' cursors. Feed the log's records to the result's
+    /// [`Prepared::visit`], then [`DiskQueue::attach`] it.
+    pub fn prepare(dir: &Path, sinks: &[SinkSpec]) -> io::Result<Prepared> {
+        let mut seen = HashSet::new();
+        for s in sinks {
+            if !seen.insert(s.name.as_str()) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("two sinks are named {:?}", s.name),
+                ));
+            }
+        }
+        Prepared::read_cursors(dir, sinks)
+    }
+
     /// The queue on an open log (its own, or one shared with the store's
     /// journal), as holder `holder`, once `prepared` has seen its records:
     /// migrates a format-1 queue, places each sink and starts the cursor
-    /// syncer.
-    fn attach(
+    /// syncer. Closing the queue closes the log only if `owns_log`.
+    pub fn attach(
         log: Arc<Log>,
         holder: usize,
         owns_log: bool,
-        prepared: migrate::Prepared,
+        prepared: Prepared,
     ) -> io::Result<Opened> {
         let (st, warnings, redelivered_points) = prepared.finish(&log)?;
         let (closed_tx, _) = watch::channel(false);
@@ -547,6 +556,11 @@ impl DiskQueue {
         let (i, _) = st.locate(oldest)?;
         let age = unix_now_ns().saturating_sub(st.index[i].append_ns);
         Some(Duration::from_nanos(age.max(0) as u64))
+    }
+
+    /// The log the queue writes to.
+    pub fn log(&self) -> &Arc<Log> {
+        &self.inner.log
     }
 
     /// The log's group-commit fsyncs (the store's too, when shared); far
