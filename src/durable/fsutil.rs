@@ -336,6 +336,12 @@ mod tests {
         assert_eq!(parse_numbered("journal-1.tmp", "journal-"), None);
         assert_eq!(parse_numbered("journal-+1", "journal-"), None);
         assert_eq!(parse_numbered("snapshot-1", "journal-"), None);
+        // The engine's names have exactly 20 digits; format 1's had fewer.
+        assert_eq!(
+            parse_numbered20("log-00000000000000000042", "log-"),
+            Some(42)
+        );
+        assert_eq!(parse_numbered20("snapshot-00000002", "snapshot-"), None);
     }
 
     #[test]

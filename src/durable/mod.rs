@@ -11,7 +11,11 @@
 //! 2. **One fsync per group commit.** One flusher thread takes everything
 //!    appended while the previous fsync ran, writes it with one commit
 //!    marker after it, and fsyncs once. Records appended one at a time,
-//!    each waited for before the next, take exactly one fsync each.
+//!    each waited for before the next, take exactly one fsync each; records
+//!    appended under one [`CommitGroup`] (a push's store record and queue
+//!    record) share one. A stream of overlapping groups cannot hold
+//!    commits back: the flusher waits only for the groups open when it
+//!    starts to wait. [`Log::fsync_count`] and [`total_fsyncs`] count them.
 //! 3. **Sequence numbers are assigned at append, strictly increasing, and
 //!    never reused**, not even after a crash; records are on disk in that
 //!    order. A client that needs its records in the order of its own state
@@ -35,6 +39,10 @@
 //!    them). The segment being written is never deleted.
 //! 7. **One process per directory**: the log holds an exclusive lock on
 //!    `LOCK` while open.
+//! 8. **A snapshot names its log.** A log has an id (`LOGID`), and a
+//!    snapshot's cut is a sequence number of the log it names, so that a
+//!    client moving between logs (the store, when `queue_dir` comes or
+//!    goes) never applies a cut to the wrong log.
 //!
 //! # Files
 //!
@@ -42,7 +50,9 @@
 //! - `log-<first seq>` (20 digits): segments, format in `record`. A new one
 //!   at every open, and when the current one would pass `segment_bytes`.
 //! - `snapshot-<seq>`: a client's state as of the records below `seq`
-//!   (see `snapshot`); `.tmp` while being written.
+//!   (see `snapshot`); `.tmp` while being written. (The store keeps its
+//!   snapshots in `persistence_dir`, wherever its log is.)
+//! - `LOGID`: the log's id.
 //! - `*.corrupt-<unix time>`: damaged files moved aside, never deleted.
 //! - `LOCK`.
 //!
@@ -51,7 +61,8 @@
 //! `record` (framing, checksums, versions), `io` (the file operations, a
 //! trait so tests inject faults), `ledger` (segments, record places,
 //! holds), `writer` (appends, group commit, the failure latch), `reader`
-//! (recovery), `snapshot`, `fsutil` (directories, locks, moving aside).
+//! (recovery), `snapshot`, `legacy` (reading the format-1 files of earlier
+//! releases), `fsutil` (directories, locks, moving aside).
 
 pub mod fsutil;
 pub mod io;

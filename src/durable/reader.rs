@@ -95,12 +95,11 @@ fn scan(data: &[u8], name: u64, floor: u64, limit: Option<u64>) -> Scan<'_> {
         let last = s.last_seq;
         let fits = |seq: u64| seq > last && seq >= name && limit.is_none_or(|l| seq < l);
         let why = match record::parse(&data[pos..]) {
+            // A marker commits every record before it: the writer starts a
+            // group only after the previous one's fsync succeeded, so
+            // records whose own marker was damaged committed too.
             Ok(f) if f.kind == KIND_COMMIT => match f.commit_first() {
-                Some(first)
-                    if s.pending
-                        .iter()
-                        .all(|(_, p)| p.seq >= first && p.seq <= f.seq) =>
-                {
+                Some(first) if first <= f.seq && s.pending.iter().all(|(_, p)| p.seq <= f.seq) => {
                     s.records.append(&mut s.pending);
                     pos += f.frame_len();
                     s.committed_end = pos;

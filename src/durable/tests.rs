@@ -484,3 +484,23 @@ fn overlapping_commit_groups_do_not_hold_commits_back() {
         h.join().unwrap();
     }
 }
+
+#[test]
+fn a_damaged_commit_marker_loses_nothing_when_later_groups_committed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    {
+        let (log, _, _) = open(dir);
+        append_all(&log, &["a", "b", "c"]);
+    }
+    let seg = segments(dir)[0].clone();
+    let mut data = fs::read(&seg).unwrap();
+    // The first group's marker follows its 25-byte record.
+    let marker = FILE_HEADER_LEN + HEADER_LEN + 1;
+    data[marker + 10] ^= 1;
+    fs::write(&seg, &data).unwrap();
+    let (_, got, w) = open(dir);
+    // "b"'s marker commits "a" too; only the damaged bytes are reported.
+    assert_eq!(payloads(&got), ["a", "b", "c"]);
+    assert_eq!(w.len(), 1, "{w:?}");
+}

@@ -282,7 +282,7 @@ async fn drop_oldest_drops_and_reports() {
 }
 
 #[tokio::test]
-async fn dropped_points_are_persisted_by_the_flusher() {
+async fn dropped_points_are_persisted_by_the_cursor_syncer() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let sinks = vec![spec("down", 1, true)];
