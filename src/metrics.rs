@@ -35,6 +35,7 @@ pub const SINK_QUEUE_BYTES: &str = "pushkit_sink_queue_bytes";
 pub const SINK_QUEUE_OLDEST_AGE: &str = "pushkit_sink_queue_oldest_age_seconds";
 pub const SINK_RETRIED: &str = "pushkit_sink_points_retried_total";
 pub const SINK_DUPLICATES: &str = "pushkit_sink_points_possible_duplicates_total";
+pub const LOG_FSYNCS: &str = "pushkit_log_fsyncs_total";
 
 pub const CATALOG: &[MetricDoc] = &[
     MetricDoc {
@@ -115,6 +116,12 @@ pub const CATALOG: &[MetricDoc] = &[
         labels: &["sink", "reason"],
         help: "Points delivered that the backend may already hold: retried after a timeout or reset (timeout), or sent again after a restart because the crash came before the acknowledgement was recorded (restart).",
     },
+    MetricDoc {
+        name: LOG_FSYNCS,
+        kind: MetricType::Counter,
+        labels: &[],
+        help: "Group commits of the durable logs (the store's journal and the disk queue, or the one log they share): one fsync each, covering every record appended since the last.",
+    },
 ];
 
 const DURATION_BUCKETS: [f64; 14] = [
@@ -154,6 +161,17 @@ impl Counter {
 
     pub fn get(&self) -> f64 {
         self.0.get()
+    }
+
+    /// Sets the counter to a total counted elsewhere (never lower than
+    /// before, as a counter must not go down).
+    pub fn set_total(&self, total: f64) {
+        let _ = self
+            .0
+             .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                (total > f64::from_bits(bits)).then_some(total.to_bits())
+            });
     }
 }
 
@@ -286,6 +304,8 @@ pub struct Metrics {
     pub sink_queue_oldest_age: Labelled<Gauge>,
     pub sink_retried: Labelled<Counter>,
     pub sink_duplicates: Labelled<Counter>,
+    /// Set from the durable engine's count when a scrape reads it.
+    pub log_fsyncs: Counter,
 }
 
 impl Metrics {
@@ -312,6 +332,7 @@ impl Metrics {
                     SINK_QUEUE_OLDEST_AGE => self.sink_queue_oldest_age.metrics(doc, gauge),
                     SINK_RETRIED => self.sink_retried.metrics(doc, counter),
                     SINK_DUPLICATES => self.sink_duplicates.metrics(doc, counter),
+                    LOG_FSYNCS => vec![unlabelled(counter(&self.log_fsyncs))],
                     other => unreachable!("{other} is in CATALOG but has no handle"),
                 };
                 Family {
@@ -387,6 +408,16 @@ mod tests {
         assert!(text.contains("pushkit_push_duration_seconds_count{method=\"PUT\"} 2\n"));
         assert!(text.contains("pushkit_samples_received_total 10\n"));
         assert_eq!(m.pushes.with(&["PUT", "200"]).get(), 3.0);
+    }
+
+    #[test]
+    fn a_mirrored_total_never_goes_down() {
+        let c = Counter::default();
+        c.set_total(5.0);
+        c.set_total(3.0);
+        assert_eq!(c.get(), 5.0);
+        c.set_total(8.0);
+        assert_eq!(c.get(), 8.0);
     }
 
     #[test]

@@ -121,6 +121,17 @@ async fn one_fsync_per_push_on_one_filesystem_two_on_two() {
         )),
         "{text}"
     );
+    // The self metric reads the same process-wide count the test does.
+    let total = pushkit::durable::total_fsyncs();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("pushkit_log_fsyncs_total "))
+        .unwrap_or_else(|| panic!("no pushkit_log_fsyncs_total in:\n{text}"));
+    let shown: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(
+        shown >= PUSHES as u64 && shown <= total,
+        "{line}, {total} counted"
+    );
     stop(agent).await;
 
     // The store's persistence_dir on another filesystem: a log each.

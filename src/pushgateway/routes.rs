@@ -129,6 +129,9 @@ impl Api {
     fn exposition(&self, headers: &HeaderMap) -> Reply {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let format = expose::negotiate(header("accept"));
+        self.metrics
+            .log_fsyncs
+            .set_total(crate::durable::total_fsyncs() as f64);
         let own = self.metrics.families();
         // Sized for the store up front: growing a buffer of a million
         // series by doubling copies it whole several times over.
