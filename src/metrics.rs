@@ -29,6 +29,7 @@ pub const SINK_QUEUE_BYTES: &str = "pushkit_sink_queue_bytes";
 pub const SINK_QUEUE_OLDEST_AGE: &str = "pushkit_sink_queue_oldest_age_seconds";
 pub const SINK_RETRIED: &str = "pushkit_sink_points_retried_total";
 pub const SINK_DUPLICATES: &str = "pushkit_sink_points_possible_duplicates_total";
+pub const STORE_LOCK_MAX_HOLD: &str = "pushkit_store_lock_max_hold_seconds";
 
 pub const CATALOG: &[MetricDoc] = &[
     MetricDoc {
@@ -108,6 +109,12 @@ pub const CATALOG: &[MetricDoc] = &[
         kind: "counter",
         labels: &["sink", "reason"],
         help: "Points delivered that the backend may already hold: retried after a timeout or reset (timeout), or sent again after a restart because the crash came before the acknowledgement was recorded (restart).",
+    },
+    MetricDoc {
+        name: STORE_LOCK_MAX_HOLD,
+        kind: "gauge",
+        labels: &[],
+        help: "Longest time one caller held the group store's lock since the previous GET of the exposition, which reads and resets it; set by the store, absent without one.",
     },
 ];
 

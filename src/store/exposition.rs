@@ -1,19 +1,46 @@
 //! `GET P/metrics` from the store: every group's families merged by name,
 //! one HELP and one TYPE per family, families sorted by name (the index
 //! keeps them sorted, so nothing is re-sorted per scrape), the per-group
-//! push gauges, and the agent's own metrics.
+//! push gauges, and the agent's own metrics, among them the store's own:
+//! the longest hold of its lock since the previous exposition.
 
 use super::sanitize::{group_series_labels, PUSH_FAILURE_TIME, PUSH_TIME};
 use super::{Inner, Store};
 use crate::expfmt::expose::ExpositionWriter;
+use crate::metrics::{CATALOG, STORE_LOCK_MAX_HOLD};
 use crate::model::family::{Family, Metric, MetricType, Value};
 use std::collections::BTreeMap;
 
 impl Store {
-    /// Writes the whole exposition; `own` are the agent's own metrics.
-    pub fn expose(&self, writer: &mut ExpositionWriter, own: Vec<Family>) {
+    /// Writes the whole exposition; `own` are the agent's own metrics, to
+    /// which the store adds its lock's longest hold since the previous
+    /// exposition (and resets it).
+    pub fn expose(&self, writer: &mut ExpositionWriter, mut own: Vec<Family>) {
+        let held = self.take_lock_max_hold();
+        set_gauge(&mut own, STORE_LOCK_MAX_HOLD, held.as_secs_f64());
         let inner = self.lock();
         write_merged(&inner, writer, own);
+    }
+}
+
+/// Gives the own gauge `name` (of the catalog) the one value `v`.
+fn set_gauge(own: &mut Vec<Family>, name: &'static str, v: f64) {
+    let metric = Metric {
+        labels: Vec::new(),
+        value: Value::Simple(v),
+        timestamp_ms: None,
+    };
+    match own.iter_mut().find(|f| f.name == name) {
+        Some(f) => f.metrics = vec![metric],
+        None => own.push(Family {
+            name: name.to_string(),
+            help: CATALOG
+                .iter()
+                .find(|d| d.name == name)
+                .map(|d| d.help.to_string()),
+            kind: MetricType::Gauge,
+            metrics: vec![metric],
+        }),
     }
 }
 

@@ -47,9 +47,9 @@ use sanitize::{PUSH_FAILURE_TIME, PUSH_FAILURE_TIME_HELP, PUSH_TIME, PUSH_TIME_H
 use series::{GroupLabels, StoredFamily};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A journal grows to this before it is compacted into a snapshot.
 pub const DEFAULT_SNAPSHOT_AFTER_BYTES: u64 = 64 << 20;
@@ -147,6 +147,9 @@ pub enum PushRefused<E> {
 
 pub struct Store {
     inner: Mutex<Inner>,
+    /// The longest any holder kept `inner` locked since the last
+    /// [`Store::take_lock_max_hold`], in ns.
+    max_hold_ns: AtomicU64,
     /// Set by `load` when persistence is on.
     journal: OnceLock<Arc<Journal>>,
     options: StoreOptions,
@@ -163,6 +166,7 @@ impl Store {
                 index: Index::new(&pinned_families()),
                 ..Inner::default()
             }),
+            max_hold_ns: AtomicU64::new(0),
             journal: OnceLock::new(),
             ready: AtomicBool::new(options.persistence_dir.is_none()),
             options,
@@ -202,8 +206,26 @@ impl Store {
         self.ready.load(Ordering::Acquire)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> Held<'_> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        Held {
+            inner,
+            since: Instant::now(),
+            max_hold_ns: &self.max_hold_ns,
+        }
+    }
+
+    /// The longest time one caller held the store lock since the last
+    /// [`Store::take_lock_max_hold`] (or since the start), without
+    /// resetting it.
+    pub fn lock_max_hold(&self) -> Duration {
+        Duration::from_nanos(self.max_hold_ns.load(Ordering::Relaxed))
+    }
+
+    /// As [`Store::lock_max_hold`], and starts a new period: the value is
+    /// reset to 0.
+    pub fn take_lock_max_hold(&self) -> Duration {
+        Duration::from_nanos(self.max_hold_ns.swap(0, Ordering::Relaxed))
     }
 
     /// Readies a PUT (`replace`) or POST of `families`, as parsed, for
@@ -395,6 +417,40 @@ impl Store {
         let inner = self.lock();
         let mut groups = inner.groups.iter().flatten();
         f(&mut groups, &inner.index)
+    }
+}
+
+/// The store lock, held; on drop it records how long it was held in the
+/// store's high-water mark (a measurement, not a timeout: nothing waits
+/// on it).
+struct Held<'a> {
+    inner: MutexGuard<'a, Inner>,
+    since: Instant,
+    max_hold_ns: &'a AtomicU64,
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.inner
+    }
+}
+
+impl Drop for Held<'_> {
+    /// Runs before the guard field is dropped, so the time is taken while
+    /// the lock is still held.
+    fn drop(&mut self) {
+        let ns = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        // A plain load first: the read-modify-write only when it grows.
+        if ns > self.max_hold_ns.load(Ordering::Relaxed) {
+            self.max_hold_ns.fetch_max(ns, Ordering::Relaxed);
+        }
     }
 }
 

@@ -29,14 +29,15 @@ fn push(store: &Store, k: &GroupingKey, replace: bool, text: &str, at: i64) -> R
     }
 }
 
-/// The exposition's sample lines, without the agent's own metrics.
+/// The exposition's sample lines, without the agent's own metrics (the
+/// store adds its own).
 fn samples(store: &Store) -> Vec<String> {
     let mut w = ExpositionWriter::new(ExpositionFormat::Text);
     store.expose(&mut w, Vec::new());
     String::from_utf8(w.finish())
         .unwrap()
         .lines()
-        .filter(|l| !l.starts_with('#'))
+        .filter(|l| !l.starts_with('#') && !l.starts_with("pushkit_store_"))
         .map(str::to_string)
         .collect()
 }
@@ -435,4 +436,29 @@ fn repushing_the_same_series_keeps_ownership_and_types() {
     assert_eq!(store.series_count(), 2);
     assert!(has(&store, "a{instance=\"i\",job=\"j\",x=\"1\"} 1"));
     assert!(has(&store, "a{instance=\"i\",job=\"j\",x=\"3\"} 1"));
+}
+
+/// The store's own gauge: its lock's longest hold since the previous
+/// exposition, which reads and resets it.
+#[test]
+fn the_exposition_reports_and_resets_the_longest_lock_hold() {
+    let store = Store::new(options());
+    push(&store, &key("j", &[]), true, "a 1\n", 1).unwrap();
+    let held = store.lock_max_hold();
+    let mut w = ExpositionWriter::new(ExpositionFormat::Text);
+    store.expose(&mut w, Vec::new());
+    let text = String::from_utf8(w.finish()).unwrap();
+    let line = format!(
+        "pushkit_store_lock_max_hold_seconds {}",
+        crate::model::gofloat::format_go_g(held.as_secs_f64())
+    );
+    assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    assert_eq!(
+        text.matches("# TYPE pushkit_store_lock_max_hold_seconds gauge")
+            .count(),
+        1
+    );
+    // The exposition took the lock itself after the reset; nothing since.
+    store.take_lock_max_hold();
+    assert_eq!(store.lock_max_hold(), Duration::ZERO);
 }
