@@ -75,13 +75,16 @@ impl Contention {
     }
 }
 
-/// The value of the unlabelled sample `name` in a text exposition. Only
-/// the last 4 MiB are searched: the agent's own `pushkit_*` families sort
-/// after the benchmark's `bench_*` families and the `push_*` gauges, at
-/// the end of a 100 MB body, and a search of the whole body per scrape
-/// would take the CPU the scenario measures.
+/// The bytes kept of each scrape's body: the agent's own `pushkit_*`
+/// families sort after the benchmark's `bench_*` families and the `push_*`
+/// gauges, so they are at the end of the 100 MB body. Keeping the whole
+/// body, or searching it, would take the CPU the scenario measures.
+const TAIL: usize = 1 << 20;
+
+/// The value of the unlabelled sample `name` in (the end of) a text
+/// exposition.
 fn tail_sample(body: &[u8], name: &str) -> Option<f64> {
-    let tail = &body[body.len().saturating_sub(4 << 20)..];
+    let tail = &body[body.len().saturating_sub(TAIL)..];
     tail.rsplit(|&b| b == b'\n').find_map(|line| {
         let rest = line.strip_prefix(name.as_bytes())?.strip_prefix(b" ")?;
         std::str::from_utf8(rest).ok()?.trim().parse().ok()
@@ -121,7 +124,7 @@ fn start_scraper(
                 let t = Instant::now();
                 let r = tokio::time::timeout(
                     Duration::from_secs(600),
-                    conn.request("GET", "/metrics", &[("Accept", "text/plain")], b""),
+                    conn.request_tail("GET", "/metrics", &[("Accept", "text/plain")], TAIL),
                 )
                 .await
                 .map_err(|_| "scraper: GET /metrics: no answer within 600 s".to_string())?
@@ -132,7 +135,7 @@ fn start_scraper(
                 }
                 out.push(Scraped {
                     took,
-                    bytes: r.body.len(),
+                    bytes: r.len,
                     hold: hold_of(&r.body),
                 });
             }
