@@ -24,11 +24,28 @@
 //! - `group_ttl` expires groups (the Pushgateway keeps them forever).
 //!
 //! Concurrency contract: every method takes `&self` and may be called from
-//! any thread. One mutex guards groups and index; a push holds it for the
-//! index lookups and the apply only: parsing and conversion are done by
-//! the caller, sanitizing, packing and the journal record by
-//! [`Store::prepare`], all before the lock; the fsync wait after. Mutations reach the
-//! journal in the order they reach the in-memory state.
+//! any thread. One mutex guards groups and index.
+//! - A push holds it for the index lookups and the apply only: parsing and
+//!   conversion are done by the caller, sanitizing, packing and the
+//!   journal record by [`Store::prepare`], all before the lock; the fsync
+//!   wait after. Mutations reach the journal in the order they reach the
+//!   in-memory state.
+//! - Readers (the exposition, the JSON API) hold it only to take a
+//!   [`Snapshot`], O(groups + family names) reference counts and never
+//!   O(series), and then read without it while pushes go on. A snapshot
+//!   shows the state that some sequence of whole mutations left, never
+//!   part of one: each mutation is applied under the lock.
+//! - Groups and their families are shared with snapshots behind `Arc`s. A
+//!   mutation never changes a family in place: it replaces it, and copies
+//!   first what it changes that a snapshot still holds: a group
+//!   (O(families of the group)), the holders of a family name (O(groups
+//!   holding it), when a group takes or drops the name). What a snapshot
+//!   holds is freed when the last one holding it is dropped.
+//! - The lock measures its holds: [`Store::lock_max_hold`] is the longest
+//!   since the last [`Store::take_lock_max_hold`] (each exposition takes
+//!   it). Holds that still grow with the store: the series index doubling
+//!   its table (a rehash of every series id, once per doubling), and the
+//!   state copy of a journal compaction.
 
 pub mod exposition;
 pub mod index;
@@ -40,7 +57,7 @@ pub mod series;
 
 use crate::model::family::{Family, MetricType};
 use crate::model::GroupingKey;
-use index::{GroupId, Index, PushIds, Pusher};
+use index::{FamilyEntry, GroupId, Index, PushIds, Pusher};
 use journal::{Journal, Ticket};
 use record::{GroupState, Mutation};
 use sanitize::{PUSH_FAILURE_TIME, PUSH_FAILURE_TIME_HELP, PUSH_TIME, PUSH_TIME_HELP};
@@ -62,14 +79,17 @@ pub struct StoreOptions {
     pub snapshot_after_bytes: u64,
 }
 
-/// One stored group.
+/// One stored group. The store keeps each behind an `Arc`, and each of
+/// its families behind another: a mutation copies a group that a
+/// [`Snapshot`] still reads (its families by reference, O(families)) and
+/// replaces whole families, so a snapshot never sees one change half made.
 #[derive(Debug, Clone)]
 pub struct Group {
     pub key: GroupingKey,
     /// The key's labels as every series of the group carries them.
     pub labels: GroupLabels,
     /// By name.
-    pub families: BTreeMap<String, StoredFamily>,
+    pub families: BTreeMap<String, Arc<StoredFamily>>,
     /// 0 when no push succeeded yet.
     pub push_ns: i64,
     /// 0 when no push failed yet.
@@ -110,7 +130,8 @@ impl Group {
 
 #[derive(Default)]
 struct Inner {
-    groups: Vec<Option<Group>>,
+    /// By id; `None` for a free id.
+    groups: Vec<Option<Arc<Group>>>,
     free: Vec<GroupId>,
     by_key: HashMap<GroupingKey, GroupId>,
     index: Index,
@@ -124,7 +145,8 @@ pub struct Prepared {
     /// Sanitized; their series ids are hashed under the lock, and only for
     /// the families the group does not hold already.
     families: Vec<Family>,
-    packed: Vec<StoredFamily>,
+    /// Boxed for the group here, outside the lock.
+    packed: Vec<Arc<StoredFamily>>,
     /// The journal record, when persistence is on.
     record: Option<Vec<u8>>,
 }
@@ -305,7 +327,15 @@ impl Store {
 
     /// Removes every group.
     pub fn wipe(&self) -> std::io::Result<Option<Ticket>> {
-        self.mutate(Mutation::Wipe)
+        let mut inner = self.lock();
+        let ticket = self.journal_append(&Mutation::Wipe)?;
+        // Freed after the lock is released: O(stored series).
+        let groups = std::mem::take(&mut inner.groups);
+        inner.apply(Mutation::Wipe);
+        self.maybe_snapshot(&inner);
+        drop(inner);
+        drop(groups);
+        Ok(ticket)
     }
 
     fn mutate(&self, m: Mutation) -> std::io::Result<Option<Ticket>> {
@@ -392,7 +422,7 @@ impl Store {
                 return;
             }
         };
-        let states: Vec<GroupState> = inner.groups.iter().flatten().map(Group::state).collect();
+        let states: Vec<GroupState> = inner.groups.iter().flatten().map(|g| g.state()).collect();
         let busy = self.snapshotting.clone();
         std::thread::spawn(move || {
             let result = states
@@ -409,14 +439,51 @@ impl Store {
         });
     }
 
-    /// Runs `f` on every stored group, in id order, under the lock.
-    pub fn with_groups<T>(
-        &self,
-        f: impl FnOnce(&mut dyn Iterator<Item = &Group>, &Index) -> T,
-    ) -> T {
+    /// The store as it is now, to read without the lock: the lock is held
+    /// for O(groups + family names) reference-count increments, not for
+    /// the series.
+    pub fn snapshot(&self) -> Snapshot {
         let inner = self.lock();
-        let mut groups = inner.groups.iter().flatten();
-        f(&mut groups, &inner.index)
+        Snapshot {
+            groups: inner.groups.clone(),
+            families: inner
+                .index
+                .families()
+                .map(|(name, entry)| (name.clone(), entry.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// The store between two mutations, read without its lock (see
+/// [`Store::snapshot`]). Whole pushes, deletes and wipes only: every
+/// mutation is applied under the lock, and a snapshot is taken under it.
+/// It keeps what it references alive, so the memory of groups replaced
+/// meanwhile is freed when the last snapshot holding them is dropped.
+pub struct Snapshot {
+    /// By id, as [`Inner::groups`].
+    groups: Vec<Option<Arc<Group>>>,
+    /// The index's families, in name order.
+    families: Vec<(Arc<str>, FamilyEntry)>,
+}
+
+impl Snapshot {
+    /// Every group, in id order.
+    pub fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.iter().flatten().map(|g| &**g)
+    }
+
+    /// The group of a holder in [`Snapshot::families`].
+    pub fn group(&self, id: GroupId) -> &Group {
+        self.groups[id as usize]
+            .as_deref()
+            .expect("holders are live groups")
+    }
+
+    /// The family names stored or pinned, in name order, with their
+    /// holders.
+    pub fn families(&self) -> impl Iterator<Item = (&str, &FamilyEntry)> {
+        self.families.iter().map(|(n, e)| (&**n, e))
     }
 }
 
@@ -456,11 +523,11 @@ impl Drop for Held<'_> {
 
 /// The packed form of each family of a sanitized push, as the group
 /// keeps them.
-fn pack_families(key: &GroupingKey, families: &[Family], at_ns: i64) -> Vec<StoredFamily> {
+fn pack_families(key: &GroupingKey, families: &[Family], at_ns: i64) -> Vec<Arc<StoredFamily>> {
     let labels = GroupLabels::new(key);
     families
         .iter()
-        .map(|f| StoredFamily::pack(f, &labels, at_ns))
+        .map(|f| Arc::new(StoredFamily::pack(f, &labels, at_ns)))
         .collect()
 }
 
@@ -493,12 +560,12 @@ impl Inner {
         &self,
         key: &GroupingKey,
         families: &[Family],
-        packed: &[StoredFamily],
+        packed: &[Arc<StoredFamily>],
     ) -> Vec<Option<Vec<u64>>> {
         let group = self
             .by_key
             .get(key)
-            .and_then(|id| self.groups[*id as usize].as_ref());
+            .and_then(|id| self.groups[*id as usize].as_deref());
         families
             .iter()
             .zip(packed)
@@ -535,12 +602,13 @@ impl Inner {
         replace: bool,
         families: Vec<Family>,
         ids: Vec<Option<Vec<u64>>>,
-        packed: Vec<StoredFamily>,
+        packed: Vec<Arc<StoredFamily>>,
         at_ns: i64,
     ) {
         let id = self.group_id(key, at_ns);
-        let group = self.groups[id as usize].as_mut().expect("live group");
-        let mut old: BTreeMap<String, StoredFamily> = if replace {
+        // Copied first if a snapshot still reads it.
+        let group = Arc::make_mut(self.groups[id as usize].as_mut().expect("live group"));
+        let mut old: BTreeMap<String, Arc<StoredFamily>> = if replace {
             std::mem::take(&mut group.families)
         } else {
             families
@@ -582,11 +650,11 @@ impl Inner {
         };
         let id = match self.free.pop() {
             Some(id) => {
-                self.groups[id as usize] = Some(group);
+                self.groups[id as usize] = Some(Arc::new(group));
                 id
             }
             None => {
-                self.groups.push(Some(group));
+                self.groups.push(Some(Arc::new(group)));
                 (self.groups.len() - 1) as GroupId
             }
         };
@@ -594,10 +662,13 @@ impl Inner {
         id
     }
 
+    /// Copied first if a snapshot still reads it.
     fn group_mut(&mut self, id: GroupId) -> &mut Group {
-        self.groups[id as usize]
-            .as_mut()
-            .expect("ids in by_key point at live groups")
+        Arc::make_mut(
+            self.groups[id as usize]
+                .as_mut()
+                .expect("ids in by_key point at live groups"),
+        )
     }
 
     fn remove_group(&mut self, key: &GroupingKey) {
@@ -638,7 +709,7 @@ impl Inner {
             Mutation::Restore(state) => {
                 self.remove_group(&state.key);
                 let id = self.group_id(&state.key, state.created_ns);
-                let group = self.groups[id as usize].as_mut().expect("live group");
+                let group = Arc::make_mut(self.groups[id as usize].as_mut().expect("live group"));
                 group.push_ns = state.push_ns;
                 group.failure_ns = state.failure_ns;
                 group.created_ns = state.created_ns;
@@ -646,7 +717,7 @@ impl Inner {
                     let stored = StoredFamily::pack(&family, &group.labels, at);
                     let ids = stored.series_ids(&family.name, &group.labels);
                     self.index.add(id, &family.name, family.kind, ids);
-                    group.families.insert(family.name, stored);
+                    group.families.insert(family.name, Arc::new(stored));
                 }
             }
         }
