@@ -43,9 +43,8 @@
 //!   holds is freed when the last one holding it is dropped.
 //! - The lock measures its holds: [`Store::lock_max_hold`] is the longest
 //!   since the last [`Store::take_lock_max_hold`] (each exposition takes
-//!   it). Holds that still grow with the store: the series index doubling
-//!   its table (a rehash of every series id, once per doubling), and the
-//!   state copy of a journal compaction.
+//!   it). A hold that still grows with the store: the series index
+//!   doubling its table (a rehash of every series id, once per doubling).
 
 pub mod exposition;
 pub mod index;
@@ -404,7 +403,8 @@ impl Store {
 
     /// Compacts the journal into a snapshot once it has grown past the
     /// threshold. The cut and the state copy happen under the store lock
-    /// (so they agree); encoding and writing happen on another thread.
+    /// (so they agree); the copy is of the groups' `Arc`s, O(groups), as a
+    /// scrape's: unpacking, encoding and writing happen on another thread.
     fn maybe_snapshot(&self, inner: &Inner) {
         let Some(journal) = self.journal.get() else {
             return;
@@ -422,12 +422,12 @@ impl Store {
                 return;
             }
         };
-        let states: Vec<GroupState> = inner.groups.iter().flatten().map(|g| g.state()).collect();
+        let groups: Vec<Arc<Group>> = inner.groups.iter().flatten().cloned().collect();
         let busy = self.snapshotting.clone();
         std::thread::spawn(move || {
-            let result = states
-                .into_iter()
-                .try_for_each(|s| writer.write_record(&Mutation::Restore(s).encode()))
+            let result = groups
+                .iter()
+                .try_for_each(|g| writer.write_record(&Mutation::Restore(g.state()).encode()))
                 .and_then(|()| writer.finish());
             match result {
                 Ok(()) => tracing::info!("store snapshot written"),
