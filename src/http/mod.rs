@@ -73,7 +73,7 @@ type Reply = Response<Vec<u8>>;
 
 impl Api {
     async fn handle<S, B>(
-        &self,
+        self: &Arc<Self>,
         method: Method,
         raw_path: &str,
         headers: &HeaderMap,
@@ -124,14 +124,20 @@ impl Api {
                     text_reply(StatusCode::SERVICE_UNAVAILABLE, "store is loading\n")
                 }
             }),
-            "/metrics" => only_get(&method, || self.exposition(headers)),
-            "/api/v1/metrics" => only_get(&method, || {
-                let data = match &self.store {
-                    Some(store) => store.api_metrics(),
+            "/metrics" | "/api/v1/metrics" if method != Method::GET && method != Method::HEAD => {
+                method_not_allowed(&method, "GET")
+            }
+            "/metrics" => {
+                let (api, headers) = (self.clone(), headers.clone());
+                off_worker(move || api.exposition(&headers)).await
+            }
+            "/api/v1/metrics" => {
+                let data = match self.store.clone() {
+                    Some(store) => off_worker(move || store.api_metrics()).await,
                     None => serde_json::Value::Array(Vec::new()),
                 };
                 json_reply(&serde_json::json!({"status": "success", "data": data}))
-            }),
+            }
             "/api/v1/status" => only_get(&method, || {
                 json_reply(&serde_json::json!({"status": "success", "data": self.status}))
             }),
@@ -359,6 +365,15 @@ pub fn percent_decode(raw: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// Runs CPU work that grows with the store (an exposition of 1M series
+/// takes about 0.4 s) on the blocking pool: run inline, it held up the
+/// pushes queued on its worker for as long.
+async fn off_worker<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 fn only_get(method: &Method, reply: impl FnOnce() -> Reply) -> Reply {
