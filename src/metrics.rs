@@ -36,6 +36,7 @@ pub const SINK_QUEUE_OLDEST_AGE: &str = "pushkit_sink_queue_oldest_age_seconds";
 pub const SINK_RETRIED: &str = "pushkit_sink_points_retried_total";
 pub const SINK_DUPLICATES: &str = "pushkit_sink_points_possible_duplicates_total";
 pub const LOG_FSYNCS: &str = "pushkit_log_fsyncs_total";
+pub const STORE_LOCK_MAX_HOLD: &str = "pushkit_store_lock_max_hold_seconds";
 
 pub const CATALOG: &[MetricDoc] = &[
     MetricDoc {
@@ -121,6 +122,12 @@ pub const CATALOG: &[MetricDoc] = &[
         kind: MetricType::Counter,
         labels: &[],
         help: "Group commits of the durable logs (the store's journal and the disk queue, or the one log they share): one fsync each, covering every record appended since the last.",
+    },
+    MetricDoc {
+        name: STORE_LOCK_MAX_HOLD,
+        kind: MetricType::Gauge,
+        labels: &[],
+        help: "Longest time one caller held the group store's lock since the previous GET of the exposition, which reads and resets it; set by the store, absent without one.",
     },
 ];
 
@@ -333,6 +340,8 @@ impl Metrics {
                     SINK_RETRIED => self.sink_retried.metrics(doc, counter),
                     SINK_DUPLICATES => self.sink_duplicates.metrics(doc, counter),
                     LOG_FSYNCS => vec![unlabelled(counter(&self.log_fsyncs))],
+                    // The store sets it as it writes the exposition.
+                    STORE_LOCK_MAX_HOLD => Vec::new(),
                     other => unreachable!("{other} is in CATALOG but has no handle"),
                 };
                 Family {

@@ -34,8 +34,10 @@ fn options(dir: Option<&Path>) -> StoreOptions {
 
 /// Each group as text: key, times, families (Debug, so NaN compares).
 fn dump(store: &Store) -> Vec<String> {
-    store.with_groups(|groups, _| {
-        let mut out: Vec<String> = groups
+    let snapshot = store.snapshot();
+    {
+        let mut out: Vec<String> = snapshot
+            .groups()
             .map(|g| {
                 let families: Vec<String> = g
                     .families
@@ -50,7 +52,7 @@ fn dump(store: &Store) -> Vec<String> {
             .collect();
         out.sort();
         out
-    })
+    }
 }
 
 #[test]

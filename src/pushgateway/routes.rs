@@ -90,14 +90,21 @@ impl Api {
                     text_reply(StatusCode::SERVICE_UNAVAILABLE, "store is loading\n")
                 }
             }),
-            "/metrics" => only_get(method, || self.exposition(&req.headers)),
-            "/api/v1/metrics" => only_get(method, || {
-                let data = match &self.store {
-                    Some(store) => store.api_metrics(),
+            "/metrics" | "/api/v1/metrics" if method != Method::GET && method != Method::HEAD => {
+                method_not_allowed(method, "GET")
+            }
+            "/metrics" => {
+                let (metrics, store) = (self.metrics.clone(), self.store.clone());
+                let headers = req.headers;
+                off_worker(move || exposition(&metrics, store.as_deref(), &headers)).await
+            }
+            "/api/v1/metrics" => {
+                let data = match self.store.clone() {
+                    Some(store) => off_worker(move || store.api_metrics()).await,
                     None => serde_json::Value::Array(Vec::new()),
                 };
                 json_reply(&serde_json::json!({"status": "success", "data": data}))
-            }),
+            }
             "/api/v1/status" => only_get(method, || {
                 json_reply(&serde_json::json!({"status": "success", "data": self.status}))
             }),
@@ -125,37 +132,6 @@ impl Api {
         }
     }
 
-    /// `GET P/metrics`, in the format and encoding the client accepts.
-    fn exposition(&self, headers: &HeaderMap) -> Reply {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let format = expose::negotiate(header("accept"));
-        self.metrics
-            .log_fsyncs
-            .set_total(crate::durable::total_fsyncs() as f64);
-        let own = self.metrics.families();
-        // Sized for the store up front: growing a buffer of a million
-        // series by doubling copies it whole several times over.
-        let capacity = self.store.as_ref().map_or(0, |s| s.series_count()) * BYTES_PER_SERIES;
-        let mut writer = ExpositionWriter::with_capacity(format, capacity);
-        match &self.store {
-            Some(store) => store.expose(&mut writer, own),
-            None => crate::store::exposition::expose_own(&mut writer, own),
-        }
-        let mut body = writer.finish();
-        let gzip = expose::accepts_gzip(header("accept-encoding"));
-        if gzip {
-            body = expose::gzip(&body);
-        }
-        let mut r = Response::new(body);
-        r.headers_mut()
-            .insert("Content-Type", format.content_type().parse().unwrap());
-        if gzip {
-            r.headers_mut()
-                .insert("Content-Encoding", "gzip".parse().unwrap());
-        }
-        r
-    }
-
     async fn wipe(&self) -> Reply {
         if let Some(store) = &self.store {
             let done = match store.wipe() {
@@ -173,6 +149,46 @@ impl Api {
         }
         status_reply(StatusCode::ACCEPTED)
     }
+}
+
+/// `GET P/metrics`, in the format and encoding the client accepts.
+fn exposition(metrics: &Metrics, store: Option<&Store>, headers: &HeaderMap) -> Reply {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let format = expose::negotiate(header("accept"));
+    metrics
+        .log_fsyncs
+        .set_total(crate::durable::total_fsyncs() as f64);
+    let own = metrics.families();
+    // Sized for the store up front: growing a buffer of a million
+    // series by doubling copies it whole several times over.
+    let capacity = store.map_or(0, |s| s.series_count()) * BYTES_PER_SERIES;
+    let mut writer = ExpositionWriter::with_capacity(format, capacity);
+    match store {
+        Some(store) => store.expose(&mut writer, own),
+        None => crate::store::exposition::expose_own(&mut writer, own),
+    }
+    let mut body = writer.finish();
+    let gzip = expose::accepts_gzip(header("accept-encoding"));
+    if gzip {
+        body = expose::gzip(&body);
+    }
+    let mut r = Response::new(body);
+    r.headers_mut()
+        .insert("Content-Type", format.content_type().parse().unwrap());
+    if gzip {
+        r.headers_mut()
+            .insert("Content-Encoding", "gzip".parse().unwrap());
+    }
+    r
+}
+
+/// Runs CPU work that grows with the store (an exposition of 1M series
+/// takes about 0.4 s) on the blocking pool: run inline, it held up the
+/// pushes queued on its worker for as long.
+async fn off_worker<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 /// The path after the prefix, or None when the path is outside it.

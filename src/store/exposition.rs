@@ -1,20 +1,61 @@
 //! `GET P/metrics` from the store: every group's families merged by name,
 //! one HELP and one TYPE per family, families sorted by name (the index
 //! keeps them sorted, so nothing is re-sorted per scrape), the per-group
-//! push gauges, and the agent's own metrics.
+//! push gauges, and the agent's own metrics, among them the store's own:
+//! the longest hold of its lock since the previous exposition.
+//!
+//! It is written from a [`Snapshot`], without the store lock: a scrape
+//! holds up pushes only while the snapshot is taken (O(groups + family
+//! names)), not while 1M series are written (about 0.35 s), and shows the
+//! store as some sequence of whole mutations left it. For the same state
+//! the bytes are those written under the lock before: the same families in
+//! the same order, holders in id order.
 
 use super::sanitize::{group_series_labels, PUSH_FAILURE_TIME, PUSH_TIME};
-use super::{Inner, Store};
+use super::{Snapshot, Store};
 use crate::expfmt::expose::ExpositionWriter;
+use crate::metrics::{CATALOG, STORE_LOCK_MAX_HOLD};
 use crate::model::family::{Family, Metric, MetricType, Value};
 use std::collections::BTreeMap;
 
 impl Store {
-    /// Writes the whole exposition; `own` are the agent's own metrics.
-    pub fn expose(&self, writer: &mut ExpositionWriter, own: Vec<Family>) {
-        let inner = self.lock();
-        write_merged(&inner, writer, own);
+    /// Writes the whole exposition; `own` are the agent's own metrics, to
+    /// which the store adds its lock's longest hold since the previous
+    /// exposition (and resets it).
+    pub fn expose(&self, writer: &mut ExpositionWriter, mut own: Vec<Family>) {
+        let snapshot = self.snapshot();
+        // After the snapshot, so that its own hold is counted in it.
+        let held = self.take_lock_max_hold();
+        set_gauge(&mut own, STORE_LOCK_MAX_HOLD, held.as_secs_f64());
+        write_merged(&snapshot, writer, own);
     }
+}
+
+/// Gives the own gauge `name` (of the catalog) the one value `v`.
+fn set_gauge(own: &mut Vec<Family>, name: &'static str, v: f64) {
+    let metric = Metric {
+        labels: Vec::new(),
+        value: Value::Simple(v),
+        timestamp_ms: None,
+    };
+    match own.iter_mut().find(|f| f.name == name) {
+        Some(f) => f.metrics = vec![metric],
+        None => own.push(Family {
+            name: name.to_string(),
+            help: CATALOG
+                .iter()
+                .find(|d| d.name == name)
+                .map(|d| d.help.to_string()),
+            kind: MetricType::Gauge,
+            metrics: vec![metric],
+        }),
+    }
+}
+
+/// The stored groups of `snapshot` alone, without own metrics.
+#[cfg(test)]
+pub(super) fn write_snapshot(snapshot: &Snapshot, writer: &mut ExpositionWriter) {
+    write_merged(snapshot, writer, Vec::new());
 }
 
 /// The agent's own metrics alone, for when the store is off.
@@ -25,24 +66,18 @@ pub fn expose_own(writer: &mut ExpositionWriter, mut own: Vec<Family>) {
     }
 }
 
-fn write_merged(inner: &Inner, writer: &mut ExpositionWriter, own: Vec<Family>) {
+fn write_merged(snapshot: &Snapshot, writer: &mut ExpositionWriter, own: Vec<Family>) {
     let mut own: BTreeMap<String, Family> = own.into_iter().map(|f| (f.name.clone(), f)).collect();
-    let group = |id| {
-        inner.groups[id as usize]
-            .as_ref()
-            .expect("holders are live groups")
-    };
-    for (name, entry) in inner.index.families() {
+    let group = |id| snapshot.group(id);
+    for (name, entry) in snapshot.families() {
         // Own metrics the index does not pin are written in order too.
-        while own.keys().next().is_some_and(|n| n < name) {
+        while own.keys().next().is_some_and(|n| n.as_str() < name) {
             let (_, f) = own.pop_first().expect("a first key exists");
             writer.write_family(&f.name, f.help.as_deref(), f.kind, f.metrics.iter());
         }
         if name == PUSH_TIME || name == PUSH_FAILURE_TIME {
-            let gauges: Vec<Metric> = inner
-                .groups
-                .iter()
-                .flatten()
+            let gauges: Vec<Metric> = snapshot
+                .groups()
                 .map(|g| Metric {
                     labels: group_series_labels(&g.key),
                     value: Value::Simple(
@@ -75,7 +110,7 @@ fn write_merged(inner: &Inner, writer: &mut ExpositionWriter, own: Vec<Family>) 
             }
         }
         let mut labels: Vec<(&str, &str)> = Vec::new();
-        for id in &entry.holders {
+        for id in entry.holders.iter() {
             let g = group(*id);
             let Some(stored) = g.families.get(name) else {
                 continue;

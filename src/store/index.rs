@@ -8,19 +8,22 @@ use super::series::{series_id, IdHasher};
 use crate::model::family::{Family, LabelStr, MetricType};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasherDefault;
+use std::sync::Arc;
 
 /// A slot in the store's group table.
 pub type GroupId = u32;
 
-/// One family name across the store.
-#[derive(Debug)]
+/// One family name across the store. Cloned into every
+/// [`super::Snapshot`]: the holders are shared with it, and copied only
+/// when they change while a snapshot holds them.
+#[derive(Debug, Clone)]
 pub struct FamilyEntry {
     /// The type every holder agrees on (with the check on; with it off, the
     /// type of the first holder).
     pub kind: MetricType,
     /// Groups holding a family of this name, in id order (the exposition
     /// merges them in this order).
-    pub holders: BTreeSet<GroupId>,
+    pub holders: Arc<BTreeSet<GroupId>>,
     /// The agent's own metrics and the per-group push gauges: always
     /// present, with a fixed HELP.
     pub pinned_help: Option<&'static str>,
@@ -28,8 +31,9 @@ pub struct FamilyEntry {
 
 #[derive(Debug, Default)]
 pub struct Index {
-    /// Sorted by name, which is the exposition order.
-    families: BTreeMap<String, FamilyEntry>,
+    /// Sorted by name, which is the exposition order. Names are shared
+    /// with snapshots.
+    families: BTreeMap<Arc<str>, FamilyEntry>,
     /// Series identity (family name + sorted labels, hashed) → owner.
     series: HashMap<SeriesKey, GroupId, BuildHasherDefault<IdHasher>>,
 }
@@ -73,10 +77,10 @@ impl Index {
         let mut index = Index::default();
         for (name, kind, help) in pinned {
             index.families.insert(
-                name.to_string(),
+                Arc::from(*name),
                 FamilyEntry {
                     kind: *kind,
-                    holders: BTreeSet::new(),
+                    holders: Arc::default(),
                     pinned_help: Some(help),
                 },
             );
@@ -84,7 +88,7 @@ impl Index {
         index
     }
 
-    pub fn families(&self) -> impl Iterator<Item = (&String, &FamilyEntry)> {
+    pub fn families(&self) -> impl Iterator<Item = (&Arc<str>, &FamilyEntry)> {
         self.families.iter()
     }
 
@@ -158,10 +162,10 @@ impl Index {
     ) {
         if !self.families.contains_key(name) {
             self.families.insert(
-                name.to_string(),
+                Arc::from(name),
                 FamilyEntry {
                     kind,
-                    holders: BTreeSet::new(),
+                    holders: Arc::default(),
                     pinned_help: None,
                 },
             );
@@ -170,7 +174,10 @@ impl Index {
         if entry.holders.is_empty() && entry.pinned_help.is_none() {
             entry.kind = kind;
         }
-        entry.holders.insert(id);
+        // Copies the holders only if a snapshot shares them and they change.
+        if !entry.holders.contains(&id) {
+            Arc::make_mut(&mut entry.holders).insert(id);
+        }
         for sid in ids {
             self.series.insert(SeriesKey::new(sid), id);
         }
@@ -187,7 +194,9 @@ impl Index {
             }
         }
         if let Some(entry) = self.families.get_mut(name) {
-            entry.holders.remove(&id);
+            if entry.holders.contains(&id) {
+                Arc::make_mut(&mut entry.holders).remove(&id);
+            }
             if entry.holders.is_empty() && entry.pinned_help.is_none() {
                 self.families.remove(name);
             }
@@ -198,7 +207,7 @@ impl Index {
     pub fn clear(&mut self) {
         self.series.clear();
         self.families.retain(|_, e| {
-            e.holders.clear();
+            e.holders = Arc::default();
             e.pinned_help.is_some()
         });
     }

@@ -14,9 +14,10 @@ use crate::model::gofloat::format_go_g;
 use serde_json::{json, Map, Value as Json};
 
 impl Store {
-    /// The `data` array of `GET P/api/v1/metrics`.
+    /// The `data` array of `GET P/api/v1/metrics`, built from a
+    /// [`Store::snapshot`], without the store lock.
     pub fn api_metrics(&self) -> Json {
-        self.with_groups(|groups, _| Json::Array(groups.map(group_json).collect()))
+        Json::Array(self.snapshot().groups().map(group_json).collect())
     }
 }
 

@@ -24,11 +24,27 @@
 //! - `group_ttl` expires groups (the Pushgateway keeps them forever).
 //!
 //! Concurrency contract: every method takes `&self` and may be called from
-//! any thread. One mutex guards groups and index; a push holds it for the
-//! index lookups and the apply only: parsing and conversion are done by
-//! the caller, sanitizing, packing and the journal record by
-//! [`Store::prepare`], all before the lock; the fsync wait after. Mutations reach the
-//! journal in the order they reach the in-memory state.
+//! any thread. One mutex guards groups and index.
+//! - A push holds it for the index lookups and the apply only: parsing and
+//!   conversion are done by the caller, sanitizing, packing and the
+//!   journal record by [`Store::prepare`], all before the lock; the fsync
+//!   wait after. Mutations reach the journal in the order they reach the
+//!   in-memory state.
+//! - Readers (the exposition, the JSON API) hold it only to take a
+//!   [`Snapshot`], O(groups + family names) reference counts and never
+//!   O(series), and then read without it while pushes go on. A snapshot
+//!   shows the state that some sequence of whole mutations left, never
+//!   part of one: each mutation is applied under the lock.
+//! - Groups and their families are shared with snapshots behind `Arc`s. A
+//!   mutation never changes a family in place: it replaces it, and copies
+//!   first what it changes that a snapshot still holds: a group
+//!   (O(families of the group)), the holders of a family name (O(groups
+//!   holding it), when a group takes or drops the name). What a snapshot
+//!   holds is freed when the last one holding it is dropped.
+//! - The lock measures its holds: [`Store::lock_max_hold`] is the longest
+//!   since the last [`Store::take_lock_max_hold`] (each exposition takes
+//!   it). A hold that still grows with the store: the series index
+//!   doubling its table (a rehash of every series id, once per doubling).
 
 pub mod exposition;
 pub mod index;
@@ -40,16 +56,16 @@ pub mod series;
 
 use crate::model::family::{Family, MetricType};
 use crate::model::GroupingKey;
-use index::{GroupId, Index, PushIds, Pusher};
+use index::{FamilyEntry, GroupId, Index, PushIds, Pusher};
 use journal::{Journal, Ticket};
 use record::{GroupState, Mutation};
 use sanitize::{PUSH_FAILURE_TIME, PUSH_FAILURE_TIME_HELP, PUSH_TIME, PUSH_TIME_HELP};
 use series::{GroupLabels, StoredFamily};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A journal grows to this before it is compacted into a snapshot.
 pub const DEFAULT_SNAPSHOT_AFTER_BYTES: u64 = 64 << 20;
@@ -62,14 +78,17 @@ pub struct StoreOptions {
     pub snapshot_after_bytes: u64,
 }
 
-/// One stored group.
+/// One stored group. The store keeps each behind an `Arc`, and each of
+/// its families behind another: a mutation copies a group that a
+/// [`Snapshot`] still reads (its families by reference, O(families)) and
+/// replaces whole families, so a snapshot never sees one change half made.
 #[derive(Debug, Clone)]
 pub struct Group {
     pub key: GroupingKey,
     /// The key's labels as every series of the group carries them.
     pub labels: GroupLabels,
     /// By name.
-    pub families: BTreeMap<String, StoredFamily>,
+    pub families: BTreeMap<String, Arc<StoredFamily>>,
     /// 0 when no push succeeded yet.
     pub push_ns: i64,
     /// 0 when no push failed yet.
@@ -110,7 +129,8 @@ impl Group {
 
 #[derive(Default)]
 struct Inner {
-    groups: Vec<Option<Group>>,
+    /// By id; `None` for a free id.
+    groups: Vec<Option<Arc<Group>>>,
     free: Vec<GroupId>,
     by_key: HashMap<GroupingKey, GroupId>,
     index: Index,
@@ -124,7 +144,8 @@ pub struct Prepared {
     /// Sanitized; their series ids are hashed under the lock, and only for
     /// the families the group does not hold already.
     families: Vec<Family>,
-    packed: Vec<StoredFamily>,
+    /// Boxed for the group here, outside the lock.
+    packed: Vec<Arc<StoredFamily>>,
     /// The journal record, when persistence is on.
     record: Option<Vec<u8>>,
 }
@@ -147,6 +168,9 @@ pub enum PushRefused<E> {
 
 pub struct Store {
     inner: Mutex<Inner>,
+    /// The longest any holder kept `inner` locked since the last
+    /// [`Store::take_lock_max_hold`], in ns.
+    max_hold_ns: AtomicU64,
     /// Set by `load` when persistence is on.
     journal: OnceLock<Arc<Journal>>,
     options: StoreOptions,
@@ -163,6 +187,7 @@ impl Store {
                 index: Index::new(&pinned_families()),
                 ..Inner::default()
             }),
+            max_hold_ns: AtomicU64::new(0),
             journal: OnceLock::new(),
             ready: AtomicBool::new(options.persistence_dir.is_none()),
             options,
@@ -209,8 +234,26 @@ impl Store {
         self.ready.load(Ordering::Acquire)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> Held<'_> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        Held {
+            inner,
+            since: Instant::now(),
+            max_hold_ns: &self.max_hold_ns,
+        }
+    }
+
+    /// The longest time one caller held the store lock since the last
+    /// [`Store::take_lock_max_hold`] (or since the start), without
+    /// resetting it.
+    pub fn lock_max_hold(&self) -> Duration {
+        Duration::from_nanos(self.max_hold_ns.load(Ordering::Relaxed))
+    }
+
+    /// As [`Store::lock_max_hold`], and starts a new period: the value is
+    /// reset to 0.
+    pub fn take_lock_max_hold(&self) -> Duration {
+        Duration::from_nanos(self.max_hold_ns.swap(0, Ordering::Relaxed))
     }
 
     /// Readies a PUT (`replace`) or POST of `families`, as parsed, for
@@ -290,7 +333,15 @@ impl Store {
 
     /// Removes every group.
     pub fn wipe(&self) -> std::io::Result<Option<Ticket>> {
-        self.mutate(Mutation::Wipe)
+        let mut inner = self.lock();
+        let ticket = self.journal_append(&Mutation::Wipe)?;
+        // Freed after the lock is released: O(stored series).
+        let groups = std::mem::take(&mut inner.groups);
+        inner.apply(Mutation::Wipe);
+        self.maybe_snapshot(&inner);
+        drop(inner);
+        drop(groups);
+        Ok(ticket)
     }
 
     fn mutate(&self, m: Mutation) -> std::io::Result<Option<Ticket>> {
@@ -359,7 +410,8 @@ impl Store {
 
     /// Compacts the journal into a snapshot once it has grown past the
     /// threshold. The cut and the state copy happen under the store lock
-    /// (so they agree); encoding and writing happen on another thread.
+    /// (so they agree); the copy is of the groups' `Arc`s, O(groups), as a
+    /// scrape's: unpacking, encoding and writing happen on another thread.
     fn maybe_snapshot(&self, inner: &Inner) {
         let Some(journal) = self.journal.get() else {
             return;
@@ -377,12 +429,12 @@ impl Store {
                 return;
             }
         };
-        let states: Vec<GroupState> = inner.groups.iter().flatten().map(Group::state).collect();
+        let groups: Vec<Arc<Group>> = inner.groups.iter().flatten().cloned().collect();
         let busy = self.snapshotting.clone();
         std::thread::spawn(move || {
-            let result = states
-                .into_iter()
-                .try_for_each(|s| writer.write_record(&Mutation::Restore(s).encode()))
+            let result = groups
+                .iter()
+                .try_for_each(|g| writer.write_record(&Mutation::Restore(g.state()).encode()))
                 .and_then(|()| writer.finish());
             match result {
                 Ok(()) => tracing::info!("store snapshot written"),
@@ -394,24 +446,95 @@ impl Store {
         });
     }
 
-    /// Runs `f` on every stored group, in id order, under the lock.
-    pub fn with_groups<T>(
-        &self,
-        f: impl FnOnce(&mut dyn Iterator<Item = &Group>, &Index) -> T,
-    ) -> T {
+    /// The store as it is now, to read without the lock: the lock is held
+    /// for O(groups + family names) reference-count increments, not for
+    /// the series.
+    pub fn snapshot(&self) -> Snapshot {
         let inner = self.lock();
-        let mut groups = inner.groups.iter().flatten();
-        f(&mut groups, &inner.index)
+        Snapshot {
+            groups: inner.groups.clone(),
+            families: inner
+                .index
+                .families()
+                .map(|(name, entry)| (name.clone(), entry.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// The store between two mutations, read without its lock (see
+/// [`Store::snapshot`]). Whole pushes, deletes and wipes only: every
+/// mutation is applied under the lock, and a snapshot is taken under it.
+/// It keeps what it references alive, so the memory of groups replaced
+/// meanwhile is freed when the last snapshot holding them is dropped.
+pub struct Snapshot {
+    /// By id, as [`Inner::groups`].
+    groups: Vec<Option<Arc<Group>>>,
+    /// The index's families, in name order.
+    families: Vec<(Arc<str>, FamilyEntry)>,
+}
+
+impl Snapshot {
+    /// Every group, in id order.
+    pub fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.iter().flatten().map(|g| &**g)
+    }
+
+    /// The group of a holder in [`Snapshot::families`].
+    pub fn group(&self, id: GroupId) -> &Group {
+        self.groups[id as usize]
+            .as_deref()
+            .expect("holders are live groups")
+    }
+
+    /// The family names stored or pinned, in name order, with their
+    /// holders.
+    pub fn families(&self) -> impl Iterator<Item = (&str, &FamilyEntry)> {
+        self.families.iter().map(|(n, e)| (&**n, e))
+    }
+}
+
+/// The store lock, held; on drop it records how long it was held in the
+/// store's high-water mark (a measurement, not a timeout: nothing waits
+/// on it).
+struct Held<'a> {
+    inner: MutexGuard<'a, Inner>,
+    since: Instant,
+    max_hold_ns: &'a AtomicU64,
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.inner
+    }
+}
+
+impl Drop for Held<'_> {
+    /// Runs before the guard field is dropped, so the time is taken while
+    /// the lock is still held.
+    fn drop(&mut self) {
+        let ns = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        // A plain load first: the read-modify-write only when it grows.
+        if ns > self.max_hold_ns.load(Ordering::Relaxed) {
+            self.max_hold_ns.fetch_max(ns, Ordering::Relaxed);
+        }
     }
 }
 
 /// The packed form of each family of a sanitized push, as the group
 /// keeps them.
-fn pack_families(key: &GroupingKey, families: &[Family], at_ns: i64) -> Vec<StoredFamily> {
+fn pack_families(key: &GroupingKey, families: &[Family], at_ns: i64) -> Vec<Arc<StoredFamily>> {
     let labels = GroupLabels::new(key);
     families
         .iter()
-        .map(|f| StoredFamily::pack(f, &labels, at_ns))
+        .map(|f| Arc::new(StoredFamily::pack(f, &labels, at_ns)))
         .collect()
 }
 
@@ -437,12 +560,12 @@ impl Inner {
         &self,
         key: &GroupingKey,
         families: &[Family],
-        packed: &[StoredFamily],
+        packed: &[Arc<StoredFamily>],
     ) -> Vec<Option<Vec<u64>>> {
         let group = self
             .by_key
             .get(key)
-            .and_then(|id| self.groups[*id as usize].as_ref());
+            .and_then(|id| self.groups[*id as usize].as_deref());
         families
             .iter()
             .zip(packed)
@@ -479,12 +602,13 @@ impl Inner {
         replace: bool,
         families: Vec<Family>,
         ids: Vec<Option<Vec<u64>>>,
-        packed: Vec<StoredFamily>,
+        packed: Vec<Arc<StoredFamily>>,
         at_ns: i64,
     ) {
         let id = self.group_id(key, at_ns);
-        let group = self.groups[id as usize].as_mut().expect("live group");
-        let mut old: BTreeMap<String, StoredFamily> = if replace {
+        // Copied first if a snapshot still reads it.
+        let group = Arc::make_mut(self.groups[id as usize].as_mut().expect("live group"));
+        let mut old: BTreeMap<String, Arc<StoredFamily>> = if replace {
             std::mem::take(&mut group.families)
         } else {
             families
@@ -526,11 +650,11 @@ impl Inner {
         };
         let id = match self.free.pop() {
             Some(id) => {
-                self.groups[id as usize] = Some(group);
+                self.groups[id as usize] = Some(Arc::new(group));
                 id
             }
             None => {
-                self.groups.push(Some(group));
+                self.groups.push(Some(Arc::new(group)));
                 (self.groups.len() - 1) as GroupId
             }
         };
@@ -538,10 +662,13 @@ impl Inner {
         id
     }
 
+    /// Copied first if a snapshot still reads it.
     fn group_mut(&mut self, id: GroupId) -> &mut Group {
-        self.groups[id as usize]
-            .as_mut()
-            .expect("ids in by_key point at live groups")
+        Arc::make_mut(
+            self.groups[id as usize]
+                .as_mut()
+                .expect("ids in by_key point at live groups"),
+        )
     }
 
     fn remove_group(&mut self, key: &GroupingKey) {
@@ -582,7 +709,7 @@ impl Inner {
             Mutation::Restore(state) => {
                 self.remove_group(&state.key);
                 let id = self.group_id(&state.key, state.created_ns);
-                let group = self.groups[id as usize].as_mut().expect("live group");
+                let group = Arc::make_mut(self.groups[id as usize].as_mut().expect("live group"));
                 group.push_ns = state.push_ns;
                 group.failure_ns = state.failure_ns;
                 group.created_ns = state.created_ns;
@@ -590,7 +717,7 @@ impl Inner {
                     let stored = StoredFamily::pack(&family, &group.labels, at);
                     let ids = stored.series_ids(&family.name, &group.labels);
                     self.index.add(id, &family.name, family.kind, ids);
-                    group.families.insert(family.name, stored);
+                    group.families.insert(family.name, Arc::new(stored));
                 }
             }
         }

@@ -29,14 +29,15 @@ fn push(store: &Store, k: &GroupingKey, replace: bool, text: &str, at: i64) -> R
     }
 }
 
-/// The exposition's sample lines, without the agent's own metrics.
+/// The exposition's sample lines, without the agent's own metrics (the
+/// store adds its own).
 fn samples(store: &Store) -> Vec<String> {
     let mut w = ExpositionWriter::new(ExpositionFormat::Text);
     store.expose(&mut w, Vec::new());
     String::from_utf8(w.finish())
         .unwrap()
         .lines()
-        .filter(|l| !l.starts_with('#'))
+        .filter(|l| !l.starts_with('#') && !l.starts_with("pushkit_store_"))
         .map(str::to_string)
         .collect()
 }
@@ -435,4 +436,115 @@ fn repushing_the_same_series_keeps_ownership_and_types() {
     assert_eq!(store.series_count(), 2);
     assert!(has(&store, "a{instance=\"i\",job=\"j\",x=\"1\"} 1"));
     assert!(has(&store, "a{instance=\"i\",job=\"j\",x=\"3\"} 1"));
+}
+
+/// The store's own gauge: its lock's longest hold since the previous
+/// exposition, which reads and resets it.
+#[test]
+fn the_exposition_reports_and_resets_the_longest_lock_hold() {
+    let store = Store::new(options());
+    push(&store, &key("j", &[]), true, "a 1\n", 1).unwrap();
+    let held = store.lock_max_hold();
+    let mut w = ExpositionWriter::new(ExpositionFormat::Text);
+    store.expose(&mut w, Vec::new());
+    let text = String::from_utf8(w.finish()).unwrap();
+    let line = format!(
+        "pushkit_store_lock_max_hold_seconds {}",
+        crate::model::gofloat::format_go_g(held.as_secs_f64())
+    );
+    assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    assert_eq!(
+        text.matches("# TYPE pushkit_store_lock_max_hold_seconds gauge")
+            .count(),
+        1
+    );
+    // The exposition took the lock itself after the reset; nothing since.
+    store.take_lock_max_hold();
+    assert_eq!(store.lock_max_hold(), Duration::ZERO);
+}
+
+/// A snapshot keeps the state it was taken in: later pushes, deletes and
+/// wipes copy what it shares instead of changing it.
+#[test]
+fn a_snapshot_is_not_changed_by_later_mutations() {
+    let store = Store::new(options());
+    let (a, b) = (key("a", &[]), key("b", &[]));
+    push(&store, &a, true, "# TYPE m counter\nm 1\nn 1\n", 1).unwrap();
+    push(&store, &b, true, "# TYPE m counter\nm 2\n", 1).unwrap();
+    let text = |snapshot: &Snapshot| {
+        let mut w = ExpositionWriter::new(ExpositionFormat::Text);
+        super::exposition::write_snapshot(snapshot, &mut w);
+        String::from_utf8(w.finish()).unwrap()
+    };
+    let before = store.snapshot();
+    let want = text(&before);
+    push(&store, &a, false, "# TYPE m counter\nm 10\n", 2).unwrap();
+    push(&store, &a, true, "o 3\n", 3).unwrap();
+    push(&store, &key("c", &[]), true, "# TYPE m counter\nm 4\n", 4).unwrap();
+    store.delete(b.clone()).unwrap();
+    assert_eq!(text(&before), want);
+    let after = store.snapshot();
+    store.wipe().unwrap();
+    assert_eq!(text(&before), want);
+    assert!(text(&after).contains("o{instance=\"\",job=\"a\"} 3\n"));
+    assert!(!text(&after).contains("job=\"b\""));
+    assert!(want.contains("m{instance=\"\",job=\"b\"} 2\n"), "{want}");
+    assert!(!text(&store.snapshot()).contains("job="));
+}
+
+/// Scrapes while other threads push: every scrape shows each group as one
+/// whole push left it (all its series carry the value of one push).
+#[test]
+fn scrapes_see_whole_pushes() {
+    let store = Arc::new(Store::new(options()));
+    let groups: Vec<GroupingKey> = (0..4).map(|i| key("j", &["g", &i.to_string()])).collect();
+    let body = |v: i64| format!("# TYPE a counter\na{{x=\"1\"}} {v}\na{{x=\"2\"}} {v}\nb {v}\n");
+    for k in &groups {
+        push(&store, k, true, &body(0), 0).unwrap();
+    }
+    let pushers: Vec<_> = groups
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, k)| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for v in 1..=300 {
+                    // PUT and POST by turns; a POST replaces both families.
+                    push(&store, &k, (v + i as i64) % 2 == 0, &body(v), v).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut seen = 0;
+    while seen < 50 || !pushers.iter().all(|p| p.is_finished()) {
+        seen += 1;
+        let mut values: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for line in samples(&store) {
+            if line.starts_with("push_") {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let g = series
+                .split("g=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            values
+                .entry(g.to_string())
+                .or_default()
+                .push(value.to_string());
+        }
+        assert_eq!(values.len(), groups.len());
+        for (g, v) in &values {
+            assert_eq!(v.len(), 3, "group {g}: {v:?}");
+            assert!(v.iter().all(|x| *x == v[0]), "group {g} half pushed: {v:?}");
+        }
+    }
+    for p in pushers {
+        p.join().unwrap();
+    }
+    assert!(has(&store, "b{g=\"0\",instance=\"\",job=\"j\"} 300"));
 }

@@ -16,7 +16,41 @@ const MAX_HEAD: usize = 64 * 1024;
 pub struct Response {
     pub status: u16,
     pub content_encoding: Option<String>,
+    /// The body, or with [`Conn::request_tail`] only its end.
     pub body: Vec<u8>,
+    /// The whole body's length.
+    pub len: usize,
+}
+
+/// Where a response body goes: kept whole, or only its last `keep` bytes
+/// (read through a small buffer, so a 100 MB body costs no 100 MB of
+/// memory traffic beyond the kernel's copy).
+struct Body {
+    bytes: Vec<u8>,
+    keep: Option<usize>,
+    len: usize,
+}
+
+impl Body {
+    fn push(&mut self, chunk: &[u8]) {
+        self.len += chunk.len();
+        self.bytes.extend_from_slice(chunk);
+        if let Some(keep) = self.keep {
+            // Trimmed at twice the size kept: each byte moves once at most.
+            if self.bytes.len() > 2 * keep.max(1 << 16) {
+                let cut = self.bytes.len() - keep;
+                self.bytes.drain(..cut);
+            }
+        }
+    }
+
+    fn finish(mut self) -> (Vec<u8>, usize) {
+        if let Some(keep) = self.keep {
+            let cut = self.bytes.len().saturating_sub(keep);
+            self.bytes.drain(..cut);
+        }
+        (self.bytes, self.len)
+    }
 }
 
 /// One keep-alive connection.
@@ -50,6 +84,30 @@ impl Conn {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> io::Result<Response> {
+        self.send(method, path, headers, body).await?;
+        self.read_response(method == "HEAD", None).await
+    }
+
+    /// As [`Conn::request`], keeping only the last `keep` bytes of the
+    /// response body.
+    pub async fn request_tail(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        keep: usize,
+    ) -> io::Result<Response> {
+        self.send(method, path, headers, b"").await?;
+        self.read_response(method == "HEAD", Some(keep)).await
+    }
+
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> io::Result<()> {
         if self.closed {
             *self = Conn::connect(self.addr).await?;
         }
@@ -74,8 +132,7 @@ impl Conn {
         }
         self.out.extend_from_slice(b"\r\n");
         self.out.extend_from_slice(body);
-        self.reader.get_mut().write_all(&self.out).await?;
-        self.read_response(method == "HEAD").await
+        self.reader.get_mut().write_all(&self.out).await
     }
 
     async fn read_line(&mut self) -> io::Result<&[u8]> {
@@ -100,7 +157,11 @@ impl Conn {
         Ok(&self.line[..end])
     }
 
-    async fn read_response(&mut self, head_only: bool) -> io::Result<Response> {
+    async fn read_response(
+        &mut self,
+        head_only: bool,
+        keep: Option<usize>,
+    ) -> io::Result<Response> {
         let status_line = self.read_line().await?;
         let status = std::str::from_utf8(status_line)
             .ok()
@@ -131,7 +192,11 @@ impl Conn {
                 _ => {}
             }
         }
-        let mut body = Vec::new();
+        let mut body = Body {
+            bytes: Vec::new(),
+            keep,
+            len: 0,
+        };
         let no_body = head_only || status == 204 || status == 304 || (100..200).contains(&status);
         if no_body {
         } else if chunked {
@@ -147,27 +212,51 @@ impl Conn {
                     while !self.read_line().await?.is_empty() {}
                     break;
                 }
-                let start = body.len();
-                body.resize(start + size, 0);
-                self.reader.read_exact(&mut body[start..]).await?;
+                self.read_into(size, &mut body).await?;
                 if !self.read_line().await?.is_empty() {
                     return Err(bad("chunk not followed by CRLF"));
                 }
             }
         } else if let Some(n) = length {
-            body.resize(n, 0);
-            self.reader.read_exact(&mut body).await?;
+            self.read_into(n, &mut body).await?;
         } else {
             // Delimited by the end of the connection.
-            self.reader.read_to_end(&mut body).await?;
+            let mut rest = Vec::new();
+            self.reader.read_to_end(&mut rest).await?;
+            body.push(&rest);
             close = true;
         }
         self.closed = close;
+        let (body, len) = body.finish();
         Ok(Response {
             status,
             content_encoding,
             body,
+            len,
         })
+    }
+
+    /// Reads `n` body bytes into `body`: whole in one read when it keeps
+    /// everything, else through a 256 KiB buffer.
+    async fn read_into(&mut self, mut n: usize, body: &mut Body) -> io::Result<()> {
+        if body.keep.is_none() {
+            let start = body.bytes.len();
+            body.bytes.resize(start + n, 0);
+            body.len += n;
+            return self
+                .reader
+                .read_exact(&mut body.bytes[start..])
+                .await
+                .map(drop);
+        }
+        let mut buf = vec![0u8; n.min(256 * 1024)];
+        while n > 0 {
+            let take = n.min(buf.len());
+            self.reader.read_exact(&mut buf[..take]).await?;
+            body.push(&buf[..take]);
+            n -= take;
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,9 @@
 //! The load generator: N keep-alive connections, each sending `PUT`s of one
-//! body round-robin over G groups, as fast as the server answers, until a
-//! time limit or a request count is reached. Every request's latency is
-//! recorded (first byte sent to last byte read).
+//! body round-robin over G groups, as fast as the server answers (or, with
+//! a `rate`, on a fixed schedule), until a time limit or a request count is
+//! reached. Every request's latency is recorded (first byte sent to last
+//! byte read; on a schedule, from the time it was due if it went late
+//! because every connection was waiting on the server).
 
 use crate::http::Conn;
 use std::collections::BTreeMap;
@@ -24,6 +26,12 @@ pub struct LoadSpec {
     pub max_requests: u64,
     /// A request not answered within this is counted as an error.
     pub request_timeout: Duration,
+    /// Requests per second over all connections, on a fixed schedule;
+    /// None: as fast as the server answers. As fast as it answers, a server
+    /// that stalls every request for a while shows it in few latencies,
+    /// since no request is sent during the stall; on a schedule, the
+    /// requests due during the stall count it from when they were due.
+    pub rate: Option<f64>,
 }
 
 /// The path of group `g`: `job=bench`, `instance=g<g>`.
@@ -103,9 +111,9 @@ pub async fn run(spec: LoadSpec) -> LoadResult {
     for _ in 0..spec.connections {
         let spec = spec.clone();
         let next = next.clone();
-        tasks.push(tokio::spawn(
-            async move { worker(spec, next, deadline).await },
-        ));
+        tasks.push(tokio::spawn(async move {
+            worker(spec, next, start, deadline).await
+        }));
     }
     let mut total = LoadResult::default();
     for t in tasks {
@@ -128,7 +136,12 @@ pub async fn run(spec: LoadSpec) -> LoadResult {
     total
 }
 
-async fn worker(spec: LoadSpec, next: Arc<AtomicU64>, deadline: Instant) -> LoadResult {
+async fn worker(
+    spec: LoadSpec,
+    next: Arc<AtomicU64>,
+    start: Instant,
+    deadline: Instant,
+) -> LoadResult {
     let mut r = LoadResult::default();
     let mut conn: Option<Conn> = None;
     let mut path = String::with_capacity(64);
@@ -140,6 +153,21 @@ async fn worker(spec: LoadSpec, next: Arc<AtomicU64>, deadline: Instant) -> Load
         if i >= spec.max_requests {
             break;
         }
+        // On a schedule: a request due later is sent when due and timed
+        // from then (the timer's lateness is the generator's, not the
+        // server's); one already overdue is sent at once and timed from
+        // when it was due.
+        let due = spec
+            .rate
+            .map(|r| start + Duration::from_secs_f64(i as f64 / r));
+        let overdue = match due {
+            Some(due) if due >= deadline => break,
+            Some(due) if due > Instant::now() => {
+                tokio::time::sleep_until(due.into()).await;
+                None
+            }
+            due => due,
+        };
         let group = (spec.first_group + i) % spec.groups as u64;
         path.clear();
         path.push_str(&group_path(group));
@@ -158,7 +186,7 @@ async fn worker(spec: LoadSpec, next: Arc<AtomicU64>, deadline: Instant) -> Load
             }
         }
         let c = conn.as_mut().expect("connected above");
-        let sent = Instant::now();
+        let sent = overdue.unwrap_or_else(Instant::now);
         let answer = tokio::time::timeout(
             spec.request_timeout,
             c.request(

@@ -11,6 +11,7 @@
 //! own executable. Progress goes to stderr, the results table (Markdown)
 //! to stdout. See BENCHMARKS.md.
 
+mod contention;
 mod http;
 mod load;
 mod payload;
@@ -36,7 +37,8 @@ usage: pushkit-bench [--quick] [--duration SECS] [--no-go] [--no-victoria]
   --no-go          skip the Go Pushgateway
   --no-victoria    skip the VictoriaMetrics run of scenario e
   --only LIST      comma-separated parts to run: pushkit (scenarios a-d),
-                   persist (the persistence row), go (scenarios a-d), e
+                   persist (the persistence row), go (scenarios a-d), e,
+                   f (pushes during back-to-back GET /metrics, pushkit alone)
   --groups LIST    comma-separated group counts of scenarios a-d
                    (default 10,1000,10000; the table shows those three)
   --pushkit PATH   the pushkit binary (default: next to this executable)
@@ -64,7 +66,7 @@ struct Opts {
     groups: Vec<usize>,
 }
 
-const PARTS: [&str; 4] = ["pushkit", "persist", "go", "e"];
+const PARTS: [&str; 5] = ["pushkit", "persist", "go", "e", "f"];
 
 impl Opts {
     fn runs(&self, part: &str) -> bool {
@@ -174,6 +176,7 @@ impl Ctx {
             duration,
             max_requests: MAX_REQUESTS,
             request_timeout: Duration::from_secs(300),
+            rate: None,
         }
     }
 
@@ -249,6 +252,7 @@ struct Results {
     /// What the persistence row ran with.
     persisted_with: String,
     sinks: Vec<SinkRun>,
+    contention: Option<contention::Contention>,
     /// Everything unexpected: errors, non-2xx answers, crashes, skips.
     notes: Vec<String>,
 }
@@ -332,6 +336,17 @@ async fn run(opts: Opts) -> Result<(), String> {
     }
     if ctx.opts.runs("e") {
         sink_rounds(&ctx, &mut res).await;
+    }
+    if ctx.opts.runs("f") {
+        eprintln!(
+            "== pushkit, {} groups, pushes to {} of them, quiet and during back-to-back scrapes",
+            fmt_int(contention::GROUPS as f64),
+            fmt_int(contention::PUSHED as f64)
+        );
+        match contention::round(&ctx, &mut res).await {
+            Ok(c) => res.contention = Some(c),
+            Err(e) => res.note(format!("scenario f: {e}")),
+        }
     }
     eprintln!("== done in {:.0?}", started.elapsed());
     print_table(&ctx, &res);
@@ -1285,6 +1300,11 @@ fn print_table(ctx: &Ctx, res: &Results) {
             },
         );
     }
+    if let Some(c) = &res.contention {
+        for (what, cell, target, ok) in contention::rows(c) {
+            t.row(what, cell, "n/a".into(), none(), &target, met(ok));
+        }
+    }
     println!("## Results");
     println!();
     println!(
@@ -1348,6 +1368,9 @@ fn print_table(ctx: &Ctx, res: &Results) {
             cpu_detail(&s.load),
             s.cross_check
         ));
+    }
+    if let Some(c) = &res.contention {
+        details.extend(contention::details(c));
     }
     println!("Details:");
     for d in details {
