@@ -8,13 +8,16 @@
 //! then `len` payload bytes
 //! ```
 //!
-//! Numbers are little-endian. A record's `crc` is CRC-32C over the first 20
-//! header bytes followed by the payload: the sync mark, the length and the
-//! sequence number are covered, so a zero-filled region never reads as a
+//! Numbers are little-endian. A record's `crc` is CRC-32C over the payload
+//! followed by the first 20 header bytes: the sync mark, the length and
+//! the sequence number are covered, so a zero-filled region never reads as a
 //! record, and a reader resyncing past damage does not take payload bytes
 //! for a record header unless they also carry a matching checksum (and a
-//! sequence number it expects). A file header's `crc` covers its first 16
-//! bytes.
+//! sequence number it expects). The payload comes first so that its
+//! checksum, computed outside the log's lock, is extended by the 20 header
+//! bytes once the sequence number is known (combining a checksum of the
+//! header with one of a payload after it costs far more). A file header's
+//! `crc` covers its first 16 bytes.
 //!
 //! `kind` says which client a record belongs to ([`KIND_COMMIT`] is the
 //! engine's own); `version` is the client's payload version for that kind,
@@ -131,7 +134,7 @@ impl Payload {
     }
 
     /// The record header once the sequence number is known: cheap (the
-    /// payload's checksum is combined in, not recomputed).
+    /// payload's checksum is extended by the header, not recomputed).
     pub fn header(&self, seq: u64) -> [u8; HEADER_LEN] {
         header(seq, self.kind, self.version, self.bytes.len(), self.crc)
     }
@@ -144,7 +147,7 @@ fn header(seq: u64, kind: u8, version: u8, len: usize, payload_crc: u32) -> [u8;
     h[8..16].copy_from_slice(&seq.to_le_bytes());
     h[16] = kind;
     h[17] = version;
-    let c = crc32c::crc32c_combine(crc(&h[..20]), payload_crc, len);
+    let c = crc32c::crc32c_append(payload_crc, &h[..20]);
     h[20..].copy_from_slice(&c.to_le_bytes());
     h
 }
@@ -203,7 +206,7 @@ pub fn parse(data: &[u8]) -> Result<Frame<'_>, &'static str> {
         return Err("truncated record");
     }
     let payload = &data[HEADER_LEN..HEADER_LEN + len];
-    let c = crc32c::crc32c_append(crc(&data[..20]), payload);
+    let c = crc32c::crc32c_append(crc(payload), &data[..20]);
     if c != le_u32(&data[20..]) {
         return Err("checksum mismatch");
     }
