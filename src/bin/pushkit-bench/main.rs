@@ -12,6 +12,7 @@
 //! to stdout. See BENCHMARKS.md.
 
 mod contention;
+mod durable;
 mod http;
 mod load;
 mod payload;
@@ -38,7 +39,9 @@ usage: pushkit-bench [--quick] [--duration SECS] [--no-go] [--no-victoria]
   --no-victoria    skip the VictoriaMetrics run of scenario e
   --only LIST      comma-separated parts to run: pushkit (scenarios a-d),
                    persist (the persistence row), go (scenarios a-d), e,
-                   f (pushes during back-to-back GET /metrics, pushkit alone)
+                   f (pushes during back-to-back GET /metrics, pushkit alone),
+                   durable (1,000 groups with a discarding sink, in memory
+                   and with persistence_dir and queue_dir; fsyncs per push)
   --groups LIST    comma-separated group counts of scenarios a-d
                    (default 10,1000,10000; the table shows those three)
   --pushkit PATH   the pushkit binary (default: next to this executable)
@@ -66,7 +69,7 @@ struct Opts {
     groups: Vec<usize>,
 }
 
-const PARTS: [&str; 5] = ["pushkit", "persist", "go", "e", "f"];
+const PARTS: [&str; 6] = ["pushkit", "persist", "go", "e", "f", "durable"];
 
 impl Opts {
     fn runs(&self, part: &str) -> bool {
@@ -253,6 +256,7 @@ struct Results {
     persisted_with: String,
     sinks: Vec<SinkRun>,
     contention: Option<contention::Contention>,
+    durability: durable::Rows,
     /// Everything unexpected: errors, non-2xx answers, crashes, skips.
     notes: Vec<String>,
 }
@@ -346,6 +350,15 @@ async fn run(opts: Opts) -> Result<(), String> {
         match contention::round(&ctx, &mut res).await {
             Ok(c) => res.contention = Some(c),
             Err(e) => res.note(format!("scenario f: {e}")),
+        }
+    }
+    if ctx.opts.runs("durable") {
+        let stats = Arc::new(http::DiscardStats::default());
+        match start_discard(stats) {
+            Ok(sink) => durable::rounds(&ctx, sink, &mut res).await,
+            Err(e) => res.note(format!(
+                "durability rows: cannot start the discarding sink: {e}"
+            )),
         }
     }
     eprintln!("== done in {:.0?}", started.elapsed());
@@ -1304,6 +1317,9 @@ fn print_table(ctx: &Ctx, res: &Results) {
         for (what, cell, target, ok) in contention::rows(c) {
             t.row(what, cell, "n/a".into(), none(), &target, met(ok));
         }
+    }
+    for (what, cell, target, ok) in durable::rows(&res.durability) {
+        t.row(what, cell, "n/a".into(), none(), &target, met(ok));
     }
     println!("## Results");
     println!();
