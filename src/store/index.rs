@@ -92,6 +92,10 @@ impl Index {
         self.families.iter()
     }
 
+    pub fn family_count(&self) -> usize {
+        self.families.len()
+    }
+
     pub fn series_count(&self) -> usize {
         self.series.len()
     }

@@ -28,8 +28,10 @@
 //! - A push holds it for the index lookups and the apply only: parsing and
 //!   conversion are done by the caller, sanitizing, packing and the
 //!   journal record by [`Store::prepare`], all before the lock; the fsync
-//!   wait after. Mutations reach the journal in the order they reach the
-//!   in-memory state.
+//!   wait after; the families it replaced, and the parsed push, are
+//!   freed after the lock too. A re-push of the families a group holds
+//!   neither allocates nor frees under the lock. Mutations reach the
+//!   journal in the order they reach the in-memory state.
 //! - Readers (the exposition, the JSON API) hold it only to take a
 //!   [`Snapshot`], O(groups + family names) reference counts and never
 //!   O(series), and then read without it while pushes go on. A snapshot
@@ -44,7 +46,8 @@
 //! - The lock measures its holds: [`Store::lock_max_hold`] is the longest
 //!   since the last [`Store::take_lock_max_hold`] (each exposition takes
 //!   it). A hold that still grows with the store: the series index
-//!   doubling its table (a rehash of every series id, once per doubling).
+//!   doubling its table (a rehash of every series id, once per doubling:
+//!   20-30 ms on the way to 1M series).
 
 pub mod exposition;
 pub mod index;
@@ -61,7 +64,7 @@ use journal::{Journal, Ticket};
 use record::{GroupState, Mutation};
 use sanitize::{PUSH_FAILURE_TIME, PUSH_FAILURE_TIME_HELP, PUSH_TIME, PUSH_TIME_HELP};
 use series::{GroupLabels, StoredFamily};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -134,6 +137,16 @@ struct Inner {
     free: Vec<GroupId>,
     by_key: HashMap<GroupingKey, GroupId>,
     index: Index,
+}
+
+/// The families a push replaced, freed by the caller once the lock is
+/// released.
+struct Replaced {
+    /// Slot by slot of the push's families: the old form of a family the
+    /// group held, or a second reference to a new one.
+    swapped: Vec<Arc<StoredFamily>>,
+    /// The group's families a PUT did not name.
+    removed: Vec<Arc<StoredFamily>>,
 }
 
 /// A push readied by [`Store::prepare`].
@@ -307,15 +320,20 @@ impl Store {
             (Some(j), Some(record)) => Some(j.append(record).map_err(PushRefused::Journal)?),
             _ => None,
         };
-        inner.apply_push(
+        let replaced = inner.apply_push(
             &push.key,
             push.replace,
-            push.families,
+            &push.families,
             ids,
             push.packed,
             push.at_ns,
         );
         self.maybe_snapshot(&inner);
+        drop(inner);
+        // Freed without the lock, as the push's parsed families are: a
+        // free can make the allocator hand memory back to the OS, which
+        // takes milliseconds when a scrape has just freed 100 MB.
+        drop(replaced);
         Ok((ticket, reserved))
     }
 
@@ -443,15 +461,26 @@ impl Store {
     /// for O(groups + family names) reference-count increments, not for
     /// the series.
     pub fn snapshot(&self) -> Snapshot {
-        let inner = self.lock();
-        Snapshot {
-            groups: inner.groups.clone(),
-            families: inner
-                .index
-                .families()
-                .map(|(name, entry)| (name.clone(), entry.clone()))
-                .collect(),
+        // Sized under the lock but allocated without it (an allocation
+        // may make the allocator return memory to the OS first); a third
+        // try takes what it needs under the lock.
+        let (mut groups, mut families) = (Vec::new(), Vec::new());
+        for tries in 1.. {
+            let inner = self.lock();
+            let (g, f) = (inner.groups.len(), inner.index.family_count());
+            if tries == 3 || (groups.capacity() >= g && families.capacity() >= f) {
+                groups.extend(inner.groups.iter().cloned());
+                families.extend(
+                    (inner.index.families()).map(|(name, entry)| (name.clone(), entry.clone())),
+                );
+                break;
+            }
+            drop(inner);
+            // Room for a few groups and names added meanwhile.
+            groups.reserve(g + g / 16 + 16);
+            families.reserve(f + f / 16 + 16);
         }
+        Snapshot { groups, families }
     }
 }
 
@@ -595,45 +624,64 @@ impl Inner {
     /// Stores `families` (sanitized), with their series ids from
     /// [`Inner::ids_to_index`] and packed forms from [`pack_families`]:
     /// PUT (`replace`) or POST. A family without ids, pushed again with
-    /// the same series, leaves the index alone.
+    /// the same series, leaves the index alone. Returns what it replaced,
+    /// for the caller to free after releasing the lock.
+    ///
+    /// A family the group holds is swapped in place, its old form taking
+    /// the new one's slot in `packed` (a new name gets a clone of the
+    /// slot's `Arc`): a re-push, the usual case, neither allocates nor
+    /// frees under the lock.
     fn apply_push(
         &mut self,
         key: &GroupingKey,
         replace: bool,
-        families: Vec<Family>,
+        families: &[Family],
         ids: Vec<Option<Vec<u64>>>,
         packed: Vec<Arc<StoredFamily>>,
         at_ns: i64,
-    ) {
+    ) -> Replaced {
         let id = self.group_id(key, at_ns);
         // Copied first if a snapshot still reads it.
         let group = Arc::make_mut(self.groups[id as usize].as_mut().expect("live group"));
-        let mut old: BTreeMap<String, Arc<StoredFamily>> = if replace {
-            std::mem::take(&mut group.families)
-        } else {
-            families
-                .iter()
-                .filter_map(|f| group.families.remove_entry(&f.name))
-                .collect()
+        let mut replaced = Replaced {
+            swapped: packed,
+            removed: Vec::new(),
         };
-        let mut to_index = Vec::new();
-        for ((family, ids), stored) in families.into_iter().zip(ids).zip(packed) {
-            match ids {
-                // Its old series stay indexed as they are.
-                None => {
-                    old.remove(&family.name);
+        for ((family, ids), slot) in families.iter().zip(ids).zip(&mut replaced.swapped) {
+            let old = match group.families.get_mut(&family.name) {
+                Some(stored) => {
+                    std::mem::swap(stored, slot);
+                    Some(&**slot)
                 }
-                Some(ids) => to_index.push((family.name.clone(), family.kind, ids)),
+                None => {
+                    group.families.insert(family.name.clone(), slot.clone());
+                    None
+                }
+            };
+            // Without ids, its old series stay indexed as they are.
+            if let Some(ids) = ids {
+                if let Some(old) = old {
+                    group.unindex(id, &mut self.index, &family.name, old);
+                }
+                self.index
+                    .add(id, &family.name, family.kind, ids.into_iter());
             }
-            group.families.insert(family.name, stored);
         }
-        for (name, family) in &old {
-            group.unindex(id, &mut self.index, name, family);
-        }
-        for (name, kind, ids) in to_index {
-            self.index.add(id, &name, kind, ids.into_iter());
+        // Every pushed family is in the group now; a PUT drops the others.
+        if replace && group.families.len() > families.len() {
+            let pushed: HashSet<&str> = families.iter().map(|f| f.name.as_str()).collect();
+            let gone: Vec<String> = (group.families.keys())
+                .filter(|name| !pushed.contains(name.as_str()))
+                .cloned()
+                .collect();
+            for name in gone {
+                let old = group.families.remove(&name).expect("listed above");
+                group.unindex(id, &mut self.index, &name, &old);
+                replaced.removed.push(old);
+            }
         }
         group.push_ns = at_ns;
+        replaced
     }
 
     fn group_id(&mut self, key: &GroupingKey, at_ns: i64) -> GroupId {
@@ -693,7 +741,7 @@ impl Inner {
             } => {
                 let packed = pack_families(&key, &families, at_ns);
                 let ids = self.ids_to_index(&key, &families, &packed);
-                self.apply_push(&key, replace, families, ids, packed, at_ns);
+                self.apply_push(&key, replace, &families, ids, packed, at_ns);
             }
             Mutation::Failure { key, at_ns } => {
                 let id = self.group_id(&key, at_ns);

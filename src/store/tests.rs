@@ -548,3 +548,44 @@ fn scrapes_see_whole_pushes() {
     }
     assert!(has(&store, "b{g=\"0\",instance=\"\",job=\"j\"} 300"));
 }
+
+/// A PUT that keeps one family's series, changes another's, adds one and
+/// leaves one out: the index follows each (kept series stay owned, the
+/// others are free again), and the exposition shows the new state.
+#[test]
+fn a_put_keeps_changes_adds_and_drops_families() {
+    let store = Store::new(options());
+    let owner = key("j", &[]);
+    let other = key("j", &["instance", "i"]);
+    let first = "# TYPE a counter\na{instance=\"i\",x=\"1\"} 1\n# TYPE b gauge\nb{instance=\"i\"} 1\n# TYPE c counter\nc{instance=\"i\"} 1\n";
+    push(&store, &owner, true, first, 1).unwrap();
+    let second = "# TYPE a counter\na{instance=\"i\",x=\"1\"} 2\n# TYPE b gauge\nb{instance=\"i\",y=\"2\"} 3\n# TYPE d counter\nd{instance=\"i\"} 4\n";
+    push(&store, &owner, true, second, 2).unwrap();
+    assert_eq!(store.series_count(), 3);
+    // b's old series and c are free; a's and d's are still the owner's.
+    push(
+        &store,
+        &other,
+        true,
+        "# TYPE b gauge\nb 5\n# TYPE c counter\nc 6\n",
+        3,
+    )
+    .unwrap();
+    assert!(push(&store, &other, false, "# TYPE a counter\na{x=\"1\"} 7\n", 4).is_err());
+    assert!(push(&store, &other, false, "# TYPE d counter\nd 7\n", 5).is_err());
+    assert_eq!(store.series_count(), 5);
+    let s: Vec<String> = samples(&store)
+        .into_iter()
+        .filter(|l| !l.starts_with("push_"))
+        .collect();
+    assert_eq!(
+        s,
+        [
+            "a{instance=\"i\",job=\"j\",x=\"1\"} 2",
+            "b{instance=\"i\",job=\"j\",y=\"2\"} 3",
+            "b{instance=\"i\",job=\"j\"} 5",
+            "c{instance=\"i\",job=\"j\"} 6",
+            "d{instance=\"i\",job=\"j\"} 4",
+        ]
+    );
+}
