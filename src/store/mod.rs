@@ -28,8 +28,10 @@
 //! - A push holds it for the index lookups and the apply only: parsing and
 //!   conversion are done by the caller, sanitizing, packing and the
 //!   journal record by [`Store::prepare`], all before the lock; the fsync
-//!   wait after. Mutations reach the journal in the order they reach the
-//!   in-memory state.
+//!   wait after; the families it replaced, and the parsed push, are
+//!   freed after the lock too. A re-push of the families a group holds
+//!   neither allocates nor frees under the lock. Mutations reach the
+//!   journal in the order they reach the in-memory state.
 //! - Readers (the exposition, the JSON API) hold it only to take a
 //!   [`Snapshot`], O(groups + family names) reference counts and never
 //!   O(series), and then read without it while pushes go on. A snapshot
@@ -44,7 +46,8 @@
 //! - The lock measures its holds: [`Store::lock_max_hold`] is the longest
 //!   since the last [`Store::take_lock_max_hold`] (each exposition takes
 //!   it). A hold that still grows with the store: the series index
-//!   doubling its table (a rehash of every series id, once per doubling).
+//!   doubling its table (a rehash of every series id, once per doubling:
+//!   20-30 ms on the way to 1M series).
 
 pub mod exposition;
 pub mod index;
