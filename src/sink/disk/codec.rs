@@ -249,24 +249,8 @@ fn decode_points(body: &[u8]) -> Result<Vec<Point>, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::push;
     use super::*;
-
-    fn push(push: usize, n: usize) -> Vec<Point> {
-        (0..n)
-            .map(|i| Point {
-                measurement: "m".into(),
-                tags: vec![("push".into(), push.to_string().into())],
-                fields: vec![Field {
-                    key: "f".into(),
-                    value: (push * 1000 + i) as f64,
-                    suffix: SeriesSuffix::None,
-                }],
-                time_ns: i as i64,
-                family: Arc::from("fam"),
-                kind: MetricType::Gauge,
-            })
-            .collect()
-    }
 
     #[test]
     fn special_values_keep_their_bits() {

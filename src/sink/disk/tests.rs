@@ -31,7 +31,7 @@ fn open(dir: &Path, sinks: &[SinkSpec], segment_bytes: u64) -> Opened {
 }
 
 /// Push `push`, `n` points; point `i` has value `push * 1000 + i`.
-fn push(push: usize, n: usize) -> Vec<Point> {
+pub(super) fn push(push: usize, n: usize) -> Vec<Point> {
     (0..n)
         .map(|i| Point {
             measurement: "m".into(),
