@@ -2,7 +2,7 @@ use super::*;
 use crate::expfmt::parse_text;
 use crate::lineproto::encode_line_protocol;
 use crate::model::family::{Histogram, MetricType};
-use crate::pushgateway::grouping::parse_grouping_key;
+use crate::model::GroupingKey;
 
 const NOW: i64 = 1_000_000_000_000;
 
@@ -10,7 +10,7 @@ const NOW: i64 = 1_000_000_000_000;
 /// the `Point`s built from the same push must encode to the same text.
 fn lines(text: &str, pairs: &[&str], mapping: &Mapping) -> String {
     let families = parse_text(text.as_bytes()).unwrap();
-    let group = parse_grouping_key("j", false, pairs).unwrap();
+    let group = GroupingKey::from_pairs("j", pairs);
     let mut direct = Converted::new(true, true, 0);
     convert_into(&families, &group, mapping, NOW, &mut direct);
     let lines = direct.lines.unwrap().lines;
@@ -121,7 +121,7 @@ fn histogram_without_inf_bucket_gets_one_from_its_count() {
             timestamp_ms: None,
         }],
     };
-    let group = parse_grouping_key("j", false, &[]).unwrap();
+    let group = GroupingKey::from_pairs("j", &[]);
     let points = convert(&[family], &group, &keep(), NOW);
     assert_eq!(
         String::from_utf8(encode_line_protocol(&points)).unwrap(),
@@ -150,7 +150,7 @@ fn native_only_histogram_gives_count_and_sum_only() {
             timestamp_ms: None,
         }],
     };
-    let group = parse_grouping_key("j", false, &[]).unwrap();
+    let group = GroupingKey::from_pairs("j", &[]);
     let points = convert(&[family], &group, &keep(), NOW);
     assert_eq!(points.len(), 1);
     assert_eq!(points[0].fields.len(), 2);

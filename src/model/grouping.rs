@@ -22,6 +22,25 @@ impl GroupingKey {
         GroupingKey { labels }
     }
 
+    /// A key of `job` and labels given flat, name then value, as a URL
+    /// path lists them (`["zone", "eu", "instance", "a"]`). A `job` among
+    /// them is ignored and a later name wins, as in a push's URL; names
+    /// are not checked, so callers pass valid ones.
+    pub fn from_pairs(job: &str, pairs: &[&str]) -> GroupingKey {
+        let mut labels: Vec<(String, String)> = Vec::with_capacity(pairs.len() / 2);
+        for pair in pairs.chunks_exact(2) {
+            let (name, value) = (pair[0], pair[1]);
+            if name == "job" {
+                continue;
+            }
+            match labels.iter_mut().find(|(k, _)| k == name) {
+                Some(slot) => slot.1 = value.to_string(),
+                None => labels.push((name.to_string(), value.to_string())),
+            }
+        }
+        GroupingKey::new(job.to_string(), labels)
+    }
+
     pub fn labels(&self) -> &[(String, String)] {
         &self.labels
     }
@@ -47,5 +66,21 @@ impl GroupingKey {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_pairs_sorts_skips_job_and_keeps_the_last_value() {
+        let k = GroupingKey::from_pairs("j", &["zone", "eu", "job", "x", "a", "1", "zone", "us"]);
+        let want: Vec<(String, String)> = [("job", "j"), ("a", "1"), ("zone", "us")]
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(k.labels(), want.as_slice());
+        assert_eq!(k, GroupingKey::from_pairs("j", &["a", "1", "zone", "us"]));
     }
 }

@@ -432,7 +432,7 @@ mod tests {
     use crate::expfmt::text::parse_text;
     use crate::model::family::MetricType;
     use crate::model::point::Field;
-    use crate::pushgateway::grouping::parse_grouping_key;
+    use crate::model::GroupingKey;
     use prost::Message;
     use std::sync::Arc;
 
@@ -443,7 +443,7 @@ mod tests {
     /// stripped from field keys (so names cannot come from the field key).
     fn points(text: &str, pairs: &[&str]) -> Vec<Point> {
         let families = parse_text(text.as_bytes()).unwrap();
-        let group = parse_grouping_key("j", false, pairs).unwrap();
+        let group = GroupingKey::from_pairs("j", pairs);
         let mapping = Mapping {
             naming: Naming {
                 keep_exist_metric_name: false,

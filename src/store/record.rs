@@ -236,11 +236,11 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
     use crate::expfmt::text::parse_text;
-    use crate::pushgateway::grouping::parse_grouping_key;
+    use crate::model::GroupingKey;
 
     #[test]
     fn every_mutation_round_trips() {
-        let key = parse_grouping_key("j", false, &["instance", "i", "a", "b"]).unwrap();
+        let key = GroupingKey::from_pairs("j", &["instance", "i", "a", "b"]);
         let families = parse_text(
             b"# HELP c A counter.\n# TYPE c counter\nc{x=\"1\"} 3\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 2\ns_count 3\nu NaN\n",
         )
@@ -281,7 +281,7 @@ mod tests {
 
     #[test]
     fn damaged_records_are_errors() {
-        let key = parse_grouping_key("j", false, &[]).unwrap();
+        let key = GroupingKey::from_pairs("j", &[]);
         let bytes = Mutation::Failure { key, at_ns: 1 }.encode();
         for cut in 0..bytes.len() {
             assert!(Mutation::decode(&bytes[..cut]).is_err(), "cut at {cut}");

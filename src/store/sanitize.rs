@@ -112,7 +112,7 @@ pub fn group_series_labels(key: &GroupingKey) -> Vec<(LabelStr, LabelStr)> {
 mod tests {
     use super::*;
     use crate::expfmt::text::parse_text;
-    use crate::pushgateway::grouping::parse_grouping_key;
+    use crate::model::GroupingKey;
 
     fn l(pairs: &[(&str, &str)]) -> Vec<(LabelStr, LabelStr)> {
         pairs
@@ -123,7 +123,7 @@ mod tests {
 
     #[test]
     fn grouping_labels_win_and_instance_is_added() {
-        let key = parse_grouping_key("j", false, &["zone", "eu"]).unwrap();
+        let key = GroupingKey::from_pairs("j", &["zone", "eu"]);
         let mut fams = parse_text(
             b"a{job=\"other\",b=\"1\"} 1 1700000000000\n# TYPE empty counter\npush_time_seconds 3\n",
         )
@@ -140,11 +140,11 @@ mod tests {
 
     #[test]
     fn body_instance_is_kept_unless_grouped() {
-        let key = parse_grouping_key("j", false, &[]).unwrap();
+        let key = GroupingKey::from_pairs("j", &[]);
         let mut labels = l(&[("instance", "i1")]);
         force_labels(&mut labels, &ForcedLabels::new(key.labels()));
         assert_eq!(labels, l(&[("instance", "i1"), ("job", "j")]));
-        let key = parse_grouping_key("j", false, &["instance", "g"]).unwrap();
+        let key = GroupingKey::from_pairs("j", &["instance", "g"]);
         let mut labels = l(&[("instance", "i1")]);
         force_labels(&mut labels, &ForcedLabels::new(key.labels()));
         assert_eq!(labels, l(&[("instance", "g"), ("job", "j")]));
@@ -156,7 +156,7 @@ mod tests {
 
     #[test]
     fn sorted_and_unsorted_bodies_give_the_same_labels() {
-        let key = parse_grouping_key("j", false, &["zone", "eu", "b", "2"]).unwrap();
+        let key = GroupingKey::from_pairs("j", &["zone", "eu", "b", "2"]);
         let want = l(&[
             ("a", "1"),
             ("b", "2"),

@@ -389,11 +389,11 @@ impl Hasher for IdHasher {
 mod tests {
     use super::*;
     use crate::expfmt::text::parse_text;
-    use crate::pushgateway::grouping::parse_grouping_key;
+    use crate::model::GroupingKey;
     use crate::store::sanitize::sanitize;
 
     fn round_trip(job: &str, pairs: &[&str], text: &str) {
-        let key = parse_grouping_key(job, false, pairs).unwrap();
+        let key = GroupingKey::from_pairs(job, pairs);
         let group = GroupLabels::new(&key);
         let mut families = parse_text(text.as_bytes()).unwrap();
         sanitize(&key, &mut families);

@@ -3,10 +3,10 @@
 use super::*;
 use crate::expfmt::expose::{ExpositionFormat, ExpositionWriter};
 use crate::expfmt::text::parse_text;
-use crate::pushgateway::grouping::parse_grouping_key;
+use crate::model::GroupingKey;
 
 fn key(job: &str, pairs: &[&str]) -> GroupingKey {
-    parse_grouping_key(job, false, pairs).unwrap()
+    GroupingKey::from_pairs(job, pairs)
 }
 
 fn options() -> StoreOptions {
