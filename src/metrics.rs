@@ -366,14 +366,21 @@ fn unlabelled(value: Value) -> Metric {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::expfmt::expose::{ExpositionFormat, ExpositionWriter};
 
-    fn text(m: &Metrics) -> String {
-        let mut w = ExpositionWriter::new(ExpositionFormat::Text);
-        for f in m.families() {
-            w.write_family(&f.name, f.help.as_deref(), f.kind, f.metrics.iter());
-        }
-        String::from_utf8(w.finish()).unwrap()
+    /// The value of `name`'s series with label values `values`.
+    fn value(m: &Metrics, name: &str, values: &[&str]) -> Value {
+        let f = m.families().into_iter().find(|f| f.name == name).unwrap();
+        let metric = f
+            .metrics
+            .into_iter()
+            .find(|s| {
+                s.labels
+                    .iter()
+                    .map(|(_, v)| v.as_str())
+                    .eq(values.iter().copied())
+            })
+            .unwrap_or_else(|| panic!("no {name}{values:?}"));
+        metric.value
     }
 
     #[test]
@@ -398,24 +405,22 @@ mod tests {
         m.push_duration.with(&["PUT"]).observe(0.003);
         m.push_duration.with(&["PUT"]).observe(100.0);
         m.samples_received.add(10.0);
-        let text = text(&m);
-        assert!(text.contains("pushkit_pushes_total{method=\"PUT\",code=\"200\"} 3\n"));
-        assert!(
-            text.contains("pushkit_sink_points_dropped_total{sink=\"vm\",reason=\"rejected\"} 5\n")
+        assert_eq!(value(&m, PUSHES, &["PUT", "200"]), Value::Simple(3.0));
+        assert_eq!(
+            value(&m, SINK_DROPPED, &["vm", "rejected"]),
+            Value::Simple(5.0)
         );
-        assert!(text.contains("pushkit_sink_queue_points{sink=\"vm\"} 3\n"));
-        assert!(
-            text.contains("pushkit_push_duration_seconds_bucket{method=\"PUT\",le=\"0.005\"} 1\n")
-        );
-        assert!(
-            text.contains("pushkit_push_duration_seconds_bucket{method=\"PUT\",le=\"0.001\"} 0\n")
-        );
-        assert!(text.contains("pushkit_push_duration_seconds_bucket{method=\"PUT\",le=\"10\"} 1\n"));
-        assert!(
-            text.contains("pushkit_push_duration_seconds_bucket{method=\"PUT\",le=\"+Inf\"} 2\n")
-        );
-        assert!(text.contains("pushkit_push_duration_seconds_count{method=\"PUT\"} 2\n"));
-        assert!(text.contains("pushkit_samples_received_total 10\n"));
+        assert_eq!(value(&m, SINK_QUEUE_POINTS, &["vm"]), Value::Simple(3.0));
+        let Value::Histogram(h) = value(&m, PUSH_DURATION, &["PUT"]) else {
+            panic!("a histogram");
+        };
+        let bucket = |le: f64| h.buckets.iter().find(|(b, _)| *b == le).unwrap().1;
+        assert_eq!(bucket(0.005), 1.0);
+        assert_eq!(bucket(0.001), 0.0);
+        assert_eq!(bucket(10.0), 1.0);
+        assert_eq!(bucket(f64::INFINITY), 2.0);
+        assert_eq!(h.sample_count, 2.0);
+        assert_eq!(value(&m, SAMPLES_RECEIVED, &[]), Value::Simple(10.0));
         assert_eq!(m.pushes.with(&["PUT", "200"]).get(), 3.0);
     }
 
