@@ -39,10 +39,6 @@ use crate::store::{PushRefused, Store};
 use std::sync::Arc;
 use warp::http::StatusCode;
 
-/// `Retry-After` of a push refused for want of room or while the store
-/// loads.
-const RETRY_AFTER_SECS: u32 = QUEUE_FULL_RETRY_AFTER_SECS as u32;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushMethod {
     Put,
@@ -151,7 +147,7 @@ impl PushgatewayInput {
                     ErrorCode::StoreLoading,
                     "the store is still loading its persisted state",
                 )
-                .retry_after(RETRY_AFTER_SECS));
+                .retry_after(QUEUE_FULL_RETRY_AFTER_SECS));
             }
         }
         let room = match (method, body_bytes) {
@@ -258,7 +254,7 @@ fn enqueue_error(e: EnqueueError) -> ApiError {
                 full.sink, full.max_bytes
             ),
         )
-        .retry_after(RETRY_AFTER_SECS),
+        .retry_after(QUEUE_FULL_RETRY_AFTER_SECS),
         e @ (EnqueueError::Refused(_) | EnqueueError::Sync(_)) => {
             tracing::error!("sink queue: {e}");
             ApiError::new(ErrorCode::QueueFailed, e.to_string())

@@ -24,7 +24,7 @@ use thiserror::Error;
 use tokio::task::JoinHandle;
 
 /// Seconds a client is asked to wait when a sink's queue is full.
-pub const QUEUE_FULL_RETRY_AFTER_SECS: u64 = 5;
+pub const QUEUE_FULL_RETRY_AFTER_SECS: u32 = 5;
 
 /// How long a push that finds a blocking queue full waits for room before
 /// it is refused: a short wait lets a busy agent pace its clients by
