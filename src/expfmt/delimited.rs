@@ -12,7 +12,8 @@ use std::collections::HashSet;
 
 use prost::Message;
 
-use super::proto::{family_from_proto, family_to_proto, MetricFamily};
+use super::expose::encode_delimited_family;
+use super::proto::{family_from_proto, MetricFamily};
 use super::ParseError;
 use crate::model::family::Family;
 
@@ -85,12 +86,21 @@ fn read_prefix(buf: &[u8]) -> Result<(u64, usize), &'static str> {
     }
 }
 
-/// Appends `families` to `out` in the delimited format.
+/// Appends `families` to `out` in the delimited format: the bytes prost
+/// writes for [`family_to_proto`](super::proto::family_to_proto) of each, encoded straight from the model
+/// (the store's journal writes every push through here, and building the
+/// message structs cloned every label).
 pub fn write_delimited(families: &[Family], out: &mut Vec<u8>) {
-    for family in families {
-        family_to_proto(family)
-            .encode_length_delimited(out)
-            .expect("a Vec<u8> never runs out of capacity");
+    let mut scratch = Vec::new();
+    for f in families {
+        encode_delimited_family(
+            out,
+            &mut scratch,
+            &f.name,
+            f.help.as_deref(),
+            f.kind,
+            f.metrics.iter(),
+        );
     }
 }
 
@@ -179,6 +189,49 @@ mod tests {
         let e = parse_delimited(body).unwrap_err();
         assert_eq!(e.line, None);
         e.message
+    }
+
+    #[test]
+    fn writes_what_prost_writes_for_the_messages() {
+        let mut fams = families();
+        fams.push(Family {
+            name: "float_counts".into(),
+            help: Some(String::new()),
+            kind: MetricType::GaugeHistogram,
+            metrics: vec![Metric {
+                labels: vec![("a".into(), "é".into()), ("b".into(), "".into())],
+                value: Value::Histogram(Histogram {
+                    sample_count: 2.5,
+                    sample_sum: f64::NAN,
+                    buckets: vec![(f64::NEG_INFINITY, 1.5), (f64::INFINITY, 2.5)],
+                    has_native: false,
+                }),
+                timestamp_ms: Some(-5),
+            }],
+        });
+        fams.push(Family {
+            name: "u".into(),
+            help: None,
+            kind: MetricType::Untyped,
+            metrics: vec![Metric {
+                labels: vec![],
+                value: Value::Simple(-0.0),
+                timestamp_ms: None,
+            }],
+        });
+        fams.push(Family {
+            name: "empty".into(),
+            help: None,
+            kind: MetricType::Gauge,
+            metrics: vec![],
+        });
+        let mut want = Vec::new();
+        for f in &fams {
+            proto::family_to_proto(f)
+                .encode_length_delimited(&mut want)
+                .unwrap();
+        }
+        assert_eq!(encoded(&fams), want);
     }
 
     #[test]

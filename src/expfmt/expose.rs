@@ -238,11 +238,7 @@ impl ExpositionWriter {
                 }
             }
             ExpositionFormat::Delimited => {
-                self.scratch.clear();
-                for metric in metrics {
-                    encode_metric(&mut self.scratch, kind, metric);
-                }
-                encode_family(&mut self.out, name, help, kind, &self.scratch);
+                encode_delimited_family(&mut self.out, &mut self.scratch, name, help, kind, metrics)
             }
         }
     }
@@ -553,6 +549,24 @@ fn split_count(c: f64) -> (u64, Option<f64>) {
     } else {
         (c as u64, Some(c))
     }
+}
+
+/// Appends one `MetricFamily` message with its varint length prefix,
+/// encoding its metrics into `scratch` first (a family without metrics is
+/// written too, as prost would write it).
+pub(super) fn encode_delimited_family<'a>(
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    name: &str,
+    help: Option<&str>,
+    kind: MetricType,
+    metrics: impl Iterator<Item = &'a Metric>,
+) {
+    scratch.clear();
+    for metric in metrics {
+        encode_metric(scratch, kind, metric);
+    }
+    encode_family(out, name, help, kind, scratch);
 }
 
 /// Appends one `MetricFamily` message with its varint length prefix;

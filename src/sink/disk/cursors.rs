@@ -1,5 +1,14 @@
-//! Cursor files: where each sink is in the queue, persisted after every
+//! Cursor files: where each sink is in the queue, written after every
 //! acknowledged batch.
+//!
+//! A cursor file is created atomically ([`write`]: tmp file, fsync,
+//! rename, directory fsync) and from then on overwritten in place by a
+//! [`CursorFile`]: one 20-byte `pwrite` per acknowledged batch, which a
+//! `kill -9` cannot undo, and an fsync at most once per sync interval. A
+//! power loss can therefore bring back a cursor up to one interval old:
+//! those batches are delivered again, which at-least-once allows. A write
+//! torn by the power loss fails the checksum, and the sink starts again
+//! from the oldest record on disk; nothing acknowledged is lost either way.
 //!
 //! `cursor-<sink>` is 20 bytes: a magic, `seq: u64`, `point: u32`, and a
 //! CRC-32C of those 16 bytes. It means: every queue record before log
@@ -10,9 +19,10 @@
 //! digits, `-` and `_`; every other byte is written `%XX`.
 
 use crate::durable::fsutil;
-use std::fs;
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 pub const CURSOR_PREFIX: &str = "cursor-";
 /// Cursors in log sequence numbers.
@@ -87,24 +97,76 @@ pub fn read(path: &Path) -> Result<([u8; 4], Pos), String> {
     ))
 }
 
-/// Replaces a sink's cursor file atomically: tmp file, fsync, rename,
-/// directory fsync.
-pub fn write(dir: &Path, sink: &str, pos: Pos) -> io::Result<()> {
-    let name = cursor_name(sink);
-    let path = dir.join(&name);
-    let tmp = dir.join(format!("{name}.tmp"));
+fn encode(pos: Pos) -> [u8; FILE_LEN] {
     let mut buf = [0u8; FILE_LEN];
     buf[..4].copy_from_slice(&MAGIC);
     buf[4..12].copy_from_slice(&pos.seq.to_le_bytes());
     buf[12..16].copy_from_slice(&pos.point.to_le_bytes());
     let crc = crc32c::crc32c(&buf[..16]);
     buf[16..].copy_from_slice(&crc.to_le_bytes());
+    buf
+}
+
+/// Replaces a sink's cursor file atomically: tmp file, fsync, rename,
+/// directory fsync.
+pub fn write(dir: &Path, sink: &str, pos: Pos) -> io::Result<()> {
+    let name = cursor_name(sink);
+    let tmp = dir.join(format!("{name}.tmp"));
     let mut file = fsutil::create_private(&tmp)?;
-    file.write_all(&buf)?;
+    file.write_all(&encode(pos))?;
     file.sync_all()?;
     drop(file);
-    fs::rename(&tmp, &path)?;
+    fs::rename(&tmp, dir.join(&name))?;
     fsutil::sync_dir(dir)
+}
+
+/// One sink's cursor file, kept open: see the module docs for what is
+/// written when.
+#[derive(Debug)]
+pub struct CursorFile {
+    dir: PathBuf,
+    sink: String,
+    /// Open once the file has been created by [`write`] in this process.
+    file: Option<File>,
+    /// Written since the last fsync.
+    dirty: bool,
+}
+
+impl CursorFile {
+    pub fn new(dir: &Path, sink: &str) -> CursorFile {
+        CursorFile {
+            dir: dir.to_path_buf(),
+            sink: sink.to_string(),
+            file: None,
+            dirty: false,
+        }
+    }
+
+    /// Records `pos`: the first time atomically and durably, afterwards in
+    /// place, durable at the next [`CursorFile::sync`].
+    pub fn store(&mut self, pos: Pos) -> io::Result<()> {
+        match &self.file {
+            Some(f) => {
+                f.write_all_at(&encode(pos), 0)?;
+                self.dirty = true;
+            }
+            None => {
+                write(&self.dir, &self.sink, pos)?;
+                let path = self.dir.join(cursor_name(&self.sink));
+                self.file = Some(OpenOptions::new().write(true).open(path)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the last [`CursorFile::store`] durable, if it is not yet.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if let (true, Some(f)) = (self.dirty, &self.file) {
+            f.sync_data()?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -137,5 +199,31 @@ mod tests {
         assert_eq!(read(&path), Err("checksum mismatch".into()));
         fs::write(&path, b"short").unwrap();
         assert!(read(&path).unwrap_err().contains("expected 20"));
+    }
+
+    #[test]
+    fn a_cursor_file_is_created_then_overwritten_in_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(cursor_name("vm"));
+        let mut f = CursorFile::new(tmp.path(), "vm");
+        f.sync().unwrap();
+        assert!(!path.exists(), "nothing stored, nothing written");
+        let first = Pos { seq: 3, point: 1 };
+        f.store(first).unwrap();
+        assert_eq!(read(&path), Ok((MAGIC, first)));
+        assert!(!f.dirty, "the first store is durable at once");
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+        let before = inode(&path);
+        let second = Pos { seq: 9, point: 0 };
+        f.store(second).unwrap();
+        assert_eq!(read(&path), Ok((MAGIC, second)));
+        assert_eq!(inode(&path), before, "later stores write in place");
+        assert!(f.dirty);
+        f.sync().unwrap();
+        assert!(!f.dirty);
+        assert!(!tmp
+            .path()
+            .join(format!("{}.tmp", cursor_name("vm")))
+            .exists());
     }
 }

@@ -32,12 +32,14 @@
 //!   push, however large. A down sink holds back no other sink, except by
 //!   refusing pushes once its own budget is full.
 //! - Delivery is at least once: a sink's cursor moves only when a batch is
-//!   acknowledged ([`DiskQueue::ack`]), and is then persisted (tmp file,
-//!   fsync, rename, directory fsync). After a crash, everything after the
-//!   persisted cursor is delivered again; [`Opened::redelivered_points`]
-//!   counts it. Cursors moved by `drop_oldest` are persisted within about
-//!   a second; a crash before that re-delivers dropped points, which
-//!   at-least-once allows.
+//!   acknowledged ([`DiskQueue::ack`]), and is then written to its file in
+//!   place, and fsynced within about a second (see `cursors`). After a
+//!   crash, everything after the cursor on disk is delivered again
+//!   ([`Opened::redelivered_points`] counts it): after a `kill -9`, only the
+//!   batch in flight; after a power loss, up to a second of batches more.
+//!   Cursors moved by `drop_oldest` are written within about a second; a
+//!   crash before that re-delivers dropped points, which at-least-once
+//!   allows.
 //! - A segment is deleted once every sink's persisted cursor has passed it
 //!   (the log's hold; never the segment being written). A sink no longer
 //!   configured has its cursor file deleted at open and holds nothing back;
@@ -60,7 +62,7 @@ mod tests;
 use crate::durable::fsutil;
 use crate::durable::{Io, Log, LogOptions, Payload, RealIo, KIND_QUEUE};
 use crate::model::point::Point;
-use cursors::Pos;
+use cursors::{CursorFile, Pos};
 use state::{Source, State, CACHE_MAX_RECORD};
 
 pub use migrate::Prepared;
@@ -158,8 +160,8 @@ struct Inner {
     /// Closing the queue closes the log only if it is the queue's own.
     owns_log: bool,
     state: Mutex<State>,
-    /// Serializes cursor file writes, one lock per sink.
-    persisting: Vec<Mutex<()>>,
+    /// Each sink's cursor file; the lock serializes its writes.
+    cursor_files: Vec<Mutex<CursorFile>>,
     /// Set at close: wakes workers waiting for records.
     closed_tx: watch::Sender<bool>,
     /// Set at close: stops the cursor syncer.
@@ -170,18 +172,28 @@ struct Inner {
 impl Inner {
     /// Writes sink `s`'s cursor file if it is behind.
     fn persist(&self, s: usize) -> io::Result<()> {
-        let _one_at_a_time = lock(&self.persisting[s]);
-        let (target, name) = {
+        let mut file = lock(&self.cursor_files[s]);
+        let target = {
             let st = lock(&self.state);
             let sk = &st.sinks[s];
             if sk.acked == sk.persisted {
                 return Ok(());
             }
-            (sk.acked, sk.name.clone())
+            sk.acked
         };
-        cursors::write(&self.dir, &name, target)?;
+        file.store(target)?;
         lock(&self.state).sinks[s].persisted = target;
         Ok(())
+    }
+
+    /// Makes every cursor written since the last call durable.
+    fn sync_cursors(&self) {
+        for (s, file) in self.cursor_files.iter().enumerate() {
+            if let Err(e) = lock(file).sync() {
+                let name = lock(&self.state).sinks[s].name.clone();
+                tracing::error!(sink = %name, "disk queue: cannot sync the cursor: {e}");
+            }
+        }
     }
 
     /// Persists cursors moved without an ack (by `drop_oldest`).
@@ -219,8 +231,8 @@ impl Inner {
     }
 }
 
-/// Persists cursors moved by `drop_oldest` every second, and once more at
-/// close.
+/// Every second, and once more at close: persists cursors moved by
+/// `drop_oldest`, and fsyncs the cursor files written since.
 fn run_syncer(inner: Arc<Inner>) {
     let mut stop = lock(&inner.stop);
     loop {
@@ -232,6 +244,7 @@ fn run_syncer(inner: Arc<Inner>) {
         let stopping = *stop;
         drop(stop);
         inner.persist_dirty();
+        inner.sync_cursors();
         if stopping {
             return;
         }
@@ -311,7 +324,11 @@ impl DiskQueue {
         let (closed_tx, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             dir: log.dir().to_path_buf(),
-            persisting: (0..st.sinks.len()).map(|_| Mutex::new(())).collect(),
+            cursor_files: st
+                .sinks
+                .iter()
+                .map(|sk| Mutex::new(CursorFile::new(log.dir(), &sk.name)))
+                .collect(),
             log,
             holder,
             owns_log,
