@@ -50,18 +50,20 @@ impl Lines {
 /// Writes one line: `measurement[,tag=value...] field=value[,...] time\n`.
 /// Tags are written in the order given (sorted, by the caller's contract);
 /// `fields` must not be empty.
-pub fn write_line<'a>(
+/// Names and values are UTF-8 text, as `&str` or as bytes already known
+/// to be UTF-8 (the disk queue's records).
+pub fn write_line<T: AsRef<[u8]>, F: AsRef<[u8]>>(
     out: &mut Vec<u8>,
-    measurement: &str,
-    tags: impl IntoIterator<Item = (&'a str, &'a str)>,
-    fields: impl IntoIterator<Item = (&'a str, f64)>,
+    measurement: impl AsRef<[u8]>,
+    tags: impl IntoIterator<Item = (T, T)>,
+    fields: impl IntoIterator<Item = (F, f64)>,
     time_ns: i64,
 ) {
-    escape_into(out, measurement, MEASUREMENT_SPECIALS);
+    escape_into(out, measurement.as_ref(), MEASUREMENT_SPECIALS);
     write_tags(out, tags);
     for (i, (key, value)) in fields.into_iter().enumerate() {
         out.push(if i == 0 { b' ' } else { b',' });
-        escape_into(out, key, KEY_SPECIALS);
+        escape_into(out, key.as_ref(), KEY_SPECIALS);
         out.push(b'=');
         write_float(out, value);
     }
@@ -75,12 +77,12 @@ fn write_time(out: &mut Vec<u8>, time_ns: i64) {
     out.push(b'\n');
 }
 
-fn write_tags<'a>(out: &mut Vec<u8>, tags: impl IntoIterator<Item = (&'a str, &'a str)>) {
+fn write_tags<S: AsRef<[u8]>>(out: &mut Vec<u8>, tags: impl IntoIterator<Item = (S, S)>) {
     for (k, v) in tags {
         out.push(b',');
-        escape_into(out, k, KEY_SPECIALS);
+        escape_into(out, k.as_ref(), KEY_SPECIALS);
         out.push(b'=');
-        escape_into(out, v, KEY_SPECIALS);
+        escape_into(out, v.as_ref(), KEY_SPECIALS);
     }
 }
 
@@ -111,9 +113,13 @@ impl LinesWriter {
     /// The measurement and field name of the lines that follow.
     pub fn set_names(&mut self, measurement: &str, field: &str) {
         self.measurement.clear();
-        escape_into(&mut self.measurement, measurement, MEASUREMENT_SPECIALS);
+        escape_into(
+            &mut self.measurement,
+            measurement.as_bytes(),
+            MEASUREMENT_SPECIALS,
+        );
         self.field.clear();
-        escape_into(&mut self.field, field, KEY_SPECIALS);
+        escape_into(&mut self.field, field.as_bytes(), KEY_SPECIALS);
     }
 
     /// Writes one line; each value's field key is the field name plus its
@@ -168,8 +174,7 @@ const KEY_SPECIALS: u8 = 0b10;
 /// (which line protocol cannot carry) is written as the two characters `\n`.
 /// Every byte that needs escaping is ASCII, so the scan is bytewise.
 #[inline]
-fn escape_into(out: &mut Vec<u8>, s: &str, specials: u8) {
-    let bytes = s.as_bytes();
+fn escape_into(out: &mut Vec<u8>, bytes: &[u8], specials: u8) {
     // Label names and values are mostly a few bytes long: one pass that
     // copies while it checks beats a scan followed by a `memcpy` call.
     out.reserve(2 * bytes.len());

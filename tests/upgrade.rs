@@ -5,7 +5,7 @@
 
 include!("fixtures/d93fda2/content.rs");
 
-use pushkit::sink::disk::{DiskQueue, SinkSpec};
+use pushkit::sink::disk::{DiskQueue, Form, SinkSpec};
 use pushkit::store::{Store, StoreOptions};
 use std::path::Path;
 use std::time::Duration;
@@ -138,11 +138,11 @@ async fn drain(q: &DiskQueue, sink: usize) -> Vec<String> {
     let mut got = Vec::new();
     while q.depth(sink).0 > 0 {
         let b = q
-            .next_batch(sink, 4, Duration::from_millis(1))
+            .next_batch(sink, 4, Duration::from_millis(1), Form::Points)
             .await
             .unwrap();
         assert_eq!(b.lost_points, 0);
-        got.extend(b.points.iter().map(|p| format!("{p:?}")));
+        got.extend(b.points().iter().map(|p| format!("{p:?}")));
         q.ack(sink, &b).unwrap();
     }
     got

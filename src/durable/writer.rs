@@ -43,9 +43,28 @@ pub struct CommitGroup<'a> {
 
 impl Drop for CommitGroup<'_> {
     fn drop(&mut self) {
-        lock(&self.log.inner.state).groups[(self.gen % 2) as usize] -= 1;
-        self.log.inner.work.notify_one();
+        let slot = (self.gen % 2) as usize;
+        let mut st = lock(&self.log.inner.state);
+        st.groups[slot] -= 1;
+        // Only the last group the flusher waits for wakes it.
+        let wake = st.groups[slot] == 0 && st.flusher == Flusher::WaitsForGroups(slot);
+        drop(st);
+        if wake {
+            self.log.inner.work.notify_one();
+        }
     }
+}
+
+/// What the flusher is doing, so that appends and group ends wake it only
+/// when it waits for them (a wake-up is a syscall, and a context switch
+/// when the flusher goes back to sleep).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flusher {
+    Busy,
+    /// For records to commit.
+    WaitsForOps,
+    /// For the groups of this slot of `State::groups` to end.
+    WaitsForGroups(usize),
 }
 
 /// Reads the log id in `dir`, creating it (tmp file, fsync, rename,
@@ -149,6 +168,7 @@ struct State {
     /// cannot hold commits back for ever.
     groups: [usize; 2],
     group_gen: u64,
+    flusher: Flusher,
     closing: bool,
     failed: Option<Failure>,
 }
@@ -266,8 +286,10 @@ fn run_flusher(inner: Arc<Inner>, mut active: Active) {
                         // previous commit), and are not waited for.
                         st.group_gen += 1;
                         while st.groups[open] > 0 && !st.closing && st.failed.is_none() {
+                            st.flusher = Flusher::WaitsForGroups(open);
                             st = inner.work.wait(st).unwrap_or_else(|p| p.into_inner());
                         }
+                        st.flusher = Flusher::Busy;
                         if st.failed.is_some() {
                             return;
                         }
@@ -277,7 +299,9 @@ fn run_flusher(inner: Arc<Inner>, mut active: Active) {
                 if st.closing {
                     return;
                 }
+                st.flusher = Flusher::WaitsForOps;
                 st = inner.work.wait(st).unwrap_or_else(|p| p.into_inner());
+                st.flusher = Flusher::Busy;
             }
             // Everything queued while the last fsync ran goes out together.
             (std::mem::take(&mut st.ops), st.next_seq - 1)
@@ -481,6 +505,7 @@ impl Log {
                 ledger,
                 groups: [0, 0],
                 group_gen: 0,
+                flusher: Flusher::Busy,
                 closing: false,
                 failed: None,
             }),
@@ -558,8 +583,11 @@ impl Log {
             header: p.header(seq),
             payload: p.bytes,
         });
+        let wake = st.flusher == Flusher::WaitsForOps;
         drop(st);
-        self.inner.work.notify_one();
+        if wake {
+            self.inner.work.notify_one();
+        }
         Ok(Ticket(seq))
     }
 

@@ -18,9 +18,10 @@
 //! and holds that room while it is parsed; without room it is refused
 //! (503) unparsed, its body read and dropped so that the connection stays
 //! open. With the store on (see `crate::store`), a push then goes: parse →
-//! convert → consistency check → room in the sink queues (the room it
-//! holds, checked against what it takes) → journal → store → enqueue →
-//! fsync wait → reply. A refused push is neither stored nor forwarded.
+//! convert → seal (the disk queue's record encoded, outside the store's
+//! lock) → consistency check → room in the sink queues (the room it holds,
+//! checked against what it takes) → journal → store → enqueue → fsync
+//! wait → reply. A refused push is neither stored nor forwarded.
 
 use super::body;
 use super::grouping::GroupingError;
@@ -199,11 +200,12 @@ impl PushgatewayInput {
             &mut converted,
         );
         let n_points = converted.count;
+        let sealed = self.sinks.seal(converted).map_err(enqueue_error)?;
         match &self.store {
             None => {
                 let queued = self
                     .sinks
-                    .enqueue(converted, body_bytes, room)
+                    .enqueue(sealed, body_bytes, room)
                     .map_err(enqueue_error)?;
                 self.sinks.complete(queued).await.map_err(enqueue_error)?;
             }
@@ -213,8 +215,7 @@ impl PushgatewayInput {
                 // On a log shared by the journal and the disk queue, both
                 // records go to disk under one fsync.
                 let commit_group = self.sinks.commit_group();
-                let stored =
-                    store.push(prepared, || self.sinks.enqueue(converted, body_bytes, room));
+                let stored = store.push(prepared, || self.sinks.enqueue(sealed, body_bytes, room));
                 drop(commit_group);
                 match stored {
                     Ok((stored, queued)) => {

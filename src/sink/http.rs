@@ -12,7 +12,7 @@
 //! sample, so halves are retried until the rejected points are isolated,
 //! and only those are dropped.
 
-use super::disk::{DiskBatch, DiskQueue};
+use super::disk::{Body, DiskBatch, DiskQueue, Form};
 use super::queue::{Batch, BatchData, SinkQueue};
 use super::remote_write;
 use crate::lineproto::encode_line_protocol;
@@ -83,7 +83,7 @@ impl HttpSink {
         loop {
             let taken = match &self.disk {
                 Some((disk, i)) => disk
-                    .next_batch(*i, max_points, flush_every)
+                    .next_batch(*i, max_points, flush_every, self.disk_form())
                     .await
                     .map(Taken::Disk),
                 None => self
@@ -104,7 +104,14 @@ impl HttpSink {
                     data: BatchData::Points(points),
                     ..
                 }) => self.deliver(points).await,
-                Taken::Disk(b) => self.deliver(&b.points).await,
+                Taken::Disk(DiskBatch {
+                    body: Body::Points(points),
+                    ..
+                }) => self.deliver(points).await,
+                Taken::Disk(DiskBatch {
+                    body: Body::Lines { text, points },
+                    ..
+                }) => self.deliver_lines(std::mem::take(text), *points).await,
             }
             if let Taken::Disk(b) = &taken {
                 if b.lost_points > 0 {
@@ -125,6 +132,15 @@ impl HttpSink {
                 }
             }
             self.update_depth();
+        }
+    }
+
+    /// How this sink reads the disk queue: line protocol straight from the
+    /// records, or points for remote write.
+    fn disk_form(&self) -> Form {
+        match self.format {
+            Format::LineProtocol => Form::Lines,
+            Format::RemoteWrite => Form::Points,
         }
     }
 

@@ -14,8 +14,7 @@ use crate::config::{self, IoConfig, SinkConfig};
 use crate::convert::Converted;
 use crate::lineproto::Lines;
 use crate::metrics::Metrics;
-use crate::model::point::Point;
-use disk::{DiskQueue, Refused, SinkSpec, Ticket};
+use disk::{DiskQueue, EncodedPush, Refused, SinkSpec, Ticket};
 use queue::{Overflow, Payload, SinkQueue};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,6 +35,17 @@ pub const QUEUE_FULL_WAIT: Duration = Duration::from_secs(1);
 pub struct QueueFull {
     pub sink: String,
     pub max_bytes: u64,
+}
+
+/// A push's points readied by [`SinkSet::seal`], to hand to
+/// [`SinkSet::enqueue`].
+pub struct Sealed(SealedForm);
+
+enum SealedForm {
+    /// For the memory queues or stdout.
+    Memory(Converted),
+    /// The disk queue's record, encoded.
+    Disk(EncodedPush),
 }
 
 /// A push taken by the sinks, to be completed with [`SinkSet::complete`].
@@ -329,23 +339,26 @@ impl SinkSet {
     /// [`SinkSet::wait_for_room`], given back here whatever happens.
     pub fn enqueue(
         &self,
-        converted: Converted,
+        sealed: Sealed,
         body_bytes: u64,
         mut held: Reservation,
     ) -> Result<Enqueued, EnqueueError> {
+        let converted = match sealed.0 {
+            SealedForm::Disk(push) => {
+                let disk = self.disk.as_ref().expect("sealed for the disk queue");
+                let ticket = self.enqueue_on_disk(disk, push)?;
+                return Ok(Enqueued {
+                    ticket: Some(ticket),
+                    stdout: None,
+                });
+            }
+            SealedForm::Memory(converted) => converted,
+        };
         if converted.count == 0 {
             return Ok(Enqueued::default());
         }
         let points = converted.points.map(|b| Arc::new(b.points));
         let lines = converted.lines.map(|w| w.lines);
-        if let Some(disk) = &self.disk {
-            let points = points.expect("the disk queue takes points");
-            let ticket = self.enqueue_on_disk(disk, &points)?;
-            return Ok(Enqueued {
-                ticket: Some(ticket),
-                stdout: None,
-            });
-        }
         if self.http.is_empty() {
             return Ok(Enqueued {
                 ticket: None,
@@ -422,8 +435,21 @@ impl SinkSet {
         Ok(Enqueued::default())
     }
 
-    fn enqueue_on_disk(&self, disk: &DiskQueue, points: &[Point]) -> Result<Ticket, EnqueueError> {
-        let (ticket, dropped) = disk.append(points).map_err(|e| match e {
+    /// Readies a push's converted points for [`SinkSet::enqueue`], doing
+    /// outside the store's lock what needs none: with a disk queue, encodes
+    /// the record (and frees the points). Refuses a push too large for the
+    /// disk queue.
+    pub fn seal(&self, converted: Converted) -> Result<Sealed, EnqueueError> {
+        if self.disk.is_none() {
+            return Ok(Sealed(SealedForm::Memory(converted)));
+        }
+        let points = converted.points.map(|b| b.points).unwrap_or_default();
+        let push = DiskQueue::encode(&points).map_err(EnqueueError::Refused)?;
+        Ok(Sealed(SealedForm::Disk(push)))
+    }
+
+    fn enqueue_on_disk(&self, disk: &DiskQueue, push: EncodedPush) -> Result<Ticket, EnqueueError> {
+        let (ticket, dropped) = disk.append_encoded(push).map_err(|e| match e {
             Refused::Full { sink } => EnqueueError::Full(QueueFull {
                 sink: self.http[sink].name.clone(),
                 max_bytes: self.http[sink].disk_budget,

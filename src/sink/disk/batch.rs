@@ -1,47 +1,95 @@
-//! Reading a batch's records back: from the cache, or through the log.
+//! Reading a batch's records back, from the cache or through the log, as
+//! points or straight as line protocol.
 
 use super::codec;
 use super::state::{Item, Source};
 use crate::durable::{Log, KIND_QUEUE};
 use crate::model::point::Point;
+use std::borrow::Cow;
 
-/// Reads and decodes a batch's records; damaged ones are logged and
-/// counted as lost points.
-pub fn load(items: Vec<Item>, log: &Log) -> (Vec<Point>, u64) {
-    let mut points = Vec::new();
+/// What a sink reads its batches as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// Decoded points (remote write, tests).
+    Points,
+    /// Line protocol, written straight from the records.
+    Lines,
+}
+
+/// A batch's points, in the form the sink asked for.
+#[derive(Debug)]
+pub enum Body {
+    Points(Vec<Point>),
+    Lines {
+        /// One line per point, newline included.
+        text: Vec<u8>,
+        points: usize,
+    },
+}
+
+impl Body {
+    /// Points in the batch.
+    pub fn len(&self) -> usize {
+        match self {
+            Body::Points(p) => p.len(),
+            Body::Lines { points, .. } => *points,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads a batch's records in `form`; damaged ones are logged and counted
+/// as lost points.
+pub fn load(items: Vec<Item>, log: &Log, form: Form) -> (Body, u64) {
+    let mut body = match form {
+        Form::Points => Body::Points(Vec::new()),
+        Form::Lines => Body::Lines {
+            text: Vec::new(),
+            points: 0,
+        },
+    };
     let mut lost = 0;
     for item in items {
-        let want = (item.to - item.from) as usize;
-        let decoded = match item.src {
-            Source::Cached(body) => codec::decode(codec::VERSION, &body),
+        let want = item.to - item.from;
+        let payload = match &item.src {
+            Source::Cached(bytes) => Ok((codec::VERSION, Cow::Borrowed(&bytes[..]))),
             Source::Log => match log.read(item.seq) {
-                Ok((KIND_QUEUE, version, payload)) => codec::decode(version, &payload),
+                Ok((KIND_QUEUE, version, payload)) => Ok((version, Cow::Owned(payload))),
                 Ok((kind, _, _)) => Err(format!("a record of kind {kind} is in its place")),
                 Err(why) => Err(why),
             },
         };
-        match decoded {
-            Ok(mut pts) if pts.len() >= item.to as usize => {
+        let added = payload.and_then(|(version, payload)| match &mut body {
+            Body::Points(points) => {
+                let mut pts = codec::decode(version, &payload)?;
+                if pts.len() < item.to as usize {
+                    return Err(format!(
+                        "holds {} points, fewer than the {} indexed",
+                        pts.len(),
+                        item.to
+                    ));
+                }
                 pts.truncate(item.to as usize);
                 points.extend(pts.drain(item.from as usize..));
+                Ok(())
             }
-            Ok(pts) => {
-                tracing::error!(
-                    "disk queue: record {} holds {} points, fewer than indexed; {want} points lost",
-                    item.seq,
-                    pts.len()
-                );
-                lost += want as u64;
+            Body::Lines { text, points } => {
+                codec::write_lines(version, &payload, item.from, item.to, text)?;
+                *points += want as usize;
+                Ok(())
             }
-            Err(why) => {
-                tracing::error!(
-                    "disk queue {}: record {} is unreadable ({why}); {want} points lost",
-                    log.dir().display(),
-                    item.seq
-                );
-                lost += want as u64;
-            }
+        });
+        if let Err(why) = added {
+            tracing::error!(
+                "disk queue {}: record {} is unreadable ({why}); {want} points lost",
+                log.dir().display(),
+                item.seq
+            );
+            lost += u64::from(want);
         }
     }
-    (points, lost)
+    (body, lost)
 }

@@ -20,6 +20,7 @@
 //! of the format-1 disk queue (releases up to 57b122d): a version byte (1),
 //! then `count × point` as above; [`decode_v1`] reads it for the migration.
 
+use crate::lineproto::write_line;
 use crate::model::family::{LabelStr, MetricType};
 use crate::model::point::{Field, Point, SeriesSuffix};
 use std::sync::Arc;
@@ -174,10 +175,10 @@ impl<'a> Decoder<'a> {
         Ok(f64::from_bits(u64::from_le_bytes(self.array()?)))
     }
 
-    fn str(&mut self) -> Result<&'a str, String> {
+    /// A string's bytes, not yet checked to be UTF-8 (see [`utf8`]).
+    fn str(&mut self) -> Result<&'a [u8], String> {
         let n = self.u32()? as usize;
-        let b = self.take(n)?;
-        std::str::from_utf8(b).map_err(|_| format!("invalid UTF-8 before byte {}", self.pos))
+        self.take(n)
     }
 
     /// A count of items each at least `min_len` bytes long: checked against
@@ -191,52 +192,67 @@ impl<'a> Decoder<'a> {
     }
 }
 
-/// Decodes what [`encode_points`] wrote, all of `body`.
-fn decode_points(body: &[u8]) -> Result<Vec<Point>, String> {
+fn utf8(b: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(b).map_err(|e| format!("invalid UTF-8 in a string: {e}"))
+}
+
+/// One point as the payload holds it, borrowed from the payload and from
+/// the walker's scratch vectors. Strings are bytes: [`encode_points`]
+/// wrote them from `str`s and the record's checksum held, so they are
+/// UTF-8, but only [`decode_points`], which makes `str`s of them, checks
+/// again; line protocol is written from the bytes.
+struct PointRef<'p, 's> {
+    measurement: &'p [u8],
+    tags: &'s [(&'p [u8], &'p [u8])],
+    fields: &'s [(&'p [u8], f64, SeriesSuffix)],
+    time_ns: i64,
+    family: &'p [u8],
+    kind: MetricType,
+}
+
+/// Walks what [`encode_points`] wrote, all of `body`, checking its
+/// structure: calls `each` with each point's index and the point, and stops
+/// at the first error either finds. Returns the count.
+fn walk_points<'p>(
+    body: &'p [u8],
+    mut each: impl FnMut(usize, &PointRef<'p, '_>) -> Result<(), String>,
+) -> Result<usize, String> {
     let mut d = Decoder { data: body, pos: 0 };
     let n = d.count(MIN_POINT_LEN)?;
-    let mut points = Vec::with_capacity(n);
-    // Points of one push mostly share their family: share the Arc too.
-    let mut last_family: Option<Arc<str>> = None;
-    for _ in 0..n {
-        let measurement = LabelStr::from(d.str()?);
+    let mut tags = Vec::new();
+    let mut fields = Vec::new();
+    for i in 0..n {
+        let measurement = d.str()?;
         let ntags = d.count(8)?;
-        let mut tags = Vec::with_capacity(ntags);
+        tags.clear();
         for _ in 0..ntags {
-            let k = LabelStr::from(d.str()?);
-            let v = LabelStr::from(d.str()?);
-            tags.push((k, v));
+            tags.push((d.str()?, d.str()?));
         }
         let nfields = d.count(4 + 8 + 1)?;
-        let mut fields = Vec::with_capacity(nfields);
+        fields.clear();
         for _ in 0..nfields {
-            let key = LabelStr::from(d.str()?);
+            let key = d.str()?;
             let value = d.f64()?;
             let code = d.u8()?;
             let suffix =
                 suffix_from_code(code).ok_or_else(|| format!("unknown series suffix {code}"))?;
-            fields.push(Field { key, value, suffix });
+            fields.push((key, value, suffix));
         }
         let time_ns = d.i64()?;
-        let family_name = d.str()?;
-        let family = match &last_family {
-            Some(f) if &**f == family_name => f.clone(),
-            _ => {
-                let f: Arc<str> = Arc::from(family_name);
-                last_family = Some(f.clone());
-                f
-            }
-        };
+        let family = d.str()?;
         let code = d.u8()?;
         let kind = kind_from_code(code).ok_or_else(|| format!("unknown metric type {code}"))?;
-        points.push(Point {
-            measurement,
-            tags,
-            fields,
-            time_ns,
-            family,
-            kind,
-        });
+        each(
+            i,
+            &PointRef {
+                measurement,
+                tags: &tags,
+                fields: &fields,
+                time_ns,
+                family,
+                kind,
+            },
+        )?;
     }
     if d.pos != body.len() {
         return Err(format!(
@@ -244,7 +260,92 @@ fn decode_points(body: &[u8]) -> Result<Vec<Point>, String> {
             body.len() - d.pos
         ));
     }
+    Ok(n)
+}
+
+/// Decodes what [`encode_points`] wrote, all of `body`.
+fn decode_points(body: &[u8]) -> Result<Vec<Point>, String> {
+    let mut points = Vec::new();
+    // Points of one push mostly share their family: share the Arc too.
+    let mut last_family: Option<Arc<str>> = None;
+    walk_points(body, |_, p| {
+        let family = match &last_family {
+            Some(f) if f.as_bytes() == p.family => f.clone(),
+            _ => {
+                let f: Arc<str> = Arc::from(utf8(p.family)?);
+                last_family = Some(f.clone());
+                f
+            }
+        };
+        let mut tags = Vec::with_capacity(p.tags.len());
+        for &(k, v) in p.tags {
+            tags.push((LabelStr::from(utf8(k)?), LabelStr::from(utf8(v)?)));
+        }
+        let mut fields = Vec::with_capacity(p.fields.len());
+        for &(key, value, suffix) in p.fields {
+            fields.push(Field {
+                key: LabelStr::from(utf8(key)?),
+                value,
+                suffix,
+            });
+        }
+        points.push(Point {
+            measurement: LabelStr::from(utf8(p.measurement)?),
+            tags,
+            fields,
+            time_ns: p.time_ns,
+            family,
+            kind: p.kind,
+        });
+        Ok(())
+    })?;
     Ok(points)
+}
+
+/// Appends points `from..to` of a payload of record version `version` to
+/// `out` as line protocol, exactly as
+/// [`write_point`](crate::lineproto::write_point) writes them once
+/// decoded, without building them: line-protocol sinks read their batches
+/// through here. The whole payload's structure is checked as [`decode`]
+/// checks it (its strings are not checked for UTF-8 again; see
+/// `PointRef`); on an error, or if the payload holds fewer than `to`
+/// points, `out` is left as it was.
+pub fn write_lines(
+    version: u8,
+    payload: &[u8],
+    from: u32,
+    to: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    peek(version, payload)?;
+    let mark = out.len();
+    let range = from as usize..to as usize;
+    let walked = walk_points(&payload[8..], |i, p| {
+        if range.contains(&i) {
+            write_line(
+                out,
+                p.measurement,
+                p.tags.iter().copied(),
+                p.fields.iter().map(|&(key, value, _)| (key, value)),
+                p.time_ns,
+            );
+        }
+        Ok(())
+    });
+    match walked {
+        Ok(n) if n >= range.end => Ok(()),
+        Ok(n) => {
+            out.truncate(mark);
+            Err(format!(
+                "holds {n} points, fewer than the {} indexed",
+                range.end
+            ))
+        }
+        Err(why) => {
+            out.truncate(mark);
+            Err(why)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -261,6 +362,51 @@ mod tests {
             let back = decode(VERSION, &encode(&p, 0)).unwrap();
             assert_eq!(back[0].fields[0].value.to_bits(), v.to_bits());
         }
+    }
+
+    #[test]
+    fn lines_are_written_as_the_decoded_points_would_be() {
+        let mut points = push(3, 4);
+        points[1].tags = vec![("a b".into(), "x,y=z\\".into()), ("ü".into(), "🙂".into())];
+        points[2].fields.push(Field {
+            key: "s".into(),
+            value: 0.25,
+            suffix: SeriesSuffix::Sum,
+        });
+        let body = encode(&points, 9);
+        for (from, to) in [(0, 4), (1, 3), (2, 2), (3, 4)] {
+            let mut want = b"before\n".to_vec();
+            for p in &points[from..to] {
+                crate::lineproto::write_point(&mut want, p);
+            }
+            let mut got = b"before\n".to_vec();
+            write_lines(VERSION, &body, from as u32, to as u32, &mut got).unwrap();
+            assert_eq!(
+                String::from_utf8(got).unwrap(),
+                String::from_utf8(want).unwrap()
+            );
+        }
+        let mut out = Vec::new();
+        let err = write_lines(VERSION, &body, 0, 5, &mut out).unwrap_err();
+        assert!(err.contains("fewer"), "{err}");
+        assert!(out.is_empty());
+        for cut in 0..body.len() {
+            assert!(write_lines(VERSION, &body[..cut], 0, 1, &mut out).is_err());
+            assert!(out.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_string_that_is_not_utf8_fails_decoding() {
+        let mut points = push(0, 1);
+        points[0].measurement = "m\u{e9}".into();
+        let mut body = encode(&points, 0);
+        let at = body
+            .windows(3)
+            .position(|w| w == "m\u{e9}".as_bytes())
+            .unwrap();
+        body[at + 1] = 0xFF;
+        assert!(decode(VERSION, &body).unwrap_err().contains("UTF-8"));
     }
 
     #[test]
@@ -314,6 +460,9 @@ mod tests {
         }
         let mut body = encode(&points, 0);
         body.push(0);
+        let mut out = b"kept".to_vec();
+        assert!(write_lines(VERSION, &body, 0, 1, &mut out).is_err());
+        assert_eq!(out, b"kept", "a bad payload writes nothing");
         assert!(decode(VERSION, &body)
             .unwrap_err()
             .contains("unexpected bytes"));

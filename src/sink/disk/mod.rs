@@ -65,6 +65,8 @@ use crate::model::point::Point;
 use cursors::{CursorFile, Pos};
 use state::{Source, State, CACHE_MAX_RECORD};
 
+pub use batch::{Body, Form};
+
 pub use migrate::Prepared;
 
 pub use state::SinkSpec;
@@ -138,18 +140,42 @@ impl fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+/// A push's queue record, encoded outside every lock by
+/// [`DiskQueue::encode`], to append with [`DiskQueue::append_encoded`].
+#[derive(Debug)]
+pub struct EncodedPush {
+    payload: Payload,
+    points: u32,
+    append_ns: i64,
+    /// The payload again, for the cache, if small enough.
+    body: Option<Arc<[u8]>>,
+}
+
 /// Points for one sink, handed out by [`DiskQueue::next_batch`]; give it
 /// back to [`DiskQueue::ack`] once delivered (or dropped).
 #[derive(Debug)]
 pub struct DiskBatch {
-    /// In push order; never empty.
-    pub points: Vec<Point>,
+    /// In push order, in the form asked for; never empty.
+    pub body: Body,
     /// Points in this batch's range that could not be read back (a record
     /// damaged on disk since open; already logged as an error). Count them
     /// as dropped.
     pub lost_points: u64,
     /// The sink's cursor once the batch is acknowledged.
     end: Pos,
+}
+
+impl DiskBatch {
+    /// The points of a batch read as [`Form::Points`].
+    ///
+    /// # Panics
+    /// If the batch was read as lines.
+    pub fn points(&self) -> &[Point] {
+        match &self.body {
+            Body::Points(p) => p,
+            Body::Lines { .. } => panic!("this batch was read as line protocol"),
+        }
+    }
 }
 
 struct Inner {
@@ -363,13 +389,19 @@ impl DiskQueue {
     /// the push. An empty push is not written (its ticket is already
     /// durable).
     pub fn append(&self, points: &[Point]) -> Result<(Ticket, Vec<u64>), Refused> {
-        if points.is_empty() {
-            let sinks = lock(&self.inner.state).sinks.len();
-            return Ok((Ticket::DURABLE, vec![0; sinks]));
-        }
-        // Encode and checksum the points before taking the lock.
+        self.append_encoded(DiskQueue::encode(points)?)
+    }
+
+    /// The first half of [`DiskQueue::append`], which needs no lock:
+    /// encodes and checksums a push's record. Refuses a push larger than
+    /// [`MAX_RECORD_LEN`].
+    pub fn encode(points: &[Point]) -> Result<EncodedPush, Refused> {
         let append_ns = unix_now_ns();
-        let bytes = codec::encode(points, append_ns);
+        let bytes = if points.is_empty() {
+            Vec::new()
+        } else {
+            codec::encode(points, append_ns)
+        };
         if bytes.len() > MAX_RECORD_LEN || points.len() > u32::MAX as usize {
             return Err(Refused::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -380,10 +412,24 @@ impl DiskQueue {
             )));
         }
         let payload = Payload::new(KIND_QUEUE, codec::VERSION, bytes);
-        let cost = payload.frame_len();
         let body: Option<Arc<[u8]>> =
-            (cost <= CACHE_MAX_RECORD).then(|| Arc::from(&payload.bytes[..]));
+            (payload.frame_len() <= CACHE_MAX_RECORD).then(|| Arc::from(&payload.bytes[..]));
+        Ok(EncodedPush {
+            payload,
+            points: points.len() as u32,
+            append_ns,
+            body,
+        })
+    }
 
+    /// The second half of [`DiskQueue::append`]: queues a record from
+    /// [`DiskQueue::encode`].
+    pub fn append_encoded(&self, push: EncodedPush) -> Result<(Ticket, Vec<u64>), Refused> {
+        if push.points == 0 {
+            let sinks = lock(&self.inner.state).sinks.len();
+            return Ok((Ticket::DURABLE, vec![0; sinks]));
+        }
+        let cost = push.payload.frame_len();
         let log = &self.inner.log;
         let mut st = lock(&self.inner.state);
         if st.closing {
@@ -404,8 +450,8 @@ impl DiskQueue {
                 *d = st.drop_oldest(s, cost);
             }
         }
-        let ticket = log.append(payload).map_err(Refused::Io)?;
-        st.push(ticket.seq(), cost, points.len() as u32, append_ns, body);
+        let ticket = log.append(push.payload).map_err(Refused::Io)?;
+        st.push(ticket.seq(), cost, push.points, push.append_ns, push.body);
         if dropped.iter().any(|&d| d > 0) {
             st.trim();
         }
@@ -427,7 +473,8 @@ impl DiskQueue {
     /// `max_points` is split across batches. If `flush_every` passes with
     /// nothing to send, the wait starts again when the first point arrives,
     /// so points are batched for `flush_every` even on an idle sink. Only
-    /// durable records are handed out. `None` once the queue is closed and
+    /// durable records are handed out, in `form` (line-protocol sinks take
+    /// lines written straight from the records). `None` once the queue is closed and
     /// the sink has everything. One batch in flight per sink: ack it before
     /// asking for the next. Reads come from the page cache or the disk,
     /// without the queue's lock, on tokio's blocking pool. Cancel-safe: the
@@ -437,6 +484,7 @@ impl DiskQueue {
         sink: usize,
         max_points: usize,
         flush_every: Duration,
+        form: Form,
     ) -> Option<DiskBatch> {
         let max_points = max_points.max(1) as u64;
         let mut deadline = Some(Instant::now() + flush_every);
@@ -478,26 +526,27 @@ impl DiskQueue {
                 // Read without the lock; nothing is handed out until the
                 // points are here, so cancelling this future loses nothing.
                 let needs_disk = items.iter().any(|i| matches!(i.src, Source::Log));
-                let (points, lost) = if needs_disk {
+                let (body, lost) = if needs_disk {
                     let log = log.clone();
-                    match tokio::task::spawn_blocking(move || batch::load(items, &log)).await {
+                    match tokio::task::spawn_blocking(move || batch::load(items, &log, form)).await
+                    {
                         Ok(loaded) => loaded,
                         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                         // The runtime is shutting down.
                         Err(_) => return None,
                     }
                 } else {
-                    batch::load(items, log)
+                    batch::load(items, log, form)
                 };
                 if !lock(&self.inner.state).commit(sink, start, end) {
                     continue;
                 }
                 let batch = DiskBatch {
-                    points,
+                    body,
                     lost_points: lost_before + lost,
                     end,
                 };
-                if !batch.points.is_empty() {
+                if !batch.body.is_empty() {
                     return Some(batch);
                 }
                 // Every point in range was unreadable (and logged): move

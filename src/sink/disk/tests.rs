@@ -76,11 +76,11 @@ async fn take(q: &DiskQueue, sink: usize, n: u64, max: usize, ack: bool) -> Vec<
     let mut got = Vec::new();
     while (got.len() as u64) < n {
         let b = q
-            .next_batch(sink, max, Duration::ZERO)
+            .next_batch(sink, max, Duration::ZERO, Form::Points)
             .await
             .expect("a batch");
-        assert!(b.points.len() <= max);
-        got.extend(values(&b.points));
+        assert!(b.points().len() <= max);
+        got.extend(values(b.points()));
         if ack {
             q.ack(sink, &b).unwrap();
         }
@@ -95,8 +95,11 @@ async fn drain(q: &DiskQueue, sinks: usize) -> Vec<Vec<u64>> {
     let mut out = Vec::new();
     for s in 0..sinks {
         let mut got = Vec::new();
-        while let Some(b) = q.next_batch(s, 7, Duration::from_secs(60)).await {
-            got.extend(values(&b.points));
+        while let Some(b) = q
+            .next_batch(s, 7, Duration::from_secs(60), Form::Points)
+            .await
+        {
+            got.extend(values(b.points()));
             q.ack(s, &b).unwrap();
         }
         out.push(got);
@@ -142,8 +145,12 @@ async fn append_wait_reopen_redelivers_in_order() {
         }
         assert_eq!(o.queue.depth(0).0, 60);
         // Delivered but never acknowledged: comes back too.
-        let b = o.queue.next_batch(0, 10, Duration::ZERO).await.unwrap();
-        assert_eq!(values(&b.points), expect(0..4, 3)[..10]);
+        let b = o
+            .queue
+            .next_batch(0, 10, Duration::ZERO, Form::Points)
+            .await
+            .unwrap();
+        assert_eq!(values(b.points()), expect(0..4, 3)[..10]);
     }
     let o = open(&dir, &sinks, DEFAULT_SEGMENT_BYTES);
     assert!(o.warnings.is_empty(), "{:?}", o.warnings);
@@ -267,8 +274,11 @@ async fn drop_oldest_drops_and_reports() {
         assert_eq!(q.depth(1), (4, one * 2));
         // Part of push 1 in flight: it stays (and its record keeps
         // taking space); the rest of push 1 and push 2 are dropped.
-        let b = q.next_batch(1, 1, Duration::ZERO).await.unwrap();
-        assert_eq!(values(&b.points), expect([1], 2)[..1]);
+        let b = q
+            .next_batch(1, 1, Duration::ZERO, Form::Points)
+            .await
+            .unwrap();
+        assert_eq!(values(b.points()), expect([1], 2)[..1]);
         assert_eq!(append_wait(q, &push(3, 2)), [0, 3]);
         assert_eq!(q.depth(1), (3, one * 2));
         q.ack(1, &b).unwrap();
@@ -549,16 +559,25 @@ async fn large_push_is_split_across_batches() {
     let q = &o.queue;
     append_wait(q, &push(0, 10));
     append_wait(q, &push(1, 1));
-    let b = q.next_batch(0, 4, Duration::ZERO).await.unwrap();
-    assert_eq!(values(&b.points), expect([0], 10)[..4]);
+    let b = q
+        .next_batch(0, 4, Duration::ZERO, Form::Points)
+        .await
+        .unwrap();
+    assert_eq!(values(b.points()), expect([0], 10)[..4]);
     q.ack(0, &b).unwrap();
     assert_eq!(q.depth(0).0, 7);
-    let b = q.next_batch(0, 4, Duration::ZERO).await.unwrap();
+    let b = q
+        .next_batch(0, 4, Duration::ZERO, Form::Points)
+        .await
+        .unwrap();
     q.ack(0, &b).unwrap();
-    let b = q.next_batch(0, 4, Duration::ZERO).await.unwrap();
+    let b = q
+        .next_batch(0, 4, Duration::ZERO, Form::Points)
+        .await
+        .unwrap();
     let mut want = expect([0], 10)[8..].to_vec();
     want.extend(expect([1], 1));
-    assert_eq!(values(&b.points), want);
+    assert_eq!(values(b.points()), want);
     q.ack(0, &b).unwrap();
     assert_eq!(q.depth(0), (0, 0));
     assert_eq!(q.depth(1).0, 11);
@@ -585,7 +604,7 @@ fn cancelled_next_batch_loses_nothing() {
     rt.block_on(async {
         let (release, busy) = std::sync::mpsc::channel::<()>();
         let occupant = tokio::task::spawn_blocking(move || busy.recv());
-        let mut fut = Box::pin(q.next_batch(0, 10, Duration::ZERO));
+        let mut fut = Box::pin(q.next_batch(0, 10, Duration::ZERO, Form::Points));
         let polled = std::future::poll_fn(|cx| {
             std::task::Poll::Ready(std::future::Future::poll(fut.as_mut(), cx))
         })
@@ -606,21 +625,27 @@ async fn batches_wait_for_the_flush_interval() {
     append_wait(&q, &push(0, 2));
     let started = std::time::Instant::now();
     let b = q
-        .next_batch(0, 100, Duration::from_millis(50))
+        .next_batch(0, 100, Duration::from_millis(50), Form::Points)
         .await
         .unwrap();
-    assert_eq!(b.points.len(), 2);
+    assert_eq!(b.points().len(), 2);
     assert!(started.elapsed() >= Duration::from_millis(45));
     q.ack(0, &b).unwrap();
     // A full batch goes at once.
     append_wait(&q, &push(1, 5));
-    let b = q.next_batch(0, 5, Duration::from_secs(60)).await.unwrap();
-    assert_eq!(b.points.len(), 5);
+    let b = q
+        .next_batch(0, 5, Duration::from_secs(60), Form::Points)
+        .await
+        .unwrap();
+    assert_eq!(b.points().len(), 5);
     q.ack(0, &b).unwrap();
     // A worker waiting on an empty queue wakes for a push.
     let waiter = {
         let q = q.clone();
-        tokio::spawn(async move { q.next_batch(0, 3, Duration::from_secs(60)).await })
+        tokio::spawn(async move {
+            q.next_batch(0, 3, Duration::from_secs(60), Form::Points)
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
     let (t, _) = q.append(&push(2, 3)).unwrap();
@@ -630,7 +655,7 @@ async fn batches_wait_for_the_flush_interval() {
         .unwrap()
         .unwrap()
         .unwrap();
-    assert_eq!(values(&b.points), expect([2], 3));
+    assert_eq!(values(b.points()), expect([2], 3));
 }
 
 #[tokio::test]
@@ -644,8 +669,11 @@ async fn close_drains_then_ends() {
         let q = q.clone();
         tokio::spawn(async move {
             let mut got = Vec::new();
-            while let Some(b) = q.next_batch(1, 100, Duration::from_secs(60)).await {
-                got.extend(values(&b.points));
+            while let Some(b) = q
+                .next_batch(1, 100, Duration::from_secs(60), Form::Points)
+                .await
+            {
+                got.extend(values(b.points()));
                 q.ack(1, &b).unwrap();
             }
             got
@@ -675,7 +703,10 @@ async fn oldest_age_and_depth() {
     append_wait(q, &push(1, 2));
     let age = q.oldest_age(0).unwrap();
     assert!(age >= Duration::from_millis(300), "{age:?}");
-    let b = q.next_batch(0, 2, Duration::ZERO).await.unwrap();
+    let b = q
+        .next_batch(0, 2, Duration::ZERO, Form::Points)
+        .await
+        .unwrap();
     // In flight still counts.
     assert_eq!(q.depth(0).0, 4);
     assert!(q.oldest_age(0).unwrap() >= Duration::from_millis(300));
