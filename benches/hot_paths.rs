@@ -11,8 +11,8 @@ use pushkit::convert::{convert, convert_into, Mapping, Naming};
 use pushkit::expfmt::delimited::{parse_delimited, write_delimited};
 use pushkit::expfmt::expose::{ExpositionFormat, ExpositionWriter};
 use pushkit::expfmt::text::parse_text;
-use pushkit::lineproto::encode_line_protocol;
 use pushkit::lineproto::LinesWriter;
+use pushkit::lineproto::{encode_line_protocol, Dialect};
 use pushkit::model::family::Family;
 use pushkit::model::GroupingKey;
 use pushkit::pushgateway::grouping::parse_grouping_key;
@@ -166,11 +166,11 @@ fn mapping_and_line_protocol(c: &mut Criterion) {
         g.bench_function(format!("{name}/convert_to_points+encode"), |b| {
             b.iter(|| {
                 let points = convert(black_box(&families), &group, &m, 1_700_000_000_000_000_000);
-                encode_line_protocol(&points)
+                encode_line_protocol(&points, Dialect::InfluxDb)
             })
         });
         g.bench_function(format!("{name}/encode_points"), |b| {
-            b.iter(|| encode_line_protocol(black_box(&points)))
+            b.iter(|| encode_line_protocol(black_box(&points), Dialect::InfluxDb))
         });
     }
     g.finish();

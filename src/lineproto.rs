@@ -2,6 +2,28 @@
 //! either from a [`Point`] or straight from the parts
 //! the mapping produces (see `crate::convert`), and [`Lines`], the encoded
 //! points of one push as sinks queue and send them.
+//!
+//! # Escaping, per [`Dialect`]
+//!
+//! Backends read backslashes differently, so no one encoding gives every
+//! backend back what was pushed:
+//! - InfluxDB 1.x (and DataKit's Dataway, which reads line protocol as
+//!   InfluxDB does) unescapes only `\,`, `\ ` and `\=` (`\,` and `\ ` in a
+//!   measurement) and keeps every other backslash as it is, but while
+//!   scanning for the end of a name or value a backslash always hides the
+//!   byte after it.
+//! - VictoriaMetrics also turns `\\` into `\`.
+//!
+//! Both dialects escape `,` and space everywhere and `=` in tag keys, tag
+//! values and field keys with a backslash. What line protocol cannot carry
+//! is replaced as DataKit does, in both dialects: a newline or a carriage
+//! return becomes a space, and a NUL byte is dropped. Then:
+//! - [`Dialect::InfluxDb`] writes backslashes as they are, except that a
+//!   run of backslashes right before a byte that is escaped, or at the end
+//!   of a name or value, is dropped (InfluxDB would read it as escaping the
+//!   separator after it, or store it doubled).
+//! - [`Dialect::VictoriaMetrics`] doubles every backslash, which it reads
+//!   back as one: backslashes arrive exactly.
 
 use crate::model::point::Point;
 use std::io::Write as _;
@@ -47,6 +69,16 @@ impl Lines {
     }
 }
 
+/// How a backend reads backslashes in line protocol; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Dialect {
+    /// InfluxDB 1.x and DataKit's Dataway.
+    #[default]
+    InfluxDb,
+    /// VictoriaMetrics' `/write` (`/influx/write`).
+    VictoriaMetrics,
+}
+
 /// Writes one line: `measurement[,tag=value...] field=value[,...] time\n`.
 /// Tags are written in the order given (sorted, by the caller's contract);
 /// `fields` must not be empty.
@@ -54,16 +86,17 @@ impl Lines {
 /// to be UTF-8 (the disk queue's records).
 pub fn write_line<T: AsRef<[u8]>, F: AsRef<[u8]>>(
     out: &mut Vec<u8>,
+    dialect: Dialect,
     measurement: impl AsRef<[u8]>,
     tags: impl IntoIterator<Item = (T, T)>,
     fields: impl IntoIterator<Item = (F, f64)>,
     time_ns: i64,
 ) {
-    escape_into(out, measurement.as_ref(), MEASUREMENT_SPECIALS);
-    write_tags(out, tags);
+    escape_into(out, measurement.as_ref(), MEASUREMENT_SPECIALS, dialect);
+    write_tags(out, dialect, tags);
     for (i, (key, value)) in fields.into_iter().enumerate() {
         out.push(if i == 0 { b' ' } else { b',' });
-        escape_into(out, key.as_ref(), KEY_SPECIALS);
+        escape_into(out, key.as_ref(), KEY_SPECIALS, dialect);
         out.push(b'=');
         write_float(out, value);
     }
@@ -77,12 +110,16 @@ fn write_time(out: &mut Vec<u8>, time_ns: i64) {
     out.push(b'\n');
 }
 
-fn write_tags<S: AsRef<[u8]>>(out: &mut Vec<u8>, tags: impl IntoIterator<Item = (S, S)>) {
+fn write_tags<S: AsRef<[u8]>>(
+    out: &mut Vec<u8>,
+    dialect: Dialect,
+    tags: impl IntoIterator<Item = (S, S)>,
+) {
     for (k, v) in tags {
         out.push(b',');
-        escape_into(out, k.as_ref(), KEY_SPECIALS);
+        escape_into(out, k.as_ref(), KEY_SPECIALS, dialect);
         out.push(b'=');
-        escape_into(out, v.as_ref(), KEY_SPECIALS);
+        escape_into(out, v.as_ref(), KEY_SPECIALS, dialect);
     }
 }
 
@@ -92,22 +129,33 @@ fn write_tags<S: AsRef<[u8]>>(out: &mut Vec<u8>, tags: impl IntoIterator<Item = 
 #[derive(Default)]
 pub struct LinesWriter {
     pub lines: Lines,
+    dialect: Dialect,
     measurement: Vec<u8>,
-    /// The field name, escaped, with the space before it.
+    /// The field name, escaped.
     field: Vec<u8>,
+    /// The field name as given, when it ends in a backslash: whether that
+    /// backslash is dropped depends on the suffix after it, so such keys
+    /// are escaped whole, line by line.
+    field_raw: Option<String>,
     /// The last timestamp and its text, with the space before it.
     time: Option<(i64, Vec<u8>)>,
 }
 
 impl LinesWriter {
-    pub fn with_capacity(bytes: usize) -> LinesWriter {
+    pub fn with_capacity(dialect: Dialect, bytes: usize) -> LinesWriter {
         LinesWriter {
             lines: Lines {
                 text: Vec::with_capacity(bytes),
                 ends: Vec::new(),
             },
+            dialect,
             ..LinesWriter::default()
         }
+    }
+
+    /// The dialect the lines are written in.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     /// The measurement and field name of the lines that follow.
@@ -117,9 +165,16 @@ impl LinesWriter {
             &mut self.measurement,
             measurement.as_bytes(),
             MEASUREMENT_SPECIALS,
+            self.dialect,
         );
         self.field.clear();
-        escape_into(&mut self.field, field.as_bytes(), KEY_SPECIALS);
+        escape_into(
+            &mut self.field,
+            field.as_bytes(),
+            KEY_SPECIALS,
+            self.dialect,
+        );
+        self.field_raw = field.ends_with('\\').then(|| field.to_string());
     }
 
     /// Writes one line; each value's field key is the field name plus its
@@ -133,12 +188,21 @@ impl LinesWriter {
     ) {
         let out = &mut self.lines.text;
         out.extend_from_slice(&self.measurement);
-        write_tags(out, tags);
+        write_tags(out, self.dialect, tags);
         for (i, (suffix, value)) in values.into_iter().enumerate() {
             out.push(if i == 0 { b' ' } else { b',' });
-            out.extend_from_slice(&self.field);
-            // Suffixes are the mapping's own (`_count`...), never escaped.
-            out.extend_from_slice(suffix.as_bytes());
+            match &self.field_raw {
+                Some(raw) => {
+                    let key = format!("{raw}{suffix}");
+                    escape_into(out, key.as_bytes(), KEY_SPECIALS, self.dialect);
+                }
+                None => {
+                    out.extend_from_slice(&self.field);
+                    // Suffixes are the mapping's own (`_count`...):
+                    // nothing to escape.
+                    out.extend_from_slice(suffix.as_bytes());
+                }
+            }
             out.push(b'=');
             write_float(out, value);
         }
@@ -155,48 +219,100 @@ impl LinesWriter {
     }
 }
 
-/// Bytes to escape, as a lookup table per context: bit 0 in measurements,
-/// bit 1 in tag keys, tag values and field keys.
+/// Bytes that need care, as a lookup table: bit 0 escaped in
+/// measurements, bit 1 escaped in tag keys, tag values and field keys,
+/// bit 2 handled by the dialect's slow path (backslash) or replaced
+/// (newline, carriage return, NUL) in every context.
 const ESCAPES: [u8; 256] = {
     let mut table = [0u8; 256];
-    table[b'\\' as usize] = 0b11;
-    table[b'\n' as usize] = 0b11;
-    table[b',' as usize] = 0b11;
-    table[b' ' as usize] = 0b11;
-    table[b'=' as usize] = 0b10;
+    table[b',' as usize] = 0b011;
+    table[b' ' as usize] = 0b011;
+    table[b'=' as usize] = 0b010;
+    table[b'\\' as usize] = 0b100;
+    table[b'\n' as usize] = 0b100;
+    table[b'\r' as usize] = 0b100;
+    table[0] = 0b100;
     table
 };
-const MEASUREMENT_SPECIALS: u8 = 0b01;
-const KEY_SPECIALS: u8 = 0b10;
+const MEASUREMENT_SPECIALS: u8 = 0b001;
+const KEY_SPECIALS: u8 = 0b010;
+const SLOW: u8 = 0b100;
 
-/// Escapes per the line-protocol spec. Backslashes are doubled so that a
-/// value ending in `\` cannot swallow the separator after it, and a newline
-/// (which line protocol cannot carry) is written as the two characters `\n`.
-/// Every byte that needs escaping is ASCII, so the scan is bytewise.
+/// Escapes `bytes` (UTF-8 text) in `dialect`; see the module docs. Every
+/// byte that needs care is ASCII, so the scan is bytewise.
 #[inline]
-fn escape_into(out: &mut Vec<u8>, bytes: &[u8], specials: u8) {
-    // Label names and values are mostly a few bytes long: one pass that
-    // copies while it checks beats a scan followed by a `memcpy` call.
+fn escape_into(out: &mut Vec<u8>, bytes: &[u8], specials: u8, dialect: Dialect) {
+    // Label names and values are mostly a few bytes long and need at most
+    // a backslash before a comma or space: one pass that copies while it
+    // checks beats a scan followed by a `memcpy` call. Anything else goes
+    // to the slow path.
     out.reserve(2 * bytes.len());
     let start = out.len();
     // SAFETY: the reserve above leaves room for every byte escaped (two
     // bytes each), so `dst` stays within the allocation; every byte up to
     // the new length has been written.
     #[allow(unsafe_code)]
-    unsafe {
+    let fast = unsafe {
         let base = out.as_mut_ptr();
         let mut dst = base.add(start);
+        let mut fast = true;
         for &b in bytes {
-            if ESCAPES[usize::from(b)] & specials != 0 {
+            let class = ESCAPES[usize::from(b)];
+            if class & SLOW != 0 {
+                fast = false;
+                break;
+            }
+            if class & specials != 0 {
                 *dst = b'\\';
-                *dst.add(1) = if b == b'\n' { b'n' } else { b };
-                dst = dst.add(2);
-            } else {
-                *dst = b;
                 dst = dst.add(1);
             }
+            *dst = b;
+            dst = dst.add(1);
         }
         out.set_len(dst.offset_from(base) as usize);
+        fast
+    };
+    if !fast {
+        out.truncate(start);
+        escape_slow(out, bytes, specials, dialect);
+    }
+}
+
+/// [`escape_into`] for text with a backslash, newline, carriage return or
+/// NUL in it.
+fn escape_slow(out: &mut Vec<u8>, bytes: &[u8], specials: u8, dialect: Dialect) {
+    let text: Vec<u8> = bytes
+        .iter()
+        .filter(|&&b| b != 0)
+        .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
+        .collect();
+    let escaped = |b: u8| ESCAPES[usize::from(b)] & specials != 0;
+    let mut i = 0;
+    while i < text.len() {
+        let b = text[i];
+        if b == b'\\' {
+            let run = text[i..].iter().take_while(|&&c| c == b'\\').count();
+            match dialect {
+                Dialect::VictoriaMetrics => {
+                    for _ in 0..run {
+                        out.extend_from_slice(b"\\\\");
+                    }
+                }
+                Dialect::InfluxDb => {
+                    let next = text.get(i + run).copied();
+                    if next.is_some_and(|n| !escaped(n)) {
+                        out.extend_from_slice(&text[i..i + run]);
+                    }
+                }
+            }
+            i += run;
+            continue;
+        }
+        if escaped(b) {
+            out.push(b'\\');
+        }
+        out.push(b);
+        i += 1;
     }
 }
 
@@ -215,9 +331,10 @@ pub fn write_float(out: &mut Vec<u8>, v: f64) {
 }
 
 /// Appends `point` as one line of line protocol, newline included.
-pub fn write_point(out: &mut Vec<u8>, point: &Point) {
+pub fn write_point(out: &mut Vec<u8>, dialect: Dialect, point: &Point) {
     write_line(
         out,
+        dialect,
         &point.measurement,
         point.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         point.fields.iter().map(|f| (f.key.as_str(), f.value)),
@@ -226,10 +343,10 @@ pub fn write_point(out: &mut Vec<u8>, point: &Point) {
 }
 
 /// Encodes points as a line-protocol body.
-pub fn encode_line_protocol(points: &[Point]) -> Vec<u8> {
+pub fn encode_line_protocol(points: &[Point], dialect: Dialect) -> Vec<u8> {
     let mut out = Vec::with_capacity(points.len() * 96);
     for p in points {
-        write_point(&mut out, p);
+        write_point(&mut out, dialect, p);
     }
     out
 }
@@ -241,16 +358,26 @@ mod tests {
     use crate::model::point::{Field, SeriesSuffix};
     use std::sync::Arc;
 
-    fn line(measurement: &str, tags: &[(&str, &str)], fields: &[(&str, f64)]) -> String {
+    fn line_in(
+        dialect: Dialect,
+        measurement: &str,
+        tags: &[(&str, &str)],
+        fields: &[(&str, f64)],
+    ) -> String {
         let mut out = Vec::new();
         write_line(
             &mut out,
+            dialect,
             measurement,
             tags.iter().copied(),
             fields.iter().copied(),
             1_700_000_000_000_000_000,
         );
         String::from_utf8(out).unwrap()
+    }
+
+    fn line(measurement: &str, tags: &[(&str, &str)], fields: &[(&str, f64)]) -> String {
+        line_in(Dialect::InfluxDb, measurement, tags, fields)
     }
 
     #[test]
@@ -267,19 +394,85 @@ mod tests {
 
     #[test]
     fn escapes_specials() {
+        for dialect in [Dialect::InfluxDb, Dialect::VictoriaMetrics] {
+            assert_eq!(
+                line_in(
+                    dialect,
+                    "m ea,s=",
+                    &[("t k=", "a,b c=d"), ("nl", "x\ny\r\0z")],
+                    &[("f,k ey=", 2.0)]
+                ),
+                "m\\ ea\\,s=,t\\ k\\==a\\,b\\ c\\=d,nl=x\\ y\\ z f\\,k\\ ey\\==2 1700000000000000000\n",
+                "{dialect:?}"
+            );
+        }
+    }
+
+    /// A tag value as each dialect writes it.
+    fn tag_value(dialect: Dialect, value: &str) -> String {
+        let l = line_in(dialect, "m", &[("t", value)], &[("f", 1.0)]);
+        l.strip_prefix("m,t=")
+            .and_then(|rest| rest.strip_suffix(" f=1 1700000000000000000\n"))
+            .unwrap_or_else(|| panic!("{l:?}"))
+            .to_string()
+    }
+
+    #[test]
+    fn influxdb_keeps_backslashes_it_reads_as_they_are() {
+        let cases = [
+            ("C:\\Windows\\Temp", "C:\\Windows\\Temp"),
+            ("a\\\\b", "a\\\\b"),
+            // InfluxDB would take these as escaping the separator after
+            // the value: dropped, as DataKit drops them.
+            ("D:\\", "D:"),
+            ("D:\\\\\\", "D:"),
+            // Before an escaped byte, a backslash would make it `\\,`,
+            // which InfluxDB cannot read back: dropped too.
+            ("a\\,b", "a\\,b"),
+            ("a\\\\ b", "a\\ b"),
+            ("a\\=b", "a\\=b"),
+            // A newline becomes a space, and the backslash before it goes.
+            ("a\\\nb", "a\\ b"),
+            ("\\", ""),
+        ];
+        for (value, want) in cases {
+            assert_eq!(tag_value(Dialect::InfluxDb, value), want, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn victoriametrics_gets_every_backslash_doubled() {
+        let cases = [
+            ("C:\\Windows\\Temp", "C:\\\\Windows\\\\Temp"),
+            ("D:\\", "D:\\\\"),
+            ("a\\,b", "a\\\\\\,b"),
+            ("a\\\nb", "a\\\\\\ b"),
+        ];
+        for (value, want) in cases {
+            assert_eq!(
+                tag_value(Dialect::VictoriaMetrics, value),
+                want,
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_measurement_escapes_no_equals_sign() {
         assert_eq!(
-            line(
-                "m ea,s=",
-                &[("t k=", "a,b c=d\\"), ("nl", "x\ny")],
-                &[("f,k ey=", 2.0)]
-            ),
-            "m\\ ea\\,s=,t\\ k\\==a\\,b\\ c\\=d\\\\,nl=x\\ny f\\,k\\ ey\\==2 1700000000000000000\n"
+            line("a=b\\", &[], &[("f", 1.0)]),
+            "a=b f=1 1700000000000000000\n"
+        );
+        assert_eq!(
+            line_in(Dialect::VictoriaMetrics, "a=b\\", &[], &[("f", 1.0)]),
+            "a=b\\\\ f=1 1700000000000000000\n"
         );
     }
 
     #[test]
     fn a_writer_joins_field_name_and_suffix() {
         let mut w = LinesWriter::default();
+        assert_eq!(w.dialect(), Dialect::InfluxDb);
         w.set_names("m", "req");
         w.write([], [("_count", 3.0)], 5);
         assert_eq!(w.lines.text, b"m req_count=3 5\n");
@@ -287,22 +480,29 @@ mod tests {
 
     #[test]
     fn a_writer_writes_what_write_line_does() {
-        let mut w = LinesWriter::default();
-        let mut want = Vec::new();
-        for (m, f, t) in [("m ea,s", "f=1", 5), ("m ea,s", "f=1", 5), ("n", "g", 6)] {
-            w.set_names(m, f);
-            let tags = [("a b", "c,d"), ("e", "f")];
-            let values = [("_count", 2.0), ("_sum", 0.5)];
-            w.write(tags, values, t);
-            let keys = values.map(|(suffix, v)| (format!("{f}{suffix}"), v));
-            let fields = keys.iter().map(|(k, v)| (k.as_str(), *v));
-            write_line(&mut want, m, tags, fields, t);
+        for dialect in [Dialect::InfluxDb, Dialect::VictoriaMetrics] {
+            let mut w = LinesWriter::with_capacity(dialect, 0);
+            let mut want = Vec::new();
+            let names = [
+                ("m ea,s\\", "f=1\\", 5),
+                ("m ea,s\\", "f=1\\", 5),
+                ("n", "g", 6),
+            ];
+            for (m, f, t) in names {
+                w.set_names(m, f);
+                let tags = [("a b", "c,d\\"), ("e", "f\nx")];
+                let values = [("_count", 2.0), ("_sum", 0.5)];
+                w.write(tags, values, t);
+                let keys = values.map(|(suffix, v)| (format!("{f}{suffix}"), v));
+                let fields = keys.iter().map(|(k, v)| (k.as_str(), *v));
+                write_line(&mut want, dialect, m, tags, fields, t);
+            }
+            assert_eq!(
+                String::from_utf8(w.lines.text).unwrap(),
+                String::from_utf8(want).unwrap()
+            );
+            assert_eq!(w.lines.ends.len(), 3);
         }
-        assert_eq!(
-            String::from_utf8(w.lines.text).unwrap(),
-            String::from_utf8(want).unwrap()
-        );
-        assert_eq!(w.lines.ends.len(), 3);
     }
 
     #[test]
@@ -364,7 +564,7 @@ mod tests {
             kind: MetricType::Gauge,
         };
         assert_eq!(
-            encode_line_protocol(&[p.clone(), p]),
+            encode_line_protocol(&[p.clone(), p], Dialect::InfluxDb),
             b"etcd,job=j etcd_up=1,etcd_x=0.5 1700000000000000000\n".repeat(2)
         );
     }

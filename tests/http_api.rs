@@ -383,6 +383,29 @@ async fn every_rejection_is_json_and_changes_nothing() {
             400,
             "duplicateMetricFamily",
         ),
+        Case {
+            message_has: Some("9223372036855"),
+            ..case(
+                "a timestamp after 2262, with honor_timestamps on",
+                "PUT",
+                PATH,
+                vec![],
+                // One millisecond past the last one whose nanoseconds fit
+                // an i64 (accepted below).
+                format!("{TEXT}# TYPE late gauge\nlate 1 9223372036855\n").into(),
+                400,
+                "timestampOutOfRange",
+            )
+        },
+        case(
+            "a timestamp before 1677, with honor_timestamps on",
+            "PUT",
+            PATH,
+            vec![],
+            b"early 1 -9223372036855\n".to_vec(),
+            400,
+            "timestampOutOfRange",
+        ),
         case(
             "duplicate family, protobuf",
             "PUT",
@@ -529,6 +552,15 @@ async fn every_rejection_is_json_and_changes_nothing() {
     // The agent still works afterwards.
     assert_eq!(agent.put_text(PATH, TEXT).await.status, 200);
     assert_eq!(agent.take_output(), expected_lines());
+    // The last millisecond whose nanoseconds fit is taken as it is.
+    let r = agent.put_text(PATH, "late 1 9223372036854\n").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        agent
+            .take_output()
+            .ends_with(" late=1 9223372036854000000\n"),
+        "the timestamp is not clamped"
+    );
     assert_eq!(agent.stop().await, Ok(0));
 }
 

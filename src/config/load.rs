@@ -946,7 +946,7 @@ mod tests {
         );
         assert_eq!(
             file_err("[[sinks]]\nurl = \"http://a/w\"\ncompress = true\n"),
-            r#"conf.d/pushkit.conf: unknown key "sinks[0].compress": expected one of name, url, gzip, timeout, max_queue_bytes, overflow, format, max_disk_bytes, retry_base, retry_max, headers, bearer_token, bearer_token_file, basic_auth, ca_file, cert_file, key_file, tls_insecure_skip_verify"#
+            r#"conf.d/pushkit.conf: unknown key "sinks[0].compress": expected one of name, url, gzip, timeout, max_queue_bytes, overflow, format, lp_dialect, max_disk_bytes, retry_base, retry_max, headers, bearer_token, bearer_token_file, basic_auth, ca_file, cert_file, key_file, tls_insecure_skip_verify"#
         );
         assert_eq!(
             file_err("[[inputs.pushgateway]]\nstores = true\n"),

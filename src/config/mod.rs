@@ -54,7 +54,9 @@ pub use io::IoConfig;
 pub use keys::{ENV_DATAWAY, ENV_DEFAULT_ENABLED_INPUTS};
 pub use pushgateway::PushgatewayConfig;
 pub use reference::{reference, KeyDoc};
-pub use sink::{Auth, BasicAuth, ClientCert, Format, Overflow, Password, SinkConfig, Violation};
+pub use sink::{
+    Auth, BasicAuth, ClientCert, Format, LpDialect, Overflow, Password, SinkConfig, Violation,
+};
 pub use tree::{Config, Loaded};
 pub use url::redact_url;
 

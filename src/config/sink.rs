@@ -53,6 +53,24 @@ impl Choice for Format {
     ];
 }
 
+/// How a line-protocol sink's backend reads backslashes (`lineproto`'s
+/// dialects).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LpDialect {
+    /// InfluxDB 1.x, and DataKit's Dataway.
+    #[default]
+    InfluxDb,
+    /// VictoriaMetrics.
+    VictoriaMetrics,
+}
+
+impl Choice for LpDialect {
+    const CHOICES: &'static [(&'static str, Self)] = &[
+        ("influxdb", LpDialect::InfluxDb),
+        ("victoriametrics", LpDialect::VictoriaMetrics),
+    ];
+}
+
 /// `basic_auth = { username = "...", password = "..." }`, or with
 /// `password_file` instead of `password`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +172,11 @@ pub struct SinkConfig {
     /// Default: `"line-protocol"`. ENV: none.
     #[serde(with = "syntax::choice")]
     pub format: Format,
+    /// How the backend reads backslashes in line protocol: `influxdb`
+    /// (InfluxDB 1.x, DataKit's Dataway) or `victoriametrics`. Ignored by
+    /// remote write. Default: `"influxdb"`. ENV: none.
+    #[serde(with = "syntax::choice")]
+    pub lp_dialect: LpDialect,
     /// Disk budget of this sink's share of the queue, with `[io] queue_dir`.
     /// Default: `"1GiB"`. ENV: none.
     #[serde(with = "syntax::size")]
@@ -212,6 +235,7 @@ impl Default for SinkConfig {
             max_queue_bytes: 256 << 20,
             overflow: Overflow::Block,
             format: Format::LineProtocol,
+            lp_dialect: LpDialect::InfluxDb,
             max_disk_bytes: 1 << 30,
             retry_base: Duration::from_millis(500),
             retry_max: Duration::from_secs(30),
@@ -250,6 +274,10 @@ impl Section for SinkConfig {
         Key::new(
             "format",
             "line-protocol, or remote-write (Prometheus remote write 1.0)",
+        ),
+        Key::new(
+            "lp_dialect",
+            "how the backend reads backslashes in line protocol: influxdb (InfluxDB 1.x, DataKit's Dataway) or victoriametrics; ignored by remote write",
         ),
         Key::new(
             "max_disk_bytes",

@@ -10,7 +10,7 @@
 
 pub mod naming;
 
-use crate::lineproto::LinesWriter;
+use crate::lineproto::{Dialect, LinesWriter};
 use crate::model::family::{cmp_names, names_sorted, Family, LabelStr, Metric, MetricType, Value};
 use crate::model::gofloat::format_go_g;
 use crate::model::point::{Field, Point, SeriesSuffix};
@@ -146,11 +146,12 @@ pub struct Converted {
 }
 
 impl Converted {
-    /// `line_bytes`: room to reserve for the line protocol.
-    pub fn new(points: bool, lines: bool, line_bytes: usize) -> Converted {
+    /// `lines`: the dialect to write line protocol in, if wanted;
+    /// `line_bytes`: room to reserve for it.
+    pub fn new(points: bool, lines: Option<Dialect>, line_bytes: usize) -> Converted {
         Converted {
             points: points.then(PointsBuilder::default),
-            lines: lines.then(|| LinesWriter::with_capacity(line_bytes)),
+            lines: lines.map(|d| LinesWriter::with_capacity(d, line_bytes)),
             count: 0,
         }
     }
@@ -216,6 +217,7 @@ pub fn convert_into(
         let ctx = FamilyContext { field: &field };
         for metric in &family.metrics {
             let time_ns = match metric.timestamp_ms {
+                // `check_timestamps` refused a push whose product overflows.
                 Some(ms) if mapping.honor_timestamps => ms.saturating_mul(1_000_000),
                 _ => received_ns,
             };
@@ -223,6 +225,30 @@ pub fn convert_into(
             ctx.emit(metric, &tags, time_ns, out);
         }
     }
+}
+
+/// With `honor_timestamps` on, a sample's timestamp becomes the points'
+/// time in nanoseconds, an `i64` as line protocol has it: refuses, naming
+/// the first, a push with a timestamp that does not fit (before 1677 or
+/// after 2262), rather than clamping it.
+pub fn check_timestamps(families: &[Family], mapping: &Mapping) -> Result<(), String> {
+    if !mapping.honor_timestamps {
+        return Ok(());
+    }
+    for family in families {
+        for metric in &family.metrics {
+            if let Some(ms) = metric.timestamp_ms {
+                if ms.checked_mul(1_000_000).is_none() {
+                    return Err(format!(
+                        "metric family {:?}: timestamp {ms} ms is outside what line protocol's \
+                         nanoseconds hold (years 1677 to 2262)",
+                        family.name
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 struct FamilyContext<'a> {

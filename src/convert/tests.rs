@@ -1,6 +1,6 @@
 use super::*;
 use crate::expfmt::parse_text;
-use crate::lineproto::encode_line_protocol;
+use crate::lineproto::{encode_line_protocol, Dialect};
 use crate::model::family::{Histogram, MetricType};
 use crate::model::GroupingKey;
 
@@ -11,13 +11,13 @@ const NOW: i64 = 1_000_000_000_000;
 fn lines(text: &str, pairs: &[&str], mapping: &Mapping) -> String {
     let families = parse_text(text.as_bytes()).unwrap();
     let group = GroupingKey::from_pairs("j", pairs);
-    let mut direct = Converted::new(true, true, 0);
+    let mut direct = Converted::new(true, Some(Dialect::InfluxDb), 0);
     convert_into(&families, &group, mapping, NOW, &mut direct);
     let lines = direct.lines.unwrap().lines;
     let points = direct.points.unwrap().points;
     assert_eq!(lines.len(), points.len());
     assert_eq!(direct.count, points.len());
-    assert_eq!(lines.text, encode_line_protocol(&points));
+    assert_eq!(lines.text, encode_line_protocol(&points, Dialect::InfluxDb));
     assert_eq!(points, convert(&families, &group, mapping, NOW));
     String::from_utf8(lines.text).unwrap()
 }
@@ -124,7 +124,7 @@ fn histogram_without_inf_bucket_gets_one_from_its_count() {
     let group = GroupingKey::from_pairs("j", &[]);
     let points = convert(&[family], &group, &keep(), NOW);
     assert_eq!(
-        String::from_utf8(encode_line_protocol(&points)).unwrap(),
+        String::from_utf8(encode_line_protocol(&points, Dialect::InfluxDb)).unwrap(),
         "lat,job=j lat_seconds_count=7,lat_seconds_sum=2 1000000000000\n\
          lat,job=j,le=0.5 lat_seconds_bucket=4 1000000000000\n\
          lat,job=j,le=+Inf lat_seconds_bucket=7 1000000000000\n"
@@ -193,10 +193,10 @@ fn job_as_measurement_uses_the_job_value() {
 }
 
 #[test]
-fn newline_in_tag_value_is_escaped() {
+fn newline_in_tag_value_becomes_a_space() {
     assert_eq!(
         lines("app_up{msg=\"a\\nb\"} 1\n", &[], &keep()),
-        "app,job=j,msg=a\\nb app_up=1 1000000000000\n"
+        "app,job=j,msg=a\\ b app_up=1 1000000000000\n"
     );
 }
 

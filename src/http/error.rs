@@ -76,6 +76,11 @@ error_codes! {
         400,
         "The body is not valid delimited `io.prometheus.client.MetricFamily` protobuf."
     ),
+    TimestampOutOfRange = (
+        "timestampOutOfRange",
+        400,
+        "With `honor_timestamps` on, a sample's timestamp is outside what line protocol's nanoseconds hold (years 1677 to 2262)."
+    ),
     DuplicateMetricFamily = (
         "duplicateMetricFamily",
         400,

@@ -25,7 +25,7 @@
 
 use super::body;
 use super::grouping::GroupingError;
-use crate::convert::{convert_into, Converted, Mapping};
+use crate::convert::{check_timestamps, convert_into, Converted, Mapping};
 use crate::http::body::{declared_length, discard_body, read_body};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::reply::{error_reply, status_reply, Reply};
@@ -188,6 +188,8 @@ impl PushgatewayInput {
         let decoded =
             body::decode_content(req.content_encoding, req.body, self.max_decompressed_size)?;
         let families = body::parse_families(req.content_type, &decoded)?;
+        check_timestamps(&families, &self.mapping)
+            .map_err(|m| ApiError::new(ErrorCode::TimestampOutOfRange, m))?;
         let samples: usize = families.iter().map(|f| f.metrics.len()).sum();
         let (points, lines) = self.sinks.forms();
         // Line protocol takes about as many bytes as the text it came from.

@@ -15,7 +15,7 @@
 use super::disk::{Body, DiskBatch, DiskQueue, Form};
 use super::queue::{Batch, BatchData, SinkQueue};
 use super::remote_write;
-use crate::lineproto::encode_line_protocol;
+use crate::lineproto::{encode_line_protocol, Dialect};
 use crate::metrics::Metrics;
 use crate::model::point::Point;
 use std::io::Write;
@@ -29,7 +29,7 @@ const RETRY_AFTER_MAX: Duration = Duration::from_secs(300);
 /// The wire format of a sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    LineProtocol,
+    LineProtocol(Dialect),
     RemoteWrite,
 }
 
@@ -139,7 +139,7 @@ impl HttpSink {
     /// records, or points for remote write.
     fn disk_form(&self) -> Form {
         match self.format {
-            Format::LineProtocol => Form::Lines,
+            Format::LineProtocol(dialect) => Form::Lines(dialect),
             Format::RemoteWrite => Form::Points,
         }
     }
@@ -291,7 +291,7 @@ impl HttpSink {
         match self.format {
             // Snappy is part of the remote-write protocol; gzip does not apply.
             Format::RemoteWrite => Ok(remote_write::encode(points).into()),
-            Format::LineProtocol => self.compress(encode_line_protocol(points)),
+            Format::LineProtocol(dialect) => self.compress(encode_line_protocol(points, dialect)),
         }
     }
 
@@ -316,7 +316,7 @@ impl HttpSink {
                     req = req.header(*k, *v);
                 }
             }
-            Format::LineProtocol => {
+            Format::LineProtocol(_) => {
                 req = req.header("Content-Type", "text/plain; charset=utf-8");
                 if self.gzip {
                     req = req.header("Content-Encoding", "gzip");

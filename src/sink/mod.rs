@@ -12,7 +12,7 @@ pub mod stdout;
 
 use crate::config::{self, IoConfig, SinkConfig};
 use crate::convert::Converted;
-use crate::lineproto::Lines;
+use crate::lineproto::{Dialect, Lines};
 use crate::metrics::Metrics;
 use disk::{DiskQueue, EncodedPush, Refused, SinkSpec, Ticket};
 use queue::{Overflow, Payload, SinkQueue};
@@ -223,7 +223,12 @@ impl SinkSet {
                 url: cfg.url.clone(),
                 gzip: cfg.gzip,
                 format: match cfg.format {
-                    config::Format::LineProtocol => http::Format::LineProtocol,
+                    config::Format::LineProtocol => {
+                        http::Format::LineProtocol(match cfg.lp_dialect {
+                            config::LpDialect::InfluxDb => Dialect::InfluxDb,
+                            config::LpDialect::VictoriaMetrics => Dialect::VictoriaMetrics,
+                        })
+                    }
                     config::Format::RemoteWrite => http::Format::RemoteWrite,
                 },
                 backoff: http::Backoff {
@@ -264,18 +269,24 @@ impl SinkSet {
     /// The disk queue and remote write store `Point`s; stdout and
     /// line-protocol sinks with memory queues take line protocol, written
     /// once per push.
-    pub fn forms(&self) -> (bool, bool) {
+    pub fn forms(&self) -> (bool, Option<Dialect>) {
         if self.disk.is_some() {
-            return (true, false);
+            return (true, None);
         }
         if self.http.is_empty() {
-            return (false, true);
+            return (false, Some(Dialect::InfluxDb));
         }
-        let lines = |s: &Arc<http::HttpSink>| s.format == http::Format::LineProtocol;
-        (
-            self.http.iter().any(|s| !lines(s)),
-            self.http.iter().any(lines),
-        )
+        // Lines in the first line-protocol sink's dialect; a sink that
+        // wants another dialect (or remote write) takes points.
+        let lines = self.http.iter().find_map(|s| match s.format {
+            http::Format::LineProtocol(d) => Some(d),
+            http::Format::RemoteWrite => None,
+        });
+        let points = self
+            .http
+            .iter()
+            .any(|s| s.format != http::Format::LineProtocol(lines.unwrap_or_default()));
+        (points, lines)
     }
 
     /// Waits until every memory queue with `overflow = "block"` has room
@@ -358,6 +369,7 @@ impl SinkSet {
             return Ok(Enqueued::default());
         }
         let points = converted.points.map(|b| Arc::new(b.points));
+        let dialect = converted.lines.as_ref().map(|w| w.dialect());
         let lines = converted.lines.map(|w| w.lines);
         if self.http.is_empty() {
             return Ok(Enqueued {
@@ -371,12 +383,10 @@ impl SinkSet {
             .iter()
             .map(|sink| {
                 let payload = match sink.format {
-                    http::Format::LineProtocol => {
+                    http::Format::LineProtocol(d) if Some(d) == dialect => {
                         Payload::Lines(lines.clone().expect("forms() asked for lines"))
                     }
-                    http::Format::RemoteWrite => {
-                        Payload::Points(points.clone().expect("forms() asked for points"))
-                    }
+                    _ => Payload::Points(points.clone().expect("forms() asked for points")),
                 };
                 let cost = payload.cost(0, payload.len());
                 (payload, cost)

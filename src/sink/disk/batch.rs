@@ -4,6 +4,7 @@
 use super::codec;
 use super::state::{Item, Source};
 use crate::durable::{Log, KIND_QUEUE};
+use crate::lineproto::Dialect;
 use crate::model::point::Point;
 use std::borrow::Cow;
 
@@ -12,8 +13,8 @@ use std::borrow::Cow;
 pub enum Form {
     /// Decoded points (remote write, tests).
     Points,
-    /// Line protocol, written straight from the records.
-    Lines,
+    /// Line protocol in this dialect, written straight from the records.
+    Lines(Dialect),
 }
 
 /// A batch's points, in the form the sink asked for.
@@ -46,7 +47,7 @@ impl Body {
 pub fn load(items: Vec<Item>, log: &Log, form: Form) -> (Body, u64) {
     let mut body = match form {
         Form::Points => Body::Points(Vec::new()),
-        Form::Lines => Body::Lines {
+        Form::Lines(_) => Body::Lines {
             text: Vec::new(),
             points: 0,
         },
@@ -77,7 +78,10 @@ pub fn load(items: Vec<Item>, log: &Log, form: Form) -> (Body, u64) {
                 Ok(())
             }
             Body::Lines { text, points } => {
-                codec::write_lines(version, &payload, item.from, item.to, text)?;
+                let Form::Lines(dialect) = form else {
+                    unreachable!("a Lines body is made for Form::Lines")
+                };
+                codec::write_lines(dialect, version, &payload, item.from, item.to, text)?;
                 *points += want as usize;
                 Ok(())
             }

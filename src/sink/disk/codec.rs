@@ -20,7 +20,7 @@
 //! of the format-1 disk queue (releases up to 57b122d): a version byte (1),
 //! then `count × point` as above; [`decode_v1`] reads it for the migration.
 
-use crate::lineproto::write_line;
+use crate::lineproto::{write_line, Dialect};
 use crate::model::family::{LabelStr, MetricType};
 use crate::model::point::{Field, Point, SeriesSuffix};
 use std::sync::Arc;
@@ -311,6 +311,7 @@ fn decode_points(body: &[u8]) -> Result<Vec<Point>, String> {
 /// `PointRef`); on an error, or if the payload holds fewer than `to`
 /// points, `out` is left as it was.
 pub fn write_lines(
+    dialect: Dialect,
     version: u8,
     payload: &[u8],
     from: u32,
@@ -324,6 +325,7 @@ pub fn write_lines(
         if range.contains(&i) {
             write_line(
                 out,
+                dialect,
                 p.measurement,
                 p.tags.iter().copied(),
                 p.fields.iter().map(|&(key, value, _)| (key, value)),
@@ -377,21 +379,29 @@ mod tests {
         for (from, to) in [(0, 4), (1, 3), (2, 2), (3, 4)] {
             let mut want = b"before\n".to_vec();
             for p in &points[from..to] {
-                crate::lineproto::write_point(&mut want, p);
+                crate::lineproto::write_point(&mut want, Dialect::InfluxDb, p);
             }
             let mut got = b"before\n".to_vec();
-            write_lines(VERSION, &body, from as u32, to as u32, &mut got).unwrap();
+            write_lines(
+                Dialect::InfluxDb,
+                VERSION,
+                &body,
+                from as u32,
+                to as u32,
+                &mut got,
+            )
+            .unwrap();
             assert_eq!(
                 String::from_utf8(got).unwrap(),
                 String::from_utf8(want).unwrap()
             );
         }
         let mut out = Vec::new();
-        let err = write_lines(VERSION, &body, 0, 5, &mut out).unwrap_err();
+        let err = write_lines(Dialect::InfluxDb, VERSION, &body, 0, 5, &mut out).unwrap_err();
         assert!(err.contains("fewer"), "{err}");
         assert!(out.is_empty());
         for cut in 0..body.len() {
-            assert!(write_lines(VERSION, &body[..cut], 0, 1, &mut out).is_err());
+            assert!(write_lines(Dialect::InfluxDb, VERSION, &body[..cut], 0, 1, &mut out).is_err());
             assert!(out.is_empty());
         }
     }
@@ -461,7 +471,7 @@ mod tests {
         let mut body = encode(&points, 0);
         body.push(0);
         let mut out = b"kept".to_vec();
-        assert!(write_lines(VERSION, &body, 0, 1, &mut out).is_err());
+        assert!(write_lines(Dialect::InfluxDb, VERSION, &body, 0, 1, &mut out).is_err());
         assert_eq!(out, b"kept", "a bad payload writes nothing");
         assert!(decode(VERSION, &body)
             .unwrap_err()
