@@ -427,3 +427,96 @@ impl VictoriaMetrics {
         out
     }
 }
+
+/// InfluxDB 1.x (Debian's `influxdb`, 1.6), its HTTP API on a free
+/// loopback port, its RPC port on another, reporting and the internal
+/// monitor off, all state in its temp dir.
+pub struct InfluxDb {
+    proc: ChildGuard,
+    pub port: u16,
+    // Last: the process goes before its storage.
+    dir: TempDir,
+}
+
+impl InfluxDb {
+    pub fn start() -> InfluxDb {
+        let bin = peer_binary("PUSHKIT_INFLUXD", "/usr/bin/influxd", "influxdb");
+        let dir = peer_dir("pushkit-influxdb-");
+        let port = free_port();
+        let d = dir.path().display();
+        let config = format!(
+            "reporting-disabled = true\n\
+             bind-address = \"127.0.0.1:{rpc}\"\n\
+             [meta]\n  dir = \"{d}/meta\"\n\
+             [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
+             [http]\n  enabled = true\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n\
+             [monitor]\n  store-enabled = false\n\
+             [continuous_queries]\n  enabled = false\n\
+             [subscriber]\n  enabled = false\n",
+            rpc = free_port(),
+        );
+        let conf = dir.path().join("influxdb.conf");
+        fs::write(&conf, config).expect("write influxdb.conf");
+        let mut cmd = Command::new(bin);
+        cmd.arg("run").arg("-config").arg(&conf);
+        let mut proc = spawn_logged("influxd", cmd, dir.path());
+        // `/ping` answers 204 (1.6 has no `verbose`); a query answers 200.
+        wait_ready(
+            &mut proc,
+            &format!("http://127.0.0.1:{port}/query?q=SHOW%20DATABASES"),
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+        );
+        InfluxDb { proc, port, dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Runs InfluxQL `q` (in database `db`, if given) and returns the JSON
+    /// answer; panics on an HTTP or InfluxQL error.
+    pub fn query(&mut self, db: Option<&str>, q: &str) -> Json {
+        self.proc.assert_running();
+        let mut url = self.url(&format!("/query?q={}", percent_encode(q)));
+        if let Some(db) = db {
+            url.push_str(&format!("&db={}", percent_encode(db)));
+        }
+        let r = http("POST", &url, &[], b"").expect("influxdb query");
+        assert_eq!(r.status, 200, "{q}: {}", r.text());
+        let v: Json = serde_json::from_str(&r.text()).expect("influxdb JSON");
+        if let Some(e) = v["results"][0]["error"].as_str() {
+            panic!("{q}: {e}");
+        }
+        v
+    }
+
+    /// The rows of `SELECT ...` as column name → value, one map per row.
+    pub fn select(&mut self, db: &str, q: &str) -> Vec<BTreeMap<String, Json>> {
+        let v = self.query(Some(db), q);
+        let mut rows = Vec::new();
+        for series in v["results"][0]["series"].as_array().into_iter().flatten() {
+            let columns: Vec<String> = series["columns"]
+                .as_array()
+                .expect("columns")
+                .iter()
+                .map(|c| c.as_str().expect("column name").to_string())
+                .collect();
+            for values in series["values"].as_array().expect("values") {
+                let values = values.as_array().expect("row");
+                rows.push(
+                    columns
+                        .iter()
+                        .cloned()
+                        .zip(values.iter().cloned())
+                        .collect(),
+                );
+            }
+        }
+        rows
+    }
+
+    pub fn log_text(&self) -> String {
+        self.proc.log_text()
+    }
+}
