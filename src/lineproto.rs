@@ -79,28 +79,89 @@ pub enum Dialect {
     VictoriaMetrics,
 }
 
+/// What line protocol had to leave out of the points written, by reason:
+/// one count per field value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LpDrops {
+    /// NaN or ±Inf, which line protocol has no float for.
+    pub non_finite: u64,
+    /// A field keyed like one of its point's tags (a StateSet's
+    /// `job_state{job_state="running"}`), which InfluxDB refuses.
+    pub field_is_tag: u64,
+}
+
+impl LpDrops {
+    pub fn add(&mut self, other: LpDrops) {
+        self.non_finite += other.non_finite;
+        self.field_is_tag += other.field_is_tag;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == LpDrops::default()
+    }
+
+    /// Whether a field can go out, counting it if not. `is_tag` says
+    /// whether its key is one of the point's tag keys.
+    fn keep(&mut self, value: f64, is_tag: impl FnOnce() -> bool) -> bool {
+        if !value.is_finite() {
+            self.non_finite += 1;
+            false
+        } else if is_tag() {
+            self.field_is_tag += 1;
+            false
+        } else {
+            true
+        }
+    }
+}
+
+/// Whether `key` is one of the tag keys.
+fn is_tag_key<T: AsRef<[u8]>>(key: &[u8], tags: impl IntoIterator<Item = (T, T)>) -> bool {
+    tags.into_iter().any(|(k, _)| k.as_ref() == key)
+}
+
 /// Writes one line: `measurement[,tag=value...] field=value[,...] time\n`.
-/// Tags are written in the order given (sorted, by the caller's contract);
-/// `fields` must not be empty.
+/// Tags are written in the order given (sorted, by the caller's contract).
 /// Names and values are UTF-8 text, as `&str` or as bytes already known
-/// to be UTF-8 (the disk queue's records).
+/// to be UTF-8 (the disk queue's records). Fields line protocol cannot
+/// carry are left out and counted in `drops` (see [`LpDrops`]); a point
+/// left with no field is not written, and the result is false.
 pub fn write_line<T: AsRef<[u8]>, F: AsRef<[u8]>>(
     out: &mut Vec<u8>,
     dialect: Dialect,
     measurement: impl AsRef<[u8]>,
-    tags: impl IntoIterator<Item = (T, T)>,
-    fields: impl IntoIterator<Item = (F, f64)>,
+    tags: impl IntoIterator<Item = (T, T)> + Clone,
+    fields: impl IntoIterator<Item = (F, f64)> + Clone,
     time_ns: i64,
-) {
+    drops: &mut LpDrops,
+) -> bool {
+    let fits = |key: &F, value: f64, d: &mut LpDrops| {
+        d.keep(value, || is_tag_key(key.as_ref(), tags.clone()))
+    };
+    let mut any = false;
+    for (key, value) in fields.clone() {
+        any |= fits(&key, value, drops);
+    }
+    if !any {
+        return false;
+    }
     escape_into(out, measurement.as_ref(), MEASUREMENT_SPECIALS, dialect);
-    write_tags(out, dialect, tags);
-    for (i, (key, value)) in fields.into_iter().enumerate() {
-        out.push(if i == 0 { b' ' } else { b',' });
+    write_tags(out, dialect, tags.clone());
+    let mut first = true;
+    // Counted above already.
+    let mut again = LpDrops::default();
+    for (key, value) in fields {
+        if !fits(&key, value, &mut again) {
+            continue;
+        }
+        out.push(if first { b' ' } else { b',' });
+        first = false;
         escape_into(out, key.as_ref(), KEY_SPECIALS, dialect);
         out.push(b'=');
         write_float(out, value);
     }
     write_time(out, time_ns);
+    true
 }
 
 /// ` <time_ns>\n`: the end of a line.
@@ -129,7 +190,11 @@ fn write_tags<S: AsRef<[u8]>>(
 #[derive(Default)]
 pub struct LinesWriter {
     pub lines: Lines,
+    /// What line protocol left out of the points written.
+    pub drops: LpDrops,
     dialect: Dialect,
+    /// The field name as given.
+    field_name: String,
     measurement: Vec<u8>,
     /// The field name, escaped.
     field: Vec<u8>,
@@ -175,6 +240,8 @@ impl LinesWriter {
             self.dialect,
         );
         self.field_raw = field.ends_with('\\').then(|| field.to_string());
+        self.field_name.clear();
+        self.field_name.push_str(field);
     }
 
     /// Writes one line; each value's field key is the field name plus its
@@ -182,15 +249,40 @@ impl LinesWriter {
     /// `values` must not be empty.
     pub fn write<'a>(
         &mut self,
-        tags: impl IntoIterator<Item = (&'a str, &'a str)>,
-        values: impl IntoIterator<Item = (&'a str, f64)>,
+        tags: impl IntoIterator<Item = (&'a str, &'a str)> + Clone,
+        values: impl IntoIterator<Item = (&'a str, f64)> + Clone,
         time_ns: i64,
-    ) {
+    ) -> bool {
+        let field = &self.field_name;
+        let fits = |suffix: &str, value: f64, d: &mut LpDrops| {
+            d.keep(value, || {
+                let key_is = |k: &str| {
+                    k.len() == field.len() + suffix.len()
+                        && k.starts_with(field.as_str())
+                        && k.ends_with(suffix)
+                };
+                tags.clone().into_iter().any(|(k, _)| key_is(k))
+            })
+        };
+        let mut any = false;
+        for (suffix, value) in values.clone() {
+            any |= fits(suffix, value, &mut self.drops);
+        }
+        if !any {
+            return false;
+        }
         let out = &mut self.lines.text;
         out.extend_from_slice(&self.measurement);
-        write_tags(out, self.dialect, tags);
-        for (i, (suffix, value)) in values.into_iter().enumerate() {
-            out.push(if i == 0 { b' ' } else { b',' });
+        write_tags(out, self.dialect, tags.clone());
+        let mut first = true;
+        // Counted above already.
+        let mut again = LpDrops::default();
+        for (suffix, value) in values {
+            if !fits(suffix, value, &mut again) {
+                continue;
+            }
+            out.push(if first { b' ' } else { b',' });
+            first = false;
             match &self.field_raw {
                 Some(raw) => {
                     let key = format!("{raw}{suffix}");
@@ -216,6 +308,7 @@ impl LinesWriter {
         };
         out.extend_from_slice(time);
         self.lines.end_line();
+        true
     }
 }
 
@@ -330,8 +423,14 @@ pub fn write_float(out: &mut Vec<u8>, v: f64) {
     }
 }
 
-/// Appends `point` as one line of line protocol, newline included.
-pub fn write_point(out: &mut Vec<u8>, dialect: Dialect, point: &Point) {
+/// Appends `point` as one line of line protocol, newline included, as
+/// [`write_line`] does (what it cannot carry is counted in `drops`).
+pub fn write_point(
+    out: &mut Vec<u8>,
+    dialect: Dialect,
+    point: &Point,
+    drops: &mut LpDrops,
+) -> bool {
     write_line(
         out,
         dialect,
@@ -339,16 +438,18 @@ pub fn write_point(out: &mut Vec<u8>, dialect: Dialect, point: &Point) {
         point.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         point.fields.iter().map(|f| (f.key.as_str(), f.value)),
         point.time_ns,
-    );
+        drops,
+    )
 }
 
-/// Encodes points as a line-protocol body.
-pub fn encode_line_protocol(points: &[Point], dialect: Dialect) -> Vec<u8> {
+/// Encodes points as a line-protocol body, with what it left out.
+pub fn encode_line_protocol(points: &[Point], dialect: Dialect) -> (Vec<u8>, LpDrops) {
     let mut out = Vec::with_capacity(points.len() * 96);
+    let mut drops = LpDrops::default();
     for p in points {
-        write_point(&mut out, dialect, p);
+        write_point(&mut out, dialect, p, &mut drops);
     }
-    out
+    (out, drops)
 }
 
 #[cfg(test)]
@@ -372,6 +473,7 @@ mod tests {
             tags.iter().copied(),
             fields.iter().copied(),
             1_700_000_000_000_000_000,
+            &mut LpDrops::default(),
         );
         String::from_utf8(out).unwrap()
     }
@@ -470,6 +572,67 @@ mod tests {
     }
 
     #[test]
+    fn what_line_protocol_cannot_carry_is_left_out_and_counted() {
+        let mut drops = LpDrops::default();
+        let mut out = Vec::new();
+        let fields = [
+            ("f", f64::NAN),
+            ("g", 1.0),
+            ("t", 2.0),
+            ("h", f64::INFINITY),
+        ];
+        let written = write_line(
+            &mut out,
+            Dialect::InfluxDb,
+            "m",
+            [("t", "v")],
+            fields,
+            5,
+            &mut drops,
+        );
+        assert!(written);
+        assert_eq!(out, b"m,t=v g=1 5\n");
+        assert_eq!(
+            drops,
+            LpDrops {
+                non_finite: 2,
+                field_is_tag: 1
+            }
+        );
+        let mut out = Vec::new();
+        let fields = [("f", f64::NAN)];
+        assert!(!write_line(
+            &mut out,
+            Dialect::InfluxDb,
+            "m",
+            [("t", "v")],
+            fields,
+            5,
+            &mut drops
+        ));
+        assert!(out.is_empty(), "no field left, no line");
+        assert_eq!(drops.non_finite, 3);
+
+        let mut w = LinesWriter::default();
+        w.set_names("m", "req");
+        assert!(!w.write(
+            [("req_count", "x")],
+            [("_count", 1.0), ("_sum", f64::NAN)],
+            5
+        ));
+        assert!(w.write([("req", "x")], [("_count", 1.0), ("_sum", f64::NAN)], 5));
+        assert_eq!(w.lines.text, b"m,req=x req_count=1 5\n");
+        assert_eq!(w.lines.len(), 1);
+        assert_eq!(
+            w.drops,
+            LpDrops {
+                non_finite: 2,
+                field_is_tag: 1
+            }
+        );
+    }
+
+    #[test]
     fn a_writer_joins_field_name_and_suffix() {
         let mut w = LinesWriter::default();
         assert_eq!(w.dialect(), Dialect::InfluxDb);
@@ -495,7 +658,15 @@ mod tests {
                 w.write(tags, values, t);
                 let keys = values.map(|(suffix, v)| (format!("{f}{suffix}"), v));
                 let fields = keys.iter().map(|(k, v)| (k.as_str(), *v));
-                write_line(&mut want, dialect, m, tags, fields, t);
+                write_line(
+                    &mut want,
+                    dialect,
+                    m,
+                    tags,
+                    fields,
+                    t,
+                    &mut LpDrops::default(),
+                );
             }
             assert_eq!(
                 String::from_utf8(w.lines.text).unwrap(),
@@ -564,7 +735,7 @@ mod tests {
             kind: MetricType::Gauge,
         };
         assert_eq!(
-            encode_line_protocol(&[p.clone(), p], Dialect::InfluxDb),
+            encode_line_protocol(&[p.clone(), p], Dialect::InfluxDb).0,
             b"etcd,job=j etcd_up=1,etcd_x=0.5 1700000000000000000\n".repeat(2)
         );
     }

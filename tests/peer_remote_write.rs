@@ -377,3 +377,79 @@ fn prometheus_out_of_order_sample_is_isolated() {
         logged[0]
     );
 }
+
+/// `job_state{job_state="running"}` (a StateSet, as the Python client's
+/// `Enum` pushes it), NaN and +Inf: remote write carries each sample as
+/// it is; line protocol cannot, and leaves them out counted by reason,
+/// never in silence. Before, no sink got any of them and nothing counted.
+#[test]
+#[ignore = "needs prometheus and victoria-metrics: run via .ci/run"]
+fn nothing_is_dropped_in_silence() {
+    let mut prom = start_prometheus();
+    let mut vm = VictoriaMetrics::start();
+    let agent = Agent::start_raw(
+        free_port(),
+        &format!(
+            "[io]\nflush_interval = \"100ms\"\n\n\
+             [[sinks]]\nname = \"rw\"\nurl = \"{}\"\nformat = \"remote-write\"\n\n\
+             [[sinks]]\nname = \"lp\"\nurl = \"{}\"\nlp_dialect = \"victoriametrics\"\n\n\
+             [[inputs.pushgateway]]\n",
+            prom.url("/api/v1/write"),
+            vm.url("/write"),
+        ),
+    );
+    let body = "# TYPE silent_state gauge\n\
+                silent_state{silent_state=\"running\"} 1\n\
+                silent_state{silent_state=\"done\"} 0\n\
+                # TYPE silent_unknown gauge\nsilent_unknown NaN\n\
+                # TYPE silent_limit gauge\nsilent_limit +Inf\n\
+                # TYPE silent_ok gauge\nsilent_ok 7\n";
+    let r = agent.request("PUT", "/metrics/job/silent", &[TEXT], body.as_bytes());
+    assert_eq!(r.status, 200, "PUT: {}", r.text());
+
+    let got = wait_series(&mut prom, r#"{__name__=~"silent_.*"}"#, 5, &agent);
+    let value = |name: &str, extra: &[(&str, &str)]| -> f64 {
+        let pairs: Vec<(&str, &str)> = [("job", "silent")].iter().chain(extra).copied().collect();
+        let samples = got
+            .get(&labels(name, &pairs))
+            .unwrap_or_else(|| panic!("{name} {extra:?} not in {got:#?}"));
+        assert_eq!(samples.len(), 1, "{name}: {samples:?}");
+        samples[0].1
+    };
+    assert_eq!(value("silent_state", &[("silent_state", "running")]), 1.0);
+    assert_eq!(value("silent_state", &[("silent_state", "done")]), 0.0);
+    assert!(value("silent_unknown", &[]).is_nan());
+    assert_eq!(value("silent_limit", &[]), f64::INFINITY);
+    assert_eq!(value("silent_ok", &[]), 7.0);
+
+    // Line protocol: only silent_ok goes out; the rest is counted.
+    let dropped = "pushkit_sink_points_dropped_total";
+    let timeout = Duration::from_secs(30);
+    agent.wait_self_metric(
+        dropped,
+        &[("sink", "lp"), ("reason", "non_finite")],
+        2.0,
+        timeout,
+    );
+    agent.wait_self_metric(
+        dropped,
+        &[("sink", "lp"), ("reason", "field_is_tag")],
+        2.0,
+        timeout,
+    );
+    let exported = wait_for("silent_ok in VictoriaMetrics", timeout, || {
+        let e = vm.export(r#"{__name__=~"silent.*"}"#);
+        (!e.is_empty()).then_some(e)
+    });
+    let names: Vec<&str> = exported.keys().map(|l| l["__name__"].as_str()).collect();
+    assert_eq!(names, ["silent_silent_ok"]);
+    for reason in ["non_finite", "field_is_tag", "native_buckets", "rejected"] {
+        assert_eq!(
+            agent.self_metric(dropped, &[("sink", "rw"), ("reason", reason)]),
+            None,
+            "remote write left out {reason}"
+        );
+    }
+    let log = agent.stderr_text();
+    assert!(log.contains("non_finite"), "a drop is logged:\n{log}");
+}

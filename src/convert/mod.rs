@@ -34,8 +34,10 @@ pub struct PointParts<'a> {
     /// `quantile` or `le`: set in its sorted place, replacing a tag of
     /// that name.
     extra: Option<(&'a str, &'a str)>,
-    /// Each value's field key is the field name plus its suffix; finite,
-    /// and none keyed like a tag; never empty.
+    /// Each value's field key is the field name plus its suffix; never
+    /// empty. NaN, ±Inf and a field keyed like a tag are here too: remote
+    /// write carries them, and line protocol leaves them out, counted
+    /// (`lineproto::LpDrops`).
     pub values: &'a [(SeriesSuffix, f64)],
     pub time_ns: i64,
 }
@@ -51,6 +53,7 @@ impl<'a> PointParts<'a> {
 }
 
 /// Sorted tags with one more set in its place (see [`PointParts::tags`]).
+#[derive(Clone)]
 pub struct TagsWithExtra<'a> {
     tags: &'a [(&'a str, &'a str)],
     extra: Option<(&'a str, &'a str)>,
@@ -87,6 +90,9 @@ pub trait EmitPoints {
     /// and field name.
     fn family(&mut self, family: &Family, measurement: &str, field: &str);
     fn point(&mut self, p: &PointParts<'_>);
+    /// A histogram's native buckets were left out (no sink carries them
+    /// yet); its count, sum and classic buckets are emitted.
+    fn native_left_out(&mut self) {}
 }
 
 /// Builds `Point`s.
@@ -132,7 +138,8 @@ impl EmitPoints for LinesWriter {
 
     fn point(&mut self, p: &PointParts<'_>) {
         let values = p.values.iter().map(|&(suffix, v)| (suffix.as_str(), v));
-        self.write(p.tags(), values, p.time_ns);
+        // What it leaves out is counted in `drops`.
+        let _written = self.write(p.tags(), values, p.time_ns);
     }
 }
 
@@ -143,6 +150,8 @@ pub struct Converted {
     pub lines: Option<LinesWriter>,
     /// Points converted (in either form).
     pub count: usize,
+    /// Histograms whose native buckets were left out.
+    pub native_left_out: u64,
 }
 
 impl Converted {
@@ -153,6 +162,7 @@ impl Converted {
             points: points.then(PointsBuilder::default),
             lines: lines.map(|d| LinesWriter::with_capacity(d, line_bytes)),
             count: 0,
+            native_left_out: 0,
         }
     }
 }
@@ -175,6 +185,10 @@ impl EmitPoints for Converted {
         if let Some(l) = &mut self.lines {
             l.point(p);
         }
+    }
+
+    fn native_left_out(&mut self) {
+        self.native_left_out += 1;
     }
 }
 
@@ -214,7 +228,6 @@ pub fn convert_into(
             .naming
             .measurement_and_field(&family.name, group.job());
         out.family(family, &measurement, &field);
-        let ctx = FamilyContext { field: &field };
         for metric in &family.metrics {
             let time_ns = match metric.timestamp_ms {
                 // `check_timestamps` refused a push whose product overflows.
@@ -222,7 +235,7 @@ pub fn convert_into(
                 _ => received_ns,
             };
             merge_tags(&group_labels, group, metric, &mut tags);
-            ctx.emit(metric, &tags, time_ns, out);
+            emit(metric, &tags, time_ns, out);
         }
     }
 }
@@ -251,90 +264,47 @@ pub fn check_timestamps(families: &[Family], mapping: &Mapping) -> Result<(), St
     Ok(())
 }
 
-struct FamilyContext<'a> {
-    field: &'a str,
-}
-
-impl FamilyContext<'_> {
-    fn emit(
-        &self,
-        metric: &Metric,
-        tags: &[(&str, &str)],
-        time_ns: i64,
-        out: &mut impl EmitPoints,
-    ) {
-        let point = |extra: Option<(&str, &str)>, values: &[(SeriesSuffix, f64)], out: &mut _| {
-            self.point(tags, extra, values, time_ns, out)
-        };
-        match &metric.value {
-            Value::Simple(v) => point(None, &[(SeriesSuffix::None, *v)], out),
-            Value::Summary(s) => {
-                let totals = [
-                    (SeriesSuffix::Count, s.sample_count),
-                    (SeriesSuffix::Sum, s.sample_sum),
-                ];
-                point(None, &totals, out);
-                for &(q, v) in &s.quantiles {
-                    let q = format_go_g(q);
-                    point(Some(("quantile", &q)), &[(SeriesSuffix::None, v)], out);
-                }
-            }
-            Value::Histogram(h) => {
-                let totals = [
-                    (SeriesSuffix::Count, h.sample_count),
-                    (SeriesSuffix::Sum, h.sample_sum),
-                ];
-                point(None, &totals, out);
-                let has_inf = h.buckets.iter().any(|&(le, _)| le == f64::INFINITY);
-                let native_only = h.has_native && h.buckets.is_empty();
-                let inf_bucket =
-                    (!has_inf && !native_only).then_some((f64::INFINITY, h.sample_count));
-                for (le, count) in h.buckets.iter().copied().chain(inf_bucket) {
-                    let le = format_go_g(le);
-                    point(Some(("le", &le)), &[(SeriesSuffix::Bucket, count)], out);
-                }
-            }
-        }
-    }
-
-    /// Leaves out NaN/±Inf values and fields named like a tag; a point left
-    /// with no field is not emitted.
-    fn point(
-        &self,
-        tags: &[(&str, &str)],
-        extra: Option<(&str, &str)>,
-        values: &[(SeriesSuffix, f64)],
-        time_ns: i64,
-        out: &mut impl EmitPoints,
-    ) {
-        let mut parts = PointParts {
+/// The points of one metric.
+fn emit<E: EmitPoints>(metric: &Metric, tags: &[(&str, &str)], time_ns: i64, out: &mut E) {
+    let point = |extra: Option<(&str, &str)>, values: &[(SeriesSuffix, f64)], out: &mut E| {
+        out.point(&PointParts {
             tags,
             extra,
-            values: &[],
+            values,
             time_ns,
-        };
-        let mut kept = [(SeriesSuffix::None, 0.0); 2];
-        let mut n = 0;
-        for &(series, v) in values {
-            let suffix = series.as_str();
-            let keyed_like = |tag: &str| joins_to(self.field, suffix, tag);
-            if v.is_finite() && !parts.tags().any(|(k, _)| keyed_like(k)) {
-                kept[n] = (series, v);
-                n += 1;
+        })
+    };
+    match &metric.value {
+        Value::Simple(v) => point(None, &[(SeriesSuffix::None, *v)], out),
+        Value::Summary(s) => {
+            let totals = [
+                (SeriesSuffix::Count, s.sample_count),
+                (SeriesSuffix::Sum, s.sample_sum),
+            ];
+            point(None, &totals, out);
+            for &(q, v) in &s.quantiles {
+                let q = format_go_g(q);
+                point(Some(("quantile", &q)), &[(SeriesSuffix::None, v)], out);
             }
         }
-        if n == 0 {
-            return;
+        Value::Histogram(h) => {
+            let totals = [
+                (SeriesSuffix::Count, h.sample_count),
+                (SeriesSuffix::Sum, h.sample_sum),
+            ];
+            point(None, &totals, out);
+            if h.has_native {
+                out.native_left_out();
+            }
+            let has_inf = h.buckets.iter().any(|&(le, _)| le == f64::INFINITY);
+            let native_only = h.has_native && h.buckets.is_empty();
+            let inf_bucket = (!has_inf && !native_only).then_some((f64::INFINITY, h.sample_count));
+            for (le, count) in h.buckets.iter().copied().chain(inf_bucket) {
+                let le = format_go_g(le);
+                point(Some(("le", &le)), &[(SeriesSuffix::Bucket, count)], out);
+            }
         }
-        parts.values = &kept[..n];
-        out.point(&parts);
     }
-}
-
-/// Whether `base` followed by `suffix` spells `name`, without joining them.
-#[inline]
-fn joins_to(base: &str, suffix: &str, name: &str) -> bool {
-    name.len() == base.len() + suffix.len() && name.starts_with(base) && name.ends_with(suffix)
 }
 
 /// Grouping labels plus the metric's own into `tags`, the grouping label

@@ -1,25 +1,39 @@
 use super::*;
 use crate::expfmt::parse_text;
-use crate::lineproto::{encode_line_protocol, Dialect};
+use crate::lineproto::{encode_line_protocol, Dialect, LpDrops};
 use crate::model::family::{Histogram, MetricType};
 use crate::model::GroupingKey;
 
 const NOW: i64 = 1_000_000_000_000;
 
-/// The push converted to line protocol, written straight from the parts;
-/// the `Point`s built from the same push must encode to the same text.
-fn lines(text: &str, pairs: &[&str], mapping: &Mapping) -> String {
+/// The push converted to line protocol, written straight from the parts,
+/// and what line protocol left out; the `Point`s built from the same push
+/// (which keep everything) must encode to the same text and drops.
+fn lines_and_drops(text: &str, pairs: &[&str], mapping: &Mapping) -> (String, LpDrops) {
     let families = parse_text(text.as_bytes()).unwrap();
     let group = GroupingKey::from_pairs("j", pairs);
     let mut direct = Converted::new(true, Some(Dialect::InfluxDb), 0);
     convert_into(&families, &group, mapping, NOW, &mut direct);
-    let lines = direct.lines.unwrap().lines;
+    let writer = direct.lines.unwrap();
+    let (lines, drops) = (writer.lines, writer.drops);
     let points = direct.points.unwrap().points;
-    assert_eq!(lines.len(), points.len());
     assert_eq!(direct.count, points.len());
-    assert_eq!(lines.text, encode_line_protocol(&points, Dialect::InfluxDb));
-    assert_eq!(points, convert(&families, &group, mapping, NOW));
-    String::from_utf8(lines.text).unwrap()
+    assert_eq!(
+        (lines.text.clone(), drops),
+        encode_line_protocol(&points, Dialect::InfluxDb)
+    );
+    // As text: NaN is not equal to itself.
+    let again = convert(&families, &group, mapping, NOW);
+    assert_eq!(format!("{points:?}"), format!("{again:?}"));
+    assert_eq!(
+        lines.len(),
+        lines.text.iter().filter(|&&b| b == b'\n').count()
+    );
+    (String::from_utf8(lines.text).unwrap(), drops)
+}
+
+fn lines(text: &str, pairs: &[&str], mapping: &Mapping) -> String {
+    lines_and_drops(text, pairs, mapping).0
 }
 
 fn keep() -> Mapping {
@@ -124,7 +138,7 @@ fn histogram_without_inf_bucket_gets_one_from_its_count() {
     let group = GroupingKey::from_pairs("j", &[]);
     let points = convert(&[family], &group, &keep(), NOW);
     assert_eq!(
-        String::from_utf8(encode_line_protocol(&points, Dialect::InfluxDb)).unwrap(),
+        String::from_utf8(encode_line_protocol(&points, Dialect::InfluxDb).0).unwrap(),
         "lat,job=j lat_seconds_count=7,lat_seconds_sum=2 1000000000000\n\
          lat,job=j,le=0.5 lat_seconds_bucket=4 1000000000000\n\
          lat,job=j,le=+Inf lat_seconds_bucket=7 1000000000000\n"
@@ -157,17 +171,33 @@ fn native_only_histogram_gives_count_and_sum_only() {
 }
 
 #[test]
-fn non_finite_values_are_left_out() {
-    let got = lines("a_x NaN\na_y +Inf\na_z -Inf\n", &[], &keep());
+fn non_finite_values_are_left_out_of_lines_but_not_points() {
+    let text = "a_x NaN\na_y +Inf\na_z -Inf\n";
+    let (got, drops) = lines_and_drops(text, &[], &keep());
     assert_eq!(got, "");
+    assert_eq!(drops.non_finite, 3);
+    let families = parse_text(text.as_bytes()).unwrap();
+    let points = convert(&families, &GroupingKey::from_pairs("j", &[]), &keep(), NOW);
+    let values: Vec<f64> = points.iter().map(|p| p.fields[0].value).collect();
+    assert!(values[0].is_nan());
+    assert_eq!(values[1..], [f64::INFINITY, f64::NEG_INFINITY]);
 }
 
 #[test]
-fn field_named_like_a_tag_is_left_out() {
+fn field_named_like_a_tag_is_left_out_of_lines_but_not_points() {
     let mut m = keep();
     m.naming.measurement_name = Some("m".into());
-    // The field would be "job", which is also a tag: no point.
-    assert_eq!(lines("job 1\n", &[], &m), "");
+    // The field would be "job", which is also a tag: no line.
+    let (got, drops) = lines_and_drops("job 1\n", &[], &m);
+    assert_eq!(got, "");
+    assert_eq!(drops.field_is_tag, 1);
+    // A StateSet, as the Python client's Enum pushes it.
+    let text = "# TYPE job_state gauge\njob_state{job_state=\"running\"} 1\njob_state{job_state=\"done\"} 0\n";
+    let (got, drops) = lines_and_drops(text, &[], &keep());
+    assert_eq!((got.as_str(), drops.field_is_tag), ("", 2));
+    let families = parse_text(text.as_bytes()).unwrap();
+    let points = convert(&families, &GroupingKey::from_pairs("j", &[]), &keep(), NOW);
+    assert_eq!(points.len(), 2, "remote write gets the StateSet");
 }
 
 #[test]
@@ -219,8 +249,13 @@ fn tags_are_merged_in_order_whatever_the_label_order() {
 
 #[test]
 fn field_keys_join_their_parts() {
-    assert!(joins_to("req", "_count", "req_count"));
-    assert!(!joins_to("req", "_count", "req_coun"));
-    assert!(!joins_to("req", "_count", "req"));
-    assert!(!joins_to("req", "_count", "rex_count"));
+    // A tag keyed like the field name plus a suffix, or a prefix of it,
+    // or another name: only the exact key is a conflict.
+    let body = "# TYPE req summary\nreq_count{req_coun=\"a\",req=\"b\",rex_count=\"c\"} 1\nreq_sum{req_coun=\"a\",req=\"b\",rex_count=\"c\"} 2\n";
+    let (got, drops) = lines_and_drops(body, &[], &keep());
+    assert_eq!(drops, LpDrops::default(), "{got}");
+    let body = "# TYPE req summary\nreq_count{req_count=\"a\"} 1\nreq_sum{req_count=\"a\"} 2\n";
+    let (got, drops) = lines_and_drops(body, &[], &keep());
+    assert_eq!(got, "req,job=j,req_count=a req_sum=2 1000000000000\n");
+    assert_eq!(drops.field_is_tag, 1);
 }

@@ -13,6 +13,7 @@
 //! and only those are dropped.
 
 use super::disk::{Body, DiskBatch, DiskQueue, Form};
+use super::drops;
 use super::queue::{Batch, BatchData, SinkQueue};
 use super::remote_write;
 use crate::lineproto::{encode_line_protocol, Dialect};
@@ -109,9 +110,19 @@ impl HttpSink {
                     ..
                 }) => self.deliver(points).await,
                 Taken::Disk(DiskBatch {
-                    body: Body::Lines { text, points },
+                    body:
+                        Body::Lines {
+                            text,
+                            points,
+                            drops,
+                        },
                     ..
-                }) => self.deliver_lines(std::mem::take(text), *points).await,
+                }) => {
+                    drops::note_lp(&self.metrics, &self.name, *drops);
+                    if *points > 0 {
+                        self.deliver_lines(std::mem::take(text), *points).await;
+                    }
+                }
             }
             if let Taken::Disk(b) = &taken {
                 if b.lost_points > 0 {
@@ -180,6 +191,9 @@ impl HttpSink {
                     continue;
                 }
             };
+            if body.is_empty() {
+                continue;
+            }
             match self.send(body, part.len()).await {
                 Ok(()) => {}
                 Err((400, _)) if self.format == Format::RemoteWrite && part.len() > 1 => {
@@ -291,7 +305,15 @@ impl HttpSink {
         match self.format {
             // Snappy is part of the remote-write protocol; gzip does not apply.
             Format::RemoteWrite => Ok(remote_write::encode(points).into()),
-            Format::LineProtocol(dialect) => self.compress(encode_line_protocol(points, dialect)),
+            Format::LineProtocol(dialect) => {
+                let (text, left_out) = encode_line_protocol(points, dialect);
+                drops::note_lp(&self.metrics, &self.name, left_out);
+                if text.is_empty() {
+                    // Nothing line protocol can carry: nothing to send.
+                    return Ok(bytes::Bytes::new());
+                }
+                self.compress(text)
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod disk;
+pub mod drops;
 pub mod http;
 pub mod queue;
 pub mod remote_write;
@@ -12,7 +13,7 @@ pub mod stdout;
 
 use crate::config::{self, IoConfig, SinkConfig};
 use crate::convert::Converted;
-use crate::lineproto::{Dialect, Lines};
+use crate::lineproto::{Dialect, Lines, LpDrops};
 use crate::metrics::Metrics;
 use disk::{DiskQueue, EncodedPush, Refused, SinkSpec, Ticket};
 use queue::{Overflow, Payload, SinkQueue};
@@ -37,13 +38,20 @@ pub struct QueueFull {
     pub max_bytes: u64,
 }
 
+/// The `sink` label of what the stdout sink (no `[[sinks]]`) leaves out.
+pub const STDOUT_SINK: &str = "stdout";
+
 /// A push's points readied by [`SinkSet::seal`], to hand to
 /// [`SinkSet::enqueue`].
-pub struct Sealed(SealedForm);
+pub struct Sealed {
+    form: SealedForm,
+    /// Histograms whose native buckets the sinks leave out.
+    native_left_out: u64,
+}
 
 enum SealedForm {
     /// For the memory queues or stdout.
-    Memory(Converted),
+    Memory(Box<Converted>),
     /// The disk queue's record, encoded.
     Disk(EncodedPush),
 }
@@ -354,24 +362,37 @@ impl SinkSet {
         body_bytes: u64,
         mut held: Reservation,
     ) -> Result<Enqueued, EnqueueError> {
-        let converted = match sealed.0 {
+        let native = sealed.native_left_out;
+        let converted = match sealed.form {
             SealedForm::Disk(push) => {
                 let disk = self.disk.as_ref().expect("sealed for the disk queue");
                 let ticket = self.enqueue_on_disk(disk, push)?;
+                // Line protocol's own drops are counted as sinks read.
+                self.count_left_out(native, None);
                 return Ok(Enqueued {
                     ticket: Some(ticket),
                     stdout: None,
                 });
             }
-            SealedForm::Memory(converted) => converted,
+            SealedForm::Memory(converted) => *converted,
         };
         if converted.count == 0 {
             return Ok(Enqueued::default());
         }
         let points = converted.points.map(|b| Arc::new(b.points));
         let dialect = converted.lines.as_ref().map(|w| w.dialect());
+        let lp_drops = converted.lines.as_ref().map(|w| w.drops);
         let lines = converted.lines.map(|w| w.lines);
         if self.http.is_empty() {
+            if let Some(d) = lp_drops {
+                drops::note_lp(&self.metrics, STDOUT_SINK, d);
+            }
+            drops::note(
+                &self.metrics,
+                STDOUT_SINK,
+                drops::Reason::NativeBuckets,
+                native,
+            );
             return Ok(Enqueued {
                 ticket: None,
                 stdout: lines,
@@ -421,6 +442,11 @@ impl SinkSet {
         for ((sink, state), (payload, cost)) in
             self.http.iter().zip(guards.iter_mut()).zip(payloads)
         {
+            if payload.is_empty() {
+                // Line protocol left out every sample of the push.
+                depths.push((state.depth_points(), state.depth_bytes()));
+                continue;
+            }
             let dropped = sink.queue.admit(state, payload, cost);
             if dropped > 0 {
                 tracing::warn!(sink = %sink.name, dropped, "queue full: dropped the oldest points (overflow = drop_oldest)");
@@ -442,7 +468,28 @@ impl SinkSet {
                 .with(&[&sink.name])
                 .set(b as f64);
         }
+        self.count_left_out(native, lp_drops.zip(dialect));
         Ok(Enqueued::default())
+    }
+
+    /// Counts what an admitted push's sinks leave out: native buckets for
+    /// every sink, and what the shared lines (in `lines`' dialect) left
+    /// out for the sinks that take them. Sinks that write line protocol
+    /// from points count their own as they write.
+    fn count_left_out(&self, native: u64, lines: Option<(LpDrops, Dialect)>) {
+        for sink in &self.http {
+            drops::note(
+                &self.metrics,
+                &sink.name,
+                drops::Reason::NativeBuckets,
+                native,
+            );
+            if let Some((d, dialect)) = lines {
+                if self.disk.is_none() && sink.format == http::Format::LineProtocol(dialect) {
+                    drops::note_lp(&self.metrics, &sink.name, d);
+                }
+            }
+        }
     }
 
     /// Readies a push's converted points for [`SinkSet::enqueue`], doing
@@ -450,12 +497,19 @@ impl SinkSet {
     /// the record (and frees the points). Refuses a push too large for the
     /// disk queue.
     pub fn seal(&self, converted: Converted) -> Result<Sealed, EnqueueError> {
+        let native_left_out = converted.native_left_out;
         if self.disk.is_none() {
-            return Ok(Sealed(SealedForm::Memory(converted)));
+            return Ok(Sealed {
+                form: SealedForm::Memory(Box::new(converted)),
+                native_left_out,
+            });
         }
         let points = converted.points.map(|b| b.points).unwrap_or_default();
         let push = DiskQueue::encode(&points).map_err(EnqueueError::Refused)?;
-        Ok(Sealed(SealedForm::Disk(push)))
+        Ok(Sealed {
+            form: SealedForm::Disk(push),
+            native_left_out,
+        })
     }
 
     fn enqueue_on_disk(&self, disk: &DiskQueue, push: EncodedPush) -> Result<Ticket, EnqueueError> {

@@ -4,7 +4,7 @@
 use super::codec;
 use super::state::{Item, Source};
 use crate::durable::{Log, KIND_QUEUE};
-use crate::lineproto::Dialect;
+use crate::lineproto::{Dialect, LpDrops};
 use crate::model::point::Point;
 use std::borrow::Cow;
 
@@ -24,7 +24,10 @@ pub enum Body {
     Lines {
         /// One line per point, newline included.
         text: Vec<u8>,
+        /// Lines in `text`.
         points: usize,
+        /// What line protocol left out of the points.
+        drops: LpDrops,
     },
 }
 
@@ -37,8 +40,12 @@ impl Body {
         }
     }
 
+    /// No points, and nothing left out to report either.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        match self {
+            Body::Points(p) => p.is_empty(),
+            Body::Lines { points, drops, .. } => *points == 0 && drops.is_empty(),
+        }
     }
 }
 
@@ -50,6 +57,7 @@ pub fn load(items: Vec<Item>, log: &Log, form: Form) -> (Body, u64) {
         Form::Lines(_) => Body::Lines {
             text: Vec::new(),
             points: 0,
+            drops: LpDrops::default(),
         },
     };
     let mut lost = 0;
@@ -77,12 +85,18 @@ pub fn load(items: Vec<Item>, log: &Log, form: Form) -> (Body, u64) {
                 points.extend(pts.drain(item.from as usize..));
                 Ok(())
             }
-            Body::Lines { text, points } => {
+            Body::Lines {
+                text,
+                points,
+                drops,
+            } => {
                 let Form::Lines(dialect) = form else {
                     unreachable!("a Lines body is made for Form::Lines")
                 };
-                codec::write_lines(dialect, version, &payload, item.from, item.to, text)?;
-                *points += want as usize;
+                let (lines, left_out) =
+                    codec::write_lines(dialect, version, &payload, item.from, item.to, text)?;
+                *points += lines;
+                drops.add(left_out);
                 Ok(())
             }
         });

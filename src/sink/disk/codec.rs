@@ -20,7 +20,7 @@
 //! of the format-1 disk queue (releases up to 57b122d): a version byte (1),
 //! then `count × point` as above; [`decode_v1`] reads it for the migration.
 
-use crate::lineproto::{write_line, Dialect};
+use crate::lineproto::{write_line, Dialect, LpDrops};
 use crate::model::family::{LabelStr, MetricType};
 use crate::model::point::{Field, Point, SeriesSuffix};
 use std::sync::Arc;
@@ -306,10 +306,11 @@ fn decode_points(body: &[u8]) -> Result<Vec<Point>, String> {
 /// `out` as line protocol, exactly as
 /// [`write_point`](crate::lineproto::write_point) writes them once
 /// decoded, without building them: line-protocol sinks read their batches
-/// through here. The whole payload's structure is checked as [`decode`]
-/// checks it (its strings are not checked for UTF-8 again; see
-/// `PointRef`); on an error, or if the payload holds fewer than `to`
-/// points, `out` is left as it was.
+/// through here. Returns the lines written (a point whose every field line
+/// protocol cannot carry gives none) and what was left out. The whole
+/// payload's structure is checked as [`decode`] checks it (its strings are
+/// not checked for UTF-8 again; see `PointRef`); on an error, or if the
+/// payload holds fewer than `to` points, `out` is left as it was.
 pub fn write_lines(
     dialect: Dialect,
     version: u8,
@@ -317,25 +318,29 @@ pub fn write_lines(
     from: u32,
     to: u32,
     out: &mut Vec<u8>,
-) -> Result<(), String> {
+) -> Result<(usize, LpDrops), String> {
     peek(version, payload)?;
     let mark = out.len();
     let range = from as usize..to as usize;
+    let mut lines = 0;
+    let mut drops = LpDrops::default();
     let walked = walk_points(&payload[8..], |i, p| {
         if range.contains(&i) {
-            write_line(
+            let written = write_line(
                 out,
                 dialect,
                 p.measurement,
                 p.tags.iter().copied(),
                 p.fields.iter().map(|&(key, value, _)| (key, value)),
                 p.time_ns,
+                &mut drops,
             );
+            lines += usize::from(written);
         }
         Ok(())
     });
     match walked {
-        Ok(n) if n >= range.end => Ok(()),
+        Ok(n) if n >= range.end => Ok((lines, drops)),
         Ok(n) => {
             out.truncate(mark);
             Err(format!(
@@ -379,7 +384,12 @@ mod tests {
         for (from, to) in [(0, 4), (1, 3), (2, 2), (3, 4)] {
             let mut want = b"before\n".to_vec();
             for p in &points[from..to] {
-                crate::lineproto::write_point(&mut want, Dialect::InfluxDb, p);
+                crate::lineproto::write_point(
+                    &mut want,
+                    Dialect::InfluxDb,
+                    p,
+                    &mut LpDrops::default(),
+                );
             }
             let mut got = b"before\n".to_vec();
             write_lines(

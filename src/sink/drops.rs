@@ -1,0 +1,120 @@
+//! Samples a sink's format cannot carry, left out but never in silence:
+//! each is counted in `pushkit_sink_points_dropped_total{sink, reason}`,
+//! and each reason is logged at most once a minute, with the count since
+//! its last line.
+//!
+//! Reasons: `non_finite` (NaN or ±Inf in line protocol), `field_is_tag` (a
+//! line-protocol field keyed like one of its point's tags), and
+//! `native_buckets` (a native histogram's buckets, which no sink carries
+//! yet: its count, sum and classic buckets still go out).
+
+use crate::lineproto::LpDrops;
+use crate::metrics::Metrics;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Why samples were left out; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    NonFinite,
+    FieldIsTag,
+    NativeBuckets,
+}
+
+impl Reason {
+    const ALL: [Reason; 3] = [Reason::NonFinite, Reason::FieldIsTag, Reason::NativeBuckets];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NonFinite => "non_finite",
+            Reason::FieldIsTag => "field_is_tag",
+            Reason::NativeBuckets => "native_buckets",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Reason::NonFinite => "NaN or ±Inf values, which line protocol cannot carry",
+            Reason::FieldIsTag => {
+                "line-protocol fields keyed like one of their point's tags (e.g. a StateSet)"
+            }
+            Reason::NativeBuckets => "native histogram buckets, which no sink carries yet",
+        }
+    }
+
+    fn index(self) -> usize {
+        Reason::ALL.iter().position(|&r| r == self).expect("listed")
+    }
+}
+
+/// Longest silence of a reason that keeps happening.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Per reason: when it was last logged, and what was counted since.
+static LOG: Mutex<[(Option<Instant>, u64); 3]> = Mutex::new([(None, 0); 3]);
+
+/// Counts `n` samples sink `sink` left out for `reason`, and logs if the
+/// reason has not been logged for a minute.
+pub fn note(metrics: &Metrics, sink: &str, reason: Reason, n: u64) {
+    if n == 0 {
+        return;
+    }
+    metrics
+        .sink_dropped
+        .with(&[sink, reason.as_str()])
+        .add(n as f64);
+    let due = {
+        let mut log = LOG.lock().unwrap_or_else(|p| p.into_inner());
+        let (last, pending) = &mut log[reason.index()];
+        *pending += n;
+        let now = Instant::now();
+        if last.is_none_or(|t| now.duration_since(t) >= LOG_EVERY) {
+            *last = Some(now);
+            Some(std::mem::take(pending))
+        } else {
+            None
+        }
+    };
+    if let Some(count) = due {
+        tracing::warn!(
+            sink,
+            reason = reason.as_str(),
+            count,
+            "left out {count} samples in the last minute or less: {} (counted in pushkit_sink_points_dropped_total)",
+            reason.what()
+        );
+    }
+}
+
+/// Counts what line protocol left out for sink `sink`.
+pub fn note_lp(metrics: &Metrics, sink: &str, drops: LpDrops) {
+    note(metrics, sink, Reason::NonFinite, drops.non_finite);
+    note(metrics, sink, Reason::FieldIsTag, drops.field_is_tag);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_are_counted_per_sink_and_reason() {
+        let m = Metrics::default();
+        note(&m, "a", Reason::NonFinite, 2);
+        note(&m, "a", Reason::NonFinite, 0);
+        note_lp(
+            &m,
+            "b",
+            LpDrops {
+                non_finite: 1,
+                field_is_tag: 3,
+            },
+        );
+        note(&m, "a", Reason::NativeBuckets, 1);
+        let count = |sink, reason| m.sink_dropped.with(&[sink, reason]).get();
+        assert_eq!(count("a", "non_finite"), 2.0);
+        assert_eq!(count("b", "non_finite"), 1.0);
+        assert_eq!(count("b", "field_is_tag"), 3.0);
+        assert_eq!(count("a", "native_buckets"), 1.0);
+        assert_eq!(count("a", "field_is_tag"), 0.0);
+    }
+}
