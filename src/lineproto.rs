@@ -131,34 +131,29 @@ pub fn write_line<T: AsRef<[u8]>, F: AsRef<[u8]>>(
     dialect: Dialect,
     measurement: impl AsRef<[u8]>,
     tags: impl IntoIterator<Item = (T, T)> + Clone,
-    fields: impl IntoIterator<Item = (F, f64)> + Clone,
+    fields: impl IntoIterator<Item = (F, f64)>,
     time_ns: i64,
     drops: &mut LpDrops,
 ) -> bool {
-    let fits = |key: &F, value: f64, d: &mut LpDrops| {
-        d.keep(value, || is_tag_key(key.as_ref(), tags.clone()))
-    };
-    let mut any = false;
-    for (key, value) in fields.clone() {
-        any |= fits(&key, value, drops);
-    }
-    if !any {
-        return false;
-    }
+    // Written optimistically, taken back if no field can go.
+    let mark = out.len();
     escape_into(out, measurement.as_ref(), MEASUREMENT_SPECIALS, dialect);
     write_tags(out, dialect, tags.clone());
     let mut first = true;
-    // Counted above already.
-    let mut again = LpDrops::default();
     for (key, value) in fields {
-        if !fits(&key, value, &mut again) {
+        let key = key.as_ref();
+        if !drops.keep(value, || is_tag_key(key, tags.clone())) {
             continue;
         }
         out.push(if first { b' ' } else { b',' });
         first = false;
-        escape_into(out, key.as_ref(), KEY_SPECIALS, dialect);
+        escape_into(out, key, KEY_SPECIALS, dialect);
         out.push(b'=');
         write_float(out, value);
+    }
+    if first {
+        out.truncate(mark);
+        return false;
     }
     write_time(out, time_ns);
     true
@@ -250,35 +245,26 @@ impl LinesWriter {
     pub fn write<'a>(
         &mut self,
         tags: impl IntoIterator<Item = (&'a str, &'a str)> + Clone,
-        values: impl IntoIterator<Item = (&'a str, f64)> + Clone,
+        values: impl IntoIterator<Item = (&'a str, f64)>,
         time_ns: i64,
     ) -> bool {
-        let field = &self.field_name;
-        let fits = |suffix: &str, value: f64, d: &mut LpDrops| {
-            d.keep(value, || {
-                let key_is = |k: &str| {
-                    k.len() == field.len() + suffix.len()
-                        && k.starts_with(field.as_str())
-                        && k.ends_with(suffix)
-                };
-                tags.clone().into_iter().any(|(k, _)| key_is(k))
-            })
-        };
-        let mut any = false;
-        for (suffix, value) in values.clone() {
-            any |= fits(suffix, value, &mut self.drops);
-        }
-        if !any {
-            return false;
-        }
+        let field = self.field_name.as_str();
         let out = &mut self.lines.text;
+        // Written optimistically, taken back if no field can go.
+        let mark = out.len();
         out.extend_from_slice(&self.measurement);
         write_tags(out, self.dialect, tags.clone());
         let mut first = true;
-        // Counted above already.
-        let mut again = LpDrops::default();
         for (suffix, value) in values {
-            if !fits(suffix, value, &mut again) {
+            let is_tag = || {
+                let key_is = |k: &str| {
+                    k.len() == field.len() + suffix.len()
+                        && k.starts_with(field)
+                        && k.ends_with(suffix)
+                };
+                tags.clone().into_iter().any(|(k, _)| key_is(k))
+            };
+            if !self.drops.keep(value, is_tag) {
                 continue;
             }
             out.push(if first { b' ' } else { b',' });
@@ -297,6 +283,10 @@ impl LinesWriter {
             }
             out.push(b'=');
             write_float(out, value);
+        }
+        if first {
+            out.truncate(mark);
+            return false;
         }
         let time = match &mut self.time {
             Some((t, text)) if *t == time_ns => text,
@@ -351,13 +341,16 @@ fn escape_into(out: &mut Vec<u8>, bytes: &[u8], specials: u8, dialect: Dialect) 
         let mut fast = true;
         for &b in bytes {
             let class = ESCAPES[usize::from(b)];
-            if class & SLOW != 0 {
-                fast = false;
-                break;
-            }
-            if class & specials != 0 {
-                *dst = b'\\';
-                dst = dst.add(1);
+            // Most bytes need nothing: one test for them.
+            if class != 0 {
+                if class & SLOW != 0 {
+                    fast = false;
+                    break;
+                }
+                if class & specials != 0 {
+                    *dst = b'\\';
+                    dst = dst.add(1);
+                }
             }
             *dst = b;
             dst = dst.add(1);
