@@ -15,6 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const USAGE: &str = "\
 usage: pushkit [run] [--conf-dir DIR] [--log-level LEVEL]
        pushkit check [--conf-dir DIR]
+       pushkit --version
 
   --conf-dir DIR     directory of *.conf files (default: conf.d, or $PUSHKIT_CONF_DIR)
   --log-level LEVEL  error, warn, info, debug or trace (default: $RUST_LOG, else info)
@@ -22,6 +23,7 @@ usage: pushkit [run] [--conf-dir DIR] [--log-level LEVEL]
 
 struct Args {
     check: bool,
+    version: bool,
     conf_dir: PathBuf,
     log_level: Option<String>,
 }
@@ -29,6 +31,7 @@ struct Args {
 fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut args = Args {
         check: false,
+        version: false,
         conf_dir: std::env::var("PUSHKIT_CONF_DIR")
             .ok()
             .filter(|s| !s.is_empty())
@@ -53,6 +56,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
                 args.log_level = Some(s["--log-level=".len()..].to_string())
             }
             "-h" | "--help" => return Err(String::new()),
+            "-V" | "--version" => args.version = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
         first = false;
@@ -72,6 +76,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.version {
+        println!("pushkit {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
     if let Err(e) = init_logging(args.log_level.as_deref()) {
         eprintln!("pushkit: {e}");
         return ExitCode::from(2);
@@ -112,7 +120,14 @@ async fn run(config: config::Config) -> ExitCode {
         }
     };
     let listen = config.http_api.listen.clone();
-    let listener = match tokio::net::TcpListener::bind(&listen).await {
+    let mut bound = Err(std::io::Error::other("no address to bind"));
+    for addr in config.http_api.bind_addresses() {
+        bound = tokio::net::TcpListener::bind(&addr).await;
+        if bound.is_ok() {
+            break;
+        }
+    }
+    let listener = match bound {
         Ok(l) => l,
         Err(e) => {
             tracing::error!("cannot listen on {listen}: {e}");

@@ -20,6 +20,19 @@ fn shipped_conf_d() -> String {
 }
 
 #[test]
+fn version_prints_the_version() {
+    for flag in ["--version", "-V"] {
+        let out = pushkit().arg(flag).output().unwrap();
+        assert!(out.status.success(), "{flag}");
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            format!("pushkit {}\n", env!("CARGO_PKG_VERSION")),
+            "{flag}"
+        );
+    }
+}
+
+#[test]
 fn check_prints_the_effective_configuration() {
     let out = pushkit()
         .args(["check", "--conf-dir", &shipped_conf_d()])
@@ -80,6 +93,54 @@ fn bad_file_value_names_file_and_key() {
         err.contains("a.conf") && err.contains("io.flush_interval") && err.contains("10x"),
         "{err}"
     );
+}
+
+/// `listen = ":PORT"`, as DataKit's configs write it: every interface, so
+/// both loopbacks answer (::1 only where the machine has IPv6).
+#[test]
+fn a_listen_address_without_host_is_every_interface() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.path().join("pushkit.conf"),
+        format!("[http_api]\nlisten = \":{port}\"\n[[inputs.pushgateway]]\n"),
+    )
+    .unwrap();
+    let mut child = pushkit()
+        .args(["--conf-dir"])
+        .arg(dir.path())
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = |addr: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+                use std::io::{Read, Write};
+                s.write_all(b"GET /-/healthy HTTP/1.0\r\n\r\n").unwrap();
+                let mut reply = String::new();
+                let _ = s.read_to_string(&mut reply);
+                return reply;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        String::new()
+    };
+    let v4 = ready(&format!("127.0.0.1:{port}"));
+    let v6 = std::net::TcpListener::bind("[::1]:0")
+        .is_ok()
+        .then(|| ready(&format!("[::1]:{port}")));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(v4.starts_with("HTTP/1.0 200"), "127.0.0.1: {v4:?}");
+    if let Some(v6) = v6 {
+        assert!(v6.starts_with("HTTP/1.0 200"), "::1: {v6:?}");
+    }
 }
 
 #[test]

@@ -564,6 +564,33 @@ async fn every_rejection_is_json_and_changes_nothing() {
     assert_eq!(agent.stop().await, Ok(0));
 }
 
+/// `OPTIONS` answers 200 with `Allow` and no body, as the Pushgateway's
+/// router does (checked against 1.5.1: `DELETE, OPTIONS, POST, PUT` on a
+/// push path, `GET, OPTIONS` on `/metrics`); a 405 lists `OPTIONS` too.
+#[tokio::test(flavor = "multi_thread")]
+async fn options_lists_the_methods_of_a_path() {
+    let agent = start(pg_config("")).await;
+    for (path, allow) in [
+        ("/metrics/job/j", "DELETE, OPTIONS, POST, PUT"),
+        ("/metrics/job/j/instance/i", "DELETE, OPTIONS, POST, PUT"),
+        ("/metrics/job@base64/ag", "DELETE, OPTIONS, POST, PUT"),
+        ("/metrics", "GET, OPTIONS"),
+        ("/api/v1/metrics", "GET, OPTIONS"),
+        ("/-/healthy", "GET, OPTIONS"),
+        ("/-/quit", "OPTIONS, POST, PUT"),
+    ] {
+        let r = agent.send("OPTIONS", path, &[], Vec::new()).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.headers["allow"], allow, "{path}");
+        assert!(r.body.is_empty(), "{path}: {:?}", r.body);
+    }
+    let r = agent.send("PATCH", "/metrics/job/j", &[], Vec::new()).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.headers["allow"], "DELETE, OPTIONS, POST, PUT");
+    assert_eq!(agent.output(), "", "OPTIONS pushes nothing");
+    assert_eq!(agent.stop().await, Ok(0));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn size_limits_are_413() {
     let mut config = pg_config("");

@@ -12,7 +12,7 @@ use super::syntax;
 #[serde(default, deny_unknown_fields)]
 pub struct HttpApiConfig {
     /// Address the HTTP API listens on, "host:port" (IPv6 in brackets);
-    /// "0.0.0.0:9529" accepts other hosts.
+    /// ":9529" (no host, as in Go) listens on every interface.
     /// Default: `"localhost:9529"`. ENV: `ENV_HTTP_LISTEN`.
     #[serde(with = "syntax::listen")]
     pub listen: String,
@@ -36,11 +36,26 @@ impl Default for HttpApiConfig {
     }
 }
 
+impl HttpApiConfig {
+    /// The addresses to bind, in order of preference: `listen` as
+    /// written, or for ":port" every interface, IPv6 and IPv4 on one
+    /// socket where the system allows it, else IPv4 alone.
+    pub fn bind_addresses(&self) -> Vec<String> {
+        match self.listen.strip_prefix(':') {
+            Some(port) => vec![format!("[::]:{port}"), format!("0.0.0.0:{port}")],
+            None => vec![self.listen.clone()],
+        }
+    }
+}
+
 impl Section for HttpApiConfig {
     const PATH: &'static str = "http_api";
     const ENV_PREFIX: Option<&'static str> = Some("ENV_HTTP_");
     const KEYS: &'static [Key] = &[
-        Key::new("listen", "address the HTTP API listens on, host:port"),
+        Key::new(
+            "listen",
+            "address the HTTP API listens on, host:port; \":9529\" (no host, as in Go and DataKit) is every interface",
+        ),
         Key::new(
             "max_body_size",
             "largest request body accepted, as received",

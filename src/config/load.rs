@@ -868,11 +868,11 @@ mod tests {
         );
         assert_eq!(
             file_err("[http_api]\nlisten = \"9529\"\n"),
-            r#"conf.d/pushkit.conf: http_api.listen = "9529": expected "host:port" with a port 0-65535, such as "localhost:9529", "0.0.0.0:9529" or "[::1]:9529""#
+            r#"conf.d/pushkit.conf: http_api.listen = "9529": expected "host:port" with a port 0-65535, such as "localhost:9529", "0.0.0.0:9529", "[::1]:9529" or ":9529" (every interface)"#
         );
         assert_eq!(
             file_err("[http_api]\nlisten = 9529\n"),
-            r#"conf.d/pushkit.conf: http_api.listen = 9529: expected "host:port" with a port 0-65535, such as "localhost:9529", "0.0.0.0:9529" or "[::1]:9529""#
+            r#"conf.d/pushkit.conf: http_api.listen = 9529: expected "host:port" with a port 0-65535, such as "localhost:9529", "0.0.0.0:9529", "[::1]:9529" or ":9529" (every interface)"#
         );
         assert_eq!(
             file_err(
@@ -929,8 +929,8 @@ mod tests {
             r#"ENV_IO_FLUSH_INTERVAL = "10": expected a duration such as "300ms", "10s" or "1m30s""#
         );
         assert_eq!(
-            env_err("ENV_HTTP_LISTEN", ":9529"),
-            r#"ENV_HTTP_LISTEN = ":9529": expected "host:port" with a port 0-65535, such as "localhost:9529", "0.0.0.0:9529" or "[::1]:9529""#
+            env_err("ENV_HTTP_LISTEN", ":95290"),
+            r#"ENV_HTTP_LISTEN = ":95290": expected "host:port" with a port 0-65535, such as "localhost:9529", "0.0.0.0:9529", "[::1]:9529" or ":9529" (every interface)"#
         );
         assert_eq!(
             env_err("ENV_DATAWAY", "http://ok/w,https://:1?token=tkn_x"),

@@ -24,7 +24,7 @@ pub(crate) const EXPECT_ENV_BOOL: &str =
 /// What a count must look like.
 pub(crate) const EXPECT_COUNT: &str = "expected a whole number of at least 1";
 /// What a listen address must look like.
-pub(crate) const EXPECT_LISTEN: &str = r#"expected "host:port" with a port 0-65535, such as "localhost:9529", "0.0.0.0:9529" or "[::1]:9529""#;
+pub(crate) const EXPECT_LISTEN: &str = r#"expected "host:port" with a port 0-65535, such as "localhost:9529", "0.0.0.0:9529", "[::1]:9529" or ":9529" (every interface)"#;
 /// What a route prefix must look like.
 pub(crate) const EXPECT_ROUTE_PREFIX: &str =
     r##"expected a URL path such as "/v1/pushgateway" (no spaces, "?" or "#")"##;
@@ -222,11 +222,14 @@ pub(crate) fn parse_env_bool(s: &str) -> Result<bool, &'static str> {
     }
 }
 
-/// Checks a listen address: "host:port", host non-empty (IPv6 in brackets),
-/// port 0-65535. Returns it unchanged so the server binds what was written.
+/// Checks a listen address: "host:port" (IPv6 in brackets), port 0-65535;
+/// an empty host (":9529", Go's and DataKit's form) means every interface.
+/// Returns it unchanged so the server binds what was written.
 pub(crate) fn check_listen(s: &str) -> Result<String, &'static str> {
     let (host, port) = split_host_port(s).ok_or(EXPECT_LISTEN)?;
-    check_host(host).ok_or(EXPECT_LISTEN)?;
+    if !host.is_empty() {
+        check_host(host).ok_or(EXPECT_LISTEN)?;
+    }
     check_port(port).ok_or(EXPECT_LISTEN)?;
     Ok(s.to_string())
 }
@@ -428,12 +431,14 @@ mod tests {
             "[::]:65535",
             "[fe80::1%eth0]:80",
             "my-host.example_x:1",
+            ":9529",
         ] {
             assert_eq!(check_listen(ok), Ok(ok.to_string()), "{ok}");
         }
         for bad in [
             "",
-            ":9529",
+            ":",
+            ":x",
             "localhost",
             "localhost:",
             "localhost:65536",

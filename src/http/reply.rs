@@ -44,14 +44,28 @@ pub fn not_found(path: &str) -> Reply {
     ))
 }
 
-/// A 405 that lists the methods the path takes in `Allow`.
+/// A 405 that lists the methods the path takes in `Allow`; to `OPTIONS`,
+/// a 200 with the same `Allow` and no body, as the Pushgateway's router
+/// answers. `allowed` is a comma-separated list of methods; `Allow` adds
+/// `OPTIONS` and sorts them, as Go's `httprouter` does.
 pub fn method_not_allowed(method: &Method, allowed: &str) -> Reply {
-    let mut r = error_reply(&ApiError::new(
-        ErrorCode::MethodNotAllowed,
-        format!("method {method} is not allowed here; use {allowed}"),
-    ));
+    let mut methods: Vec<&str> = allowed.split(',').map(str::trim).collect();
+    methods.push("OPTIONS");
+    methods.sort_unstable();
+    methods.dedup();
+    let allow = methods.join(", ");
+    let mut r = if method == Method::OPTIONS {
+        let mut r = Response::new(Vec::new());
+        *r.status_mut() = StatusCode::OK;
+        r
+    } else {
+        error_reply(&ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("method {method} is not allowed here; use {allowed}"),
+        ))
+    };
     r.headers_mut()
-        .insert("Allow", allowed.parse().expect("static header value"));
+        .insert("Allow", allow.parse().expect("method names"));
     r
 }
 
