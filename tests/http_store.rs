@@ -81,6 +81,34 @@ async fn put_post_delete_as_the_pushgateway() {
     agent.stop().await.unwrap();
 }
 
+/// `%2F` inside a path segment is a slash in that value (RFC 3986), for
+/// the job and for label values, plain or `@base64`-named; a PUT and its
+/// DELETE reach the same group.
+#[tokio::test]
+async fn an_encoded_slash_stays_inside_its_value() {
+    let agent = start(config(PushgatewayConfig::default())).await;
+    let path = "/metrics/job/batch%2Fnightly/instance/a%2Fb/path/%2Ftmp%2F";
+    assert_eq!(agent.put_text(path, "up 1\n").await.status, 200);
+    let lines = pushed_lines(&agent.get("/metrics").await.body);
+    let want = "up{instance=\"a/b\",job=\"batch/nightly\",path=\"/tmp/\"} 1";
+    assert!(
+        lines.iter().any(|l| l == want),
+        "{want} missing from {lines:#?}"
+    );
+    let r = agent.send("DELETE", path, &[], Vec::new()).await;
+    assert_eq!(r.status, 202);
+    let lines = pushed_lines(&agent.get("/metrics").await.body);
+    assert!(!lines.iter().any(|l| l.starts_with("up{")), "{lines:#?}");
+    // An odd count is still odd, and a malformed escape still a 400.
+    let r = agent.put_text("/metrics/job/j/instance", "up 1\n").await;
+    assert_eq!(r.status, 400);
+    let r = agent
+        .put_text("/metrics/job/j/instance/a%zz", "up 1\n")
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("invalidPath"), "{}", r.body);
+}
+
 #[tokio::test]
 async fn an_inconsistent_push_is_refused_whole() {
     let agent = start(config(PushgatewayConfig::default())).await;

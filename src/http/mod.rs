@@ -85,10 +85,9 @@ fn body_bytes<B: Buf>(
     body.map(|chunk| chunk.map(|mut b| b.copy_to_bytes(b.remaining())))
 }
 
-/// Decodes `%XX` escapes as Go's URL.Path does before routing, so that
-/// `%2F` separates path segments as it does in the Pushgateway. None for
-/// a malformed escape (`%zz`, `%2`), which Go refuses too, or a result
-/// that is not UTF-8.
+/// Decodes `%XX` escapes (a whole path, as Go's URL.Path does, or one
+/// segment of it). None for a malformed escape (`%zz`, `%2`), which Go
+/// refuses too, or a result that is not UTF-8.
 pub fn percent_decode(raw: &str) -> Option<String> {
     let bytes = raw.as_bytes();
     // The crate passes a malformed escape through as it is.

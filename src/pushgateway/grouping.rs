@@ -15,7 +15,12 @@ pub enum GroupingError {
     JobNameRequired,
     OddComponents,
     InvalidLabelName(String),
-    InvalidBase64 { label: String, value: String },
+    InvalidBase64 {
+        label: String,
+        value: String,
+    },
+    /// A path segment does not percent-decode to UTF-8.
+    InvalidPath,
 }
 
 impl std::fmt::Display for GroupingError {
@@ -34,6 +39,9 @@ impl std::fmt::Display for GroupingError {
                 f,
                 "invalid base64 encoding in value {value:?} of label {label:?}"
             ),
+            GroupingError::InvalidPath => {
+                write!(f, "a path segment does not percent-decode to UTF-8")
+            }
         }
     }
 }
@@ -47,33 +55,48 @@ const GO_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
         .with_decode_padding_mode(DecodePaddingMode::RequireNone),
 );
 
-/// The grouping key of a push: `rest` is the percent-decoded path after
-/// the input's prefix. None when `rest` is not a push path
+/// The grouping key of a push: `raw_rest` is the path after the input's
+/// prefix, still percent-encoded. None when it is not a push path
 /// (`/metrics/job/...` or `/metrics/job@base64/...`).
-pub fn parse_push_path(rest: &str) -> Option<Result<GroupingKey, GroupingError>> {
-    let (job_path, job_base64) = rest
-        .strip_prefix("/metrics/job@base64")
-        .map(|p| (p, true))
-        .or_else(|| rest.strip_prefix("/metrics/job").map(|p| (p, false)))
-        .filter(|(p, _)| p.is_empty() || p.starts_with('/'))?;
-    Some(grouping_key_from_path(job_path, job_base64))
+///
+/// The path is split on `/` first and each segment percent-decoded on its
+/// own, as RFC 3986 has it: `%2F` is a slash inside a value
+/// (`/instance/a%2Fb` is `instance="a/b"`, as Node's `prom-client` sends
+/// it). The Go Pushgateway decodes the whole path first and answers 400.
+pub fn parse_push_path(raw_rest: &str) -> Option<Result<GroupingKey, GroupingError>> {
+    let mut segments = raw_rest.split('/');
+    if segments.next() != Some("") || segments.next().map(decode).as_deref() != Some("metrics") {
+        return None;
+    }
+    let job_base64 = match segments.next().map(decode).as_deref() {
+        Some("job") => false,
+        Some("job@base64") => true,
+        _ => return None,
+    };
+    Some(grouping_key_from_segments(segments, job_base64))
 }
 
-/// `/<job>{/<name>/<value>}` → grouping key.
-fn grouping_key_from_path(job_path: &str, job_base64: bool) -> Result<GroupingKey, GroupingError> {
-    let rest = job_path.strip_prefix('/').unwrap_or(job_path);
-    let (job, labels) = match rest.split_once('/') {
-        Some((job, labels)) => (job, labels),
-        None => (rest, ""),
-    };
+/// A path segment percent-decoded; `%` alone marks one that is not valid
+/// (the caller has checked the whole path, so it is not expected).
+fn decode(segment: &str) -> String {
+    crate::http::percent_decode(segment).unwrap_or_else(|| "%".to_string())
+}
+
+/// `<job>{/<name>/<value>}`, one raw segment each → grouping key.
+fn grouping_key_from_segments<'a>(
+    mut segments: impl Iterator<Item = &'a str>,
+    job_base64: bool,
+) -> Result<GroupingKey, GroupingError> {
+    let decode = |s: &str| crate::http::percent_decode(s).ok_or(GroupingError::InvalidPath);
+    let job = segments.next().map(decode).transpose()?.unwrap_or_default();
+    let mut labels: Vec<String> = segments.map(decode).collect::<Result<_, _>>()?;
     // As the Pushgateway splits them: a trailing "/" after pairs makes the
     // count odd, a lone "/" after the job means no labels.
-    let pairs: Vec<&str> = if labels.is_empty() {
-        Vec::new()
-    } else {
-        labels.split('/').collect()
-    };
-    parse_grouping_key(job, job_base64, &pairs)
+    if labels.len() == 1 && labels[0].is_empty() {
+        labels.clear();
+    }
+    let pairs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    parse_grouping_key(&job, job_base64, &pairs)
 }
 
 /// Reads the grouping key from the path segments after `/metrics/job/`:
@@ -275,6 +298,17 @@ mod tests {
         assert_eq!(ok("/metrics/job/j/"), 1);
         assert_eq!(ok("/metrics/job/j/a/b"), 2);
         assert_eq!(ok("/metrics/job@base64/ag"), 1);
+        assert_eq!(
+            path("/metrics/job/j%2Fk/instance/a%2Fb").unwrap().unwrap(),
+            vec![
+                ("job".into(), "j/k".into()),
+                ("instance".into(), "a/b".into())
+            ],
+            "%2F is a slash inside a value"
+        );
+        assert_eq!(ok("/metrics/jo%62/j"), 1, "a name may be encoded too");
+        assert_eq!(path("/metrics/job%2Fj"), None);
+        assert_eq!(path("/metrics"), None);
         let err = |rest| path(rest).unwrap().unwrap_err();
         assert_eq!(err("/metrics/job/j/a/b/"), GroupingError::OddComponents);
         assert_eq!(err("/metrics/job/j/a"), GroupingError::OddComponents);

@@ -280,6 +280,7 @@ pub fn grouping_error(e: GroupingError) -> ApiError {
         GroupingError::OddComponents => ErrorCode::OddLabelComponents,
         GroupingError::InvalidLabelName(_) => ErrorCode::InvalidLabelName,
         GroupingError::InvalidBase64 { .. } => ErrorCode::InvalidBase64,
+        GroupingError::InvalidPath => ErrorCode::InvalidPath,
     };
     ApiError::new(code, e.to_string())
 }

@@ -65,7 +65,14 @@ impl Api {
         let Some(rest) = strip_prefix(&path, &self.prefix) else {
             return not_found(&path);
         };
-        if let (Some(pg), Some(group)) = (&self.pushgateway, parse_push_path(rest)) {
+        // Push paths are split before they are decoded (`%2F` stays inside
+        // a value). A prefix sent percent-encoded is matched decoded; its
+        // rest is then taken as decoded, `%` escaped so it stays as it is.
+        let raw_rest = match strip_prefix(&req.raw_path, &self.prefix) {
+            Some(raw) => std::borrow::Cow::Borrowed(raw),
+            None => std::borrow::Cow::Owned(rest.replace('%', "%25")),
+        };
+        if let (Some(pg), Some(group)) = (&self.pushgateway, parse_push_path(&raw_rest)) {
             let Some(push_method) = PushMethod::from_http(req.method.as_str()) else {
                 return method_not_allowed(&req.method, "PUT, POST, DELETE");
             };
