@@ -109,6 +109,55 @@ async fn an_encoded_slash_stays_inside_its_value() {
     assert!(r.body.contains("invalidPath"), "{}", r.body);
 }
 
+/// An empty label is an absent one: `m{a=""}` and `m` are one series,
+/// so a push holding both is refused as a duplicate, by the store's
+/// check, and nothing of it is stored or forwarded.
+#[tokio::test]
+async fn an_empty_label_is_an_absent_one() {
+    let agent = start(config(PushgatewayConfig::default())).await;
+    for body in [
+        "m{a=\"\"} 1\nm 2\n",
+        "m 2\nm{a=\"\"} 1\n",
+        "m{a=\"\",b=\"x\"} 1\nm{b=\"x\",c=\"\"} 2\n",
+    ] {
+        let r = agent.put_text("/metrics/job/j", body).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert!(r.body.contains("appears twice"), "{body}: {}", r.body);
+    }
+    assert_eq!(agent.output(), "", "nothing forwarded");
+    let lines = pushed_lines(&agent.get("/metrics").await.body);
+    assert!(!lines.iter().any(|l| l.starts_with("m")), "{lines:#?}");
+    // Alone, either is fine, and they are the same series.
+    assert_eq!(
+        agent
+            .put_text("/metrics/job/j", "m{a=\"\"} 1\n")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(agent.put_text("/metrics/job/k", "m 2\n").await.status, 200);
+
+    // A forwarder (no store) refuses the push alike.
+    let forwarder = start(config(PushgatewayConfig {
+        store: false,
+        ..PushgatewayConfig::default()
+    }))
+    .await;
+    let r = forwarder
+        .put_text("/metrics/job/j", "m{a=\"\"} 1\nm 2\n")
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("inconsistentMetrics"), "{}", r.body);
+    assert_eq!(forwarder.output(), "", "nothing forwarded");
+    assert_eq!(
+        forwarder
+            .put_text("/metrics/job/j", "m{a=\"\"} 1\nm{a=\"x\"} 2\n")
+            .await
+            .status,
+        200
+    );
+}
+
 #[tokio::test]
 async fn an_inconsistent_push_is_refused_whole() {
     let agent = start(config(PushgatewayConfig::default())).await;

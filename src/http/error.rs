@@ -124,7 +124,7 @@ error_codes! {
     InconsistentMetrics = (
         "inconsistentMetrics",
         400,
-        "The push would make the exposition invalid (type conflict, a series another group pushes, `_count`/`_sum`/`_bucket` collision, duplicate series or labels); it sets `push_failure_time_seconds`."
+        "The push would make the exposition invalid (type conflict, a series another group pushes, `_count`/`_sum`/`_bucket` collision, duplicate series or labels, an empty label counting as absent); with the store on, it sets `push_failure_time_seconds`."
     ),
     StoreLoading = (
         "storeLoading",

@@ -115,6 +115,35 @@ pub struct Histogram {
     pub has_native: bool,
 }
 
+/// The first series that appears twice in `families`, described as
+/// `name{labels}`: two metrics of one family whose labels are equal once
+/// labels with an empty value (absent ones, as Prometheus has it) are left
+/// out. For a push that no store checks (`store = false`).
+pub fn duplicate_series(families: &[Family]) -> Option<String> {
+    let mut seen = std::collections::HashSet::new();
+    for family in families {
+        seen.clear();
+        for metric in &family.metrics {
+            let mut labels: Vec<(&str, &str)> = metric
+                .labels
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            labels.sort_unstable();
+            if !seen.insert(labels) {
+                let shown: Vec<String> = metric
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v:?}"))
+                    .collect();
+                return Some(format!("{}{{{}}}", family.name, shown.join(",")));
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::cmp_names;

@@ -31,6 +31,7 @@ use crate::http::error::{ApiError, ErrorCode};
 use crate::http::reply::{error_reply, status_reply, Reply};
 use crate::http::Request;
 use crate::metrics::Metrics;
+use crate::model::family::duplicate_series;
 use crate::model::point::now_ns;
 use crate::model::GroupingKey;
 use crate::sink::{
@@ -205,6 +206,14 @@ impl PushgatewayInput {
         let sealed = self.sinks.seal(converted).map_err(enqueue_error)?;
         match &self.store {
             None => {
+                // No store checks this push; an empty label is an absent
+                // one here too, so `m{a=""}` beside `m` is one series twice.
+                if let Some(series) = duplicate_series(&families) {
+                    return Err(ApiError::new(
+                        ErrorCode::InconsistentMetrics,
+                        format!("pushed metrics are inconsistent: series {series} appears twice in the push"),
+                    ));
+                }
                 let queued = self
                     .sinks
                     .enqueue(sealed, body_bytes, room)

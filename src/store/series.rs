@@ -314,14 +314,16 @@ impl StoredFamily {
 }
 
 /// A series' identity: its family name and its sorted labels, hashed to
-/// 64 bits. Two different series with one id would make the check refuse a
-/// valid push, so the hash must mix well; SipHash did, at 7 % of the push
-/// path, so this is a multiply-fold hash (as wyhash does it) over 8-byte
-/// words, each string closed by its length.
+/// 64 bits. A label with an empty value is an absent one, as Prometheus
+/// has it, and is left out: `m{a=""}` and `m` are one series, so a push
+/// holding both is refused as a duplicate. Two different series with one
+/// id would make the check refuse a valid push, so the hash must mix well;
+/// SipHash did, at 7 % of the push path, so this is a multiply-fold hash
+/// (as wyhash does it) over 8-byte words, each string closed by its length.
 pub fn series_id<'a>(name: &str, labels: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
     let mut h = IdHash(SEED);
     h.write(name.as_bytes());
-    for (k, v) in labels {
+    for (k, v) in labels.filter(|(_, v)| !v.is_empty()) {
         h.write(k.as_bytes());
         h.write(v.as_bytes());
     }
