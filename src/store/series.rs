@@ -424,7 +424,11 @@ mod tests {
         assert_ne!(base, id("m", &[("ab", "c")]));
         assert_ne!(base, id("ma", &[("", "bc")]));
         assert_ne!(base, id("m", &[("a", "bd")]));
-        assert_ne!(id("m", &[]), id("m", &[("", "")]));
+        assert_ne!(id("m", &[]), id("m", &[("", "x")]));
+        // An empty label is an absent one.
+        assert_eq!(id("m", &[]), id("m", &[("", "")]));
+        assert_eq!(id("m", &[("a", "")]), id("m", &[]));
+        assert_eq!(base, id("m", &[("a", "bc"), ("b", "")]));
         assert_eq!(base, id("m", &[("a", "bc")]));
         // A change at any byte of a short value changes the id.
         for n in 1..=17 {
