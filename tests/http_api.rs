@@ -398,15 +398,6 @@ async fn every_rejection_is_json_and_changes_nothing() {
             )
         },
         case(
-            "a timestamp before 1677, with honor_timestamps on",
-            "PUT",
-            PATH,
-            vec![],
-            b"early 1 -9223372036855\n".to_vec(),
-            400,
-            "timestampOutOfRange",
-        ),
-        case(
             "duplicate family, protobuf",
             "PUT",
             PATH,
@@ -561,6 +552,15 @@ async fn every_rejection_is_json_and_changes_nothing() {
             .ends_with(" late=1 9223372036854000000\n"),
         "the timestamp is not clamped"
     );
+    // 0 or below counts as no timestamp, as in DataKit: the arrival time,
+    // for every point of the metric.
+    for ts in ["0", "-5", "-9223372036855"] {
+        let body = format!("# TYPE early summary\nearly_sum 1 {ts}\nearly_count 2 {ts}\n");
+        assert_eq!(agent.put_text(PATH, &body).await.status, 200, "{ts}");
+        let out = agent.take_output();
+        let time: i64 = out.trim_end().rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(time > 1_700_000_000_000_000_000, "{ts}: {out}");
+    }
     assert_eq!(agent.stop().await, Ok(0));
 }
 

@@ -230,8 +230,9 @@ pub fn convert_into(
         out.family(family, &measurement, &field);
         for metric in &family.metrics {
             let time_ns = match metric.timestamp_ms {
+                // As DataKit has it, 0 or below is no timestamp at all.
                 // `check_timestamps` refused a push whose product overflows.
-                Some(ms) if mapping.honor_timestamps => ms.saturating_mul(1_000_000),
+                Some(ms) if mapping.honor_timestamps && ms > 0 => ms.saturating_mul(1_000_000),
                 _ => received_ns,
             };
             merge_tags(&group_labels, group, metric, &mut tags);
@@ -240,21 +241,22 @@ pub fn convert_into(
     }
 }
 
-/// With `honor_timestamps` on, a sample's timestamp becomes the points'
-/// time in nanoseconds, an `i64` as line protocol has it: refuses, naming
-/// the first, a push with a timestamp that does not fit (before 1677 or
-/// after 2262), rather than clamping it.
+/// With `honor_timestamps` on, a sample's timestamp above 0 becomes the
+/// points' time in nanoseconds, an `i64` as line protocol has it:
+/// refuses, naming the first, a push with a timestamp that does not fit
+/// (after 2262), rather than clamping it. One of 0 or below counts as
+/// absent (see `convert_into`).
 pub fn check_timestamps(families: &[Family], mapping: &Mapping) -> Result<(), String> {
     if !mapping.honor_timestamps {
         return Ok(());
     }
     for family in families {
         for metric in &family.metrics {
-            if let Some(ms) = metric.timestamp_ms {
+            if let Some(ms) = metric.timestamp_ms.filter(|&ms| ms > 0) {
                 if ms.checked_mul(1_000_000).is_none() {
                     return Err(format!(
-                        "metric family {:?}: timestamp {ms} ms is outside what line protocol's \
-                         nanoseconds hold (years 1677 to 2262)",
+                        "metric family {:?}: timestamp {ms} ms is after what line protocol's \
+                         nanoseconds hold (the year 2262)",
                         family.name
                     ));
                 }

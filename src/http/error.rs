@@ -79,7 +79,7 @@ error_codes! {
     TimestampOutOfRange = (
         "timestampOutOfRange",
         400,
-        "With `honor_timestamps` on, a sample's timestamp is outside what line protocol's nanoseconds hold (years 1677 to 2262)."
+        "With `honor_timestamps` on, a sample's timestamp is after what line protocol's nanoseconds hold (the year 2262)."
     ),
     DuplicateMetricFamily = (
         "duplicateMetricFamily",
