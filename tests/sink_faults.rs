@@ -665,10 +665,42 @@ async fn too_many_requests_honours_retry_after() {
     assert_eq!(agent.stop_timed().await.0, Ok(0));
 }
 
+/// A 400 refusing every line: the batch of 3 is bisected down to single
+/// points (3, then 2 and 1, then 1 and 1: 5 requests), each refused, all
+/// dropped and none retried.
 #[tokio::test(flavor = "multi_thread")]
-async fn client_errors_drop_the_batch_and_count_it() {
+async fn a_refused_batch_is_bisected_down_to_its_points() {
     let mut bad = answer(400);
     bad.body = "unable to parse 'g,i=0': bad timestamp".into();
+    let (port, backend) = start_backend(vec![], bad).await;
+    let agent = start(config(port, 100, SinkConfig::default())).await;
+    let (text, _) = gauges(3, 0);
+    assert_eq!(agent.push(&text).await.status(), 200);
+    let m = agent
+        .wait_for_metric(
+            "pushkit_sink_points_dropped_total{sink=\"flaky\",reason=\"rejected\"} 3\n",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(
+        m.contains("pushkit_sink_requests_total{sink=\"flaky\",outcome=\"rejected\"} 5\n"),
+        "{m}"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let sizes: Vec<usize> = backend
+        .received()
+        .iter()
+        .map(|r| r.body.lines().count())
+        .collect();
+    assert_eq!(sizes, [3, 2, 1, 1, 1], "halves, the first half first");
+    assert!(!agent.self_metrics().await.contains("outcome=\"retry\""));
+    assert_eq!(agent.stop_timed().await.0, Ok(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_errors_drop_the_batch_and_count_it() {
+    let mut bad = answer(403);
+    bad.body = "forbidden".into();
     let (port, backend) = start_backend(vec![], bad).await;
     let agent = start(config(port, 100, SinkConfig::default())).await;
     let (text, _) = gauges(3, 0);

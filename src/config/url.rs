@@ -65,9 +65,31 @@ pub(crate) fn dataway_sink_url(s: &str) -> Result<String, &'static str> {
     Ok(out)
 }
 
-/// Replaces every query value with "REDACTED" (keys kept) and the userinfo
-/// password too, so tokens never reach logs or `pushkit check` output.
-/// Works on any string, valid URL or not (error messages use it as well).
+/// Whether a query key names a secret: `p` (InfluxDB 1.x's password), or
+/// a key holding `token`, `password`, `passwd`, `pwd`, `secret`, `key`,
+/// `auth`, `sig` or `credential`, whatever the case (`apiKey`,
+/// `X-Auth-Token`, `signature`).
+pub fn is_secret_query_key(key: &str) -> bool {
+    const WORDS: [&str; 9] = [
+        "token",
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "key",
+        "auth",
+        "sig",
+        "credential",
+    ];
+    let k = key.to_ascii_lowercase();
+    k == "p" || WORDS.iter().any(|w| k.contains(w))
+}
+
+/// Replaces the values of secret query keys ([`is_secret_query_key`])
+/// with "REDACTED", and the userinfo password too, so tokens never reach
+/// logs or `pushkit check` output; other query values (`db=`, `rp=`) stay
+/// readable. Works on any string, valid URL or not (error messages use it
+/// as well).
 pub fn redact_url(url: &str) -> String {
     let (before_frag, fragment) = match url.split_once('#') {
         Some((b, f)) => (b, Some(f)),
@@ -83,7 +105,9 @@ pub fn redact_url(url: &str) -> String {
         let pairs: Vec<String> = q
             .split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((k, v)) if !v.is_empty() => format!("{k}=REDACTED"),
+                Some((k, v)) if !v.is_empty() && is_secret_query_key(k) => {
+                    format!("{k}=REDACTED")
+                }
                 _ => pair.to_string(),
             })
             .collect();
@@ -93,6 +117,58 @@ pub fn redact_url(url: &str) -> String {
         out.push('#');
         out.push_str(f);
     }
+    out
+}
+
+/// `text` (a backend's reply, say) with what looks like a secret replaced
+/// by "REDACTED": the value of every `key=value` whose key is secret
+/// ([`is_secret_query_key`]), the password of `scheme://user:pass@`, and
+/// the word after `Bearer ` or `Token `.
+pub fn redact_secrets(text: &str) -> String {
+    let is_key_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    let ends_value = |c: char| c.is_whitespace() || "&\"'\\,;<>()[]{}".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(['=', ' ', '@']) {
+        let (head, tail) = rest.split_at(i);
+        let c = tail.as_bytes()[0] as char;
+        out.push_str(head);
+        out.push(c);
+        rest = &tail[1..];
+        let value_len = rest.find(ends_value).unwrap_or(rest.len());
+        let secret = match c {
+            '=' => {
+                let key_start = head
+                    .char_indices()
+                    .rev()
+                    .take_while(|&(_, ch)| is_key_char(ch))
+                    .last()
+                    .map_or(head.len(), |(at, _)| at);
+                is_secret_query_key(&head[key_start..])
+            }
+            ' ' => {
+                let word = head.rsplit(|ch: char| !ch.is_ascii_alphabetic()).next();
+                matches!(word, Some("Bearer" | "Token" | "bearer" | "token"))
+            }
+            // `user:pass@host`: the password was already written to
+            // `out`; take it back.
+            _ => {
+                let userinfo_start = out[..out.len() - 1]
+                    .rfind(|ch: char| ch == '/' || ch.is_whitespace())
+                    .map_or(0, |at| at + 1);
+                if let Some(colon) = out[userinfo_start..out.len() - 1].find(':') {
+                    out.truncate(userinfo_start + colon + 1);
+                    out.push_str("REDACTED@");
+                }
+                false
+            }
+        };
+        if secret && value_len > 0 {
+            out.push_str("REDACTED");
+            rest = &rest[value_len..];
+        }
+    }
+    out.push_str(rest);
     out
 }
 
@@ -191,7 +267,15 @@ mod tests {
     fn redaction() {
         assert_eq!(
             redact_url("https://openway.example/v1/write/metric?token=tkn_x&a=b"),
-            "https://openway.example/v1/write/metric?token=REDACTED&a=REDACTED"
+            "https://openway.example/v1/write/metric?token=REDACTED&a=b"
+        );
+        assert_eq!(
+            redact_url("http://influx:8086/write?db=metrics&u=me&p=pw&rp=x"),
+            "http://influx:8086/write?db=metrics&u=me&p=REDACTED&rp=x"
+        );
+        assert_eq!(
+            redact_url("http://h/w?apiKey=1&X-Auth=2&sig=3&Password=4&keyless"),
+            "http://h/w?apiKey=REDACTED&X-Auth=REDACTED&sig=REDACTED&Password=REDACTED&keyless"
         );
         assert_eq!(
             redact_url("http://u:secret@h:1/p?flag&e="),
@@ -200,9 +284,40 @@ mod tests {
         assert_eq!(redact_url("http://u@h/p"), "http://u@h/p");
         assert_eq!(redact_url("http://h/p"), "http://h/p");
         assert_eq!(
-            redact_url("http://h/p?k=v#frag"),
-            "http://h/p?k=REDACTED#frag"
+            redact_url("http://h/p?k=v&token=t#frag"),
+            "http://h/p?k=v&token=REDACTED#frag"
         );
         assert_eq!(redact_url("not a url?token=x"), "not a url?token=REDACTED");
+    }
+
+    #[test]
+    fn secrets_in_text() {
+        let cases = [
+            (
+                r#"{"error":"authorization failed for https://h/w?db=x&token=tkn_1"}"#,
+                r#"{"error":"authorization failed for https://h/w?db=x&token=REDACTED"}"#,
+            ),
+            (
+                "header Authorization: Bearer abc.def",
+                "header Authorization: Bearer REDACTED",
+            ),
+            ("Token xyz was refused", "Token REDACTED was refused"),
+            (
+                "via http://u:pw@h/p failed",
+                "via http://u:REDACTED@h/p failed",
+            ),
+            (
+                "a@b is fine, so is x=1 and key",
+                "a@b is fine, so is x=1 and key",
+            ),
+            ("password= (empty)", "password= (empty)"),
+            (
+                "unable to parse 'm,t=a f=1': bad",
+                "unable to parse 'm,t=a f=1': bad",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(redact_secrets(text), want, "{text}");
+        }
     }
 }

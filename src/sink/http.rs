@@ -14,6 +14,7 @@
 
 use super::disk::{Body, DiskBatch, DiskQueue, Form};
 use super::drops;
+use super::lp_reply;
 use super::queue::{Batch, BatchData, SinkQueue};
 use super::remote_write;
 use crate::lineproto::{encode_line_protocol, Dialect};
@@ -179,8 +180,9 @@ impl HttpSink {
         m.sink_queue_oldest_age.with(&[&self.name]).set(age);
     }
 
-    /// Delivers `points`, retrying until they are accepted or rejected;
-    /// for remote write, bisects a 400 down to the rejected points.
+    /// Delivers `points`, retrying until they are accepted or rejected. A
+    /// 400 that refuses the batch whole is bisected down to the refused
+    /// points; a line-protocol partial write is counted, never re-sent.
     async fn deliver(&self, points: &[Point]) {
         let mut pending = vec![points];
         while let Some(part) = pending.pop() {
@@ -194,27 +196,73 @@ impl HttpSink {
             if body.is_empty() {
                 continue;
             }
-            match self.send(body, part.len()).await {
-                Ok(()) => {}
-                Err((400, _)) if self.format == Format::RemoteWrite && part.len() > 1 => {
+            if let Err((status, reply)) = self.send(body, part.len()).await {
+                if let Some(refused) = self.partial_write(part.len(), status, &reply) {
+                    self.count_partial_write(part.len(), refused, &reply);
+                } else if status == 400 && part.len() > 1 {
                     let (a, b) = remote_write::halves(part);
                     pending.push(b);
                     pending.push(a);
+                } else {
+                    self.rejected(part.len(), status, &reply);
                 }
-                Err((status, body)) => self.rejected(part.len(), status, &body),
             }
         }
     }
 
-    /// Delivers `points` points already written as line protocol.
+    /// Delivers `points` points already written as line protocol, one per
+    /// line, as [`HttpSink::deliver`] does points.
     async fn deliver_lines(&self, text: Vec<u8>, points: usize) {
-        let body = match self.compress(text) {
-            Ok(body) => body,
-            Err(e) => return self.encode_failed(points, e),
-        };
-        if let Err((status, body)) = self.send(body, points).await {
-            self.rejected(points, status, &body);
+        let mut pending = vec![(0..text.len(), points)];
+        while let Some((range, n)) = pending.pop() {
+            let part = &text[range.clone()];
+            let body = match self.compress(part) {
+                Ok(body) => body,
+                Err(e) => {
+                    self.encode_failed(n, e);
+                    continue;
+                }
+            };
+            if let Err((status, reply)) = self.send(body, n).await {
+                if let Some(refused) = self.partial_write(n, status, &reply) {
+                    self.count_partial_write(n, refused, &reply);
+                } else if status == 400 && n > 1 {
+                    let half = n.div_ceil(2);
+                    let mid = range.start + lp_reply::after_line(part, half);
+                    pending.push((mid..range.end, n - half));
+                    pending.push((range.start..mid, half));
+                } else {
+                    self.rejected(n, status, &reply);
+                }
+            }
         }
+    }
+
+    /// The lines of a batch of `points` a line-protocol backend says it
+    /// refused in a partial write (at most `points`), or None.
+    fn partial_write(&self, points: usize, status: u16, reply: &str) -> Option<usize> {
+        if status != 400 || self.format == Format::RemoteWrite {
+            return None;
+        }
+        let refused = lp_reply::partial_write_dropped(reply)?;
+        Some(usize::try_from(refused).unwrap_or(usize::MAX).min(points))
+    }
+
+    /// A partial write stored every line but `refused`: those are dropped
+    /// (rejected), the rest delivered; none is sent again.
+    fn count_partial_write(&self, points: usize, refused: usize, reply: &str) {
+        tracing::error!(
+            sink = %self.name,
+            points,
+            refused,
+            "sink stored a batch but {refused} of its {points} points (partial write), dropped: {}",
+            one_line(reply)
+        );
+        self.count_dropped(refused, "rejected");
+        self.metrics
+            .sink_delivered
+            .with(&[&self.name])
+            .add((points - refused) as f64);
     }
 
     fn rejected(&self, points: usize, status: u16, body: &str) {
@@ -312,21 +360,21 @@ impl HttpSink {
                     // Nothing line protocol can carry: nothing to send.
                     return Ok(bytes::Bytes::new());
                 }
-                self.compress(text)
+                self.compress(&text)
             }
         }
     }
 
     /// A line-protocol body, gzipped when the sink is configured so.
-    fn compress(&self, text: Vec<u8>) -> std::io::Result<bytes::Bytes> {
+    fn compress(&self, text: &[u8]) -> std::io::Result<bytes::Bytes> {
         if !self.gzip {
-            return Ok(text.into());
+            return Ok(bytes::Bytes::copy_from_slice(text));
         }
         let mut gz = flate2::write::GzEncoder::new(
             Vec::with_capacity(text.len() / 4),
             flate2::Compression::fast(),
         );
-        gz.write_all(&text)?;
+        gz.write_all(text)?;
         Ok(gz.finish()?.into())
     }
 
@@ -368,7 +416,8 @@ impl HttpSink {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(|s| Duration::from_secs(s).min(RETRY_AFTER_MAX));
         let body = resp.text().await.unwrap_or_default();
-        let body: String = body.chars().take(1024).collect();
+        // Enough for a partial write's every `unable to parse` clause.
+        let body: String = body.chars().take(REPLY_MAX_CHARS).collect();
         if status.as_u16() == 429 || status.is_server_error() {
             Attempt::Retry {
                 after: retry_after,
@@ -391,9 +440,20 @@ impl HttpSink {
     }
 }
 
-/// A backend's reply body as one log line: trimmed, newlines as spaces.
+/// The most of a refusing reply that is read.
+const REPLY_MAX_CHARS: usize = 1 << 20;
+/// The most of a reply that goes into one log line.
+const LOG_MAX_CHARS: usize = 1024;
+
+/// A backend's reply body as one log line: trimmed, newlines as spaces,
+/// secrets redacted (a backend may echo a token), cut at 1,024 characters.
 fn one_line(body: &str) -> String {
-    body.split_whitespace().collect::<Vec<_>>().join(" ")
+    let line = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line: String = crate::config::redact_secrets(&line)
+        .chars()
+        .take(LOG_MAX_CHARS)
+        .collect();
+    line
 }
 
 fn describe_error(e: &reqwest::Error) -> String {

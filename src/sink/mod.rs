@@ -7,6 +7,7 @@ pub mod client;
 pub mod disk;
 pub mod drops;
 pub mod http;
+pub mod lp_reply;
 pub mod queue;
 pub mod remote_write;
 pub mod stdout;
