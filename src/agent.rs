@@ -265,28 +265,11 @@ fn start_store(
 /// `data` of `GET P/api/v1/status`, in the Pushgateway's shape: the
 /// effective options as `flags`, `start_time`, `build_information`.
 fn status_json(config: &Config) -> serde_json::Value {
-    let mut flags = serde_json::Map::new();
-    flags.insert(
-        "http_api.listen".into(),
-        config.http_api.listen.clone().into(),
-    );
-    if let Some(pg) = &config.pushgateway {
-        let opts = [
-            ("route_prefix", pg.route_prefix.clone()),
-            ("store", pg.store.to_string()),
-            ("consistency_check", pg.consistency_check.to_string()),
-            (
-                "persistence_dir",
-                pg.persistence_dir.clone().unwrap_or_default(),
-            ),
-            ("group_ttl", format!("{:?}", pg.group_ttl)),
-            ("enable_admin_api", pg.enable_admin_api.to_string()),
-            ("enable_lifecycle", pg.enable_lifecycle.to_string()),
-        ];
-        for (k, v) in opts {
-            flags.insert(format!("inputs.pushgateway.{k}"), v.into());
-        }
-    }
+    let flags: serde_json::Map<String, serde_json::Value> = config
+        .flags()
+        .into_iter()
+        .map(|(k, v)| (k, v.into()))
+        .collect();
     serde_json::json!({
         "flags": flags,
         "start_time": crate::store::json::rfc3339_nano(crate::model::point::now_ns()),

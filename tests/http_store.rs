@@ -292,10 +292,16 @@ async fn json_api_has_the_pushgateway_shape() {
     assert_eq!(group["push_time_seconds"]["type"], "GAUGE");
     let status: serde_json::Value =
         serde_json::from_str(&agent.get("/api/v1/status").await.body).unwrap();
-    assert_eq!(
-        status["data"]["flags"]["inputs.pushgateway.consistency_check"],
-        "true"
-    );
+    let flags = &status["data"]["flags"];
+    assert_eq!(flags["inputs.pushgateway.consistency_check"], "true");
+    // Every option of the input, the mapping's included, as `pushkit
+    // check` writes them.
+    assert_eq!(flags["inputs.pushgateway.group_ttl"], "0s");
+    assert_eq!(flags["inputs.pushgateway.keep_exist_metric_name"], "true");
+    assert_eq!(flags["inputs.pushgateway.honor_timestamps"], "true");
+    assert_eq!(flags["inputs.pushgateway.job_as_measurement"], "false");
+    assert_eq!(flags["io.flush_interval"], "10s");
+    assert_eq!(flags["http_api.max_body_size"], "16MiB");
     agent.stop().await.unwrap();
 }
 

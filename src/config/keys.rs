@@ -131,6 +131,12 @@ pub(crate) trait Section:
     fn key(name: &str) -> Option<&'static Key> {
         Self::KEYS.iter().find(|k| k.name == name)
     }
+
+    /// Whether key `name` has any effect with the other values of this
+    /// section (`pushkit check` shows only those).
+    fn applies(&self, _name: &str) -> bool {
+        true
+    }
 }
 
 /// THE ENV rule: prefix plus the key in upper case

@@ -57,14 +57,59 @@ impl Config {
 }
 
 /// Appends a blank line, the header and one `key = value` line per key
-/// (keys whose value is unset are left out).
+/// (keys whose value is unset, or that do not apply, are left out).
 fn render_table<S: Section>(out: &mut String, header: &str, section: &S) {
     let _ = writeln!(out, "\n{header}");
-    let values = values(section);
-    for key in S::KEYS {
-        if let Some(value) = values.get(key.name) {
-            let _ = writeln!(out, "{} = {}", key.name, toml_text(value));
+    for (name, value) in shown(section) {
+        let _ = writeln!(out, "{name} = {}", toml_text(&value));
+    }
+}
+
+/// A section's keys as `pushkit check` shows them: set and applying, in
+/// the order of its keys.
+fn shown<S: Section>(section: &S) -> Vec<(&'static str, toml::Value)> {
+    let mut values = values(section);
+    S::KEYS
+        .iter()
+        .filter(|key| section.applies(key.name))
+        .filter_map(|key| Some((key.name, values.remove(key.name)?)))
+        .collect()
+}
+
+impl Config {
+    /// The effective options of `[http_api]`, `[io]` and each input, as
+    /// `pushkit check` shows them (`"0s"`, not `0ns`; secrets redacted),
+    /// keyed by dotted path (`inputs.pushgateway.group_ttl`): the `flags`
+    /// of `GET /api/v1/status`. Strings are given without their quotes.
+    pub fn flags(&self) -> Vec<(String, String)> {
+        fn add<S: Section>(out: &mut Vec<(String, String)>, section: &S) {
+            for (name, value) in shown(section) {
+                let text = match &value {
+                    toml::Value::String(s) => s.clone(),
+                    other => toml_text(other),
+                };
+                out.push((format!("{}.{name}", S::PATH), text));
+            }
         }
+        struct Inputs<'a> {
+            config: &'a Config,
+            out: &'a mut Vec<(String, String)>,
+        }
+        impl InputVisitor for Inputs<'_> {
+            fn visit<I: Input>(&mut self) {
+                if let Some(input) = I::get(self.config) {
+                    add(self.out, input);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        add(&mut out, &self.http_api);
+        add(&mut out, &self.io);
+        each_input(&mut Inputs {
+            config: self,
+            out: &mut out,
+        });
+        out
     }
 }
 
@@ -121,6 +166,31 @@ mod tests {
     }
 
     #[test]
+    fn only_options_that_apply_are_shown() {
+        let config = Config {
+            sinks: vec![
+                SinkConfig {
+                    name: "rw".into(),
+                    url: "http://h/api/v1/write?db=x".into(),
+                    format: Format::RemoteWrite,
+                    ..SinkConfig::default()
+                },
+                SinkConfig {
+                    name: "lp".into(),
+                    url: "http://h/write".into(),
+                    ..SinkConfig::default()
+                },
+            ],
+            ..Config::default()
+        };
+        let text = config.to_toml();
+        let (rw, lp) = text.split_once("name = \"lp\"").unwrap();
+        assert!(!rw.contains("gzip") && !rw.contains("lp_dialect"), "{text}");
+        assert!(lp.contains("gzip = true") && lp.contains("lp_dialect = \"influxdb\""));
+        assert_eq!(reload(&config), config, "what is left out is the default");
+    }
+
+    #[test]
     fn defaults_render_and_load_back() {
         let config = Config::default();
         let text = config.to_toml();
@@ -149,7 +219,9 @@ mod tests {
                 SinkConfig {
                     name: "vm".into(),
                     url: "http://127.0.0.1:8428/write".into(),
-                    gzip: false,
+                    // Not shown for remote write (it does not apply), so left at
+                    // its default for the round trip.
+                    gzip: true,
                     timeout: Duration::from_secs(90),
                     max_queue_bytes: 1000,
                     overflow: Overflow::DropOldest,

@@ -252,6 +252,11 @@ impl Default for SinkConfig {
 }
 
 impl Section for SinkConfig {
+    /// Remote write has its own compression and no line protocol.
+    fn applies(&self, name: &str) -> bool {
+        !(self.format == Format::RemoteWrite && matches!(name, "gzip" | "lp_dialect"))
+    }
+
     const PATH: &'static str = "sinks";
     const ENV_PREFIX: Option<&'static str> = None;
     const KEYS: &'static [Key] = &[
