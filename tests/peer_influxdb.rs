@@ -278,4 +278,12 @@ fn a_poison_line_costs_only_itself() {
         refused_by_vm >= 2.0,
         "the batch, then parts of it, were refused"
     );
+    // One log line for the batch, however many requests bisecting took.
+    let log = agent.stderr_text();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("rejected a batch"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("points=1"), "{}", lines[0]);
 }

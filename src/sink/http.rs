@@ -184,6 +184,7 @@ impl HttpSink {
     /// 400 that refuses the batch whole is bisected down to the refused
     /// points; a line-protocol partial write is counted, never re-sent.
     async fn deliver(&self, points: &[Point]) {
+        let mut refused = Refused::default();
         let mut pending = vec![points];
         while let Some(part) = pending.pop() {
             let body = match self.encode(part) {
@@ -204,15 +205,17 @@ impl HttpSink {
                     pending.push(b);
                     pending.push(a);
                 } else {
-                    self.rejected(part.len(), status, &reply);
+                    refused.add(part.len(), status, reply);
                 }
             }
         }
+        self.rejected(refused);
     }
 
     /// Delivers `points` points already written as line protocol, one per
     /// line, as [`HttpSink::deliver`] does points.
     async fn deliver_lines(&self, text: Vec<u8>, points: usize) {
+        let mut refused = Refused::default();
         let mut pending = vec![(0..text.len(), points)];
         while let Some((range, n)) = pending.pop() {
             let part = &text[range.clone()];
@@ -232,10 +235,11 @@ impl HttpSink {
                     pending.push((mid..range.end, n - half));
                     pending.push((range.start..mid, half));
                 } else {
-                    self.rejected(n, status, &reply);
+                    refused.add(n, status, reply);
                 }
             }
         }
+        self.rejected(refused);
     }
 
     /// The lines of a batch of `points` a line-protocol backend says it
@@ -265,15 +269,21 @@ impl HttpSink {
             .add((points - refused) as f64);
     }
 
-    fn rejected(&self, points: usize, status: u16, body: &str) {
+    /// Drops and logs what a batch's delivery had refused: one line for
+    /// the whole batch, however many requests bisecting it took.
+    fn rejected(&self, refused: Refused) {
+        let Some((status, reply)) = refused.first else {
+            return;
+        };
         tracing::error!(
             sink = %self.name,
             status,
-            points,
+            points = refused.points,
+            requests = refused.requests,
             "sink rejected a batch, dropped: {}",
-            one_line(body)
+            one_line(&reply)
         );
-        self.count_dropped(points, "rejected");
+        self.count_dropped(refused.points, "rejected");
     }
 
     /// Writing gzip into memory does not fail in practice; if it does, the
@@ -437,6 +447,24 @@ impl HttpSink {
             .sink_dropped
             .with(&[&self.name, reason])
             .add(points as f64);
+    }
+}
+
+/// What the backend refused while one batch was delivered.
+#[derive(Default)]
+struct Refused {
+    points: usize,
+    /// Requests whose points were dropped.
+    requests: usize,
+    /// The first refusal's status and reply, for the log.
+    first: Option<(u16, String)>,
+}
+
+impl Refused {
+    fn add(&mut self, points: usize, status: u16, reply: String) {
+        self.points += points;
+        self.requests += 1;
+        self.first.get_or_insert((status, reply));
     }
 }
 
