@@ -2,7 +2,9 @@
 //! samples/clients/push.py does a PUT (push_to_gateway), a gzip-compressed
 //! POST (pushadd_to_gateway) and a DELETE (delete_from_gateway), all with a
 //! grouping value containing `/` (sent as `path@base64/...`). The agent writes
-//! to stdout; the test checks every point exactly.
+//! to stdout; the test checks every point exactly. A second test pushes to
+//! a group with an empty grouping value and a `/` in another, and checks
+//! `/metrics`, `/api/v1/metrics` and a VictoriaMetrics behind remote write.
 //!
 //! The interpreter comes from `PUSHKIT_PYTHON`, else `.venv/bin/python3` in
 //! the repository root (`.ci/run` creates it with prometheus-client).
@@ -108,4 +110,100 @@ fn python_client_push_pushadd_delete() {
         "want {before} <= PUT {put_time} <= POST {post_time} <= {after}"
     );
     agent.assert_running();
+}
+
+/// The Python client's grouping edge cases: an empty value (sent as
+/// `instance@base64/=`) and a value with `/` (sent in base64), through
+/// `push_to_gateway`, `pushadd_to_gateway` and `delete_from_gateway`. The
+/// group must show in `/metrics` and `/api/v1/metrics` with exactly those
+/// labels, reach a real VictoriaMetrics over remote write, and go away on
+/// delete.
+#[test]
+#[ignore = "needs python prometheus_client and victoria-metrics: run via .ci/run"]
+fn python_client_empty_and_slashed_grouping_values() {
+    let python = python();
+    let mut vm = VictoriaMetrics::start();
+    let agent = Agent::start_raw(
+        free_port(),
+        &format!(
+            "[io]\nflush_interval = \"100ms\"\n\n\
+             [[sinks]]\nname = \"vm\"\nurl = \"{}\"\nformat = \"remote-write\"\n\n\
+             [[inputs.pushgateway]]\n",
+            vm.url("/api/v1/write"),
+        ),
+    );
+    let script = r#"
+import sys
+from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, pushadd_to_gateway, delete_from_gateway
+url, mode = sys.argv[1], sys.argv[2]
+key = {"instance": "", "path": "a/b"}
+r = CollectorRegistry()
+Gauge("py_edge_value", "A value.", registry=r).set(7)
+if mode == "push":
+    push_to_gateway(url, job="py-edge", registry=r, grouping_key=key)
+    r2 = CollectorRegistry()
+    Gauge("py_edge_added", "Added.", registry=r2).set(8)
+    pushadd_to_gateway(url, job="py-edge", registry=r2, grouping_key=key)
+else:
+    delete_from_gateway(url, job="py-edge", grouping_key=key)
+print("ok")
+"#;
+    let run = |mode: &str| {
+        let mut cmd = Command::new(&python);
+        cmd.arg("-c")
+            .arg(script)
+            .arg(agent.base_url())
+            .arg(mode)
+            .env("PROMETHEUS_DISABLE_CREATED_SERIES", "true");
+        let (status, out, err) = run_bounded("python", cmd, Duration::from_secs(60));
+        assert!(
+            status.success(),
+            "{mode}: {out}{err}\n{}",
+            agent.stderr_text()
+        );
+    };
+    run("push");
+    let exposition = agent.request("GET", "/metrics", &[], b"").text();
+    for want in [
+        r#"py_edge_value{instance="",job="py-edge",path="a/b"} 7"#,
+        r#"py_edge_added{instance="",job="py-edge",path="a/b"} 8"#,
+    ] {
+        assert!(
+            exposition.lines().any(|l| l == want),
+            "{want} not in\n{exposition}"
+        );
+    }
+    let api: serde_json::Value =
+        serde_json::from_str(&agent.request("GET", "/api/v1/metrics", &[], b"").text()).unwrap();
+    let labels_seen: Vec<&serde_json::Value> = api["data"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .map(|g| &g["labels"])
+        .collect();
+    assert!(
+        labels_seen
+            .iter()
+            .any(|l| l["job"] == "py-edge" && l["path"] == "a/b" && l["instance"] == ""),
+        "{labels_seen:?}"
+    );
+    // An empty label is an absent one in Prometheus' data model: the
+    // series arrives without `instance`.
+    let exported = wait_for(
+        "py_edge_* in VictoriaMetrics",
+        Duration::from_secs(30),
+        || {
+            let e = vm.export(r#"{__name__=~"py_edge_.*"}"#);
+            (e.len() == 2).then_some(e)
+        },
+    );
+    let want_value = labels("py_edge_value", &[("job", "py-edge"), ("path", "a/b")]);
+    assert_eq!(
+        exported.get(&want_value).map(|s| s[0].1),
+        Some(7.0),
+        "{exported:#?}"
+    );
+    run("delete");
+    let exposition = agent.request("GET", "/metrics", &[], b"").text();
+    assert!(!exposition.contains("py_edge_value{"), "{exposition}");
 }
