@@ -2,7 +2,9 @@
 //! copy) against pushkit: samples/clients/go-pusher does a PUT (Push) and a
 //! POST (Add) in delimited protobuf, then a DELETE, with a grouping value
 //! containing `/` (sent as unpadded `path@base64/...`). The agent writes to
-//! stdout; the test checks every point exactly.
+//! stdout; the test checks every point exactly. A second test does the
+//! same with `Format(expfmt.FmtText)`, and both check the Content-Type the
+//! client sent.
 //!
 //! Built offline in GOPATH mode from /usr/share/gocode. `PUSHKIT_GO` names
 //! the go binary (default: `go` on PATH).
@@ -51,6 +53,18 @@ const TAGS: &str = "instance=node-a,job=go-batch";
 #[test]
 #[ignore = "needs golang-go + golang-github-prometheus-client-golang-dev: run via .ci/run"]
 fn go_client_push_add_delete_protobuf() {
+    go_client_push_add_delete(false);
+}
+
+/// The same pushes with `Format(expfmt.FmtText)`: the same points (the
+/// text format carries the `+Inf` bucket the protobuf leaves out).
+#[test]
+#[ignore = "needs golang-go + golang-github-prometheus-client-golang-dev: run via .ci/run"]
+fn go_client_push_add_delete_text() {
+    go_client_push_add_delete(true);
+}
+
+fn go_client_push_add_delete(text: bool) {
     let build_dir = tempfile::Builder::new()
         .prefix("pushkit-go-")
         .tempdir()
@@ -64,6 +78,9 @@ fn go_client_push_add_delete_protobuf() {
         .arg(agent.base_url())
         .arg("-stamp-ms")
         .arg(STAMP_MS.to_string());
+    if text {
+        cmd.arg("-text");
+    }
     let (status, out, err) = run_bounded("go-pusher", cmd, Duration::from_secs(60));
     let after = now_ns();
     assert!(
@@ -76,6 +93,15 @@ fn go_client_push_add_delete_protobuf() {
         ["PUT 200", "POST 200", "DELETE 202"],
         "statuses seen by go-pusher; stderr:\n{err}"
     );
+    let format = if text {
+        "text/plain"
+    } else {
+        "application/vnd.google.protobuf"
+    };
+    for method in ["PUT", "POST"] {
+        let line = format!("{method} Content-Type: {format}");
+        assert!(err.lines().any(|l| l.starts_with(&line)), "{line}…\n{err}");
+    }
 
     let p = |rest: &str| format!("demo,{TAGS},{rest}");
     let stamped = p("path=/srv/batch,region=eu-1 demo_stamped_value=42");
@@ -92,7 +118,7 @@ fn go_client_push_add_delete_protobuf() {
         p("le=0.5,path=/srv/batch demo_go_batch_size_bucket=2"),
         p("le=1,path=/srv/batch demo_go_batch_size_bucket=2"),
         p("le=10,path=/srv/batch demo_go_batch_size_bucket=3"),
-        // Not in the protobuf: added from the count.
+        // Not in the protobuf: added from the count; in the text, pushed.
         p("le=+Inf,path=/srv/batch demo_go_batch_size_bucket=4"),
     ];
     let mut want: Vec<&str> = want_put_unstamped.iter().map(String::as_str).collect();

@@ -21,6 +21,9 @@
 //  2. POST (Add)  a registry with one more gauge;
 //  3. DELETE the group, unless -no-delete is given.
 //
+// With -text the pushes use the text format (Format(expfmt.FmtText))
+// instead of the client's default, delimited protobuf.
+//
 // Every request's method and HTTP status are printed as "METHOD STATUS" on
 // stdout. The program exits non-zero if a request fails or is answered with
 // anything but 200 (PUT, POST) or 202 (DELETE).
@@ -35,6 +38,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/push"
+	"github.com/prometheus/common/expfmt"
 )
 
 // recordingClient passes requests to http.DefaultClient and checks and
@@ -49,6 +53,9 @@ func (c *recordingClient) Do(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	fmt.Printf("%s %d\n", req.Method, resp.StatusCode)
+	if ct := req.Header.Get("Content-Type"); ct != "" {
+		fmt.Fprintf(os.Stderr, "%s Content-Type: %s\n", req.Method, ct)
+	}
 	want := http.StatusOK
 	if req.Method == http.MethodDelete {
 		want = http.StatusAccepted
@@ -77,6 +84,7 @@ func main() {
 	url := flag.String("url", "http://127.0.0.1:9529", "base URL of the Pushgateway API")
 	noDelete := flag.Bool("no-delete", false, "leave the group in place")
 	stampMs := flag.Int64("stamp-ms", 0, "if > 0, also push demo_stamped_value with this timestamp (ms since the epoch); Prometheus' Pushgateway rejects timestamps, pushkit honors them")
+	text := flag.Bool("text", false, "push in the text format instead of delimited protobuf")
 	flag.Parse()
 
 	processed := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -117,7 +125,11 @@ func main() {
 
 	client := &recordingClient{}
 	group := func(p *push.Pusher) *push.Pusher {
-		return p.Client(client).Grouping("instance", "node-a").Grouping("path", "/srv/batch")
+		p = p.Client(client).Grouping("instance", "node-a").Grouping("path", "/srv/batch")
+		if *text {
+			p = p.Format(expfmt.FmtText)
+		}
+		return p
 	}
 
 	pusher := group(push.New(*url, "go-batch")).
