@@ -179,3 +179,57 @@ fn prometheus_scrapes_pushed_groups_with_honor_labels() {
     assert_eq!(ours[0]["lastError"], "", "target: {}", ours[0]);
     assert_eq!(ours[0]["scrapeUrl"], format!("http://{target}/metrics"));
 }
+
+/// The alerts of the Prometheus docs' "When to use the Pushgateway":
+/// `time() - my_batch_job_last_success_unixtime > 3600` fires for the job
+/// whose last success is two hours old and not for the one a minute old,
+/// and one on `push_time_seconds` sees both groups as recently pushed.
+#[test]
+#[ignore = "needs prometheus: run via .ci/run"]
+fn alert_expressions_on_pushed_groups_evaluate_as_expected() {
+    let agent = Agent::start(&AgentConf {
+        pushgateway: String::new(),
+        ..AgentConf::default()
+    });
+    let now_s = now_ns() / 1_000_000_000;
+    for (instance, age) in [("stale", 7_200), ("fresh", 60)] {
+        let body = format!(
+            "# TYPE my_batch_job_last_success_unixtime gauge\n\
+             my_batch_job_last_success_unixtime {}\n",
+            now_s - age
+        );
+        let r = agent.request(
+            "PUT",
+            &format!("/metrics/job/alert_test/instance/{instance}"),
+            &[],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 200, "PUT: {}", r.text());
+    }
+    let mut prom = start_prometheus(agent.port);
+    // Wait for a scrape to bring both groups in.
+    wait_query(
+        &mut prom,
+        "count(my_batch_job_last_success_unixtime{job=\"alert_test\"})",
+        &BTreeMap::from([series(&[], 2.0)]),
+    );
+    let firing = query(
+        &mut prom,
+        "time() - my_batch_job_last_success_unixtime{job=\"alert_test\"} > 3600",
+    );
+    let instances: Vec<&str> = firing.keys().map(|l| l["instance"].as_str()).collect();
+    assert_eq!(instances, ["stale"], "{firing:#?}");
+    let age = firing.values().next().copied().unwrap_or_default();
+    assert!((7_100.0..7_400.0).contains(&age), "age {age}");
+    // Both groups were pushed moments ago: no push-age alert, both young.
+    let old_pushes = query(
+        &mut prom,
+        "time() - push_time_seconds{job=\"alert_test\"} > 3600",
+    );
+    assert!(old_pushes.is_empty(), "{old_pushes:#?}");
+    let young = query(
+        &mut prom,
+        "count(time() - push_time_seconds{job=\"alert_test\"} < 600)",
+    );
+    assert_eq!(young, BTreeMap::from([series(&[], 2.0)]));
+}
