@@ -25,6 +25,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 pub const CURSOR_PREFIX: &str = "cursor-";
+/// The sinks the queue has placed, one encoded name a line: a configured
+/// sink listed here without a cursor file lost its cursor (and starts
+/// again from the oldest record), one not listed is new.
+pub const SINKS_FILE: &str = "SINKS";
 /// Cursors in log sequence numbers.
 pub const MAGIC: [u8; 4] = *b"PKC2";
 /// Cursors of a format-1 queue.
@@ -120,6 +124,26 @@ pub fn write(dir: &Path, sink: &str, pos: Pos) -> io::Result<()> {
     fsutil::sync_dir(dir)
 }
 
+/// The sink names in `dir`'s [`SINKS_FILE`]; None if there is none (a
+/// queue from before the file existed) or it cannot be read.
+pub fn read_sinks(dir: &Path) -> Option<Vec<String>> {
+    let text = fs::read_to_string(dir.join(SINKS_FILE)).ok()?;
+    Some(text.lines().filter_map(decode_sink_name).collect())
+}
+
+/// Replaces `dir`'s [`SINKS_FILE`] atomically with `names`.
+pub fn write_sinks(dir: &Path, names: &[&str]) -> io::Result<()> {
+    let tmp = dir.join(format!("{SINKS_FILE}.tmp"));
+    let mut file = fsutil::create_private(&tmp)?;
+    for name in names {
+        writeln!(file, "{}", encode_sink_name(name))?;
+    }
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, dir.join(SINKS_FILE))?;
+    fsutil::sync_dir(dir)
+}
+
 /// One sink's cursor file, kept open: see the module docs for what is
 /// written when.
 #[derive(Debug)]
@@ -199,6 +223,17 @@ mod tests {
         assert_eq!(read(&path), Err("checksum mismatch".into()));
         fs::write(&path, b"short").unwrap();
         assert!(read(&path).unwrap_err().contains("expected 20"));
+    }
+
+    #[test]
+    fn the_sinks_file_round_trips_any_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(read_sinks(tmp.path()), None, "no file yet");
+        let names = ["vm", "a/b", "é %", ""];
+        write_sinks(tmp.path(), &names).unwrap();
+        assert_eq!(read_sinks(tmp.path()).unwrap(), names);
+        write_sinks(tmp.path(), &["vm"]).unwrap();
+        assert_eq!(read_sinks(tmp.path()).unwrap(), ["vm"]);
     }
 
     #[test]

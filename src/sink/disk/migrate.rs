@@ -34,7 +34,10 @@ enum Loaded {
     Found(Pos),
     /// A format-1 cursor, in the old queue's numbers.
     Old(Pos),
+    /// No cursor file, and the queue never placed the sink: a new one.
     Missing,
+    /// No cursor file for a sink the queue had placed: it was deleted.
+    Lost,
     Bad,
 }
 
@@ -67,9 +70,21 @@ impl Prepared {
                 paths.insert(sink, path);
             }
         }
+        let placed = cursors::read_sinks(dir).unwrap_or_default();
         let mut loaded = Vec::with_capacity(sinks.len());
         for spec in sinks {
             loaded.push(match paths.remove(&spec.name) {
+                None if placed.contains(&spec.name) => {
+                    note_error(
+                        &mut warnings,
+                        format!(
+                            "disk queue: cursor {} of sink {} is missing; the sink starts again from the oldest record on disk",
+                            dir.join(cursors::cursor_name(&spec.name)).display(),
+                            spec.name
+                        ),
+                    );
+                    Loaded::Lost
+                }
                 None => Loaded::Missing,
                 Some(path) => match cursors::read(&path) {
                     Ok((cursors::MAGIC, p)) => Loaded::Found(p),
@@ -99,7 +114,7 @@ impl Prepared {
             .iter()
             .filter_map(|l| match l {
                 Loaded::Found(p) => Some(p.seq),
-                Loaded::Bad => Some(0),
+                Loaded::Bad | Loaded::Lost => Some(0),
                 Loaded::Old(_) | Loaded::Missing => None,
             })
             .min()
@@ -157,7 +172,7 @@ impl Prepared {
                     };
                     (st.normalize(pos), None)
                 }
-                Loaded::Bad => (st.pos_at(0), None),
+                Loaded::Bad | Loaded::Lost => (st.pos_at(0), None),
                 Loaded::Missing => {
                     tracing::info!(sink = %spec.name, "disk queue: new sink; it starts with the next push");
                     (st.end(), None)
@@ -169,6 +184,9 @@ impl Prepared {
             redelivered.push(st.total_points - st.points_at(pos));
             st.sinks.push(SinkState::new(spec, pos));
         }
+        // Every configured sink now has its cursor file.
+        let names: Vec<&str> = self.specs.iter().map(|s| s.name.as_str()).collect();
+        cursors::write_sinks(&self.dir, &names)?;
         st.trim();
         let old = legacy::old_queue_segments(&self.dir)?;
         if !old.is_empty() {
@@ -196,7 +214,7 @@ impl Prepared {
             .iter()
             .filter_map(|l| match l {
                 Loaded::Old(p) => Some(p.seq),
-                Loaded::Bad => Some(0),
+                Loaded::Bad | Loaded::Lost => Some(0),
                 _ => None,
             })
             .min();

@@ -13,7 +13,8 @@
 //! In the directory (created 0700; files 0600): the log's segments
 //! (`log-*`, records of kind `KIND_QUEUE`, payload in `codec`), the
 //! cursors (`cursor-<sink>`, format in `cursors`; `.tmp` while replaced),
-//! `*.corrupt-*` files moved aside, and `LOCK`. A directory written by an
+//! `SINKS` (the sinks placed so far), `*.corrupt-*` files moved aside, and
+//! `LOCK`. A directory written by an
 //! earlier release (`segment-*`, format 1) is migrated once at open: the
 //! records some sink still needs are appended to the log, made durable, the
 //! cursors rewritten, and only then are the old segments moved into
@@ -42,8 +43,10 @@
 //!   allows.
 //! - A segment is deleted once every sink's persisted cursor has passed it
 //!   (the log's hold; never the segment being written). A sink no longer
-//!   configured has its cursor file deleted at open and holds nothing back;
-//!   a sink with no cursor file starts with the next push.
+//!   configured has its cursor file deleted at open and holds nothing back.
+//!   A sink with no cursor file starts with the next push if it is new, and
+//!   from the oldest record kept if the queue had placed it before (it is
+//!   listed in `SINKS`, see `cursors`): its cursor was deleted.
 //! - A failed write or fsync fails every waiting and every later append
 //!   (the log's failure latch). What was durable is still delivered; a
 //!   restart clears the failure.

@@ -532,6 +532,38 @@ fn concurrent_appends_share_fsyncs() {
     }
 }
 
+/// A sink the queue knew (listed in `SINKS`) whose cursor file is gone
+/// starts again from the oldest record kept, counted as redelivered and
+/// logged; a sink never seen before starts with the next push.
+#[tokio::test]
+async fn a_deleted_cursor_restarts_from_the_oldest_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let sinks = two_sinks();
+    {
+        let o = open(dir, &sinks, DEFAULT_SEGMENT_BYTES);
+        for p in 0..3 {
+            append_wait(&o.queue, &push(p, 1));
+        }
+        take(&o.queue, 0, 2, 2, true).await;
+        take(&o.queue, 1, 3, 10, true).await;
+    }
+    fs::remove_file(dir.join("cursor-b")).unwrap();
+    let mut with_new = sinks.clone();
+    with_new.push(spec("c", BIG, false));
+    let o = open(dir, &with_new, DEFAULT_SEGMENT_BYTES);
+    assert_eq!(o.warnings.len(), 1, "{:?}", o.warnings);
+    assert!(
+        o.warnings[0].contains("cursor-b") && o.warnings[0].contains("missing"),
+        "{}",
+        o.warnings[0]
+    );
+    assert_eq!(o.redelivered_points, [1, 3, 0]);
+    let got = drain(&o.queue, 3).await;
+    assert_eq!(got[1], expect(0..3, 1), "b gets everything kept again");
+    assert!(got[2].is_empty(), "c is new: {:?}", got[2]);
+}
+
 #[tokio::test]
 async fn files_are_private() {
     let tmp = tempfile::tempdir().unwrap();
