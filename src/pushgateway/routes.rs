@@ -90,12 +90,9 @@ impl Api {
         let method = &req.method;
         match rest {
             "/-/healthy" => only_get(method, || text_reply(StatusCode::OK, "OK\n")),
-            "/-/ready" => only_get(method, || {
-                if self.store.as_ref().is_none_or(|s| s.is_ready()) {
-                    text_reply(StatusCode::OK, "OK\n")
-                } else {
-                    text_reply(StatusCode::SERVICE_UNAVAILABLE, "store is loading\n")
-                }
+            "/-/ready" => only_get(method, || match self.not_ready() {
+                None => text_reply(StatusCode::OK, "OK\n"),
+                Some(why) => text_reply(StatusCode::SERVICE_UNAVAILABLE, &format!("{why}\n")),
             }),
             "/metrics" | "/api/v1/metrics" if method != Method::GET && method != Method::HEAD => {
                 method_not_allowed(method, "GET")
@@ -137,6 +134,24 @@ impl Api {
             }
             _ => not_found(&path),
         }
+    }
+
+    /// Why pushes cannot be accepted now, for `/-/ready`: the store still
+    /// loading, or its journal or the disk queue failed (until a restart).
+    /// `/-/healthy` stays 200 meanwhile, so that an orchestrator takes the
+    /// agent out of service instead of restarting it into the same fault.
+    fn not_ready(&self) -> Option<String> {
+        if let Some(store) = &self.store {
+            if !store.is_ready() {
+                return Some("store is loading".into());
+            }
+            if let Some(why) = store.failure() {
+                return Some(format!("the store's journal failed: {why}"));
+            }
+        }
+        let pg = self.pushgateway.as_ref()?;
+        let why = pg.sinks.failure()?;
+        Some(format!("the disk queue failed: {why}"))
     }
 
     async fn wipe(&self) -> Reply {

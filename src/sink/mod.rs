@@ -534,6 +534,13 @@ impl SinkSet {
         Ok(ticket)
     }
 
+    /// Why the disk queue takes no more pushes (its log's latched write or
+    /// fsync failure), if it does not.
+    pub fn failure(&self) -> Option<String> {
+        let disk = self.disk.as_ref()?;
+        disk.log().failure().map(|e| e.to_string())
+    }
+
     /// While the result lives, the disk queue's log starts no group commit:
     /// hold it across a push's store and queue appends so that, on a log
     /// shared with the store's journal, one fsync makes both durable.

@@ -247,6 +247,13 @@ impl Store {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// Why the journal takes no more pushes (its log's latched write or
+    /// fsync failure), if it does not.
+    pub fn failure(&self) -> Option<String> {
+        let journal = self.journal.get()?;
+        journal.log().failure().map(|e| e.to_string())
+    }
+
     fn lock(&self) -> Held<'_> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         Held {
