@@ -97,6 +97,9 @@ fn main() -> ExitCode {
     }
     if args.check {
         print!("{}", loaded.config.to_toml());
+        for warning in held_locks(&loaded.config) {
+            tracing::warn!("{warning}");
+        }
         return ExitCode::SUCCESS;
     }
     let runtime = match tokio::runtime::Runtime::new() {
@@ -107,6 +110,36 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(loaded.config))
+}
+
+/// For `pushkit check`: the data directories whose `LOCK` another process
+/// holds. Not an error, since check runs beside a live agent, but worth
+/// saying: an agent started on them would exit.
+fn held_locks(config: &config::Config) -> Vec<String> {
+    let dirs = [
+        ("[io] queue_dir", config.io.queue_dir.as_deref()),
+        (
+            "persistence_dir",
+            config
+                .pushgateway
+                .as_ref()
+                .and_then(|p| p.persistence_dir.as_deref()),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (key, dir) in dirs {
+        let Some(dir) = dir else { continue };
+        let path = std::path::Path::new(dir);
+        match pushkit::durable::fsutil::lock_is_held(path) {
+            Ok(true) => out.push(format!(
+                "{key} = {dir:?}: {} is held by another process (a running agent?); an agent started on it would exit",
+                path.join("LOCK").display()
+            )),
+            Ok(false) => {}
+            Err(e) => out.push(format!("{key} = {dir:?}: cannot check its LOCK: {e}")),
+        }
+    }
+    out
 }
 
 async fn run(config: config::Config) -> ExitCode {

@@ -143,6 +143,68 @@ fn a_listen_address_without_host_is_every_interface() {
     }
 }
 
+/// `pushkit check` beside a running agent: the agent's queue_dir LOCK is
+/// held, which check reports as a warning (exit 0); once the agent is
+/// gone, nothing is reported.
+#[test]
+fn check_warns_about_a_lock_held_by_a_running_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let queue = dir.path().join("queue");
+    std::fs::write(
+        dir.path().join("pushkit.conf"),
+        format!(
+            "[http_api]\nlisten = \"127.0.0.1:{port}\"\n[io]\nqueue_dir = {:?}\n\
+             [[sinks]]\nurl = \"http://127.0.0.1:9/write\"\n[[inputs.pushgateway]]\n",
+            queue.display().to_string()
+        ),
+    )
+    .unwrap();
+    let check = || {
+        let out = pushkit()
+            .args(["check", "--conf-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let mut child = pushkit()
+        .args(["--conf-dir"])
+        .arg(dir.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && !line.contains("started") {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+    }
+    assert!(line.contains("started"), "agent did not start: {line}");
+    let warned = check();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        warned.contains("queue_dir") && warned.contains("LOCK is held by another process"),
+        "{warned}"
+    );
+    let quiet = check();
+    assert!(!quiet.contains("LOCK"), "{quiet}");
+}
+
 #[test]
 fn sigterm_stops_cleanly_with_exit_zero() {
     let dir = tempfile::tempdir().unwrap();

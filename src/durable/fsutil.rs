@@ -53,6 +53,23 @@ pub fn lock_dir(dir: &Path, holder: &str) -> io::Result<File> {
     }
 }
 
+/// Whether another process (or another open in this one) holds `dir`'s
+/// lock now, without creating anything: false when there is no `LOCK`.
+/// For `pushkit check`, which runs beside a live agent.
+pub fn lock_is_held(dir: &Path) -> io::Result<bool> {
+    let file = match File::open(dir.join(LOCK_FILE)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    match file.try_lock() {
+        // Dropping the file releases the lock at once.
+        Ok(()) => Ok(false),
+        Err(fs::TryLockError::WouldBlock) => Ok(true),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 /// Fsyncs a directory, making the creations, renames and removals in it
 /// durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
