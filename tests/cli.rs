@@ -15,6 +15,43 @@ fn pushkit() -> Command {
     c
 }
 
+/// A loopback port free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `pushkit --conf-dir DIR` and waits (at most 20 s) until it logs
+/// that it started; returns it with its stderr, read up to that line.
+fn start_agent(
+    dir: &std::path::Path,
+) -> (std::process::Child, BufReader<std::process::ChildStderr>) {
+    let mut child = pushkit()
+        .args(["--conf-dir"])
+        .arg(dir)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut line = String::new();
+    while Instant::now() < deadline {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if line.contains("started") {
+            break;
+        }
+    }
+    assert!(line.contains("started"), "agent did not start: {line}");
+    (child, stderr)
+}
+
 fn shipped_conf_d() -> String {
     format!("{}/conf.d", env!("CARGO_MANIFEST_DIR"))
 }
@@ -100,11 +137,7 @@ fn bad_file_value_names_file_and_key() {
 #[test]
 fn a_listen_address_without_host_is_every_interface() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     std::fs::write(
         dir.path().join("pushkit.conf"),
         format!("[http_api]\nlisten = \":{port}\"\n[[inputs.pushgateway]]\n"),
@@ -149,11 +182,7 @@ fn a_listen_address_without_host_is_every_interface() {
 #[test]
 fn check_warns_about_a_lock_held_by_a_running_agent() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let queue = dir.path().join("queue");
     std::fs::write(
         dir.path().join("pushkit.conf"),
@@ -177,23 +206,7 @@ fn check_warns_about_a_lock_held_by_a_running_agent() {
         );
         String::from_utf8(out.stderr).unwrap()
     };
-    let mut child = pushkit()
-        .args(["--conf-dir"])
-        .arg(dir.path())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline && !line.contains("started") {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-    }
-    assert!(line.contains("started"), "agent did not start: {line}");
+    let (mut child, _stderr) = start_agent(dir.path());
     let warned = check();
     let _ = child.kill();
     let _ = child.wait();
@@ -208,36 +221,13 @@ fn check_warns_about_a_lock_held_by_a_running_agent() {
 #[test]
 fn sigterm_stops_cleanly_with_exit_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     std::fs::write(
         dir.path().join("pushkit.conf"),
         format!("[http_api]\nlisten = \"127.0.0.1:{port}\"\n[[inputs.pushgateway]]\n"),
     )
     .unwrap();
-    let mut child = pushkit()
-        .args(["--conf-dir"])
-        .arg(dir.path())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut line = String::new();
-    while Instant::now() < deadline {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        if line.contains("started") {
-            break;
-        }
-    }
-    assert!(line.contains("started"), "agent did not start: {line}");
+    let (mut child, mut stderr) = start_agent(dir.path());
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])

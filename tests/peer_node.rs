@@ -44,15 +44,7 @@ fn run_client(url: &str, mode: &str) {
 #[ignore = "needs node with prom-client and victoria-metrics: run via .ci/run"]
 fn prom_client_pushes_and_deletes() {
     let mut vm = VictoriaMetrics::start();
-    let agent = Agent::start_raw(
-        free_port(),
-        &format!(
-            "[io]\nflush_interval = \"100ms\"\n\n\
-             [[sinks]]\nname = \"vm\"\nurl = \"{}\"\nformat = \"remote-write\"\n\n\
-             [[inputs.pushgateway]]\n",
-            vm.url("/api/v1/write"),
-        ),
-    );
+    let agent = vm.remote_write_agent();
     run_client(&agent.base_url(), "push");
 
     let exposition = agent.request("GET", "/metrics", &[], b"").text();

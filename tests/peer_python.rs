@@ -123,15 +123,7 @@ fn python_client_push_pushadd_delete() {
 fn python_client_empty_and_slashed_grouping_values() {
     let python = python();
     let mut vm = VictoriaMetrics::start();
-    let agent = Agent::start_raw(
-        free_port(),
-        &format!(
-            "[io]\nflush_interval = \"100ms\"\n\n\
-             [[sinks]]\nname = \"vm\"\nurl = \"{}\"\nformat = \"remote-write\"\n\n\
-             [[inputs.pushgateway]]\n",
-            vm.url("/api/v1/write"),
-        ),
-    );
+    let agent = vm.remote_write_agent();
     let script = r#"
 import sys
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, pushadd_to_gateway, delete_from_gateway

@@ -5,6 +5,7 @@
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
+use std::borrow::Cow;
 
 use crate::model::names::is_valid_label_name;
 use crate::model::GroupingKey;
@@ -65,10 +66,11 @@ const GO_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
 /// it). The Go Pushgateway decodes the whole path first and answers 400.
 pub fn parse_push_path(raw_rest: &str) -> Option<Result<GroupingKey, GroupingError>> {
     let mut segments = raw_rest.split('/');
-    if segments.next() != Some("") || segments.next().map(decode).as_deref() != Some("metrics") {
+    if segments.next() != Some("") || segments.next().and_then(decode).as_deref() != Some("metrics")
+    {
         return None;
     }
-    let job_base64 = match segments.next().map(decode).as_deref() {
+    let job_base64 = match segments.next().and_then(decode).as_deref() {
         Some("job") => false,
         Some("job@base64") => true,
         _ => return None,
@@ -76,10 +78,14 @@ pub fn parse_push_path(raw_rest: &str) -> Option<Result<GroupingKey, GroupingErr
     Some(grouping_key_from_segments(segments, job_base64))
 }
 
-/// A path segment percent-decoded; `%` alone marks one that is not valid
-/// (the caller has checked the whole path, so it is not expected).
-fn decode(segment: &str) -> String {
-    crate::http::percent_decode(segment).unwrap_or_else(|| "%".to_string())
+/// A path segment percent-decoded, borrowed when it has no escape (nearly
+/// every push); None for a malformed escape or a result that is not UTF-8.
+fn decode(segment: &str) -> Option<Cow<'_, str>> {
+    if segment.contains('%') {
+        crate::http::percent_decode(segment).map(Cow::Owned)
+    } else {
+        Some(Cow::Borrowed(segment))
+    }
 }
 
 /// `<job>{/<name>/<value>}`, one raw segment each → grouping key.
@@ -87,15 +93,15 @@ fn grouping_key_from_segments<'a>(
     mut segments: impl Iterator<Item = &'a str>,
     job_base64: bool,
 ) -> Result<GroupingKey, GroupingError> {
-    let decode = |s: &str| crate::http::percent_decode(s).ok_or(GroupingError::InvalidPath);
+    let decode = |s: &'a str| decode(s).ok_or(GroupingError::InvalidPath);
     let job = segments.next().map(decode).transpose()?.unwrap_or_default();
-    let mut labels: Vec<String> = segments.map(decode).collect::<Result<_, _>>()?;
+    let mut labels: Vec<Cow<'a, str>> = segments.map(decode).collect::<Result<_, _>>()?;
     // As the Pushgateway splits them: a trailing "/" after pairs makes the
     // count odd, a lone "/" after the job means no labels.
     if labels.len() == 1 && labels[0].is_empty() {
         labels.clear();
     }
-    let pairs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let pairs: Vec<&str> = labels.iter().map(|l| l.as_ref()).collect();
     parse_grouping_key(&job, job_base64, &pairs)
 }
 

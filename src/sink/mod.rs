@@ -474,9 +474,10 @@ impl SinkSet {
     }
 
     /// Counts what an admitted push's sinks leave out: native buckets for
-    /// every sink, and what the shared lines (in `lines`' dialect) left
-    /// out for the sinks that take them. Sinks that write line protocol
-    /// from points count their own as they write.
+    /// every sink, and what the shared lines (in `lines`' dialect; only
+    /// memory queues get them) left out for the sinks that take them.
+    /// Sinks that write line protocol from points or disk records count
+    /// their own as they write.
     fn count_left_out(&self, native: u64, lines: Option<(LpDrops, Dialect)>) {
         for sink in &self.http {
             drops::note(
@@ -486,7 +487,7 @@ impl SinkSet {
                 native,
             );
             if let Some((d, dialect)) = lines {
-                if self.disk.is_none() && sink.format == http::Format::LineProtocol(dialect) {
+                if sink.format == http::Format::LineProtocol(dialect) {
                     drops::note_lp(&self.metrics, &sink.name, d);
                 }
             }

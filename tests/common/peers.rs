@@ -362,6 +362,20 @@ impl VictoriaMetrics {
         }
     }
 
+    /// An agent whose one sink (`vm`) sends remote write here, flushing
+    /// every 100 ms, with the pushgateway input at its defaults.
+    pub fn remote_write_agent(&self) -> Agent {
+        Agent::start_raw(
+            free_port(),
+            &format!(
+                "[io]\nflush_interval = \"100ms\"\n\n\
+                 [[sinks]]\nname = \"vm\"\nurl = \"{}\"\nformat = \"remote-write\"\n\n\
+                 [[inputs.pushgateway]]\n",
+                self.url("/api/v1/write"),
+            ),
+        )
+    }
+
     /// Starts again on the same port and storage dir.
     pub fn restart(&mut self) {
         self.launch();
