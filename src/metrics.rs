@@ -232,7 +232,8 @@ impl Histogram {
             sample_count: count,
             sample_sum: self.sum.get(),
             buckets,
-            has_native: false,
+            native: None,
+            exemplars: None,
         })
     }
 }
@@ -290,6 +291,7 @@ impl<T: Default> Labelled<T> {
                     .collect(),
                 value: value(h),
                 timestamp_ms: None,
+                exemplar: None,
             })
             .collect()
     }
@@ -360,6 +362,7 @@ fn unlabelled(value: Value) -> Metric {
         labels: Vec::new(),
         value,
         timestamp_ms: None,
+        exemplar: None,
     }
 }
 

@@ -77,6 +77,7 @@ fn families() -> Vec<Family> {
             .collect(),
         value,
         timestamp_ms: ts,
+        exemplar: None,
     };
     vec![
         Family {
@@ -114,7 +115,8 @@ fn families() -> Vec<Family> {
                     sample_count: 9.0,
                     sample_sum: 4200.0,
                     buckets: vec![(100.0, 3.0), (1000.0, 7.0)],
-                    has_native: false,
+                    native: None,
+                    exemplars: None,
                 }),
             )],
         },

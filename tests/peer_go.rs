@@ -163,3 +163,87 @@ fn go_client_push_add_delete(text: bool) {
     );
     agent.assert_running();
 }
+
+/// The delimited-protobuf exposition at `url`, decoded, with only the
+/// families whose names start with `prefix`.
+fn protobuf_families(url: &str, prefix: &str) -> Vec<pushkit::expfmt::proto::MetricFamily> {
+    use prost::Message;
+    let accept = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
+    let r = http("GET", url, &[("Accept", accept)], b"").expect("GET /metrics");
+    assert_eq!(r.status, 200, "{url}: {}", r.text());
+    let mut body = r.body.as_slice();
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let f = pushkit::expfmt::proto::MetricFamily::decode_length_delimited(&mut body)
+            .expect("a delimited MetricFamily");
+        if f.name.as_deref().is_some_and(|n| n.starts_with(prefix)) {
+            out.push(f);
+        }
+    }
+    out
+}
+
+/// Native histograms (negative, zero and positive buckets; a mixed
+/// classic-and-native one; one with no observation) and exemplars (on a
+/// counter, a classic bucket and the native part) pushed by client_golang:
+/// pushkit exposes them in protobuf field for field as the Go Pushgateway
+/// does, and again after a restart from its journal.
+#[test]
+#[ignore = "needs golang-go + golang-github-prometheus-client-golang-dev + prometheus-pushgateway: run via .ci/run"]
+fn go_native_histograms_and_exemplars_match_the_pushgateway() {
+    let build_dir = tempfile::Builder::new()
+        .prefix("pushkit-go-")
+        .tempdir()
+        .expect("temp dir");
+    let pusher = build_pusher(build_dir.path());
+    let data = tempfile::Builder::new()
+        .prefix("pushkit-native-")
+        .tempdir()
+        .expect("temp dir");
+    let conf = AgentConf {
+        pushgateway: format!("persistence_dir = \"{}\"\n", data.path().display()),
+        ..AgentConf::default()
+    };
+    let agent = Agent::start(&conf);
+    let mut pgw = Pushgateway::start();
+
+    let mut cmd = Command::new(&pusher);
+    cmd.arg("-native")
+        .arg("-url")
+        .arg(format!("{},{}", agent.base_url(), pgw.url("")));
+    let (status, out, err) = run_bounded("go-pusher -native", cmd, Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "go-pusher failed ({status})\nstdout:\n{out}\nstderr:\n{err}\n{}",
+        agent.stderr_text()
+    );
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["PUT 200", "PUT 200"]);
+    pgw.assert_running();
+
+    let want = protobuf_families(&pgw.url("/metrics"), "demo_native_");
+    assert_eq!(want.len(), 4, "the Pushgateway's families: {want:#?}");
+    let h = |name: &str| {
+        want.iter()
+            .find(|f| f.name.as_deref() == Some(name))
+            .and_then(|f| f.metric[0].histogram.clone())
+            .unwrap_or_else(|| panic!("{name} in {want:#?}"))
+    };
+    // What the comparison covers, so that it cannot pass on empty data.
+    let wait = h("demo_native_wait_seconds");
+    assert!(wait.schema.is_some() && !wait.positive_span.is_empty());
+    assert!(!wait.negative_delta.is_empty() && wait.zero_count == Some(1));
+    assert!(wait.bucket.iter().any(|b| b.exemplar.is_some()));
+    let mixed = h("demo_native_mixed_bytes");
+    assert!(mixed.bucket.len() >= 2 && mixed.schema.is_some());
+    let got = protobuf_families(&agent.url("/metrics"), "demo_native_");
+    assert_eq!(got, want, "pushkit (left) against the Pushgateway (right)");
+
+    // The journal carries them too.
+    drop(agent);
+    let agent = Agent::start(&conf);
+    let got = protobuf_families(&agent.url("/metrics"), "demo_native_");
+    assert_eq!(
+        got, want,
+        "after a restart, pushkit (left) against the Pushgateway (right)"
+    );
+}

@@ -295,11 +295,11 @@ fn emit<E: EmitPoints>(metric: &Metric, tags: &[(&str, &str)], time_ns: i64, out
                 (SeriesSuffix::Sum, h.sample_sum),
             ];
             point(None, &totals, out);
-            if h.has_native {
+            if h.native.is_some() {
                 out.native_left_out();
             }
             let has_inf = h.buckets.iter().any(|&(le, _)| le == f64::INFINITY);
-            let native_only = h.has_native && h.buckets.is_empty();
+            let native_only = h.native.is_some() && h.buckets.is_empty();
             let inf_bucket = (!has_inf && !native_only).then_some((f64::INFINITY, h.sample_count));
             for (le, count) in h.buckets.iter().copied().chain(inf_bucket) {
                 let le = format_go_g(le);

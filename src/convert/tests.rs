@@ -130,9 +130,11 @@ fn histogram_without_inf_bucket_gets_one_from_its_count() {
                 sample_count: 7.0,
                 sample_sum: 2.0,
                 buckets: vec![(0.5, 4.0)],
-                has_native: false,
+                native: None,
+                exemplars: None,
             }),
             timestamp_ms: None,
+            exemplar: None,
         }],
     };
     let group = GroupingKey::from_pairs("j", &[]);
@@ -159,9 +161,11 @@ fn native_only_histogram_gives_count_and_sum_only() {
                 sample_count: 7.0,
                 sample_sum: 2.0,
                 buckets: vec![],
-                has_native: true,
+                native: Some(Box::default()),
+                exemplars: None,
             }),
             timestamp_ms: None,
+            exemplar: None,
         }],
     };
     let group = GroupingKey::from_pairs("j", &[]);

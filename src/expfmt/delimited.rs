@@ -121,11 +121,13 @@ mod tests {
                         labels: vec![("x".into(), "1".into())],
                         value: Value::Simple(1.0),
                         timestamp_ms: None,
+                        exemplar: None,
                     },
                     Metric {
                         labels: vec![("x".into(), "2".into())],
                         value: Value::Simple(2.0),
                         timestamp_ms: Some(99),
+                        exemplar: None,
                     },
                 ],
             },
@@ -141,6 +143,7 @@ mod tests {
                         quantiles: vec![(0.5, 1.0)],
                     }),
                     timestamp_ms: None,
+                    exemplar: None,
                 }],
             },
             Family {
@@ -153,9 +156,11 @@ mod tests {
                         sample_count: 2.0,
                         sample_sum: 0.5,
                         buckets: vec![(0.25, 1.0), (1.0, 2.0)],
-                        has_native: false,
+                        native: None,
+                        exemplars: None,
                     }),
                     timestamp_ms: None,
+                    exemplar: None,
                 }],
             },
         ]
@@ -204,9 +209,11 @@ mod tests {
                     sample_count: 2.5,
                     sample_sum: f64::NAN,
                     buckets: vec![(f64::NEG_INFINITY, 1.5), (f64::INFINITY, 2.5)],
-                    has_native: false,
+                    native: None,
+                    exemplars: None,
                 }),
                 timestamp_ms: Some(-5),
+                exemplar: None,
             }],
         });
         fams.push(Family {
@@ -217,6 +224,7 @@ mod tests {
                 labels: vec![],
                 value: Value::Simple(-0.0),
                 timestamp_ms: None,
+                exemplar: None,
             }],
         });
         fams.push(Family {
@@ -268,6 +276,7 @@ mod tests {
                 labels: vec![],
                 value: Value::Simple(0.0),
                 timestamp_ms: None,
+                exemplar: None,
             }],
         };
         let body = encoded(std::slice::from_ref(&fam));

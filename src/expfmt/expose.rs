@@ -28,8 +28,9 @@ use flate2::Compression;
 use prost::encoding::{encode_varint, encoded_len_varint};
 
 use super::proto;
-use crate::model::family::{Histogram, Metric, MetricType, Summary, Value};
+use crate::model::family::{Exemplar, Histogram, Metric, MetricType, Summary, Value};
 use crate::model::gofloat::write_go_g;
+use prost::Message as _;
 
 /// A format `GET /metrics` can answer in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,8 +286,9 @@ pub struct FamilyBuilder<'w> {
 
 impl FamilyBuilder<'_> {
     /// Writes one series: `labels` in the order to write them, no
-    /// timestamp.
-    pub fn series(&mut self, labels: &[(&str, &str)], value: &Value) {
+    /// timestamp; a counter's `exemplar` goes out in protobuf only, as in
+    /// Go's text writer.
+    pub fn series(&mut self, labels: &[(&str, &str)], value: &Value, exemplar: Option<&Exemplar>) {
         let w = &mut *self.writer;
         match w.format {
             ExpositionFormat::Text => {
@@ -296,7 +298,7 @@ impl FamilyBuilder<'_> {
                 write_text_series(&mut w.out, &mut self.labels, self.name, labels, value, None);
             }
             ExpositionFormat::Delimited => {
-                encode_series(&mut w.scratch, self.kind, labels, value, None)
+                encode_series(&mut w.scratch, self.kind, labels, value, exemplar, None)
             }
         }
         self.series += 1;
@@ -633,7 +635,32 @@ fn histogram_size(h: &Histogram) -> usize {
 /// Appends one `metric` field (field 4 of `MetricFamily`): key, length and
 /// the `Metric` message.
 fn encode_metric(out: &mut Vec<u8>, kind: MetricType, m: &Metric) {
-    encode_series(out, kind, &m.labels, &m.value, m.timestamp_ms);
+    encode_series(
+        out,
+        kind,
+        &m.labels,
+        &m.value,
+        m.exemplar.as_deref(),
+        m.timestamp_ms,
+    );
+}
+
+/// The value message of a counter with an exemplar or of a histogram with
+/// native buckets or exemplars, encoded by prost: such series are rare, and
+/// their messages have many optional parts.
+fn encode_rare_value(value: &Value, exemplar: Option<&Exemplar>) -> Option<Vec<u8>> {
+    match value {
+        Value::Simple(v) => exemplar.map(|e| {
+            proto::Counter {
+                value: Some(*v),
+                exemplar: Some(proto::exemplar_to_proto(e)),
+                created_timestamp: None,
+            }
+            .encode_to_vec()
+        }),
+        Value::Histogram(h) if h.has_extras() => Some(proto::histogram_to_proto(h).encode_to_vec()),
+        _ => None,
+    }
 }
 
 fn encode_series<K: AsRef<str>, V: AsRef<str>>(
@@ -641,8 +668,12 @@ fn encode_series<K: AsRef<str>, V: AsRef<str>>(
     kind: MetricType,
     labels: &[(K, V)],
     value: &Value,
+    exemplar: Option<&Exemplar>,
     timestamp_ms: Option<i64>,
 ) {
+    // A counter's exemplar exists only on counters.
+    let exemplar = exemplar.filter(|_| kind == MetricType::Counter);
+    let rare = encode_rare_value(value, exemplar);
     // Which field of Metric carries the value, and its payload size.
     let (value_field, value_size) = match value {
         Value::Simple(_) => {
@@ -656,6 +687,7 @@ fn encode_series<K: AsRef<str>, V: AsRef<str>>(
         Value::Summary(s) => (4, summary_size(s)),
         Value::Histogram(h) => (7, histogram_size(h)),
     };
+    let value_size = rare.as_ref().map_or(value_size, Vec::len);
     let size = labels
         .iter()
         .map(|(n, v)| len_field_size(label_pair_size(n.as_ref(), v.as_ref())))
@@ -672,17 +704,22 @@ fn encode_series<K: AsRef<str>, V: AsRef<str>>(
     }
     // Fields go in tag order: the timestamp (6) sits between the simple and
     // summary values (2 to 5) and the histogram (7).
+    let put_value = |out: &mut Vec<u8>| match &rare {
+        Some(bytes) => put_bytes_field(out, value_field, bytes),
+        None => encode_value(out, value_field, value_size, value),
+    };
     if value_field < 6 {
-        encode_value(out, value_field, value_size, value);
+        put_value(out);
     }
     if let Some(ts) = timestamp_ms {
         put_varint_field(out, 6, ts as u64);
     }
     if value_field > 6 {
-        encode_value(out, value_field, value_size, value);
+        put_value(out);
     }
 }
 
+/// A value without exemplars or native buckets, encoded by hand.
 fn encode_value(out: &mut Vec<u8>, field: u8, size: usize, value: &Value) {
     put_len_field(out, field, size);
     match value {
@@ -746,7 +783,7 @@ mod tests {
                         .iter()
                         .map(|(k, v)| (k.as_str(), v.as_str()))
                         .collect();
-                    b.series(&pairs, &m.value);
+                    b.series(&pairs, &m.value, m.exemplar.as_deref());
                 }
             }
             drop(built.begin_family("empty", Some("never written"), MetricType::Gauge));
@@ -766,6 +803,7 @@ mod tests {
             labels: labels(pairs),
             value: Value::Simple(v),
             timestamp_ms: ts,
+            exemplar: None,
         }
     }
 
@@ -834,6 +872,7 @@ mod tests {
                         quantiles: vec![(0.5, 0.01), (0.99, 2e6)],
                     }),
                     timestamp_ms: Some(7),
+                    exemplar: None,
                 }],
             ),
             family(
@@ -847,9 +886,11 @@ mod tests {
                             sample_count: 10.0,
                             sample_sum: 123.5,
                             buckets: vec![(100.0, 3.0), (1000.0, 8.0), (f64::INFINITY, 10.0)],
-                            has_native: false,
+                            native: None,
+                            exemplars: None,
                         }),
                         timestamp_ms: None,
+                        exemplar: None,
                     },
                     Metric {
                         labels: labels(&[("a", "b")]),
@@ -857,9 +898,11 @@ mod tests {
                             sample_count: 4.0,
                             sample_sum: 0.0,
                             buckets: vec![(0.5, 4.0)],
-                            has_native: false,
+                            native: None,
+                            exemplars: None,
                         }),
                         timestamp_ms: None,
+                        exemplar: None,
                     },
                 ],
             ),
@@ -873,9 +916,11 @@ mod tests {
                         sample_count: 2.0,
                         sample_sum: 3.0,
                         buckets: vec![(1.0, 1.0), (5.0, 2.0)],
-                        has_native: false,
+                        native: None,
+                        exemplars: None,
                     }),
                     timestamp_ms: Some(99),
+                    exemplar: None,
                 }],
             ),
             family(
@@ -965,6 +1010,7 @@ mod tests {
                         quantiles: vec![(0.5, 1.0), (0.99, f64::NAN)],
                     }),
                     timestamp_ms: Some(10),
+                    exemplar: None,
                 },
                 Metric {
                     labels: vec![],
@@ -974,6 +1020,7 @@ mod tests {
                         quantiles: vec![(0.9, 2.0)],
                     }),
                     timestamp_ms: None,
+                    exemplar: None,
                 },
             ],
         )];
@@ -1003,9 +1050,11 @@ mod tests {
                         sample_count: 5.0,
                         sample_sum: 2.5,
                         buckets: vec![(0.1, 1.0), (1e6, 4.0)],
-                        has_native: false,
+                        native: None,
+                        exemplars: None,
                     }),
                     timestamp_ms: None,
+                    exemplar: None,
                 }],
             ),
             family(
@@ -1018,9 +1067,11 @@ mod tests {
                         sample_count: 2.0,
                         sample_sum: -1.0,
                         buckets: vec![(1.0, 1.0), (f64::INFINITY, 2.0)],
-                        has_native: false,
+                        native: None,
+                        exemplars: None,
                     }),
                     timestamp_ms: Some(5),
+                    exemplar: None,
                 }],
             ),
             family(
@@ -1033,9 +1084,11 @@ mod tests {
                         sample_count: 1.5,
                         sample_sum: 1.0,
                         buckets: vec![],
-                        has_native: false,
+                        native: None,
+                        exemplars: None,
                     }),
                     timestamp_ms: None,
+                    exemplar: None,
                 }],
             ),
         ];
@@ -1147,9 +1200,11 @@ mod tests {
                     sample_count: 2.5,
                     sample_sum: f64::NAN,
                     buckets: vec![(1.0, 0.5), (2.0, -1.0), (3.0, 1e300), (4.0, 300.0)],
-                    has_native: true,
+                    native: Some(Box::default()),
+                    exemplars: None,
                 }),
                 timestamp_ms: Some(-1),
+                exemplar: None,
             }],
         ));
         fams.push(family(
@@ -1158,6 +1213,7 @@ mod tests {
             MetricType::Summary,
             vec![simple(&[], 1.0, None)],
         ));
+        fams.extend(rare_families());
         let mut want = Vec::new();
         for f in &fams {
             family_to_proto(f)
@@ -1165,6 +1221,84 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(delimited_of(&fams), want);
+    }
+
+    /// A counter with an exemplar, and native and mixed histograms with
+    /// exemplars: the series whose value prost encodes.
+    fn rare_families() -> Vec<Family> {
+        use crate::model::family::{HistogramExemplars, NativeBuckets, NativeHistogram};
+        let ex = |v: f64, ts: Option<(i64, i32)>| Exemplar {
+            labels: labels(&[("trace_id", "4bf92f35")]),
+            value: v,
+            timestamp: ts,
+        };
+        let native = NativeHistogram {
+            schema: Some(3),
+            zero_threshold: Some(2.938735877055719e-39),
+            zero_count: Some(1),
+            zero_count_float: None,
+            negative: NativeBuckets {
+                spans: vec![(-2, 1)],
+                deltas: vec![1],
+                counts: vec![],
+            },
+            positive: NativeBuckets {
+                spans: vec![(0, 2), (3, 1)],
+                deltas: vec![2, -1, 0],
+                counts: vec![],
+            },
+        };
+        let mut counter = simple(&[("a", "b")], 5.0, None);
+        counter.exemplar = Some(Box::new(ex(1.0, Some((1_700_000_000, 5)))));
+        let histogram = |buckets: Vec<(f64, f64)>, ex_buckets: Vec<(usize, Exemplar)>| Metric {
+            labels: labels(&[("path", "/x")]),
+            value: Value::Histogram(Histogram {
+                sample_count: 5.0,
+                sample_sum: 1.25,
+                buckets,
+                native: Some(Box::new(native.clone())),
+                exemplars: Some(Box::new(HistogramExemplars {
+                    buckets: ex_buckets,
+                    native: vec![ex(0.3, None)],
+                })),
+            }),
+            timestamp_ms: None,
+            exemplar: None,
+        };
+        vec![
+            family("ex_total", None, MetricType::Counter, vec![counter]),
+            family(
+                "native",
+                Some("N."),
+                MetricType::Histogram,
+                vec![
+                    histogram(vec![], vec![]),
+                    histogram(
+                        vec![(0.5, 2.0), (1.0, 5.0)],
+                        vec![(1, ex(0.7, Some((3, 0))))],
+                    ),
+                ],
+            ),
+        ]
+    }
+
+    #[test]
+    fn rare_values_round_trip_and_write_classic_text() {
+        let fams = rare_families();
+        let back = parse_delimited(&delimited_of(&fams)).unwrap();
+        assert_eq!(back, fams);
+        // Text 0.0.4 has no exemplars or native buckets: Go writes the
+        // classic lines, a +Inf bucket from the count included.
+        let text = text_of(&fams[1..]);
+        assert_eq!(
+            text,
+            "# HELP native N.\n# TYPE native histogram\n\
+             native_bucket{path=\"/x\",le=\"+Inf\"} 5\nnative_sum{path=\"/x\"} 1.25\n\
+             native_count{path=\"/x\"} 5\n\
+             native_bucket{path=\"/x\",le=\"0.5\"} 2\nnative_bucket{path=\"/x\",le=\"1\"} 5\n\
+             native_bucket{path=\"/x\",le=\"+Inf\"} 5\nnative_sum{path=\"/x\"} 1.25\n\
+             native_count{path=\"/x\"} 5\n"
+        );
     }
 
     #[test]

@@ -290,13 +290,13 @@ fn metric_from_proto(
             kind.as_str()
         ))
     };
+    let mut exemplar = None;
     let value = match kind {
-        model::MetricType::Counter => Value::Simple(
-            m.counter
-                .ok_or_else(|| missing("counter"))?
-                .value
-                .unwrap_or(0.0),
-        ),
+        model::MetricType::Counter => {
+            let c = m.counter.ok_or_else(|| missing("counter"))?;
+            exemplar = c.exemplar.map(|e| Box::new(exemplar_from_proto(e)));
+            Value::Simple(c.value.unwrap_or(0.0))
+        }
         model::MetricType::Gauge => Value::Simple(
             m.gauge
                 .ok_or_else(|| missing("gauge"))?
@@ -323,13 +323,14 @@ fn metric_from_proto(
         }
         model::MetricType::Histogram | model::MetricType::GaugeHistogram => {
             let h = m.histogram.ok_or_else(|| missing("histogram"))?;
-            Value::Histogram(histogram_from_proto(&h))
+            Value::Histogram(histogram_from_proto(h))
         }
     };
     Ok(model::Metric {
         labels,
         value,
         timestamp_ms: m.timestamp_ms,
+        exemplar,
     })
 }
 
@@ -342,7 +343,7 @@ fn count(int: Option<u64>, float: Option<f64>) -> f64 {
     }
 }
 
-fn histogram_from_proto(h: &Histogram) -> model::Histogram {
+fn histogram_from_proto(h: Histogram) -> model::Histogram {
     // Classic-only encoders (client_golang included) set none of the native
     // fields; proto3 encoders (which cannot mark presence) leave zero values
     // out, so presence is the sign of native data.
@@ -356,20 +357,92 @@ fn histogram_from_proto(h: &Histogram) -> model::Histogram {
         || !h.positive_span.is_empty()
         || !h.positive_delta.is_empty()
         || !h.positive_count.is_empty();
+    let mut bucket_exemplars = Vec::new();
+    let buckets = h
+        .bucket
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if let Some(e) = b.exemplar {
+                bucket_exemplars.push((i, exemplar_from_proto(e)));
+            }
+            (
+                b.upper_bound.unwrap_or(0.0),
+                count(b.cumulative_count, b.cumulative_count_float),
+            )
+        })
+        .collect();
+    let spans = |s: Vec<BucketSpan>| {
+        s.into_iter()
+            .map(|s| (s.offset.unwrap_or(0), s.length.unwrap_or(0)))
+            .collect()
+    };
+    let native = has_native.then(|| {
+        Box::new(model::NativeHistogram {
+            schema: h.schema,
+            zero_threshold: h.zero_threshold,
+            zero_count: h.zero_count,
+            zero_count_float: h.zero_count_float,
+            negative: model::NativeBuckets {
+                spans: spans(h.negative_span),
+                deltas: h.negative_delta,
+                counts: h.negative_count,
+            },
+            positive: model::NativeBuckets {
+                spans: spans(h.positive_span),
+                deltas: h.positive_delta,
+                counts: h.positive_count,
+            },
+        })
+    });
+    let native_exemplars: Vec<model::Exemplar> =
+        h.exemplars.into_iter().map(exemplar_from_proto).collect();
+    let exemplars = (!bucket_exemplars.is_empty() || !native_exemplars.is_empty()).then(|| {
+        Box::new(model::HistogramExemplars {
+            buckets: bucket_exemplars,
+            native: native_exemplars,
+        })
+    });
     model::Histogram {
         sample_count: count(h.sample_count, h.sample_count_float),
         sample_sum: h.sample_sum.unwrap_or(0.0),
-        buckets: h
-            .bucket
-            .iter()
-            .map(|b| {
+        buckets,
+        native,
+        exemplars,
+    }
+}
+
+fn exemplar_from_proto(e: Exemplar) -> model::Exemplar {
+    model::Exemplar {
+        labels: e
+            .label
+            .into_iter()
+            .map(|p| {
                 (
-                    b.upper_bound.unwrap_or(0.0),
-                    count(b.cumulative_count, b.cumulative_count_float),
+                    LabelStr::from(p.name.unwrap_or_default()),
+                    LabelStr::from(p.value.unwrap_or_default()),
                 )
             })
             .collect(),
-        has_native,
+        value: e.value.unwrap_or(0.0),
+        timestamp: e.timestamp.map(|t| (t.seconds, t.nanos)),
+    }
+}
+
+pub fn exemplar_to_proto(e: &model::Exemplar) -> Exemplar {
+    Exemplar {
+        label: e
+            .labels
+            .iter()
+            .map(|(name, value)| LabelPair {
+                name: Some(name.to_string()),
+                value: Some(value.to_string()),
+            })
+            .collect(),
+        value: Some(e.value),
+        timestamp: e
+            .timestamp
+            .map(|(seconds, nanos)| Timestamp { seconds, nanos }),
     }
 }
 
@@ -377,8 +450,7 @@ fn histogram_from_proto(h: &Histogram) -> model::Histogram {
 ///
 /// Counts that are whole numbers in `u64` range go into the integer fields;
 /// other histogram counts go into the `_float` fields (with the truncated
-/// integer alongside). Native histogram data is not modelled, so
-/// `has_native` is not carried over: the message is a classic histogram.
+/// integer alongside). Native fields and exemplars go out as they came in.
 /// A `Value::Simple` goes into the field of the family's type (`untyped`
 /// when the type is not counter or gauge).
 pub fn family_to_proto(family: &Family) -> MetricFamily {
@@ -413,7 +485,8 @@ fn metric_to_proto(kind: model::MetricType, m: &model::Metric) -> Metric {
             model::MetricType::Counter => {
                 out.counter = Some(Counter {
                     value: Some(*v),
-                    ..Counter::default()
+                    exemplar: m.exemplar.as_deref().map(exemplar_to_proto),
+                    created_timestamp: None,
                 })
             }
             model::MetricType::Gauge => out.gauge = Some(Gauge { value: Some(*v) }),
@@ -434,28 +507,59 @@ fn metric_to_proto(kind: model::MetricType, m: &model::Metric) -> Metric {
                 created_timestamp: None,
             })
         }
-        Value::Histogram(h) => {
-            let (sample_count, sample_count_float) = split_count(h.sample_count);
-            out.histogram = Some(Histogram {
-                sample_count,
-                sample_count_float,
-                sample_sum: Some(h.sample_sum),
-                bucket: h
-                    .buckets
-                    .iter()
-                    .map(|&(upper_bound, c)| {
-                        let (cumulative_count, cumulative_count_float) = split_count(c);
-                        Bucket {
-                            cumulative_count,
-                            cumulative_count_float,
-                            upper_bound: Some(upper_bound),
-                            exemplar: None,
-                        }
-                    })
-                    .collect(),
-                ..Histogram::default()
+        Value::Histogram(h) => out.histogram = Some(histogram_to_proto(h)),
+    }
+    out
+}
+
+/// The `Histogram` message of a model histogram.
+pub fn histogram_to_proto(h: &model::Histogram) -> Histogram {
+    let (sample_count, sample_count_float) = split_count(h.sample_count);
+    let exemplars = h.exemplars.as_deref();
+    let mut out = Histogram {
+        sample_count,
+        sample_count_float,
+        sample_sum: Some(h.sample_sum),
+        bucket: h
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, &(upper_bound, c))| {
+                let (cumulative_count, cumulative_count_float) = split_count(c);
+                Bucket {
+                    cumulative_count,
+                    cumulative_count_float,
+                    upper_bound: Some(upper_bound),
+                    exemplar: exemplars
+                        .and_then(|e| e.of_bucket(i))
+                        .map(exemplar_to_proto),
+                }
             })
-        }
+            .collect(),
+        exemplars: exemplars.map_or_else(Vec::new, |e| {
+            e.native.iter().map(exemplar_to_proto).collect()
+        }),
+        ..Histogram::default()
+    };
+    if let Some(n) = h.native.as_deref() {
+        let spans = |s: &[(i32, u32)]| {
+            s.iter()
+                .map(|&(offset, length)| BucketSpan {
+                    offset: Some(offset),
+                    length: Some(length),
+                })
+                .collect()
+        };
+        out.schema = n.schema;
+        out.zero_threshold = n.zero_threshold;
+        out.zero_count = n.zero_count;
+        out.zero_count_float = n.zero_count_float;
+        out.negative_span = spans(&n.negative.spans);
+        out.negative_delta = n.negative.deltas.clone();
+        out.negative_count = n.negative.counts.clone();
+        out.positive_span = spans(&n.positive.spans);
+        out.positive_delta = n.positive.deltas.clone();
+        out.positive_count = n.positive.counts.clone();
     }
     out
 }
@@ -521,6 +625,7 @@ mod tests {
                     labels: vec![("a".into(), "1".into()), ("b".into(), "ü\n".into())],
                     value: Value::Simple(3.5),
                     timestamp_ms: Some(1_700_000_000_000),
+                    exemplar: None,
                 }],
             },
             model::Family {
@@ -531,6 +636,7 @@ mod tests {
                     labels: vec![],
                     value: Value::Simple(-1.0),
                     timestamp_ms: None,
+                    exemplar: None,
                 }],
             },
             model::Family {
@@ -541,6 +647,7 @@ mod tests {
                     labels: vec![],
                     value: Value::Simple(f64::INFINITY),
                     timestamp_ms: Some(-3),
+                    exemplar: None,
                 }],
             },
             model::Family {
@@ -555,6 +662,7 @@ mod tests {
                         quantiles: vec![(0.5, 1.0), (0.99, 2.0)],
                     }),
                     timestamp_ms: None,
+                    exemplar: None,
                 }],
             },
             model::Family {
@@ -567,9 +675,11 @@ mod tests {
                         sample_count: 7.0,
                         sample_sum: 3.25,
                         buckets: vec![(0.1, 1.0), (1.0, 5.0)],
-                        has_native: false,
+                        native: None,
+                        exemplars: None,
                     }),
                     timestamp_ms: None,
+                    exemplar: None,
                 }],
             },
             model::Family {
@@ -582,9 +692,11 @@ mod tests {
                         sample_count: 2.5,
                         sample_sum: -1.0,
                         buckets: vec![(f64::INFINITY, 2.5)],
-                        has_native: false,
+                        native: None,
+                        exemplars: None,
                     }),
                     timestamp_ms: None,
+                    exemplar: None,
                 }],
             },
         ]
@@ -648,6 +760,7 @@ mod tests {
                     labels: vec![("a".into(), "b".into())],
                     value: Value::Simple(1.0),
                     timestamp_ms: Some(5),
+                    exemplar: None,
                 }],
             }
         );
@@ -661,6 +774,7 @@ mod tests {
         // positive_delta (13, sint64, packed) [2] }.
         let h = Histogram {
             sample_count: Some(3),
+            sample_sum: Some(0.0),
             schema: Some(3),
             zero_threshold: Some(1e-128),
             positive_span: vec![BucketSpan {
@@ -696,8 +810,23 @@ mod tests {
                 sample_count: 3.0,
                 sample_sum: 0.0,
                 buckets: vec![],
-                has_native: true,
+                native: Some(Box::new(model::NativeHistogram {
+                    schema: Some(3),
+                    zero_threshold: Some(1e-128),
+                    positive: model::NativeBuckets {
+                        spans: vec![(-1, 2)],
+                        deltas: vec![1, -1],
+                        counts: vec![],
+                    },
+                    ..model::NativeHistogram::default()
+                })),
+                exemplars: None,
             })
+        );
+        // Back to the message, field for field.
+        assert_eq!(
+            family_to_proto(&fam).metric[0].histogram.as_ref(),
+            mf.metric[0].histogram.as_ref()
         );
         // Only a no-op span: still native.
         let h = Histogram {
@@ -707,8 +836,82 @@ mod tests {
             }],
             ..Histogram::default()
         };
-        assert!(histogram_from_proto(&h).has_native);
-        assert!(!histogram_from_proto(&Histogram::default()).has_native);
+        assert!(histogram_from_proto(h).native.is_some());
+        assert!(histogram_from_proto(Histogram::default()).native.is_none());
+    }
+
+    #[test]
+    fn exemplars_round_trip() {
+        let ex = |v: f64, ts: Option<Timestamp>| Exemplar {
+            label: vec![label("trace_id", "abc")],
+            value: Some(v),
+            timestamp: ts,
+        };
+        let ts = Some(Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 123_000_000,
+        });
+        let counter = family(
+            "c_total",
+            MetricType::Counter,
+            vec![Metric {
+                counter: Some(Counter {
+                    value: Some(4.0),
+                    exemplar: Some(ex(1.0, ts.clone())),
+                    created_timestamp: None,
+                }),
+                ..Metric::default()
+            }],
+        );
+        let hist = family(
+            "h",
+            MetricType::Histogram,
+            vec![Metric {
+                histogram: Some(Histogram {
+                    sample_count: Some(2),
+                    sample_sum: Some(0.7),
+                    bucket: vec![
+                        Bucket {
+                            cumulative_count: Some(1),
+                            upper_bound: Some(0.5),
+                            exemplar: Some(ex(0.2, ts.clone())),
+                            ..Bucket::default()
+                        },
+                        Bucket {
+                            cumulative_count: Some(2),
+                            upper_bound: Some(1.0),
+                            ..Bucket::default()
+                        },
+                    ],
+                    schema: Some(0),
+                    zero_threshold: Some(0.0),
+                    zero_count: Some(0),
+                    exemplars: vec![ex(0.5, None)],
+                    ..Histogram::default()
+                }),
+                ..Metric::default()
+            }],
+        );
+        for mf in [counter, hist] {
+            let model = family_from_proto(mf.clone()).unwrap();
+            assert_eq!(family_to_proto(&model).metric, mf.metric);
+        }
+        let model = family_from_proto(family(
+            "c_total",
+            MetricType::Counter,
+            vec![Metric {
+                counter: Some(Counter {
+                    value: Some(4.0),
+                    exemplar: Some(ex(1.0, ts)),
+                    created_timestamp: None,
+                }),
+                ..Metric::default()
+            }],
+        ))
+        .unwrap();
+        let e = model.metrics[0].exemplar.as_deref().unwrap();
+        assert_eq!(e.timestamp_ms(), 1_700_000_000_123);
+        assert_eq!(e.labels, vec![("trace_id".into(), "abc".into())]);
     }
 
     #[test]
@@ -732,7 +935,7 @@ mod tests {
             ],
             ..Histogram::default()
         };
-        let m = histogram_from_proto(&h);
+        let m = histogram_from_proto(h.clone());
         assert_eq!(m.sample_count, 2.5);
         assert_eq!(m.buckets, vec![(1.0, 4.0), (2.0, 1.5)]);
         let h = Histogram {
@@ -740,7 +943,7 @@ mod tests {
             sample_count_float: Some(-1.0),
             ..Histogram::default()
         };
-        assert_eq!(histogram_from_proto(&h).sample_count, 10.0);
+        assert_eq!(histogram_from_proto(h.clone()).sample_count, 10.0);
     }
 
     #[test]

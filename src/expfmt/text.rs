@@ -153,6 +153,7 @@ fn push_group(
         labels: owned_labels(labels),
         value,
         timestamp_ms: None,
+        exemplar: None,
     });
     metrics.len() - 1
 }
@@ -465,6 +466,7 @@ impl<'a> Parser<'a> {
                     labels: owned_labels(&mut self.labels),
                     value: Value::Simple(value),
                     timestamp_ms: timestamp,
+                    exemplar: None,
                 });
             }
             MetricType::Summary | MetricType::Histogram | MetricType::GaugeHistogram => {
@@ -1031,6 +1033,7 @@ mod tests {
             labels: labels(pairs),
             value: Value::Simple(value),
             timestamp_ms: ts,
+            exemplar: None,
         }
     }
 
@@ -1268,6 +1271,7 @@ mod tests {
                         quantiles: vec![(0.5, 1.5), (0.9, 2.5)],
                     }),
                     timestamp_ms: None,
+                    exemplar: None,
                 },
                 Metric {
                     labels: labels(&[("svc", "b")]),
@@ -1277,6 +1281,7 @@ mod tests {
                         quantiles: vec![(0.5, 3.0)],
                     }),
                     timestamp_ms: None,
+                    exemplar: None,
                 },
             ]
         );
@@ -1328,7 +1333,8 @@ mod tests {
             Metric {
                 labels: vec![],
                 value: Value::Summary(Summary::default()),
-                timestamp_ms: None
+                timestamp_ms: None,
+                exemplar: None
             }
         );
         assert_eq!(m[1].labels, labels(&[("le", "1")]));
@@ -1373,9 +1379,11 @@ mod tests {
                         sample_count: 3.0,
                         sample_sum: 1.25,
                         buckets: vec![(0.1, 1.0), (1.0, 2.0), (f64::INFINITY, 3.0)],
-                        has_native: false,
+                        native: None,
+                        exemplars: None,
                     }),
                     timestamp_ms: None,
+                    exemplar: None,
                 },
                 Metric {
                     labels: labels(&[("path", "/x")]),
@@ -1384,6 +1392,7 @@ mod tests {
                         ..Histogram::default()
                     }),
                     timestamp_ms: None,
+                    exemplar: None,
                 },
             ]
         );
@@ -1422,7 +1431,8 @@ mod tests {
                 sample_count: 2.0,
                 sample_sum: 3.0,
                 buckets: vec![(1.0, 1.0), (f64::INFINITY, 2.0)],
-                has_native: false,
+                native: None,
+                exemplars: None,
             })
         );
     }

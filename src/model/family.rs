@@ -83,6 +83,31 @@ pub struct Metric {
     pub value: Value,
     /// Milliseconds since the Unix epoch, when the push carried one.
     pub timestamp_ms: Option<i64>,
+    /// A counter's exemplar (`Counter.exemplar`), when the push carried
+    /// one; only protobuf pushes can. A histogram keeps its exemplars in
+    /// its value.
+    pub exemplar: Option<Box<Exemplar>>,
+}
+
+/// An exemplar: one observation with labels of its own (a trace id, say),
+/// as `io.prometheus.client.Exemplar` carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    pub labels: Vec<(LabelStr, LabelStr)>,
+    pub value: f64,
+    /// `google.protobuf.Timestamp` as (seconds, nanos), when it has one.
+    pub timestamp: Option<(i64, i32)>,
+}
+
+impl Exemplar {
+    /// Its timestamp in milliseconds since the Unix epoch (0 without one),
+    /// as remote write carries it.
+    pub fn timestamp_ms(&self) -> i64 {
+        self.timestamp.map_or(0, |(s, n)| {
+            s.saturating_mul(1000)
+                .saturating_add(i64::from(n) / 1_000_000)
+        })
+    }
 }
 
 /// The value of a metric, shaped by the family's type.
@@ -110,9 +135,79 @@ pub struct Histogram {
     /// `(upper_bound, cumulative_count)` pairs in push order. A protobuf push
     /// from the Go client leaves out the `+Inf` bucket; the converter adds it.
     pub buckets: Vec<(f64, f64)>,
-    /// True when the push carried native (sparse) histogram data. Native
-    /// buckets are not modelled: only count, sum and classic buckets are.
-    pub has_native: bool,
+    /// The native (sparse) part, when the push carried one: a native or a
+    /// mixed classic-and-native histogram. Boxed: most histograms have none.
+    pub native: Option<Box<NativeHistogram>>,
+    /// Its exemplars, when the push carried any.
+    pub exemplars: Option<Box<HistogramExemplars>>,
+}
+
+/// The native part of a histogram, field for field as
+/// `io.prometheus.client.Histogram` carries it: each field is kept present
+/// or absent as it was pushed, so that it is exposed as it came.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NativeHistogram {
+    pub schema: Option<i32>,
+    pub zero_threshold: Option<f64>,
+    pub zero_count: Option<u64>,
+    pub zero_count_float: Option<f64>,
+    pub negative: NativeBuckets,
+    pub positive: NativeBuckets,
+}
+
+/// The native buckets of one sign: spans of consecutive bucket indexes
+/// and, per bucket, deltas (an integer histogram) or absolute counts (a
+/// float histogram), as they were pushed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NativeBuckets {
+    /// `(offset, length)` pairs.
+    pub spans: Vec<(i32, u32)>,
+    pub deltas: Vec<i64>,
+    pub counts: Vec<f64>,
+}
+
+impl NativeHistogram {
+    /// Its zero bucket's count, the float one when it is set (the rule of
+    /// `zero_count_float`).
+    pub fn zero_count(&self) -> f64 {
+        match self.zero_count_float {
+            Some(f) if f > 0.0 => f,
+            _ => self.zero_count.unwrap_or(0) as f64,
+        }
+    }
+
+    /// True for a float histogram: its buckets carry absolute counts.
+    pub fn is_float(&self) -> bool {
+        !self.positive.counts.is_empty()
+            || !self.negative.counts.is_empty()
+            || self.zero_count_float.is_some_and(|f| f > 0.0)
+    }
+}
+
+/// A histogram's exemplars: those of its classic buckets
+/// (`Bucket.exemplar`) and those of its native part (`Histogram.exemplars`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HistogramExemplars {
+    /// `(bucket index, exemplar)`, by increasing index.
+    pub buckets: Vec<(usize, Exemplar)>,
+    pub native: Vec<Exemplar>,
+}
+
+impl HistogramExemplars {
+    /// The exemplar of classic bucket `index`, if it has one.
+    pub fn of_bucket(&self, index: usize) -> Option<&Exemplar> {
+        self.buckets
+            .binary_search_by_key(&index, |(i, _)| *i)
+            .ok()
+            .map(|at| &self.buckets[at].1)
+    }
+}
+
+impl Histogram {
+    /// True when it carries anything beyond count, sum and classic buckets.
+    pub fn has_extras(&self) -> bool {
+        self.native.is_some() || self.exemplars.is_some()
+    }
 }
 
 /// The first series that appears twice in `families`, described as

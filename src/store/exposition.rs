@@ -37,6 +37,7 @@ fn set_gauge(own: &mut Vec<Family>, name: &'static str, v: f64) {
         labels: Vec::new(),
         value: Value::Simple(v),
         timestamp_ms: None,
+        exemplar: None,
     };
     match own.iter_mut().find(|f| f.name == name) {
         Some(f) => f.metrics = vec![metric],
@@ -89,6 +90,7 @@ fn write_merged(snapshot: &Snapshot, writer: &mut ExpositionWriter, own: Vec<Fam
                             / 1e9,
                     ),
                     timestamp_ms: None,
+                    exemplar: None,
                 })
                 .collect();
             writer.write_family(name, entry.pinned_help, MetricType::Gauge, gauges.iter());
@@ -106,7 +108,7 @@ fn write_merged(snapshot: &Snapshot, writer: &mut ExpositionWriter, own: Vec<Fam
             for m in &f.metrics {
                 labels.clear();
                 labels.extend(m.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                family.series(&labels, &m.value);
+                family.series(&labels, &m.value, m.exemplar.as_deref());
             }
         }
         let mut labels: Vec<(&str, &str)> = Vec::new();
@@ -117,7 +119,7 @@ fn write_merged(snapshot: &Snapshot, writer: &mut ExpositionWriter, own: Vec<Fam
             };
             for series in stored.series() {
                 series.labels(&g.labels, &mut labels);
-                family.series(&labels, series.value());
+                family.series(&labels, series.value(), series.exemplar());
             }
         }
     }

@@ -459,6 +459,7 @@ mod tests {
                 labels: vec![("quantile".into(), "0.5".into())],
                 value: crate::model::family::Value::Summary(Default::default()),
                 timestamp_ms: None,
+                exemplar: None,
             }],
         }];
         let none = |_: &str| true;

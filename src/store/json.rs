@@ -56,6 +56,7 @@ fn group_json(g: &Group) -> Json {
                 labels: series.clone(),
                 value: Value::Simple(value as f64 / 1e9),
                 timestamp_ms: None,
+                exemplar: None,
             }],
         };
         obj.insert(name.to_string(), family_json(&gauge, at));

@@ -6,7 +6,7 @@
 //! JSON, snapshots). The Go Pushgateway keeps every series as a protobuf
 //! message, about 1.7 KB each; this keeps a typical one near 100 bytes.
 
-use crate::model::family::{Family, LabelStr, Metric, MetricType, Value};
+use crate::model::family::{Exemplar, Family, LabelStr, Metric, MetricType, Value};
 use crate::model::GroupingKey;
 use std::hash::Hasher;
 
@@ -134,6 +134,10 @@ enum StoredValues {
     Simple(Box<[f64]>),
     /// Summaries and histograms, rarer and bigger.
     Other(Box<[Value]>),
+    /// Counters of which at least one carries an exemplar (only protobuf
+    /// pushes can): the exemplars apart, so that the plain case stays an
+    /// `f64` per series.
+    Exemplified(Box<[f64]>, Box<[Option<Box<Exemplar>>]>),
 }
 
 /// One family of one group, as stored. Its series' own labels (sorted,
@@ -161,6 +165,7 @@ pub struct StoredSeries<'a> {
     names: Option<&'a [u8]>,
     labels: &'a [u8],
     value: std::borrow::Cow<'a, Value>,
+    exemplar: Option<&'a Exemplar>,
 }
 
 impl<'a> StoredSeries<'a> {
@@ -181,6 +186,11 @@ impl<'a> StoredSeries<'a> {
 
     pub fn value(&self) -> &Value {
         &self.value
+    }
+
+    /// A counter's exemplar, if it has one.
+    pub fn exemplar(&self) -> Option<&'a Exemplar> {
+        self.exemplar
     }
 }
 
@@ -232,7 +242,12 @@ impl StoredFamily {
                 _ => None,
             })
             .collect();
+        let exemplified = family.metrics.iter().any(|m| m.exemplar.is_some());
         let values = match simple {
+            Some(v) if exemplified => StoredValues::Exemplified(
+                v,
+                family.metrics.iter().map(|m| m.exemplar.clone()).collect(),
+            ),
             Some(v) => StoredValues::Simple(v),
             None => StoredValues::Other(family.metrics.iter().map(|m| m.value.clone()).collect()),
         };
@@ -257,8 +272,14 @@ impl StoredFamily {
                 names: self.names.as_deref(),
                 labels: &self.labels[start as usize..end as usize],
                 value: match &self.values {
-                    StoredValues::Simple(v) => std::borrow::Cow::Owned(Value::Simple(v[i])),
+                    StoredValues::Simple(v) | StoredValues::Exemplified(v, _) => {
+                        std::borrow::Cow::Owned(Value::Simple(v[i]))
+                    }
                     StoredValues::Other(v) => std::borrow::Cow::Borrowed(&v[i]),
+                },
+                exemplar: match &self.values {
+                    StoredValues::Exemplified(_, e) => e[i].as_deref(),
+                    _ => None,
                 },
             })
     }
@@ -288,6 +309,7 @@ impl StoredFamily {
                         .collect(),
                     value: s.value().clone(),
                     timestamp_ms: None,
+                    exemplar: s.exemplar().cloned().map(Box::new),
                 }
             })
             .collect();

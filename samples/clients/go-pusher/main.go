@@ -24,6 +24,12 @@
 // With -text the pushes use the text format (Format(expfmt.FmtText))
 // instead of the client's default, delimited protobuf.
 //
+// With -native it does something else: one PUT, under job "go-native",
+// of a native histogram, a mixed classic-and-native histogram and a
+// counter, all with exemplars, to each of the comma-separated URLs in
+// -url in turn. Every URL gets the same metrics (exemplar timestamps
+// included), so that two gateways' expositions can be compared.
+//
 // Every request's method and HTTP status are printed as "METHOD STATUS" on
 // stdout. The program exits non-zero if a request fails or is answered with
 // anything but 200 (PUT, POST) or 202 (DELETE).
@@ -34,6 +40,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,7 +92,13 @@ func main() {
 	noDelete := flag.Bool("no-delete", false, "leave the group in place")
 	stampMs := flag.Int64("stamp-ms", 0, "if > 0, also push demo_stamped_value with this timestamp (ms since the epoch); Prometheus' Pushgateway rejects timestamps, pushkit honors them")
 	text := flag.Bool("text", false, "push in the text format instead of delimited protobuf")
+	native := flag.Bool("native", false, "push native histograms and exemplars to each URL in -url (comma-separated), and nothing else")
 	flag.Parse()
+
+	if *native {
+		pushNative(strings.Split(*url, ","))
+		return
+	}
 
 	processed := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "demo_go_jobs_processed_total",
@@ -159,6 +172,54 @@ func main() {
 		}
 	}
 
+	if client.failed {
+		os.Exit(1)
+	}
+}
+
+// pushNative pushes one registry of native histograms and exemplars to
+// every URL in urls, under job "go-native".
+func pushNative(urls []string) {
+	wait := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:                        "demo_native_wait_seconds",
+		Help:                        "A native histogram with negative, zero and positive observations.",
+		NativeHistogramBucketFactor: 1.1,
+	})
+	for _, v := range []float64{-2.5, 0, 0.001, 0.2, 0.21, 3, 1e6} {
+		wait.Observe(v)
+	}
+	wait.(prometheus.ExemplarObserver).ObserveWithExemplar(0.3, prometheus.Labels{"trace_id": "0af7651916cd43dd"})
+
+	mixed := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:                        "demo_native_mixed_bytes",
+		Help:                        "Classic buckets and native ones in one histogram.",
+		Buckets:                     []float64{100, 1000},
+		NativeHistogramBucketFactor: 2,
+	})
+	mixed.(prometheus.ExemplarObserver).ObserveWithExemplar(64, prometheus.Labels{"trace_id": "b7ad6b7169203331"})
+	mixed.Observe(5000)
+
+	empty := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:                        "demo_native_empty_seconds",
+		Help:                        "A native histogram with no observation yet.",
+		NativeHistogramBucketFactor: 1.5,
+	})
+
+	requests := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "demo_native_requests_total",
+		Help: "A counter with an exemplar.",
+	})
+	requests.(prometheus.ExemplarAdder).AddWithExemplar(3, prometheus.Labels{"trace_id": "00f067aa0ba902b7", "span": "x"})
+
+	client := &recordingClient{}
+	for _, u := range urls {
+		err := push.New(u, "go-native").Client(client).Grouping("instance", "node-n").
+			Collector(wait).Collector(mixed).Collector(empty).Collector(requests).Push()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "push:", err)
+			os.Exit(1)
+		}
+	}
 	if client.failed {
 		os.Exit(1)
 	}
