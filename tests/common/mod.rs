@@ -19,8 +19,11 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tempfile::TempDir;
 
+mod native;
 mod peers;
-// Not every test crate runs a peer.
+// Not every test crate runs a peer, nor pushes native histograms.
+#[allow(unused_imports)]
+pub use native::*;
 #[allow(unused_imports)]
 pub use peers::*;
 
