@@ -25,7 +25,7 @@
 //! - [`Dialect::VictoriaMetrics`] doubles every backslash, which it reads
 //!   back as one: backslashes arrive exactly.
 
-use crate::model::point::Point;
+use crate::model::point::{Point, PointExtra};
 use std::io::Write as _;
 
 /// Encoded points, one line each, newline included.
@@ -80,7 +80,7 @@ pub enum Dialect {
 }
 
 /// What line protocol had to leave out of the points written, by reason:
-/// one count per field value.
+/// one count per field value, per native histogram, per exemplar.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LpDrops {
     /// NaN or ±Inf, which line protocol has no float for.
@@ -88,12 +88,28 @@ pub struct LpDrops {
     /// A field keyed like one of its point's tags (a StateSet's
     /// `job_state{job_state="running"}`), which InfluxDB refuses.
     pub field_is_tag: u64,
+    /// Native histograms, whose buckets line protocol has no form for (their
+    /// count, sum and classic buckets go out as fields).
+    pub native_buckets: u64,
+    /// Exemplars.
+    pub exemplars: u64,
 }
 
 impl LpDrops {
     pub fn add(&mut self, other: LpDrops) {
         self.non_finite += other.non_finite;
         self.field_is_tag += other.field_is_tag;
+        self.native_buckets += other.native_buckets;
+        self.exemplars += other.exemplars;
+    }
+
+    /// Counts what a point's extra (native buckets, exemplars) takes
+    /// away from its line.
+    pub fn note_extra(&mut self, extra: Option<&PointExtra>) {
+        if let Some(e) = extra {
+            self.native_buckets += u64::from(e.native.is_some());
+            self.exemplars += e.exemplars.len() as u64;
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -424,6 +440,7 @@ pub fn write_point(
     point: &Point,
     drops: &mut LpDrops,
 ) -> bool {
+    drops.note_extra(point.extra.as_deref());
     write_line(
         out,
         dialect,
@@ -589,7 +606,8 @@ mod tests {
             drops,
             LpDrops {
                 non_finite: 2,
-                field_is_tag: 1
+                field_is_tag: 1,
+                ..LpDrops::default()
             }
         );
         let mut out = Vec::new();
@@ -620,7 +638,8 @@ mod tests {
             w.drops,
             LpDrops {
                 non_finite: 2,
-                field_is_tag: 1
+                field_is_tag: 1,
+                ..LpDrops::default()
             }
         );
     }
@@ -726,6 +745,7 @@ mod tests {
             time_ns: 1_700_000_000_000_000_000,
             family: Arc::from("x"),
             kind: MetricType::Gauge,
+            extra: None,
         };
         assert_eq!(
             encode_line_protocol(&[p.clone(), p], Dialect::InfluxDb).0,

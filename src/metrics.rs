@@ -85,7 +85,7 @@ pub const CATALOG: &[MetricDoc] = &[
         name: SINK_DROPPED,
         kind: MetricType::Counter,
         labels: &["sink", "reason"],
-        help: "Points given up on, by reason: rejected (the backend answered a 4xx other than 429), queue_full (overflow = drop_oldest), shutdown (memory queue not delivered within shutdown_timeout), encode (a batch that could not be encoded), corrupt (unreadable from a damaged disk queue); and samples the sink's format cannot carry: non_finite (NaN or ±Inf in line protocol), field_is_tag (a line-protocol field keyed like a tag of its point), native_buckets (a native histogram's buckets).",
+        help: "Points given up on, by reason: rejected (the backend answered a 4xx other than 429), queue_full (overflow = drop_oldest), shutdown (memory queue not delivered within shutdown_timeout), encode (a batch that could not be encoded), corrupt (unreadable from a damaged disk queue); and samples the sink's format cannot carry: non_finite (NaN or ±Inf in line protocol), field_is_tag (a line-protocol field keyed like a tag of its point), native_buckets (a native histogram's buckets, in line protocol), exemplar (an exemplar, in line protocol).",
     },
     MetricDoc {
         name: SINK_QUEUE_POINTS,

@@ -263,39 +263,7 @@ fn prometheus_scrapes_native_histograms_and_exemplars() {
         ],
     );
     let selector = "demo_native_seconds{job=\"native_test\",instance=\"n1\",path=\"/a\"}";
-    let found = poll_until(QUERY_TIMEOUT, Duration::from_millis(500), || {
-        prom.query(selector, "", "vector").pop()
-    });
-    let (_, entry) = found.unwrap_or_else(|| panic!("no {selector}\n{}", prom.log_text()));
-    let h = &entry["histogram"][1];
-    assert_eq!(h["count"], NATIVE_COUNT.to_string(), "{entry}");
-    assert_eq!(h["sum"], NATIVE_SUM.to_string(), "{entry}");
-    let buckets: Vec<(f64, f64, f64)> = h["buckets"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no buckets in {entry}"))
-        .iter()
-        .map(|b| {
-            let f = |i: usize| b[i].as_str().and_then(|s| s.parse().ok()).expect("number");
-            (f(1), f(2), f(3))
-        })
-        .collect();
-    assert_eq!(buckets, NATIVE_BUCKETS, "{entry}");
-
-    let path = format!(
-        "/api/v1/query_exemplars?query=demo_native_requests_total&start={}&end={}",
-        now_s - 600,
-        now_s + 600
-    );
-    let found = poll_until(QUERY_TIMEOUT, Duration::from_millis(500), || {
-        let v = prom.api(&path);
-        v["data"]
-            .as_array()
-            .and_then(|series| series.first().cloned())
-    });
-    let series = found.unwrap_or_else(|| panic!("no exemplar\n{}", prom.log_text()));
-    let ex = &series["exemplars"][0];
-    assert_eq!(ex["labels"]["trace_id"], EXEMPLAR_TRACE_ID, "{series}");
-    assert_eq!(ex["value"], EXEMPLAR_VALUE.to_string(), "{series}");
-    assert_eq!(ex["timestamp"].as_f64(), Some(now_s as f64), "{series}");
+    assert_native_histogram_in(&mut prom, selector, QUERY_TIMEOUT);
+    let series = wait_native_exemplar(&mut prom, now_s, QUERY_TIMEOUT);
     assert_eq!(series["seriesLabels"]["job"], "native_test", "{series}");
 }

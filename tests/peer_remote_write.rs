@@ -453,3 +453,112 @@ fn nothing_is_dropped_in_silence() {
     let log = agent.stderr_text();
     assert!(log.contains("non_finite"), "a drop is logged:\n{log}");
 }
+
+/// A native histogram and a counter's exemplar pushed in protobuf reach a
+/// Prometheus with native histograms and exemplar storage on through
+/// remote write (`TimeSeries` fields 4 and 3): from the memory queue, and
+/// from the disk queue (`queue_dir`), which carries them in its records.
+/// A line-protocol sink beside it (VictoriaMetrics) gets the count, sum
+/// and classic bucket, and counts the native buckets and the exemplars it
+/// leaves out.
+#[test]
+#[ignore = "needs prometheus and victoria-metrics: run via .ci/run"]
+fn native_histograms_and_exemplars_to_prometheus() {
+    for disk in [false, true] {
+        let mut vm = VictoriaMetrics::start();
+        let queue_dir = tempfile::Builder::new()
+            .prefix("pushkit-rw-native-")
+            .tempdir()
+            .expect("temp dir");
+        let mut prom = Prometheus::start(
+            "global:\n  evaluation_interval: 1m\n",
+            &[
+                "--web.enable-remote-write-receiver",
+                "--enable-feature=native-histograms,exemplar-storage",
+                "--log.level=info",
+            ],
+        );
+        let queue = if disk {
+            format!("queue_dir = \"{}\"\n", queue_dir.path().display())
+        } else {
+            String::new()
+        };
+        let agent = Agent::start_raw(
+            free_port(),
+            &format!(
+                "[io]\nflush_interval = \"200ms\"\nshutdown_timeout = \"5s\"\n{queue}\n\
+                 [[sinks]]\nname = \"rw\"\nurl = \"{}\"\nformat = \"remote-write\"\n\
+                 retry_base = \"100ms\"\nretry_max = \"1s\"\n\n\
+                 [[sinks]]\nname = \"lp\"\nurl = \"{}\"\nlp_dialect = \"victoriametrics\"\n\n\
+                 [[inputs.pushgateway]]\n",
+                prom.url("/api/v1/write"),
+                vm.url("/write"),
+            ),
+        );
+        let now_s = now_ms() / 1000;
+        let r = agent.request(
+            "PUT",
+            "/metrics/job/rwn/instance/n1",
+            &[("Content-Type", DELIMITED)],
+            &native_push_body(now_s),
+        );
+        assert_eq!(r.status, 200, "PUT: {}", r.text());
+        assert_native_histogram_in(
+            &mut prom,
+            "demo_native_seconds{job=\"rwn\",instance=\"n1\",path=\"/a\"}",
+            ARRIVAL_TIMEOUT,
+        );
+        let series = wait_native_exemplar(&mut prom, now_s, ARRIVAL_TIMEOUT);
+        assert_eq!(
+            series["seriesLabels"]["job"], "rwn",
+            "disk {disk}: {series}"
+        );
+        // Its classic side is there too.
+        let count = samples(&mut prom, "demo_native_seconds_count{job=\"rwn\"}");
+        assert_eq!(
+            count.values().next().map(|s| s[0].1),
+            Some(NATIVE_COUNT),
+            "disk {disk}: {count:#?}"
+        );
+
+        let dropped = "pushkit_sink_points_dropped_total";
+        let timeout = Duration::from_secs(30);
+        agent.wait_self_metric(
+            dropped,
+            &[("sink", "lp"), ("reason", "native_buckets")],
+            1.0,
+            timeout,
+        );
+        // The counter's and the classic bucket's.
+        agent.wait_self_metric(
+            dropped,
+            &[("sink", "lp"), ("reason", "exemplar")],
+            2.0,
+            timeout,
+        );
+        let exported = wait_for("demo_native in VictoriaMetrics", timeout, || {
+            let e = vm.export(r#"{__name__=~"demo_demo_native.*"}"#);
+            (e.len() >= 5).then_some(e)
+        });
+        let names: Vec<&str> = exported.keys().map(|l| l["__name__"].as_str()).collect();
+        assert_eq!(
+            sorted(&names),
+            [
+                "demo_demo_native_requests_total",
+                // le="1" and the +Inf bucket added from the count.
+                "demo_demo_native_seconds_bucket",
+                "demo_demo_native_seconds_bucket",
+                "demo_demo_native_seconds_count",
+                "demo_demo_native_seconds_sum"
+            ],
+            "disk {disk}"
+        );
+        for reason in ["native_buckets", "exemplar"] {
+            assert_eq!(
+                agent.self_metric(dropped, &[("sink", "rw"), ("reason", reason)]),
+                None,
+                "disk {disk}: remote write left out {reason}"
+            );
+        }
+    }
+}

@@ -6,14 +6,17 @@
 //! `le`, field `<field>_bucket`). Where pushkit has to choose, it chooses so
 //! that text and protobuf pushes of the same data give the same points: a
 //! histogram without a `+Inf` bucket (the Go client's protobuf) gets one from
-//! its count. Native histogram buckets are not forwarded.
+//! its count. A histogram's native part and exemplars ride on its points
+//! (`PointExtra`) for the sinks that carry them (remote write).
 
 pub mod naming;
 
 use crate::lineproto::{Dialect, LinesWriter};
-use crate::model::family::{cmp_names, names_sorted, Family, LabelStr, Metric, MetricType, Value};
+use crate::model::family::{
+    cmp_names, names_sorted, Exemplar, Family, LabelStr, Metric, MetricType, NativeHistogram, Value,
+};
 use crate::model::gofloat::format_go_g;
-use crate::model::point::{Field, Point, SeriesSuffix};
+use crate::model::point::{Field, Point, PointExtra, SeriesSuffix};
 use crate::model::GroupingKey;
 pub use naming::Naming;
 use std::sync::Arc;
@@ -40,6 +43,10 @@ pub struct PointParts<'a> {
     /// (`lineproto::LpDrops`).
     pub values: &'a [(SeriesSuffix, f64)],
     pub time_ns: i64,
+    /// A histogram's native part, on its `_count`/`_sum` point.
+    pub native: Option<&'a NativeHistogram>,
+    /// Exemplars of the point's main series (see `PointExtra`).
+    pub exemplars: &'a [Exemplar],
 }
 
 impl<'a> PointParts<'a> {
@@ -90,9 +97,6 @@ pub trait EmitPoints {
     /// and field name.
     fn family(&mut self, family: &Family, measurement: &str, field: &str);
     fn point(&mut self, p: &PointParts<'_>);
-    /// A histogram's native buckets were left out (no sink carries them
-    /// yet); its count, sum and classic buckets are emitted.
-    fn native_left_out(&mut self) {}
 }
 
 /// Builds `Point`s.
@@ -127,6 +131,12 @@ impl EmitPoints for PointsBuilder {
             time_ns: p.time_ns,
             family: family.clone(),
             kind: *kind,
+            extra: (p.native.is_some() || !p.exemplars.is_empty()).then(|| {
+                Box::new(PointExtra {
+                    native: p.native.cloned(),
+                    exemplars: p.exemplars.to_vec(),
+                })
+            }),
         });
     }
 }
@@ -140,6 +150,8 @@ impl EmitPoints for LinesWriter {
         let values = p.values.iter().map(|&(suffix, v)| (suffix.as_str(), v));
         // What it leaves out is counted in `drops`.
         let _written = self.write(p.tags(), values, p.time_ns);
+        self.drops.native_buckets += u64::from(p.native.is_some());
+        self.drops.exemplars += p.exemplars.len() as u64;
     }
 }
 
@@ -150,8 +162,6 @@ pub struct Converted {
     pub lines: Option<LinesWriter>,
     /// Points converted (in either form).
     pub count: usize,
-    /// Histograms whose native buckets were left out.
-    pub native_left_out: u64,
 }
 
 impl Converted {
@@ -162,7 +172,6 @@ impl Converted {
             points: points.then(PointsBuilder::default),
             lines: lines.map(|d| LinesWriter::with_capacity(d, line_bytes)),
             count: 0,
-            native_left_out: 0,
         }
     }
 }
@@ -185,10 +194,6 @@ impl EmitPoints for Converted {
         if let Some(l) = &mut self.lines {
             l.point(p);
         }
-    }
-
-    fn native_left_out(&mut self) {
-        self.native_left_out += 1;
     }
 }
 
@@ -268,25 +273,41 @@ pub fn check_timestamps(families: &[Family], mapping: &Mapping) -> Result<(), St
 
 /// The points of one metric.
 fn emit<E: EmitPoints>(metric: &Metric, tags: &[(&str, &str)], time_ns: i64, out: &mut E) {
-    let point = |extra: Option<(&str, &str)>, values: &[(SeriesSuffix, f64)], out: &mut E| {
+    let point = |extra: Option<(&str, &str)>,
+                 values: &[(SeriesSuffix, f64)],
+                 native: Option<&NativeHistogram>,
+                 exemplars: &[Exemplar],
+                 out: &mut E| {
         out.point(&PointParts {
             tags,
             extra,
             values,
             time_ns,
+            native,
+            exemplars,
         })
     };
     match &metric.value {
-        Value::Simple(v) => point(None, &[(SeriesSuffix::None, *v)], out),
+        Value::Simple(v) => {
+            let exemplars = metric.exemplar.as_deref().map(std::slice::from_ref);
+            let values = [(SeriesSuffix::None, *v)];
+            point(None, &values, None, exemplars.unwrap_or_default(), out)
+        }
         Value::Summary(s) => {
             let totals = [
                 (SeriesSuffix::Count, s.sample_count),
                 (SeriesSuffix::Sum, s.sample_sum),
             ];
-            point(None, &totals, out);
+            point(None, &totals, None, &[], out);
             for &(q, v) in &s.quantiles {
                 let q = format_go_g(q);
-                point(Some(("quantile", &q)), &[(SeriesSuffix::None, v)], out);
+                point(
+                    Some(("quantile", &q)),
+                    &[(SeriesSuffix::None, v)],
+                    None,
+                    &[],
+                    out,
+                );
             }
         }
         Value::Histogram(h) => {
@@ -294,16 +315,28 @@ fn emit<E: EmitPoints>(metric: &Metric, tags: &[(&str, &str)], time_ns: i64, out
                 (SeriesSuffix::Count, h.sample_count),
                 (SeriesSuffix::Sum, h.sample_sum),
             ];
-            point(None, &totals, out);
-            if h.native.is_some() {
-                out.native_left_out();
-            }
+            let exemplars = h.exemplars.as_deref();
+            let native = h.native.as_deref();
+            // Native exemplars belong to the native series: without a
+            // native part there is no series to carry them.
+            let native_exemplars = match (native, exemplars) {
+                (Some(_), Some(e)) => e.native.as_slice(),
+                _ => &[],
+            };
+            point(None, &totals, native, native_exemplars, out);
             let has_inf = h.buckets.iter().any(|&(le, _)| le == f64::INFINITY);
-            let native_only = h.native.is_some() && h.buckets.is_empty();
+            let native_only = native.is_some() && h.buckets.is_empty();
             let inf_bucket = (!has_inf && !native_only).then_some((f64::INFINITY, h.sample_count));
-            for (le, count) in h.buckets.iter().copied().chain(inf_bucket) {
+            for (i, (le, count)) in h.buckets.iter().copied().chain(inf_bucket).enumerate() {
                 let le = format_go_g(le);
-                point(Some(("le", &le)), &[(SeriesSuffix::Bucket, count)], out);
+                let exemplar = exemplars.and_then(|e| e.of_bucket(i));
+                point(
+                    Some(("le", &le)),
+                    &[(SeriesSuffix::Bucket, count)],
+                    None,
+                    exemplar.map(std::slice::from_ref).unwrap_or_default(),
+                    out,
+                );
             }
         }
     }

@@ -343,7 +343,7 @@ fn count(int: Option<u64>, float: Option<f64>) -> f64 {
     }
 }
 
-fn histogram_from_proto(h: Histogram) -> model::Histogram {
+fn histogram_from_proto(mut h: Histogram) -> model::Histogram {
     // Classic-only encoders (client_golang included) set none of the native
     // fields; proto3 encoders (which cannot mark presence) leave zero values
     // out, so presence is the sign of native data.
@@ -358,8 +358,7 @@ fn histogram_from_proto(h: Histogram) -> model::Histogram {
         || !h.positive_delta.is_empty()
         || !h.positive_count.is_empty();
     let mut bucket_exemplars = Vec::new();
-    let buckets = h
-        .bucket
+    let buckets = std::mem::take(&mut h.bucket)
         .into_iter()
         .enumerate()
         .map(|(i, b)| {
@@ -372,31 +371,12 @@ fn histogram_from_proto(h: Histogram) -> model::Histogram {
             )
         })
         .collect();
-    let spans = |s: Vec<BucketSpan>| {
-        s.into_iter()
-            .map(|s| (s.offset.unwrap_or(0), s.length.unwrap_or(0)))
-            .collect()
-    };
-    let native = has_native.then(|| {
-        Box::new(model::NativeHistogram {
-            schema: h.schema,
-            zero_threshold: h.zero_threshold,
-            zero_count: h.zero_count,
-            zero_count_float: h.zero_count_float,
-            negative: model::NativeBuckets {
-                spans: spans(h.negative_span),
-                deltas: h.negative_delta,
-                counts: h.negative_count,
-            },
-            positive: model::NativeBuckets {
-                spans: spans(h.positive_span),
-                deltas: h.positive_delta,
-                counts: h.positive_count,
-            },
-        })
-    });
-    let native_exemplars: Vec<model::Exemplar> =
-        h.exemplars.into_iter().map(exemplar_from_proto).collect();
+    let native_exemplars: Vec<model::Exemplar> = std::mem::take(&mut h.exemplars)
+        .into_iter()
+        .map(exemplar_from_proto)
+        .collect();
+    let (sample_count, sample_sum) = (count(h.sample_count, h.sample_count_float), h.sample_sum);
+    let native = has_native.then(|| Box::new(native_from_proto(h)));
     let exemplars = (!bucket_exemplars.is_empty() || !native_exemplars.is_empty()).then(|| {
         Box::new(model::HistogramExemplars {
             buckets: bucket_exemplars,
@@ -404,15 +384,63 @@ fn histogram_from_proto(h: Histogram) -> model::Histogram {
         })
     });
     model::Histogram {
-        sample_count: count(h.sample_count, h.sample_count_float),
-        sample_sum: h.sample_sum.unwrap_or(0.0),
+        sample_count,
+        sample_sum: sample_sum.unwrap_or(0.0),
         buckets,
         native,
         exemplars,
     }
 }
 
-fn exemplar_from_proto(e: Exemplar) -> model::Exemplar {
+/// The native fields of `h`, as they are (count, sum, classic buckets and
+/// exemplars are not looked at).
+pub fn native_from_proto(h: Histogram) -> model::NativeHistogram {
+    let spans = |s: Vec<BucketSpan>| {
+        s.into_iter()
+            .map(|s| (s.offset.unwrap_or(0), s.length.unwrap_or(0)))
+            .collect()
+    };
+    model::NativeHistogram {
+        schema: h.schema,
+        zero_threshold: h.zero_threshold,
+        zero_count: h.zero_count,
+        zero_count_float: h.zero_count_float,
+        negative: model::NativeBuckets {
+            spans: spans(h.negative_span),
+            deltas: h.negative_delta,
+            counts: h.negative_count,
+        },
+        positive: model::NativeBuckets {
+            spans: spans(h.positive_span),
+            deltas: h.positive_delta,
+            counts: h.positive_count,
+        },
+    }
+}
+
+/// Sets the native fields of `out` from `n`.
+pub fn set_native(out: &mut Histogram, n: &model::NativeHistogram) {
+    let spans = |s: &[(i32, u32)]| {
+        s.iter()
+            .map(|&(offset, length)| BucketSpan {
+                offset: Some(offset),
+                length: Some(length),
+            })
+            .collect()
+    };
+    out.schema = n.schema;
+    out.zero_threshold = n.zero_threshold;
+    out.zero_count = n.zero_count;
+    out.zero_count_float = n.zero_count_float;
+    out.negative_span = spans(&n.negative.spans);
+    out.negative_delta = n.negative.deltas.clone();
+    out.negative_count = n.negative.counts.clone();
+    out.positive_span = spans(&n.positive.spans);
+    out.positive_delta = n.positive.deltas.clone();
+    out.positive_count = n.positive.counts.clone();
+}
+
+pub fn exemplar_from_proto(e: Exemplar) -> model::Exemplar {
     model::Exemplar {
         labels: e
             .label
@@ -542,24 +570,7 @@ pub fn histogram_to_proto(h: &model::Histogram) -> Histogram {
         ..Histogram::default()
     };
     if let Some(n) = h.native.as_deref() {
-        let spans = |s: &[(i32, u32)]| {
-            s.iter()
-                .map(|&(offset, length)| BucketSpan {
-                    offset: Some(offset),
-                    length: Some(length),
-                })
-                .collect()
-        };
-        out.schema = n.schema;
-        out.zero_threshold = n.zero_threshold;
-        out.zero_count = n.zero_count;
-        out.zero_count_float = n.zero_count_float;
-        out.negative_span = spans(&n.negative.spans);
-        out.negative_delta = n.negative.deltas.clone();
-        out.negative_count = n.negative.counts.clone();
-        out.positive_span = spans(&n.positive.spans);
-        out.positive_delta = n.positive.deltas.clone();
-        out.positive_count = n.positive.counts.clone();
+        set_native(&mut out, n);
     }
     out
 }

@@ -1,7 +1,7 @@
 //! A point (measurement, tags, fields, time), as sinks that need one
 //! (remote write, the disk queue) take it. `lineproto` writes it as a line.
 
-use super::family::{LabelStr, MetricType};
+use super::family::{Exemplar, LabelStr, MetricType, NativeHistogram};
 use std::sync::Arc;
 
 /// Which Prometheus series a field stands for, relative to the family name.
@@ -44,6 +44,22 @@ pub struct Point {
     /// The original Prometheus family name and type.
     pub family: Arc<str>,
     pub kind: MetricType,
+    /// What only Prometheus' own protocols carry, when the sample had any;
+    /// boxed, as nearly every point has none.
+    pub extra: Option<Box<PointExtra>>,
+}
+
+/// A point's native histogram and exemplars, which remote write carries
+/// and line protocol cannot.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PointExtra {
+    /// On a histogram's `_count`/`_sum` point: its native part (count and
+    /// sum are the point's fields). Remote write sends it as the series
+    /// named after the family, without suffix.
+    pub native: Option<NativeHistogram>,
+    /// Exemplars of the point's main series: a counter's own, a classic
+    /// bucket's (`_bucket{le}`), or a native histogram's.
+    pub exemplars: Vec<Exemplar>,
 }
 
 /// Now, in ns since the Unix epoch (0 if the clock is before 1970).

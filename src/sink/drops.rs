@@ -3,10 +3,11 @@
 //! and each reason is logged at most once a minute, with the count since
 //! its last line.
 //!
-//! Reasons: `non_finite` (NaN or ±Inf in line protocol), `field_is_tag` (a
-//! line-protocol field keyed like one of its point's tags), and
-//! `native_buckets` (a native histogram's buckets, which no sink carries
-//! yet: its count, sum and classic buckets still go out).
+//! Reasons, all of line protocol: `non_finite` (NaN or ±Inf),
+//! `field_is_tag` (a field keyed like one of its point's tags),
+//! `native_buckets` (a native histogram's buckets: its count, sum and
+//! classic buckets still go out) and `exemplar`. Remote write carries all
+//! of them.
 
 use crate::lineproto::LpDrops;
 use crate::metrics::Metrics;
@@ -19,16 +20,23 @@ pub enum Reason {
     NonFinite,
     FieldIsTag,
     NativeBuckets,
+    Exemplar,
 }
 
 impl Reason {
-    const ALL: [Reason; 3] = [Reason::NonFinite, Reason::FieldIsTag, Reason::NativeBuckets];
+    const ALL: [Reason; 4] = [
+        Reason::NonFinite,
+        Reason::FieldIsTag,
+        Reason::NativeBuckets,
+        Reason::Exemplar,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::NonFinite => "non_finite",
             Reason::FieldIsTag => "field_is_tag",
             Reason::NativeBuckets => "native_buckets",
+            Reason::Exemplar => "exemplar",
         }
     }
 
@@ -38,7 +46,8 @@ impl Reason {
             Reason::FieldIsTag => {
                 "line-protocol fields keyed like one of their point's tags (e.g. a StateSet)"
             }
-            Reason::NativeBuckets => "native histogram buckets, which no sink carries yet",
+            Reason::NativeBuckets => "native histogram buckets, which line protocol cannot carry",
+            Reason::Exemplar => "exemplars, which line protocol cannot carry",
         }
     }
 
@@ -51,7 +60,8 @@ impl Reason {
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Per reason: when it was last logged, and what was counted since.
-static LOG: Mutex<[(Option<Instant>, u64); 3]> = Mutex::new([(None, 0); 3]);
+static LOG: Mutex<[(Option<Instant>, u64); Reason::ALL.len()]> =
+    Mutex::new([(None, 0); Reason::ALL.len()]);
 
 /// Counts `n` samples sink `sink` left out for `reason`, and logs if the
 /// reason has not been logged for a minute.
@@ -90,6 +100,8 @@ pub fn note(metrics: &Metrics, sink: &str, reason: Reason, n: u64) {
 pub fn note_lp(metrics: &Metrics, sink: &str, drops: LpDrops) {
     note(metrics, sink, Reason::NonFinite, drops.non_finite);
     note(metrics, sink, Reason::FieldIsTag, drops.field_is_tag);
+    note(metrics, sink, Reason::NativeBuckets, drops.native_buckets);
+    note(metrics, sink, Reason::Exemplar, drops.exemplars);
 }
 
 #[cfg(test)]
@@ -107,6 +119,8 @@ mod tests {
             LpDrops {
                 non_finite: 1,
                 field_is_tag: 3,
+                native_buckets: 0,
+                exemplars: 4,
             },
         );
         note(&m, "a", Reason::NativeBuckets, 1);
@@ -116,5 +130,6 @@ mod tests {
         assert_eq!(count("b", "field_is_tag"), 3.0);
         assert_eq!(count("a", "native_buckets"), 1.0);
         assert_eq!(count("a", "field_is_tag"), 0.0);
+        assert_eq!(count("b", "exemplar"), 4.0);
     }
 }

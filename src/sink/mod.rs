@@ -46,8 +46,6 @@ pub const STDOUT_SINK: &str = "stdout";
 /// [`SinkSet::enqueue`].
 pub struct Sealed {
     form: SealedForm,
-    /// Histograms whose native buckets the sinks leave out.
-    native_left_out: u64,
 }
 
 enum SealedForm {
@@ -363,13 +361,11 @@ impl SinkSet {
         body_bytes: u64,
         mut held: Reservation,
     ) -> Result<Enqueued, EnqueueError> {
-        let native = sealed.native_left_out;
         let converted = match sealed.form {
             SealedForm::Disk(push) => {
                 let disk = self.disk.as_ref().expect("sealed for the disk queue");
                 let ticket = self.enqueue_on_disk(disk, push)?;
-                // Line protocol's own drops are counted as sinks read.
-                self.count_left_out(native, None);
+                // Line protocol's drops are counted as sinks read.
                 return Ok(Enqueued {
                     ticket: Some(ticket),
                     stdout: None,
@@ -388,12 +384,6 @@ impl SinkSet {
             if let Some(d) = lp_drops {
                 drops::note_lp(&self.metrics, STDOUT_SINK, d);
             }
-            drops::note(
-                &self.metrics,
-                STDOUT_SINK,
-                drops::Reason::NativeBuckets,
-                native,
-            );
             return Ok(Enqueued {
                 ticket: None,
                 stdout: lines,
@@ -469,23 +459,16 @@ impl SinkSet {
                 .with(&[&sink.name])
                 .set(b as f64);
         }
-        self.count_left_out(native, lp_drops.zip(dialect));
+        self.count_left_out(lp_drops.zip(dialect));
         Ok(Enqueued::default())
     }
 
-    /// Counts what an admitted push's sinks leave out: native buckets for
-    /// every sink, and what the shared lines (in `lines`' dialect; only
-    /// memory queues get them) left out for the sinks that take them.
-    /// Sinks that write line protocol from points or disk records count
-    /// their own as they write.
-    fn count_left_out(&self, native: u64, lines: Option<(LpDrops, Dialect)>) {
+    /// Counts what the shared lines of an admitted push (in `lines`'
+    /// dialect; only memory queues get them) left out, for the sinks that
+    /// take them. Sinks that write line protocol from points or disk
+    /// records count their own as they write.
+    fn count_left_out(&self, lines: Option<(LpDrops, Dialect)>) {
         for sink in &self.http {
-            drops::note(
-                &self.metrics,
-                &sink.name,
-                drops::Reason::NativeBuckets,
-                native,
-            );
             if let Some((d, dialect)) = lines {
                 if sink.format == http::Format::LineProtocol(dialect) {
                     drops::note_lp(&self.metrics, &sink.name, d);
@@ -499,18 +482,15 @@ impl SinkSet {
     /// the record (and frees the points). Refuses a push too large for the
     /// disk queue.
     pub fn seal(&self, converted: Converted) -> Result<Sealed, EnqueueError> {
-        let native_left_out = converted.native_left_out;
         if self.disk.is_none() {
             return Ok(Sealed {
                 form: SealedForm::Memory(Box::new(converted)),
-                native_left_out,
             });
         }
         let points = converted.points.map(|b| b.points).unwrap_or_default();
         let push = DiskQueue::encode(&points).map_err(EnqueueError::Refused)?;
         Ok(Sealed {
             form: SealedForm::Disk(push),
-            native_left_out,
         })
     }
 

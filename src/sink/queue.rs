@@ -362,6 +362,7 @@ mod tests {
                     time_ns: i as i64,
                     family: Arc::from("m_f"),
                     kind: MetricType::Gauge,
+                    extra: None,
                 })
                 .collect(),
         ))

@@ -101,3 +101,60 @@ pub fn native_push_body(exemplar_s: i64) -> Vec<u8> {
 /// The Content-Type of [`native_push_body`].
 pub const DELIMITED: &str =
     "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+
+/// Polls Prometheus until `selector` (one series) answers; asserts that it
+/// is [`native_push_body`]'s native histogram, bucket for bucket.
+pub fn assert_native_histogram_in(
+    prom: &mut super::Prometheus,
+    selector: &str,
+    timeout: std::time::Duration,
+) {
+    let found = super::poll_until(timeout, std::time::Duration::from_millis(500), || {
+        prom.query(selector, "", "vector").pop()
+    });
+    let (_, entry) = found.unwrap_or_else(|| panic!("no {selector}\n{}", prom.log_text()));
+    let h = &entry["histogram"][1];
+    assert_eq!(h["count"], NATIVE_COUNT.to_string(), "{entry}");
+    assert_eq!(h["sum"], NATIVE_SUM.to_string(), "{entry}");
+    let buckets: Vec<(f64, f64, f64)> = h["buckets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no buckets in {entry}"))
+        .iter()
+        .map(|b| {
+            let f = |i: usize| b[i].as_str().and_then(|s| s.parse().ok()).expect("number");
+            (f(1), f(2), f(3))
+        })
+        .collect();
+    assert_eq!(buckets, NATIVE_BUCKETS, "{entry}");
+}
+
+/// Polls Prometheus' exemplar API until `demo_native_requests_total` has
+/// an exemplar; asserts that it is [`native_push_body`]'s, stamped
+/// `exemplar_s`, and returns its series' entry.
+pub fn wait_native_exemplar(
+    prom: &mut super::Prometheus,
+    exemplar_s: i64,
+    timeout: std::time::Duration,
+) -> serde_json::Value {
+    let path = format!(
+        "/api/v1/query_exemplars?query=demo_native_requests_total&start={}&end={}",
+        exemplar_s - 600,
+        exemplar_s + 600
+    );
+    let found = super::poll_until(timeout, std::time::Duration::from_millis(500), || {
+        let v = prom.api(&path);
+        v["data"]
+            .as_array()
+            .and_then(|series| series.first().cloned())
+    });
+    let series = found.unwrap_or_else(|| panic!("no exemplar\n{}", prom.log_text()));
+    let ex = &series["exemplars"][0];
+    assert_eq!(ex["labels"]["trace_id"], EXEMPLAR_TRACE_ID, "{series}");
+    assert_eq!(ex["value"], EXEMPLAR_VALUE.to_string(), "{series}");
+    assert_eq!(
+        ex["timestamp"].as_f64(),
+        Some(exemplar_s as f64),
+        "{series}"
+    );
+    series
+}

@@ -1,11 +1,12 @@
 //! The encoding of a push's points in a queue record.
 //!
 //! ```text
-//! payload (record version 2): append_ns: i64 | count: u32 | count × point
+//! payload (record version 3): append_ns: i64 | count: u32 | count × point
 //! point:   measurement: str | tags: u32 × (key: str, value: str)
 //!          | fields: u32 × (key: str, value: f64, suffix: u8) | time_ns: i64
-//!          | family: str | kind: u8
+//!          | family: str | kind: u8 | extra: bytes
 //! str:     len: u32 | UTF-8 bytes
+//! bytes:   len: u32 | bytes; for `extra`, empty or an `ExtraMessage`
 //! ```
 //!
 //! Numbers are little-endian; `f64` is its IEEE bits, so NaN (payload
@@ -14,33 +15,77 @@
 //! 2 summary, 3 untyped, 4 histogram, 5 gauge histogram. `append_ns` (Unix
 //! time) dates the record for `DiskQueue::oldest_age`.
 //!
+//! `extra` is a point's native histogram and exemplars (`PointExtra`), as
+//! protobuf: `io.prometheus.client.Histogram` carries the native fields and
+//! `Exemplar` the exemplars, so they keep exactly what was pushed. Nearly
+//! every point has none, and pays four bytes.
+//!
 //! The record's version (in the engine's record header) names this
-//! layout: a later one (native histograms, exemplars) gets a new version,
-//! and [`decode`] keeps reading the old ones. Version 1 is the point body
-//! of the format-1 disk queue (releases up to 57b122d): a version byte (1),
-//! then `count × point` as above; [`decode_v1`] reads it for the migration.
+//! layout, and [`decode`] keeps reading the old ones: version 2 is the same
+//! without `extra` (releases before native histograms were forwarded).
+//! Version 1 is the point body of the format-1 disk queue (releases up to
+//! 57b122d): a version byte (1), then `count × point` as in version 2;
+//! [`decode_v1`] reads it for the migration.
 
+use crate::expfmt::proto;
 use crate::lineproto::{write_line, Dialect, LpDrops};
 use crate::model::family::{LabelStr, MetricType};
-use crate::model::point::{Field, Point, SeriesSuffix};
+use crate::model::point::{Field, Point, PointExtra, SeriesSuffix};
+use prost::Message as _;
 use std::sync::Arc;
 
 /// The record version [`encode`] writes.
-pub const VERSION: u8 = 2;
-/// The smallest encoded point: empty strings, no tags, no fields.
+pub const VERSION: u8 = 3;
+/// The version before points carried their `extra`.
+const VERSION_2: u8 = 2;
+/// The smallest encoded point of version 2: empty strings, no tags, no
+/// fields; version 3 adds an empty `extra`.
 const MIN_POINT_LEN: usize = 4 + 4 + 4 + 8 + 4 + 1;
+
+/// A point's `extra` on disk.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ExtraMessage {
+    #[prost(message, optional, tag = "1")]
+    native: Option<proto::Histogram>,
+    #[prost(message, repeated, tag = "2")]
+    exemplars: Vec<proto::Exemplar>,
+}
+
+fn encode_extra(e: &PointExtra) -> Vec<u8> {
+    ExtraMessage {
+        native: e.native.as_ref().map(|n| {
+            let mut h = proto::Histogram::default();
+            proto::set_native(&mut h, n);
+            h
+        }),
+        exemplars: e.exemplars.iter().map(proto::exemplar_to_proto).collect(),
+    }
+    .encode_to_vec()
+}
+
+fn decode_extra(bytes: &[u8]) -> Result<PointExtra, String> {
+    let m = ExtraMessage::decode(bytes).map_err(|e| format!("bad point extra: {e}"))?;
+    Ok(PointExtra {
+        native: m.native.map(proto::native_from_proto),
+        exemplars: m
+            .exemplars
+            .into_iter()
+            .map(proto::exemplar_from_proto)
+            .collect(),
+    })
+}
 
 /// The payload of a queue record holding `points`, appended at `append_ns`.
 pub fn encode(points: &[Point], append_ns: i64) -> Vec<u8> {
     let mut out = Vec::with_capacity(12 + points.len() * 96);
     out.extend_from_slice(&append_ns.to_le_bytes());
-    encode_points(points, &mut out);
+    encode_points(points, true, &mut out);
     out
 }
 
 /// The append time and point count of a payload, without decoding it.
 pub fn peek(version: u8, payload: &[u8]) -> Result<(i64, u32), String> {
-    if version != VERSION {
+    if version != VERSION && version != VERSION_2 {
         return Err(format!("unknown queue record version {version}"));
     }
     if payload.len() < 12 {
@@ -54,13 +99,13 @@ pub fn peek(version: u8, payload: &[u8]) -> Result<(i64, u32), String> {
 /// The points of a payload of record version `version`.
 pub fn decode(version: u8, payload: &[u8]) -> Result<Vec<Point>, String> {
     peek(version, payload)?;
-    decode_points(&payload[8..])
+    decode_points(version, &payload[8..])
 }
 
 /// The points of a format-1 record body (without its trailer).
 pub fn decode_v1(body: &[u8]) -> Result<Vec<Point>, String> {
     match body.first() {
-        Some(1) => decode_points(&body[1..]),
+        Some(1) => decode_points(VERSION_2, &body[1..]),
         Some(v) => Err(format!("unknown record version {v}")),
         None => Err("empty record".into()),
     }
@@ -118,8 +163,9 @@ fn kind_from_code(c: u8) -> Option<MetricType> {
     })
 }
 
-/// Appends the point count and the points.
-fn encode_points(points: &[Point], out: &mut Vec<u8>) {
+/// Appends the point count and the points, with their `extra` (version 3)
+/// or without (version 2, for tests of reading old records).
+fn encode_points(points: &[Point], with_extra: bool, out: &mut Vec<u8>) {
     put_u32(out, u32::try_from(points.len()).unwrap_or(u32::MAX));
     for p in points {
         put_str(out, &p.measurement);
@@ -137,6 +183,15 @@ fn encode_points(points: &[Point], out: &mut Vec<u8>) {
         out.extend_from_slice(&p.time_ns.to_le_bytes());
         put_str(out, &p.family);
         out.push(kind_code(p.kind));
+        match &p.extra {
+            _ if !with_extra => {}
+            Some(e) => {
+                let bytes = encode_extra(e);
+                put_u32(out, u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+                out.extend_from_slice(&bytes);
+            }
+            None => put_u32(out, 0),
+        }
     }
 }
 
@@ -208,17 +263,22 @@ struct PointRef<'p, 's> {
     time_ns: i64,
     family: &'p [u8],
     kind: MetricType,
+    /// An `ExtraMessage`, or empty.
+    extra: &'p [u8],
 }
 
-/// Walks what [`encode_points`] wrote, all of `body`, checking its
-/// structure: calls `each` with each point's index and the point, and stops
-/// at the first error either finds. Returns the count.
+/// Walks what [`encode_points`] wrote (or its `version` 2), all of
+/// `body`, checking its structure: calls `each` with each point's index
+/// and the point, and stops at the first error either finds. Returns the
+/// count.
 fn walk_points<'p>(
+    version: u8,
     body: &'p [u8],
     mut each: impl FnMut(usize, &PointRef<'p, '_>) -> Result<(), String>,
 ) -> Result<usize, String> {
     let mut d = Decoder { data: body, pos: 0 };
-    let n = d.count(MIN_POINT_LEN)?;
+    let has_extra = version >= VERSION;
+    let n = d.count(MIN_POINT_LEN + if has_extra { 4 } else { 0 })?;
     let mut tags = Vec::new();
     let mut fields = Vec::new();
     for i in 0..n {
@@ -242,6 +302,7 @@ fn walk_points<'p>(
         let family = d.str()?;
         let code = d.u8()?;
         let kind = kind_from_code(code).ok_or_else(|| format!("unknown metric type {code}"))?;
+        let extra = if has_extra { d.str()? } else { &[] };
         each(
             i,
             &PointRef {
@@ -251,6 +312,7 @@ fn walk_points<'p>(
                 time_ns,
                 family,
                 kind,
+                extra,
             },
         )?;
     }
@@ -264,11 +326,11 @@ fn walk_points<'p>(
 }
 
 /// Decodes what [`encode_points`] wrote, all of `body`.
-fn decode_points(body: &[u8]) -> Result<Vec<Point>, String> {
+fn decode_points(version: u8, body: &[u8]) -> Result<Vec<Point>, String> {
     let mut points = Vec::new();
     // Points of one push mostly share their family: share the Arc too.
     let mut last_family: Option<Arc<str>> = None;
-    walk_points(body, |_, p| {
+    walk_points(version, body, |_, p| {
         let family = match &last_family {
             Some(f) if f.as_bytes() == p.family => f.clone(),
             _ => {
@@ -296,6 +358,10 @@ fn decode_points(body: &[u8]) -> Result<Vec<Point>, String> {
             time_ns: p.time_ns,
             family,
             kind: p.kind,
+            extra: match p.extra {
+                [] => None,
+                bytes => Some(Box::new(decode_extra(bytes)?)),
+            },
         });
         Ok(())
     })?;
@@ -324,8 +390,11 @@ pub fn write_lines(
     let range = from as usize..to as usize;
     let mut lines = 0;
     let mut drops = LpDrops::default();
-    let walked = walk_points(&payload[8..], |i, p| {
+    let walked = walk_points(version, &payload[8..], |i, p| {
         if range.contains(&i) {
+            if !p.extra.is_empty() {
+                drops.note_extra(Some(&decode_extra(p.extra)?));
+            }
             let written = write_line(
                 out,
                 dialect,
@@ -474,8 +543,12 @@ mod tests {
             for cut in 0..body.len() {
                 assert!(decode(VERSION, &body[..cut]).is_err());
             }
-            // The format-1 body: a version byte, then the same points.
-            let v1 = [&[1u8][..], &body[8..]].concat();
+            // Version 2 (no extras), and the format-1 body: a version
+            // byte, then the points as version 2 has them.
+            let mut v2 = 77i64.to_le_bytes().to_vec();
+            encode_points(&points, false, &mut v2);
+            assert_eq!(decode(VERSION_2, &v2).unwrap(), points);
+            let v1 = [&[1u8][..], &v2[8..]].concat();
             assert_eq!(decode_v1(&v1).unwrap(), points);
         }
         let mut body = encode(&points, 0);
@@ -486,6 +559,53 @@ mod tests {
         assert!(decode(VERSION, &body)
             .unwrap_err()
             .contains("unexpected bytes"));
-        assert!(decode(3, &encode(&points, 0)).is_err());
+        assert!(decode(VERSION + 1, &encode(&points, 0)).is_err());
+    }
+
+    #[test]
+    fn extras_round_trip_and_count_as_line_protocol_drops() {
+        use crate::model::family::{Exemplar, NativeBuckets, NativeHistogram};
+        let mut points = push(0, 3);
+        let ex = |v: f64| Exemplar {
+            labels: vec![("trace_id".into(), "t".into())],
+            value: v,
+            timestamp: Some((1, 2)),
+        };
+        points[0].extra = Some(Box::new(PointExtra {
+            native: Some(NativeHistogram {
+                schema: Some(-1),
+                zero_threshold: Some(0.0),
+                zero_count: Some(0),
+                zero_count_float: Some(2.5),
+                negative: NativeBuckets {
+                    spans: vec![(2, 1)],
+                    deltas: vec![],
+                    counts: vec![f64::NAN],
+                },
+                positive: NativeBuckets {
+                    spans: vec![(0, 2)],
+                    deltas: vec![i64::MIN, i64::MAX],
+                    counts: vec![],
+                },
+            }),
+            exemplars: vec![ex(1.0), ex(2.0)],
+        }));
+        points[2].extra = Some(Box::new(PointExtra {
+            native: None,
+            exemplars: vec![ex(-0.5)],
+        }));
+        let body = encode(&points, 5);
+        let back = decode(VERSION, &body).unwrap();
+        assert_eq!(
+            format!("{back:?}"),
+            format!("{points:?}"),
+            "NaN compares unequal"
+        );
+        let mut out = Vec::new();
+        let (_, drops) = write_lines(Dialect::InfluxDb, VERSION, &body, 0, 3, &mut out).unwrap();
+        assert_eq!((drops.native_buckets, drops.exemplars), (1, 3));
+        for cut in 0..body.len() {
+            assert!(decode(VERSION, &body[..cut]).is_err());
+        }
     }
 }

@@ -44,6 +44,7 @@ pub(super) fn push(push: usize, n: usize) -> Vec<Point> {
             time_ns: i as i64,
             family: Arc::from("fam"),
             kind: MetricType::Gauge,
+            extra: None,
         })
         .collect()
 }

@@ -33,8 +33,14 @@
 //!
 //! - No `metadata` (field 3): metric types and help texts are not sent, as
 //!   the field is optional in 1.0.
-//! - No exemplars, native histograms or created timestamps: points carry
-//!   none of them.
+//! - Native histograms and exemplars ride on points (`PointExtra`) and go
+//!   out in `TimeSeries` fields 4 and 3, as Prometheus' receiver reads
+//!   them (see [`extra`]): a native histogram as the series named after its
+//!   family, without suffix, beside its `_count` and `_sum` series (and
+//!   `_bucket` for its classic buckets); an exemplar on its counter's,
+//!   bucket's or native histogram's series. A receiver without native
+//!   histograms enabled refuses the request (Prometheus answers 500).
+//! - No created timestamps.
 //! - Nothing is checked against the receiver's rules for names and values
 //!   (e.g. label name syntax); the push path already validated them, and
 //!   whatever a receiver still rejects comes back as a 400 that the delivery
@@ -51,9 +57,13 @@
 //! messages from the same view (the tests check that prost encodes them to
 //! the same bytes).
 
-use crate::model::family::LabelStr;
+pub mod extra;
+
+use crate::model::family::{LabelStr, MetricType};
 use crate::model::point::{Point, SeriesSuffix};
+use prost::Message as _;
 use std::collections::HashMap;
+use std::ops::Range;
 
 /// The headers a remote write request must carry.
 pub const HEADERS: &[(&str, &str)] = &[
@@ -79,6 +89,10 @@ pub struct TimeSeries {
     pub labels: Vec<Label>,
     #[prost(message, repeated, tag = "2")]
     pub samples: Vec<Sample>,
+    #[prost(message, repeated, tag = "3")]
+    pub exemplars: Vec<extra::Exemplar>,
+    #[prost(message, repeated, tag = "4")]
+    pub histograms: Vec<extra::Histogram>,
 }
 
 /// `prometheus.Label`.
@@ -123,7 +137,18 @@ pub fn write_request(points: &[Point]) -> WriteRequest {
                 .iter()
                 .map(|&(timestamp, value)| Sample { value, timestamp })
                 .collect();
-            TimeSeries { labels, samples }
+            TimeSeries {
+                labels,
+                samples,
+                exemplars: batch.exemplars[s.exemplars.clone()]
+                    .iter()
+                    .map(|(_, e)| e.clone())
+                    .collect(),
+                histograms: batch.histograms[s.histograms.clone()]
+                    .iter()
+                    .map(|(_, h)| h.clone())
+                    .collect(),
+            }
         })
         .collect();
     WriteRequest { timeseries }
@@ -186,6 +211,16 @@ fn protobuf(points: &[Point]) -> Vec<u8> {
                 put_varint(&mut buf, ts as u64);
             }
         }
+        for (_, e) in &batch.exemplars[s.exemplars.clone()] {
+            buf.push(KEY_TIMESERIES_EXEMPLARS);
+            put_varint(&mut buf, e.encoded_len() as u64);
+            e.encode_raw(&mut buf);
+        }
+        for (_, h) in &batch.histograms[s.histograms.clone()] {
+            buf.push(KEY_TIMESERIES_HISTOGRAMS);
+            put_varint(&mut buf, h.encoded_len() as u64);
+            h.encode_raw(&mut buf);
+        }
     }
     debug_assert_eq!(buf.len(), total);
     buf
@@ -230,6 +265,9 @@ struct Series<'a> {
     /// This series' samples: `Batch::samples[start..start + len]`.
     start: usize,
     len: usize,
+    /// Its native histogram samples and exemplars, in `Batch`'s.
+    histograms: Range<usize>,
+    exemplars: Range<usize>,
 }
 
 impl<'a> Series<'a> {
@@ -254,6 +292,11 @@ struct Batch<'a> {
     /// `(timestamp_ms, value)`, grouped by series, each series' run sorted
     /// by timestamp and de-duplicated (its tail past `len` is unused).
     samples: Vec<(i64, f64)>,
+    /// Native histogram samples and exemplars with their series, by series
+    /// and then timestamp, histograms de-duplicated as samples are. Empty
+    /// in nearly every batch.
+    histograms: Vec<(u32, extra::Histogram)>,
+    exemplars: Vec<(u32, extra::Exemplar)>,
 }
 
 /// A label set of the batch, before the suffix: family name and tags.
@@ -282,6 +325,8 @@ impl<'a> Batch<'a> {
         let mut series: Vec<Series<'a>> = Vec::new();
         // Each field's series and sample, in push order.
         let mut pushed: Vec<(u32, i64, f64)> = Vec::with_capacity(n);
+        let mut histograms: Vec<(u32, extra::Histogram)> = Vec::new();
+        let mut exemplars: Vec<(u32, extra::Exemplar)> = Vec::new();
         for (i, p) in points.iter().enumerate() {
             let tags: &'a [(LabelStr, LabelStr)] = match fixed.get(i) {
                 Some(Some(t)) => t,
@@ -290,19 +335,28 @@ impl<'a> Batch<'a> {
             let ts = p.time_ns.div_euclid(1_000_000);
             let slots = index.entry((&*p.family, tags)).or_insert([NO_SERIES; 4]);
             for f in &p.fields {
-                let slot = &mut slots[suffix_slot(f.suffix)];
-                if *slot == NO_SERIES {
-                    *slot = series.len() as u32;
-                    series.push(Series {
-                        family: &p.family,
-                        suffix: f.suffix,
-                        tags,
-                        start: 0,
-                        len: 0,
-                    });
+                let id = series_of(slots, &mut series, &p.family, f.suffix, tags);
+                series[id as usize].len += 1;
+                pushed.push((id, ts, f.value));
+            }
+            if let Some(x) = &p.extra {
+                // A native histogram is the family's own series; other
+                // exemplars belong to the point's one field's series.
+                let main = match (&x.native, p.fields.first()) {
+                    (None, Some(f)) => f.suffix,
+                    _ => SeriesSuffix::None,
+                };
+                let id = series_of(slots, &mut series, &p.family, main, tags);
+                if let Some(n) = &x.native {
+                    let field = |s| p.fields.iter().find(|f| f.suffix == s).map(|f| f.value);
+                    let count = field(SeriesSuffix::Count).unwrap_or(0.0);
+                    let sum = field(SeriesSuffix::Sum).unwrap_or(0.0);
+                    let gauge = p.kind == MetricType::GaugeHistogram;
+                    histograms.push((id, extra::histogram(n, count, sum, gauge, ts)));
                 }
-                series[*slot as usize].len += 1;
-                pushed.push((*slot, ts, f.value));
+                for e in &x.exemplars {
+                    exemplars.push((id, extra::exemplar(e, ts)));
+                }
             }
         }
         // Counting sort by series, stable, so that push order is kept
@@ -322,7 +376,30 @@ impl<'a> Batch<'a> {
         for s in &mut series {
             s.len = sort_dedup(&mut samples[s.start..s.start + s.len]);
         }
-        Batch { series, samples }
+        // Rare: sorted whole (stable, so push order is kept within a
+        // timestamp), then cut into each series' run.
+        histograms.sort_by_key(|(id, h)| (*id, h.timestamp));
+        // Of two histograms of a series at one timestamp, the later wins.
+        let mut deduped: Vec<(u32, extra::Histogram)> = Vec::with_capacity(histograms.len());
+        for h in histograms {
+            match deduped.last_mut() {
+                Some(last) if last.0 == h.0 && last.1.timestamp == h.1.timestamp => *last = h,
+                _ => deduped.push(h),
+            }
+        }
+        let histograms = deduped;
+        exemplars.sort_by_key(|(id, e)| (*id, e.timestamp));
+        for (i, s) in series.iter_mut().enumerate() {
+            let id = i as u32;
+            s.histograms = run_of(&histograms, id);
+            s.exemplars = run_of(&exemplars, id);
+        }
+        Batch {
+            series,
+            samples,
+            histograms,
+            exemplars,
+        }
     }
 
     fn samples_of(&self, s: &Series) -> &[(i64, f64)] {
@@ -340,8 +417,49 @@ impl<'a> Batch<'a> {
             let l = sample_len(ts, v);
             len += 1 + varint_len(l as u64) + l;
         }
+        for (_, e) in &self.exemplars[s.exemplars.clone()] {
+            let l = e.encoded_len();
+            len += 1 + varint_len(l as u64) + l;
+        }
+        for (_, h) in &self.histograms[s.histograms.clone()] {
+            let l = h.encoded_len();
+            len += 1 + varint_len(l as u64) + l;
+        }
         len
     }
+}
+
+/// The id of the series of `family` + `suffix` with `tags`, whose slots
+/// are `slots`: a new one if it has none yet.
+fn series_of<'a>(
+    slots: &mut [u32; 4],
+    series: &mut Vec<Series<'a>>,
+    family: &'a str,
+    suffix: SeriesSuffix,
+    tags: &'a [(LabelStr, LabelStr)],
+) -> u32 {
+    let slot = &mut slots[suffix_slot(suffix)];
+    if *slot == NO_SERIES {
+        *slot = series.len() as u32;
+        series.push(Series {
+            family,
+            suffix,
+            tags,
+            start: 0,
+            len: 0,
+            histograms: 0..0,
+            exemplars: 0..0,
+        });
+    }
+    *slot
+}
+
+/// The range of the entries of series `id` in `items`, sorted by series.
+fn run_of<T>(items: &[(u32, T)], id: u32) -> Range<usize> {
+    if items.is_empty() {
+        return 0..0;
+    }
+    items.partition_point(|(i, _)| *i < id)..items.partition_point(|(i, _)| *i <= id)
 }
 
 /// Sorts a series' samples by timestamp (stable) and keeps the last of each
@@ -371,6 +489,8 @@ const VARINT: u8 = 0;
 const KEY_WRITE_REQUEST_TIMESERIES: u8 = 1 << 3 | LEN;
 const KEY_TIMESERIES_LABELS: u8 = 1 << 3 | LEN;
 const KEY_TIMESERIES_SAMPLES: u8 = 2 << 3 | LEN;
+const KEY_TIMESERIES_EXEMPLARS: u8 = 3 << 3 | LEN;
+const KEY_TIMESERIES_HISTOGRAMS: u8 = 4 << 3 | LEN;
 const KEY_LABEL_NAME: u8 = 1 << 3 | LEN;
 const KEY_LABEL_VALUE: u8 = 2 << 3 | LEN;
 const KEY_SAMPLE_VALUE: u8 = 1 << 3 | I64;
@@ -426,387 +546,4 @@ fn varint_len(v: u64) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::convert::{convert, Mapping, Naming};
-    use crate::expfmt::text::parse_text;
-    use crate::model::family::MetricType;
-    use crate::model::point::Field;
-    use crate::model::GroupingKey;
-    use prost::Message;
-    use std::sync::Arc;
-
-    const NOW_NS: i64 = 1_700_000_000_123_456_789;
-    const NOW_MS: i64 = 1_700_000_000_123;
-
-    /// Points from a text push under job `j`, with the measurement prefix
-    /// stripped from field keys (so names cannot come from the field key).
-    fn points(text: &str, pairs: &[&str]) -> Vec<Point> {
-        let families = parse_text(text.as_bytes()).unwrap();
-        let group = GroupingKey::from_pairs("j", pairs);
-        let mapping = Mapping {
-            naming: Naming {
-                keep_exist_metric_name: false,
-                ..Naming::default()
-            },
-            honor_timestamps: true,
-        };
-        convert(&families, &group, &mapping, NOW_NS)
-    }
-
-    fn point(family: &str, tags: &[(&str, &str)], time_ns: i64, value: f64) -> Point {
-        Point {
-            measurement: "m".into(),
-            tags: tags
-                .iter()
-                .map(|(k, v)| ((*k).into(), (*v).into()))
-                .collect(),
-            fields: vec![Field {
-                key: "f".into(),
-                value,
-                suffix: SeriesSuffix::None,
-            }],
-            time_ns,
-            family: Arc::from(family),
-            kind: MetricType::Gauge,
-        }
-    }
-
-    /// A series as `name{k="v",...}` with its labels in wire order, and its
-    /// samples as (ms, value).
-    fn render(req: &WriteRequest) -> Vec<(String, Vec<(i64, f64)>)> {
-        req.timeseries
-            .iter()
-            .map(|ts| {
-                let labels: Vec<String> = ts
-                    .labels
-                    .iter()
-                    .map(|l| format!("{}={}", l.name, l.value))
-                    .collect();
-                let samples = ts.samples.iter().map(|s| (s.timestamp, s.value)).collect();
-                (labels.join(","), samples)
-            })
-            .collect()
-    }
-
-    fn series(labels: &str, samples: &[(i64, f64)]) -> (String, Vec<(i64, f64)>) {
-        (labels.to_string(), samples.to_vec())
-    }
-
-    /// The encoder's bytes are prost's bytes for `write_request`, and the
-    /// snappy body decodes back to it.
-    fn check_wire(points: &[Point]) {
-        let want = write_request(points);
-        assert_eq!(protobuf(points), want.encode_to_vec());
-        let body = encode(points);
-        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
-        assert_eq!(WriteRequest::decode(raw.as_slice()).unwrap(), want);
-    }
-
-    #[test]
-    fn counter() {
-        let pts = points(
-            "# TYPE http_requests_total counter\n\
-             http_requests_total{method=\"get\"} 7 1700000000999\n",
-            &["instance", "h1"],
-        );
-        assert_eq!(pts[0].fields[0].key, "requests_total");
-        assert_eq!(
-            render(&write_request(&pts)),
-            vec![series(
-                "__name__=http_requests_total,instance=h1,job=j,method=get",
-                &[(1_700_000_000_999, 7.0)]
-            )]
-        );
-        assert_eq!(sample_count(&pts), 1);
-        check_wire(&pts);
-    }
-
-    #[test]
-    fn gauge_with_tags() {
-        let pts = points(
-            "# TYPE node_temp_celsius gauge\n\
-             node_temp_celsius{zone=\"cpu\",chip=\"a\"} 41.5\n\
-             node_temp_celsius{zone=\"gpu\",chip=\"a\"} -3\n",
-            &["rack", "r1"],
-        );
-        assert_eq!(
-            render(&write_request(&pts)),
-            vec![
-                series(
-                    "__name__=node_temp_celsius,chip=a,job=j,rack=r1,zone=cpu",
-                    &[(NOW_MS, 41.5)]
-                ),
-                series(
-                    "__name__=node_temp_celsius,chip=a,job=j,rack=r1,zone=gpu",
-                    &[(NOW_MS, -3.0)]
-                ),
-            ]
-        );
-        check_wire(&pts);
-    }
-
-    #[test]
-    fn histogram_names_come_from_the_family() {
-        // No +Inf bucket: the mapping adds one from the count.
-        let pts = points(
-            "# TYPE req_bytes histogram\n\
-             req_bytes_bucket{le=\"100\"} 3\n\
-             req_bytes_bucket{le=\"1e+06\"} 5\n\
-             req_bytes_sum 4200\n\
-             req_bytes_count 6\n",
-            &[],
-        );
-        // The field keys lost the `req_` prefix; the series names did not.
-        let keys: Vec<&str> = pts
-            .iter()
-            .flat_map(|p| p.fields.iter().map(|f| f.key.as_str()))
-            .collect();
-        assert_eq!(
-            keys,
-            [
-                "bytes_count",
-                "bytes_sum",
-                "bytes_bucket",
-                "bytes_bucket",
-                "bytes_bucket"
-            ]
-        );
-        assert_eq!(
-            render(&write_request(&pts)),
-            vec![
-                series("__name__=req_bytes_count,job=j", &[(NOW_MS, 6.0)]),
-                series("__name__=req_bytes_sum,job=j", &[(NOW_MS, 4200.0)]),
-                series("__name__=req_bytes_bucket,job=j,le=100", &[(NOW_MS, 3.0)]),
-                series("__name__=req_bytes_bucket,job=j,le=1e+06", &[(NOW_MS, 5.0)]),
-                series("__name__=req_bytes_bucket,job=j,le=+Inf", &[(NOW_MS, 6.0)]),
-            ]
-        );
-        assert_eq!(sample_count(&pts), 5);
-        check_wire(&pts);
-    }
-
-    #[test]
-    fn summary() {
-        let pts = points(
-            "# TYPE rpc_duration_seconds summary\n\
-             rpc_duration_seconds{quantile=\"0.5\",op=\"r\"} 0.25\n\
-             rpc_duration_seconds{quantile=\"0.99\",op=\"r\"} 0.9\n\
-             rpc_duration_seconds_sum{op=\"r\"} 12.5\n\
-             rpc_duration_seconds_count{op=\"r\"} 40\n",
-            &[],
-        );
-        assert_eq!(
-            render(&write_request(&pts)),
-            vec![
-                series(
-                    "__name__=rpc_duration_seconds_count,job=j,op=r",
-                    &[(NOW_MS, 40.0)]
-                ),
-                series(
-                    "__name__=rpc_duration_seconds_sum,job=j,op=r",
-                    &[(NOW_MS, 12.5)]
-                ),
-                series(
-                    "__name__=rpc_duration_seconds,job=j,op=r,quantile=0.5",
-                    &[(NOW_MS, 0.25)]
-                ),
-                series(
-                    "__name__=rpc_duration_seconds,job=j,op=r,quantile=0.99",
-                    &[(NOW_MS, 0.9)]
-                ),
-            ]
-        );
-        check_wire(&pts);
-    }
-
-    #[test]
-    fn labels_sorted_byte_wise() {
-        // Lower-case names sort after `__name__`; `_a` and upper-case names
-        // sort before it, as in Prometheus.
-        let p = point(
-            "x",
-            &[("Zone", "z"), ("_a", "1"), ("a", "2"), ("b", "3")],
-            0,
-            1.0,
-        );
-        let req = write_request(std::slice::from_ref(&p));
-        let names: Vec<&str> = req.timeseries[0]
-            .labels
-            .iter()
-            .map(|l| l.name.as_str())
-            .collect();
-        assert_eq!(names, ["Zone", "__name__", "_a", "a", "b"]);
-        let p = point("x", &[("a", "2"), ("job", "j")], 0, 1.0);
-        let req = write_request(&[p]);
-        assert_eq!(req.timeseries[0].labels[0].name, "__name__");
-        assert!(req.timeseries[0]
-            .labels
-            .windows(2)
-            .all(|w| w[0].name < w[1].name));
-    }
-
-    #[test]
-    fn bad_tags_are_cleaned() {
-        // Unsorted, repeated, empty-valued and `__name__` tags; the same
-        // series as clean tags.
-        let messy = point(
-            "x",
-            &[
-                ("b", "3"),
-                ("__name__", "other"),
-                ("a", "1"),
-                ("e", ""),
-                ("a", "9"),
-            ],
-            1_000_000,
-            1.0,
-        );
-        let clean = point("x", &[("a", "1"), ("b", "3")], 2_000_000, 2.0);
-        let pts = [messy, clean];
-        assert_eq!(
-            render(&write_request(&pts)),
-            vec![series("__name__=x,a=1,b=3", &[(1, 1.0), (2, 2.0)])]
-        );
-        check_wire(&pts);
-    }
-
-    #[test]
-    fn samples_sorted_by_time() {
-        let tags = [("job", "j")];
-        let pts = [
-            point("x", &tags, 3_000_000_000, 3.0),
-            point("x", &tags, 1_000_000_000, 1.0),
-            point("y", &tags, 5_000_000_000, 5.0),
-            point("x", &tags, 2_000_000_000, 2.0),
-        ];
-        assert_eq!(
-            render(&write_request(&pts)),
-            vec![
-                series("__name__=x,job=j", &[(1000, 1.0), (2000, 2.0), (3000, 3.0)]),
-                series("__name__=y,job=j", &[(5000, 5.0)]),
-            ]
-        );
-        check_wire(&pts);
-    }
-
-    #[test]
-    fn duplicate_timestamp_keeps_the_last() {
-        let tags = [("job", "j")];
-        let pts = [
-            point("x", &tags, 2_000_000_000, 1.0),
-            point("x", &tags, 1_000_000_000, 7.0),
-            // Same millisecond as the first point.
-            point("x", &tags, 2_000_999_999, 2.0),
-            point("x", &tags, 2_000_000_000, 3.0),
-        ];
-        assert_eq!(
-            render(&write_request(&pts)),
-            vec![series("__name__=x,job=j", &[(1000, 7.0), (2000, 3.0)])]
-        );
-        // Counted as pushed, so that halves add up.
-        assert_eq!(sample_count(&pts), 4);
-        check_wire(&pts);
-    }
-
-    #[test]
-    fn same_series_from_two_pushes() {
-        // Separate pushes have separate family `Arc`s: grouped by content.
-        let mut pts = points("a_b{k=\"v\"} 1 1000\n", &[]);
-        pts.extend(points("a_b{k=\"v\"} 2 2000\n", &[]));
-        assert!(!Arc::ptr_eq(&pts[0].family, &pts[1].family));
-        assert_eq!(
-            render(&write_request(&pts)),
-            vec![series(
-                "__name__=a_b,job=j,k=v",
-                &[(1000, 1.0), (2000, 2.0)]
-            )]
-        );
-    }
-
-    #[test]
-    fn wire_edge_values() {
-        // Zero, negative zero and a zero timestamp are left out the way
-        // prost leaves them out; negative and huge values round-trip.
-        let pts = [
-            point("z", &[], 0, 0.0),
-            point("n", &[], -5_000_000, -0.0),
-            point("v", &[("k", "ü")], i64::MAX, f64::MAX),
-            point("w", &[], -1, f64::NAN),
-        ];
-        assert_eq!(protobuf(&pts), write_request(&pts).encode_to_vec());
-        let req = write_request(&pts);
-        assert_eq!(req.timeseries[1].samples[0].timestamp, -5);
-        assert_eq!(req.timeseries[2].samples[0].timestamp, i64::MAX / 1_000_000);
-        // Rounded down, not toward zero.
-        assert_eq!(req.timeseries[3].samples[0].timestamp, -1);
-        let raw = snap::raw::Decoder::new()
-            .decompress_vec(&encode(&pts))
-            .unwrap();
-        let back = WriteRequest::decode(raw.as_slice()).unwrap();
-        assert_eq!(back.timeseries[2], req.timeseries[2]);
-        assert!(back.timeseries[3].samples[0].value.is_nan());
-    }
-
-    #[test]
-    fn snappy_round_trip_of_a_mixed_batch() {
-        let mut pts = points(
-            "# TYPE req_bytes histogram\n\
-             req_bytes_bucket{le=\"1\"} 1\n\
-             req_bytes_bucket{le=\"+Inf\"} 2\n\
-             req_bytes_sum 3\n\
-             req_bytes_count 2\n\
-             # TYPE up gauge\n\
-             up{instance=\"h\"} 1\n",
-            &["zone", "eu"],
-        );
-        // Enough series to need multi-byte lengths.
-        for i in 0..300 {
-            pts.push(point(
-                "many",
-                &[("i", &i.to_string()), ("pad", &"p".repeat(i))],
-                i as i64 * 1_000_000,
-                i as f64,
-            ));
-        }
-        check_wire(&pts);
-        let body = encode(&pts);
-        assert!(body.len() < protobuf(&pts).len());
-        assert!(encode(&[]).len() <= 1);
-        assert_eq!(write_request(&[]), WriteRequest::default());
-    }
-
-    #[test]
-    fn halves_split_by_points() {
-        let p = |t| point("x", &[], t, 1.0);
-        let empty: &[Point] = &[];
-        assert_eq!(halves(empty), (empty, empty));
-        let one = [p(1)];
-        assert_eq!(halves(&one), (&one[..], empty));
-        let two = [p(1), p(2)];
-        assert_eq!(halves(&two), (&two[..1], &two[1..]));
-        let five = [p(1), p(2), p(3), p(4), p(5)];
-        let (a, b) = halves(&five);
-        assert_eq!((a.len(), b.len()), (3, 2));
-        assert_eq!([a, b].concat(), five.to_vec());
-        assert_eq!(sample_count(a) + sample_count(b), sample_count(&five));
-    }
-
-    #[test]
-    fn headers() {
-        let get = |name: &str| HEADERS.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
-        assert_eq!(get("Content-Encoding"), Some("snappy"));
-        assert_eq!(get("Content-Type"), Some("application/x-protobuf"));
-        assert_eq!(get("X-Prometheus-Remote-Write-Version"), Some("0.1.0"));
-    }
-
-    #[test]
-    fn varint_lengths() {
-        for v in [0u64, 1, 127, 128, 16_383, 16_384, u32::MAX as u64, u64::MAX] {
-            let mut buf = Vec::new();
-            put_varint(&mut buf, v);
-            assert_eq!(buf.len(), varint_len(v), "{v}");
-            assert_eq!(buf.len(), prost::length_delimiter_len(v as usize), "{v}");
-        }
-    }
-}
+mod tests;
