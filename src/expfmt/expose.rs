@@ -390,8 +390,18 @@ fn write_text_series<K: AsRef<str>, V: AsRef<str>>(
             sample_count,
             sample_sum,
             buckets,
+            native,
             ..
         }) => {
+            // Go's text writer reads the integer count field only: a float
+            // native histogram (`sample_count_float`) shows its integer
+            // count, 0 when unset, as the Pushgateway's text does.
+            let sample_count = &match native.as_deref() {
+                Some(n) if n.sample_count_float.is_some_and(|f| f > 0.0) => {
+                    n.sample_count.unwrap_or(0) as f64
+                }
+                _ => *sample_count,
+            };
             labels.clear();
             write_label_pairs(labels, pairs);
             let mut inf_seen = false;
@@ -1233,6 +1243,8 @@ mod tests {
             timestamp: ts,
         };
         let native = NativeHistogram {
+            sample_count: Some(5),
+            sample_count_float: None,
             schema: Some(3),
             zero_threshold: Some(2.938735877055719e-39),
             zero_count: Some(1),

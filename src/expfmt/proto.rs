@@ -392,8 +392,8 @@ fn histogram_from_proto(mut h: Histogram) -> model::Histogram {
     }
 }
 
-/// The native fields of `h`, as they are (count, sum, classic buckets and
-/// exemplars are not looked at).
+/// The native fields of `h` and its count fields, as they are (sum,
+/// classic buckets and exemplars are not looked at).
 pub fn native_from_proto(h: Histogram) -> model::NativeHistogram {
     let spans = |s: Vec<BucketSpan>| {
         s.into_iter()
@@ -401,6 +401,8 @@ pub fn native_from_proto(h: Histogram) -> model::NativeHistogram {
             .collect()
     };
     model::NativeHistogram {
+        sample_count: h.sample_count,
+        sample_count_float: h.sample_count_float,
         schema: h.schema,
         zero_threshold: h.zero_threshold,
         zero_count: h.zero_count,
@@ -418,7 +420,8 @@ pub fn native_from_proto(h: Histogram) -> model::NativeHistogram {
     }
 }
 
-/// Sets the native fields of `out` from `n`.
+/// Sets the native fields of `out` from `n`, and its count fields as they
+/// were pushed.
 pub fn set_native(out: &mut Histogram, n: &model::NativeHistogram) {
     let spans = |s: &[(i32, u32)]| {
         s.iter()
@@ -428,6 +431,8 @@ pub fn set_native(out: &mut Histogram, n: &model::NativeHistogram) {
             })
             .collect()
     };
+    out.sample_count = n.sample_count;
+    out.sample_count_float = n.sample_count_float;
     out.schema = n.schema;
     out.zero_threshold = n.zero_threshold;
     out.zero_count = n.zero_count;
@@ -571,6 +576,12 @@ pub fn histogram_to_proto(h: &model::Histogram) -> Histogram {
     };
     if let Some(n) = h.native.as_deref() {
         set_native(&mut out, n);
+        // The count fields as pushed, unless they no longer say the count
+        // (a model built by hand).
+        if count(n.sample_count, n.sample_count_float).to_bits() != h.sample_count.to_bits() {
+            out.sample_count = sample_count;
+            out.sample_count_float = sample_count_float;
+        }
     }
     out
 }
@@ -822,6 +833,7 @@ mod tests {
                 sample_sum: 0.0,
                 buckets: vec![],
                 native: Some(Box::new(model::NativeHistogram {
+                    sample_count: Some(3),
                     schema: Some(3),
                     zero_threshold: Some(1e-128),
                     positive: model::NativeBuckets {

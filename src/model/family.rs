@@ -147,6 +147,11 @@ pub struct Histogram {
 /// or absent as it was pushed, so that it is exposed as it came.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NativeHistogram {
+    /// The count fields as pushed (`sample_count`, `sample_count_float`):
+    /// a float histogram has only the float one, which the histogram's
+    /// plain count cannot tell.
+    pub sample_count: Option<u64>,
+    pub sample_count_float: Option<f64>,
     pub schema: Option<i32>,
     pub zero_threshold: Option<f64>,
     pub zero_count: Option<u64>,

@@ -3,14 +3,17 @@
 //! `labels` (the grouping key), `last_push_successful`, and one member per
 //! family named after it: `time_stamp` (RFC 3339), `type` (the protobuf
 //! enum name), `help` (left out when empty) and `metrics`, whose values are
-//! strings formatted as Go's `fmt.Sprint` formats them.
+//! strings formatted as Go's `fmt.Sprint` formats them. A native histogram
+//! shows its buckets as Pushgateway 1.8+ shows them (1.5.1 showed only its
+//! classic buckets); see [`native_json`].
 
 use super::sanitize::{
     group_series_labels, PUSH_FAILURE_TIME, PUSH_FAILURE_TIME_HELP, PUSH_TIME, PUSH_TIME_HELP,
 };
 use super::{Group, Store};
-use crate::model::family::{Family, Metric, MetricType, Value};
+use crate::model::family::{Family, Histogram, Metric, MetricType, Value};
 use crate::model::gofloat::format_go_g;
+use crate::model::native::api_buckets;
 use serde_json::{json, Map, Value as Json};
 
 impl Store {
@@ -94,6 +97,11 @@ fn metric_json(m: &Metric) -> Json {
                    "count": format_count(s.sample_count), "sum": format_go_g(s.sample_sum)})
         }
         Value::Histogram(h) => {
+            if let Some(native) = native_json(h) {
+                let mut obj = native;
+                obj.insert("labels".into(), Json::Object(labels));
+                return Json::Object(obj);
+            }
             let buckets: Map<String, Json> = h
                 .buckets
                 .iter()
@@ -103,6 +111,45 @@ fn metric_json(m: &Metric) -> Json {
                    "count": format_count(h.sample_count), "sum": format_go_g(h.sample_sum)})
         }
     }
+}
+
+/// A native histogram as the Pushgateway (1.8+) shows one that has spans:
+/// `count`, `sum`, and `buckets` as Prometheus' query API lists them,
+/// `[boundaries, lower, upper, count]` with all but the first as strings.
+/// `None` for any other histogram, shown the classic way.
+fn native_json(h: &Histogram) -> Option<Map<String, Json>> {
+    let n = h.native.as_deref()?;
+    if n.negative.spans.is_empty() && n.positive.spans.is_empty() {
+        return None;
+    }
+    // The Pushgateway's rule for a float histogram; the model keeps the
+    // float count itself only, so a float zero bucket or float bucket
+    // counts stand for it.
+    let float = n.is_float();
+    let buckets = api_buckets(n, float)?;
+    let count = |c: f64| {
+        if float {
+            format_go_g(c)
+        } else {
+            (c as u64).to_string()
+        }
+    };
+    let buckets: Vec<Json> = buckets
+        .iter()
+        .map(|b| {
+            json!([
+                b.boundaries(),
+                format_go_g(b.lower),
+                format_go_g(b.upper),
+                count(b.count)
+            ])
+        })
+        .collect();
+    let mut obj = Map::new();
+    obj.insert("buckets".into(), Json::Array(buckets));
+    obj.insert("count".into(), Json::String(count(h.sample_count)));
+    obj.insert("sum".into(), Json::String(format_go_g(h.sample_sum)));
+    Some(obj)
 }
 
 /// Counts are integers in the Pushgateway's protobuf model.
@@ -178,6 +225,62 @@ mod tests {
         assert_eq!(
             rfc3339_nano(951_782_400_000_000_001),
             "2000-02-29T00:00:00.000000001Z"
+        );
+    }
+
+    #[test]
+    fn native_histograms_as_pushgateway_1_8_shows_them() {
+        use crate::model::family::{NativeBuckets, NativeHistogram};
+        // The Pushgateway's api_test.go case.
+        let native = NativeHistogram {
+            sample_count: None,
+            sample_count_float: None,
+            schema: Some(1),
+            zero_threshold: Some(0.001),
+            zero_count: Some(0),
+            zero_count_float: None,
+            negative: NativeBuckets {
+                spans: vec![(1, 1)],
+                deltas: vec![2],
+                counts: vec![],
+            },
+            positive: NativeBuckets {
+                spans: vec![(1, 1)],
+                deltas: vec![2],
+                counts: vec![],
+            },
+        };
+        let m = Metric {
+            labels: vec![("job".into(), "j".into())],
+            value: Value::Histogram(Histogram {
+                sample_count: 20.0,
+                sample_sum: 99.23,
+                buckets: vec![(250_000.0, 3.0), (500_000.0, 17.0)],
+                native: Some(Box::new(native.clone())),
+                exemplars: None,
+            }),
+            timestamp_ms: None,
+            exemplar: None,
+        };
+        assert_eq!(
+            metric_json(&m),
+            json!({"buckets": [[1, "-1.414213562373095", "-1", "2"], [0, "1", "1.414213562373095", "2"]],
+                   "count": "20", "labels": {"job": "j"}, "sum": "99.23"})
+        );
+        // Without spans (a native histogram with no observation yet), the
+        // classic shape.
+        let mut empty = m.clone();
+        if let Value::Histogram(h) = &mut empty.value {
+            h.native = Some(Box::new(NativeHistogram {
+                negative: NativeBuckets::default(),
+                positive: NativeBuckets::default(),
+                ..native
+            }));
+        }
+        assert_eq!(
+            metric_json(&empty),
+            json!({"buckets": {"250000": "3", "500000": "17"}, "count": "20",
+                   "labels": {"job": "j"}, "sum": "99.23"})
         );
     }
 

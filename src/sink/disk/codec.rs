@@ -573,6 +573,8 @@ mod tests {
         };
         points[0].extra = Some(Box::new(PointExtra {
             native: Some(NativeHistogram {
+                sample_count: Some(7),
+                sample_count_float: None,
                 schema: Some(-1),
                 zero_threshold: Some(0.0),
                 zero_count: Some(0),

@@ -176,6 +176,8 @@ mod tests {
     #[test]
     fn integer_and_float_histograms_keep_their_form() {
         let int = NativeHistogram {
+            sample_count: None,
+            sample_count_float: None,
             schema: Some(2),
             zero_threshold: Some(1e-9),
             zero_count: Some(3),

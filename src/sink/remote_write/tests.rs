@@ -397,6 +397,8 @@ fn native_histograms_and_exemplars_go_in_their_fields() {
         timestamp: ts,
     };
     let native = NativeHistogram {
+        sample_count: None,
+        sample_count_float: None,
         schema: Some(1),
         zero_threshold: Some(0.01),
         zero_count: Some(1),
