@@ -56,7 +56,8 @@ fn sample_payloads() -> Vec<(String, Vec<u8>)> {
 
 fn key(group: usize) -> GroupingKey {
     let instance = format!("g{group}");
-    parse_grouping_key("bench", false, &["instance", &instance]).expect("a valid grouping key")
+    parse_grouping_key("bench", false, &["instance", &instance], false)
+        .expect("a valid grouping key")
 }
 
 /// The mapping with the input's defaults.
@@ -74,6 +75,7 @@ fn mapping() -> Mapping {
 fn store_with(groups: usize, families: &[Family]) -> Store {
     let store = Store::new(StoreOptions {
         consistency_check: true,
+        utf8_names: false,
         persistence_dir: None,
         group_ttl: Duration::ZERO,
         snapshot_after_bytes: DEFAULT_SNAPSHOT_AFTER_BYTES,

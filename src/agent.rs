@@ -73,6 +73,7 @@ pub async fn run(
                 sinks: sinks.clone(),
                 metrics: metrics.clone(),
                 store: store.clone(),
+                utf8_names: pg.utf8_names,
             })),
         ),
         None => (String::new(), None),
@@ -198,6 +199,7 @@ fn start_store(
 ) -> Arc<Store> {
     let store = Arc::new(Store::new(StoreOptions {
         consistency_check: pg.consistency_check,
+        utf8_names: pg.utf8_names,
         persistence_dir: pg.persistence_dir.as_ref().map(Into::into),
         group_ttl: pg.group_ttl,
         snapshot_after_bytes: DEFAULT_SNAPSHOT_AFTER_BYTES,

@@ -26,6 +26,7 @@ fn fixture_copy(name: &str) -> tempfile::TempDir {
 fn options(dir: Option<&Path>) -> StoreOptions {
     StoreOptions {
         consistency_check: true,
+        utf8_names: false,
         persistence_dir: dir.map(Path::to_path_buf),
         group_ttl: Duration::ZERO,
         snapshot_after_bytes: 64 << 20,

@@ -716,6 +716,7 @@ mod tests {
             .env("ENV_INPUT_PUSHGATEWAY_GROUP_TTL", "1h30m")
             .env("ENV_INPUT_PUSHGATEWAY_ENABLE_ADMIN_API", "TRUE")
             .env("ENV_INPUT_PUSHGATEWAY_ENABLE_LIFECYCLE", "t")
+            .env("ENV_INPUT_PUSHGATEWAY_UTF8_NAMES", "true")
             .config()
             .pushgateway
             .unwrap();
@@ -733,6 +734,7 @@ mod tests {
                 group_ttl: Duration::from_secs(5400),
                 enable_admin_api: true,
                 enable_lifecycle: true,
+                utf8_names: true,
             }
         );
 
@@ -950,7 +952,7 @@ mod tests {
         );
         assert_eq!(
             file_err("[[inputs.pushgateway]]\nstores = true\n"),
-            r#"conf.d/pushkit.conf: unknown key "inputs.pushgateway[0].stores": expected one of route_prefix, measurement_name, job_as_measurement, keep_exist_metric_name, honor_timestamps, store, consistency_check, persistence_dir, group_ttl, enable_admin_api, enable_lifecycle"#
+            r#"conf.d/pushkit.conf: unknown key "inputs.pushgateway[0].stores": expected one of route_prefix, measurement_name, job_as_measurement, keep_exist_metric_name, honor_timestamps, store, consistency_check, persistence_dir, group_ttl, enable_admin_api, enable_lifecycle, utf8_names"#
         );
         assert_eq!(
             file_err("[[inputs.pushgateway]]\nstore = \"memory\"\n"),

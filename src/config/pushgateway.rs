@@ -61,6 +61,12 @@ pub struct PushgatewayConfig {
     /// Default: `false`. ENV: `ENV_INPUT_PUSHGATEWAY_ENABLE_LIFECYCLE`.
     #[serde(with = "syntax::flag")]
     pub enable_lifecycle: bool,
+    /// Accept UTF-8 metric and label names, as Pushgateway 1.11's
+    /// `--push.enable-utf8-names`: quoted in text, any in protobuf,
+    /// `U__`-escaped in URL label names.
+    /// Default: `false`. ENV: `ENV_INPUT_PUSHGATEWAY_UTF8_NAMES`.
+    #[serde(with = "syntax::flag")]
+    pub utf8_names: bool,
 }
 
 impl Default for PushgatewayConfig {
@@ -77,6 +83,7 @@ impl Default for PushgatewayConfig {
             group_ttl: Duration::ZERO,
             enable_admin_api: false,
             enable_lifecycle: false,
+            utf8_names: false,
         }
     }
 }
@@ -124,5 +131,10 @@ impl Section for PushgatewayConfig {
         ),
         Key::new("enable_admin_api", "serve PUT P/api/v1/admin/wipe").bool(),
         Key::new("enable_lifecycle", "serve PUT|POST P/-/quit").bool(),
+        Key::new(
+            "utf8_names",
+            "accept UTF-8 metric and label names, as Pushgateway 1.11's --push.enable-utf8-names",
+        )
+        .bool(),
     ];
 }

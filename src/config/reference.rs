@@ -157,7 +157,7 @@ mod tests {
             ),
         ];
         let docs = reference();
-        assert_eq!(docs.len(), 37);
+        assert_eq!(docs.len(), 38);
         for doc in docs {
             let (_, name, source) = structs.iter().find(|(s, _, _)| *s == doc.section).unwrap();
             let comment = field_doc(source, name, doc.key);
@@ -205,6 +205,7 @@ mod tests {
                 "ENV_INPUT_PUSHGATEWAY_GROUP_TTL",
                 "ENV_INPUT_PUSHGATEWAY_ENABLE_ADMIN_API",
                 "ENV_INPUT_PUSHGATEWAY_ENABLE_LIFECYCLE",
+                "ENV_INPUT_PUSHGATEWAY_UTF8_NAMES",
             ]
         );
     }

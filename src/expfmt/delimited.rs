@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use prost::Message;
 
 use super::expose::encode_delimited_family;
-use super::proto::{family_from_proto, MetricFamily};
+use super::proto::{family_from_proto_names, MetricFamily};
 use super::ParseError;
 use crate::model::family::Family;
 
@@ -26,6 +26,12 @@ const MAX_PREFIX_LEN: usize = 5;
 /// without metrics are left out, as the text parser leaves them out. An empty
 /// body gives no families.
 pub fn parse_delimited(body: &[u8]) -> Result<Vec<Family>, ParseError> {
+    parse_delimited_names(body, false)
+}
+
+/// [`parse_delimited`], taking any UTF-8 metric and label name when
+/// `utf8` (`utf8_names`).
+pub fn parse_delimited_names(body: &[u8], utf8: bool) -> Result<Vec<Family>, ParseError> {
     let mut families = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut pos = 0;
@@ -49,7 +55,7 @@ pub fn parse_delimited(body: &[u8]) -> Result<Vec<Family>, ParseError> {
         let mf = MetricFamily::decode(&body[pos..end])
             .map_err(|e| ParseError::protobuf(format!("message {index} at byte {pos}: {e}")))?;
         pos = end;
-        let family = family_from_proto(mf)?;
+        let family = family_from_proto_names(mf, utf8)?;
         if !seen.insert(family.name.clone()) {
             return Err(ParseError::protobuf(format!(
                 "metric family {:?} appears twice",

@@ -21,171 +21,17 @@
 //! A family without metrics is skipped by both (Go's text writer refuses one
 //! with "has no metrics").
 
-use std::io::Write as _;
-
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use prost::encoding::{encode_varint, encoded_len_varint};
 
+pub use super::negotiate::{
+    ExpositionFormat, NameEscaping, DELIMITED_CONTENT_TYPE, TEXT_CONTENT_TYPE,
+};
 use super::proto;
 use crate::model::family::{Exemplar, Histogram, Metric, MetricType, Summary, Value};
 use crate::model::gofloat::write_go_g;
+use crate::model::names::is_valid_metric_name;
 use prost::Message as _;
-
-/// A format `GET /metrics` can answer in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExpositionFormat {
-    /// The text format, version 0.0.4.
-    Text,
-    /// Varint-length-delimited `io.prometheus.client.MetricFamily` messages.
-    Delimited,
-}
-
-/// `Content-Type` of a text-format exposition.
-pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// `Content-Type` of a delimited-protobuf exposition.
-pub const DELIMITED_CONTENT_TYPE: &str =
-    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
-
-const PROTOBUF_MEDIA_TYPE: &str = "application/vnd.google.protobuf";
-const PROTOBUF_PROTO: &str = "io.prometheus.client.MetricFamily";
-const TEXT_VERSION: &str = "0.0.4";
-
-impl ExpositionFormat {
-    /// The `Content-Type` of a response in this format.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            ExpositionFormat::Text => TEXT_CONTENT_TYPE,
-            ExpositionFormat::Delimited => DELIMITED_CONTENT_TYPE,
-        }
-    }
-}
-
-/// Chooses the format from an Accept header as Go's `expfmt.Negotiate` does:
-/// delimited protobuf when a media range `application/vnd.google.protobuf`
-/// with `proto=io.prometheus.client.MetricFamily` and `encoding=delimited` is
-/// accepted, text otherwise (a missing or garbled header, `*/*`, OpenMetrics
-/// requests: OpenMetrics is not spoken here).
-///
-/// Unlike Go, which walks the ranges by falling q but ignores q=0, a range
-/// with q=0 (or an unparsable q, which Go reads as 0) is not acceptable.
-/// Of the acceptable ranges that name delimited protobuf or
-/// `text/plain` (version 0.0.4 or none), the one with the highest q wins;
-/// on a tie, the first in the header.
-pub fn negotiate(accept: Option<&str>) -> ExpositionFormat {
-    let Some(accept) = accept else {
-        return ExpositionFormat::Text;
-    };
-    let mut best: Option<(f64, ExpositionFormat)> = None;
-    for range in accept.split(',') {
-        let mut parts = range.split(';');
-        let media = parts.next().unwrap_or("");
-        let Some((ty, subtype)) = media.split_once('/') else {
-            continue;
-        };
-        let media_is = |want: &str| {
-            let (want_ty, want_sub) = want.split_once('/').expect("a media type has a slash");
-            ty.trim().eq_ignore_ascii_case(want_ty) && subtype.trim().eq_ignore_ascii_case(want_sub)
-        };
-        let mut q = 1.0;
-        let mut proto = None;
-        let mut encoding = None;
-        let mut version = None;
-        for param in parts {
-            let Some((key, value)) = param.split_once('=') else {
-                continue;
-            };
-            let key = key.trim();
-            let value = unquote(value.trim());
-            if key.eq_ignore_ascii_case("q") {
-                q = parse_q(value);
-            } else if key.eq_ignore_ascii_case("proto") {
-                proto = Some(value);
-            } else if key.eq_ignore_ascii_case("encoding") {
-                encoding = Some(value);
-            } else if key.eq_ignore_ascii_case("version") {
-                version = Some(value);
-            }
-        }
-        let format = if media_is(PROTOBUF_MEDIA_TYPE)
-            && proto == Some(PROTOBUF_PROTO)
-            && encoding.is_some_and(|e| e.eq_ignore_ascii_case("delimited"))
-        {
-            ExpositionFormat::Delimited
-        } else if media_is("text/plain")
-            && version.is_none_or(|v| v.is_empty() || v == TEXT_VERSION)
-        {
-            ExpositionFormat::Text
-        } else {
-            continue;
-        };
-        if q > 0.0 && best.is_none_or(|(best_q, _)| q > best_q) {
-            best = Some((q, format));
-        }
-    }
-    best.map_or(ExpositionFormat::Text, |(_, format)| format)
-}
-
-/// True when Accept-Encoding allows gzip: a `gzip` (or `x-gzip`) coding with
-/// q > 0, or else `*` with q > 0. An explicit `gzip;q=0` refuses gzip even
-/// when `*` is accepted. Case-insensitive.
-pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
-    let Some(header) = accept_encoding else {
-        return false;
-    };
-    let mut gzip_q: Option<f64> = None;
-    let mut any_q: Option<f64> = None;
-    for item in header.split(',') {
-        let mut parts = item.split(';');
-        let coding = parts.next().unwrap_or("").trim();
-        let mut q = 1.0;
-        for param in parts {
-            if let Some((key, value)) = param.split_once('=') {
-                if key.trim().eq_ignore_ascii_case("q") {
-                    q = parse_q(value.trim());
-                }
-            }
-        }
-        let slot = if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
-            &mut gzip_q
-        } else if coding == "*" {
-            &mut any_q
-        } else {
-            continue;
-        };
-        *slot = Some(slot.map_or(q, |old| old.max(q)));
-    }
-    gzip_q.or(any_q).is_some_and(|q| q > 0.0)
-}
-
-/// A q-value; an unparsable one counts as 0 (Go's `ParseFloat` error value).
-fn parse_q(value: &str) -> f64 {
-    value
-        .parse::<f64>()
-        .ok()
-        .filter(|q| !q.is_nan())
-        .unwrap_or(0.0)
-}
-
-fn unquote(value: &str) -> &str {
-    value
-        .strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-        .unwrap_or(value)
-}
-
-/// Gzips `bytes` at the fast compression level (this is on the scrape path).
-pub fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(
-        Vec::with_capacity(bytes.len() / 4 + 64),
-        Compression::fast(),
-    );
-    encoder
-        .write_all(bytes)
-        .expect("writing to a Vec cannot fail");
-    encoder.finish().expect("writing to a Vec cannot fail")
-}
+use std::borrow::Cow;
 
 /// Accumulates one exposition, family by family, in the chosen format.
 pub struct ExpositionWriter {
@@ -194,6 +40,8 @@ pub struct ExpositionWriter {
     /// Reused per metric (text: the rendered label pairs of a summary or
     /// histogram) or per family (protobuf: the encoded metrics).
     scratch: Vec<u8>,
+    /// How metric and label names are written.
+    names: NameEscaping,
 }
 
 impl ExpositionWriter {
@@ -208,7 +56,15 @@ impl ExpositionWriter {
             format,
             out: Vec::with_capacity(capacity),
             scratch: Vec::new(),
+            names: NameEscaping::AsStored,
         }
+    }
+
+    /// Writes names in `names`' escaping (with `utf8_names`; the default,
+    /// `AsStored`, writes them as they are and costs nothing).
+    pub fn with_names(mut self, names: NameEscaping) -> Self {
+        self.names = names;
+        self
     }
 
     /// The format being written.
@@ -231,9 +87,21 @@ impl ExpositionWriter {
         if metrics.peek().is_none() {
             return;
         }
+        if self.names.rewrites() {
+            let mut b = self.begin_family(name, help, kind);
+            for m in metrics {
+                let pairs: Vec<(&str, &str)> = m
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                b.series_at(&pairs, &m.value, m.exemplar.as_deref(), m.timestamp_ms);
+            }
+            return;
+        }
         match self.format {
             ExpositionFormat::Text => {
-                write_text_header(&mut self.out, name, help, kind);
+                write_text_header(&mut self.out, name, help, kind, false);
                 for metric in metrics {
                     write_text_metric(&mut self.out, &mut self.scratch, name, metric);
                 }
@@ -256,6 +124,7 @@ impl ExpositionWriter {
         kind: MetricType,
     ) -> FamilyBuilder<'w> {
         self.scratch.clear();
+        let name = self.names.name(name);
         FamilyBuilder {
             writer: self,
             name,
@@ -276,7 +145,8 @@ impl ExpositionWriter {
 /// [`ExpositionWriter::begin_family`].
 pub struct FamilyBuilder<'w> {
     writer: &'w mut ExpositionWriter,
-    name: &'w str,
+    /// Escaped as the writer's `names` say.
+    name: Cow<'w, str>,
     help: Option<&'w str>,
     kind: MetricType,
     series: usize,
@@ -289,16 +159,57 @@ impl FamilyBuilder<'_> {
     /// timestamp; a counter's `exemplar` goes out in protobuf only, as in
     /// Go's text writer.
     pub fn series(&mut self, labels: &[(&str, &str)], value: &Value, exemplar: Option<&Exemplar>) {
+        self.series_at(labels, value, exemplar, None);
+    }
+
+    /// [`FamilyBuilder::series`] with a timestamp.
+    fn series_at(
+        &mut self,
+        labels: &[(&str, &str)],
+        value: &Value,
+        exemplar: Option<&Exemplar>,
+        ts: Option<i64>,
+    ) {
+        let names = self.writer.names;
+        if !matches!(names, NameEscaping::AsStored | NameEscaping::AllowUtf8) {
+            let escaped: Vec<(Cow<'_, str>, &str)> =
+                labels.iter().map(|&(k, v)| (names.name(k), v)).collect();
+            let pairs: Vec<(&str, &str)> = escaped.iter().map(|(k, v)| (k.as_ref(), *v)).collect();
+            self.write_series(&pairs, value, exemplar, ts);
+        } else {
+            self.write_series(labels, value, exemplar, ts);
+        }
+    }
+
+    fn write_series(
+        &mut self,
+        labels: &[(&str, &str)],
+        value: &Value,
+        exemplar: Option<&Exemplar>,
+        ts: Option<i64>,
+    ) {
         let w = &mut *self.writer;
+        let quote = w.names == NameEscaping::AllowUtf8;
         match w.format {
             ExpositionFormat::Text => {
                 if self.series == 0 {
-                    write_text_header(&mut w.out, self.name, self.help, self.kind);
+                    write_text_header(&mut w.out, &self.name, self.help, self.kind, quote);
                 }
-                write_text_series(&mut w.out, &mut self.labels, self.name, labels, value, None);
+                if quote {
+                    write_quoted_series(
+                        &mut w.out,
+                        &mut self.labels,
+                        &self.name,
+                        labels,
+                        value,
+                        ts,
+                    );
+                } else {
+                    write_text_series(&mut w.out, &mut self.labels, &self.name, labels, value, ts);
+                }
             }
             ExpositionFormat::Delimited => {
-                encode_series(&mut w.scratch, self.kind, labels, value, exemplar, None)
+                encode_series(&mut w.scratch, self.kind, labels, value, exemplar, ts)
             }
         }
         self.series += 1;
@@ -309,7 +220,7 @@ impl Drop for FamilyBuilder<'_> {
     fn drop(&mut self) {
         let w = &mut *self.writer;
         if w.format == ExpositionFormat::Delimited && self.series > 0 {
-            encode_family(&mut w.out, self.name, self.help, self.kind, &w.scratch);
+            encode_family(&mut w.out, &self.name, self.help, self.kind, &w.scratch);
         }
     }
 }
@@ -328,16 +239,24 @@ fn text_type(kind: MetricType) -> &'static [u8] {
     }
 }
 
-fn write_text_header(out: &mut Vec<u8>, name: &str, help: Option<&str>, kind: MetricType) {
+/// `quote`: with `escaping=allow-utf-8`, a name that is not a legacy one
+/// is written quoted, as Go's `writeName` does.
+fn write_text_header(
+    out: &mut Vec<u8>,
+    name: &str,
+    help: Option<&str>,
+    kind: MetricType,
+    quote: bool,
+) {
     if let Some(help) = help {
         out.extend_from_slice(b"# HELP ");
-        out.extend_from_slice(name.as_bytes());
+        write_name(out, name, quote);
         out.push(b' ');
         write_escaped(out, help, false);
         out.push(b'\n');
     }
     out.extend_from_slice(b"# TYPE ");
-    out.extend_from_slice(name.as_bytes());
+    write_name(out, name, quote);
     out.push(b' ');
     out.extend_from_slice(text_type(kind));
     out.push(b'\n');
@@ -386,22 +305,14 @@ fn write_text_series<K: AsRef<str>, V: AsRef<str>>(
             write_sample(out, name, b"_sum", labels, None, *sample_sum, ts);
             write_sample(out, name, b"_count", labels, None, *sample_count, ts);
         }
-        Value::Histogram(Histogram {
-            sample_count,
-            sample_sum,
-            buckets,
-            native,
-            ..
-        }) => {
-            // Go's text writer reads the integer count field only: a float
-            // native histogram (`sample_count_float`) shows its integer
-            // count, 0 when unset, as the Pushgateway's text does.
-            let sample_count = &match native.as_deref() {
-                Some(n) if n.sample_count_float.is_some_and(|f| f > 0.0) => {
-                    n.sample_count.unwrap_or(0) as f64
-                }
-                _ => *sample_count,
-            };
+        Value::Histogram(
+            h @ Histogram {
+                sample_sum,
+                buckets,
+                ..
+            },
+        ) => {
+            let sample_count = &text_histogram_count(h);
             labels.clear();
             write_label_pairs(labels, pairs);
             let mut inf_seen = false;
@@ -419,13 +330,107 @@ fn write_text_series<K: AsRef<str>, V: AsRef<str>>(
     }
 }
 
+/// A name, quoted and escaped if `quote` and it is not a legacy metric
+/// name (Go applies that test to label names too).
+fn write_name(out: &mut Vec<u8>, name: &str, quote: bool) {
+    if quote && !is_valid_metric_name(name.as_bytes()) {
+        out.push(b'"');
+        write_escaped(out, name, true);
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(name.as_bytes());
+    }
+}
+
+/// A series with `escaping=allow-utf-8`: as [`write_text_series`], but a
+/// metric name that is not a legacy one goes quoted as the first item in
+/// the braces (`{"my.metric",a="b"} 1`), and such label names quoted.
+fn write_quoted_series(
+    out: &mut Vec<u8>,
+    labels: &mut Vec<u8>,
+    name: &str,
+    pairs: &[(&str, &str)],
+    value: &Value,
+    ts: Option<i64>,
+) {
+    labels.clear();
+    write_label_pairs_quoted(labels, pairs, true);
+    let line = |out: &mut Vec<u8>, suffix: &[u8], extra: Option<(&[u8], f64)>, v: f64| {
+        if is_valid_metric_name(name.as_bytes()) {
+            write_sample(out, name, suffix, labels, extra, v, ts);
+            return;
+        }
+        out.extend_from_slice(b"{\"");
+        write_escaped(out, name, true);
+        out.extend_from_slice(suffix);
+        out.push(b'"');
+        if !labels.is_empty() {
+            out.push(b',');
+            out.extend_from_slice(labels);
+        }
+        if let Some((label, v)) = extra {
+            out.push(b',');
+            out.extend_from_slice(label);
+            out.extend_from_slice(b"=\"");
+            write_float(out, v);
+            out.push(b'"');
+        }
+        out.push(b'}');
+        end_sample(out, v, ts);
+    };
+    match value {
+        Value::Simple(v) => line(out, b"", None, *v),
+        Value::Summary(s) => {
+            for &(q, v) in &s.quantiles {
+                line(out, b"", Some((b"quantile", q)), v);
+            }
+            line(out, b"_sum", None, s.sample_sum);
+            line(out, b"_count", None, s.sample_count);
+        }
+        Value::Histogram(h) => {
+            let count = text_histogram_count(h);
+            let mut inf_seen = false;
+            for &(le, c) in &h.buckets {
+                line(out, b"_bucket", Some((b"le", le)), c);
+                inf_seen |= le == f64::INFINITY;
+            }
+            if !inf_seen {
+                line(out, b"_bucket", Some((b"le", f64::INFINITY)), count);
+            }
+            line(out, b"_sum", None, h.sample_sum);
+            line(out, b"_count", None, count);
+        }
+    }
+}
+
+/// The count Go's text writer shows: it reads the integer count field
+/// only, so a float native histogram (`sample_count_float`) shows its
+/// integer count, 0 when unset, as the Pushgateway's text does.
+fn text_histogram_count(h: &Histogram) -> f64 {
+    match h.native.as_deref() {
+        Some(n) if n.sample_count_float.is_some_and(|f| f > 0.0) => {
+            n.sample_count.unwrap_or(0) as f64
+        }
+        _ => h.sample_count,
+    }
+}
+
 /// `l1="v1",l2="v2"`, values escaped, no braces.
 fn write_label_pairs<K: AsRef<str>, V: AsRef<str>>(out: &mut Vec<u8>, labels: &[(K, V)]) {
+    write_label_pairs_quoted(out, labels, false);
+}
+
+/// [`write_label_pairs`], names quoted as [`write_name`] does when `quote`.
+fn write_label_pairs_quoted<K: AsRef<str>, V: AsRef<str>>(
+    out: &mut Vec<u8>,
+    labels: &[(K, V)],
+    quote: bool,
+) {
     for (i, (name, value)) in labels.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(name.as_ref().as_bytes());
+        write_name(out, name.as_ref(), quote);
         out.extend_from_slice(b"=\"");
         write_escaped(out, value.as_ref(), true);
         out.push(b'"');
@@ -1369,131 +1374,5 @@ mod tests {
         let body = delimited_of(&fams);
         assert_eq!(parse_delimited(&body).unwrap(), fams);
         assert_eq!(parse_text(text_of(&fams).as_bytes()).unwrap(), fams);
-    }
-
-    #[test]
-    fn negotiate_formats() {
-        use ExpositionFormat::{Delimited, Text};
-        let cases: &[(Option<&str>, ExpositionFormat)] = &[
-            (None, Text),
-            (Some(""), Text),
-            (Some("garbage;;,,==/"), Text),
-            (Some("*/*"), Text),
-            (Some("text/plain"), Text),
-            (Some("text/plain;version=0.0.4"), Text),
-            // Prometheus 2.x with protobuf scraping enabled.
-            (
-                Some(
-                    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
-                     encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3,*/*;q=0.1",
-                ),
-                Delimited,
-            ),
-            // Prometheus 2.x default: OpenMetrics first.
-            (
-                Some(
-                    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
-                     version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
-                ),
-                Text,
-            ),
-            (Some("application/openmetrics-text;version=1.0.0"), Text),
-            (
-                Some(
-                    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
-                     encoding=delimited",
-                ),
-                Delimited,
-            ),
-            (
-                Some(
-                    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; \
-                     encoding=delimited; escaping=allow-utf-8; q=0.9, text/plain; q=0.5",
-                ),
-                Delimited,
-            ),
-            // Not acceptable at q=0.
-            (
-                Some(
-                    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
-                     encoding=delimited;q=0",
-                ),
-                Text,
-            ),
-            (
-                Some(
-                    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
-                     encoding=delimited;q=0,text/plain;q=0.1",
-                ),
-                Text,
-            ),
-            // Text preferred by q.
-            (
-                Some(
-                    "text/plain;version=0.0.4;q=0.9,application/vnd.google.protobuf;\
-                     proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5",
-                ),
-                Text,
-            ),
-            // An unknown text version does not count: protobuf is the best.
-            (
-                Some(
-                    "text/plain;version=9.9.9,application/vnd.google.protobuf;\
-                     proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5",
-                ),
-                Delimited,
-            ),
-            // Protobuf text encodings and other messages are not spoken.
-            (
-                Some(
-                    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
-                     encoding=text",
-                ),
-                Text,
-            ),
-            (
-                Some("application/vnd.google.protobuf;proto=other.Message;encoding=delimited"),
-                Text,
-            ),
-            (Some("application/vnd.google.protobuf"), Text),
-        ];
-        for &(accept, want) in cases {
-            assert_eq!(negotiate(accept), want, "{accept:?}");
-        }
-    }
-
-    #[test]
-    fn gzip_acceptance() {
-        let cases: &[(Option<&str>, bool)] = &[
-            (Some("gzip"), true),
-            (Some("gzip, deflate"), true),
-            (Some("deflate, br;q=1.0, GZip;q=0.5"), true),
-            (Some("deflate"), false),
-            (Some("gzip;q=0"), false),
-            (Some("gzip; q=0.0, deflate"), false),
-            (Some("*"), true),
-            (Some("*;q=0"), false),
-            (Some("gzip;q=0, *"), false),
-            (Some("deflate, *;q=0.1"), true),
-            (Some("x-gzip"), true),
-            (Some(""), false),
-            (None, false),
-        ];
-        for &(header, want) in cases {
-            assert_eq!(accepts_gzip(header), want, "{header:?}");
-        }
-    }
-
-    #[test]
-    fn gzip_round_trip() {
-        use std::io::Read;
-        let body = text_of(&sample_families()).repeat(20);
-        let zipped = gzip(body.as_bytes());
-        assert!(zipped.len() < body.len());
-        let mut unzipped = String::new();
-        flate2::read::GzDecoder::new(&zipped[..])
-            .read_to_string(&mut unzipped)
-            .unwrap();
-        assert_eq!(unzipped, body);
     }
 }

@@ -8,12 +8,13 @@ use std::fmt;
 
 pub mod delimited;
 pub mod expose;
+pub mod negotiate;
 pub mod proto;
 pub mod text;
 
-pub use delimited::{parse_delimited, write_delimited};
+pub use delimited::{parse_delimited, parse_delimited_names, write_delimited};
 pub use proto::{family_from_proto, family_to_proto};
-pub use text::parse_text;
+pub use text::{parse_text, parse_text_names};
 
 /// Why a push body could not be decoded.
 ///

@@ -7,7 +7,7 @@
 
 use super::ParseError;
 use crate::model::family::{self as model, Family, LabelStr, Value};
-use crate::model::names::{is_valid_label_name, is_valid_metric_name};
+use crate::model::names::{is_valid_label_name_with, is_valid_metric_name_with};
 
 /// `google.protobuf.Timestamp`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -215,11 +215,17 @@ impl From<model::MetricType> for MetricType {
 /// histograms). A missing type means COUNTER, as in Go; an empty HELP is
 /// taken as no HELP, as the text format cannot tell them apart.
 pub fn family_from_proto(mf: MetricFamily) -> Result<Family, ParseError> {
+    family_from_proto_names(mf, false)
+}
+
+/// [`family_from_proto`], taking any non-empty metric and label name when
+/// `utf8` (`utf8_names`).
+pub fn family_from_proto_names(mf: MetricFamily, utf8: bool) -> Result<Family, ParseError> {
     let name = mf.name.unwrap_or_default();
     if name.is_empty() {
         return Err(ParseError::protobuf("metric family without a name"));
     }
-    if !is_valid_metric_name(name.as_bytes()) {
+    if !is_valid_metric_name_with(&name, utf8) {
         return Err(ParseError::protobuf(format!(
             "invalid metric name {name:?}"
         )));
@@ -235,7 +241,7 @@ pub fn family_from_proto(mf: MetricFamily) -> Result<Family, ParseError> {
     let metrics = mf
         .metric
         .into_iter()
-        .map(|m| metric_from_proto(&name, kind, m))
+        .map(|m| metric_from_proto(&name, kind, m, utf8))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Family {
         help: mf.help.filter(|h| !h.is_empty()),
@@ -249,11 +255,12 @@ fn metric_from_proto(
     family: &str,
     kind: model::MetricType,
     m: Metric,
+    utf8: bool,
 ) -> Result<model::Metric, ParseError> {
     let mut labels = Vec::with_capacity(m.label.len() + model::GROUPING_LABELS_ROOM);
     for pair in m.label {
         let label = pair.name.unwrap_or_default();
-        if !is_valid_label_name(label.as_bytes()) {
+        if !is_valid_label_name_with(&label, utf8) {
             return Err(ParseError::protobuf(format!(
                 "invalid label name {label:?} in metric family {family:?}"
             )));

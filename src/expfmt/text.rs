@@ -53,7 +53,20 @@ const RESOLVE_CACHE: usize = 4;
 /// appearance within their family, labels in line order. Families that had
 /// only HELP or TYPE lines and no samples are left out.
 pub fn parse_text(body: &[u8]) -> Result<Vec<Family>, ParseError> {
+    parse_text_names(body, false)
+}
+
+/// [`parse_text`], with UTF-8 names when `utf8` (`utf8_names`), as the
+/// text parser of Pushgateway 1.11 reads them: a metric name quoted as the
+/// first item in the braces (`{"my.metric",a="b"} 1`), or quoted before
+/// them (`"my.metric"{a="b"} 1`), and in HELP and TYPE lines; a label name
+/// quoted (`{"label.name"="v"}`). A quoted name is any non-empty UTF-8
+/// text without escape sequences (pushkit refuses `\\`, `\"` and `\n`
+/// in names; no client writes them). Without `utf8`, quotes around a name
+/// are an error, as in the 1.5.1 parser.
+pub fn parse_text_names(body: &[u8], utf8: bool) -> Result<Vec<Family>, ParseError> {
     let mut parser = Parser::new(body);
+    parser.utf8 = utf8;
     parser.run()?;
     Ok(parser.finish())
 }
@@ -206,6 +219,8 @@ struct Parser<'a> {
     labels: Vec<LabelRef<'a>>,
     /// Key of the label-set hashes of summaries and histograms.
     hash_state: RandomState,
+    /// Quoted UTF-8 names are accepted (see [`parse_text_names`]).
+    utf8: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -220,6 +235,7 @@ impl<'a> Parser<'a> {
             cache: [None; RESOLVE_CACHE],
             labels: Vec::new(),
             hash_state: RandomState::new(),
+            utf8: false,
         }
     }
 
@@ -284,8 +300,10 @@ impl<'a> Parser<'a> {
             }
         };
         self.skip_blanks();
-        self.cur()?;
-        let name = self.metric_name()?;
+        let name = match self.cur()? {
+            b'"' if self.utf8 => self.quoted_name("metric name")?,
+            _ => self.metric_name()?,
+        };
         match self.buf[self.pos] {
             b'\n' => {
                 // Just the name: ignored, and the family is not created.
@@ -327,7 +345,26 @@ impl<'a> Parser<'a> {
 
     /// A sample line; the cursor is on its first non-blank byte.
     fn sample(&mut self) -> Result<(), ParseError> {
-        let name = self.metric_name()?;
+        let mut name = self.metric_name()?;
+        // `{"my.metric",...}`: the name is the first item in the braces.
+        let mut name_in_braces = false;
+        if name.is_empty() && self.utf8 {
+            match self.cur()? {
+                b'"' => name = self.quoted_name("metric name")?,
+                b'{' => {
+                    let open = self.pos;
+                    self.pos += 1;
+                    self.skip_blanks();
+                    if self.cur()? == b'"' {
+                        name = self.quoted_name("metric name")?;
+                        name_in_braces = true;
+                    } else {
+                        self.pos = open;
+                    }
+                }
+                _ => {}
+            }
+        }
         if name.is_empty() {
             return Err(self.err("invalid metric name"));
         }
@@ -337,7 +374,20 @@ impl<'a> Parser<'a> {
         self.labels.clear();
         // The quantile of a summary line or the le of a histogram line.
         let mut special = f64::NAN;
-        if self.cur()? == b'{' {
+        if name_in_braces {
+            match self.cur()? {
+                // More labels: `label_set` starts on the ','.
+                b',' => special = self.label_set(fam, kind)?,
+                b'}' => {
+                    self.pos += 1;
+                    self.skip_blanks();
+                    self.cur()?;
+                }
+                c => {
+                    return Err(self.err(format!("unexpected end of metric name {}", quote_byte(c))))
+                }
+            }
+        } else if self.cur()? == b'{' {
             special = self.label_set(fam, kind)?;
         }
 
@@ -384,7 +434,12 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
                 break;
             }
-            let name = self.label_name()?;
+            let quoted = self.utf8 && self.cur()? == b'"';
+            let name = if quoted {
+                name_str(self.quoted_name("label name")?)
+            } else {
+                self.label_name()?
+            };
             if name.is_empty() {
                 return Err(self.err(format!(
                     "invalid label name for metric {:?}",
@@ -396,6 +451,12 @@ impl<'a> Parser<'a> {
             }
             self.skip_blanks();
             let c = self.cur()?;
+            if quoted && (c == b',' || c == b'}') {
+                return Err(self.err(format!(
+                    "multiple metric names for metric {:?}",
+                    self.families[fam].name
+                )));
+            }
             if c != b'=' {
                 return Err(self.err(format!(
                     "expected '=' after label name, found {}",
@@ -571,7 +632,7 @@ impl<'a> Parser<'a> {
             }
         }
         let index = self.families.len();
-        self.families.push(FamilyState::new(ascii(name)));
+        self.families.push(FamilyState::new(name_str(name)));
         self.by_name.insert(name, index);
         (index, Role::Plain, true)
     }
@@ -628,6 +689,39 @@ impl<'a> Parser<'a> {
                 Err(self.err(UNEXPECTED_EOF))
             }
         }
+    }
+
+    /// A quoted name (`what`: "metric name" or "label name"); the cursor is
+    /// on its opening quote and is left past its closing one. Non-empty
+    /// UTF-8 without escape sequences or newlines.
+    fn quoted_name(&mut self, what: &str) -> Result<&'a [u8], ParseError> {
+        let buf = self.buf;
+        let start = self.pos + 1;
+        let Some(len) = buf[start..]
+            .iter()
+            .position(|&b| matches!(b, b'"' | b'\\' | b'\n'))
+        else {
+            self.pos = buf.len();
+            return Err(self.err(UNEXPECTED_EOF));
+        };
+        let raw = &buf[start..start + len];
+        match buf[start + len] {
+            b'\\' => {
+                return Err(self.err(format!(
+                    "escape sequences in a quoted {what} are not supported: {}",
+                    quote(&buf[start..=start + len])
+                )))
+            }
+            b'\n' => {
+                return Err(self.err(format!("{what} {} contains unescaped new-line", quote(raw))))
+            }
+            _ => {}
+        }
+        if raw.is_empty() || utf8(raw).is_none() {
+            return Err(self.err(format!("invalid {what} {}", quote(raw))));
+        }
+        self.pos = start + len + 1;
+        Ok(raw)
     }
 
     /// A metric name starting at the cursor, empty if the byte there cannot
@@ -826,6 +920,12 @@ fn ascii(name: &[u8]) -> &str {
 }
 
 /// `bytes` as UTF-8, checking the common all-ASCII case cheaply first.
+/// A name as `str`: names are ASCII, or quoted names that
+/// [`Parser::quoted_name`] checked to be UTF-8.
+fn name_str(name: &[u8]) -> &str {
+    utf8(name).expect("names are ASCII or checked UTF-8")
+}
+
 fn utf8(bytes: &[u8]) -> Option<&str> {
     if bytes.is_ascii() {
         // SAFETY: ASCII is valid UTF-8.
@@ -1004,6 +1104,62 @@ mod tests {
     }
 
     /// Asserts an error on `line` whose message contains `fragment`.
+    #[test]
+    fn utf8_names_quoted_as_pushgateway_1_11_reads_them() {
+        let text = "# HELP \"my.c\" help text\n# TYPE \"my.c\" counter\n\
+                    {\"my.c\",\"label.name\"=\"v\",job=\"j\"} 3\n\
+                    \"q.name\"{a=\"b\"} 1\n\
+                    \"bare.name\" 2\n\
+                    {\"only.name\"} 4\n\
+                    # TYPE \"t.h\" histogram\n\
+                    {\"t.h_bucket\",le=\"1\"} 1\n{\"t.h_count\"} 1\n{\"t.h_sum\"} 0.5\n\
+                    plain{\"ü\"=\"x\"} 5\n";
+        let fams = parse_text_names(text.as_bytes(), true).unwrap();
+        let names: Vec<&str> = fams.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["my.c", "q.name", "bare.name", "only.name", "t.h", "plain"]
+        );
+        assert_eq!(fams[0].help.as_deref(), Some("help text"));
+        assert_eq!(fams[0].kind, MetricType::Counter);
+        assert_eq!(
+            fams[0].metrics[0].labels,
+            labels(&[("label.name", "v"), ("job", "j")])
+        );
+        assert_eq!(fams[0].metrics[0].value, Value::Simple(3.0));
+        assert_eq!(fams[3].metrics[0].labels, labels(&[]));
+        assert_eq!(
+            fams[4].metrics[0].value,
+            Value::Histogram(Histogram {
+                sample_count: 1.0,
+                sample_sum: 0.5,
+                buckets: vec![(1.0, 1.0)],
+                native: None,
+                exemplars: None,
+            })
+        );
+        assert_eq!(fams[5].metrics[0].labels, labels(&[("ü", "x")]));
+
+        let err = |text: &str, fragment: &str| {
+            let e = parse_text_names(text.as_bytes(), true)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(fragment), "{text:?}: {e}");
+        };
+        err("{\"a\",\"b\"} 1\n", "multiple metric names");
+        err("{\"a.b\" 1\n", "unexpected end of metric name");
+        err("m{a.b=\"1\"} 1\n", "expected '=' after label name");
+        err("{\"a\nb\"} 1\n", "unescaped new-line");
+        err("{\"a\\\"b\"} 1\n", "escape sequences");
+        err("{\"\"} 1\n", "invalid metric name");
+        err("m{\"\"=\"x\"} 1\n", "invalid label name");
+        err("m{\"__name__\"=\"x\"} 1\n", "reserved");
+        // Without utf8_names, as the 1.5.1 parser: quotes are an error.
+        for text in ["{\"my.c\"} 1\n", "\"my_c\" 1\n", "m{\"a\"=\"1\"} 1\n"] {
+            assert!(parse_text(text.as_bytes()).is_err(), "{text}");
+        }
+    }
+
     fn parse_err(s: &str, line: usize, fragment: &str) {
         parse_bytes_err(s.as_bytes(), line, fragment)
     }

@@ -89,12 +89,16 @@ pub fn is_delimited_protobuf(content_type: Option<&str>) -> bool {
 }
 
 /// Parses a decoded body in the format its Content-Type names.
-pub fn parse_families(content_type: Option<&str>, body: &[u8]) -> Result<Vec<Family>, ApiError> {
+pub fn parse_families(
+    content_type: Option<&str>,
+    body: &[u8],
+    utf8_names: bool,
+) -> Result<Vec<Family>, ApiError> {
     let protobuf = is_delimited_protobuf(content_type);
     let parsed = if protobuf {
-        expfmt::parse_delimited(body)
+        expfmt::parse_delimited_names(body, utf8_names)
     } else {
-        expfmt::parse_text(body)
+        expfmt::parse_text_names(body, utf8_names)
     };
     parsed.map_err(|e| {
         let code = match (e.duplicate_family, protobuf) {
@@ -201,13 +205,13 @@ mod tests {
 
     #[test]
     fn parse_errors_are_classified() {
-        let e = parse_families(None, b"a 1\nb 1\na 2\n").unwrap_err();
+        let e = parse_families(None, b"a 1\nb 1\na 2\n", false).unwrap_err();
         assert_eq!(e.code, ErrorCode::DuplicateMetricFamily);
-        let e = parse_families(None, b"a x\n").unwrap_err();
+        let e = parse_families(None, b"a x\n", false).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidTextFormat);
         assert!(e.message.contains("line 1"), "{}", e.message);
         let pb = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
-        let e = parse_families(Some(pb), b"\x05abc").unwrap_err();
+        let e = parse_families(Some(pb), b"\x05abc", false).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidProtobuf);
     }
 }

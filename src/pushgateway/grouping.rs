@@ -7,7 +7,7 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use std::borrow::Cow;
 
-use crate::model::names::is_valid_label_name;
+use crate::model::names::{is_valid_label_name_with, unescape_values};
 use crate::model::GroupingKey;
 
 /// Why a grouping key could not be read from a path.
@@ -34,7 +34,7 @@ impl std::fmt::Display for GroupingError {
             ),
             GroupingError::InvalidLabelName(name) => write!(
                 f,
-                "improper label name {name:?}: must match [a-zA-Z_][a-zA-Z0-9_]* and not start with \"__\""
+                "improper label name {name:?}: must match [a-zA-Z_][a-zA-Z0-9_]* (with utf8_names: any name, U__-escaped) and not start with \"__\""
             ),
             GroupingError::InvalidBase64 { label, value } => write!(
                 f,
@@ -64,7 +64,11 @@ const GO_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
 /// own, as RFC 3986 has it: `%2F` is a slash inside a value
 /// (`/instance/a%2Fb` is `instance="a/b"`, as Node's `prom-client` sends
 /// it). The Go Pushgateway decodes the whole path first and answers 400.
-pub fn parse_push_path(raw_rest: &str) -> Option<Result<GroupingKey, GroupingError>> {
+///
+/// With `utf8` (`utf8_names`), a label name may be any UTF-8 name, sent in
+/// the `U__` escaping of [`unescape_values`] (`U__foo_2e_bar` is
+/// `foo.bar`), combinable with `@base64`; the job is never unescaped.
+pub fn parse_push_path(raw_rest: &str, utf8: bool) -> Option<Result<GroupingKey, GroupingError>> {
     let mut segments = raw_rest.split('/');
     if segments.next() != Some("") || segments.next().and_then(decode).as_deref() != Some("metrics")
     {
@@ -75,7 +79,7 @@ pub fn parse_push_path(raw_rest: &str) -> Option<Result<GroupingKey, GroupingErr
         Some("job@base64") => true,
         _ => return None,
     };
-    Some(grouping_key_from_segments(segments, job_base64))
+    Some(grouping_key_from_segments(segments, job_base64, utf8))
 }
 
 /// A path segment percent-decoded, borrowed when it has no escape (nearly
@@ -92,6 +96,7 @@ fn decode(segment: &str) -> Option<Cow<'_, str>> {
 fn grouping_key_from_segments<'a>(
     mut segments: impl Iterator<Item = &'a str>,
     job_base64: bool,
+    utf8: bool,
 ) -> Result<GroupingKey, GroupingError> {
     let decode = |s: &'a str| decode(s).ok_or(GroupingError::InvalidPath);
     let job = segments.next().map(decode).transpose()?.unwrap_or_default();
@@ -102,18 +107,21 @@ fn grouping_key_from_segments<'a>(
         labels.clear();
     }
     let pairs: Vec<&str> = labels.iter().map(|l| l.as_ref()).collect();
-    parse_grouping_key(&job, job_base64, &pairs)
+    parse_grouping_key(&job, job_base64, &pairs, utf8)
 }
 
 /// Reads the grouping key from the path segments after `/metrics/job/`:
 /// `segments[0]` is the job (or `job@base64` was matched by the caller and
 /// `job_base64` is true), the rest are name/value pairs. The segments are
 /// already percent-decoded. A `job` among the pairs is overridden by the
-/// path's job.
+/// path's job. With `utf8`, label names are unescaped (see
+/// [`parse_push_path`]); a name that is reserved (`__`) before or after is
+/// refused.
 pub fn parse_grouping_key(
     job: &str,
     job_base64: bool,
     pairs: &[&str],
+    utf8: bool,
 ) -> Result<GroupingKey, GroupingError> {
     let job = if job_base64 {
         decode_base64("job", job)?
@@ -129,12 +137,21 @@ pub fn parse_grouping_key(
     let mut labels: Vec<(String, String)> = Vec::with_capacity(pairs.len() / 2 + 1);
     for pair in pairs.chunks(2) {
         let (raw_name, raw_value) = (pair[0], pair[1]);
-        let (name, value) = match raw_name.strip_suffix("@base64") {
+        let (escaped, value) = match raw_name.strip_suffix("@base64") {
             Some(name) => (name, decode_base64(name, raw_value)?),
             None => (raw_name, raw_value.to_string()),
         };
-        if !is_valid_label_name(name.as_bytes()) || name.starts_with("__") {
-            return Err(GroupingError::InvalidLabelName(name.to_string()));
+        let name = if utf8 {
+            unescape_values(escaped)
+        } else {
+            Cow::Borrowed(escaped)
+        };
+        let name = name.as_ref();
+        if !is_valid_label_name_with(name, utf8)
+            || escaped.starts_with("__")
+            || name.starts_with("__")
+        {
+            return Err(GroupingError::InvalidLabelName(escaped.to_string()));
         }
         if name == "job" {
             continue;
@@ -166,7 +183,7 @@ mod tests {
     use super::*;
 
     fn key(job: &str, b64: bool, pairs: &[&str]) -> Result<Vec<(String, String)>, GroupingError> {
-        parse_grouping_key(job, b64, pairs).map(|k| k.labels().to_vec())
+        parse_grouping_key(job, b64, pairs, false).map(|k| k.labels().to_vec())
     }
 
     fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -186,8 +203,8 @@ mod tests {
 
     #[test]
     fn labels_sorted_and_order_independent() {
-        let a = parse_grouping_key("j", false, &["zone", "a", "instance", "i1"]).unwrap();
-        let b = parse_grouping_key("j", false, &["instance", "i1", "zone", "a"]).unwrap();
+        let a = parse_grouping_key("j", false, &["zone", "a", "instance", "i1"], false).unwrap();
+        let b = parse_grouping_key("j", false, &["instance", "i1", "zone", "a"], false).unwrap();
         assert_eq!(a, b);
         assert_eq!(
             a.labels(),
@@ -294,7 +311,7 @@ mod tests {
     }
 
     fn path(rest: &str) -> Option<Result<Vec<(String, String)>, GroupingError>> {
-        parse_push_path(rest).map(|r| r.map(|k| k.labels().to_vec()))
+        parse_push_path(rest, false).map(|r| r.map(|k| k.labels().to_vec()))
     }
 
     #[test]

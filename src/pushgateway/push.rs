@@ -81,6 +81,8 @@ pub struct PushgatewayInput {
     pub metrics: Arc<Metrics>,
     /// None with `store = false`: a pure forwarder.
     pub store: Option<Arc<Store>>,
+    /// Accept UTF-8 metric and label names (`utf8_names`).
+    pub utf8_names: bool,
 }
 
 impl PushgatewayInput {
@@ -188,7 +190,7 @@ impl PushgatewayInput {
         };
         let decoded =
             body::decode_content(req.content_encoding, req.body, self.max_decompressed_size)?;
-        let families = body::parse_families(req.content_type, &decoded)?;
+        let families = body::parse_families(req.content_type, &decoded, self.utf8_names)?;
         check_timestamps(&families, &self.mapping)
             .map_err(|m| ApiError::new(ErrorCode::TimestampOutOfRange, m))?;
         let samples: usize = families.iter().map(|f| f.metrics.len()).sum();

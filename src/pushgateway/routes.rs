@@ -13,7 +13,8 @@
 
 use super::grouping::parse_push_path;
 use super::push::{PushMethod, PushgatewayInput};
-use crate::expfmt::expose::{self, ExpositionWriter};
+use crate::expfmt::expose::ExpositionWriter;
+use crate::expfmt::negotiate::{self, NameEscaping};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::reply::{
     error_reply, json_reply, method_not_allowed, not_found, only_get, status_reply, text_reply,
@@ -72,7 +73,8 @@ impl Api {
             Some(raw) => std::borrow::Cow::Borrowed(raw),
             None => std::borrow::Cow::Owned(rest.replace('%', "%25")),
         };
-        if let (Some(pg), Some(group)) = (&self.pushgateway, parse_push_path(&raw_rest)) {
+        let utf8 = self.pushgateway.as_ref().is_some_and(|pg| pg.utf8_names);
+        if let (Some(pg), Some(group)) = (&self.pushgateway, parse_push_path(&raw_rest, utf8)) {
             let Some(push_method) = PushMethod::from_http(req.method.as_str()) else {
                 return method_not_allowed(&req.method, "PUT, POST, DELETE");
             };
@@ -99,8 +101,9 @@ impl Api {
             }
             "/metrics" => {
                 let (metrics, store) = (self.metrics.clone(), self.store.clone());
+                let utf8 = self.pushgateway.as_ref().is_some_and(|pg| pg.utf8_names);
                 let headers = req.headers;
-                off_worker(move || exposition(&metrics, store.as_deref(), &headers)).await
+                off_worker(move || exposition(&metrics, store.as_deref(), &headers, utf8)).await
             }
             "/api/v1/metrics" => {
                 let data = match self.store.clone() {
@@ -173,10 +176,24 @@ impl Api {
     }
 }
 
-/// `GET P/metrics`, in the format and encoding the client accepts.
-fn exposition(metrics: &Metrics, store: Option<&Store>, headers: &HeaderMap) -> Reply {
+/// `GET P/metrics`, in the format and encoding the client accepts. With
+/// `utf8_names`, names are escaped as `Accept` asks (underscores unless it
+/// says otherwise), and `Content-Type` says how, as in Pushgateway 1.11;
+/// without, nothing is escaped (no stored name needs it) and the
+/// `Content-Type` is 1.5.1's.
+fn exposition(
+    metrics: &Metrics,
+    store: Option<&Store>,
+    headers: &HeaderMap,
+    utf8_names: bool,
+) -> Reply {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let format = expose::negotiate(header("accept"));
+    let (format, escaping) = negotiate::negotiate_with_escaping(header("accept"));
+    let names = if utf8_names {
+        escaping
+    } else {
+        NameEscaping::AsStored
+    };
     metrics
         .log_fsyncs
         .set_total(crate::durable::total_fsyncs() as f64);
@@ -184,19 +201,23 @@ fn exposition(metrics: &Metrics, store: Option<&Store>, headers: &HeaderMap) -> 
     // Sized for the store up front: growing a buffer of a million
     // series by doubling copies it whole several times over.
     let capacity = store.map_or(0, |s| s.series_count()) * BYTES_PER_SERIES;
-    let mut writer = ExpositionWriter::with_capacity(format, capacity);
+    let mut writer = ExpositionWriter::with_capacity(format, capacity).with_names(names);
     match store {
         Some(store) => store.expose(&mut writer, own),
         None => crate::store::exposition::expose_own(&mut writer, own),
     }
     let mut body = writer.finish();
-    let gzip = expose::accepts_gzip(header("accept-encoding"));
+    let gzip = negotiate::accepts_gzip(header("accept-encoding"));
     if gzip {
-        body = expose::gzip(&body);
+        body = negotiate::gzip(&body);
     }
     let mut r = Response::new(body);
+    let content_type = match names.as_param() {
+        Some(e) => format!("{}; escaping={e}", format.content_type()),
+        None => format.content_type().to_string(),
+    };
     r.headers_mut()
-        .insert("Content-Type", format.content_type().parse().unwrap());
+        .insert("Content-Type", content_type.parse().unwrap());
     if gzip {
         r.headers_mut()
             .insert("Content-Encoding", "gzip".parse().unwrap());

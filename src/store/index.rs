@@ -6,6 +6,8 @@
 
 use super::series::{series_id, IdHasher};
 use crate::model::family::{Family, LabelStr, MetricType};
+use crate::model::names::escape_underscores;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
@@ -36,6 +38,9 @@ pub struct Index {
     families: BTreeMap<Arc<str>, FamilyEntry>,
     /// Series identity (family name + sorted labels, hashed) → owner.
     series: HashMap<SeriesKey, GroupId, BuildHasherDefault<IdHasher>>,
+    /// Family names that underscore escaping changes (only `utf8_names`
+    /// lets one in), by their escaped form.
+    escaped: HashMap<String, Arc<str>>,
 }
 
 /// A series id as two u32 halves: with the u32 owner, a map entry takes
@@ -155,6 +160,55 @@ impl Index {
         Ok(())
     }
 
+    /// With UTF-8 names: refuses a pushed family whose name exposes, under
+    /// the default (underscore) escaping, as another family's that stays
+    /// stored or comes in the same push (`foo.bar` beside `foo_bar`), and
+    /// a series with two label names that escape alike. Pushgateway 1.11
+    /// takes both and then exposes two families (or labels) of one name.
+    pub fn check_escaped_names(&self, pusher: &Pusher<'_>, push: &[Family]) -> Result<(), String> {
+        let mut pushed: HashMap<Cow<'_, str>, &str> = HashMap::new();
+        let collision = |name: &str, other: &str, escaped: &str| {
+            Err(format!(
+                "metric family {name:?} would be exposed as {escaped:?}, as {other:?} is, \
+                 to a scraper that does not ask for UTF-8 names"
+            ))
+        };
+        for family in push {
+            let name = family.name.as_str();
+            let escaped = escape_underscores(name);
+            if let Some(other) = pushed.insert(escaped.clone(), name) {
+                if other != name {
+                    return collision(name, other, &escaped);
+                }
+            }
+            // A stored name that is the escaped form itself, or escapes to
+            // it, other than this one.
+            let stored = [
+                Some(escaped.as_ref()),
+                self.escaped.get(escaped.as_ref()).map(|raw| &**raw),
+            ];
+            for other in stored.into_iter().flatten() {
+                if other != name && self.type_elsewhere(other, pusher).is_some() {
+                    return collision(name, other, &escaped);
+                }
+            }
+            for metric in &family.metrics {
+                let mut seen: HashMap<Cow<'_, str>, &str> = HashMap::new();
+                for (label, _) in &metric.labels {
+                    let e = escape_underscores(label);
+                    if let Some(other) = seen.insert(e.clone(), label) {
+                        return Err(format!(
+                            "label names {other:?} and {label:?} of series {} would both be \
+                             exposed as {e:?} to a scraper that does not ask for UTF-8 names",
+                            describe(name, &metric.labels)
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Records that group `id` now holds the family `name` with the
     /// series `ids` (see [`series_id`]).
     pub fn add(
@@ -178,6 +232,13 @@ impl Index {
         if entry.holders.is_empty() && entry.pinned_help.is_none() {
             entry.kind = kind;
         }
+        if let Cow::Owned(escaped) = escape_underscores(name) {
+            if !self.escaped.contains_key(&escaped) {
+                let (raw, _) = self.families.get_key_value(name).expect("inserted above");
+                self.escaped.insert(escaped, raw.clone());
+            }
+        }
+        let entry = self.families.get_mut(name).expect("inserted above");
         // Copies the holders only if a snapshot shares them and they change.
         if !entry.holders.contains(&id) {
             Arc::make_mut(&mut entry.holders).insert(id);
@@ -203,6 +264,11 @@ impl Index {
             }
             if entry.holders.is_empty() && entry.pinned_help.is_none() {
                 self.families.remove(name);
+                if let Cow::Owned(escaped) = escape_underscores(name) {
+                    if self.escaped.get(&escaped).is_some_and(|raw| &**raw == name) {
+                        self.escaped.remove(&escaped);
+                    }
+                }
             }
         }
     }
@@ -210,6 +276,7 @@ impl Index {
     /// Forgets every group, keeping the pinned names.
     pub fn clear(&mut self) {
         self.series.clear();
+        self.escaped.clear();
         self.families.retain(|_, e| {
             e.holders = Arc::default();
             e.pinned_help.is_some()

@@ -76,6 +76,9 @@ pub const DEFAULT_SNAPSHOT_AFTER_BYTES: u64 = 64 << 20;
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub consistency_check: bool,
+    /// UTF-8 names are accepted (`utf8_names`): the check also refuses a
+    /// name that would expose like another under the default escaping.
+    pub utf8_names: bool,
     pub persistence_dir: Option<PathBuf>,
     pub group_ttl: Duration,
     pub snapshot_after_bytes: u64,
@@ -317,8 +320,8 @@ impl Store {
         let mut inner = self.lock();
         let ids = inner.ids_to_index(&push.key, &push.families, &push.packed);
         if self.options.consistency_check {
-            let checked =
-                index::check_alone(&push.families, &ids).and_then(|()| inner.check(&push, &ids));
+            let checked = index::check_alone(&push.families, &ids)
+                .and_then(|()| inner.check(&push, &ids, self.options.utf8_names));
             if let Err(message) = checked {
                 let m = Mutation::Failure {
                     key: push.key,
@@ -614,18 +617,19 @@ impl Inner {
             .collect()
     }
 
-    fn check(&self, push: &Prepared, ids: &PushIds) -> Result<(), String> {
+    fn check(&self, push: &Prepared, ids: &PushIds, utf8_names: bool) -> Result<(), String> {
         let id = self.by_key.get(&push.key).copied();
         let pushed = |name: &str| push.families.iter().any(|f| f.name == name);
         let replaces = |name: &str| push.replace || pushed(name);
-        self.index.check(
-            &Pusher {
-                id,
-                replaces: &replaces,
-            },
-            &push.families,
-            ids,
-        )
+        let pusher = Pusher {
+            id,
+            replaces: &replaces,
+        };
+        self.index.check(&pusher, &push.families, ids)?;
+        if utf8_names {
+            self.index.check_escaped_names(&pusher, &push.families)?;
+        }
+        Ok(())
     }
 
     /// Stores `families` (sanitized), with their series ids from

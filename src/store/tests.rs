@@ -12,6 +12,7 @@ fn key(job: &str, pairs: &[&str]) -> GroupingKey {
 fn options() -> StoreOptions {
     StoreOptions {
         consistency_check: true,
+        utf8_names: false,
         persistence_dir: None,
         group_ttl: Duration::ZERO,
         snapshot_after_bytes: DEFAULT_SNAPSHOT_AFTER_BYTES,
@@ -176,6 +177,7 @@ fn a_failed_reservation_changes_nothing() {
 fn with_the_check_off_anything_goes() {
     let store = Store::new(StoreOptions {
         consistency_check: false,
+        utf8_names: false,
         ..options()
     });
     push(&store, &key("a", &[]), true, "# TYPE m counter\nm 1\n", 1).unwrap();
