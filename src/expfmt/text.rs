@@ -374,20 +374,13 @@ impl<'a> Parser<'a> {
         self.labels.clear();
         // The quantile of a summary line or the le of a histogram line.
         let mut special = f64::NAN;
-        if name_in_braces {
-            match self.cur()? {
-                // More labels: `label_set` starts on the ','.
-                b',' => special = self.label_set(fam, kind)?,
-                b'}' => {
-                    self.pos += 1;
-                    self.skip_blanks();
-                    self.cur()?;
-                }
-                c => {
-                    return Err(self.err(format!("unexpected end of metric name {}", quote_byte(c))))
-                }
-            }
-        } else if self.cur()? == b'{' {
+        let has_labels = if name_in_braces {
+            self.after_name_in_braces()?
+        } else {
+            self.cur()? == b'{'
+        };
+        // One call site, so that it is inlined as before UTF-8 names.
+        if has_labels {
             special = self.label_set(fam, kind)?;
         }
 
@@ -434,17 +427,20 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
                 break;
             }
-            let quoted = self.utf8 && self.cur()? == b'"';
-            let name = if quoted {
-                name_str(self.quoted_name("label name")?)
-            } else {
-                self.label_name()?
-            };
+            let mut name = self.label_name()?;
+            let mut quoted = false;
             if name.is_empty() {
-                return Err(self.err(format!(
-                    "invalid label name for metric {:?}",
-                    self.families[fam].name
-                )));
+                // A quoted name only where a legacy one cannot start: the
+                // usual label costs nothing more.
+                if self.utf8 && self.buf.get(self.pos) == Some(&b'"') {
+                    name = name_str(self.quoted_name("label name")?);
+                    quoted = true;
+                } else {
+                    return Err(self.err(format!(
+                        "invalid label name for metric {:?}",
+                        self.families[fam].name
+                    )));
+                }
             }
             if name == "__name__" {
                 return Err(self.err("label name \"__name__\" is reserved"));
@@ -694,6 +690,24 @@ impl<'a> Parser<'a> {
     /// A quoted name (`what`: "metric name" or "label name"); the cursor is
     /// on its opening quote and is left past its closing one. Non-empty
     /// UTF-8 without escape sequences or newlines.
+    /// After `{"name"`: true on a `,` (labels follow; `label_set` starts
+    /// on it), false past a `}` and the blanks after it.
+    #[cold]
+    fn after_name_in_braces(&mut self) -> Result<bool, ParseError> {
+        match self.cur()? {
+            b',' => Ok(true),
+            b'}' => {
+                self.pos += 1;
+                self.skip_blanks();
+                self.cur()?;
+                Ok(false)
+            }
+            c => Err(self.err(format!("unexpected end of metric name {}", quote_byte(c)))),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
     fn quoted_name(&mut self, what: &str) -> Result<&'a [u8], ParseError> {
         let buf = self.buf;
         let start = self.pos + 1;
