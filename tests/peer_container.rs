@@ -16,110 +16,8 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-
-const IMAGE: &str = "pushkit:test";
-const ENTRYPOINT: &[&str] = &[
-    "/usr/local/bin/pushkit",
-    "run",
-    "--conf-dir",
-    "/etc/pushkit/conf.d",
-];
-
-/// buildah (`PUSHKIT_BUILDAH`, default /usr/bin/buildah) with its
-/// storage in a temp dir.
-struct Buildah {
-    bin: PathBuf,
-    root: PathBuf,
-    run: PathBuf,
-}
-
-impl Buildah {
-    fn new(dir: &Path) -> Buildah {
-        Buildah {
-            bin: peer_binary("PUSHKIT_BUILDAH", "/usr/bin/buildah", "buildah"),
-            root: dir.join("storage"),
-            run: dir.join("runroot"),
-        }
-    }
-
-    /// The command line: buildah and its global flags.
-    fn argv(&self) -> Vec<String> {
-        vec![
-            self.bin.display().to_string(),
-            "--root".into(),
-            self.root.display().to_string(),
-            "--runroot".into(),
-            self.run.display().to_string(),
-            "--storage-driver".into(),
-            "vfs".into(),
-        ]
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let argv = self.argv();
-        let mut cmd = Command::new(&argv[0]);
-        cmd.args(&argv[1..]).args(args);
-        cmd
-    }
-
-    /// Runs `args`; panics on failure; returns stdout, trimmed.
-    fn run(&self, args: &[&str]) -> String {
-        let (status, out, err) = run_bounded(
-            &format!("buildah {args:?}"),
-            self.cmd(args),
-            Duration::from_secs(300),
-        );
-        assert!(status.success(), "buildah {args:?}: {status}\n{out}\n{err}");
-        out.trim().to_string()
-    }
-}
-
-/// The pid of the process whose command line starts with the image's
-/// entrypoint and whose environment holds `marker` (its listen address):
-/// the pushkit that `buildah run` or `bwrap` started.
-fn pushkit_pid(marker: &str) -> Option<u32> {
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        if args.first() == Some(&ENTRYPOINT[0].as_bytes())
-            && environ.split(|&b| b == 0).any(|e| e == marker.as_bytes())
-        {
-            return Some(pid);
-        }
-    }
-    None
-}
-
-/// Its real, effective, saved and filesystem uids.
-fn uids(pid: u32) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Kills the pushkit found by [`pushkit_pid`] when dropped, whatever
-/// became of the wrapper that started it.
-struct Reaper(String);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        if let Some(pid) = pushkit_pid(&self.0) {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
-    }
-}
 
 /// Waits for the agent on `port`, pushes a group, reads it back from
 /// `/metrics`, and returns the uids of its process.
@@ -162,14 +60,7 @@ fn the_image_builds_runs_as_nonroot_and_needs_no_writable_root() {
         .tempdir()
         .expect("temp dir");
     let buildah = Buildah::new(dir.path());
-    let build = repo_root().join("samples/container/build.sh");
-    let mut cmd = Command::new("bash");
-    cmd.arg(&build)
-        .env("PUSHKIT_BIN", env!("CARGO_BIN_EXE_pushkit"))
-        .env("PUSHKIT_IMAGE", IMAGE)
-        .env("BUILDAH", buildah.argv().join(" "));
-    let (status, out, err) = run_bounded("build.sh", cmd, Duration::from_secs(300));
-    assert!(status.success(), "build.sh: {status}\n{out}\n{err}");
+    buildah.build_image(env!("CARGO_BIN_EXE_pushkit"));
 
     // The image's config, as the Dockerfile's final stage has it.
     let inspect: serde_json::Value =

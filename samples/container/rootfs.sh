@@ -20,6 +20,9 @@ root="$out/rootfs"
 
 rm -rf "$out"
 mkdir -p "$root/usr/local/bin" "$root/etc/ssl/certs" "$root/etc/pushkit/conf.d" "$out/data"
+# Mount points a runtime fills (and that a read-only root cannot grow).
+mkdir -p "$root/dev" "$root/proc" "$root/sys" "$root/tmp"
+chmod 1777 "$root/tmp"
 install -m 0755 "$bin" "$root/usr/local/bin/pushkit"
 
 # The shared libraries, at the paths the dynamic loader looks for them.

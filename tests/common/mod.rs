@@ -19,9 +19,12 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tempfile::TempDir;
 
+mod container;
 mod native;
 mod peers;
 // Not every test crate runs a peer, nor pushes native histograms.
+#[allow(unused_imports)]
+pub use container::*;
 #[allow(unused_imports)]
 pub use native::*;
 #[allow(unused_imports)]
