@@ -6,6 +6,7 @@ use crate::convert::{Mapping, Naming};
 use crate::durable::{fsutil, Io, Log, LogOptions, RealIo};
 use crate::http;
 use crate::metrics::Metrics;
+use crate::pushgateway::status_page::{SinkRow, StatusPage};
 use crate::pushgateway::{Api, PushgatewayInput};
 use crate::sink::disk::{self, DiskQueue};
 use crate::sink::{stdout::LineOutput, SinkSet, StartError};
@@ -88,6 +89,17 @@ pub async fn run(
         enable_lifecycle: pg.enable_lifecycle,
         quit: quit.clone(),
         status: status_json(&config),
+        page: Arc::new(StatusPage::new(
+            config
+                .sinks
+                .iter()
+                .map(|s| SinkRow {
+                    name: s.name.clone(),
+                    url: crate::config::redact_secrets(&s.url),
+                })
+                .collect(),
+            config.to_toml(),
+        )),
     });
     let stop = async move {
         tokio::select! {

@@ -315,9 +315,27 @@ pub struct Metrics {
     pub sink_duplicates: Labelled<Counter>,
     /// Set from the durable engine's count when a scrape reads it.
     pub log_fsyncs: Counter,
+    /// Each sink's last delivery error and its time (ns since the epoch),
+    /// for the status page; not a metric.
+    sink_errors: std::sync::Mutex<std::collections::BTreeMap<String, (String, i64)>>,
 }
 
 impl Metrics {
+    /// Records `message` as sink `sink`'s last error, now.
+    pub fn note_sink_error(&self, sink: &str, message: String) {
+        let now = crate::model::point::now_ns();
+        let mut errors = self.sink_errors.lock().unwrap_or_else(|p| p.into_inner());
+        errors.insert(sink.to_string(), (message, now));
+    }
+
+    /// Each sink's last error and its time, by sink name.
+    pub fn sink_errors(&self) -> std::collections::BTreeMap<String, (String, i64)> {
+        self.sink_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Every self metric as a family, in [`CATALOG`] order, with HELP and
     /// TYPE as documented there.
     pub fn families(&self) -> Vec<Family> {

@@ -136,6 +136,11 @@ error_codes! {
         403,
         "`/-/quit` needs `enable_lifecycle = true`."
     ),
+    Forbidden = (
+        "forbidden",
+        403,
+        "A status page form without the page's token, or sent from another site."
+    ),
     JournalFailed = (
         "journalFailed",
         500,

@@ -30,6 +30,8 @@ pub struct Request {
     pub method: Method,
     /// The path as sent, not yet percent-decoded (see [`percent_decode`]).
     pub raw_path: String,
+    /// The query string as sent, without its `?`; empty without one.
+    pub query: String,
     pub headers: HeaderMap,
     pub body: BodyStream,
 }
@@ -56,15 +58,21 @@ pub async fn serve<S: Service>(
 ) {
     let route = warp::method()
         .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .then(
-            move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
+            move |method: Method,
+                  path: warp::path::FullPath,
+                  query: String,
+                  headers: HeaderMap,
+                  body| {
                 let service = service.clone();
                 let body: BodyStream = Box::pin(body_bytes(body));
                 let req = Request {
                     method,
                     raw_path: path.as_str().to_string(),
+                    query,
                     headers,
                     body,
                 };

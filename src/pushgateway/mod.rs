@@ -2,12 +2,14 @@
 //! [`routes`] serves it over `crate::http`; [`grouping`] reads the grouping
 //! key from a push's URL, [`body`] decodes and parses its body, and
 //! [`push`] stores and forwards it (see there for where it differs from
-//! the Pushgateway and from DataKit).
+//! the Pushgateway and from DataKit); [`status_page`] is the HTML page at
+//! `P/` and `P/status`.
 
 pub mod body;
 pub mod grouping;
 pub mod push;
 pub mod routes;
+pub mod status_page;
 
 pub use push::PushgatewayInput;
 pub use routes::Api;

@@ -10,9 +10,12 @@
 //! - `PUT P/api/v1/admin/wipe` (with `enable_admin_api`)
 //! - `PUT|POST P/-/quit` (with `enable_lifecycle`)
 //! - `GET P/-/healthy`, `GET P/-/ready` (503 while the store loads)
+//! - `GET P/`, `GET P/status`: the status page; `POST P/status/delete` and
+//!   `POST P/status/wipe` (with `enable_admin_api`): its forms
 
 use super::grouping::parse_push_path;
 use super::push::{PushMethod, PushgatewayInput};
+use super::status_page::{group_of_path, parse_form, PageInput, PageQuery, StatusPage};
 use crate::expfmt::expose::ExpositionWriter;
 use crate::expfmt::negotiate::{self, NameEscaping};
 use crate::http::error::{ApiError, ErrorCode};
@@ -46,6 +49,7 @@ pub struct Api {
     pub quit: Arc<tokio::sync::Notify>,
     /// `data` of `GET P/api/v1/status`.
     pub status: serde_json::Value,
+    pub page: Arc<StatusPage>,
 }
 
 impl Service for Api {
@@ -112,6 +116,18 @@ impl Api {
                 };
                 json_reply(&serde_json::json!({"status": "success", "data": data}))
             }
+            "" | "/" | "/status" => {
+                if method != Method::GET && method != Method::HEAD {
+                    return method_not_allowed(method, "GET");
+                }
+                self.status_page(&req.query).await
+            }
+            "/status/delete" | "/status/wipe" if self.enable_admin_api => {
+                if method != Method::POST {
+                    return method_not_allowed(method, "POST");
+                }
+                self.page_form(rest == "/status/wipe", req).await
+            }
             "/api/v1/status" => only_get(method, || {
                 json_reply(&serde_json::json!({"status": "success", "data": self.status}))
             }),
@@ -155,6 +171,105 @@ impl Api {
         let pg = self.pushgateway.as_ref()?;
         let why = pg.sinks.failure()?;
         Some(format!("the disk queue failed: {why}"))
+    }
+
+    /// The status page, rendered off the async workers (it walks the
+    /// store's groups).
+    async fn status_page(&self, query: &str) -> Reply {
+        let query = PageQuery::parse(query);
+        let not_ready = self.not_ready();
+        let (page, store, metrics) = (self.page.clone(), self.store.clone(), self.metrics.clone());
+        let (prefix, admin) = (self.prefix.clone(), self.enable_admin_api);
+        let html = off_worker(move || {
+            page.render(&PageInput {
+                store: store.as_deref(),
+                metrics: &metrics,
+                prefix: &prefix,
+                admin,
+                not_ready,
+                query: &query,
+            })
+        })
+        .await;
+        let mut r = Response::new(html.into_bytes());
+        let headers = r.headers_mut();
+        headers.insert("Content-Type", "text/html; charset=utf-8".parse().unwrap());
+        headers.insert("Cache-Control", "no-store".parse().unwrap());
+        // Not to be framed by another site (clickjacking the buttons).
+        headers.insert("X-Frame-Options", "DENY".parse().unwrap());
+        headers.insert(
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'"
+                .parse()
+                .unwrap(),
+        );
+        r
+    }
+
+    /// A status page form: delete one group, or all. Refused (403) without
+    /// the page's token or when the browser says it comes from another
+    /// site; answered with a redirect back to the page.
+    async fn page_form(&self, wipe: bool, mut req: Request) -> Reply {
+        let cross_site = req
+            .header("sec-fetch-site")
+            .is_some_and(|s| s != "same-origin" && s != "none")
+            || match (req.header("origin"), req.header("host")) {
+                (Some(origin), Some(host)) => {
+                    origin.split_once("://").map(|(_, h)| h) != Some(host)
+                }
+                _ => false,
+            };
+        let body = match crate::http::body::read_body(
+            crate::http::body::declared_length(&req.headers),
+            &mut req.body,
+            64 << 10,
+        )
+        .await
+        {
+            Ok(b) => b,
+            Err(e) => return error_reply(&e),
+        };
+        let form = parse_form(&String::from_utf8_lossy(&body));
+        if cross_site || form.get("token") != Some(&self.page.token) {
+            return error_reply(&ApiError::new(
+                ErrorCode::Forbidden,
+                "the status page's forms need the page's token, from the page's own origin",
+            ));
+        }
+        if wipe {
+            let reply = self.wipe().await;
+            if !reply.status().is_success() {
+                return reply;
+            }
+        } else {
+            let utf8 = self.pushgateway.as_ref().is_some_and(|pg| pg.utf8_names);
+            let Some(key) = form.get("group").and_then(|p| group_of_path(p, utf8)) else {
+                return error_reply(&ApiError::new(
+                    ErrorCode::InvalidPath,
+                    "the form's group is not a group's push path",
+                ));
+            };
+            if let Some(store) = &self.store {
+                let done = match store.delete(key) {
+                    Ok(ticket) => store.wait(ticket).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = done {
+                    return error_reply(&ApiError::new(
+                        ErrorCode::JournalFailed,
+                        format!("the store's journal failed: {e}"),
+                    ));
+                }
+            }
+        }
+        let mut r = Response::new(Vec::new());
+        *r.status_mut() = StatusCode::SEE_OTHER;
+        r.headers_mut().insert(
+            "Location",
+            format!("{}/status", self.prefix).parse().unwrap(),
+        );
+        r
     }
 
     async fn wipe(&self) -> Reply {

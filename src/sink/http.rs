@@ -255,13 +255,12 @@ impl HttpSink {
     /// A partial write stored every line but `refused`: those are dropped
     /// (rejected), the rest delivered; none is sent again.
     fn count_partial_write(&self, points: usize, refused: usize, reply: &str) {
-        tracing::error!(
-            sink = %self.name,
-            points,
-            refused,
-            "sink stored a batch but {refused} of its {points} points (partial write), dropped: {}",
+        let why = format!(
+            "stored a batch but {refused} of its {points} points (partial write), dropped: {}",
             one_line(reply)
         );
+        tracing::error!(sink = %self.name, points, refused, "sink {why}");
+        self.metrics.note_sink_error(&self.name, why);
         self.count_dropped(refused, "rejected");
         self.metrics
             .sink_delivered
@@ -275,14 +274,15 @@ impl HttpSink {
         let Some((status, reply)) = refused.first else {
             return;
         };
+        let why = format!("rejected a batch ({status}), dropped: {}", one_line(&reply));
         tracing::error!(
             sink = %self.name,
             status,
             points = refused.points,
             requests = refused.requests,
-            "sink rejected a batch, dropped: {}",
-            one_line(&reply)
+            "sink {why}"
         );
+        self.metrics.note_sink_error(&self.name, why);
         self.count_dropped(refused.points, "rejected");
     }
 
@@ -352,6 +352,8 @@ impl HttpSink {
                         retry_in_ms = wait.as_millis() as u64,
                         "sink write failed, will retry: {why}"
                     );
+                    self.metrics
+                        .note_sink_error(&self.name, format!("write failed, retrying: {why}"));
                     retries = retries.saturating_add(1);
                     tokio::time::sleep(wait).await;
                 }

@@ -262,6 +262,11 @@ impl StoredFamily {
         }
     }
 
+    /// How many series it has.
+    pub fn series_count(&self) -> usize {
+        self.ends.len()
+    }
+
     /// Its series, in push order.
     pub fn series(&self) -> impl Iterator<Item = StoredSeries<'_>> + '_ {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
