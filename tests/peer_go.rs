@@ -4,7 +4,10 @@
 //! containing `/` (sent as unpadded `path@base64/...`). The agent writes to
 //! stdout; the test checks every point exactly. A second test does the
 //! same with `Format(expfmt.FmtText)`, and both check the Content-Type the
-//! client sent.
+//! client sent. Another sends the pushes and native histograms through
+//! remote write to a real VictoriaMetrics and checks `/metrics` and
+//! `/api/v1/metrics`; the last compares native histograms and exemplars
+//! with the Go Pushgateway's.
 //!
 //! Built offline in GOPATH mode from /usr/share/gocode. `PUSHKIT_GO` names
 //! the go binary (default: `go` on PATH).
@@ -246,4 +249,112 @@ fn go_native_histograms_and_exemplars_match_the_pushgateway() {
         got, want,
         "after a restart, pushkit (left) against the Pushgateway (right)"
     );
+}
+
+/// The client matrix's row for the Go client: its PUT and POST (protobuf,
+/// a grouping value with `/`) and a `Gatherer` of native histograms reach
+/// a real VictoriaMetrics over remote write with the pushed names and
+/// values, the group shows in `/metrics` and `/api/v1/metrics`, and the
+/// client's DELETE removes it.
+#[test]
+#[ignore = "needs golang-go + golang-github-prometheus-client-golang-dev + victoria-metrics: run via .ci/run"]
+fn go_client_to_victoria_metrics() {
+    let build_dir = tempfile::Builder::new()
+        .prefix("pushkit-go-")
+        .tempdir()
+        .expect("temp dir");
+    let pusher = build_pusher(build_dir.path());
+    let mut vm = VictoriaMetrics::start();
+    let agent = vm.remote_write_agent();
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(&pusher);
+        cmd.arg("-url").arg(agent.base_url()).args(args);
+        let (status, out, err) = run_bounded("go-pusher", cmd, Duration::from_secs(60));
+        assert!(
+            status.success(),
+            "go-pusher {args:?}: {status}\n{out}\n{err}"
+        );
+        out
+    };
+    assert_eq!(
+        run(&["-no-delete"]).lines().collect::<Vec<_>>(),
+        ["PUT 200", "POST 200"]
+    );
+    assert_eq!(run(&["-native"]).trim(), "PUT 200");
+
+    let exposition = agent.request("GET", "/metrics", &[], b"").text();
+    for want in [
+        r#"demo_go_jobs_processed_total{instance="node-a",job="go-batch",path="/srv/batch",queue="high"} 5"#,
+        r#"demo_go_add_marker{instance="node-a",job="go-batch",path="/srv/batch"} 7"#,
+        r#"demo_native_requests_total{instance="node-n",job="go-native"} 3"#,
+    ] {
+        assert!(
+            exposition.lines().any(|l| l == want),
+            "{want} not in\n{exposition}"
+        );
+    }
+    let api: serde_json::Value =
+        serde_json::from_str(&agent.request("GET", "/api/v1/metrics", &[], b"").text()).unwrap();
+    let groups: Vec<&serde_json::Value> = api["data"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .map(|g| &g["labels"])
+        .collect();
+    assert!(
+        groups
+            .iter()
+            .any(|l| l["job"] == "go-batch" && l["path"] == "/srv/batch"),
+        "{groups:?}"
+    );
+
+    let want = [
+        ("demo_go_jobs_processed_total", vec![("queue", "high")], 5.0),
+        ("demo_go_temperature_celsius", vec![("room", "lab")], 19.25),
+        ("demo_go_request_seconds_count", vec![], 3.0),
+        ("demo_go_batch_size_bucket", vec![("le", "+Inf")], 4.0),
+        ("demo_go_add_marker", vec![], 7.0),
+    ];
+    let exported = wait_for(
+        "the Go client's series in VictoriaMetrics",
+        Duration::from_secs(30),
+        || {
+            let e = vm.export(r#"{job="go-batch"}"#);
+            (e.len() >= 12).then_some(e)
+        },
+    );
+    for (name, extra, value) in want {
+        let mut pairs = vec![
+            ("instance", "node-a"),
+            ("job", "go-batch"),
+            ("path", "/srv/batch"),
+        ];
+        pairs.extend(extra);
+        let series = labels(name, &pairs);
+        assert_eq!(
+            exported.get(&series).map(|s| s.last().unwrap().1),
+            Some(value),
+            "{name}: {exported:#?}"
+        );
+    }
+    // The native histograms' classic side: VictoriaMetrics 1.79 keeps no
+    // native histograms (Prometheus does: peer_remote_write.rs).
+    let native = wait_for(
+        "demo_native_* in VictoriaMetrics",
+        Duration::from_secs(30),
+        || {
+            let e = vm.export(r#"{__name__="demo_native_wait_seconds_count"}"#);
+            (!e.is_empty()).then_some(e)
+        },
+    );
+    assert_eq!(
+        native.values().next().map(|s| s[0].1),
+        Some(8.0),
+        "{native:#?}"
+    );
+
+    // The client's own DELETE (the pusher's default last step).
+    assert_eq!(run(&[]).lines().last(), Some("DELETE 202"));
+    let exposition = agent.request("GET", "/metrics", &[], b"").text();
+    assert!(!exposition.contains("job=\"go-batch\""), "{exposition}");
 }
