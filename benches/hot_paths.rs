@@ -76,6 +76,8 @@ fn store_with(groups: usize, families: &[Family]) -> Store {
     let store = Store::new(StoreOptions {
         consistency_check: true,
         utf8_names: false,
+        max_groups: 0,
+        max_series: 0,
         persistence_dir: None,
         group_ttl: Duration::ZERO,
         snapshot_after_bytes: DEFAULT_SNAPSHOT_AFTER_BYTES,

@@ -6,6 +6,7 @@ use crate::convert::{Mapping, Naming};
 use crate::durable::{fsutil, Io, Log, LogOptions, RealIo};
 use crate::http;
 use crate::metrics::Metrics;
+use crate::pushgateway::limits::PushLimits;
 use crate::pushgateway::status_page::{SinkRow, StatusPage};
 use crate::pushgateway::{Api, PushgatewayInput};
 use crate::sink::disk::{self, DiskQueue};
@@ -75,6 +76,12 @@ pub async fn run(
                 metrics: metrics.clone(),
                 store: store.clone(),
                 utf8_names: pg.utf8_names,
+                limits: PushLimits {
+                    sample_limit: pg.sample_limit,
+                    label_limit: pg.label_limit,
+                    label_name_length_limit: pg.label_name_length_limit,
+                    label_value_length_limit: pg.label_value_length_limit,
+                },
             })),
         ),
         None => (String::new(), None),
@@ -99,6 +106,8 @@ pub async fn run(
                 })
                 .collect(),
             config.to_toml(),
+            config.pushgateway.as_ref().map_or(0, |pg| pg.max_groups),
+            config.pushgateway.as_ref().map_or(0, |pg| pg.max_series),
         )),
     });
     let stop = async move {
@@ -212,6 +221,8 @@ fn start_store(
     let store = Arc::new(Store::new(StoreOptions {
         consistency_check: pg.consistency_check,
         utf8_names: pg.utf8_names,
+        max_groups: pg.max_groups,
+        max_series: pg.max_series,
         persistence_dir: pg.persistence_dir.as_ref().map(Into::into),
         group_ttl: pg.group_ttl,
         snapshot_after_bytes: DEFAULT_SNAPSHOT_AFTER_BYTES,

@@ -37,6 +37,10 @@ pub const SINK_RETRIED: &str = "pushkit_sink_points_retried_total";
 pub const SINK_DUPLICATES: &str = "pushkit_sink_points_possible_duplicates_total";
 pub const LOG_FSYNCS: &str = "pushkit_log_fsyncs_total";
 pub const STORE_LOCK_MAX_HOLD: &str = "pushkit_store_lock_max_hold_seconds";
+pub const STORE_GROUPS: &str = "pushkit_store_groups";
+pub const STORE_SERIES: &str = "pushkit_store_series";
+pub const STORE_MAX_GROUPS: &str = "pushkit_store_max_groups";
+pub const STORE_MAX_SERIES: &str = "pushkit_store_max_series";
 
 pub const CATALOG: &[MetricDoc] = &[
     MetricDoc {
@@ -128,6 +132,30 @@ pub const CATALOG: &[MetricDoc] = &[
         kind: MetricType::Gauge,
         labels: &[],
         help: "Longest time one caller held the group store's lock since the previous GET of the exposition, which reads and resets it; set by the store, absent without one.",
+    },
+    MetricDoc {
+        name: STORE_GROUPS,
+        kind: MetricType::Gauge,
+        labels: &[],
+        help: "Groups the store holds; set by the store, absent without one.",
+    },
+    MetricDoc {
+        name: STORE_SERIES,
+        kind: MetricType::Gauge,
+        labels: &[],
+        help: "Series the store holds; set by the store, absent without one.",
+    },
+    MetricDoc {
+        name: STORE_MAX_GROUPS,
+        kind: MetricType::Gauge,
+        labels: &[],
+        help: "The store's max_groups (0: no limit); set by the store, absent without one.",
+    },
+    MetricDoc {
+        name: STORE_MAX_SERIES,
+        kind: MetricType::Gauge,
+        labels: &[],
+        help: "The store's max_series (0: no limit); set by the store, absent without one.",
     },
 ];
 
@@ -361,7 +389,8 @@ impl Metrics {
                     SINK_DUPLICATES => self.sink_duplicates.metrics(doc, counter),
                     LOG_FSYNCS => vec![unlabelled(counter(&self.log_fsyncs))],
                     // The store sets it as it writes the exposition.
-                    STORE_LOCK_MAX_HOLD => Vec::new(),
+                    STORE_LOCK_MAX_HOLD | STORE_GROUPS | STORE_SERIES | STORE_MAX_GROUPS
+                    | STORE_MAX_SERIES => Vec::new(),
                     other => unreachable!("{other} is in CATALOG but has no handle"),
                 };
                 Family {

@@ -64,6 +64,10 @@ fn groups_failures_filter_and_pages() {
 
     let html = page(&agent, "/status");
     assert!(html.contains("120 groups · 120 series · ready"), "{html}");
+    assert!(
+        html.contains("120 groups (of at most 100000, max_groups), 120 series (of at most 1000000, max_series)"),
+        "{html}"
+    );
     let first = rows(&html);
     assert_eq!(first.len(), 100, "one page");
     assert_eq!(first[0], "job=\"j000\"");

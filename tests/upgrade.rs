@@ -27,6 +27,8 @@ fn options(dir: Option<&Path>) -> StoreOptions {
     StoreOptions {
         consistency_check: true,
         utf8_names: false,
+        max_groups: 0,
+        max_series: 0,
         persistence_dir: dir.map(Path::to_path_buf),
         group_ttl: Duration::ZERO,
         snapshot_after_bytes: 64 << 20,

@@ -22,7 +22,7 @@ use super::inputs;
 use super::keys::{env_name, EnvSyntax, Section, ENV_DATAWAY, ENV_DEFAULT_ENABLED_INPUTS};
 use super::sink::SinkConfig;
 use super::url::{dataway_sink_url, redact_url};
-use super::value::{parse_count, parse_env_bool, quote, EXPECT_COUNT};
+use super::value::{parse_count, parse_env_bool, parse_limit, quote, EXPECT_COUNT};
 
 /// How the loader reads the environment (a closure, so tests never touch
 /// the real process environment).
@@ -60,6 +60,7 @@ pub(crate) fn overlay<S: Section>(
             EnvSyntax::Count => parse_count(&raw)
                 .and_then(|n| i64::try_from(n).map_err(|_| EXPECT_COUNT))
                 .map(toml::Value::Integer),
+            EnvSyntax::Limit => parse_limit(&raw).map(|n| toml::Value::Integer(n as i64)),
         };
         let value = value.map_err(|expected| ConfigError::Invalid {
             at: Place::Env { var: var.clone() },

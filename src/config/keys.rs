@@ -27,6 +27,8 @@ pub(crate) enum EnvSyntax {
     Bool,
     /// Decimal digits, at least 1, as a TOML integer.
     Count,
+    /// Decimal digits, 0 included (no limit), as a TOML integer.
+    Limit,
 }
 
 /// How a value is shown in error messages.
@@ -98,6 +100,11 @@ impl Key {
 
     pub(crate) const fn count(mut self) -> Key {
         self.env = EnvSyntax::Count;
+        self
+    }
+
+    pub(crate) const fn limit(mut self) -> Key {
+        self.env = EnvSyntax::Limit;
         self
     }
 

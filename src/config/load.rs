@@ -717,6 +717,12 @@ mod tests {
             .env("ENV_INPUT_PUSHGATEWAY_ENABLE_ADMIN_API", "TRUE")
             .env("ENV_INPUT_PUSHGATEWAY_ENABLE_LIFECYCLE", "t")
             .env("ENV_INPUT_PUSHGATEWAY_UTF8_NAMES", "true")
+            .env("ENV_INPUT_PUSHGATEWAY_SAMPLE_LIMIT", "5000")
+            .env("ENV_INPUT_PUSHGATEWAY_LABEL_LIMIT", "0")
+            .env("ENV_INPUT_PUSHGATEWAY_LABEL_NAME_LENGTH_LIMIT", "100")
+            .env("ENV_INPUT_PUSHGATEWAY_LABEL_VALUE_LENGTH_LIMIT", "1024")
+            .env("ENV_INPUT_PUSHGATEWAY_MAX_GROUPS", "10")
+            .env("ENV_INPUT_PUSHGATEWAY_MAX_SERIES", "200")
             .config()
             .pushgateway
             .unwrap();
@@ -735,6 +741,12 @@ mod tests {
                 enable_admin_api: true,
                 enable_lifecycle: true,
                 utf8_names: true,
+                sample_limit: 5000,
+                label_limit: 0,
+                label_name_length_limit: 100,
+                label_value_length_limit: 1024,
+                max_groups: 10,
+                max_series: 200,
             }
         );
 
@@ -952,7 +964,7 @@ mod tests {
         );
         assert_eq!(
             file_err("[[inputs.pushgateway]]\nstores = true\n"),
-            r#"conf.d/pushkit.conf: unknown key "inputs.pushgateway[0].stores": expected one of route_prefix, measurement_name, job_as_measurement, keep_exist_metric_name, honor_timestamps, store, consistency_check, persistence_dir, group_ttl, enable_admin_api, enable_lifecycle, utf8_names"#
+            r#"conf.d/pushkit.conf: unknown key "inputs.pushgateway[0].stores": expected one of route_prefix, measurement_name, job_as_measurement, keep_exist_metric_name, honor_timestamps, store, consistency_check, persistence_dir, group_ttl, enable_admin_api, enable_lifecycle, utf8_names, sample_limit, label_limit, label_name_length_limit, label_value_length_limit, max_groups, max_series"#
         );
         assert_eq!(
             file_err("[[inputs.pushgateway]]\nstore = \"memory\"\n"),

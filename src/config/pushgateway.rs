@@ -67,6 +67,33 @@ pub struct PushgatewayConfig {
     /// Default: `false`. ENV: `ENV_INPUT_PUSHGATEWAY_UTF8_NAMES`.
     #[serde(with = "syntax::flag")]
     pub utf8_names: bool,
+    /// Samples one push may carry; 0 for no limit (a 400 above it).
+    /// Default: `0`. ENV: `ENV_INPUT_PUSHGATEWAY_SAMPLE_LIMIT`.
+    #[serde(with = "syntax::limit")]
+    pub sample_limit: u64,
+    /// Labels one series may carry, its name and grouping labels included;
+    /// 0 for no limit.
+    /// Default: `64`. ENV: `ENV_INPUT_PUSHGATEWAY_LABEL_LIMIT`.
+    #[serde(with = "syntax::limit")]
+    pub label_limit: u64,
+    /// Bytes of a label name; 0 for no limit.
+    /// Default: `256`. ENV: `ENV_INPUT_PUSHGATEWAY_LABEL_NAME_LENGTH_LIMIT`.
+    #[serde(with = "syntax::limit")]
+    pub label_name_length_limit: u64,
+    /// Bytes of a label value or a metric name; 0 for no limit.
+    /// Default: `16384`. ENV: `ENV_INPUT_PUSHGATEWAY_LABEL_VALUE_LENGTH_LIMIT`.
+    #[serde(with = "syntax::limit")]
+    pub label_value_length_limit: u64,
+    /// Groups the store keeps; 0 for no limit (a 429 for a new group above
+    /// it).
+    /// Default: `100000`. ENV: `ENV_INPUT_PUSHGATEWAY_MAX_GROUPS`.
+    #[serde(with = "syntax::limit")]
+    pub max_groups: u64,
+    /// Series the store keeps; 0 for no limit (a 429 for a push that would
+    /// grow the total above it).
+    /// Default: `1000000`. ENV: `ENV_INPUT_PUSHGATEWAY_MAX_SERIES`.
+    #[serde(with = "syntax::limit")]
+    pub max_series: u64,
 }
 
 impl Default for PushgatewayConfig {
@@ -84,6 +111,12 @@ impl Default for PushgatewayConfig {
             enable_admin_api: false,
             enable_lifecycle: false,
             utf8_names: false,
+            sample_limit: 0,
+            label_limit: 64,
+            label_name_length_limit: 256,
+            label_value_length_limit: 16_384,
+            max_groups: 100_000,
+            max_series: 1_000_000,
         }
     }
 }
@@ -136,5 +169,31 @@ impl Section for PushgatewayConfig {
             "accept UTF-8 metric and label names, as Pushgateway 1.11's --push.enable-utf8-names",
         )
         .bool(),
+        Key::new("sample_limit", "samples in one push; 0 for no limit").limit(),
+        Key::new(
+            "label_limit",
+            "labels on one series, name and grouping labels included; 0 for no limit",
+        )
+        .limit(),
+        Key::new(
+            "label_name_length_limit",
+            "bytes of a label name; 0 for no limit",
+        )
+        .limit(),
+        Key::new(
+            "label_value_length_limit",
+            "bytes of a label value or a metric name; 0 for no limit",
+        )
+        .limit(),
+        Key::new(
+            "max_groups",
+            "groups the store keeps; a new group above it gets 429; 0 for no limit",
+        )
+        .limit(),
+        Key::new(
+            "max_series",
+            "series the store keeps; a push that grows the total above it gets 429; 0 for no limit",
+        )
+        .limit(),
     ];
 }

@@ -157,7 +157,7 @@ mod tests {
             ),
         ];
         let docs = reference();
-        assert_eq!(docs.len(), 38);
+        assert_eq!(docs.len(), 44);
         for doc in docs {
             let (_, name, source) = structs.iter().find(|(s, _, _)| *s == doc.section).unwrap();
             let comment = field_doc(source, name, doc.key);
@@ -206,6 +206,12 @@ mod tests {
                 "ENV_INPUT_PUSHGATEWAY_ENABLE_ADMIN_API",
                 "ENV_INPUT_PUSHGATEWAY_ENABLE_LIFECYCLE",
                 "ENV_INPUT_PUSHGATEWAY_UTF8_NAMES",
+                "ENV_INPUT_PUSHGATEWAY_SAMPLE_LIMIT",
+                "ENV_INPUT_PUSHGATEWAY_LABEL_LIMIT",
+                "ENV_INPUT_PUSHGATEWAY_LABEL_NAME_LENGTH_LIMIT",
+                "ENV_INPUT_PUSHGATEWAY_LABEL_VALUE_LENGTH_LIMIT",
+                "ENV_INPUT_PUSHGATEWAY_MAX_GROUPS",
+                "ENV_INPUT_PUSHGATEWAY_MAX_SERIES",
             ]
         );
     }

@@ -21,9 +21,10 @@ use serde::{Deserialize, Deserializer, Serializer};
 
 use super::url::{parse_http_url, redact_url, EXPECT_URL};
 use super::value::{
-    check_count_int, check_listen, check_size_int, format_duration, normalize_route_prefix,
-    parse_duration, parse_size, quote, size_with_unit, EXPECT_COUNT, EXPECT_DURATION,
-    EXPECT_LISTEN, EXPECT_NONZERO_DURATION, EXPECT_ROUTE_PREFIX, EXPECT_SIZE, REDACTED,
+    check_count_int, check_limit_int, check_listen, check_size_int, format_duration,
+    normalize_route_prefix, parse_duration, parse_size, quote, size_with_unit, EXPECT_COUNT,
+    EXPECT_DURATION, EXPECT_LIMIT, EXPECT_LISTEN, EXPECT_NONZERO_DURATION, EXPECT_ROUTE_PREFIX,
+    EXPECT_SIZE, REDACTED,
 };
 
 pub(crate) const EXPECT_BOOL: &str = "expected a TOML boolean, true or false";
@@ -101,6 +102,23 @@ pub(crate) mod count {
 
     pub(crate) fn serialize<S: Serializer>(n: &usize, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(*n as u64)
+    }
+}
+
+/// A limit: a whole number written as a TOML integer, 0 for none.
+pub(crate) mod limit {
+    use super::*;
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        read(d, |v| match v {
+            toml::Value::Integer(n) => check_limit_int(n),
+            toml::Value::String(_) => Err("expected a TOML integer (0 for no limit), not a string"),
+            _ => Err(EXPECT_LIMIT),
+        })
+    }
+
+    pub(crate) fn serialize<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(*n)
     }
 }
 

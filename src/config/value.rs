@@ -23,6 +23,7 @@ pub(crate) const EXPECT_ENV_BOOL: &str =
     "expected a bool (1, t, true, TRUE, 0, f, false, FALSE, ...)";
 /// What a count must look like.
 pub(crate) const EXPECT_COUNT: &str = "expected a whole number of at least 1";
+pub(crate) const EXPECT_LIMIT: &str = "expected a whole number, 0 for no limit";
 /// What a listen address must look like.
 pub(crate) const EXPECT_LISTEN: &str = r#"expected "host:port" with a port 0-65535, such as "localhost:9529", "0.0.0.0:9529", "[::1]:9529" or ":9529" (every interface)"#;
 /// What a route prefix must look like.
@@ -195,6 +196,18 @@ pub(crate) fn parse_count(s: &str) -> Result<usize, &'static str> {
         .and_then(|n| usize::try_from(n).ok())
         .filter(|&n| n >= 1)
         .ok_or(EXPECT_COUNT)
+}
+
+/// Parses a limit (ENV): decimal digits only, 0 meaning none.
+pub(crate) fn parse_limit(s: &str) -> Result<u64, &'static str> {
+    parse_decimal(s)
+        .filter(|&n| i64::try_from(n).is_ok())
+        .ok_or(EXPECT_LIMIT)
+}
+
+/// Checks a limit given as a TOML integer.
+pub(crate) fn check_limit_int(n: i64) -> Result<u64, &'static str> {
+    u64::try_from(n).map_err(|_| EXPECT_LIMIT)
 }
 
 /// Checks a count given as a TOML integer.

@@ -136,6 +136,21 @@ error_codes! {
         403,
         "`/-/quit` needs `enable_lifecycle = true`."
     ),
+    SampleLimitExceeded = (
+        "sampleLimitExceeded",
+        400,
+        "The push carries more samples than `sample_limit`."
+    ),
+    LabelLimitExceeded = (
+        "labelLimitExceeded",
+        400,
+        "A series has more labels than `label_limit`, or a label name, label value or metric name is longer than its length limit."
+    ),
+    StoreFull = (
+        "storeFull",
+        429,
+        "The store holds `max_groups` groups and the push would add one, or the push would grow its series past `max_series`."
+    ),
     Forbidden = (
         "forbidden",
         403,

@@ -1,12 +1,14 @@
 //! The pushgateway input: the Prometheus Pushgateway's API in one place.
 //! [`routes`] serves it over `crate::http`; [`grouping`] reads the grouping
-//! key from a push's URL, [`body`] decodes and parses its body, and
+//! key from a push's URL, [`body`] decodes and parses its body, [`limits`]
+//! holds it to the push limits, and
 //! [`push`] stores and forwards it (see there for where it differs from
 //! the Pushgateway and from DataKit); [`status_page`] is the HTML page at
 //! `P/` and `P/status`.
 
 pub mod body;
 pub mod grouping;
+pub mod limits;
 pub mod push;
 pub mod routes;
 pub mod status_page;

@@ -25,6 +25,7 @@
 
 use super::body;
 use super::grouping::GroupingError;
+use super::limits::PushLimits;
 use crate::convert::{check_timestamps, convert_into, Converted, Mapping};
 use crate::http::body::{declared_length, discard_body, read_body};
 use crate::http::error::{ApiError, ErrorCode};
@@ -83,6 +84,7 @@ pub struct PushgatewayInput {
     pub store: Option<Arc<Store>>,
     /// Accept UTF-8 metric and label names (`utf8_names`).
     pub utf8_names: bool,
+    pub limits: PushLimits,
 }
 
 impl PushgatewayInput {
@@ -193,6 +195,7 @@ impl PushgatewayInput {
         let families = body::parse_families(req.content_type, &decoded, self.utf8_names)?;
         check_timestamps(&families, &self.mapping)
             .map_err(|m| ApiError::new(ErrorCode::TimestampOutOfRange, m))?;
+        self.limits.check(&families, &group)?;
         let samples: usize = families.iter().map(|f| f.metrics.len()).sum();
         let (points, lines) = self.sinks.forms();
         // Line protocol takes about as many bytes as the text it came from.
@@ -249,6 +252,9 @@ impl PushgatewayInput {
                         ));
                     }
                     Err(PushRefused::Reserve(e)) => return Err(enqueue_error(e)),
+                    Err(PushRefused::Full(message)) => {
+                        return Err(ApiError::new(ErrorCode::StoreFull, message))
+                    }
                     Err(PushRefused::Journal(e)) => return Err(journal_error(e)),
                 }
             }

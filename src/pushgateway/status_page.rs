@@ -55,6 +55,9 @@ pub struct StatusPage {
     pub started: Instant,
     /// The forms' token: 128 random bits from the OS, per process.
     pub token: String,
+    /// The store's `max_groups` and `max_series` (0: none).
+    pub max_groups: u64,
+    pub max_series: u64,
 }
 
 /// What one request asks of the page.
@@ -94,12 +97,19 @@ pub struct PageInput<'a> {
 }
 
 impl StatusPage {
-    pub fn new(sinks: Vec<SinkRow>, config: String) -> StatusPage {
+    pub fn new(
+        sinks: Vec<SinkRow>,
+        config: String,
+        max_groups: u64,
+        max_series: u64,
+    ) -> StatusPage {
         StatusPage {
             sinks,
             config,
             started: Instant::now(),
             token: random_token(),
+            max_groups,
+            max_series,
         }
     }
 
@@ -305,7 +315,7 @@ impl StatusPage {
              <dt>Version</dt><dd>pushkit {}</dd>\
              <dt>Uptime</dt><dd>{}</dd>\
              <dt>Pushes</dt><dd>{}</dd>\
-             <dt>Store</dt><dd>{groups} groups, {series} series (no limits are configured)</dd>\
+             <dt>Store</dt><dd>{groups} groups {}, {series} series {}</dd>\
              </dl><details><summary>Configuration</summary><pre>{}</pre></details></section>",
             env!("CARGO_PKG_VERSION"),
             duration_text(self.started.elapsed().as_secs_f64()),
@@ -313,8 +323,19 @@ impl StatusPage {
                 None => "accepted".to_string(),
                 Some(why) => format!("refused: {}", esc(why)),
             },
+            limit_text("max_groups", self.max_groups),
+            limit_text("max_series", self.max_series),
             esc(&self.config),
         );
+    }
+}
+
+/// "(of at most N, max_groups)" or "(no max_groups)".
+fn limit_text(name: &str, limit: u64) -> String {
+    if limit == 0 {
+        format!("(no {name})")
+    } else {
+        format!("(of at most {limit}, {name})")
     }
 }
 

@@ -14,7 +14,9 @@
 use super::sanitize::{group_series_labels, PUSH_FAILURE_TIME, PUSH_TIME};
 use super::{Snapshot, Store};
 use crate::expfmt::expose::ExpositionWriter;
-use crate::metrics::{CATALOG, STORE_LOCK_MAX_HOLD};
+use crate::metrics::{
+    CATALOG, STORE_GROUPS, STORE_LOCK_MAX_HOLD, STORE_MAX_GROUPS, STORE_MAX_SERIES, STORE_SERIES,
+};
 use crate::model::family::{Family, Metric, MetricType, Value};
 use std::collections::BTreeMap;
 
@@ -27,6 +29,16 @@ impl Store {
         // After the snapshot, so that its own hold is counted in it.
         let held = self.take_lock_max_hold();
         set_gauge(&mut own, STORE_LOCK_MAX_HOLD, held.as_secs_f64());
+        let groups = snapshot.groups().count();
+        let series: usize = snapshot
+            .groups()
+            .flat_map(|g| g.families.values())
+            .map(|f| f.series_count())
+            .sum();
+        set_gauge(&mut own, STORE_GROUPS, groups as f64);
+        set_gauge(&mut own, STORE_SERIES, series as f64);
+        set_gauge(&mut own, STORE_MAX_GROUPS, self.options.max_groups as f64);
+        set_gauge(&mut own, STORE_MAX_SERIES, self.options.max_series as f64);
         write_merged(&snapshot, writer, own);
     }
 }

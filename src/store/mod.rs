@@ -79,6 +79,11 @@ pub struct StoreOptions {
     /// UTF-8 names are accepted (`utf8_names`): the check also refuses a
     /// name that would expose like another under the default escaping.
     pub utf8_names: bool,
+    /// Groups and series the store keeps; 0 for no limit. A push over
+    /// either is refused whole, before the consistency check, and changes
+    /// nothing (no failure time either).
+    pub max_groups: u64,
+    pub max_series: u64,
     pub persistence_dir: Option<PathBuf>,
     pub group_ttl: Duration,
     pub snapshot_after_bytes: u64,
@@ -180,6 +185,8 @@ pub enum PushRefused<E> {
     Reserve(E),
     /// The journal is broken; nothing changed.
     Journal(std::io::Error),
+    /// The store is full (`max_groups`, `max_series`); nothing changed.
+    Full(String),
 }
 
 pub struct Store {
@@ -318,6 +325,9 @@ impl Store {
         reserve: impl FnOnce() -> Result<T, E>,
     ) -> Result<(Option<Ticket>, T), PushRefused<E>> {
         let mut inner = self.lock();
+        inner
+            .check_limits(&push, &self.options)
+            .map_err(PushRefused::Full)?;
         let ids = inner.ids_to_index(&push.key, &push.families, &push.packed);
         if self.options.consistency_check {
             let checked = index::check_alone(&push.families, &ids)
@@ -615,6 +625,44 @@ impl Inner {
                 (!held).then(|| index::family_ids(f))
             })
             .collect()
+    }
+
+    /// `max_groups` and `max_series`: a push that adds a group to a full
+    /// store is refused; one that grows the store's series past the limit
+    /// is too, while one that keeps or shrinks its group's series is not.
+    fn check_limits(&self, push: &Prepared, options: &StoreOptions) -> Result<(), String> {
+        let id = self.by_key.get(&push.key).copied();
+        let groups = self.by_key.len() as u64;
+        if options.max_groups > 0 && id.is_none() && groups >= options.max_groups {
+            return Err(format!(
+                "the store holds {groups} groups, max_groups = {}: a new group is refused",
+                options.max_groups
+            ));
+        }
+        if options.max_series == 0 {
+            return Ok(());
+        }
+        let new: usize = push.packed.iter().map(|f| f.series_count()).sum();
+        let old: usize = id
+            .and_then(|id| self.groups[id as usize].as_ref())
+            .map_or(0, |g| {
+                g.families
+                    .iter()
+                    .filter(|(name, _)| {
+                        push.replace || push.families.iter().any(|f| f.name == **name)
+                    })
+                    .map(|(_, f)| f.series_count())
+                    .sum()
+            });
+        let total = self.index.series_count();
+        let after = (total + new).saturating_sub(old) as u64;
+        if new > old && after > options.max_series {
+            return Err(format!(
+                "the store would hold {after} series, more than max_series = {}",
+                options.max_series
+            ));
+        }
+        Ok(())
     }
 
     fn check(&self, push: &Prepared, ids: &PushIds, utf8_names: bool) -> Result<(), String> {

@@ -13,6 +13,8 @@ fn options() -> StoreOptions {
     StoreOptions {
         consistency_check: true,
         utf8_names: false,
+        max_groups: 0,
+        max_series: 0,
         persistence_dir: None,
         group_ttl: Duration::ZERO,
         snapshot_after_bytes: DEFAULT_SNAPSHOT_AFTER_BYTES,
@@ -178,6 +180,8 @@ fn with_the_check_off_anything_goes() {
     let store = Store::new(StoreOptions {
         consistency_check: false,
         utf8_names: false,
+        max_groups: 0,
+        max_series: 0,
         ..options()
     });
     push(&store, &key("a", &[]), true, "# TYPE m counter\nm 1\n", 1).unwrap();
