@@ -25,6 +25,10 @@ pub enum AgentError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Sinks(#[from] StartError),
+    /// A fatal error after start, which stopped the agent (the store could
+    /// not load its persisted state).
+    #[error("{0}")]
+    Fatal(String),
     #[error(
         "persistence_dir {pdir} and [io] queue_dir {qdir}: cannot open their shared log: {source}"
     )]
@@ -54,8 +58,9 @@ pub async fn run(
     };
     let sinks = SinkSet::start_with(&config.sinks, &config.io, lines, metrics.clone(), queue)?;
     let quit = Arc::new(tokio::sync::Notify::new());
+    let fatal: Arc<std::sync::OnceLock<String>> = Arc::default();
     let store = match &config.pushgateway {
-        Some(pg) if pg.store => Some(start_store(pg, quit.clone(), journal)),
+        Some(pg) if pg.store => Some(start_store(pg, quit.clone(), fatal.clone(), journal)),
         _ => None,
     };
     let (prefix, pushgateway) = match &config.pushgateway {
@@ -128,6 +133,10 @@ pub async fn run(
         if let Err(e) = log.close() {
             tracing::error!("closing the log shared by the store and the disk queue: {e}");
         }
+    }
+    // A stop that a fatal error caused is a failure, not a clean stop.
+    if let Some(why) = fatal.get() {
+        return Err(AgentError::Fatal(why.clone()));
     }
     Ok(undelivered)
 }
@@ -216,6 +225,7 @@ fn open_shared_log(config: &Config) -> Result<Option<SharedLog>, AgentError> {
 fn start_store(
     pg: &crate::config::PushgatewayConfig,
     quit: Arc<tokio::sync::Notify>,
+    fatal: Arc<std::sync::OnceLock<String>>,
     journal: Option<(Journal, Recovered)>,
 ) -> Arc<Store> {
     let store = Arc::new(Store::new(StoreOptions {
@@ -249,9 +259,9 @@ fn start_store(
                     );
                 }
                 Err(e) => {
-                    tracing::error!(
-                        "cannot load the store from persistence_dir {dir}: {e}; stopping"
-                    );
+                    let why = format!("cannot load the store from persistence_dir {dir}: {e}");
+                    tracing::error!("{why}; stopping");
+                    let _ = fatal.set(why);
                     quit.notify_one();
                 }
             }

@@ -409,3 +409,23 @@ fn check_refuses_what_run_refuses_with_the_same_message() {
         assert!(!message.contains("s3cret"), "{message}");
     }
 }
+
+/// A fatal error after start (the store cannot load its persisted state:
+/// here `persistence_dir` lies under a regular file) stops the agent with
+/// a non-zero exit, which Kubernetes and systemd read as a failure; it
+/// used to exit 0, as a clean stop.
+#[test]
+fn a_store_that_cannot_load_exits_non_zero() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let dir = format!("{}/store", file.path().display());
+    let (code, stderr) = run_on(
+        &[],
+        &[(
+            "p.conf",
+            &format!("[[inputs.pushgateway]]\npersistence_dir = \"{dir}\"\n"),
+        )],
+        &[],
+    );
+    assert!(stderr.contains("cannot load the store"), "{stderr}");
+    assert_eq!(code, Some(1), "{stderr}");
+}
