@@ -1685,3 +1685,33 @@ async fn one_sink_down_does_not_hold_back_the_other_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     one_sink_down_does_not_hold_back_the_other(Some(dir.path())).await;
 }
+
+/// A sink does not follow a redirect to another origin: a 307 elsewhere
+/// would have the batch, with the sink's credentials, re-posted wherever
+/// it points. The batch is retried against the configured URL instead (no
+/// point is lost), and delivered once that answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_to_another_origin_is_not_followed() {
+    let (other_port, other) = start_backend(vec![], answer(204)).await;
+    let mut moved = answer(307);
+    moved
+        .headers
+        .push(("Location", format!("http://127.0.0.1:{other_port}/write")));
+    let (port, backend) = start_backend(vec![moved.clone(), moved], answer(204)).await;
+    let agent = start(config(port, 100, SinkConfig::default())).await;
+    let (text, want) = gauges(3, 0);
+    assert_eq!(agent.push(&text).await.status(), 200);
+
+    wait_for_lines(&backend, 3, Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_exactly_once(backend.delivered_lines(), want);
+    assert!(other.received().is_empty(), "{:?}", other.received());
+    let statuses: Vec<u16> = backend.received().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [307, 307, 204]);
+    let m = agent.self_metrics().await;
+    assert!(
+        m.contains("pushkit_sink_requests_total{sink=\"flaky\",outcome=\"retry\"} 2\n"),
+        "{m}"
+    );
+    assert_eq!(agent.stop_timed().await.0, Ok(0));
+}

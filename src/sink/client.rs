@@ -36,13 +36,39 @@ pub enum ClientError {
     },
 }
 
+/// Follows a redirect only within the configured URL's origin (scheme,
+/// host and port), at most 10 times: one to another origin would re-post
+/// the batch, with the sink's credentials, wherever it points. A redirect
+/// not followed comes back as the 3xx answer, which delivery retries.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let origin = |u: &reqwest::Url| {
+            (
+                u.scheme().to_string(),
+                u.host_str().map(str::to_string),
+                u.port_or_known_default(),
+            )
+        };
+        let same = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| origin(first) == origin(attempt.url()));
+        if same && attempt.previous().len() <= 10 {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
 /// Builds the client for `cfg`.
 pub fn build_client(cfg: &SinkConfig) -> Result<reqwest::Client, ClientError> {
     let err = |key, what| key_error(cfg, key, what);
     let broken = |v| rule_error(cfg, v);
     let mut builder = reqwest::Client::builder()
         .timeout(cfg.timeout)
-        .default_headers(request_headers(cfg)?);
+        .default_headers(request_headers(cfg)?)
+        .redirect(same_origin_redirects());
     if let Some(path) = &cfg.ca_file {
         let pem = read(path).map_err(|e| err("ca_file", e))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)

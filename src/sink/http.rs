@@ -1,7 +1,8 @@
 //! Delivery of batches over HTTP, with retry: line protocol, or Prometheus
 //! remote write.
 //!
-//! Network errors, timeouts, 429 and 5xx are retried with exponential
+//! Network errors, timeouts, 429, 5xx and redirects to another origin
+//! (which are not followed) are retried with exponential
 //! backoff (`retry_base` doubling to `retry_max`) and jitter, honouring
 //! `Retry-After`; the batch stays at the head until it is delivered, so
 //! nothing is dropped for a backend outage (the queue's budget and overflow
@@ -427,9 +428,28 @@ impl HttpSink {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(|s| Duration::from_secs(s).min(RETRY_AFTER_MAX));
+        let location = resp
+            .headers()
+            .get("Location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = resp.text().await.unwrap_or_default();
         // Enough for a partial write's every `unable to parse` clause.
         let body: String = body.chars().take(REPLY_MAX_CHARS).collect();
+        if status.is_redirection() {
+            // Not followed (see `client`): kept and retried, as the URL
+            // may be fixed or the redirect may go; never dropped.
+            let to = location.as_deref().map(crate::config::redact_secrets);
+            return Attempt::Retry {
+                after: retry_after,
+                maybe_stored: false,
+                why: format!(
+                    "HTTP {}: a redirect to another origin ({}) is not followed",
+                    status.as_u16(),
+                    to.as_deref().unwrap_or("no Location")
+                ),
+            };
+        }
         if status.as_u16() == 429 || status.is_server_error() {
             Attempt::Retry {
                 after: retry_after,
