@@ -58,7 +58,7 @@ pub use sink::{
     Auth, BasicAuth, ClientCert, Format, LpDialect, Overflow, Password, SinkConfig, Violation,
 };
 pub use tree::{Config, Loaded};
-pub use url::{redact_secrets, redact_url};
+pub use url::{is_secret_query_key, redact_secrets, redact_url};
 
 /// Loads every `*.conf` file under `dir` (recursively, sorted path order),
 /// applies the ENV overlay read through `env` (a variable set to "" counts

@@ -159,6 +159,49 @@ pub fn request_headers(cfg: &SinkConfig) -> Result<HeaderMap, ClientError> {
     Ok(headers)
 }
 
+/// The values a sink sends that must never show, longest first: every
+/// header value it sets (its `headers`, and the Authorization value, with
+/// and without its scheme), a basic-auth password and its encoded pair,
+/// and the URL's password and values of secret query keys. A backend that
+/// echoes its request puts them in its answer, which pushkit logs.
+pub fn sink_secrets(cfg: &SinkConfig) -> Result<Vec<String>, ClientError> {
+    let mut secrets: Vec<String> = Vec::new();
+    for value in request_headers(cfg)?.values() {
+        let Ok(v) = value.to_str() else { continue };
+        secrets.push(v.to_string());
+        if let Some((scheme, rest)) = v.split_once(' ') {
+            secrets.push(rest.to_string());
+            if scheme == "Basic" {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(rest)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok());
+                if let Some(pair) = decoded {
+                    if let Some((_, password)) = pair.split_once(':') {
+                        secrets.push(password.to_string());
+                    }
+                    secrets.push(pair);
+                }
+            }
+        }
+    }
+    if let Ok(url) = reqwest::Url::parse(&cfg.url) {
+        if let Some(p) = url.password() {
+            secrets.push(p.to_string());
+        }
+        for (k, v) in url.query_pairs() {
+            if crate::config::is_secret_query_key(&k) {
+                secrets.push(v.into_owned());
+            }
+        }
+    }
+    // Short values would redact ordinary words.
+    secrets.retain(|s| s.len() >= 4);
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    Ok(secrets)
+}
+
 /// A header value marked sensitive, so that reqwest never prints it.
 fn secret_value(v: &str) -> Result<HeaderValue, ()> {
     let mut value = HeaderValue::from_str(v).map_err(|_| ())?;

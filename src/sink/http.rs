@@ -57,6 +57,8 @@ pub struct HttpSink {
     /// `max_disk_bytes`, for the 503 message.
     pub disk_budget: u64,
     pub metrics: Arc<Metrics>,
+    /// What this sink sends that must never show (`client::sink_secrets`).
+    pub secrets: Vec<String>,
 }
 
 /// How one attempt went.
@@ -258,7 +260,7 @@ impl HttpSink {
     fn count_partial_write(&self, points: usize, refused: usize, reply: &str) {
         let why = format!(
             "stored a batch but {refused} of its {points} points (partial write), dropped: {}",
-            one_line(reply)
+            self.one_line(reply)
         );
         tracing::error!(sink = %self.name, points, refused, "sink {why}");
         self.metrics.note_sink_error(&self.name, why);
@@ -275,7 +277,10 @@ impl HttpSink {
         let Some((status, reply)) = refused.first else {
             return;
         };
-        let why = format!("rejected a batch ({status}), dropped: {}", one_line(&reply));
+        let why = format!(
+            "rejected a batch ({status}), dropped: {}",
+            self.one_line(&reply)
+        );
         tracing::error!(
             sink = %self.name,
             status,
@@ -454,7 +459,7 @@ impl HttpSink {
             Attempt::Retry {
                 after: retry_after,
                 maybe_stored: false,
-                why: format!("HTTP {}: {}", status.as_u16(), one_line(&body)),
+                why: format!("HTTP {}: {}", status.as_u16(), self.one_line(&body)),
             }
         } else {
             Attempt::Rejected {
@@ -497,13 +502,22 @@ const LOG_MAX_CHARS: usize = 1024;
 
 /// A backend's reply body as one log line: trimmed, newlines as spaces,
 /// secrets redacted (a backend may echo a token), cut at 1,024 characters.
-fn one_line(body: &str) -> String {
-    let line = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    let line: String = crate::config::redact_secrets(&line)
-        .chars()
-        .take(LOG_MAX_CHARS)
-        .collect();
-    line
+impl HttpSink {
+    /// A backend's answer as one line for the log and the status page:
+    /// this sink's own secrets and anything that looks like one redacted,
+    /// cut to [`LOG_MAX_CHARS`].
+    fn one_line(&self, body: &str) -> String {
+        let mut line = body.split_whitespace().collect::<Vec<_>>().join(" ");
+        for secret in &self.secrets {
+            if line.contains(secret.as_str()) {
+                line = line.replace(secret.as_str(), "REDACTED");
+            }
+        }
+        crate::config::redact_secrets(&line)
+            .chars()
+            .take(LOG_MAX_CHARS)
+            .collect()
+    }
 }
 
 fn describe_error(e: &reqwest::Error) -> String {

@@ -225,6 +225,7 @@ impl SinkSet {
         let mut http_sinks = Vec::new();
         for (i, cfg) in sinks.iter().enumerate() {
             let client = client::build_client(cfg)?;
+            let secrets = client::sink_secrets(cfg)?;
             http_sinks.push(Arc::new(http::HttpSink {
                 name: cfg.name.clone(),
                 url: cfg.url.clone(),
@@ -253,6 +254,7 @@ impl SinkSet {
                     },
                 )),
                 metrics: metrics.clone(),
+                secrets,
             }));
         }
         let workers = http_sinks
