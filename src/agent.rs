@@ -281,21 +281,31 @@ fn start_store(
                     continue;
                 }
                 let now = crate::model::point::now_ns();
-                match store.expire(now) {
-                    Ok((0, _)) => {}
+                let failed = match store.expire(now) {
+                    Ok((0, _)) => None,
                     Ok((n, ticket)) => {
                         tracing::info!("{n} group(s) expired after group_ttl");
-                        if let Err(e) = store.wait(ticket).await {
-                            tracing::error!("store journal: {e}");
-                        }
+                        store.wait(ticket).await.err()
                     }
-                    Err(e) => tracing::error!("store journal: {e}"),
+                    Err(e) => Some(e),
+                };
+                // A failed journal fails every tick: a line a minute.
+                if let Some(e) = failed {
+                    if let Some(n) = EXPIRY_FAILURES.pass(0, 1) {
+                        tracing::error!(
+                            "store journal: {e} ({n} expiry rounds failed so since the last line)"
+                        );
+                    }
                 }
             }
         });
     }
     store
 }
+
+/// Failed expiry rounds, logged a line a minute.
+static EXPIRY_FAILURES: crate::logging::LogGate<1> =
+    crate::logging::LogGate::new(Duration::from_secs(60));
 
 /// `data` of `GET P/api/v1/status`, in the Pushgateway's shape: the
 /// effective options as `flags`, `start_time`, `build_information`.

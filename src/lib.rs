@@ -7,8 +7,9 @@
 //! `lineproto` lines or built as points, whichever the sinks take) →
 //! `sink` (queues, delivery). `config` loads what `agent` assembles.
 //!
-//! Imports run down the layers only, from `agent` at the top to `model`
-//! and `metrics` at the bottom; the README's Layout section lists them.
+//! Imports run down the layers only, from `agent` at the top to `model`,
+//! `metrics` and `logging` at the bottom; the README's Layout section
+//! lists them.
 
 pub mod agent;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod durable;
 pub mod expfmt;
 pub mod http;
 pub mod lineproto;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod pushgateway;

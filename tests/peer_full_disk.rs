@@ -4,7 +4,8 @@
 //! refuses every push until a restart, and the agent must say so:
 //! `/-/ready` answers 503 with the reason, while `/-/healthy` stays 200 so
 //! that an orchestrator takes the agent out of service instead of
-//! restarting it into the same full disk.
+//! restarting it into the same full disk. Its log says so once, not once
+//! per refused push.
 
 mod common;
 
@@ -93,5 +94,23 @@ fn a_failed_journal_makes_the_agent_unready_but_healthy() {
     // Reads still work.
     let metrics = agent.request("GET", "/metrics", &[], b"");
     assert_eq!(metrics.status, 200);
+
+    // Every refused push is answered, but the log is not flooded: one
+    // line for the fault, then at most one a minute with the count.
+    for i in 0..200 {
+        let r = agent.request(
+            "PUT",
+            &format!("/metrics/job/more/instance/{i}"),
+            &[],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 500);
+    }
+    let log = std::fs::read_to_string(agent.dir.path().join("agent.stderr.log")).unwrap();
+    let lines = log.lines().filter(|l| l.contains("store journal")).count();
+    assert!(
+        (1..=2).contains(&lines),
+        "{lines} lines about the journal:\n{log}"
+    );
     drop(agent);
 }

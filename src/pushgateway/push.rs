@@ -31,6 +31,7 @@ use crate::http::body::{declared_length, discard_body, read_body};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::reply::{error_reply, status_reply, Reply};
 use crate::http::Request;
+use crate::logging::LogGate;
 use crate::metrics::Metrics;
 use crate::model::family::duplicate_series;
 use crate::model::point::now_ns;
@@ -40,6 +41,7 @@ use crate::sink::{
 };
 use crate::store::{PushRefused, Store};
 use std::sync::Arc;
+use std::time::Duration;
 use warp::http::StatusCode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,14 +278,24 @@ fn enqueue_error(e: EnqueueError) -> ApiError {
         )
         .retry_after(QUEUE_FULL_RETRY_AFTER_SECS),
         e @ (EnqueueError::Refused(_) | EnqueueError::Sync(_)) => {
-            tracing::error!("sink queue: {e}");
+            if let Some(n) = FAILURES.pass(QUEUE_FAILED, 1) {
+                tracing::error!("sink queue: {e} ({n} pushes refused so since the last line)");
+            }
             ApiError::new(ErrorCode::QueueFailed, e.to_string())
         }
     }
 }
 
+/// A failed journal or disk queue refuses every push until a restart:
+/// one line a minute for each, with the count, not one per push.
+static FAILURES: LogGate<2> = LogGate::new(Duration::from_secs(60));
+const QUEUE_FAILED: usize = 0;
+const JOURNAL_FAILED: usize = 1;
+
 fn journal_error(e: std::io::Error) -> ApiError {
-    tracing::error!("store journal: {e}");
+    if let Some(n) = FAILURES.pass(JOURNAL_FAILED, 1) {
+        tracing::error!("store journal: {e} ({n} pushes refused so since the last line)");
+    }
     ApiError::new(
         ErrorCode::JournalFailed,
         format!("the store's journal failed: {e}"),

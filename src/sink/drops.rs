@@ -10,9 +10,9 @@
 //! of them.
 
 use crate::lineproto::LpDrops;
+use crate::logging::LogGate;
 use crate::metrics::Metrics;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Why samples were left out; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +59,8 @@ impl Reason {
 /// Longest silence of a reason that keeps happening.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
-/// Per reason: when it was last logged, and what was counted since.
-static LOG: Mutex<[(Option<Instant>, u64); Reason::ALL.len()]> =
-    Mutex::new([(None, 0); Reason::ALL.len()]);
+/// One line per reason a minute, with the count since the last.
+static LOG: LogGate<{ Reason::ALL.len() }> = LogGate::new(LOG_EVERY);
 
 /// Counts `n` samples sink `sink` left out for `reason`, and logs if the
 /// reason has not been logged for a minute.
@@ -73,19 +72,7 @@ pub fn note(metrics: &Metrics, sink: &str, reason: Reason, n: u64) {
         .sink_dropped
         .with(&[sink, reason.as_str()])
         .add(n as f64);
-    let due = {
-        let mut log = LOG.lock().unwrap_or_else(|p| p.into_inner());
-        let (last, pending) = &mut log[reason.index()];
-        *pending += n;
-        let now = Instant::now();
-        if last.is_none_or(|t| now.duration_since(t) >= LOG_EVERY) {
-            *last = Some(now);
-            Some(std::mem::take(pending))
-        } else {
-            None
-        }
-    };
-    if let Some(count) = due {
+    if let Some(count) = LOG.pass(reason.index(), n) {
         tracing::warn!(
             sink,
             reason = reason.as_str(),
