@@ -101,6 +101,7 @@ pub async fn run(
         enable_lifecycle: pg.enable_lifecycle,
         quit: quit.clone(),
         status: status_json(&config),
+        data_dirs: data_dirs(&config),
         page: Arc::new(StatusPage::new(
             config
                 .sinks
@@ -301,6 +302,25 @@ fn start_store(
         });
     }
     store
+}
+
+/// The data directories in use, by key, for the free-bytes self metric.
+fn data_dirs(config: &Config) -> Vec<(&'static str, std::path::PathBuf)> {
+    let mut dirs = Vec::new();
+    if let Some(dir) = config
+        .pushgateway
+        .as_ref()
+        .filter(|pg| pg.store)
+        .and_then(|pg| pg.persistence_dir.as_ref())
+    {
+        dirs.push(("persistence_dir", dir.into()));
+    }
+    if let Some(dir) = &config.io.queue_dir {
+        if !config.sinks.is_empty() {
+            dirs.push(("queue_dir", dir.into()));
+        }
+    }
+    dirs
 }
 
 /// Failed expiry rounds, logged a line a minute.

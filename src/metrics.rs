@@ -36,6 +36,9 @@ pub const SINK_QUEUE_OLDEST_AGE: &str = "pushkit_sink_queue_oldest_age_seconds";
 pub const SINK_RETRIED: &str = "pushkit_sink_points_retried_total";
 pub const SINK_DUPLICATES: &str = "pushkit_sink_points_possible_duplicates_total";
 pub const LOG_FSYNCS: &str = "pushkit_log_fsyncs_total";
+pub const LOG_DAMAGED_BYTES: &str = "pushkit_log_damaged_bytes_total";
+pub const DATA_FAILED: &str = "pushkit_data_failed";
+pub const DATA_DIR_FREE_BYTES: &str = "pushkit_data_dir_free_bytes";
 pub const STORE_LOCK_MAX_HOLD: &str = "pushkit_store_lock_max_hold_seconds";
 pub const STORE_GROUPS: &str = "pushkit_store_groups";
 pub const STORE_SERIES: &str = "pushkit_store_series";
@@ -126,6 +129,24 @@ pub const CATALOG: &[MetricDoc] = &[
         kind: MetricType::Counter,
         labels: &[],
         help: "Group commits of the durable logs (the store's journal and the disk queue, or the one log they share): one fsync each, covering every record appended since the last.",
+    },
+    MetricDoc {
+        name: LOG_DAMAGED_BYTES,
+        kind: MetricType::Counter,
+        labels: &[],
+        help: "Bytes of the durable logs' files found damaged at start and skipped, their records lost: a flipped byte costs its record, not the file.",
+    },
+    MetricDoc {
+        name: DATA_FAILED,
+        kind: MetricType::Gauge,
+        labels: &["data"],
+        help: "1 once the store's journal (data=\"journal\") or the sinks' disk queue (data=\"disk_queue\") failed a write or an fsync: pushes are refused until a restart, and /-/ready says why; 0 otherwise.",
+    },
+    MetricDoc {
+        name: DATA_DIR_FREE_BYTES,
+        kind: MetricType::Gauge,
+        labels: &["dir"],
+        help: "Bytes free for pushkit on the filesystem of persistence_dir or queue_dir (dir names the key).",
     },
     MetricDoc {
         name: STORE_LOCK_MAX_HOLD,
@@ -343,6 +364,11 @@ pub struct Metrics {
     pub sink_duplicates: Labelled<Counter>,
     /// Set from the durable engine's count when a scrape reads it.
     pub log_fsyncs: Counter,
+    /// Set from the durable engine's count when a scrape reads it.
+    pub log_damaged_bytes: Counter,
+    /// Set when a scrape reads them.
+    pub data_failed: Labelled<Gauge>,
+    pub data_dir_free_bytes: Labelled<Gauge>,
     /// Each sink's last delivery error and its time (ns since the epoch),
     /// for the status page; not a metric.
     sink_errors: std::sync::Mutex<std::collections::BTreeMap<String, (String, i64)>>,
@@ -388,6 +414,9 @@ impl Metrics {
                     SINK_RETRIED => self.sink_retried.metrics(doc, counter),
                     SINK_DUPLICATES => self.sink_duplicates.metrics(doc, counter),
                     LOG_FSYNCS => vec![unlabelled(counter(&self.log_fsyncs))],
+                    LOG_DAMAGED_BYTES => vec![unlabelled(counter(&self.log_damaged_bytes))],
+                    DATA_FAILED => self.data_failed.metrics(doc, gauge),
+                    DATA_DIR_FREE_BYTES => self.data_dir_free_bytes.metrics(doc, gauge),
                     // The store sets it as it writes the exposition.
                     STORE_LOCK_MAX_HOLD | STORE_GROUPS | STORE_SERIES | STORE_MAX_GROUPS
                     | STORE_MAX_SERIES => Vec::new(),

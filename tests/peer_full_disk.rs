@@ -59,6 +59,15 @@ fn a_failed_journal_makes_the_agent_unready_but_healthy() {
     );
     let ready = agent.request("GET", "/-/ready", &[], b"");
     assert_eq!(ready.status, 200, "{}", ready.text());
+    let health = |agent: &Agent| {
+        (
+            agent.self_metric("pushkit_data_failed", &[("data", "journal")]),
+            agent.self_metric("pushkit_data_dir_free_bytes", &[("dir", "persistence_dir")]),
+        )
+    };
+    let (failed, free) = health(&agent);
+    assert_eq!(failed, Some(0.0));
+    assert!(free.is_some_and(|f| f > 256.0 * 1024.0), "{free:?}");
 
     // About 8 KB a push: the tmpfs is full after some 60 of them.
     let mut body = String::from("# TYPE fill_value gauge\n");
@@ -91,9 +100,12 @@ fn a_failed_journal_makes_the_agent_unready_but_healthy() {
     assert!(ready.text().contains("journal failed"), "{}", ready.text());
     let healthy = agent.request("GET", "/-/healthy", &[], b"");
     assert_eq!(healthy.status, 200, "{}", healthy.text());
-    // Reads still work.
+    // Reads still work, and the self metrics say what happened.
     let metrics = agent.request("GET", "/metrics", &[], b"");
     assert_eq!(metrics.status, 200);
+    let (failed, free) = health(&agent);
+    assert_eq!(failed, Some(1.0));
+    assert!(free.is_some_and(|f| f < 64.0 * 1024.0), "{free:?}");
 
     // Every refused push is answered, but the log is not flooded: one
     // line for the fault, then at most one a minute with the count.

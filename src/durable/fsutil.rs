@@ -212,6 +212,27 @@ impl Failure {
     }
 }
 
+/// Bytes an unprivileged writer may still use on the filesystem holding
+/// `path` (statvfs's `f_bavail` × `f_frsize`).
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in the path"))?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `c_path` is a NUL-terminated string that outlives the call,
+    // and `stat` points to writable memory of the struct's size; statvfs
+    // writes nothing else.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it filled the struct.
+    #[allow(unsafe_code)]
+    let stat = unsafe { stat.assume_init() };
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
 /// Helpers for the tests of the modules that keep data files.
 #[cfg(test)]
 pub(crate) mod testing {

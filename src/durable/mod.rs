@@ -74,7 +74,7 @@ pub mod snapshot;
 pub mod writer;
 
 pub use io::{Faults, FaultyIo, Io, RealIo};
-pub use reader::RecordRef;
+pub use reader::{damaged_bytes, RecordRef};
 pub use record::{Payload, KIND_QUEUE, KIND_STORE, MAX_PAYLOAD};
 pub use snapshot::{Snapshot, SnapshotWriter};
 pub use writer::{read_log_id, total_fsyncs, CommitGroup, Log, LogOptions, Opened, Ticket};

@@ -28,6 +28,21 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Bytes of data files found damaged and skipped since the process
+/// started, over every log ([`damaged_bytes`]).
+static DAMAGED_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Bytes found damaged and skipped (their records lost) by every recovery
+/// since the process started: skipped runs, the rest of a file after
+/// damage with nothing valid behind it, whole unreadable segments.
+pub fn damaged_bytes() -> u64 {
+    DAMAGED_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn count_damage(n: usize) {
+    DAMAGED_BYTES.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
 pub const SEGMENT_PREFIX: &str = "log-";
 
 /// One committed record, as recovery hands it out.
@@ -164,6 +179,7 @@ pub fn recover(io: &dyn Io, dir: &Path, what: &str, visit: &mut Visit<'_>) -> io
                     _ => "header names another segment",
                 };
                 let aside = fsutil::move_aside(dir, path)?;
+                count_damage(data.len());
                 note(
                     &mut rec.warnings,
                     format!(
@@ -179,6 +195,7 @@ pub fn recover(io: &dyn Io, dir: &Path, what: &str, visit: &mut Visit<'_>) -> io
         floor = s.last_seq;
         rec.next_seq = rec.next_seq.max(s.last_seq + 1);
         for &(at, n, why) in &s.skipped {
+            count_damage(n);
             note(
                 &mut rec.warnings,
                 format!(
@@ -210,6 +227,7 @@ pub fn recover(io: &dyn Io, dir: &Path, what: &str, visit: &mut Visit<'_>) -> io
             );
             s.pending.clear();
         } else if let Some((at, why)) = s.stop {
+            count_damage(data.len() - at);
             note(
                 &mut rec.warnings,
                 format!(

@@ -190,11 +190,14 @@ fn damage_in_the_middle_loses_only_the_damaged_record() {
     let group = HEADER_LEN + 4 + HEADER_LEN + 8;
     data[FILE_HEADER_LEN + 2 * group + HEADER_LEN + 1] ^= 0x40;
     fs::write(&seg, &data).unwrap();
+    let damaged_before = super::damaged_bytes();
     let (_, got, w) = open(dir);
     assert_eq!(
         payloads(&got),
         ["rec0", "rec1", "rec3", "rec4", "rec5", "later"]
     );
+    // Counted for the self metric (other tests may add theirs).
+    assert!(super::damaged_bytes() >= damaged_before + (HEADER_LEN + 4) as u64);
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].contains("checksum mismatch"), "{}", w[0]);
     assert!(w[0].contains(&format!("offset {}", FILE_HEADER_LEN + 2 * group)));

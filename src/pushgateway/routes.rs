@@ -49,6 +49,9 @@ pub struct Api {
     pub quit: Arc<tokio::sync::Notify>,
     /// `data` of `GET P/api/v1/status`.
     pub status: serde_json::Value,
+    /// The data directories (`persistence_dir`, `queue_dir`) by key, for
+    /// the free-bytes self metric.
+    pub data_dirs: Vec<(&'static str, std::path::PathBuf)>,
     pub page: Arc<StatusPage>,
 }
 
@@ -104,6 +107,7 @@ impl Api {
                 method_not_allowed(method, "GET")
             }
             "/metrics" => {
+                self.note_data_health();
                 let (metrics, store) = (self.metrics.clone(), self.store.clone());
                 let utf8 = self.pushgateway.as_ref().is_some_and(|pg| pg.utf8_names);
                 let headers = req.headers;
@@ -153,6 +157,34 @@ impl Api {
             }
             _ => not_found(&path),
         }
+    }
+
+    /// Sets the self metrics of the data's health before a scrape reads
+    /// them: whether the journal or the disk queue failed, the bytes free
+    /// where they live, and the bytes recovery found damaged.
+    fn note_data_health(&self) {
+        let m = &self.metrics;
+        if let Some(store) = &self.store {
+            let failed = store.failure().is_some();
+            m.data_failed
+                .with(&["journal"])
+                .set(f64::from(u8::from(failed)));
+        }
+        if let Some(pg) = &self.pushgateway {
+            if self.data_dirs.iter().any(|(k, _)| *k == "queue_dir") {
+                let failed = pg.sinks.failure().is_some();
+                m.data_failed
+                    .with(&["disk_queue"])
+                    .set(f64::from(u8::from(failed)));
+            }
+        }
+        for (key, dir) in &self.data_dirs {
+            if let Ok(free) = crate::durable::fsutil::free_bytes(dir) {
+                m.data_dir_free_bytes.with(&[key]).set(free as f64);
+            }
+        }
+        m.log_damaged_bytes
+            .set_total(crate::durable::damaged_bytes() as f64);
     }
 
     /// Why pushes cannot be accepted now, for `/-/ready`: the store still
