@@ -22,6 +22,12 @@
 //! - With `persistence_dir`, every acknowledged push is in a journal,
 //!   fsynced before the reply (the Pushgateway snapshots every 5 minutes).
 //! - `group_ttl` expires groups (the Pushgateway keeps them forever).
+//! - `max_groups` and `max_series` refuse (429) a push that would pass
+//!   them, before the consistency check, recording nothing.
+//! - With `utf8_names`, two names that the default escaping would expose
+//!   alike are a conflict (Pushgateway 1.11 takes both).
+//! - Native histograms and exemplars are kept field for field, as 1.5.1
+//!   keeps them; the JSON API shows native buckets as 1.8+ does (`json`).
 //!
 //! Concurrency contract: every method takes `&self` and may be called from
 //! any thread. One mutex guards groups and index.
