@@ -54,9 +54,26 @@ impl PushLimits {
                 ));
             }
         }
+        // Every push pays this loop: limits of 0 become "never", labels
+        // are counted exactly only when their upper bound is over, and
+        // samples only when there is a sample limit.
+        let max = |limit: u64| {
+            if limit == 0 {
+                usize::MAX
+            } else {
+                usize::try_from(limit).unwrap_or(usize::MAX)
+            }
+        };
+        let (label_max, name_max, value_max) = (
+            max(self.label_limit),
+            max(self.label_name_length_limit),
+            max(self.label_value_length_limit),
+        );
+        let count_samples = self.sample_limit > 0;
+        let group_labels = group.labels().len();
         let mut samples = 0usize;
         for family in families {
-            if over(self.label_value_length_limit, family.name.len()) {
+            if family.name.len() > value_max {
                 return label_error(format!(
                     "metric name {:?}… is {} bytes, more than label_value_length_limit = {}",
                     prefix(&family.name),
@@ -70,44 +87,34 @@ impl PushLimits {
                 MetricType::Summary | MetricType::Histogram | MetricType::GaugeHistogram
             ));
             for m in &family.metrics {
-                samples += match &m.value {
-                    Value::Simple(_) => 1,
-                    Value::Summary(s) => s.quantiles.len() + 2,
-                    Value::Histogram(h) => {
-                        let inf = h.buckets.iter().any(|&(le, _)| le == f64::INFINITY);
-                        h.buckets.len() + 2 + usize::from(!inf)
+                if count_samples {
+                    samples += match &m.value {
+                        Value::Simple(_) => 1,
+                        Value::Summary(s) => s.quantiles.len() + 2,
+                        Value::Histogram(h) => {
+                            let inf = h.buckets.iter().any(|&(le, _)| le == f64::INFINITY);
+                            h.buckets.len() + 2 + usize::from(!inf)
+                        }
+                    };
+                }
+                if 1 + m.labels.len() + group_labels + special > label_max {
+                    let own = m
+                        .labels
+                        .iter()
+                        .filter(|(k, _)| group.get(k).is_none())
+                        .count();
+                    let labels = 1 + own + group_labels + special;
+                    if labels > label_max {
+                        return label_error(format!(
+                            "a series of {:?} has {labels} labels (its name and grouping labels \
+                             included), more than label_limit = {}",
+                            family.name, self.label_limit
+                        ));
                     }
-                };
-                let own = m
-                    .labels
-                    .iter()
-                    .filter(|(k, _)| group.get(k).is_none())
-                    .count();
-                let labels = 1 + own + group.labels().len() + special;
-                if over(self.label_limit, labels) {
-                    return label_error(format!(
-                        "a series of {:?} has {labels} labels (its name and grouping labels \
-                         included), more than label_limit = {}",
-                        family.name, self.label_limit
-                    ));
                 }
                 for (k, v) in &m.labels {
-                    if over(self.label_name_length_limit, k.len()) {
-                        return label_error(format!(
-                            "label name {:?}… of {:?} is {} bytes, more than label_name_length_limit = {}",
-                            prefix(k),
-                            family.name,
-                            k.len(),
-                            self.label_name_length_limit
-                        ));
-                    }
-                    if over(self.label_value_length_limit, v.len()) {
-                        return label_error(format!(
-                            "label {k:?} of {:?} has a value of {} bytes, more than label_value_length_limit = {}",
-                            family.name,
-                            v.len(),
-                            self.label_value_length_limit
-                        ));
+                    if k.len() > name_max || v.len() > value_max {
+                        return label_error(self.label_length_message(&family.name, k, v));
                     }
                 }
             }
@@ -122,6 +129,27 @@ impl PushLimits {
             ));
         }
         Ok(())
+    }
+}
+
+impl PushLimits {
+    /// Why label `k="v"` of family `family` is over a length limit.
+    #[cold]
+    fn label_length_message(&self, family: &str, k: &str, v: &str) -> String {
+        if over(self.label_name_length_limit, k.len()) {
+            format!(
+                "label name {:?}… of {family:?} is {} bytes, more than label_name_length_limit = {}",
+                prefix(k),
+                k.len(),
+                self.label_name_length_limit
+            )
+        } else {
+            format!(
+                "label {k:?} of {family:?} has a value of {} bytes, more than label_value_length_limit = {}",
+                v.len(),
+                self.label_value_length_limit
+            )
+        }
     }
 }
 
