@@ -469,16 +469,20 @@ pub fn exemplar_from_proto(e: Exemplar) -> model::Exemplar {
     }
 }
 
+/// Label pairs as `LabelPair` messages.
+fn label_pairs(labels: &[(LabelStr, LabelStr)]) -> Vec<LabelPair> {
+    labels
+        .iter()
+        .map(|(name, value)| LabelPair {
+            name: Some(name.to_string()),
+            value: Some(value.to_string()),
+        })
+        .collect()
+}
+
 pub fn exemplar_to_proto(e: &model::Exemplar) -> Exemplar {
     Exemplar {
-        label: e
-            .labels
-            .iter()
-            .map(|(name, value)| LabelPair {
-                name: Some(name.to_string()),
-                value: Some(value.to_string()),
-            })
-            .collect(),
+        label: label_pairs(&e.labels),
         value: Some(e.value),
         timestamp: e
             .timestamp
@@ -509,14 +513,7 @@ pub fn family_to_proto(family: &Family) -> MetricFamily {
 
 fn metric_to_proto(kind: model::MetricType, m: &model::Metric) -> Metric {
     let mut out = Metric {
-        label: m
-            .labels
-            .iter()
-            .map(|(name, value)| LabelPair {
-                name: Some(name.to_string()),
-                value: Some(value.to_string()),
-            })
-            .collect(),
+        label: label_pairs(&m.labels),
         timestamp_ms: m.timestamp_ms,
         ..Metric::default()
     };
