@@ -1,11 +1,14 @@
 //! The agent assembled: sinks, inputs and the HTTP API, from a loaded
 //! configuration, until a shutdown signal.
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, HttpApiConfig, TlsVersion};
 use crate::convert::{Mapping, Naming};
 use crate::durable::{fsutil, Io, Log, LogOptions, RealIo};
 use crate::http;
+use crate::http::auth::Authenticator;
+use crate::http::rate_limit::{Rate, RateLimiter};
 use crate::metrics::Metrics;
+use crate::pushgateway::guard::Guard;
 use crate::pushgateway::limits::PushLimits;
 use crate::pushgateway::status_page::{SinkRow, StatusPage};
 use crate::pushgateway::{Api, PushgatewayInput};
@@ -29,6 +32,9 @@ pub enum AgentError {
     /// not load its persisted state).
     #[error("{0}")]
     Fatal(String),
+    /// The listener's TLS files, auth files or Unix socket are unusable.
+    #[error("{0}")]
+    Edge(String),
     #[error(
         "persistence_dir {pdir} and [io] queue_dir {qdir}: cannot open their shared log: {source}"
     )]
@@ -52,6 +58,9 @@ pub async fn run(
     // is held to the same rules before anything starts.
     config.validate()?;
     let metrics = Arc::new(Metrics::default());
+    // The door first: a bad certificate stops the start before anything
+    // opens its data.
+    let edge = Edge::from_config(&config.http_api, metrics.clone())?;
     let (shared_log, journal, queue) = match open_shared_log(&config)? {
         Some(s) => (Some(s.log), Some(s.journal), Some(s.queue)),
         None => (None, None, None),
@@ -115,6 +124,7 @@ pub async fn run(
             config.pushgateway.as_ref().map_or(0, |pg| pg.max_groups),
             config.pushgateway.as_ref().map_or(0, |pg| pg.max_series),
         )),
+        guard: edge.guard,
     });
     let stop = async move {
         tokio::select! {
@@ -122,7 +132,9 @@ pub async fn run(
             () = quit.notified() => {}
         }
     };
-    http::serve(listener, api, stop).await;
+    let mut listeners = vec![http::Listener::Tcp(listener)];
+    listeners.extend(edge.unix.map(http::Listener::Unix));
+    http::serve(listeners, edge.tls, edge.limits, api, stop).await;
     tracing::info!("stopped accepting; flushing sinks");
     if let Some(store) = &store {
         if let Err(e) = store.close() {
@@ -343,4 +355,95 @@ fn status_json(config: &Config) -> serde_json::Value {
             "program": "pushkit",
         },
     })
+}
+
+/// What `[http_api]` puts at the door: TLS, the Unix socket, connection
+/// limits, and the guard (rate limits and credentials).
+struct Edge {
+    tls: Option<Arc<http::tls::TlsReloader>>,
+    unix: Option<tokio::net::UnixListener>,
+    limits: http::ConnLimits,
+    guard: Guard,
+}
+
+impl Edge {
+    /// Reads the files `[http_api]` names and binds its Unix socket; each
+    /// error names the key and file.
+    fn from_config(http: &HttpApiConfig, metrics: Arc<Metrics>) -> Result<Edge, AgentError> {
+        let tls = if http.tls.is_on() {
+            let files = http::tls::TlsFiles {
+                cert: http.tls.cert.clone().unwrap_or_default().into(),
+                key: http.tls.privkey.clone().unwrap_or_default().into(),
+                client_ca: http.tls.client_ca.clone().map(Into::into),
+                min_version: match http.tls.min_version {
+                    TlsVersion::Tls12 => http::tls::MinVersion::Tls12,
+                    TlsVersion::Tls13 => http::tls::MinVersion::Tls13,
+                },
+            };
+            let reloader = http::tls::TlsReloader::new(files)
+                .map_err(|e| AgentError::Edge(format!("[http_api.tls] {e}")))?;
+            Some(reloader)
+        } else {
+            None
+        };
+        let auth = if http.auth.is_on() {
+            let auth = Authenticator::new(
+                http.auth.basic_auth_users.clone(),
+                http.auth.bearer_tokens_file.clone().map(Into::into),
+            )
+            .map_err(|e| AgentError::Edge(format!("[http_api.auth] {e}")))?;
+            Some(auth)
+        } else {
+            None
+        };
+        let per_client = (http.request_rate_limit > 0.0).then(|| Rate {
+            per_second: http.request_rate_limit,
+            burst: http.effective_burst(),
+        });
+        let global = http.global_rate_limit.map(|(interval, burst)| Rate {
+            per_second: 1.0 / interval.as_secs_f64(),
+            burst,
+        });
+        let unix =
+            match &http.listen_socket {
+                Some(path) => Some(bind_unix(path).map_err(|e| {
+                    AgentError::Edge(format!("[http_api] listen_socket {path}: {e}"))
+                })?),
+                None => None,
+            };
+        Ok(Edge {
+            tls,
+            unix,
+            limits: http::ConnLimits {
+                read_header_timeout: http.read_header_timeout,
+                read_timeout: http.effective_read_timeout(),
+                idle_timeout: http.effective_idle_timeout(),
+                max_connections: http.max_connections,
+            },
+            guard: Guard {
+                auth,
+                auth_routes: http.auth.routes.clone(),
+                limiter: RateLimiter::new(per_client, global),
+                trusted_proxies: http.trusted_proxies.clone(),
+                metrics,
+            },
+        })
+    }
+}
+
+/// Binds a Unix socket at `path` with mode 0660, replacing a stale socket
+/// left by a previous run (never any other kind of file).
+fn bind_unix(path: &str) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(std::io::Error::other(
+                "exists and is not a socket; not replacing it",
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
 }

@@ -39,6 +39,8 @@ pub const LOG_FSYNCS: &str = "pushkit_log_fsyncs_total";
 pub const LOG_DAMAGED_BYTES: &str = "pushkit_log_damaged_bytes_total";
 pub const DATA_FAILED: &str = "pushkit_data_failed";
 pub const DATA_DIR_FREE_BYTES: &str = "pushkit_data_dir_free_bytes";
+pub const HTTP_RATE_LIMITED: &str = "pushkit_http_rate_limited_total";
+pub const HTTP_UNAUTHORIZED: &str = "pushkit_http_unauthorized_total";
 pub const STORE_LOCK_MAX_HOLD: &str = "pushkit_store_lock_max_hold_seconds";
 pub const STORE_GROUPS: &str = "pushkit_store_groups";
 pub const STORE_SERIES: &str = "pushkit_store_series";
@@ -147,6 +149,18 @@ pub const CATALOG: &[MetricDoc] = &[
         kind: MetricType::Gauge,
         labels: &["dir"],
         help: "Bytes free for pushkit on the filesystem of persistence_dir or queue_dir (dir names the key).",
+    },
+    MetricDoc {
+        name: HTTP_RATE_LIMITED,
+        kind: MetricType::Counter,
+        labels: &["class"],
+        help: "Requests refused with 429 rateLimited, by route class (push, admin, read).",
+    },
+    MetricDoc {
+        name: HTTP_UNAUTHORIZED,
+        kind: MetricType::Counter,
+        labels: &["class"],
+        help: "Requests refused with 401 for missing or wrong credentials, by route class.",
     },
     MetricDoc {
         name: STORE_LOCK_MAX_HOLD,
@@ -369,6 +383,8 @@ pub struct Metrics {
     /// Set when a scrape reads them.
     pub data_failed: Labelled<Gauge>,
     pub data_dir_free_bytes: Labelled<Gauge>,
+    pub http_rate_limited: Labelled<Counter>,
+    pub http_unauthorized: Labelled<Counter>,
     /// Each sink's last delivery error and its time (ns since the epoch),
     /// for the status page; not a metric.
     sink_errors: std::sync::Mutex<std::collections::BTreeMap<String, (String, i64)>>,
@@ -417,6 +433,8 @@ impl Metrics {
                     LOG_DAMAGED_BYTES => vec![unlabelled(counter(&self.log_damaged_bytes))],
                     DATA_FAILED => self.data_failed.metrics(doc, gauge),
                     DATA_DIR_FREE_BYTES => self.data_dir_free_bytes.metrics(doc, gauge),
+                    HTTP_RATE_LIMITED => self.http_rate_limited.metrics(doc, counter),
+                    HTTP_UNAUTHORIZED => self.http_unauthorized.metrics(doc, counter),
                     // The store sets it as it writes the exposition.
                     STORE_LOCK_MAX_HOLD | STORE_GROUPS | STORE_SERIES | STORE_MAX_GROUPS
                     | STORE_MAX_SERIES => Vec::new(),

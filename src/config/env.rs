@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use super::error::{ConfigError, Place};
 use super::inputs;
-use super::keys::{env_name, EnvSyntax, Section, ENV_DATAWAY, ENV_DEFAULT_ENABLED_INPUTS};
+use super::keys::{key_env_name, EnvSyntax, Section, ENV_DATAWAY, ENV_DEFAULT_ENABLED_INPUTS};
 use super::sink::SinkConfig;
 use super::url::{dataway_sink_url, redact_url};
 use super::value::{parse_count, parse_env_bool, parse_limit, quote, EXPECT_COUNT};
@@ -50,7 +50,7 @@ pub(crate) fn overlay<S: Section>(
         return Ok(set);
     };
     for key in S::KEYS {
-        let var = env_name(prefix, key.name);
+        let var = key_env_name(prefix, key);
         let Some(raw) = lookup(env, &var) else {
             continue;
         };
@@ -61,6 +61,13 @@ pub(crate) fn overlay<S: Section>(
                 .and_then(|n| i64::try_from(n).map_err(|_| EXPECT_COUNT))
                 .map(toml::Value::Integer),
             EnvSyntax::Limit => parse_limit(&raw).map(|n| toml::Value::Integer(n as i64)),
+            EnvSyntax::Float => parse_env_float(&raw).map(toml::Value::Float),
+            EnvSyntax::List => Ok(toml::Value::Array(
+                env_items(&raw)
+                    .map(|item| toml::Value::String(item.to_string()))
+                    .collect(),
+            )),
+            EnvSyntax::Pairs => env_pairs(&raw).map(toml::Value::Table),
         };
         let value = value.map_err(|expected| ConfigError::Invalid {
             at: Place::Env { var: var.clone() },
@@ -73,6 +80,34 @@ pub(crate) fn overlay<S: Section>(
     Ok(set)
 }
 
+/// The items of a comma-separated ENV list, trimmed, empty ones skipped.
+fn env_items(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// A decimal number, as ENV writes a rate.
+fn parse_env_float(raw: &str) -> Result<f64, &'static str> {
+    const EXPECT: &str = "expected a decimal number such as 20 or 0.5";
+    let plain = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    match raw.parse::<f64>() {
+        Ok(n) if plain && n.is_finite() => Ok(n),
+        _ => Err(EXPECT),
+    }
+}
+
+/// `name:value,name:value` as a table (the first `:` splits each pair).
+fn env_pairs(raw: &str) -> Result<toml::Table, &'static str> {
+    const EXPECT: &str = "expected comma-separated name:value pairs such as \"alice:$2y$10$...\"";
+    env_items(raw)
+        .map(|item| match item.split_once(':') {
+            Some((name, value)) if !name.is_empty() => {
+                Ok((name.to_string(), toml::Value::String(value.to_string())))
+            }
+            _ => Err(EXPECT),
+        })
+        .collect()
+}
+
 /// The ENV variables of `S` that are set (for "ignored" warnings).
 pub(crate) fn env_set_vars<S: Section>(env: Env) -> Vec<String> {
     let Some(prefix) = S::ENV_PREFIX else {
@@ -80,7 +115,7 @@ pub(crate) fn env_set_vars<S: Section>(env: Env) -> Vec<String> {
     };
     S::KEYS
         .iter()
-        .map(|key| env_name(prefix, key.name))
+        .map(|key| key_env_name(prefix, key))
         .filter(|var| lookup(env, var).is_some())
         .collect()
 }

@@ -88,6 +88,14 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
+    /// A web config file (`web_config_file`) that is not YAML.
+    #[error("{file}: YAML syntax error{}: {message}", at_line(*line, *column))]
+    YamlSyntax {
+        file: String,
+        line: Option<usize>,
+        column: usize,
+        message: String,
+    },
     /// A file or directory that cannot be read. `what` says which.
     #[error("{path}: {what}: {error}")]
     Io {

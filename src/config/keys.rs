@@ -29,6 +29,12 @@ pub(crate) enum EnvSyntax {
     Count,
     /// Decimal digits, 0 included (no limit), as a TOML integer.
     Limit,
+    /// A decimal number ("20", "0.5"), as a TOML float.
+    Float,
+    /// Comma-separated words, as a TOML array of strings.
+    List,
+    /// Comma-separated `name:value` pairs, as a TOML table of strings.
+    Pairs,
 }
 
 /// How a value is shown in error messages.
@@ -77,8 +83,13 @@ pub(crate) struct Key {
     /// What the reference shows as default when the default value cannot
     /// say it ("required", "sink0, sink1, ... in order").
     pub default_doc: Option<&'static str>,
-    /// An ENV variable that feeds this key other than by the prefix rule.
+    /// An ENV variable that feeds this key other than by the prefix rule,
+    /// read by the loader elsewhere (ENV_DATAWAY for sink URLs).
     pub env_doc: Option<&'static str>,
+    /// The key's ENV variable when it breaks the prefix rule (DataKit's
+    /// own names, such as `ENV_HTTP_TLS_CRT`); the overlay reads it
+    /// instead of the rule's name.
+    pub env_var: Option<&'static str>,
 }
 
 impl Key {
@@ -90,7 +101,29 @@ impl Key {
             show: Show::Plain,
             default_doc: None,
             env_doc: None,
+            env_var: None,
         }
+    }
+
+    pub(crate) const fn float(mut self) -> Key {
+        self.env = EnvSyntax::Float;
+        self
+    }
+
+    pub(crate) const fn list(mut self) -> Key {
+        self.env = EnvSyntax::List;
+        self
+    }
+
+    pub(crate) const fn pairs(mut self) -> Key {
+        self.env = EnvSyntax::Pairs;
+        self
+    }
+
+    /// Names the key's ENV variable outright, against the prefix rule.
+    pub(crate) const fn env(mut self, var: &'static str) -> Key {
+        self.env_var = Some(var);
+        self
     }
 
     pub(crate) const fn bool(mut self) -> Key {
@@ -150,6 +183,15 @@ pub(crate) trait Section:
 /// (`ENV_HTTP_` + `max_body_size` → `ENV_HTTP_MAX_BODY_SIZE`).
 pub(crate) fn env_name(prefix: &str, key: &str) -> String {
     format!("{prefix}{}", key.to_ascii_uppercase())
+}
+
+/// The ENV variable of `key` in a section with ENV `prefix`: its own
+/// name if it has one, else the rule's.
+pub(crate) fn key_env_name(prefix: &str, key: &Key) -> String {
+    match key.env_var {
+        Some(var) => var.to_string(),
+        None => env_name(prefix, key.name),
+    }
 }
 
 /// The ENV prefix of an input's options by the rule: `ENV_INPUT_<NAME>_`.

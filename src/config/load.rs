@@ -18,11 +18,14 @@ use super::env::{dataway_sinks, env_set_vars, overlay, Env, InputSelection};
 use super::error::{shown_path, ConfigError, Place};
 use super::files::{conf_files, read_toml};
 use super::http_api::HttpApiConfig;
+use super::http_auth::AuthConfig;
+use super::http_tls::TlsConfig;
 use super::inputs::{self, each_input, Input, InputVisitor};
 use super::io::IoConfig;
 use super::keys::{Section, Show, ENV_DATAWAY};
 use super::sink::SinkConfig;
 use super::tree::{validate_sinks, Config, Loaded, Origins, SectionOrigin};
+use super::web_config;
 
 /// A table found in a file.
 struct Found {
@@ -37,6 +40,10 @@ struct Found {
 #[derive(Default)]
 struct Gathered {
     http_api: Option<Found>,
+    /// `[http_api.tls]` and `[http_api.auth]`, taken out of `http_api`'s
+    /// table: each is a section of its own.
+    http_tls: Option<Found>,
+    http_auth: Option<Found>,
     io: Option<Found>,
     /// Each [[sinks]] entry, read, with where it came from.
     sinks: Vec<(SinkConfig, SectionOrigin)>,
@@ -55,8 +62,15 @@ pub(crate) fn load(dir: &Path, env: Env) -> Result<Loaded, ConfigError> {
         gather_file(&mut got, &file, table)?;
     }
     let mut warnings = std::mem::take(&mut got.warnings);
+    let mut http_api = section::<HttpApiConfig>(got.http_api, HttpApiConfig::PATH.into(), env)?.0;
+    let (tls, tls_origin) = section::<TlsConfig>(got.http_tls, TlsConfig::PATH.into(), env)?;
+    http_api.tls = tls;
+    http_api.auth = section::<AuthConfig>(got.http_auth, AuthConfig::PATH.into(), env)?.0;
+    if let Some(path) = http_api.web_config_file.clone() {
+        web_config::apply(&mut http_api, &path)?;
+    }
     let mut config = Config {
-        http_api: section::<HttpApiConfig>(got.http_api, HttpApiConfig::PATH.into(), env)?.0,
+        http_api,
         io: section::<IoConfig>(got.io, IoConfig::PATH.into(), env)?.0,
         ..Config::default()
     };
@@ -102,7 +116,10 @@ pub(crate) fn load(dir: &Path, env: Env) -> Result<Loaded, ConfigError> {
     each_input(&mut inputs);
     inputs.result?;
 
-    config.validate_from(&Origins { sinks: origins })?;
+    config.validate_from(&Origins {
+        sinks: origins,
+        tls: tls_origin,
+    })?;
     Ok(Loaded { config, warnings })
 }
 
@@ -221,7 +238,17 @@ fn value_at<'a>(table: &'a toml::Table, path: &[String]) -> Option<&'a toml::Val
 fn gather_file(got: &mut Gathered, file: &str, table: toml::Table) -> Result<(), ConfigError> {
     for (name, value) in table {
         match name.as_str() {
-            "http_api" => gather_once::<HttpApiConfig>(&mut got.http_api, file, value)?,
+            "http_api" => {
+                let mut value = value;
+                if let toml::Value::Table(table) = &mut value {
+                    for (sub, slot) in [("tls", &mut got.http_tls), ("auth", &mut got.http_auth)] {
+                        if let Some(inner) = table.remove(sub) {
+                            gather_sub(slot, file, sub, inner)?;
+                        }
+                    }
+                }
+                gather_once::<HttpApiConfig>(&mut got.http_api, file, value)?
+            }
             "io" => gather_once::<IoConfig>(&mut got.io, file, value)?,
             "sinks" => {
                 let toml::Value::Array(items) = value else {
@@ -300,6 +327,35 @@ fn gather_once<S: Section>(
     };
     check_file_table::<S>(file, S::PATH.to_string(), &table)?;
     *seen = Some(Found {
+        file: file.to_string(),
+        index: 0,
+        table,
+    });
+    Ok(())
+}
+
+/// `[http_api.tls]` or `[http_api.auth]`, found inside `[http_api]`: it
+/// comes from the same one file, so it needs no check of its own for that.
+fn gather_sub(
+    slot: &mut Option<Found>,
+    file: &str,
+    sub: &str,
+    value: toml::Value,
+) -> Result<(), ConfigError> {
+    let path = format!("http_api.{sub}");
+    let toml::Value::Table(table) = value else {
+        return Err(wrong_shape(
+            file,
+            &path,
+            &value,
+            &format!("a table [{path}]"),
+        ));
+    };
+    match sub {
+        "tls" => check_file_table::<TlsConfig>(file, path, &table)?,
+        _ => check_file_table::<AuthConfig>(file, path, &table)?,
+    }
+    *slot = Some(Found {
         file: file.to_string(),
         index: 0,
         table,
@@ -620,7 +676,8 @@ mod tests {
             HttpApiConfig {
                 listen: "h:3".into(),
                 max_body_size: 1024,
-                max_decompressed_size: 1 << 30
+                max_decompressed_size: 1 << 30,
+                ..HttpApiConfig::default()
             }
         );
         assert_eq!(
@@ -956,7 +1013,7 @@ mod tests {
     fn unknown_keys_tables_and_inputs() {
         assert_eq!(
             Case::new(&[("x.conf", "[http_api]\nlisen = \"h:1\"\n")]).err(),
-            r#"conf.d/x.conf: unknown key "http_api.lisen": expected one of listen, max_body_size, max_decompressed_size"#
+            r#"conf.d/x.conf: unknown key "http_api.lisen": expected one of listen, listen_socket, max_body_size, max_decompressed_size, read_header_timeout, read_timeout, idle_timeout, timeout, close_idle_connection, max_connections, request_rate_limit, request_rate_limit_burst, trusted_proxies, web_config_file"#
         );
         assert_eq!(
             file_err("[[sinks]]\nurl = \"http://a/w\"\ncompress = true\n"),

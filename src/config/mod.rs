@@ -10,6 +10,10 @@
 //! `ENV_INPUT_<INPUT>_<OPTION>` for inputs (key upper-cased), plus
 //! `ENV_DATAWAY` (sink URLs, replacing [[sinks]]) and
 //! `ENV_DEFAULT_ENABLED_INPUTS` (which inputs run). "" counts as unset.
+//! [http_api.tls] and [http_api.auth] follow it as `ENV_HTTP_TLS_<KEY>`
+//! and `ENV_HTTP_AUTH_<KEY>`. A few keys keep DataKit's own names instead
+//! (`ENV_HTTP_TLS_CRT`, `ENV_REQUEST_RATE_LIMIT`, ...: `Key::env`); the
+//! reference marks them and the README lists them apart.
 //!
 //! Each section is a typed serde struct in its own file; `load` reads the
 //! files into TOML tables, writes the ENV overlay into them, deserializes
@@ -21,8 +25,11 @@
 //!    path-tracking deserializer), `files` (finding and parsing files);
 //! 2. `keys` (what serde cannot say: docs, ENV spelling, redaction) and
 //!    `syntax` (serde helpers for each kind of value);
-//! 3. the sections: `http_api`, `io`, `sink`, `pushgateway`;
-//! 4. `tree` (`Config` and `validate`), then `inputs` (the input registry);
+//! 3. the sections: `http_tls` and `http_auth` (sub-tables of
+//!    [http_api]), `http_api`, `io`, `sink`, `pushgateway`;
+//! 4. `tree` (`Config` and `validate`), then `inputs` (the input registry),
+//!    and `web_config` (the Prometheus web config file, read into
+//!    [http_api]);
 //! 5. `env` (the ENV overlay), then `load`;
 //! 6. `render` (`to_toml`) and `reference` (the README's table).
 
@@ -31,6 +38,8 @@ mod env;
 mod error;
 mod files;
 mod http_api;
+mod http_auth;
+mod http_tls;
 mod inputs;
 mod io;
 mod keys;
@@ -43,11 +52,14 @@ mod syntax;
 mod tree;
 mod url;
 mod value;
+mod web_config;
 
 use std::path::Path;
 
 pub use error::{ConfigError, Place};
 pub use http_api::HttpApiConfig;
+pub use http_auth::{AuthConfig, RouteClass};
+pub use http_tls::{TlsConfig, TlsVersion};
 pub use io::IoConfig;
 // For the README reference test and docs; the loader uses them internally.
 #[allow(unused_imports)]
@@ -59,6 +71,7 @@ pub use sink::{
 };
 pub use tree::{Config, Loaded};
 pub use url::{is_secret_query_key, redact_secrets, redact_url};
+pub use value::Cidr;
 
 /// Loads every `*.conf` file under `dir` (recursively, sorted path order),
 /// applies the ENV overlay read through `env` (a variable set to "" counts
@@ -70,12 +83,14 @@ pub fn load(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, 
 #[cfg(test)]
 mod tests {
     /// Every file of this folder, by module name.
-    const FILES: [(&str, &str); 17] = [
+    const FILES: [(&str, &str); 20] = [
         ("de", include_str!("de.rs")),
         ("env", include_str!("env.rs")),
         ("error", include_str!("error.rs")),
         ("files", include_str!("files.rs")),
         ("http_api", include_str!("http_api.rs")),
+        ("http_auth", include_str!("http_auth.rs")),
+        ("http_tls", include_str!("http_tls.rs")),
         ("inputs", include_str!("inputs.rs")),
         ("io", include_str!("io.rs")),
         ("keys", include_str!("keys.rs")),
@@ -88,6 +103,7 @@ mod tests {
         ("tree", include_str!("tree.rs")),
         ("url", include_str!("url.rs")),
         ("value", include_str!("value.rs")),
+        ("web_config", include_str!("web_config.rs")),
     ];
 
     /// The sibling modules a file imports (`use super::x...` at the top

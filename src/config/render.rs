@@ -23,6 +23,15 @@ impl Config {
             "# Effective pushkit configuration: built-in defaults < conf.d files < ENV.\n",
         );
         render_table(&mut out, "[http_api]", &self.http_api);
+        // The sub-tables appear only when they do something, so that a
+        // default config reads as short as it is.
+        let tls = &self.http_api.tls;
+        if tls.is_on() || tls.enable.is_some() {
+            render_table(&mut out, "[http_api.tls]", tls);
+        }
+        if self.http_api.auth.is_on() {
+            render_table(&mut out, "[http_api.auth]", &self.http_api.auth);
+        }
         render_table(&mut out, "[io]", &self.io);
         if self.sinks.is_empty() {
             out.push_str("\n# No [[sinks]]: points are written to stdout as line protocol.\n");
@@ -104,6 +113,8 @@ impl Config {
         }
         let mut out = Vec::new();
         add(&mut out, &self.http_api);
+        add(&mut out, &self.http_api.tls);
+        add(&mut out, &self.http_api.auth);
         add(&mut out, &self.io);
         each_input(&mut Inputs {
             config: self,
@@ -206,8 +217,32 @@ mod tests {
         let config = Config {
             http_api: HttpApiConfig {
                 listen: "[::1]:1234".into(),
+                listen_socket: Some("/run/pushkit/pushkit.sock".into()),
                 max_body_size: 1000,
                 max_decompressed_size: 3 << 30,
+                read_header_timeout: Duration::from_secs(3),
+                timeout: Some(Duration::from_secs(30)),
+                close_idle_connection: true,
+                max_connections: 50,
+                request_rate_limit: 2.5,
+                request_rate_limit_burst: 10,
+                trusted_proxies: vec![
+                    crate::config::value::parse_cidr("10.0.0.0/8").unwrap(),
+                    crate::config::value::parse_cidr("::1").unwrap(),
+                ],
+                tls: crate::config::TlsConfig {
+                    cert: Some("/tls/tls.crt".into()),
+                    privkey: Some("/tls/tls.key".into()),
+                    client_ca: Some("/tls/ca.crt".into()),
+                    min_version: crate::config::TlsVersion::Tls13,
+                    ..Default::default()
+                },
+                auth: crate::config::AuthConfig {
+                    bearer_tokens_file: Some("/auth/tokens".into()),
+                    routes: vec![crate::config::RouteClass::Push],
+                    ..Default::default()
+                },
+                ..HttpApiConfig::default()
             },
             io: IoConfig {
                 max_cache_count: 7,
@@ -259,6 +294,21 @@ mod tests {
         assert!(text.contains("group_ttl = \"1m30s\""), "{text}");
         assert!(text.contains("max_body_size = 1000\n"), "{text}");
         assert!(text.contains("max_decompressed_size = \"3GiB\""), "{text}");
+        assert!(text.contains("request_rate_limit = 2.5\n"), "{text}");
+        assert!(
+            text.contains("trusted_proxies = [\"10.0.0.0/8\", \"::1/128\"]\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n[http_api.tls]\ncert = \"/tls/tls.crt\"\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\n[http_api.auth]\nbearer_tokens_file = \"/auth/tokens\"\nroutes = [\"push\"]\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("[[inputs.pushgateway]]\nroute_prefix = \"/v1/pushgateway\"\nmeasurement_name = \"pg\"\n"), "{text}");
         assert_eq!(reload(&config), config);
 

@@ -19,6 +19,13 @@ use super::keys::{Key, Section, Show, ENV_DATAWAY};
 use super::syntax::{self, Choice};
 use super::value::{quote, REDACTED};
 
+// The `http` crate's header rules, as the client applies them; without
+// the network stack, the same crate through warp.
+#[cfg(feature = "net")]
+use reqwest::header as http_header;
+#[cfg(not(feature = "net"))]
+use warp::http::header as http_header;
+
 /// What a sink does when a push does not fit in its queue's budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overflow {
@@ -403,7 +410,7 @@ impl SinkConfig {
     pub fn check_headers(&self) -> Result<(), Violation> {
         for (name, value) in &self.headers {
             let sub = Some(quote(name));
-            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            if http_header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(Violation {
                     key: "headers",
                     sub,
@@ -438,7 +445,7 @@ const EXPECT_HEADER_VALUE: &str =
     "expected visible ASCII characters, spaces and tabs only (it is sent in a header)";
 
 fn is_header_value(v: &str) -> bool {
-    reqwest::header::HeaderValue::from_str(v).is_ok()
+    http_header::HeaderValue::from_str(v).is_ok()
 }
 
 const EXPECT_BASIC_AUTH: &str =

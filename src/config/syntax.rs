@@ -152,6 +152,43 @@ pub(crate) mod nonzero_duration {
     pub(crate) use super::duration::serialize;
 }
 
+/// A Go duration above zero that may be left unset. Fields using it
+/// need `skip_serializing_if = "Option::is_none"`.
+pub(crate) mod opt_nonzero_duration {
+    use super::*;
+    use std::time::Duration;
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        super::nonzero_duration::deserialize(d).map(Some)
+    }
+
+    pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// `true` or `false`, or left unset. Fields using it need
+/// `skip_serializing_if = "Option::is_none"`.
+pub(crate) mod opt_flag {
+    use super::*;
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        super::flag::deserialize(d).map(Some)
+    }
+
+    pub(crate) fn serialize<S: Serializer>(b: &Option<bool>, s: S) -> Result<S::Ok, S::Error> {
+        match b {
+            Some(b) => s.serialize_bool(*b),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 /// A non-empty string.
 pub(crate) mod name {
     use super::*;
@@ -269,6 +306,152 @@ pub(crate) mod headers {
         let mut map = s.serialize_map(Some(v.len()))?;
         for name in v.keys() {
             map.serialize_entry(name, REDACTED)?;
+        }
+        map.end()
+    }
+}
+
+/// A rate: a TOML integer or float, finite and not negative.
+pub(crate) mod rate {
+    use super::*;
+
+    pub(crate) const EXPECT_RATE: &str =
+        "expected a number of requests per second, 0 for no limit, such as 20 or 0.5";
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        read(d, |v| {
+            let n = match v {
+                toml::Value::Integer(n) => n as f64,
+                toml::Value::Float(f) => f,
+                _ => return Err(EXPECT_RATE),
+            };
+            if n.is_finite() && n >= 0.0 {
+                Ok(n)
+            } else {
+                Err(EXPECT_RATE)
+            }
+        })
+    }
+
+    pub(crate) fn serialize<S: Serializer>(n: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if n.fract() == 0.0 && n.abs() < 1e15 {
+            s.serialize_i64(*n as i64)
+        } else {
+            s.serialize_f64(*n)
+        }
+    }
+}
+
+/// An array of strings, each checked by `check`; written as an array.
+fn strings<T>(
+    v: toml::Value,
+    expected: &'static str,
+    check: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, String> {
+    let toml::Value::Array(items) = v else {
+        return Err(expected.to_string());
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            toml::Value::String(s) => {
+                check(&s).ok_or_else(|| format!("{} in {expected}", quote(&s)))
+            }
+            _ => Err(expected.to_string()),
+        })
+        .collect()
+}
+
+/// Networks in CIDR notation ("10.0.0.0/8", "fd00::/8"); a bare address
+/// is the network of that one address.
+pub(crate) mod cidrs {
+    use super::*;
+    use crate::config::value::{parse_cidr, Cidr};
+
+    pub(crate) const EXPECT_CIDRS: &str =
+        r#"expected an array of networks such as ["10.0.0.0/8", "fd00::/8", "127.0.0.1"]"#;
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> {
+        read(d, |v| strings(v, EXPECT_CIDRS, parse_cidr))
+    }
+
+    pub(crate) fn serialize<S: Serializer>(v: &[Cidr], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(Cidr::to_string))
+    }
+}
+
+/// An array of words of a `Choice`, each at most once.
+pub(crate) mod choices {
+    use super::*;
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>, T: Choice>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        read(d, |v| {
+            let expected = format!(
+                "expected an array of {}",
+                T::expected().trim_start_matches("expected ")
+            );
+            let toml::Value::Array(items) = v else {
+                return Err(expected);
+            };
+            let mut out: Vec<T> = Vec::new();
+            for item in items {
+                let found = item
+                    .as_str()
+                    .and_then(|s| T::CHOICES.iter().find(|(w, _)| *w == s).map(|(_, c)| *c))
+                    .ok_or_else(|| expected.clone())?;
+                if !out.contains(&found) {
+                    out.push(found);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    pub(crate) fn serialize<S: Serializer, T: Choice>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|c| c.word()))
+    }
+}
+
+/// A table of user names to bcrypt hashes, as Prometheus' web config has
+/// them; the hashes are never shown. Fields using it need
+/// `skip_serializing_if = "BTreeMap::is_empty"`.
+pub(crate) mod bcrypt_users {
+    use super::*;
+    use crate::config::value::is_bcrypt_hash;
+    use serde::ser::SerializeMap;
+    use std::collections::BTreeMap;
+
+    pub(crate) const EXPECT_USERS: &str = r#"expected a table of user names to bcrypt hashes such as { alice = "$2y$10$..." } (make one with `htpasswd -nBC 10 alice`)"#;
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, String>, D::Error> {
+        read(d, |v| {
+            let toml::Value::Table(t) = v else {
+                return Err(EXPECT_USERS.to_string());
+            };
+            t.into_iter()
+                .map(|(user, hash)| match hash {
+                    toml::Value::String(h)
+                        if is_bcrypt_hash(&h) && !user.is_empty() && !user.contains(':') =>
+                    {
+                        Ok((user, h))
+                    }
+                    _ => Err(format!("user {}: {EXPECT_USERS}", quote(&user))),
+                })
+                .collect()
+        })
+    }
+
+    pub(crate) fn serialize<S: Serializer>(
+        v: &BTreeMap<String, String>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(v.len()))?;
+        for user in v.keys() {
+            map.serialize_entry(user, REDACTED)?;
         }
         map.end()
     }

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::error::{ConfigError, Place};
 use super::http_api::HttpApiConfig;
+use super::http_tls::TlsConfig;
 use super::io::IoConfig;
 use super::pushgateway::PushgatewayConfig;
 use super::sink::SinkConfig;
@@ -55,8 +56,53 @@ impl Config {
 
     /// `validate`, naming the file or ENV variable each value came from.
     pub(crate) fn validate_from(&self, origins: &Origins) -> Result<(), ConfigError> {
+        validate_tls(&self.http_api.tls, &origins.tls)?;
         validate_sinks(&self.sinks, &origins.sinks)
     }
+}
+
+/// The rules of `[http_api.tls]`: a certificate comes with its key, a
+/// switch turned on has both, and a client CA needs TLS on.
+fn validate_tls(tls: &TlsConfig, origin: &SectionOrigin) -> Result<(), ConfigError> {
+    let origin = if origin.base.is_empty() {
+        SectionOrigin::code("http_api.tls".into())
+    } else {
+        origin.clone()
+    };
+    let shown = |v: &Option<String>| quote(v.as_deref().unwrap_or_default());
+    if tls.enable != Some(false) {
+        match (&tls.cert, &tls.privkey) {
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid {
+                    at: origin.place("cert"),
+                    value: shown(&tls.cert),
+                    expected: "expected privkey with it, the certificate's key".into(),
+                })
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    at: origin.place("privkey"),
+                    value: shown(&tls.privkey),
+                    expected: "expected cert with it, the key's certificate".into(),
+                })
+            }
+            (None, None) if tls.enable == Some(true) => {
+                return Err(ConfigError::Missing {
+                    at: origin.place("cert"),
+                    expected: "expected cert and privkey, the PEM files TLS is served with".into(),
+                })
+            }
+            _ => {}
+        }
+    }
+    if tls.client_ca.is_some() && !tls.is_on() {
+        return Err(ConfigError::Invalid {
+            at: origin.place("client_ca"),
+            value: shown(&tls.client_ca),
+            expected: "expected TLS on (cert and privkey) with it".into(),
+        });
+    }
+    Ok(())
 }
 
 /// The rules of `[[sinks]]`: each sink's own, then unique names.
@@ -168,6 +214,8 @@ impl SectionOrigin {
 pub(crate) struct Origins {
     /// Per entry of `Config::sinks`.
     pub sinks: Vec<SectionOrigin>,
+    /// `[http_api.tls]`.
+    pub tls: SectionOrigin,
 }
 
 #[cfg(test)]
@@ -223,6 +271,7 @@ mod tests {
                 base: "sinks[2]".into(),
                 ..SectionOrigin::default()
             }],
+            ..Origins::default()
         };
         let config = Config {
             sinks: vec![s],

@@ -226,6 +226,85 @@ fn parse_decimal(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
+/// A network in CIDR notation, its address masked to the prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is inside (an IPv4-mapped IPv6 address counts as the
+    /// IPv4 one, as a dual-stack socket reports IPv4 peers so).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                mask(u32::from(ip).into(), 32, self.prefix) == u32::from(net).into()
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                mask(u128::from(ip), 128, self.prefix) == u128::from(net)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The top `prefix` bits of a `width`-bit address.
+fn mask(bits: u128, width: u32, prefix: u8) -> u128 {
+    let keep = u32::from(prefix).min(width);
+    if keep == 0 {
+        return 0;
+    }
+    let low = width - keep;
+    (bits >> low) << low
+}
+
+/// Parses "10.0.0.0/8", "fd00::/8" or a bare address (a /32 or /128).
+pub(crate) fn parse_cidr(s: &str) -> Option<Cidr> {
+    use std::net::IpAddr;
+    let (addr, prefix) = match s.split_once('/') {
+        Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p)),
+        None => (s.parse::<IpAddr>().ok()?, None),
+    };
+    let width: u8 = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => width,
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            p.parse::<u8>().ok().filter(|&n| n <= width)?
+        }
+        Some(_) => return None,
+    };
+    let addr = match addr {
+        IpAddr::V4(v4) => IpAddr::V4((mask(u32::from(v4).into(), 32, prefix) as u32).into()),
+        IpAddr::V6(v6) => IpAddr::V6(mask(u128::from(v6), 128, prefix).into()),
+    };
+    Some(Cidr { addr, prefix })
+}
+
+/// Whether `s` looks like a bcrypt hash: `$2a$`, `$2b$` or `$2y$`, a
+/// two-digit cost from 4 to 31, and 53 characters of salt and hash.
+pub(crate) fn is_bcrypt_hash(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 60
+        && (s.starts_with("$2a$") || s.starts_with("$2b$") || s.starts_with("$2y$"))
+        && s[4..6].parse::<u8>().is_ok_and(|c| (4..=31).contains(&c))
+        && b[6] == b'$'
+        && b[7..]
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'.' || c == b'/')
+}
+
 /// Parses an ENV bool exactly as Go's strconv.ParseBool does.
 pub(crate) fn parse_env_bool(s: &str) -> Result<bool, &'static str> {
     match s {

@@ -2,7 +2,7 @@
 //! refused before they were read.
 
 use super::error::{ApiError, ErrorCode};
-use super::BodyStream;
+use super::{BodyError, BodyStream};
 use bytes::Buf;
 use futures_util::StreamExt;
 use warp::http::HeaderMap;
@@ -33,11 +33,15 @@ pub async fn read_body(
     }
     let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(max) as usize);
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::new(
+        let chunk = chunk.map_err(|e| match e {
+            BodyError::TimedOut => ApiError::new(
+                ErrorCode::RequestTimeout,
+                "the request body did not arrive within read_timeout",
+            ),
+            BodyError::Read(e) => ApiError::new(
                 ErrorCode::CorruptBody,
                 format!("reading the request body failed: {e}"),
-            )
+            ),
         })?;
         if (buf.len() + chunk.remaining()) as u64 > max {
             return Err(too_large());

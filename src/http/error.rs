@@ -156,6 +156,26 @@ error_codes! {
         403,
         "A status page form without the page's token, or sent from another site."
     ),
+    Unauthorized = (
+        "unauthorized",
+        401,
+        "The route's class is in `[http_api.auth] routes` and the request has no valid basic-auth user or bearer token; `WWW-Authenticate` says which schemes work."
+    ),
+    RateLimited = (
+        "rateLimited",
+        429,
+        "The client sent more than `request_rate_limit` requests per second of this route class (or the web config's `rate_limit`); retry after `Retry-After` seconds."
+    ),
+    RequestTimeout = (
+        "requestTimeout",
+        408,
+        "The request's body did not arrive within `read_timeout`; the connection is closed."
+    ),
+    AuthBusy = (
+        "authBusy",
+        503,
+        "Too many password checks are running at once; retry after `Retry-After` seconds."
+    ),
     JournalFailed = (
         "journalFailed",
         500,

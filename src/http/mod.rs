@@ -1,29 +1,54 @@
 //! The HTTP server's plumbing, and nothing of what it serves: it accepts
-//! connections, hands each request to a [`Service`] as a [`Request`] (its
-//! body still a stream, so that a service can refuse a push before reading
-//! it), and sends the [`Reply`] back. Errors become JSON replies in
-//! [`reply`]; bodies are read within limits in [`body`].
+//! connections ([`server`], with TLS from [`tls`]), hands each request to
+//! a [`Service`] as a [`Request`] (its body still a stream, so that a
+//! service can refuse a push before reading it), and sends the [`Reply`]
+//! back. Errors become JSON replies in [`reply`]; bodies are read within
+//! limits in [`body`]; credentials are checked in [`auth`] and request
+//! rates in [`rate_limit`], for whichever route classes the service has.
 //!
 //! Routing is the service's: the Pushgateway API lives in
 //! `crate::pushgateway`, which builds on this module and is never imported
 //! by it.
 
+pub mod auth;
 pub mod body;
 pub mod error;
+pub mod file_stamp;
+pub mod rate_limit;
 pub mod reply;
+pub mod server;
+pub mod tls;
 
-use bytes::{Buf, Bytes};
-use futures_util::{Stream, StreamExt};
+use bytes::Bytes;
+use futures_util::Stream;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use warp::http::{HeaderMap, Method};
-use warp::Filter;
 
 pub use reply::Reply;
+pub use server::{serve, ConnLimits, Listener};
+
+/// Why a request body stopped short.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// The connection failed or the client sent a malformed body.
+    Read(String),
+    /// The body did not arrive within `read_timeout`.
+    TimedOut,
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Read(e) => f.write_str(e),
+            BodyError::TimedOut => f.write_str("the body did not arrive within read_timeout"),
+        }
+    }
+}
 
 /// A request body as it arrives, chunk by chunk.
-pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, warp::Error>> + Send>>;
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, BodyError>> + Send>>;
 
 /// One request, as a [`Service`] gets it.
 pub struct Request {
@@ -34,6 +59,8 @@ pub struct Request {
     pub query: String,
     pub headers: HeaderMap,
     pub body: BodyStream,
+    /// The connection's peer; None on the Unix socket.
+    pub peer: Option<SocketAddr>,
 }
 
 impl Request {
@@ -47,50 +74,6 @@ impl Request {
 /// path or method.
 pub trait Service: Send + Sync + 'static {
     fn call(&self, req: Request) -> impl Future<Output = Reply> + Send;
-}
-
-/// Serves `service` on `listener` until `shutdown` resolves, then stops
-/// accepting and lets requests in flight finish.
-pub async fn serve<S: Service>(
-    listener: tokio::net::TcpListener,
-    service: Arc<S>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    let route = warp::method()
-        .and(warp::path::full())
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .and(warp::header::headers_cloned())
-        .and(warp::body::stream())
-        .then(
-            move |method: Method,
-                  path: warp::path::FullPath,
-                  query: String,
-                  headers: HeaderMap,
-                  body| {
-                let service = service.clone();
-                let body: BodyStream = Box::pin(body_bytes(body));
-                let req = Request {
-                    method,
-                    raw_path: path.as_str().to_string(),
-                    query,
-                    headers,
-                    body,
-                };
-                async move { service.call(req).await }
-            },
-        );
-    warp::serve(route)
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
-}
-
-/// warp's body chunks as `Bytes` (no copy: they are `Bytes` already).
-fn body_bytes<B: Buf>(
-    body: impl Stream<Item = Result<B, warp::Error>> + Send,
-) -> impl Stream<Item = Result<Bytes, warp::Error>> + Send {
-    body.map(|chunk| chunk.map(|mut b| b.copy_to_bytes(b.remaining())))
 }
 
 /// Decodes `%XX` escapes (a whole path, as Go's URL.Path does, or one

@@ -4,10 +4,12 @@
 //! holds it to the push limits, and
 //! [`push`] stores and forwards it (see there for where it differs from
 //! the Pushgateway and from DataKit); [`status_page`] is the HTML page at
-//! `P/` and `P/status`.
+//! `P/` and `P/status`; [`guard`] applies the rate limit and
+//! credentials to each route class.
 
 pub mod body;
 pub mod grouping;
+pub mod guard;
 pub mod limits;
 pub mod push;
 pub mod routes;

@@ -14,6 +14,7 @@
 //!   `POST P/status/wipe` (with `enable_admin_api`): its forms
 
 use super::grouping::parse_push_path;
+use super::guard::{class_of, Guard};
 use super::push::{PushMethod, PushgatewayInput};
 use super::status_page::{group_of_path, parse_form, PageInput, PageQuery, StatusPage};
 use crate::expfmt::expose::ExpositionWriter;
@@ -53,6 +54,8 @@ pub struct Api {
     /// the free-bytes self metric.
     pub data_dirs: Vec<(&'static str, std::path::PathBuf)>,
     pub page: Arc<StatusPage>,
+    /// Rate limits and credentials per route class.
+    pub guard: Guard,
 }
 
 impl Service for Api {
@@ -62,7 +65,7 @@ impl Service for Api {
 }
 
 impl Api {
-    async fn route(&self, req: Request) -> Reply {
+    async fn route(&self, mut req: Request) -> Reply {
         let started = Instant::now();
         let Some(path) = percent_decode(&req.raw_path) else {
             return error_reply(&ApiError::new(
@@ -81,7 +84,16 @@ impl Api {
             None => std::borrow::Cow::Owned(rest.replace('%', "%25")),
         };
         let utf8 = self.pushgateway.as_ref().is_some_and(|pg| pg.utf8_names);
-        if let (Some(pg), Some(group)) = (&self.pushgateway, parse_push_path(&raw_rest, utf8)) {
+        let push = match &self.pushgateway {
+            Some(pg) => parse_push_path(&raw_rest, utf8).map(|group| (pg, group)),
+            None => None,
+        };
+        if let Some(class) = class_of(rest, push.is_some()) {
+            if let Err(refused) = self.guard.admit(class, &mut req).await {
+                return refused;
+            }
+        }
+        if let Some((pg, group)) = push {
             let Some(push_method) = PushMethod::from_http(req.method.as_str()) else {
                 return method_not_allowed(&req.method, "PUT, POST, DELETE");
             };
