@@ -77,3 +77,21 @@ fn config_reference_matches_the_code() {
         .collect();
     assert_eq!(rows, want);
 }
+
+#[test]
+fn env_exceptions_table_matches_the_code() {
+    let rows = table_after("<!-- env-exceptions:");
+    let want: Vec<Vec<String>> = pushkit::config::reference()
+        .into_iter()
+        .filter(|d| d.env_exception)
+        .map(|d| {
+            vec![
+                d.env.clone().expect("an exception names its variable"),
+                format!("`{}`", d.section),
+                format!("`{}`", d.key),
+            ]
+        })
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(rows, want);
+}
