@@ -369,6 +369,8 @@ pub struct AgentConf {
     /// The body of `[[inputs.pushgateway]]`, TOML lines.
     pub pushgateway: String,
     pub flush_interval: String,
+    /// More TOML lines of `[http_api]` (its sub-tables included).
+    pub http: String,
 }
 
 impl Default for AgentConf {
@@ -377,6 +379,7 @@ impl Default for AgentConf {
             sinks: Vec::new(),
             pushgateway: "keep_exist_metric_name = true\nhonor_timestamps = true\n".to_string(),
             flush_interval: "100ms".to_string(),
+            http: String::new(),
         }
     }
 }
@@ -384,9 +387,9 @@ impl Default for AgentConf {
 impl AgentConf {
     pub fn render(&self, port: u16) -> String {
         let mut s = format!(
-            "[http_api]\nlisten = \"127.0.0.1:{port}\"\n\n\
+            "[http_api]\nlisten = \"127.0.0.1:{port}\"\n{}\n\n\
              [io]\nmax_cache_count = 1000\nflush_interval = \"{}\"\nshutdown_timeout = \"5s\"\n\n",
-            self.flush_interval
+            self.http, self.flush_interval
         );
         for sink in &self.sinks {
             s.push_str(&format!(
@@ -415,12 +418,21 @@ pub struct Agent {
 impl Agent {
     pub fn start(conf: &AgentConf) -> Agent {
         let port = free_port();
-        Agent::launch(port, &conf.render(port))
+        Agent::launch(port, &conf.render(port), true)
+    }
+
+    /// Like `start`, for an agent that plain HTTP cannot ask whether it
+    /// is ready (TLS, credentials): waits only until its port accepts.
+    pub fn start_closed(conf: &AgentConf) -> Agent {
+        let port = free_port();
+        Agent::launch(port, &conf.render(port), false)
     }
 
     /// Writes `text` as `pushkit.conf` in a fresh conf dir, starts pushkit
-    /// on it and waits until it is ready on `port` (which `text` must name).
-    fn launch(port: u16, text: &str) -> Agent {
+    /// on it and waits until it is ready on `port` (which `text` must name):
+    /// `/-/ready` answers 200 over plain HTTP, or without `http_ready`, the
+    /// port accepts connections.
+    fn launch(port: u16, text: &str, http_ready: bool) -> Agent {
         let dir = tempfile::Builder::new()
             .prefix("pushkit-agent-")
             .tempdir()
@@ -478,8 +490,26 @@ impl Agent {
             port,
             dir,
         };
-        agent.wait_ready();
+        if http_ready {
+            agent.wait_ready();
+        } else {
+            agent.wait_listening();
+        }
         agent
+    }
+
+    fn wait_listening(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            self.proc.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "pushkit not listening on {} after {READY_TIMEOUT:?}\n{}",
+                self.port,
+                self.proc.log_text()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn wait_ready(&mut self) {
@@ -809,6 +839,7 @@ impl Agent {
         Agent::launch(
             port,
             &format!("[http_api]\nlisten = \"127.0.0.1:{port}\"\n\n{body}"),
+            true,
         )
     }
 
