@@ -9,9 +9,6 @@
 mod common;
 
 use common::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,41 +16,6 @@ use std::time::Duration;
 
 /// The name the server's certificates are for; resolved to loopback.
 const HOST: &str = "pushkit.test";
-
-/// A CA and what it signs.
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        Ca {
-            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
-        }
-    }
-
-    fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// A leaf for `name`: (certificate PEM, key PEM).
-    fn leaf(&self, name: &str, client: bool) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
-        params.extended_key_usages = vec![if client {
-            ExtendedKeyUsagePurpose::ClientAuth
-        } else {
-            ExtendedKeyUsagePurpose::ServerAuth
-        }];
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
 
 /// Writes a Kubernetes-style Secret volume: `dir/..data` a symlink to a
 /// timestamped directory, and `tls.crt`, `tls.key` symlinks through it.

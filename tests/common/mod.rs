@@ -19,10 +19,13 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tempfile::TempDir;
 
+mod ca;
 mod container;
 mod native;
 mod peers;
 // Not every test crate runs a peer, nor pushes native histograms.
+#[allow(unused_imports)]
+pub use ca::*;
 #[allow(unused_imports)]
 pub use container::*;
 #[allow(unused_imports)]
