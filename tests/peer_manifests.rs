@@ -9,7 +9,8 @@
 //! script (once) push into it, and their points must reach a real
 //! VictoriaMetrics.
 //!
-//! What cannot be the pod's here: `ENV_HTTP_LISTEN` moves to a free
+//! The token Secret the samples ask for is a file made here, bound where
+//! the pod mounts it. What cannot be the pod's here: `ENV_HTTP_LISTEN` moves to a free
 //! loopback port (the hostPort 9529 may be taken), `ENV_DATAWAY` names the
 //! local VictoriaMetrics instead of the sample's Dataway, and the scripts'
 //! `$(NODE_IP)` is 127.0.0.1.
@@ -128,9 +129,25 @@ fn the_samples_run_as_written() {
         mounts,
         [
             ("conf".to_string(), "/etc/pushkit/conf.d".to_string()),
-            ("data".to_string(), "/var/lib/pushkit".to_string())
+            ("data".to_string(), "/var/lib/pushkit".to_string()),
+            ("auth".to_string(), "/etc/pushkit/auth".to_string())
         ]
     );
+    // Locked down: pushes need a token from the Secret, and the rate limit
+    // is on.
+    let env_value = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    assert_eq!(
+        env_value("ENV_HTTP_AUTH_BEARER_TOKENS_FILE").as_deref(),
+        Some("/etc/pushkit/auth/tokens")
+    );
+    assert!(env_value("ENV_REQUEST_RATE_LIMIT").is_some());
+    let secret = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "auth")
+        .expect("the auth volume");
+    assert_eq!(secret["secret"]["secretName"], "pushkit-tokens");
 
     // The image, and the pod's container run on it.
     let dir = tempfile::Builder::new()
@@ -148,8 +165,13 @@ fn the_samples_run_as_written() {
     let _reaper = Reaper(marker.clone());
     let conf = dir.path().join("conf");
     let data = dir.path().join("data");
+    let auth = dir.path().join("auth");
     std::fs::create_dir(&conf).unwrap();
     std::fs::create_dir(&data).unwrap();
+    std::fs::create_dir(&auth).unwrap();
+    // The Secret's one key, as `kubectl create secret` makes it.
+    const TOKEN: &str = "manifest-test-token-5d1c";
+    std::fs::write(auth.join("tokens"), TOKEN).unwrap();
     let mut bwrap = Command::new(peer_binary("PUSHKIT_BWRAP", "/usr/bin/bwrap", "bubblewrap"));
     bwrap
         .args(["--ro-bind", &tree, "/", "--dev", "/dev", "--proc", "/proc"])
@@ -159,6 +181,9 @@ fn the_samples_run_as_written() {
         .arg("--bind")
         .arg(&data)
         .arg("/var/lib/pushkit")
+        .arg("--ro-bind")
+        .arg(&auth)
+        .arg("/etc/pushkit/auth")
         .args([
             "--unshare-user",
             "--uid",
@@ -189,6 +214,16 @@ fn the_samples_run_as_written() {
         );
     }
 
+    // Without the token, a push is refused.
+    let refused = http(
+        "PUT",
+        &format!("http://{listen}/metrics/job/anonymous"),
+        &[],
+        b"m 1\n",
+    )
+    .unwrap();
+    assert_eq!(refused.status, 401, "{}", refused.text());
+
     // The CronJob's script and the client's, once each.
     let script_env = |container: &Json| -> Vec<(String, String)> {
         env_of(container)
@@ -206,6 +241,7 @@ fn the_samples_run_as_written() {
             .env("NODE_IP", "127.0.0.1")
             .env("POD_NAME", format!("{name}-pod"))
             .env("ONCE", "1")
+            .env("PUSHKIT_TOKEN", TOKEN)
             .envs(script_env(container));
         let (status, out, err) = run_bounded(name, sh, Duration::from_secs(60));
         assert!(

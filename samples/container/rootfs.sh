@@ -19,7 +19,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root="$out/rootfs"
 
 rm -rf "$out"
-mkdir -p "$root/usr/local/bin" "$root/etc/ssl/certs" "$root/etc/pushkit/conf.d" "$out/data"
+# /etc/pushkit/auth is where the sample DaemonSet mounts its token Secret.
+mkdir -p "$root/usr/local/bin" "$root/etc/ssl/certs" "$root/etc/pushkit/conf.d" "$root/etc/pushkit/auth" "$out/data"
 # Mount points a runtime fills (and that a read-only root cannot grow).
 mkdir -p "$root/dev" "$root/proc" "$root/sys" "$root/tmp"
 chmod 1777 "$root/tmp"
