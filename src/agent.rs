@@ -90,6 +90,9 @@ pub async fn run(
                 metrics: metrics.clone(),
                 store: store.clone(),
                 utf8_names: pg.utf8_names,
+                inflight: crate::http::inflight::InflightBudget::new(
+                    config.http_api.max_inflight_bytes,
+                ),
                 limits: PushLimits {
                     sample_limit: pg.sample_limit,
                     label_limit: pg.label_limit,

@@ -36,6 +36,12 @@ pub struct HttpApiConfig {
     /// zip bombs). Default: `"64MiB"`. ENV: `ENV_HTTP_MAX_DECOMPRESSED_SIZE`.
     #[serde(with = "syntax::size")]
     pub max_decompressed_size: u64,
+    /// Memory all requests in flight may hold together: bodies as received
+    /// plus what they decompress to. A request without room waits up to a
+    /// second, then gets 503 `inflightFull`.
+    /// Default: `"128MiB"`. ENV: `ENV_HTTP_MAX_INFLIGHT_BYTES`.
+    #[serde(with = "syntax::size")]
+    pub max_inflight_bytes: u64,
     /// Time a client has to send a request's headers (and, with TLS, to
     /// finish the handshake) once it starts one.
     /// Default: `"10s"`. ENV: `ENV_HTTP_READ_HEADER_TIMEOUT`.
@@ -110,6 +116,7 @@ impl Default for HttpApiConfig {
             listen_socket: None,
             max_body_size: 16 << 20,
             max_decompressed_size: 64 << 20,
+            max_inflight_bytes: 128 << 20,
             read_header_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(90),
@@ -181,6 +188,10 @@ impl Section for HttpApiConfig {
         Key::new(
             "max_decompressed_size",
             "largest request body after decompression",
+        ),
+        Key::new(
+            "max_inflight_bytes",
+            "memory all requests in flight may hold: bodies plus decompressed bytes (503 past it)",
         ),
         Key::new(
             "read_header_timeout",

@@ -62,7 +62,8 @@ pub(crate) fn load(dir: &Path, env: Env) -> Result<Loaded, ConfigError> {
         gather_file(&mut got, &file, table)?;
     }
     let mut warnings = std::mem::take(&mut got.warnings);
-    let mut http_api = section::<HttpApiConfig>(got.http_api, HttpApiConfig::PATH.into(), env)?.0;
+    let (mut http_api, http_origin) =
+        section::<HttpApiConfig>(got.http_api, HttpApiConfig::PATH.into(), env)?;
     let (tls, tls_origin) = section::<TlsConfig>(got.http_tls, TlsConfig::PATH.into(), env)?;
     http_api.tls = tls;
     http_api.auth = section::<AuthConfig>(got.http_auth, AuthConfig::PATH.into(), env)?.0;
@@ -118,6 +119,7 @@ pub(crate) fn load(dir: &Path, env: Env) -> Result<Loaded, ConfigError> {
 
     config.validate_from(&Origins {
         sinks: origins,
+        http: http_origin,
         tls: tls_origin,
     })?;
     Ok(Loaded { config, warnings })
@@ -1013,7 +1015,7 @@ mod tests {
     fn unknown_keys_tables_and_inputs() {
         assert_eq!(
             Case::new(&[("x.conf", "[http_api]\nlisen = \"h:1\"\n")]).err(),
-            r#"conf.d/x.conf: unknown key "http_api.lisen": expected one of listen, listen_socket, max_body_size, max_decompressed_size, read_header_timeout, read_timeout, idle_timeout, timeout, close_idle_connection, max_connections, request_rate_limit, request_rate_limit_burst, trusted_proxies, web_config_file"#
+            r#"conf.d/x.conf: unknown key "http_api.lisen": expected one of listen, listen_socket, max_body_size, max_decompressed_size, max_inflight_bytes, read_header_timeout, read_timeout, idle_timeout, timeout, close_idle_connection, max_connections, request_rate_limit, request_rate_limit_burst, trusted_proxies, web_config_file"#
         );
         assert_eq!(
             file_err("[[sinks]]\nurl = \"http://a/w\"\ncompress = true\n"),

@@ -199,7 +199,7 @@ mod tests {
             ),
         ];
         let docs = reference();
-        assert_eq!(docs.len(), 63);
+        assert_eq!(docs.len(), 64);
         for doc in docs {
             let (_, name, source) = structs.iter().find(|(s, _, _)| *s == doc.section).unwrap();
             let comment = field_doc(source, name, doc.key);
@@ -232,6 +232,7 @@ mod tests {
                 "ENV_HTTP_LISTEN_SOCKET",
                 "ENV_HTTP_MAX_BODY_SIZE",
                 "ENV_HTTP_MAX_DECOMPRESSED_SIZE",
+                "ENV_HTTP_MAX_INFLIGHT_BYTES",
                 "ENV_HTTP_READ_HEADER_TIMEOUT",
                 "ENV_HTTP_READ_TIMEOUT",
                 "ENV_HTTP_IDLE_TIMEOUT",

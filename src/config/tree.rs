@@ -56,9 +56,31 @@ impl Config {
 
     /// `validate`, naming the file or ENV variable each value came from.
     pub(crate) fn validate_from(&self, origins: &Origins) -> Result<(), ConfigError> {
+        validate_http(&self.http_api, &origins.http)?;
         validate_tls(&self.http_api.tls, &origins.tls)?;
         validate_sinks(&self.sinks, &origins.sinks)
     }
+}
+
+/// The rules of `[http_api]`: a body of `max_body_size` must fit in the
+/// in-flight budget, or it could never be read.
+fn validate_http(http: &HttpApiConfig, origin: &SectionOrigin) -> Result<(), ConfigError> {
+    if http.max_inflight_bytes < http.max_body_size {
+        let origin = if origin.base.is_empty() {
+            SectionOrigin::code("http_api".into())
+        } else {
+            origin.clone()
+        };
+        return Err(ConfigError::Invalid {
+            at: origin.place("max_inflight_bytes"),
+            value: http.max_inflight_bytes.to_string(),
+            expected: format!(
+                "expected at least max_body_size ({} bytes), or no body that large could be read",
+                http.max_body_size
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The rules of `[http_api.tls]`: a certificate comes with its key, a
@@ -214,7 +236,8 @@ impl SectionOrigin {
 pub(crate) struct Origins {
     /// Per entry of `Config::sinks`.
     pub sinks: Vec<SectionOrigin>,
-    /// `[http_api.tls]`.
+    /// `[http_api]` and `[http_api.tls]`.
+    pub http: SectionOrigin,
     pub tls: SectionOrigin,
 }
 
@@ -254,6 +277,16 @@ mod tests {
         assert_eq!(
             config.validate().unwrap_err().to_string(),
             format!("sinks[0].url is missing: {EXPECT_URL}")
+        );
+    }
+
+    #[test]
+    fn a_max_size_body_must_fit_in_flight() {
+        let mut config = Config::default();
+        config.http_api.max_inflight_bytes = config.http_api.max_body_size - 1;
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "http_api.max_inflight_bytes = 16777215: expected at least max_body_size (16777216 bytes), or no body that large could be read"
         );
     }
 

@@ -171,6 +171,11 @@ error_codes! {
         408,
         "The request's body did not arrive within `read_timeout`; the connection is closed."
     ),
+    InflightFull = (
+        "inflightFull",
+        503,
+        "Requests in flight already hold `max_inflight_bytes` of bodies and decompressed bytes, and none gave room back within a second; retry after `Retry-After` seconds."
+    ),
     AuthBusy = (
         "authBusy",
         503,

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod file_stamp;
+pub mod inflight;
 pub mod rate_limit;
 pub mod reply;
 pub mod server;

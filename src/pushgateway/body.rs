@@ -2,7 +2,9 @@
 //! then the format choice (delimited protobuf or text 0.0.4) and parsing.
 
 use crate::expfmt;
+use crate::http::body::inflight_full;
 use crate::http::error::{ApiError, ErrorCode};
+use crate::http::inflight::InflightPermit;
 use crate::model::family::Family;
 use std::io::Read;
 
@@ -13,10 +15,27 @@ pub fn decode_content(
     body: &[u8],
     max_decompressed: u64,
 ) -> Result<Vec<u8>, ApiError> {
+    decode_content_within(encoding, body, max_decompressed, None)
+}
+
+/// `decode_content`, holding the decoded bytes in `permit` as they grow;
+/// without room (the budget is not waited for here: this runs blocking)
+/// the push is refused with 503.
+pub fn decode_content_within(
+    encoding: Option<&str>,
+    body: &[u8],
+    max_decompressed: u64,
+    permit: Option<&InflightPermit>,
+) -> Result<Vec<u8>, ApiError> {
     let encoding = encoding.map(str::trim).unwrap_or("");
     if encoding.is_empty() || encoding.eq_ignore_ascii_case("identity") {
         if body.len() as u64 > max_decompressed {
             return Err(too_large(max_decompressed));
+        }
+        if let Some(p) = permit {
+            if !p.try_grow(body.len() as u64) {
+                return Err(inflight_full(p.budget_max()));
+            }
         }
         return Ok(body.to_vec());
     }
@@ -26,6 +45,7 @@ pub fn decode_content(
             flate2::read::MultiGzDecoder::new(body),
             "gzip",
             max_decompressed,
+            permit,
         )
     } else if encoding.eq_ignore_ascii_case("snappy") {
         // The framing format, as Pushgateway 1.6+ and client_golang send it.
@@ -33,6 +53,7 @@ pub fn decode_content(
             snap::read::FrameDecoder::new(body),
             "snappy",
             max_decompressed,
+            permit,
         )
     } else {
         Err(ApiError::new(
@@ -42,16 +63,52 @@ pub fn decode_content(
     }
 }
 
-fn read_capped(reader: impl Read, what: &str, max: u64) -> Result<Vec<u8>, ApiError> {
-    let mut out = Vec::new();
-    reader
-        .take(max.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|e| ApiError::new(ErrorCode::CorruptBody, format!("corrupt {what} body: {e}")))?;
-    if out.len() as u64 > max {
-        return Err(too_large(max));
+/// Decoded bytes taken from the budget at a time.
+const STEP: u64 = 1 << 20;
+
+fn read_capped(
+    reader: impl Read,
+    what: &str,
+    max: u64,
+    permit: Option<&InflightPermit>,
+) -> Result<Vec<u8>, ApiError> {
+    let corrupt = |e: std::io::Error| {
+        ApiError::new(ErrorCode::CorruptBody, format!("corrupt {what} body: {e}"))
+    };
+    let mut reader = reader.take(max.saturating_add(1));
+    let Some(permit) = permit else {
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).map_err(corrupt)?;
+        if out.len() as u64 > max {
+            return Err(too_large(max));
+        }
+        return Ok(out);
+    };
+    // The buffer grows by doubling, as Vec would, but each growth is taken
+    // from the budget before it is allocated: what the permit holds is what
+    // the buffer has.
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        if out.len() == out.capacity() {
+            let cap = out.capacity() as u64;
+            let want = (cap * 2).max(STEP).min(max.saturating_add(1));
+            if !permit.try_grow(want - cap) {
+                return Err(inflight_full(permit.budget_max()));
+            }
+            out.reserve_exact((want - cap) as usize);
+        }
+        let room = (out.capacity() - out.len()) as u64;
+        let read = (&mut reader)
+            .take(room)
+            .read_to_end(&mut out)
+            .map_err(corrupt)?;
+        if out.len() as u64 > max {
+            return Err(too_large(max));
+        }
+        if read == 0 || (out.len() as u64) < out.capacity() as u64 {
+            return Ok(out);
+        }
     }
-    Ok(out)
 }
 
 fn too_large(max: u64) -> ApiError {
@@ -119,6 +176,38 @@ mod tests {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         e.write_all(data).unwrap();
         e.finish().unwrap()
+    }
+
+    #[test]
+    fn decoding_holds_its_bytes_in_the_budget() {
+        use crate::http::inflight::InflightBudget;
+        let data = vec![7u8; 3 * STEP as usize + 5];
+        let body = gzip(&data);
+        // Room for it: decoded exactly, and the permit holds at least that.
+        let budget = InflightBudget::new(64 << 20);
+        let permit = budget.permit();
+        let out = decode_content_within(Some("gzip"), &body, 64 << 20, Some(&permit)).unwrap();
+        assert_eq!(out, data);
+        assert!(permit.held() >= out.len() as u64, "{}", permit.held());
+        assert_eq!(budget.used(), permit.held());
+        drop(permit);
+        assert_eq!(budget.used(), 0);
+        // No room: refused for room, and nothing is held after.
+        let small = InflightBudget::new(2 * STEP);
+        let permit = small.permit();
+        let e = decode_content_within(Some("gzip"), &body, 64 << 20, Some(&permit)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InflightFull);
+        drop(permit);
+        assert_eq!(small.used(), 0);
+        // The size cap still rules: 413, not a budget error.
+        let budget = InflightBudget::new(64 << 20);
+        let permit = budget.permit();
+        let e = decode_content_within(Some("gzip"), &body, STEP, Some(&permit)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::DecompressedBodyTooLarge);
+        // Identity bodies are held too.
+        let permit = budget.permit();
+        decode_content_within(None, b"m 1\n", 100, Some(&permit)).unwrap();
+        assert_eq!(permit.held(), 4);
     }
 
     fn snappy(data: &[u8]) -> Vec<u8> {

@@ -27,13 +27,14 @@ use super::body;
 use super::grouping::GroupingError;
 use super::limits::PushLimits;
 use crate::convert::{check_timestamps, convert_into, Converted, Mapping};
-use crate::http::body::{declared_length, discard_body, read_body};
+use crate::http::body::{declared_length, discard_body, read_body_within};
 use crate::http::error::{ApiError, ErrorCode};
+use crate::http::inflight::{InflightBudget, InflightPermit};
 use crate::http::reply::{error_reply, status_reply, Reply};
 use crate::http::Request;
 use crate::logging::LogGate;
 use crate::metrics::Metrics;
-use crate::model::family::duplicate_series;
+use crate::model::family::{duplicate_series, Family};
 use crate::model::point::now_ns;
 use crate::model::GroupingKey;
 use crate::sink::{
@@ -87,6 +88,8 @@ pub struct PushgatewayInput {
     /// Accept UTF-8 metric and label names (`utf8_names`).
     pub utf8_names: bool,
     pub limits: PushLimits,
+    /// `max_inflight_bytes`: bodies and decoded bytes of all requests.
+    pub inflight: Arc<InflightBudget>,
 }
 
 impl PushgatewayInput {
@@ -114,12 +117,20 @@ impl PushgatewayInput {
                 return error_reply(&e);
             }
         };
+        let permit = self.inflight.permit();
         let body = if method == PushMethod::Delete {
             Vec::new()
         } else {
-            match read_body(declared, &mut req.body, self.max_body_size).await {
+            match read_body_within(declared, &mut req.body, self.max_body_size, &permit).await {
                 Ok(b) => b,
-                Err(e) => return error_reply(&e),
+                Err(e) => {
+                    // Refused for room: read the rest without keeping it,
+                    // so that the connection goes on.
+                    if e.code == ErrorCode::InflightFull {
+                        discard_body(&mut req.body, self.max_body_size).await;
+                    }
+                    return error_reply(&e);
+                }
             }
         };
         let push = PushRequest {
@@ -131,7 +142,7 @@ impl PushgatewayInput {
             body: &body,
             received_ns,
         };
-        match self.handle(push).await {
+        match self.handle_within(push, Some(&permit)).await {
             Ok(status) => status_reply(status),
             Err(e) => {
                 tracing::debug!(method = %req.method, path = req.raw_path, "push rejected: {e}");
@@ -175,6 +186,16 @@ impl PushgatewayInput {
     /// changes nothing, except that one refused by the consistency check
     /// records its failure time.
     pub async fn handle(&self, req: PushRequest<'_>) -> Result<StatusCode, ApiError> {
+        self.handle_within(req, None).await
+    }
+
+    /// `handle`, with the decoded body held in `permit` (the in-flight
+    /// budget) as it grows.
+    pub async fn handle_within(
+        &self,
+        req: PushRequest<'_>,
+        permit: Option<&InflightPermit>,
+    ) -> Result<StatusCode, ApiError> {
         let group = req.group;
         if req.method == PushMethod::Delete {
             if let Some(store) = &self.store {
@@ -192,23 +213,23 @@ impl PushgatewayInput {
                 .await
                 .map_err(enqueue_error)?,
         };
-        let decoded =
-            body::decode_content(req.content_encoding, req.body, self.max_decompressed_size)?;
-        let families = body::parse_families(req.content_type, &decoded, self.utf8_names)?;
-        check_timestamps(&families, &self.mapping)
-            .map_err(|m| ApiError::new(ErrorCode::TimestampOutOfRange, m))?;
-        self.limits.check(&families, &group)?;
-        let samples: usize = families.iter().map(|f| f.metrics.len()).sum();
-        let (points, lines) = self.sinks.forms();
-        // Line protocol takes about as many bytes as the text it came from.
-        let mut converted = Converted::new(points, lines, decoded.len() + decoded.len() / 4);
-        convert_into(
-            &families,
-            &group,
-            &self.mapping,
-            req.received_ns,
-            &mut converted,
-        );
+        let decode = || {
+            self.decode_and_convert(
+                (req.content_encoding, req.content_type, req.body),
+                req.received_ns,
+                &group,
+                permit,
+            )
+        };
+        let (families, converted, samples) = if is_heavy(req.content_encoding, req.body) {
+            // Large or compressed bodies decode off the async workers, a
+            // bounded number at a time, so that small pushes keep their
+            // latency meanwhile.
+            let _slot = heavy_slots().acquire().await.expect("never closed");
+            run_blocking(decode)?
+        } else {
+            decode()?
+        };
         let n_points = converted.count;
         let sealed = self.sinks.seal(converted).map_err(enqueue_error)?;
         match &self.store {
@@ -264,6 +285,63 @@ impl PushgatewayInput {
         self.metrics.samples_received.add(samples as f64);
         self.metrics.points_emitted.add(n_points as f64);
         Ok(StatusCode::OK)
+    }
+}
+
+impl PushgatewayInput {
+    /// Decoding, parsing, the push's own checks and the mapping to points:
+    /// CPU work that grows with the body.
+    fn decode_and_convert(
+        &self,
+        (encoding, content_type, body): (Option<&str>, Option<&str>, &[u8]),
+        received_ns: i64,
+        group: &GroupingKey,
+        permit: Option<&InflightPermit>,
+    ) -> Result<(Vec<Family>, Converted, usize), ApiError> {
+        let decoded =
+            body::decode_content_within(encoding, body, self.max_decompressed_size, permit)?;
+        let families = body::parse_families(content_type, &decoded, self.utf8_names)?;
+        check_timestamps(&families, &self.mapping)
+            .map_err(|m| ApiError::new(ErrorCode::TimestampOutOfRange, m))?;
+        self.limits.check(&families, group)?;
+        let samples: usize = families.iter().map(|f| f.metrics.len()).sum();
+        let (points, lines) = self.sinks.forms();
+        // Line protocol takes about as many bytes as the text it came from.
+        let mut converted = Converted::new(points, lines, decoded.len() + decoded.len() / 4);
+        convert_into(&families, group, &self.mapping, received_ns, &mut converted);
+        Ok((families, converted, samples))
+    }
+}
+
+/// Bodies at least this large (as received) decode off the async workers.
+const HEAVY_BODY: usize = 64 << 10;
+/// Compressed bodies at least this large do too: they may inflate a lot.
+const HEAVY_COMPRESSED: usize = 8 << 10;
+
+fn is_heavy(encoding: Option<&str>, body: &[u8]) -> bool {
+    let compressed = encoding
+        .is_some_and(|e| !e.trim().is_empty() && !e.trim().eq_ignore_ascii_case("identity"));
+    body.len() >= HEAVY_BODY || (compressed && body.len() >= HEAVY_COMPRESSED)
+}
+
+/// One heavy decode per core at a time.
+fn heavy_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
+/// Runs `work` where it may block: on a multi-threaded runtime the worker
+/// hands its other tasks on first (`block_in_place`, which needs no owned
+/// data); elsewhere (a current-thread runtime, no runtime) inline.
+fn run_blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
 }
 
