@@ -16,8 +16,12 @@ const HASH: &str = "$2b$04$isFOm4DC5eSoFgmG0QESLOPuwLBKrrwozU0uuor243PoF8.R90EbW
 const GOPATH: &str = "/usr/share/gocode";
 
 /// A CA, a server certificate for 127.0.0.1, a token file, and an agent
-/// serving HTTPS with basic auth and bearer tokens.
+/// serving HTTPS with basic auth and bearer tokens, forwarding to `sinks`.
 fn locked_agent(dir: &Path) -> (Agent, PathBuf) {
+    locked_agent_to(dir, Vec::new())
+}
+
+fn locked_agent_to(dir: &Path, sinks: Vec<Sink>) -> (Agent, PathBuf) {
     let ca = Ca::new("peer-ca");
     let (cert, key) = ca.leaf("127.0.0.1", false);
     let ca_file = dir.join("ca.crt");
@@ -32,6 +36,7 @@ fn locked_agent(dir: &Path) -> (Agent, PathBuf) {
              bearer_tokens_file = \"{d}/tokens\"\n",
             d = dir.display()
         ),
+        sinks,
         ..AgentConf::default()
     });
     (agent, ca_file)
@@ -43,11 +48,16 @@ fn https(agent: &Agent) -> String {
 
 /// `GET /metrics` through curl with the CA and the token.
 fn exposed(agent: &Agent, ca: &Path) -> String {
+    read(agent, ca, "/metrics")
+}
+
+/// A GET of `path` through curl with the CA and the token.
+fn read(agent: &Agent, ca: &Path, path: &str) -> String {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "--fail", "--cacert"])
         .arg(ca)
         .args(["-H", "Authorization: Bearer tok-curl"])
-        .arg(format!("{}/metrics", https(agent)));
+        .arg(format!("{}{path}", https(agent)));
     let (status, out, err) = run_bounded("curl", cmd, Duration::from_secs(30));
     assert!(status.success(), "{err}");
     out
@@ -78,13 +88,21 @@ fn curl_pushes_over_https_with_a_bearer_token() {
 }
 
 #[test]
-#[ignore = "needs python prometheus_client and curl: run via .ci/run"]
+#[ignore = "needs python prometheus_client, curl and victoria-metrics: run via .ci/run"]
 fn python_pushes_over_https_with_basic_auth() {
     let python = std::env::var_os("PUSHKIT_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".venv/bin/python3"));
     let dir = tempfile::tempdir().unwrap();
-    let (agent, ca) = locked_agent(dir.path());
+    let mut vm = VictoriaMetrics::start();
+    let (agent, ca) = locked_agent_to(
+        dir.path(),
+        vec![Sink {
+            name: "vm".into(),
+            url: vm.url("/write"),
+            gzip: false,
+        }],
+    );
     let script = r#"
 import sys
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
@@ -129,6 +147,22 @@ except Exception as e:
         "{text}"
     );
     assert!(!text.contains("py-anon"), "{text}");
+    let api = read(&agent, &ca, "/api/v1/metrics");
+    assert!(api.contains("\"py_tls_pushed\""), "{api}");
+    assert!(!api.contains("py-anon"), "{api}");
+    // The authorised push reached VictoriaMetrics; the refused ones did not.
+    let got = wait_for(
+        "the point in VictoriaMetrics",
+        Duration::from_secs(30),
+        || {
+            let e = vm.export(r#"{__name__=~".*py_tls_pushed"}"#);
+            (!e.is_empty()).then_some(e)
+        },
+    );
+    for (labels, samples) in &got {
+        assert_eq!(labels["job"], "py-tls", "{labels:?}");
+        assert!(samples.iter().all(|(_, v)| *v == 7.0), "{samples:?}");
+    }
 }
 
 #[test]
