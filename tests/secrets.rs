@@ -116,3 +116,98 @@ fn base64_standard(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+/// bcrypt of "s3cret-push" at cost 4.
+const USER_HASH: &str = "$2b$04$isFOm4DC5eSoFgmG0QESLOPuwLBKrrwozU0uuor243PoF8.R90EbW";
+const USER_PASSWORD: &str = "s3cret-push";
+const LISTENER_TOKEN: &str = "listener-tok-9a7e31";
+
+/// The listener's own secrets (the users' hashes, the bearer tokens and
+/// the passwords clients send, right or wrong) show nowhere either: not
+/// in the log, `/metrics`, `/api/v1/status`, the status page, a 401's
+/// body or `pushkit check`.
+#[test]
+fn listener_credentials_never_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{LISTENER_TOKEN}\n")).unwrap();
+    let auth = format!(
+        "[http_api.auth]\nbasic_auth_users = {{ alice = \"{USER_HASH}\" }}\nbearer_tokens_file = \"{}\"\n",
+        tokens.display()
+    );
+    let agent = Agent::start_closed(&AgentConf {
+        http: auth.clone(),
+        ..AgentConf::default()
+    });
+    let good = ("Authorization", format!("Bearer {LISTENER_TOKEN}"));
+    let wrong = format!(
+        "Basic {}",
+        base64_standard(&format!("alice:{USER_PASSWORD}-wrong"))
+    );
+    let refused = agent.request(
+        "PUT",
+        "/metrics/job/s",
+        &[("Authorization", &wrong)],
+        b"m 1\n",
+    );
+    assert_eq!(refused.status, 401);
+    let right = format!(
+        "Basic {}",
+        base64_standard(&format!("alice:{USER_PASSWORD}"))
+    );
+    let pushed = agent.request(
+        "PUT",
+        "/metrics/job/s",
+        &[("Authorization", &right)],
+        b"m 1\n",
+    );
+    assert_eq!(pushed.status, 200, "{}", pushed.text());
+    let get = |path: &str| {
+        agent
+            .request("GET", path, &[(good.0, good.1.as_str())], b"")
+            .text()
+    };
+    // `pushkit check` on the same conf dir.
+    let conf_dir = dir.path().join("conf.d");
+    std::fs::create_dir(&conf_dir).unwrap();
+    std::fs::write(conf_dir.join("pushkit.conf"), format!("[http_api]\n{auth}")).unwrap();
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_pushkit"))
+        .args(["check", "--conf-dir"])
+        .arg(&conf_dir)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let check_text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(
+        check_text.contains(r#"basic_auth_users = { "alice" = "REDACTED" }"#),
+        "{check_text}"
+    );
+    let log = std::fs::read_to_string(agent.dir.path().join("agent.stderr.log")).unwrap();
+    let shown = [
+        ("the log", log),
+        ("/metrics", get("/metrics")),
+        ("/api/v1/status", get("/api/v1/status")),
+        ("the status page", get("/status")),
+        ("a 401", refused.text()),
+        ("pushkit check", check_text),
+    ];
+    for (place, text) in &shown {
+        for secret in [
+            USER_HASH,
+            USER_PASSWORD,
+            LISTENER_TOKEN,
+            right.as_str(),
+            wrong.as_str(),
+        ] {
+            assert!(!text.contains(secret), "{secret} in {place}:\n{text}");
+        }
+    }
+}

@@ -128,8 +128,14 @@ impl Authenticator {
         else {
             return Verdict::Wrong;
         };
-        let Some(hash) = self.users.get(&user).cloned() else {
-            return Verdict::Wrong;
+        // An unknown user is checked against a known user's hash, and then
+        // refused: the time taken does not tell which user names exist.
+        let (known, hash) = match self.users.get(&user) {
+            Some(hash) => (true, hash.clone()),
+            None => match self.users.values().next() {
+                Some(hash) => (false, hash.clone()),
+                None => return Verdict::Wrong,
+            },
         };
         let mut pair = Vec::with_capacity(user.len() + 1 + password.len());
         pair.extend_from_slice(user.as_bytes());
@@ -155,7 +161,7 @@ impl Authenticator {
         })
         .await
         .unwrap_or(false);
-        if !ok {
+        if !ok || !known {
             return Verdict::Wrong;
         }
         let mut verified = self.lock();
