@@ -80,8 +80,24 @@ fn the_samples_run_as_written() {
         .iter()
         .map(|r| r.as_str().unwrap().to_string())
         .collect();
-    assert_eq!(resources, ["daemonset.yaml", "client.yaml"]);
+    assert_eq!(resources, ["daemonset.yaml", "service.yaml", "client.yaml"]);
     let docs: Vec<Json> = resources.iter().flat_map(|r| yaml_documents(r)).collect();
+
+    // The Service keeps each pod on its node's agent, and the PodMonitor
+    // (applied apart: it needs the operator's CRDs) keeps pushed labels.
+    let ds_labels = &kind(&docs, "DaemonSet")["spec"]["template"]["metadata"]["labels"];
+    let svc = kind(&docs, "Service");
+    assert_eq!(svc["spec"]["internalTrafficPolicy"], "Local");
+    assert_eq!(&svc["spec"]["selector"], ds_labels);
+    assert_eq!(svc["spec"]["ports"][0]["port"], 9529);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "http");
+    let monitors = yaml_documents("podmonitor.yaml");
+    let pm = kind(&monitors, "PodMonitor");
+    assert_eq!(&pm["spec"]["selector"]["matchLabels"], ds_labels);
+    let endpoint = &pm["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["honorLabels"], true);
+    assert_eq!(endpoint["path"], "/metrics");
+    assert_eq!(endpoint["port"], "http");
 
     let ds = kind(&docs, "DaemonSet");
     let pod = &ds["spec"]["template"]["spec"];
