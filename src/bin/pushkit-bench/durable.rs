@@ -74,6 +74,7 @@ async fn round(
         }],
         persistence_dir: durable.then(|| d.join("store")),
         queue_dir: durable.then(|| d.join("queue")),
+        ..PushkitConf::default()
     };
     procs::write_pushkit_conf(&d, port, &conf).map_err(|e| e.to_string())?;
     procs::pushkit_check(&ctx.pushkit, &d)?;

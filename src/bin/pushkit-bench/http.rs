@@ -1,14 +1,23 @@
-//! A minimal HTTP/1.1 client over one keep-alive TCP connection, and a
-//! discarding HTTP server for pushkit's sink. Just enough of the protocol
-//! for loopback benchmarking: Content-Length and chunked bodies, no TLS, no
-//! redirects, no pipelining.
+//! A minimal HTTP/1.1 client over one keep-alive connection (TCP, or TLS
+//! through rustls), and a discarding HTTP server for pushkit's sink. Just
+//! enough of the protocol for loopback benchmarking: Content-Length and
+//! chunked bodies, no redirects, no pipelining.
 
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
 use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use std::task::{Context, Poll};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf,
+};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
 
 /// Largest response head (status line and headers) accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -53,10 +62,94 @@ impl Body {
     }
 }
 
+/// What a client needs to speak TLS to the server under test: the
+/// benchmark's own CA as the only root, and the name its certificate is for.
+#[derive(Clone)]
+pub struct TlsClient {
+    connector: TlsConnector,
+    name: ServerName<'static>,
+}
+
+impl TlsClient {
+    /// Trusts the PEM certificates in `ca` only; expects `name` in the
+    /// server's certificate.
+    pub fn new(ca: &Path, name: &str) -> Result<TlsClient, String> {
+        // The provider the agent itself uses, so both ends run the same code.
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(ca)
+            .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("{}: {e}", ca.display()))?;
+        }
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS versions: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from(name.to_string())
+            .map_err(|e| format!("server name {name:?}: {e}"))?;
+        Ok(TlsClient {
+            connector: TlsConnector::from(Arc::new(config)),
+            name,
+        })
+    }
+}
+
+/// A connection's byte stream: plain TCP or TLS over TCP.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// One keep-alive connection.
 pub struct Conn {
     addr: SocketAddr,
-    reader: BufReader<TcpStream>,
+    tls: Option<TlsClient>,
+    reader: BufReader<Stream>,
     out: Vec<u8>,
     line: Vec<u8>,
     /// The server said `Connection: close`: reconnect before the next request.
@@ -65,15 +158,40 @@ pub struct Conn {
 
 impl Conn {
     pub async fn connect(addr: SocketAddr) -> io::Result<Conn> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
+        Conn::connect_with(addr, None).await
+    }
+
+    /// Connects, with the TLS handshake done when `tls` is given.
+    pub async fn connect_with(addr: SocketAddr, tls: Option<&TlsClient>) -> io::Result<Conn> {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let stream = match tls {
+            None => Stream::Plain(tcp),
+            Some(t) => Stream::Tls(Box::new(t.connector.connect(t.name.clone(), tcp).await?)),
+        };
         Ok(Conn {
             addr,
+            tls: tls.cloned(),
             reader: BufReader::with_capacity(64 * 1024, stream),
             out: Vec::with_capacity(16 * 1024),
             line: Vec::with_capacity(256),
             closed: false,
         })
+    }
+
+    /// The TLS version and cipher suite negotiated, for TLS connections.
+    pub fn tls_params(&self) -> Option<String> {
+        match self.reader.get_ref() {
+            Stream::Plain(_) => None,
+            Stream::Tls(s) => {
+                let c = s.get_ref().1;
+                Some(format!(
+                    "{:?}, {:?}",
+                    c.protocol_version()?,
+                    c.negotiated_cipher_suite()?.suite()
+                ))
+            }
+        }
     }
 
     /// Sends one request and reads the whole response.
@@ -109,7 +227,7 @@ impl Conn {
         body: &[u8],
     ) -> io::Result<()> {
         if self.closed {
-            *self = Conn::connect(self.addr).await?;
+            *self = Conn::connect_with(self.addr, self.tls.as_ref()).await?;
         }
         self.out.clear();
         self.out.extend_from_slice(method.as_bytes());
@@ -132,7 +250,10 @@ impl Conn {
         }
         self.out.extend_from_slice(b"\r\n");
         self.out.extend_from_slice(body);
-        self.reader.get_mut().write_all(&self.out).await
+        let stream = self.reader.get_mut();
+        stream.write_all(&self.out).await?;
+        // TLS may keep the last record in rustls until flushed.
+        stream.flush().await
     }
 
     async fn read_line(&mut self) -> io::Result<&[u8]> {
@@ -272,7 +393,19 @@ pub async fn once(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> io::Result<Response> {
-    let mut conn = Conn::connect(addr).await?;
+    once_with(addr, None, method, path, headers, body).await
+}
+
+/// [`once`], over TLS when `tls` is given.
+pub async fn once_with(
+    addr: SocketAddr,
+    tls: Option<&TlsClient>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<Response> {
+    let mut conn = Conn::connect_with(addr, tls).await?;
     conn.request(method, path, headers, body).await
 }
 

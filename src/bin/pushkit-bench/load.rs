@@ -5,7 +5,7 @@
 //! byte read; on a schedule, from the time it was due if it went late
 //! because every connection was waiting on the server).
 
-use crate::http::Conn;
+use crate::http::{Conn, TlsClient};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,11 +32,18 @@ pub struct LoadSpec {
     /// since no request is sent during the stall; on a schedule, the
     /// requests due during the stall count it from when they were due.
     pub rate: Option<f64>,
+    /// The grouping key's job: the paths are `/metrics/job/<job>/instance/g<i>`.
+    pub job: &'static str,
+    /// Sent with every request, after `Content-Type` (credentials,
+    /// `Content-Encoding`).
+    pub headers: Vec<(String, String)>,
+    /// Set: every connection speaks TLS.
+    pub tls: Option<TlsClient>,
 }
 
-/// The path of group `g`: `job=bench`, `instance=g<g>`.
-pub fn group_path(g: u64) -> String {
-    format!("/metrics/job/bench/instance/g{g}")
+/// The path of group `g` of `job`: `job=<job>`, `instance=g<g>`.
+pub fn group_path(job: &str, g: u64) -> String {
+    format!("/metrics/job/{job}/instance/g{g}")
 }
 
 #[derive(Debug, Default, Clone)]
@@ -145,6 +152,8 @@ async fn worker(
     let mut r = LoadResult::default();
     let mut conn: Option<Conn> = None;
     let mut path = String::with_capacity(64);
+    let mut headers: Vec<(&str, &str)> = vec![("Content-Type", "text/plain; version=0.0.4")];
+    headers.extend(spec.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     loop {
         if Instant::now() >= deadline {
             break;
@@ -170,9 +179,10 @@ async fn worker(
         };
         let group = (spec.first_group + i) % spec.groups as u64;
         path.clear();
-        path.push_str(&group_path(group));
+        path.push_str(&group_path(spec.job, group));
         if conn.is_none() {
-            match tokio::time::timeout(spec.request_timeout, Conn::connect(spec.addr)).await {
+            let connect = Conn::connect_with(spec.addr, spec.tls.as_ref());
+            match tokio::time::timeout(spec.request_timeout, connect).await {
                 Ok(Ok(c)) => conn = Some(c),
                 Ok(Err(e)) => {
                     io_error(&mut r, format!("connect: {e}"));
@@ -189,12 +199,7 @@ async fn worker(
         let sent = overdue.unwrap_or_else(Instant::now);
         let answer = tokio::time::timeout(
             spec.request_timeout,
-            c.request(
-                "PUT",
-                &path,
-                &[("Content-Type", "text/plain; version=0.0.4")],
-                &spec.body,
-            ),
+            c.request("PUT", &path, &headers, &spec.body),
         )
         .await;
         let took = sent.elapsed();

@@ -11,8 +11,10 @@
 //! own executable. Progress goes to stderr, the results table (Markdown)
 //! to stdout. See BENCHMARKS.md.
 
+mod attacks;
 mod contention;
 mod durable;
+mod edge;
 mod http;
 mod load;
 mod payload;
@@ -41,7 +43,11 @@ usage: pushkit-bench [--quick] [--duration SECS] [--no-go] [--no-victoria]
                    persist (the persistence row), go (scenarios a-d), e,
                    f (pushes during back-to-back GET /metrics, pushkit alone),
                    durable (1,000 groups with a discarding sink, in memory
-                   and with persistence_dir and queue_dir; fsyncs per push)
+                   and with persistence_dir and queue_dir; fsyncs per push),
+                   edge (1,000 groups plain, with basic auth, a bearer token,
+                   TLS, TLS and basic auth), attack (pushes at 500/s while
+                   1,000 slowloris and 1,000 idle connections are held),
+                   decode (a tiny push's latency while 32 gzip pushes decode)
   --groups LIST    comma-separated group counts of scenarios a-d
                    (default 10,1000,10000; the table shows those three)
   --pushkit PATH   the pushkit binary (default: next to this executable)
@@ -69,7 +75,11 @@ struct Opts {
     groups: Vec<usize>,
 }
 
-const PARTS: [&str; 6] = ["pushkit", "persist", "go", "e", "f", "durable"];
+const PARTS: [&str; 9] = [
+    "pushkit", "persist", "go", "e", "f", "durable", "edge", "attack", "decode",
+];
+/// The parts whose rows go in the main table.
+const MAIN_PARTS: [&str; 6] = ["pushkit", "persist", "go", "e", "f", "durable"];
 
 impl Opts {
     fn runs(&self, part: &str) -> bool {
@@ -180,6 +190,9 @@ impl Ctx {
             max_requests: MAX_REQUESTS,
             request_timeout: Duration::from_secs(300),
             rate: None,
+            job: "bench",
+            headers: Vec::new(),
+            tls: None,
         }
     }
 
@@ -257,6 +270,7 @@ struct Results {
     sinks: Vec<SinkRun>,
     contention: Option<contention::Contention>,
     durability: durable::Rows,
+    edge: edge::EdgeResults,
     /// Everything unexpected: errors, non-2xx answers, crashes, skips.
     notes: Vec<String>,
 }
@@ -359,6 +373,34 @@ async fn run(opts: Opts) -> Result<(), String> {
             Err(e) => res.note(format!(
                 "durability rows: cannot start the discarding sink: {e}"
             )),
+        }
+    }
+    if ctx.opts.runs("edge") {
+        edge::setups(&ctx, &mut res).await;
+    }
+    if ctx.opts.runs("attack") {
+        eprintln!(
+            "== pushkit, {} groups, {} pushes/s, quiet and while {} slowloris and {} idle \
+             connections are held",
+            fmt_int(edge::GROUPS as f64),
+            fmt_int(attacks::ATTACK_RATE),
+            fmt_int(attacks::ATTACKERS as f64),
+            fmt_int(attacks::ATTACKERS as f64)
+        );
+        match attacks::attack(&ctx, &mut res).await {
+            Ok(a) => res.edge.attack = Some(a),
+            Err(e) => res.note(format!("attack: {e}")),
+        }
+    }
+    if ctx.opts.runs("decode") {
+        eprintln!(
+            "== pushkit, a tiny push at {}/s, quiet and while {} connections PUT gzip bodies",
+            fmt_int(attacks::TINY_RATE),
+            attacks::GZIP_CONNECTIONS
+        );
+        match attacks::decode(&ctx, &mut res).await {
+            Ok(d) => res.edge.decode = Some(d),
+            Err(e) => res.note(format!("decode: {e}")),
         }
     }
     eprintln!("== done in {:.0?}", started.elapsed());
@@ -1333,8 +1375,12 @@ fn print_table(ctx: &Ctx, res: &Results) {
             .join(" ")
     );
     println!();
-    t.print();
-    println!();
+    // Only the edge parts ran: their own tables say it all.
+    let main_ran = MAIN_PARTS.iter().any(|p| ctx.opts.runs(p));
+    if main_ran {
+        t.print();
+        println!();
+    }
     let mut details = Vec::new();
     for (who, sys) in [("pushkit", pk), ("Go Pushgateway", go)] {
         for (g, d) in &sys.preload {
@@ -1388,12 +1434,15 @@ fn print_table(ctx: &Ctx, res: &Results) {
     if let Some(c) = &res.contention {
         details.extend(contention::details(c));
     }
-    println!("Details:");
-    for d in details {
-        println!("- {d}");
-    }
-    if !res.notes.is_empty() {
+    if main_ran {
+        println!("Details:");
+        for d in details {
+            println!("- {d}");
+        }
         println!();
+    }
+    edge::print(&res.edge);
+    if !res.notes.is_empty() {
         println!("Notes (errors, non-2xx answers, skipped parts):");
         for n in &res.notes {
             println!("- {}", n.replace('\n', "\n  "));

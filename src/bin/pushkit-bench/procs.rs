@@ -145,6 +145,16 @@ impl Proc {
 
     /// Waits until GET `path` answers 200.
     pub async fn wait_ready(&mut self, path: &str, timeout: Duration) -> Result<Duration, String> {
+        self.wait_ready_with(path, timeout, None).await
+    }
+
+    /// [`Proc::wait_ready`], over TLS when `tls` is given.
+    pub async fn wait_ready_with(
+        &mut self,
+        path: &str,
+        timeout: Duration,
+        tls: Option<&http::TlsClient>,
+    ) -> Result<Duration, String> {
         let start = Instant::now();
         loop {
             if let Some(s) = self.exited() {
@@ -156,7 +166,7 @@ impl Proc {
             }
             if let Ok(Ok(r)) = tokio::time::timeout(
                 Duration::from_secs(5),
-                http::once(self.addr, "GET", path, &[], b""),
+                http::once_with(self.addr, tls, "GET", path, &[], b""),
             )
             .await
             {
@@ -232,12 +242,19 @@ pub struct PushkitConf {
     pub sinks: Vec<SinkConf>,
     pub persistence_dir: Option<PathBuf>,
     pub queue_dir: Option<PathBuf>,
+    /// More `[http_api]` lines (`key = value`, each ending in a newline).
+    pub http_api: String,
+    /// Tables under `[http_api]` (`[http_api.tls]`, `[http_api.auth]`),
+    /// written whole.
+    pub http_tables: String,
 }
 
 /// Writes `pushkit.conf` into `conf_dir`.
 pub fn write_pushkit_conf(conf_dir: &Path, port: u16, conf: &PushkitConf) -> io::Result<()> {
-    let mut text =
-        format!("# Written by pushkit-bench.\n[http_api]\nlisten = \"127.0.0.1:{port}\"\n\n");
+    let mut text = format!(
+        "# Written by pushkit-bench.\n[http_api]\nlisten = \"127.0.0.1:{port}\"\n{}\n{}\n",
+        conf.http_api, conf.http_tables
+    );
     if let Some(q) = &conf.queue_dir {
         text.push_str(&format!(
             "[io]\nqueue_dir = {:?}\n\n",
