@@ -1,7 +1,7 @@
 //! The agent assembled: sinks, inputs and the HTTP API, from a loaded
 //! configuration, until a shutdown signal.
 
-use crate::config::{Config, ConfigError, HttpApiConfig, TlsVersion};
+use crate::config::{Config, ConfigError, HttpApiConfig};
 use crate::convert::{Mapping, Naming};
 use crate::durable::{fsutil, Io, Log, LogOptions, RealIo};
 use crate::http;
@@ -373,22 +373,7 @@ impl Edge {
     /// Reads the files `[http_api]` names and binds its Unix socket; each
     /// error names the key and file.
     fn from_config(http: &HttpApiConfig, metrics: Arc<Metrics>) -> Result<Edge, AgentError> {
-        let tls = if http.tls.is_on() {
-            let files = http::tls::TlsFiles {
-                cert: http.tls.cert.clone().unwrap_or_default().into(),
-                key: http.tls.privkey.clone().unwrap_or_default().into(),
-                client_ca: http.tls.client_ca.clone().map(Into::into),
-                min_version: match http.tls.min_version {
-                    TlsVersion::Tls12 => http::tls::MinVersion::Tls12,
-                    TlsVersion::Tls13 => http::tls::MinVersion::Tls13,
-                },
-            };
-            let reloader = http::tls::TlsReloader::new(files)
-                .map_err(|e| AgentError::Edge(format!("[http_api.tls] {e}")))?;
-            Some(reloader)
-        } else {
-            None
-        };
+        let tls = tls_reloader(http)?;
         let auth = if http.auth.is_on() {
             let auth = Authenticator::new(
                 http.auth.basic_auth_users.clone(),
@@ -432,6 +417,39 @@ impl Edge {
             },
         })
     }
+}
+
+/// The listener's TLS, from `[http_api.tls]`: its files read now (an error
+/// stops the start) and watched from then on.
+#[cfg(feature = "net")]
+fn tls_reloader(http: &HttpApiConfig) -> Result<Option<Arc<http::tls::TlsReloader>>, AgentError> {
+    if !http.tls.is_on() {
+        return Ok(None);
+    }
+    let files = http::tls::TlsFiles {
+        cert: http.tls.cert.clone().unwrap_or_default().into(),
+        key: http.tls.privkey.clone().unwrap_or_default().into(),
+        client_ca: http.tls.client_ca.clone().map(Into::into),
+        min_version: match http.tls.min_version {
+            crate::config::TlsVersion::Tls12 => http::tls::MinVersion::Tls12,
+            crate::config::TlsVersion::Tls13 => http::tls::MinVersion::Tls13,
+        },
+    };
+    http::tls::TlsReloader::new(files)
+        .map(Some)
+        .map_err(|e| AgentError::Edge(format!("[http_api.tls] {e}")))
+}
+
+/// Without the `net` feature, a listener that asks for TLS cannot start.
+#[cfg(not(feature = "net"))]
+fn tls_reloader(http: &HttpApiConfig) -> Result<Option<Arc<http::tls::TlsReloader>>, AgentError> {
+    if http.tls.is_on() {
+        return Err(AgentError::Edge(
+            "[http_api.tls] is set, but this pushkit was built without the net feature: no TLS"
+                .into(),
+        ));
+    }
+    Ok(None)
 }
 
 /// Binds a Unix socket at `path` with mode 0660, replacing a stale socket

@@ -171,6 +171,7 @@ impl Connection {
     async fn run<S: Service>(self, stream: Stream, tls: Option<Arc<TlsReloader>>, service: Arc<S>) {
         let clock = Arc::new(Clock::new());
         match (stream, tls) {
+            #[cfg(feature = "net")]
             (Stream::Tcp(s), Some(tls)) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
                 let handshake = tokio::time::timeout(
@@ -184,6 +185,8 @@ impl Connection {
                     Err(_) => tracing::debug!(peer = ?self.peer, "TLS handshake timed out"),
                 }
             }
+            #[cfg(not(feature = "net"))]
+            (Stream::Tcp(_), Some(tls)) => match *tls {},
             (Stream::Tcp(s), None) => {
                 self.serve_io(Watched::new(s, clock.clone()), clock, service)
                     .await
