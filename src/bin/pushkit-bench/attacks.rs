@@ -4,9 +4,9 @@
 //! push's latency, quiet and then while 32 connections PUT gzip bodies
 //! back to back (`decode`). `edge::print` prints their tables.
 
-use crate::edge::{due, p50_p99_max, preload, report, start, GROUPS};
 use crate::load::{self, LoadResult, LoadSpec};
 use crate::procs::{self, PushkitConf};
+use crate::steps::{due, p50_p99_max, preload, report, start, GROUPS};
 use crate::{finish, fmt_bytes, fmt_dur, fmt_int, fmt_opt_dur, fmt_rate, measured};
 use crate::{Ctx, Results};
 use std::io::{Read, Write};

@@ -19,6 +19,7 @@ mod http;
 mod load;
 mod payload;
 mod procs;
+mod steps;
 
 use load::{LoadResult, LoadSpec};
 use procs::{PushkitConf, SinkConf, TempDir};
@@ -382,7 +383,7 @@ async fn run(opts: Opts) -> Result<(), String> {
         eprintln!(
             "== pushkit, {} groups, {} pushes/s, quiet and while {} slowloris and {} idle \
              connections are held",
-            fmt_int(edge::GROUPS as f64),
+            fmt_int(steps::GROUPS as f64),
             fmt_int(attacks::ATTACK_RATE),
             fmt_int(attacks::ATTACKERS as f64),
             fmt_int(attacks::ATTACKERS as f64)
