@@ -304,7 +304,8 @@ impl<'a> Parser<'a> {
             b'"' if self.utf8 => self.quoted_name("metric name")?,
             _ => self.metric_name()?,
         };
-        match self.buf[self.pos] {
+        // A quoted name may end the input (the fuzzer's find).
+        match self.cur()? {
             b'\n' => {
                 // Just the name: ignored, and the family is not created.
                 self.pos += 1;

@@ -58,6 +58,11 @@ fn utf8_names_quoted_as_pushgateway_1_11_reads_them() {
     err("{\"\"} 1\n", "invalid metric name");
     err("m{\"\"=\"x\"} 1\n", "invalid label name");
     err("m{\"__name__\"=\"x\"} 1\n", "reserved");
+    // A quoted name that ends the input: an error, not a panic (found by
+    // the fuzzer; the unquoted name ends the same way).
+    err("# HELP \"a\"", "unexpected end of input");
+    err("# TYPE \"a\"", "unexpected end of input");
+    assert!(parse_text(b"# HELP a").is_err());
     // Without utf8_names, as the 1.5.1 parser: quotes are an error.
     for text in ["{\"my.c\"} 1\n", "\"my_c\" 1\n", "m{\"a\"=\"1\"} 1\n"] {
         assert!(parse_text(text.as_bytes()).is_err(), "{text}");
