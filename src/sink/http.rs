@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 /// A `Retry-After` longer than this is capped, so a confused backend cannot
 /// park a sink for hours.
+#[cfg(feature = "net")]
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(300);
 
 /// The wire format of a sink.
@@ -35,6 +36,16 @@ pub enum Format {
     LineProtocol(Dialect),
     RemoteWrite,
 }
+
+/// The client a sink sends with (see `client`).
+#[cfg(feature = "net")]
+pub type Client = reqwest::Client;
+
+/// Without the `net` feature there is no client, and this type has no
+/// value: no `HttpSink` can be built (`SinkSet::start` refuses every sink).
+#[cfg(not(feature = "net"))]
+#[derive(Debug, Clone)]
+pub enum Client {}
 
 /// Exponential backoff bounds.
 #[derive(Debug, Clone, Copy)]
@@ -49,7 +60,7 @@ pub struct HttpSink {
     pub gzip: bool,
     pub format: Format,
     pub backoff: Backoff,
-    pub client: reqwest::Client,
+    pub client: Client,
     /// The memory queue; unused when `disk` is set.
     pub queue: Arc<SinkQueue>,
     /// With `[io] queue_dir`: the shared disk queue and this sink's index.
@@ -61,7 +72,8 @@ pub struct HttpSink {
     pub secrets: Vec<String>,
 }
 
-/// How one attempt went.
+/// How one attempt went. Without `net` no attempt is ever made.
+#[cfg_attr(not(feature = "net"), allow(dead_code))]
 enum Attempt {
     Delivered,
     Retry {
@@ -396,6 +408,12 @@ impl HttpSink {
         Ok(gz.finish()?.into())
     }
 
+    #[cfg(not(feature = "net"))]
+    async fn attempt(&self, _body: bytes::Bytes) -> Attempt {
+        match self.client {}
+    }
+
+    #[cfg(feature = "net")]
     async fn attempt(&self, body: bytes::Bytes) -> Attempt {
         let mut req = self.client.post(&self.url).body(body);
         match self.format {
@@ -496,6 +514,7 @@ impl Refused {
 }
 
 /// The most of a refusing reply that is read.
+#[cfg(feature = "net")]
 const REPLY_MAX_CHARS: usize = 1 << 20;
 /// The most of a reply that goes into one log line.
 const LOG_MAX_CHARS: usize = 1024;
@@ -520,6 +539,7 @@ impl HttpSink {
     }
 }
 
+#[cfg(feature = "net")]
 fn describe_error(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timeout"

@@ -2,7 +2,12 @@
 //! and worker, so a slow or down sink holds back only itself (and, with
 //! `overflow = "block"`, new pushes once its budget is full). With no sink
 //! configured, points are written to stdout as line protocol.
+//!
+//! Without the `net` feature there is no HTTP client: the agent runs with
+//! the stdout sink only, and [`SinkSet::start`] refuses any configured
+//! sink ([`StartError::NoNet`]).
 
+#[cfg(feature = "net")]
 pub mod client;
 pub mod disk;
 pub mod drops;
@@ -110,8 +115,14 @@ pub enum EnqueueError {
 pub enum StartError {
     #[error("[io] queue_dir {dir}: cannot open the disk queue: {source}")]
     DiskQueue { dir: String, source: std::io::Error },
+    #[cfg(feature = "net")]
     #[error(transparent)]
     Client(#[from] client::ClientError),
+    #[cfg(not(feature = "net"))]
+    #[error(
+        "sink {sink}: this pushkit was built without the net feature; http sinks are unavailable"
+    )]
+    NoNet { sink: String },
 }
 
 pub struct SinkSet {
@@ -192,6 +203,21 @@ fn report_opened(
     Arc::new(opened.queue)
 }
 
+/// The HTTP client of sink `cfg`, and what it sends that must never show.
+#[cfg(feature = "net")]
+fn sink_client(cfg: &SinkConfig) -> Result<(http::Client, Vec<String>), StartError> {
+    Ok((client::build_client(cfg)?, client::sink_secrets(cfg)?))
+}
+
+/// Without the network stack a sink could never send: refused at start,
+/// not found out at its first batch.
+#[cfg(not(feature = "net"))]
+fn sink_client(cfg: &SinkConfig) -> Result<(http::Client, Vec<String>), StartError> {
+    Err(StartError::NoNet {
+        sink: cfg.name.clone(),
+    })
+}
+
 impl SinkSet {
     /// Builds the sinks and starts one worker per HTTP sink. Must run inside
     /// a tokio runtime.
@@ -224,8 +250,7 @@ impl SinkSet {
         };
         let mut http_sinks = Vec::new();
         for (i, cfg) in sinks.iter().enumerate() {
-            let client = client::build_client(cfg)?;
-            let secrets = client::sink_secrets(cfg)?;
+            let (client, secrets) = sink_client(cfg)?;
             http_sinks.push(Arc::new(http::HttpSink {
                 name: cfg.name.clone(),
                 url: cfg.url.clone(),
@@ -602,7 +627,26 @@ impl SinkSet {
 mod tests {
     use super::*;
 
+    #[cfg(not(feature = "net"))]
+    #[test]
+    fn without_net_a_sink_fails_at_start() {
+        let sink = SinkConfig {
+            name: "s".into(),
+            url: "http://127.0.0.1:9/write".into(),
+            ..SinkConfig::default()
+        };
+        let lines: stdout::LineOutput = Arc::new(Mutex::new(Box::new(std::io::sink())));
+        let e = SinkSet::start(&[sink], &IoConfig::default(), lines, Arc::default())
+            .err()
+            .expect("refused");
+        assert_eq!(
+            e.to_string(),
+            "sink s: this pushkit was built without the net feature; http sinks are unavailable"
+        );
+    }
+
     /// One blocking sink of `max_queue_bytes` that nothing is ever sent to.
+    #[cfg(feature = "net")]
     fn blocking_sinks(max_queue_bytes: u64) -> Arc<SinkSet> {
         let sink = SinkConfig {
             name: "s".into(),
@@ -615,6 +659,7 @@ mod tests {
         SinkSet::start(&[sink], &IoConfig::default(), lines, Arc::default()).unwrap()
     }
 
+    #[cfg(feature = "net")]
     #[tokio::test]
     async fn room_held_for_one_push_is_not_counted_on_by_another() {
         let sinks = blocking_sinks(1_000);
