@@ -269,18 +269,10 @@ fn the_web_config_file_of_the_pushgateway_works_as_it_is() {
         "http_server_config:\n  headers:\n    X-Frame-Options: deny\n",
     )
     .unwrap();
-    let conf = dir.path().join("conf.d");
-    std::fs::create_dir(&conf).unwrap();
-    std::fs::write(
-        conf.join("pushkit.conf"),
-        format!("[http_api]\nweb_config_file = \"{}\"\n", web.display()),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pushkit"))
-        .args(["check", "--conf-dir"])
-        .arg(&conf)
-        .output()
-        .unwrap();
+    let out = run_pushkit_once(
+        &["check"],
+        &format!("[http_api]\nweb_config_file = \"{}\"\n", web.display()),
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -231,22 +231,13 @@ fn a_rotated_certificate_is_served_without_a_restart() {
 
 #[test]
 fn unusable_tls_files_stop_the_start_with_the_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("conf.d");
-    std::fs::create_dir(&conf).unwrap();
-    std::fs::write(
-        conf.join("pushkit.conf"),
-        format!(
+    let out = run_pushkit_once(
+        &[],
+        &format!(
             "[http_api]\nlisten = \"127.0.0.1:{}\"\n[http_api.tls]\ncert = \"/nonexistent/tls.crt\"\nprivkey = \"/nonexistent/tls.key\"\n",
             free_port()
         ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pushkit"))
-        .arg("--conf-dir")
-        .arg(&conf)
-        .output()
-        .unwrap();
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -168,14 +168,7 @@ fn listener_credentials_never_show() {
             .text()
     };
     // `pushkit check` on the same conf dir.
-    let conf_dir = dir.path().join("conf.d");
-    std::fs::create_dir(&conf_dir).unwrap();
-    std::fs::write(conf_dir.join("pushkit.conf"), format!("[http_api]\n{auth}")).unwrap();
-    let check = std::process::Command::new(env!("CARGO_BIN_EXE_pushkit"))
-        .args(["check", "--conf-dir"])
-        .arg(&conf_dir)
-        .output()
-        .unwrap();
+    let check = run_pushkit_once(&["check"], &format!("[http_api]\n{auth}"));
     assert!(
         check.status.success(),
         "{}",

@@ -30,6 +30,13 @@ impl Choice for RouteClass {
     ];
 }
 
+impl RouteClass {
+    /// The class as config and self metrics name it: "push", "admin", "read".
+    pub fn as_str(self) -> &'static str {
+        self.word()
+    }
+}
+
 /// `[http_api.auth]`: credentials, and the routes that need them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -420,7 +420,6 @@ pub(crate) mod choices {
 pub(crate) mod bcrypt_users {
     use super::*;
     use crate::config::value::is_bcrypt_hash;
-    use serde::ser::SerializeMap;
     use std::collections::BTreeMap;
 
     pub(crate) const EXPECT_USERS: &str = r#"expected a table of user names to bcrypt hashes such as { alice = "$2y$10$..." } (make one with `htpasswd -nBC 10 alice`)"#;
@@ -445,16 +444,8 @@ pub(crate) mod bcrypt_users {
         })
     }
 
-    pub(crate) fn serialize<S: Serializer>(
-        v: &BTreeMap<String, String>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(v.len()))?;
-        for user in v.keys() {
-            map.serialize_entry(user, REDACTED)?;
-        }
-        map.end()
-    }
+    // Names shown, hashes never: as a sink's headers are.
+    pub(crate) use super::headers::serialize;
 }
 
 /// A closed set of words, for the enums of the typed sections.

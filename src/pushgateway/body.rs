@@ -45,6 +45,7 @@ pub fn decode_content_within(
             flate2::read::MultiGzDecoder::new(body),
             "gzip",
             max_decompressed,
+            first_step(body),
             permit,
         )
     } else if encoding.eq_ignore_ascii_case("snappy") {
@@ -53,6 +54,7 @@ pub fn decode_content_within(
             snap::read::FrameDecoder::new(body),
             "snappy",
             max_decompressed,
+            first_step(body),
             permit,
         )
     } else {
@@ -63,13 +65,21 @@ pub fn decode_content_within(
     }
 }
 
-/// Decoded bytes taken from the budget at a time.
+/// The largest first allocation of a decoded body.
 const STEP: u64 = 1 << 20;
+
+/// The decoded buffer's first size: about what a compressed body of this
+/// size inflates to, so that a small push does not allocate (and take from
+/// the budget) a whole `STEP`.
+fn first_step(body: &[u8]) -> u64 {
+    (body.len() as u64 * 4).clamp(64 << 10, STEP)
+}
 
 fn read_capped(
     reader: impl Read,
     what: &str,
     max: u64,
+    first: u64,
     permit: Option<&InflightPermit>,
 ) -> Result<Vec<u8>, ApiError> {
     let corrupt = |e: std::io::Error| {
@@ -91,7 +101,7 @@ fn read_capped(
     loop {
         if out.len() == out.capacity() {
             let cap = out.capacity() as u64;
-            let want = (cap * 2).max(STEP).min(max.saturating_add(1));
+            let want = (cap * 2).max(first).min(max.saturating_add(1));
             if !permit.try_grow(want - cap) {
                 return Err(inflight_full(permit.budget_max()));
             }

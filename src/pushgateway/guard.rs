@@ -35,15 +35,6 @@ pub fn class_of(rest: &str, is_push: bool) -> Option<RouteClass> {
     }
 }
 
-/// A class's name in self metrics.
-fn class_name(class: RouteClass) -> &'static str {
-    match class {
-        RouteClass::Push => "push",
-        RouteClass::Admin => "admin",
-        RouteClass::Read => "read",
-    }
-}
-
 /// Rate limits and credentials, as configured.
 pub struct Guard {
     pub auth: Option<Authenticator>,
@@ -99,7 +90,7 @@ impl Guard {
             if let Err(wait) = self.limiter.check(self.client(req), class as u8) {
                 self.metrics
                     .http_rate_limited
-                    .with(&[class_name(class)])
+                    .with(&[class.as_str()])
                     .add(1.0);
                 let secs = wait.as_secs_f64().ceil().max(1.0) as u32;
                 return Err(self
@@ -109,7 +100,7 @@ impl Guard {
                             ErrorCode::RateLimited,
                             format!(
                                 "too many {} requests from this client; retry in {secs} s",
-                                class_name(class)
+                                class.as_str()
                             ),
                         )
                         .retry_after(secs),
@@ -138,10 +129,10 @@ impl Guard {
             verdict => {
                 self.metrics
                     .http_unauthorized
-                    .with(&[class_name(class)])
+                    .with(&[class.as_str()])
                     .add(1.0);
                 let message = if verdict == Verdict::Missing {
-                    format!("{} requests need credentials", class_name(class))
+                    format!("{} requests need credentials", class.as_str())
                 } else {
                     "the credentials are not valid".to_string()
                 };

@@ -347,6 +347,22 @@ fn read_all_in_thread(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
     })
 }
 
+/// Runs the pushkit binary once, as `pushkit <args> --conf-dir DIR`, on a
+/// fresh conf dir whose `pushkit.conf` is `conf`: for what `check` and a
+/// start refuse, or print, before any agent runs.
+pub fn run_pushkit_once(args: &[&str], conf: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conf_dir = dir.path().join("conf.d");
+    fs::create_dir(&conf_dir).expect("create conf dir");
+    fs::write(conf_dir.join("pushkit.conf"), conf).expect("write conf");
+    Command::new(env!("CARGO_BIN_EXE_pushkit"))
+        .args(args)
+        .arg("--conf-dir")
+        .arg(&conf_dir)
+        .output()
+        .unwrap_or_else(|e| panic!("run pushkit: {e}"))
+}
+
 /// The repository root (where Cargo.toml is).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
