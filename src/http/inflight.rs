@@ -42,11 +42,6 @@ impl InflightBudget {
         })
     }
 
-    /// The budget, in bytes.
-    pub fn max(&self) -> u64 {
-        self.max
-    }
-
     /// Bytes held now, by all permits.
     pub fn used(&self) -> u64 {
         *self.lock()
