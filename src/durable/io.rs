@@ -100,6 +100,8 @@ pub struct Faults {
     pub short_writes: AtomicBool,
     /// Every `sync_data` fails with EIO.
     pub failing_syncs: AtomicBool,
+    /// Every `set_len` (the cut of a failed group) fails with EIO.
+    pub failing_set_len: AtomicBool,
     /// `sync_data` calls that succeeded.
     pub syncs: AtomicU64,
 }
@@ -138,6 +140,9 @@ impl LogFile for FaultyFile {
         self.file.read_exact_at(buf, offset)
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
+        if self.faults.failing_set_len.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected: truncate failed (EIO)"));
+        }
         self.file.set_len(len)
     }
 }

@@ -57,6 +57,13 @@ impl Ledger {
         }
     }
 
+    /// Forgets the segments that were named but never created (a rotation
+    /// that failed).
+    pub fn forget_unmade(&mut self) {
+        self.segments
+            .retain(|_, s| s.file.is_some() || !s.records.is_empty());
+    }
+
     /// Notes a record written at `offset` of segment `name`.
     pub fn record(&mut self, name: u64, seq: u64, offset: u64, len: u64) {
         if let Some(s) = self.segments.get_mut(&name) {

@@ -13,12 +13,18 @@
 //!   group whose fsync never completed (never acknowledged): it is dropped
 //!   and the file truncated there, with a warning. If damage was skipped in
 //!   that file, a copy is kept aside first.
-//! - In an older segment, records after its last commit marker are handed
-//!   out all the same: the marker was lost to damage (or the cut of a
-//!   failed group did not happen), and replaying a record that was never
-//!   acknowledged is allowed.
+//! - In an older segment, intact records after its last commit marker, up
+//!   to its intact end, are a group whose write or fsync failed (the writer
+//!   moved on to a fresh segment, and its cut did not happen): refused,
+//!   never acknowledged, and ignored, with a warning. When damage follows
+//!   the last marker, the records before the damage are handed out all the
+//!   same: the marker may have been lost to the damage.
 //! - A segment whose header is damaged is moved aside; one with only part
 //!   of a header (the process died creating it) is removed.
+//! - Records in a range listed in `FAILED` are ignored wherever they are:
+//!   their group failed (a failed fsync may still have left its commit
+//!   marker on disk), the writer said so in that file before it took
+//!   appends again, and they were never acknowledged.
 
 use super::fsutil;
 use super::io::{Io, LogFile};
@@ -147,8 +153,44 @@ fn scan(data: &[u8], name: u64, floor: u64, limit: Option<u64>) -> Scan<'_> {
     s
 }
 
+/// The file listing the sequence numbers of failed groups.
+pub const FAILED_FILE: &str = "FAILED";
+
+/// The failed ranges listed in `dir`'s [`FAILED_FILE`] (first and last
+/// sequence number, inclusive); none if it is missing or unreadable.
+pub fn failed_ranges(io: &dyn Io, dir: &Path) -> Vec<(u64, u64)> {
+    let Ok(data) = io.read(&dir.join(FAILED_FILE)) else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&data)
+        .lines()
+        .filter_map(|l| {
+            let (a, b) = l.split_once(' ')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Writes `ranges` as `dir`'s [`FAILED_FILE`]: a temporary file, fsynced,
+/// renamed over it, and the directory fsynced.
+pub fn write_failed_ranges(io: &dyn Io, dir: &Path, ranges: &[(u64, u64)]) -> io::Result<()> {
+    let text: String = ranges.iter().map(|(a, b)| format!("{a} {b}\n")).collect();
+    let tmp = dir.join(format!("{FAILED_FILE}.tmp"));
+    let _ = io.remove(&tmp);
+    let f = io.create_new(&tmp)?;
+    f.append(text.as_bytes())
+        .and_then(|()| f.sync_data())
+        .and_then(|()| io.rename(&tmp, &dir.join(FAILED_FILE)))
+        .and_then(|()| io.sync_dir(dir))
+        .inspect_err(|_| {
+            let _ = io.remove(&tmp);
+        })
+}
+
 /// Recovers the log in `dir` (which the caller has locked).
 pub fn recover(io: &dyn Io, dir: &Path, what: &str, visit: &mut Visit<'_>) -> io::Result<Recovery> {
+    let failed = failed_ranges(io, dir);
+    let is_failed = |seq: u64| failed.iter().any(|&(a, b)| (a..=b).contains(&seq));
     let mut names = BTreeMap::new();
     for (name, path) in io.list(dir)? {
         if let Some(n) = fsutil::parse_numbered20(&name, SEGMENT_PREFIX) {
@@ -226,6 +268,20 @@ pub fn recover(io: &dyn Io, dir: &Path, what: &str, visit: &mut Visit<'_>) -> io
                 ),
             );
             s.pending.clear();
+        } else if !newest
+            && !s.pending.is_empty()
+            && s.stop.is_none()
+            && s.skipped.iter().all(|&(at, _, _)| at < s.committed_end)
+        {
+            note(
+                &mut rec.warnings,
+                format!(
+                    "{what}: segment {}: ignored {} record(s) after the last commit: a group whose write or fsync failed, refused and never acknowledged",
+                    path.display(),
+                    s.pending.len()
+                ),
+            );
+            s.pending.clear();
         } else if let Some((at, why)) = s.stop {
             count_damage(data.len() - at);
             note(
@@ -238,6 +294,18 @@ pub fn recover(io: &dyn Io, dir: &Path, what: &str, visit: &mut Visit<'_>) -> io
             );
         }
         s.records.append(&mut s.pending);
+        let before = s.records.len();
+        s.records.retain(|(_, f)| !is_failed(f.seq));
+        if s.records.len() < before {
+            note(
+                &mut rec.warnings,
+                format!(
+                    "{what}: segment {}: ignored {} record(s) of failed groups (listed in {FAILED_FILE}), never acknowledged",
+                    path.display(),
+                    before - s.records.len()
+                ),
+            );
+        }
         if s.records.is_empty() {
             if s.skipped.is_empty() && s.stop.is_none() {
                 io.remove(path)?;
@@ -275,6 +343,8 @@ pub fn recover(io: &dyn Io, dir: &Path, what: &str, visit: &mut Visit<'_>) -> io
 /// changing any file, for a log that another client may be appending to
 /// (its uncommitted tail is left alone, damage is only skipped).
 pub fn read_only(io: &dyn Io, dir: &Path, visit: &mut Visit<'_>) -> io::Result<()> {
+    let failed = failed_ranges(io, dir);
+    let is_failed = |seq: u64| failed.iter().any(|&(a, b)| (a..=b).contains(&seq));
     let mut names = BTreeMap::new();
     for (name, path) in io.list(dir)? {
         if let Some(n) = fsutil::parse_numbered20(&name, SEGMENT_PREFIX) {
@@ -294,6 +364,9 @@ pub fn read_only(io: &dyn Io, dir: &Path, visit: &mut Visit<'_>) -> io::Result<(
             s.records.append(&mut s.pending);
         }
         for (_, f) in &s.records {
+            if is_failed(f.seq) {
+                continue;
+            }
             visit(RecordRef {
                 seq: f.seq,
                 kind: f.kind,

@@ -285,37 +285,64 @@ fn segments_rotate_and_go_once_every_holder_released_them() {
     assert!(!got.is_empty() && got.iter().all(|r| r.0 > 6), "{got:?}");
 }
 
+/// Waits (up to 5 s) until the log takes appends again.
+fn until_recovered(log: &Log) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while log.failure().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log did not recover"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 #[test]
-fn a_failed_fsync_latches_and_the_group_is_cut() {
+fn a_failed_fsync_fails_its_group_and_the_log_goes_on_in_a_fresh_segment() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let io = FaultyIo::default();
     let faults = io.faults.clone();
+    let hooked = Arc::new(std::sync::Mutex::new(Vec::new()));
     {
         let (log, _, _) = open_with(Arc::new(io.clone()), dir, opts(64 << 20, 1));
+        let seen = hooked.clone();
+        log.on_failure(move |durable| seen.lock().unwrap().push(durable));
         append_all(&log, &["ok"]);
+        let epoch = log.epoch();
         faults.failing_syncs.store(true, Ordering::SeqCst);
-        let t = append(&log, KIND_STORE, "lost");
+        // The cut fails too, so the refused group stays in the file.
+        faults.failing_set_len.store(true, Ordering::SeqCst);
+        let t = append(&log, KIND_STORE, "refused");
         let err = log.wait_blocking(t).unwrap_err();
         assert!(err.to_string().contains("fsync failed"), "{err}");
+        assert_eq!(*hooked.lock().unwrap(), [1], "told the last durable record");
+        assert_eq!(log.failed_since(epoch), Some(t.seq()));
+        assert_eq!(log.epoch(), epoch + 1);
         faults.failing_syncs.store(false, Ordering::SeqCst);
-        // Latched: a working disk does not bring it back.
+        faults.failing_set_len.store(false, Ordering::SeqCst);
+        // No restart: the next appends go to a fresh segment.
+        until_recovered(&log);
         assert!(log
-            .append(Payload::new(KIND_STORE, 1, b"x".to_vec()))
+            .append_in(epoch, Payload::new(KIND_STORE, 1, b"x".to_vec()))
             .is_err());
+        append_all(&log, &["after"]);
+        // A late wait on the refused record still fails.
+        assert!(log.wait_blocking(t).is_err());
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
         assert!(rt.block_on(log.wait(t)).is_err());
-        assert!(log.close().is_err());
+        assert_eq!(segments(dir).len(), 2, "a fresh segment");
+        log.close().unwrap();
     }
     let (_, got, w) = open_with(Arc::new(io), dir, opts(64 << 20, 1));
-    assert_eq!(payloads(&got), ["ok"]);
-    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(payloads(&got), ["ok", "after"]);
+    assert!(w.iter().any(|w| w.contains("ignored 1 record")), "{w:?}");
 }
 
 #[test]
-fn a_short_write_latches_and_recovery_drops_the_torn_group() {
+fn a_full_disk_refuses_its_group_and_appends_resume_when_room_returns() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let io = FaultyIo::default();
@@ -324,11 +351,33 @@ fn a_short_write_latches_and_recovery_drops_the_torn_group() {
         append_all(&log, &["ok"]);
         io.faults.short_writes.store(true, Ordering::SeqCst);
         let t = append(&log, KIND_STORE, "half written");
+        let err = log.wait_blocking(t).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::StorageFull, "{err}");
+        // Refused while the disk is full, with the same kind of error.
+        let refused = log.append(Payload::new(KIND_STORE, 1, vec![])).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::StorageFull);
+        io.faults.short_writes.store(false, Ordering::SeqCst);
+        until_recovered(&log);
+        append_all(&log, &["after"]);
         assert!(log.wait_blocking(t).is_err());
-        assert!(log.append(Payload::new(KIND_STORE, 1, vec![])).is_err());
     }
     let (_, got, _) = open(dir);
-    assert_eq!(payloads(&got), ["ok"]);
+    assert_eq!(payloads(&got), ["ok", "after"]);
+}
+
+#[test]
+fn a_log_keeps_a_reserve_of_real_blocks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(tmp.path());
+    let reserve = tmp.path().join(super::writer::RESERVE_FILE);
+    let meta = fs::metadata(&reserve).unwrap();
+    assert_eq!(meta.len(), super::writer::RESERVE_BYTES);
+    use std::os::unix::fs::MetadataExt;
+    assert!(
+        meta.blocks() * 512 >= super::writer::RESERVE_BYTES,
+        "not sparse"
+    );
+    drop(log);
 }
 
 #[test]

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// The flusher writes through a buffer of this size.
@@ -21,6 +22,18 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// The file naming a log: its id, so that a snapshot can tell which log
 /// its cut refers to.
 pub const LOG_ID_FILE: &str = "LOGID";
+
+/// A file of this many bytes is kept in the log's directory
+/// ([`RESERVE_FILE`]) and given up when a full disk leaves no room to
+/// start a segment: the room a log needs to heal.
+pub const RESERVE_BYTES: u64 = 64 << 10;
+/// The reserve's name.
+pub const RESERVE_FILE: &str = "RESERVE";
+/// After a failure with the disk full, the log waits this long before it
+/// starts a fresh segment and takes appends again.
+const FULL_DISK_RETRY: Duration = Duration::from_secs(1);
+/// Failed ranges kept for tickets still to be waited on.
+const FAILED_RANGES_KEPT: usize = 256;
 
 /// Group-commit fsyncs of every log in the process.
 static TOTAL_FSYNCS: AtomicU64 = AtomicU64::new(0);
@@ -47,7 +60,8 @@ impl Drop for CommitGroup<'_> {
         let mut st = lock(&self.log.inner.state);
         st.groups[slot] -= 1;
         // Only the last group the flusher waits for wakes it.
-        let wake = st.groups[slot] == 0 && st.flusher == Flusher::WaitsForGroups(slot);
+        let wake = (st.groups[slot] == 0 && st.flusher == Flusher::WaitsForGroups(slot))
+            || (st.groups == [0, 0] && st.flusher == Flusher::WaitsToRecover);
         drop(st);
         if wake {
             self.log.inner.work.notify_one();
@@ -65,6 +79,8 @@ enum Flusher {
     WaitsForOps,
     /// For the groups of this slot of `State::groups` to end.
     WaitsForGroups(usize),
+    /// Failed, for the time to try again (and for every group to end).
+    WaitsToRecover,
 }
 
 /// Reads the log id in `dir`, creating it (tmp file, fsync, rename,
@@ -170,13 +186,37 @@ struct State {
     group_gen: u64,
     flusher: Flusher,
     closing: bool,
+    /// Set while appends are refused: from a failed write or fsync until
+    /// the flusher has started a fresh segment (see [`Log::epoch`]).
     failed: Option<Failure>,
+    /// When the flusher tries to recover from `failed`.
+    retry_at: Option<Instant>,
+    /// Failures so far, and the first sequence number each failed.
+    epoch: u64,
+    failures: std::collections::VecDeque<(u64, u64)>,
+    /// The ranges of failed records listed in `FAILED` (and those to add
+    /// at the next recovery), so that replay ignores them.
+    failed_on_disk: Vec<(u64, u64)>,
+}
+
+/// Records that failed together: every record appended but not durable
+/// when a write or fsync failed.
+#[derive(Clone, Debug)]
+struct FailedRange {
+    first: u64,
+    last: u64,
+    failure: Failure,
 }
 
 #[derive(Clone, Debug, Default)]
 struct Status {
-    /// Every record up to this sequence number is on disk.
+    /// Every record up to this sequence number is on disk, except those
+    /// in `failed_ranges`.
     durable: u64,
+    /// The latest failures, newest last; shared, as a status is cloned
+    /// at every commit.
+    failed_ranges: Arc<Vec<FailedRange>>,
+    /// While set, appends are refused.
     failed: Option<Failure>,
     closed: bool,
 }
@@ -192,7 +232,14 @@ struct Inner {
     status_cv: Condvar,
     status_tx: watch::Sender<Status>,
     fsyncs: AtomicU64,
+    /// Mirrors `State::epoch`, read without the lock.
+    epoch: AtomicU64,
+    /// Told the last durable sequence number when a group fails, before
+    /// any later record can be durable (see [`Log::on_failure`]).
+    on_failure: Mutex<Vec<FailureHook>>,
 }
+
+type FailureHook = Box<dyn Fn(u64) + Send + Sync>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // The guarded data is consistent at every unlock; a panic elsewhere is
@@ -209,38 +256,89 @@ impl Inner {
         self.status_cv.notify_all();
     }
 
-    /// Latches the first failure: queued and later appends all get it.
+    /// Latches the first failure for good (the flusher is gone): queued
+    /// and later appends all get it.
     fn fail(&self, st: &mut State, kind: io::ErrorKind, message: String) {
         let Some(failure) = Failure::set_first(&mut st.failed, kind, message) else {
             return;
         };
         st.ops.clear();
+        st.retry_at = None;
         self.update_status(|s| s.failed = Some(failure));
     }
 
     fn check_open(&self, st: &State) -> io::Result<()> {
-        if let Some(f) = &st.failed {
-            return Err(f.to_error());
-        }
         if st.closing {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 format!("the {} is closed", self.opts.what),
             ));
         }
+        if let Some(f) = &st.failed {
+            return Err(f.to_error());
+        }
         Ok(())
     }
 
     fn create_segment(&self, name: u64) -> io::Result<Arc<dyn LogFile>> {
-        let file = self.io.create_new(&self.dir.join(segment_name(name)))?;
-        file.append(&record::file_header(SEGMENT_MAGIC, name))?;
-        file.sync_data()?;
-        self.io.sync_dir(&self.dir)?;
+        let path = self.dir.join(segment_name(name));
+        let file = self.io.create_new(&path)?;
+        let written = file
+            .append(&record::file_header(SEGMENT_MAGIC, name))
+            .and_then(|()| file.sync_data())
+            .and_then(|()| self.io.sync_dir(&self.dir));
+        if let Err(e) = written {
+            // Half made: gone, so that a later try can create it again.
+            let _ = self.io.remove(&path);
+            return Err(e);
+        }
         Ok(file)
+    }
+
+    /// Creates the reserve if it is missing and the disk has room for it
+    /// and as much again. Best effort: a log works without it.
+    fn keep_reserve(&self) {
+        let path = self.dir.join(RESERVE_FILE);
+        if self
+            .io
+            .read(&path)
+            .is_ok_and(|d| d.len() as u64 == RESERVE_BYTES)
+        {
+            return;
+        }
+        if fsutil::free_bytes(&self.dir).is_ok_and(|free| free < 2 * RESERVE_BYTES) {
+            return;
+        }
+        let _ = self.io.remove(&path);
+        let made = self.io.create_new(&path).and_then(|f| {
+            // Zeros written, not a sparse length: the blocks must be held.
+            f.append(&vec![0u8; RESERVE_BYTES as usize])?;
+            f.sync_data()
+        });
+        if made.is_err() {
+            let _ = self.io.remove(&path);
+        }
+    }
+
+    /// Gives the reserve up; true if there was one.
+    fn release_reserve(&self) -> bool {
+        let gone = self.io.remove(&self.dir.join(RESERVE_FILE)).is_ok();
+        if gone {
+            let _ = self.io.sync_dir(&self.dir);
+        }
+        gone
     }
 }
 
 fn resolve(s: &Status, t: Ticket) -> Option<io::Result<()>> {
+    if let Some(r) = s
+        .failed_ranges
+        .iter()
+        .rev()
+        .find(|r| (r.first..=r.last).contains(&t.0))
+    {
+        return Some(Err(r.failure.to_error()));
+    }
     if s.durable >= t.0 {
         Some(Ok(()))
     } else if let Some(f) = &s.failed {
@@ -271,11 +369,33 @@ struct Active {
 fn run_flusher(inner: Arc<Inner>, mut active: Active) {
     let _exit = FlusherExit(&inner);
     loop {
-        let (ops, target) = {
+        let taken = {
             let mut st = lock(&inner.state);
             loop {
                 if st.failed.is_some() {
-                    return;
+                    if st.closing {
+                        return;
+                    }
+                    // Recover only once no commit group is open: a group
+                    // that appended before the failure must not append
+                    // its next record after it (see `Log::epoch`).
+                    let now = Instant::now();
+                    let due = st.retry_at.is_none_or(|t| now >= t);
+                    if due && st.groups == [0, 0] {
+                        break;
+                    }
+                    let wait = match st.retry_at {
+                        Some(t) if t > now => t - now,
+                        _ => Duration::from_millis(10),
+                    };
+                    st.flusher = Flusher::WaitsToRecover;
+                    st = inner
+                        .work
+                        .wait_timeout(st, wait)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                    st.flusher = Flusher::Busy;
+                    continue;
                 }
                 if !st.ops.is_empty() {
                     let open = (st.group_gen % 2) as usize;
@@ -285,14 +405,11 @@ fn run_flusher(inner: Arc<Inner>, mut active: Active) {
                         // slot is empty (its groups ended before the
                         // previous commit), and are not waited for.
                         st.group_gen += 1;
-                        while st.groups[open] > 0 && !st.closing && st.failed.is_none() {
+                        while st.groups[open] > 0 && !st.closing {
                             st.flusher = Flusher::WaitsForGroups(open);
                             st = inner.work.wait(st).unwrap_or_else(|p| p.into_inner());
                         }
                         st.flusher = Flusher::Busy;
-                        if st.failed.is_some() {
-                            return;
-                        }
                     }
                     break;
                 }
@@ -304,26 +421,168 @@ fn run_flusher(inner: Arc<Inner>, mut active: Active) {
                 st.flusher = Flusher::Busy;
             }
             // Everything queued while the last fsync ran goes out together.
-            (std::mem::take(&mut st.ops), st.next_seq - 1)
+            (st.failed.is_none()).then(|| (std::mem::take(&mut st.ops), st.next_seq - 1))
+        };
+        let Some((ops, target)) = taken else {
+            recover(&inner, &mut active);
+            continue;
         };
         match write_ops(&inner, &mut active, ops) {
             Ok(()) => inner.update_status(|s| s.durable = s.durable.max(target)),
-            Err(e) => {
-                // Best effort: cut off the group that did not commit, so
-                // that a restart does not replay what was never
-                // acknowledged (it may still, which is allowed).
-                let _ = active.file.set_len(active.committed);
-                let message = format!(
-                    "{} {}: write or fsync failed: {e}; appends are refused until restart",
-                    inner.opts.what,
-                    inner.dir.join(segment_name(active.name)).display()
-                );
-                let mut st = lock(&inner.state);
-                inner.fail(&mut st, e.kind(), message);
-                return;
-            }
+            Err(e) => fail_group(&inner, &mut active, e),
         }
     }
+}
+
+/// A write or fsync failed: every record appended and not yet durable
+/// fails with it, and appends are refused until [`recover`] has run.
+fn fail_group(inner: &Inner, active: &mut Active, e: io::Error) {
+    // Cut off the group that did not commit, so that a restart does not
+    // replay what was never acknowledged. If the cut fails, recovery still
+    // leaves the file for a fresh one, and the reader ignores a last group
+    // without its commit marker in any segment.
+    let _ = active.file.set_len(active.committed);
+    active.len = active.committed;
+    let full = is_disk_full(&e);
+    let path = inner.dir.join(segment_name(active.name));
+    let message = if full {
+        format!(
+            "{} {}: the disk is full ({e}); pushes are refused until there is room",
+            inner.opts.what,
+            path.display()
+        )
+    } else {
+        format!(
+            "{} {}: write or fsync failed: {e}; the file is left, and appends go on in a fresh one",
+            inner.opts.what,
+            path.display()
+        )
+    };
+    let failure = Failure::new(e.kind(), message);
+    let first = lock(&inner.status).durable + 1;
+    let mut st = lock(&inner.state);
+    let last = st.next_seq - 1;
+    st.ops.clear();
+    // Segments a cleared rotation named but never created.
+    st.ledger.forget_unmade();
+    st.epoch += 1;
+    inner.epoch.store(st.epoch, Ordering::Release);
+    let epoch = st.epoch;
+    st.failures.push_back((epoch, first));
+    if st.failures.len() > FAILED_RANGES_KEPT {
+        st.failures.pop_front();
+    }
+    if first <= last {
+        st.failed_on_disk.push((first, last));
+    }
+    st.failed = Some(failure.clone());
+    st.retry_at = Some(
+        Instant::now()
+            + if full {
+                FULL_DISK_RETRY
+            } else {
+                Duration::ZERO
+            },
+    );
+    drop(st);
+    tracing::error!("{}", failure.message);
+    // Clients forget the failed records before any later one can become
+    // durable; hooks may take the clients' own locks.
+    for hook in lock(&inner.on_failure).iter() {
+        hook(first - 1);
+    }
+    inner.update_status(|s| {
+        let mut ranges = Vec::with_capacity(s.failed_ranges.len() + 1);
+        let keep = s.failed_ranges.len().saturating_sub(FAILED_RANGES_KEPT - 1);
+        ranges.extend(s.failed_ranges[keep..].iter().cloned());
+        if first <= last {
+            ranges.push(FailedRange {
+                first,
+                last,
+                failure: failure.clone(),
+            });
+        }
+        s.failed_ranges = Arc::new(ranges);
+        s.failed = Some(failure);
+    });
+}
+
+/// ENOSPC or EDQUOT: waiting (or deleting) can cure it.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
+/// After a failure, once no commit group is open: continues in a fresh
+/// segment (the failed one may be poisoned by a failed fsync, or be the
+/// one that filled the disk and can only be deleted once it is not
+/// written any more), giving the reserve up if that is what it takes.
+/// Then appends are taken again; if the disk is still full, the next
+/// group fails as the last one did.
+fn recover(inner: &Inner, active: &mut Active) {
+    let (name, ranges) = {
+        let mut st = lock(&inner.state);
+        // Ranges below every segment kept name nothing on disk.
+        let oldest = st.ledger.oldest().unwrap_or(0).min(active.name);
+        st.failed_on_disk.retain(|&(_, last)| last >= oldest);
+        (st.next_seq, st.failed_on_disk.clone())
+    };
+    // Said on disk before anything else is appended: a failed fsync may
+    // have left the group's commit marker behind.
+    let mut listed = reader::write_failed_ranges(&*inner.io, &inner.dir, &ranges);
+    if matches!(&listed, Err(e) if is_disk_full(e)) && inner.release_reserve() {
+        listed = reader::write_failed_ranges(&*inner.io, &inner.dir, &ranges);
+    }
+    if let Err(e) = listed {
+        tracing::debug!(
+            "{}: cannot list the failed records yet: {e}",
+            inner.opts.what
+        );
+        lock(&inner.state).retry_at = Some(Instant::now() + FULL_DISK_RETRY);
+        return;
+    }
+    let mut made = inner.create_segment(name);
+    if matches!(&made, Err(e) if is_disk_full(e)) && inner.release_reserve() {
+        tracing::warn!(
+            "{} {}: the disk is full; gave up the reserved {RESERVE_BYTES} bytes to start a segment",
+            inner.opts.what,
+            inner.dir.display()
+        );
+        made = inner.create_segment(name);
+    }
+    let mut st = lock(&inner.state);
+    let file = match made {
+        Ok(file) => file,
+        Err(e) => {
+            // Still failing: try again in a while.
+            tracing::debug!("{}: cannot start a fresh segment yet: {e}", inner.opts.what);
+            st.retry_at = Some(Instant::now() + FULL_DISK_RETRY);
+            return;
+        }
+    };
+    st.ledger
+        .add_segment(name, inner.dir.join(segment_name(name)), Some(file.clone()));
+    st.active = name;
+    st.active_bytes = FILE_HEADER_LEN as u64;
+    st.failed = None;
+    st.retry_at = None;
+    drop(st);
+    let len = FILE_HEADER_LEN as u64;
+    *active = Active {
+        name,
+        file,
+        len,
+        committed: len,
+    };
+    inner.update_status(|s| s.failed = None);
+    tracing::info!(
+        "{} {}: appends are taken again, in a fresh segment",
+        inner.opts.what,
+        inner.dir.display()
+    );
+    inner.keep_reserve();
 }
 
 /// Records written since the last commit, to commit.
@@ -492,6 +751,7 @@ impl Log {
             }
         }
         let (status_tx, _) = watch::channel(Status::default());
+        let io_for_ranges = io.clone();
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
             id,
@@ -508,6 +768,10 @@ impl Log {
                 flusher: Flusher::Busy,
                 closing: false,
                 failed: None,
+                retry_at: None,
+                epoch: 0,
+                failures: std::collections::VecDeque::new(),
+                failed_on_disk: reader::failed_ranges(&*io_for_ranges, dir),
             }),
             work: Condvar::new(),
             status: Mutex::new(Status {
@@ -517,6 +781,8 @@ impl Log {
             status_cv: Condvar::new(),
             status_tx,
             fsyncs: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+            on_failure: Mutex::new(Vec::new()),
         });
         inner.update_status(|s| s.durable = next_seq - 1);
         // A fresh segment at every open: the old ones are only read.
@@ -533,6 +799,7 @@ impl Log {
             len,
             committed: len,
         };
+        inner.keep_reserve();
         let thread_inner = inner.clone();
         let handle = std::thread::Builder::new()
             .name(format!("{}-flusher", inner.opts.what.replace(' ', "-")))
@@ -553,6 +820,18 @@ impl Log {
     /// its own lock. Fails once the log failed or closed, or if the
     /// payload is larger than [`MAX_PAYLOAD`].
     pub fn append(&self, p: Payload) -> io::Result<Ticket> {
+        self.append_checked(p, None)
+    }
+
+    /// [`Log::append`], refused if a group has failed since `epoch` was
+    /// read from [`Log::epoch`]: a client whose records depend on its
+    /// earlier ones (the store's, checked against the state they left)
+    /// appends this way, after it has undone what failed.
+    pub fn append_in(&self, epoch: u64, p: Payload) -> io::Result<Ticket> {
+        self.append_checked(p, Some(epoch))
+    }
+
+    fn append_checked(&self, p: Payload, epoch: Option<u64>) -> io::Result<Ticket> {
         if p.bytes.len() > MAX_PAYLOAD {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -565,6 +844,15 @@ impl Log {
         }
         let mut st = lock(&self.inner.state);
         self.inner.check_open(&st)?;
+        if epoch.is_some_and(|e| e != st.epoch) {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                format!(
+                    "the {} failed a group meanwhile; what depended on it is undone",
+                    self.inner.opts.what
+                ),
+            ));
+        }
         let len = p.frame_len();
         let header_len = FILE_HEADER_LEN as u64;
         if st.active_bytes > header_len && st.active_bytes + len > self.inner.opts.segment_bytes {
@@ -599,6 +887,42 @@ impl Log {
         let gen = st.group_gen;
         st.groups[(gen % 2) as usize] += 1;
         CommitGroup { log: self, gen }
+    }
+
+    /// How many groups have failed so far: a client that appends records
+    /// which depend on its earlier ones compares it with the value it last
+    /// saw, undoes what failed ([`Log::failed_since`]) and appends with
+    /// [`Log::append_in`].
+    pub fn epoch(&self) -> u64 {
+        self.inner.epoch.load(Ordering::Acquire)
+    }
+
+    /// The first sequence number failed by the groups that failed after
+    /// `epoch` (every record from it up to the failure failed); `None` if
+    /// none did. `Some(0)` if so many failed since that the first is no
+    /// longer known.
+    pub fn failed_since(&self, epoch: u64) -> Option<u64> {
+        let st = lock(&self.inner.state);
+        if st.epoch == epoch {
+            return None;
+        }
+        let first = st
+            .failures
+            .iter()
+            .find(|(e, _)| *e > epoch)
+            .map(|(_, f)| *f);
+        match first {
+            Some(f) if st.failures.front().is_some_and(|(e, _)| *e <= epoch + 1) => Some(f),
+            _ => Some(0),
+        }
+    }
+
+    /// Runs `hook` with the last durable sequence number whenever a group
+    /// fails, on the flusher thread, before any later record can be
+    /// durable: a client drops what it keeps of the failed records there.
+    /// The hook may take the client's locks, never the log's.
+    pub fn on_failure(&self, hook: impl Fn(u64) + Send + Sync + 'static) {
+        lock(&self.inner.on_failure).push(Box::new(hook));
     }
 
     /// The log's id (see [`LOG_ID_FILE`]).
@@ -650,7 +974,8 @@ impl Log {
         lock(&self.inner.state).next_seq
     }
 
-    /// The latched failure, if any.
+    /// Why appends are refused now, if they are: a failure the log has
+    /// not recovered from yet (or for good, once its flusher is gone).
     pub fn failure(&self) -> Option<io::Error> {
         lock(&self.inner.state)
             .failed

@@ -250,11 +250,19 @@ impl Inner {
     fn collect_garbage(&self) {
         let min = {
             let st = lock(&self.state);
+            let end = st.end();
+            // A sink that has everything needs no record appended so far:
+            // records of failed groups, and other clients' records on a
+            // shared log, must not hold a segment back from it.
+            let caught_up = self.log.next_seq();
             st.sinks
                 .iter()
-                .map(|s| s.persisted.seq)
+                .map(|s| match s.persisted >= end {
+                    true => caught_up,
+                    false => s.persisted.seq,
+                })
                 .min()
-                .unwrap_or(st.next_seq)
+                .unwrap_or(caught_up)
         };
         self.log.release(self.holder, min);
     }
@@ -274,6 +282,8 @@ fn run_syncer(inner: Arc<Inner>) {
         drop(stop);
         inner.persist_dirty();
         inner.sync_cursors();
+        // Segments a full disk left behind go once the log has moved on.
+        inner.collect_garbage();
         if stopping {
             return;
         }
@@ -367,6 +377,14 @@ impl DiskQueue {
             stop_cv: Condvar::new(),
         });
         inner.collect_garbage();
+        // A failed group: its records leave the index before any later
+        // record can be durable, so no sink ever reads them.
+        let failed = Arc::downgrade(&inner);
+        inner.log.on_failure(move |durable| {
+            if let Some(inner) = failed.upgrade() {
+                lock(&inner.state).rollback(durable);
+            }
+        });
         let thread_inner = inner.clone();
         let handle = std::thread::Builder::new()
             .name("disk-queue-cursors".into())

@@ -832,8 +832,18 @@ fn write_failure_fails_waiters_and_later_appends() {
     io.faults.short_writes.store(true, Ordering::SeqCst);
     let (t, _) = q.append(&push(1, 1)).unwrap();
     let err = q.wait_blocking(t).unwrap_err();
-    assert!(err.to_string().contains("write or fsync failed"), "{err}");
+    assert!(err.to_string().contains("the disk is full"), "{err}");
     assert!(matches!(q.append(&push(2, 1)), Err(Refused::Io(_))));
-    // What was durable is still there for the sinks.
+    // What was durable is still there for the sinks; the failed push is
+    // not.
     assert_eq!(q.depth(0).0, 1);
+    // Room again: appends resume without a reopen.
+    io.faults.short_writes.store(false, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while q.log().failure().is_some() {
+        assert!(std::time::Instant::now() < deadline, "not recovered");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    append_wait(q, &push(3, 1));
+    assert_eq!(q.depth(0).0, 2);
 }
