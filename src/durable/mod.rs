@@ -77,7 +77,9 @@ pub use io::{Faults, FaultyIo, Io, RealIo};
 pub use reader::{damaged_bytes, RecordRef};
 pub use record::{Payload, KIND_QUEUE, KIND_STORE, MAX_PAYLOAD};
 pub use snapshot::{Snapshot, SnapshotWriter};
-pub use writer::{read_log_id, total_fsyncs, CommitGroup, Log, LogOptions, Opened, Ticket};
+pub use writer::{
+    is_disk_full, read_log_id, total_fsyncs, CommitGroup, Log, LogOptions, Opened, Ticket,
+};
 
 #[cfg(test)]
 mod tests;

@@ -135,6 +135,14 @@ impl Ticket {
     /// A ticket that is always durable (nothing was appended).
     pub const DURABLE: Ticket = Ticket(0);
 
+    /// A ticket for every record below `seq`: waiting on it waits until
+    /// they are all durable, and fails if the last of them failed (a
+    /// failure fails every record not yet durable, so an earlier one
+    /// failed only if that one did too).
+    pub fn below(seq: u64) -> Ticket {
+        Ticket(seq.saturating_sub(1))
+    }
+
     /// The record's sequence number.
     pub fn seq(self) -> u64 {
         self.0
@@ -364,6 +372,8 @@ struct Active {
     /// Length when the last group was committed: a failed group is cut
     /// back to it.
     committed: u64,
+    /// A failed fsync, or a failed cut, hit it: never written again.
+    poisoned: bool,
 }
 
 fn run_flusher(inner: Arc<Inner>, mut active: Active) {
@@ -441,9 +451,10 @@ fn fail_group(inner: &Inner, active: &mut Active, e: io::Error) {
     // replay what was never acknowledged. If the cut fails, recovery still
     // leaves the file for a fresh one, and the reader ignores a last group
     // without its commit marker in any segment.
-    let _ = active.file.set_len(active.committed);
+    let cut = active.file.set_len(active.committed).is_ok();
     active.len = active.committed;
     let full = is_disk_full(&e);
+    active.poisoned = !cut || !full;
     let path = inner.dir.join(segment_name(active.name));
     let message = if full {
         format!(
@@ -529,18 +540,13 @@ fn recover(inner: &Inner, active: &mut Active) {
         st.failed_on_disk.retain(|&(_, last)| last >= oldest);
         (st.next_seq, st.failed_on_disk.clone())
     };
-    // Said on disk before anything else is appended: a failed fsync may
-    // have left the group's commit marker behind.
-    let mut listed = reader::write_failed_ranges(&*inner.io, &inner.dir, &ranges);
-    if matches!(&listed, Err(e) if is_disk_full(e)) && inner.release_reserve() {
-        listed = reader::write_failed_ranges(&*inner.io, &inner.dir, &ranges);
+    if !write_failed_list(inner, &ranges) {
+        return;
     }
-    if let Err(e) = listed {
-        tracing::debug!(
-            "{}: cannot list the failed records yet: {e}",
-            inner.opts.what
-        );
-        lock(&inner.state).retry_at = Some(Instant::now() + FULL_DISK_RETRY);
+    // An unpoisoned segment holding no record (the disk filled at its
+    // first group) is kept: starting another would only add files.
+    if !active.poisoned && active.len == FILE_HEADER_LEN as u64 {
+        resume(inner, None);
         return;
     }
     let mut made = inner.create_segment(name);
@@ -552,33 +558,64 @@ fn recover(inner: &Inner, active: &mut Active) {
         );
         made = inner.create_segment(name);
     }
-    let mut st = lock(&inner.state);
-    let file = match made {
-        Ok(file) => file,
+    match made {
+        Ok(file) => {
+            let len = FILE_HEADER_LEN as u64;
+            *active = Active {
+                name,
+                file: file.clone(),
+                len,
+                committed: len,
+                poisoned: false,
+            };
+            resume(inner, Some((name, file)));
+        }
         Err(e) => {
             // Still failing: try again in a while.
             tracing::debug!("{}: cannot start a fresh segment yet: {e}", inner.opts.what);
-            st.retry_at = Some(Instant::now() + FULL_DISK_RETRY);
-            return;
+            lock(&inner.state).retry_at = Some(Instant::now() + FULL_DISK_RETRY);
         }
-    };
-    st.ledger
-        .add_segment(name, inner.dir.join(segment_name(name)), Some(file.clone()));
-    st.active = name;
-    st.active_bytes = FILE_HEADER_LEN as u64;
+    }
+}
+
+/// Lists the failed ranges in `FAILED`, giving the reserve up if that is
+/// what it takes; on failure, schedules the next try and returns false.
+/// Said on disk before anything else is appended: a failed fsync may
+/// have left the group's commit marker behind.
+fn write_failed_list(inner: &Inner, ranges: &[(u64, u64)]) -> bool {
+    let mut listed = reader::write_failed_ranges(&*inner.io, &inner.dir, ranges);
+    if matches!(&listed, Err(e) if is_disk_full(e)) && inner.release_reserve() {
+        listed = reader::write_failed_ranges(&*inner.io, &inner.dir, ranges);
+    }
+    match listed {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(
+                "{}: cannot list the failed records yet: {e}",
+                inner.opts.what
+            );
+            lock(&inner.state).retry_at = Some(Instant::now() + FULL_DISK_RETRY);
+            false
+        }
+    }
+}
+
+/// Takes appends again, in `fresh` (name and file) if given, else in the
+/// segment being written.
+fn resume(inner: &Inner, fresh: Option<(u64, Arc<dyn LogFile>)>) {
+    let mut st = lock(&inner.state);
+    if let Some((name, file)) = fresh {
+        st.ledger
+            .add_segment(name, inner.dir.join(segment_name(name)), Some(file));
+        st.active = name;
+        st.active_bytes = FILE_HEADER_LEN as u64;
+    }
     st.failed = None;
     st.retry_at = None;
     drop(st);
-    let len = FILE_HEADER_LEN as u64;
-    *active = Active {
-        name,
-        file,
-        len,
-        committed: len,
-    };
     inner.update_status(|s| s.failed = None);
     tracing::info!(
-        "{} {}: appends are taken again, in a fresh segment",
+        "{} {}: appends are taken again",
         inner.opts.what,
         inner.dir.display()
     );
@@ -636,6 +673,7 @@ fn write_ops(inner: &Inner, active: &mut Active, ops: Vec<Op>) -> io::Result<()>
                     file,
                     len,
                     committed: len,
+                    poisoned: false,
                 };
             }
         }
@@ -798,6 +836,7 @@ impl Log {
             file,
             len,
             committed: len,
+            poisoned: false,
         };
         inner.keep_reserve();
         let thread_inner = inner.clone();

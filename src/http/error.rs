@@ -1,5 +1,5 @@
 //! Error replies: every rejected request gets a 4xx (or 503, or a 500 when
-//! the journal fails) with the JSON body `{"error_code": "...", "message": "..."}`. `error_code` is DataKit's
+//! a disk write fails) with the JSON body `{"error_code": "...", "message": "..."}`. `error_code` is DataKit's
 //! field name; the codes are declared once in [`ErrorCode::ALL`], which the
 //! README's table is checked against.
 
@@ -181,15 +181,20 @@ error_codes! {
         503,
         "Too many password checks are running at once; retry after `Retry-After` seconds."
     ),
+    DiskFull = (
+        "diskFull",
+        503,
+        "The filesystem of `persistence_dir` or `queue_dir` is full (ENOSPC, or EDQUOT): the push changed nothing; retry after `Retry-After` seconds. Pushes are taken again within seconds of room returning, with no restart."
+    ),
     JournalFailed = (
         "journalFailed",
         500,
-        "The store's journal could not be written or fsynced; the push is not acknowledged."
+        "The store's journal could not be written or fsynced (an I/O error): the push changed nothing. The journal goes on in a fresh file at once."
     ),
     QueueFailed = (
         "queueFailed",
         500,
-        "The sinks' disk queue (`queue_dir`) could not be written or fsynced; the push is not acknowledged."
+        "The sinks' disk queue (`queue_dir`) could not be written or fsynced (an I/O error): the push changed nothing. The queue goes on in a fresh file at once."
     ),
 }
 

@@ -27,6 +27,7 @@ use super::body;
 use super::grouping::GroupingError;
 use super::limits::PushLimits;
 use crate::convert::{check_timestamps, convert_into, Converted, Mapping};
+use crate::durable::is_disk_full;
 use crate::http::body::{declared_length, discard_body, read_body_within};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::inflight::{InflightBudget, InflightPermit};
@@ -37,6 +38,7 @@ use crate::metrics::Metrics;
 use crate::model::family::{duplicate_series, Family};
 use crate::model::point::now_ns;
 use crate::model::GroupingKey;
+use crate::sink::disk::Refused;
 use crate::sink::{
     EnqueueError, Reservation, SinkSet, QUEUE_FULL_RETRY_AFTER_SECS, QUEUE_FULL_WAIT,
 };
@@ -200,7 +202,10 @@ impl PushgatewayInput {
         if req.method == PushMethod::Delete {
             if let Some(store) = &self.store {
                 let ticket = store.delete(group).map_err(journal_error)?;
-                store.wait(ticket).await.map_err(journal_error)?;
+                if let Err(e) = store.wait(ticket).await {
+                    store.settle();
+                    return Err(journal_error(e));
+                }
             }
             return Ok(StatusCode::ACCEPTED);
         }
@@ -262,11 +267,18 @@ impl PushgatewayInput {
                         // fsync; on two logs the two fsyncs run in
                         // parallel.
                         let (a, b) = tokio::join!(store.wait(stored), self.sinks.complete(queued));
+                        if a.is_err() || b.is_err() {
+                            // Gone from the store before the client hears.
+                            store.settle();
+                        }
                         a.map_err(journal_error)?;
                         b.map_err(enqueue_error)?;
                     }
                     Err(PushRefused::Inconsistent { message, ticket }) => {
-                        store.wait(ticket).await.map_err(journal_error)?;
+                        if let Err(e) = store.wait(ticket).await {
+                            store.settle();
+                            return Err(journal_error(e));
+                        }
                         return Err(ApiError::new(
                             ErrorCode::InconsistentMetrics,
                             format!(
@@ -355,6 +367,9 @@ fn enqueue_error(e: EnqueueError) -> ApiError {
             ),
         )
         .retry_after(QUEUE_FULL_RETRY_AFTER_SECS),
+        EnqueueError::Sync(e) | EnqueueError::Refused(Refused::Io(e)) if is_disk_full(&e) => {
+            disk_full("the disk queue", e)
+        }
         e @ (EnqueueError::Refused(_) | EnqueueError::Sync(_)) => {
             if let Some(n) = FAILURES.pass(QUEUE_FAILED, 1) {
                 tracing::error!("sink queue: {e} ({n} pushes refused so since the last line)");
@@ -370,7 +385,23 @@ static FAILURES: LogGate<2> = LogGate::new(Duration::from_secs(60));
 const QUEUE_FAILED: usize = 0;
 const JOURNAL_FAILED: usize = 1;
 
+/// A push refused for a full disk: 503, to retry once there is room.
+fn disk_full(what: &str, e: std::io::Error) -> ApiError {
+    ApiError::new(
+        ErrorCode::DiskFull,
+        format!("{what} has no room on its disk: {e}; the push changed nothing"),
+    )
+    .retry_after(DISK_FULL_RETRY_AFTER_SECS)
+}
+
+/// What a full disk tells clients to wait: the log tries again each
+/// second, and room usually comes back by deletion or delivery.
+const DISK_FULL_RETRY_AFTER_SECS: u32 = 5;
+
 fn journal_error(e: std::io::Error) -> ApiError {
+    if is_disk_full(&e) {
+        return disk_full("the store's journal", e);
+    }
     if let Some(n) = FAILURES.pass(JOURNAL_FAILED, 1) {
         tracing::error!("store journal: {e} ({n} pushes refused so since the last line)");
     }

@@ -120,7 +120,11 @@ impl Journal {
     /// engine's docs say and reported in [`Recovered::warnings`]; I/O
     /// errors are returned.
     pub fn open(dir: &Path) -> io::Result<(Journal, Recovered)> {
-        let io: Arc<dyn Io> = Arc::new(RealIo);
+        Journal::open_with(Arc::new(RealIo), dir)
+    }
+
+    /// [`Journal::open`] through `io` (tests inject faults with it).
+    pub fn open_with(io: Arc<dyn Io>, dir: &Path) -> io::Result<(Journal, Recovered)> {
         fsutil::create_private_dir(dir)?;
         let lock = fsutil::lock_dir(dir, "journal")?;
         let mut prepared = Journal::prepare(&io, dir, None)?;
@@ -292,9 +296,15 @@ impl Journal {
     /// Queues one record; cheap, never blocks on I/O. Returns the ticket
     /// to wait on. Fails once the journal has failed or is closed.
     pub fn append(&self, payload: &[u8]) -> io::Result<Ticket> {
+        self.append_in(self.log.epoch(), payload)
+    }
+
+    /// [`Journal::append`], refused if a group of the log has failed since
+    /// `epoch` ([`crate::durable::Log::append_in`]).
+    pub fn append_in(&self, epoch: u64, payload: &[u8]) -> io::Result<Ticket> {
         let p = Payload::new(KIND_STORE, RECORD_VERSION, payload.to_vec());
         let len = p.frame_len();
-        let t = self.log.append(p)?;
+        let t = self.log.append_in(epoch, p)?;
         self.bytes.fetch_add(len, Ordering::Relaxed);
         Ok(t)
     }
@@ -404,6 +414,10 @@ impl SnapshotWriter {
     pub fn finish(mut self) -> io::Result<()> {
         let raw = self.raw.take().expect("finish runs once");
         let cover = raw.cover();
+        // The state written may hold mutations not yet durable when the
+        // cut was made; if their group failed, they were undone in memory
+        // and this snapshot must not keep them.
+        self.log.wait_blocking(Ticket::below(cover))?;
         raw.finish()?;
         self.log.release(self.holder, cover);
         Ok(())

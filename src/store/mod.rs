@@ -62,6 +62,7 @@ pub mod json;
 pub mod record;
 mod sanitize;
 pub mod series;
+mod undo;
 
 use crate::model::family::{Family, MetricType};
 use crate::model::GroupingKey;
@@ -75,6 +76,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
+use undo::Undo;
 
 /// A journal grows to this before it is compacted into a snapshot.
 pub const DEFAULT_SNAPSHOT_AFTER_BYTES: u64 = 64 << 20;
@@ -151,6 +153,11 @@ struct Inner {
     free: Vec<GroupId>,
     by_key: HashMap<GroupingKey, GroupId>,
     index: Index,
+    /// What each journaled mutation not yet known durable replaced, in
+    /// journal order, to undo it if its group commit fails.
+    pending: Vec<Undo>,
+    /// The journal log's epoch the pending list was last settled at.
+    seen_epoch: u64,
 }
 
 /// The families a push replaced, freed by the caller once the lock is
@@ -331,6 +338,7 @@ impl Store {
         reserve: impl FnOnce() -> Result<T, E>,
     ) -> Result<(Option<Ticket>, T), PushRefused<E>> {
         let mut inner = self.lock();
+        let settled = self.settle_locked(&mut inner);
         inner
             .check_limits(&push, &self.options)
             .map_err(PushRefused::Full)?;
@@ -343,14 +351,24 @@ impl Store {
                     key: push.key,
                     at_ns: push.at_ns,
                 };
-                let ticket = self.journal_append(&m).map_err(PushRefused::Journal)?;
+                let ticket = self
+                    .journal_append(&mut inner, &m)
+                    .map_err(PushRefused::Journal)?;
                 inner.apply(m);
+                drop(inner);
+                drop(settled);
                 return Err(PushRefused::Inconsistent { message, ticket });
             }
         }
         let reserved = reserve().map_err(PushRefused::Reserve)?;
         let ticket = match (self.journal.get(), &push.record) {
-            (Some(j), Some(record)) => Some(j.append(record).map_err(PushRefused::Journal)?),
+            (Some(j), Some(record)) => {
+                let t = j
+                    .append_in(inner.seen_epoch, record)
+                    .map_err(PushRefused::Journal)?;
+                inner.remember(t, std::slice::from_ref(&push.key));
+                Some(t)
+            }
             _ => None,
         };
         let replaced = inner.apply_push(
@@ -367,6 +385,7 @@ impl Store {
         // free can make the allocator hand memory back to the OS, which
         // takes milliseconds when a scrape has just freed 100 MB.
         drop(replaced);
+        drop(settled);
         Ok((ticket, reserved))
     }
 
@@ -378,21 +397,26 @@ impl Store {
     /// Removes every group.
     pub fn wipe(&self) -> std::io::Result<Option<Ticket>> {
         let mut inner = self.lock();
-        let ticket = self.journal_append(&Mutation::Wipe)?;
+        let settled = self.settle_locked(&mut inner);
+        let ticket = self.journal_append(&mut inner, &Mutation::Wipe)?;
         // Freed after the lock is released: O(stored series).
         let groups = std::mem::take(&mut inner.groups);
         inner.apply(Mutation::Wipe);
         self.maybe_snapshot(&inner);
         drop(inner);
         drop(groups);
+        drop(settled);
         Ok(ticket)
     }
 
     fn mutate(&self, m: Mutation) -> std::io::Result<Option<Ticket>> {
         let mut inner = self.lock();
-        let ticket = self.journal_append(&m)?;
+        let settled = self.settle_locked(&mut inner);
+        let ticket = self.journal_append(&mut inner, &m)?;
         inner.apply(m);
         self.maybe_snapshot(&inner);
+        drop(inner);
+        drop(settled);
         Ok(ticket)
     }
 
@@ -405,6 +429,7 @@ impl Store {
             return Ok((0, None));
         }
         let mut inner = self.lock();
+        let settled = self.settle_locked(&mut inner);
         let expired: Vec<GroupingKey> = inner
             .groups
             .iter()
@@ -415,9 +440,11 @@ impl Store {
         let mut ticket = None;
         for key in &expired {
             let m = Mutation::Delete { key: key.clone() };
-            ticket = self.journal_append(&m)?;
+            ticket = self.journal_append(&mut inner, &m)?;
             inner.apply(m);
         }
+        drop(inner);
+        drop(settled);
         Ok((expired.len(), ticket))
     }
 
@@ -445,11 +472,25 @@ impl Store {
         self.lock().index.series_count()
     }
 
-    fn journal_append(&self, m: &Mutation) -> std::io::Result<Option<Ticket>> {
-        match self.journal.get() {
-            Some(j) => j.append(&m.encode()).map(Some),
-            None => Ok(None),
+    /// Journals `m` (checked against the state `inner` holds, so refused
+    /// if a group failed since it was settled) and remembers how to undo
+    /// it.
+    fn journal_append(&self, inner: &mut Inner, m: &Mutation) -> std::io::Result<Option<Ticket>> {
+        let Some(j) = self.journal.get() else {
+            return Ok(None);
+        };
+        let t = j.append_in(inner.seen_epoch, &m.encode())?;
+        match m {
+            Mutation::Push { key, .. }
+            | Mutation::Failure { key, .. }
+            | Mutation::Delete { key } => inner.remember(t, std::slice::from_ref(key)),
+            Mutation::Restore(state) => inner.remember(t, std::slice::from_ref(&state.key)),
+            Mutation::Wipe => {
+                let keys: Vec<GroupingKey> = inner.by_key.keys().cloned().collect();
+                inner.remember(t, &keys);
+            }
         }
+        Ok(Some(t))
     }
 
     /// Compacts the journal into a snapshot once it has grown past the
@@ -498,8 +539,12 @@ impl Store {
         // may make the allocator return memory to the OS first); a third
         // try takes what it needs under the lock.
         let (mut groups, mut families) = (Vec::new(), Vec::new());
+        let mut settled = Vec::new();
         for tries in 1.. {
-            let inner = self.lock();
+            let mut inner = self.lock();
+            // A scrape never shows a push whose commit is known to have
+            // failed.
+            settled.extend(self.settle_locked(&mut inner));
             let (g, f) = (inner.groups.len(), inner.index.family_count());
             if tries == 3 || (groups.capacity() >= g && families.capacity() >= f) {
                 groups.extend(inner.groups.iter().cloned());
@@ -513,6 +558,7 @@ impl Store {
             groups.reserve(g + g / 16 + 16);
             families.reserve(f + f / 16 + 16);
         }
+        drop(settled);
         Snapshot { groups, families }
     }
 }

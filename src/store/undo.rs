@@ -1,0 +1,136 @@
+//! Undoing what a failed group commit refused.
+//!
+//! A push is checked and applied under the store lock and its journal
+//! record appended there, in the order of the state it leaves; the reply
+//! waits for the record's fsync. If that group commit fails, the push is
+//! refused (503 `diskFull`, or 500), and the store must show nothing of
+//! it. So every journaled mutation not yet known durable keeps, in
+//! [`Undo`], the groups it changed as they were before (reference counts:
+//! O(groups changed)). When the journal's log reports a failure (its
+//! epoch moved), the mutations from the first failed record on are undone
+//! newest first. The log fails every record not yet durable at once, so
+//! the state left is exactly the one its durable records describe, and no
+//! mutation that depended on a failed one survives it.
+//!
+//! Invariants:
+//! - `Inner::pending` is in journal order, and holds only mutations whose
+//!   record is not known durable when last settled.
+//! - Every path that takes the lock to mutate or to snapshot settles first,
+//!   and appends with the epoch it settled at (`Log::append_in`), so no
+//!   record is checked against state that a failure has undone.
+//! - A scrape can show a mutation while its fsync runs (milliseconds);
+//!   never once its failure is known.
+
+use super::{Group, Inner, Store};
+use crate::durable::Ticket;
+use crate::model::GroupingKey;
+use std::sync::Arc;
+
+/// How to undo one journaled mutation: the groups it changed, as they
+/// were before (`None`: the group did not exist).
+pub(super) struct Undo {
+    pub seq: u64,
+    pub before: Vec<(GroupingKey, Option<Arc<Group>>)>,
+}
+
+impl Store {
+    /// Undoes the journaled mutations whose group commit failed, if any
+    /// did: call it when a wait on a ticket fails, before replying, so
+    /// that a refused push is gone from the store before its client hears
+    /// of it. (Every mutation and every snapshot does it too.)
+    pub fn settle(&self) {
+        let mut inner = self.lock();
+        let settled = self.settle_locked(&mut inner);
+        drop(inner);
+        drop(settled);
+    }
+
+    /// See [`Store::settle`]. Returns what it dropped, for the caller to
+    /// free after releasing the lock.
+    pub(super) fn settle_locked(&self, inner: &mut Inner) -> Vec<Undo> {
+        let Some(journal) = self.journal.get() else {
+            return Vec::new();
+        };
+        let log = journal.log();
+        // Durable read before the epoch: if no group failed by the time
+        // the epoch is read, everything up to `durable` truly is.
+        let durable = log.durable();
+        let epoch = log.epoch();
+        let mut dropped = Vec::new();
+        if epoch != inner.seen_epoch {
+            if let Some(first) = log.failed_since(inner.seen_epoch) {
+                let at = inner.pending.partition_point(|u| u.seq < first);
+                let failed: Vec<Undo> = inner.pending.drain(at..).collect();
+                if !failed.is_empty() {
+                    tracing::warn!(
+                        "store: undid {} mutation(s) whose journal commit failed (from record {first})",
+                        failed.len()
+                    );
+                }
+                for undo in failed.into_iter().rev() {
+                    for (key, before) in undo.before.into_iter().rev() {
+                        // The group as it is now is freed after the lock.
+                        if let Some(now) = inner.restore_group(&key, before) {
+                            dropped.push(Undo {
+                                seq: 0,
+                                before: vec![(key, Some(now))],
+                            });
+                        }
+                    }
+                }
+            }
+            inner.seen_epoch = epoch;
+        }
+        let done = inner.pending.partition_point(|u| u.seq <= durable);
+        dropped.extend(inner.pending.drain(..done));
+        dropped
+    }
+}
+
+impl Inner {
+    /// Notes how to undo the mutation journaled as `t`: the groups of
+    /// `keys` as they are now (reference counts, O(keys)).
+    pub(super) fn remember(&mut self, t: Ticket, keys: &[GroupingKey]) {
+        let before = keys
+            .iter()
+            .map(|k| {
+                let group = self
+                    .by_key
+                    .get(k)
+                    .and_then(|id| self.groups[*id as usize].clone());
+                (k.clone(), group)
+            })
+            .collect();
+        self.pending.push(Undo {
+            seq: t.seq(),
+            before,
+        });
+    }
+
+    /// Puts group `key` back as `before` was (or removes it), index
+    /// included; returns the group it replaced.
+    pub(super) fn restore_group(
+        &mut self,
+        key: &GroupingKey,
+        before: Option<Arc<Group>>,
+    ) -> Option<Arc<Group>> {
+        let now = self
+            .by_key
+            .get(key)
+            .and_then(|id| self.groups[*id as usize].clone());
+        self.remove_group(key);
+        if let Some(group) = before {
+            let id = self.group_id(key, group.created_ns);
+            for (name, family) in &group.families {
+                let ids = family.series_ids(name, &group.labels);
+                self.index.add(id, name, family.kind, ids);
+            }
+            self.groups[id as usize] = Some(group);
+        }
+        now
+    }
+}
+
+#[cfg(test)]
+#[path = "undo_tests.rs"]
+mod tests;
