@@ -142,7 +142,7 @@ pub const CATALOG: &[MetricDoc] = &[
         name: DATA_FAILED,
         kind: MetricType::Gauge,
         labels: &["data"],
-        help: "1 once the store's journal (data=\"journal\") or the sinks' disk queue (data=\"disk_queue\") failed a write or an fsync: pushes are refused until a restart, and /-/ready says why; 0 otherwise.",
+        help: "1 while the store's journal (data=\"journal\") or the sinks' disk queue (data=\"disk_queue\") refuses appends after a failed write or fsync (a full disk, until there is room; an I/O error, until a fresh file is started), and /-/ready says why; 0 otherwise.",
     },
     MetricDoc {
         name: DATA_DIR_FREE_BYTES,

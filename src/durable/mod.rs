@@ -21,18 +21,29 @@
 //!    order. A client that needs its records in the order of its own state
 //!    appends under its own lock.
 //! 4. **Recovery hands out every acknowledged record, in order, and no torn
-//!    one**: a record counts only with a valid checksum, and in the newest
-//!    segment only when its group's commit marker follows it. Damage
+//!    one**: a record counts only with a valid checksum, and at the end of
+//!    any segment only when its group's commit marker follows it (in an
+//!    older segment, unless damage may have taken the marker). Damage
 //!    elsewhere loses only the damaged bytes: the reader resyncs on the
 //!    next valid record header (see `record` for why payload bytes are not
 //!    taken for one). Nothing found on disk makes `open` fail; only I/O
 //!    errors do.
-//! 5. **A failed write or fsync latches**: every waiting and every later
-//!    append fails with it, since after a failed fsync the kernel may have
-//!    dropped the dirty pages and a retry could claim durability that is
-//!    not there. Only a restart, which re-reads the disk, clears it. The
-//!    failed group is cut off the file when possible; if it survives, it
-//!    was never acknowledged, and replaying it is allowed.
+//! 5. **A failed write or fsync fails its group, and every record not
+//!    yet durable with it**: after a failed fsync the kernel may have
+//!    dropped the dirty pages, so a retry could claim durability that is
+//!    not there, and later records may depend on the failed ones (a
+//!    store mutation is checked against the state the one before it
+//!    left). Appends are refused until the flusher recovers, once no
+//!    [`CommitGroup`] is open (so no group straddles a failure): at once
+//!    after an I/O error, each second after ENOSPC or EDQUOT. It lists
+//!    the failed sequence numbers in `FAILED` (replay ignores them, even
+//!    where a failed fsync left their commit marker), then goes on in a
+//!    fresh segment (a failed file is never written again; a full one
+//!    can then be deleted once released), giving up `RESERVE` if the
+//!    disk has no room for it. Clients see a failure through
+//!    [`Log::epoch`], [`Log::failed_since`] and [`Log::on_failure`], run
+//!    before any later record is durable. A failed group is cut off its
+//!    file when possible.
 //! 6. **A segment is deleted only when every holder has released it**
 //!    ([`Log::release`]): each client says which records it no longer needs
 //!    (the store once a snapshot covers them, a sink once its cursor passed
@@ -54,13 +65,17 @@
 //!   snapshots in `persistence_dir`, wherever its log is.)
 //! - `LOGID`: the log's id.
 //! - `*.corrupt-<unix time>`: damaged files moved aside, never deleted.
+//! - `FAILED`: the sequence numbers of failed groups (first and last, a
+//!   line each) still in segments kept.
+//! - `RESERVE`: 64 KiB of zeros, given up when a full disk leaves no room
+//!   to start a segment.
 //! - `LOCK`.
 //!
 //! # Layout of the code
 //!
 //! `record` (framing, checksums, versions), `io` (the file operations, a
 //! trait so tests inject faults), `ledger` (segments, record places,
-//! holds), `writer` (appends, group commit, the failure latch), `reader`
+//! holds), `writer` (appends, group commit, failure and recovery), `reader`
 //! (recovery), `snapshot`, `legacy` (reading the format-1 files of earlier
 //! releases), `fsutil` (directories, locks, moving aside).
 

@@ -1,5 +1,5 @@
-//! The writer: appends, group commit, tickets, the failure latch, segment
-//! rotation, and reading durable records back. See the module docs of
+//! The writer: appends, group commit, tickets, failure and recovery,
+//! segment rotation, and reading durable records back. See the module docs of
 //! `durable` for the guarantees.
 
 use super::fsutil::{self, Failure};

@@ -379,8 +379,8 @@ fn enqueue_error(e: EnqueueError) -> ApiError {
     }
 }
 
-/// A failed journal or disk queue refuses every push until a restart:
-/// one line a minute for each, with the count, not one per push.
+/// A failed journal or disk queue refuses pushes until it recovers: one
+/// line a minute for each, with the count, not one per push.
 static FAILURES: LogGate<2> = LogGate::new(Duration::from_secs(60));
 const QUEUE_FAILED: usize = 0;
 const JOURNAL_FAILED: usize = 1;

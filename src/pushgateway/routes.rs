@@ -200,7 +200,8 @@ impl Api {
     }
 
     /// Why pushes cannot be accepted now, for `/-/ready`: the store still
-    /// loading, or its journal or the disk queue failed (until a restart).
+    /// loading, or its journal or the disk queue refusing appends after a
+    /// failed write (until there is room, or a fresh file is started).
     /// `/-/healthy` stays 200 meanwhile, so that an orchestrator takes the
     /// agent out of service instead of restarting it into the same fault.
     fn not_ready(&self) -> Option<String> {
@@ -209,12 +210,12 @@ impl Api {
                 return Some("store is loading".into());
             }
             if let Some(why) = store.failure() {
-                return Some(format!("the store's journal failed: {why}"));
+                return Some(format!("the store's journal refuses appends: {why}"));
             }
         }
         let pg = self.pushgateway.as_ref()?;
         let why = pg.sinks.failure()?;
-        Some(format!("the disk queue failed: {why}"))
+        Some(format!("the disk queue refuses appends: {why}"))
     }
 
     /// The status page, rendered off the async workers (it walks the

@@ -542,8 +542,8 @@ impl SinkSet {
         Ok(ticket)
     }
 
-    /// Why the disk queue takes no more pushes (its log's latched write or
-    /// fsync failure), if it does not.
+    /// Why the disk queue takes no pushes now (its log's write or fsync
+    /// failure, until it recovers), if it does not.
     pub fn failure(&self) -> Option<String> {
         let disk = self.disk.as_ref()?;
         disk.log().failure().map(|e| e.to_string())

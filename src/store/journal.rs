@@ -15,8 +15,10 @@
 //!   returns every acknowledged record, in append order, and no partially
 //!   written one: the newest usable snapshot's records first, then the
 //!   log's store records from the snapshot's cut on.
-//! - A failed write or fsync fails every waiting and every later append
-//!   until restart (the engine's failure latch).
+//! - A failed write or fsync fails every record not yet durable, and
+//!   appends until the engine has recovered (a fresh segment; on a full
+//!   disk, once one can be started); the store undoes what the failed
+//!   records changed (`store::undo`).
 //! - A directory written by releases up to 57b122d (format 1: `journal-*`,
 //!   `snapshot-*` with 8 digits) is migrated once at open: its records are
 //!   written into a new snapshot, made durable, and the old files are then

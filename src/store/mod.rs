@@ -270,8 +270,8 @@ impl Store {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// Why the journal takes no more pushes (its log's latched write or
-    /// fsync failure), if it does not.
+    /// Why the journal takes no pushes now (its log's write or fsync
+    /// failure, until it recovers), if it does not.
     pub fn failure(&self) -> Option<String> {
         let journal = self.journal.get()?;
         journal.log().failure().map(|e| e.to_string())

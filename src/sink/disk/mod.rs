@@ -47,9 +47,11 @@
 //!   A sink with no cursor file starts with the next push if it is new, and
 //!   from the oldest record kept if the queue had placed it before (it is
 //!   listed in `SINKS`, see `cursors`): its cursor was deleted.
-//! - A failed write or fsync fails every waiting and every later append
-//!   (the log's failure latch). What was durable is still delivered; a
-//!   restart clears the failure.
+//! - A failed write or fsync fails every push not yet durable, and later
+//!   appends until the log recovers (see `durable`): their records leave
+//!   the index before any later record is durable, so no sink reads them.
+//!   What was durable is still delivered. A sink that has everything holds
+//!   back no segment, so a full disk's segments go once delivered.
 //! - Damage on disk is the log's to recover from: a damaged record is lost
 //!   alone and reported, later records are still delivered, and nothing
 //!   found on disk makes `open` fail; only I/O errors do.
