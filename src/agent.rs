@@ -264,6 +264,7 @@ fn start_store(
             };
             match loaded {
                 Ok(warnings) => {
+                    loading.heal_on_retry();
                     for w in warnings {
                         tracing::warn!("{w}");
                     }

@@ -111,6 +111,24 @@ impl Ledger {
         doomed
     }
 
+    /// True if holder `holder` alone keeps a segment from being deleted:
+    /// one would go if its hold moved to the end.
+    pub fn pinned_by(&self, holder: usize) -> bool {
+        let others = (self.holds.iter().enumerate())
+            .filter(|&(h, _)| h != holder)
+            .map(|(_, &hold)| hold)
+            .min()
+            .unwrap_or(u64::MAX);
+        let own = self.holds.get(holder).copied().unwrap_or(0);
+        let mut names = self.segments.keys();
+        names.next();
+        // The second segment's name: the first goes once every hold
+        // reaches it.
+        names
+            .next()
+            .is_some_and(|&second| second <= others && second > own)
+    }
+
     pub fn oldest(&self) -> Option<u64> {
         self.segments.keys().next().copied()
     }

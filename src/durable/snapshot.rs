@@ -146,6 +146,18 @@ pub struct SnapshotWriter {
     file: Option<Arc<dyn LogFile>>,
     buf: Vec<u8>,
     count: u64,
+    /// Bytes written so far.
+    bytes: u64,
+    finished: bool,
+}
+
+impl Drop for SnapshotWriter {
+    /// A snapshot given up leaves no temporary file taking room.
+    fn drop(&mut self) {
+        if !self.finished && self.file.is_some() {
+            let _ = self.io.remove(&self.tmp);
+        }
+    }
 }
 
 impl SnapshotWriter {
@@ -168,7 +180,14 @@ impl SnapshotWriter {
             file: None,
             buf,
             count: 1,
+            bytes: 0,
+            finished: false,
         }
+    }
+
+    /// The file's size so far (what is buffered included).
+    pub fn bytes(&self) -> u64 {
+        self.bytes + self.buf.len() as u64
     }
 
     pub fn cover(&self) -> u64 {
@@ -191,6 +210,7 @@ impl SnapshotWriter {
     fn flush(&mut self) -> io::Result<()> {
         let f = self.file()?;
         f.append(&self.buf)?;
+        self.bytes += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
     }
@@ -223,6 +243,7 @@ impl SnapshotWriter {
         self.file()?.sync_data()?;
         let path = self.dir.join(snapshot_name(self.cover));
         self.io.rename(&self.tmp, &path)?;
+        self.finished = true;
         self.io.sync_dir(&self.dir)?;
         for (name, old) in self.io.list(&self.dir)? {
             if fsutil::parse_numbered20(&name, SNAPSHOT_PREFIX).is_some_and(|c| c < self.cover) {

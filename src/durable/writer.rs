@@ -245,6 +245,10 @@ struct Inner {
     /// Told the last durable sequence number when a group fails, before
     /// any later record can be durable (see [`Log::on_failure`]).
     on_failure: Mutex<Vec<FailureHook>>,
+    /// Run before each try to recover (see [`Log::on_retry`]).
+    on_retry: Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
+    /// Set while appends are refused for a full disk.
+    full: std::sync::atomic::AtomicBool,
 }
 
 type FailureHook = Box<dyn Fn(u64) + Send + Sync>;
@@ -307,25 +311,7 @@ impl Inner {
     /// and as much again. Best effort: a log works without it.
     fn keep_reserve(&self) {
         let path = self.dir.join(RESERVE_FILE);
-        if self
-            .io
-            .read(&path)
-            .is_ok_and(|d| d.len() as u64 == RESERVE_BYTES)
-        {
-            return;
-        }
-        if fsutil::free_bytes(&self.dir).is_ok_and(|free| free < 2 * RESERVE_BYTES) {
-            return;
-        }
-        let _ = self.io.remove(&path);
-        let made = self.io.create_new(&path).and_then(|f| {
-            // Zeros written, not a sparse length: the blocks must be held.
-            f.append(&vec![0u8; RESERVE_BYTES as usize])?;
-            f.sync_data()
-        });
-        if made.is_err() {
-            let _ = self.io.remove(&path);
-        }
+        let _ = fsutil::hold_room(&*self.io, &path, RESERVE_BYTES, RESERVE_BYTES);
     }
 
     /// Gives the reserve up; true if there was one.
@@ -363,6 +349,25 @@ fn resolve(s: &Status, t: Ticket) -> Option<io::Result<()>> {
 
 // ---------------------------------------------------------------------------
 // The flusher thread.
+
+/// Stands for the segment a log started on a full disk could not create;
+/// never written (the log refuses appends until it has a real one).
+struct NoFile;
+
+impl LogFile for NoFile {
+    fn append(&self, _: &[u8]) -> io::Result<()> {
+        Err(io::Error::other("no segment"))
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        Ok(())
+    }
+    fn read_exact_at(&self, _: &mut [u8], _: u64) -> io::Result<()> {
+        Err(io::Error::other("no segment"))
+    }
+    fn set_len(&self, _: u64) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 /// The segment being written: its name, file, and length on disk.
 struct Active {
@@ -495,6 +500,7 @@ fn fail_group(inner: &Inner, active: &mut Active, e: io::Error) {
                 Duration::ZERO
             },
     );
+    inner.full.store(full, Ordering::Release);
     drop(st);
     tracing::error!("{}", failure.message);
     // Clients forget the failed records before any later one can become
@@ -533,6 +539,9 @@ pub fn is_disk_full(e: &io::Error) -> bool {
 /// Then appends are taken again; if the disk is still full, the next
 /// group fails as the last one did.
 fn recover(inner: &Inner, active: &mut Active) {
+    for hook in lock(&inner.on_retry).iter() {
+        hook();
+    }
     let (name, ranges) = {
         let mut st = lock(&inner.state);
         // Ranges below every segment kept name nothing on disk.
@@ -612,6 +621,7 @@ fn resume(inner: &Inner, fresh: Option<(u64, Arc<dyn LogFile>)>) {
     }
     st.failed = None;
     st.retry_at = None;
+    inner.full.store(false, Ordering::Release);
     drop(st);
     inner.update_status(|s| s.failed = None);
     tracing::info!(
@@ -821,24 +831,60 @@ impl Log {
             fsyncs: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             on_failure: Mutex::new(Vec::new()),
+            on_retry: Mutex::new(Vec::new()),
+            full: std::sync::atomic::AtomicBool::new(false),
         });
         inner.update_status(|s| s.durable = next_seq - 1);
         // A fresh segment at every open: the old ones are only read.
-        let file = inner.create_segment(next_seq)?;
-        lock(&inner.state).ledger.add_segment(
-            next_seq,
-            dir.join(segment_name(next_seq)),
-            Some(file.clone()),
-        );
+        let mut made = inner.create_segment(next_seq);
+        if matches!(&made, Err(e) if is_disk_full(e)) && inner.release_reserve() {
+            made = inner.create_segment(next_seq);
+        }
         let len = FILE_HEADER_LEN as u64;
-        let active = Active {
-            name: next_seq,
-            file,
-            len,
-            committed: len,
-            poisoned: false,
+        let active = match made {
+            Ok(file) => {
+                lock(&inner.state).ledger.add_segment(
+                    next_seq,
+                    dir.join(segment_name(next_seq)),
+                    Some(file.clone()),
+                );
+                inner.keep_reserve();
+                Active {
+                    name: next_seq,
+                    file,
+                    len,
+                    committed: len,
+                    poisoned: false,
+                }
+            }
+            // Started on a full disk: what is on disk is read and served,
+            // appends are refused until the flusher can start a segment.
+            Err(e) if is_disk_full(&e) => {
+                let failure = Failure::new(
+                    e.kind(),
+                    format!(
+                        "{} {}: the disk is full ({e}); pushes are refused until there is room",
+                        inner.opts.what,
+                        dir.display()
+                    ),
+                );
+                tracing::error!("{}", failure.message);
+                let mut st = lock(&inner.state);
+                st.failed = Some(failure.clone());
+                st.retry_at = Some(Instant::now() + FULL_DISK_RETRY);
+                inner.full.store(true, Ordering::Release);
+                drop(st);
+                inner.update_status(|s| s.failed = Some(failure));
+                Active {
+                    name: next_seq,
+                    file: Arc::new(NoFile),
+                    len,
+                    committed: len,
+                    poisoned: true,
+                }
+            }
+            Err(e) => return Err(e),
         };
-        inner.keep_reserve();
         let thread_inner = inner.clone();
         let handle = std::thread::Builder::new()
             .name(format!("{}-flusher", inner.opts.what.replace(' ', "-")))
@@ -964,6 +1010,22 @@ impl Log {
         lock(&self.inner.on_failure).push(Box::new(hook));
     }
 
+    /// True while appends are refused for a full disk: a client that pins
+    /// segments (the store, until a snapshot covers its records) should
+    /// compact now, into room of its own (see `store::room`).
+    pub fn refuses_for_space(&self) -> bool {
+        self.inner.full.load(Ordering::Acquire)
+    }
+
+    /// Runs `hook` on the flusher thread before each try to recover from
+    /// a failure (each second while the disk is full): a client that can
+    /// free room (the store, by compacting) does so there, even when no
+    /// append comes to tell it. The hook may take the client's locks,
+    /// never the log's.
+    pub fn on_retry(&self, hook: impl Fn() + Send + Sync + 'static) {
+        lock(&self.inner.on_retry).push(Box::new(hook));
+    }
+
     /// The log's id (see [`LOG_ID_FILE`]).
     pub fn id(&self) -> u64 {
         self.inner.id
@@ -1057,6 +1119,12 @@ impl Log {
                 ),
             }
         }
+    }
+
+    /// True if holder `holder` alone keeps a segment on disk (see
+    /// [`Log::refuses_for_space`]).
+    pub fn pinned_by(&self, holder: usize) -> bool {
+        lock(&self.inner.state).ledger.pinned_by(holder)
     }
 
     /// The name (first possible sequence number) of the oldest segment.

@@ -75,7 +75,7 @@ pub struct Journal {
     /// `persistence_dir`: the snapshots.
     dir: PathBuf,
     /// Bytes of store records appended since the last cut.
-    bytes: AtomicU64,
+    bytes: Arc<AtomicU64>,
     snapshot_busy: Arc<AtomicBool>,
     /// `persistence_dir`'s lock, when the log (which holds its own
     /// directory's) is elsewhere.
@@ -240,7 +240,7 @@ impl Journal {
             holder,
             owns_log,
             dir,
-            bytes: AtomicU64::new(0),
+            bytes: Arc::default(),
             snapshot_busy: Arc::new(AtomicBool::new(false)),
             _lock: lock,
         };
@@ -321,6 +321,12 @@ impl Journal {
         self.log.wait_blocking(t)
     }
 
+    /// True if only the journal keeps a segment of its log on disk: a
+    /// snapshot would let it go.
+    pub fn pins_segments(&self) -> bool {
+        self.log.pinned_by(self.holder)
+    }
+
     /// The log the journal writes to.
     pub fn log(&self) -> &Arc<Log> {
         &self.log
@@ -348,12 +354,11 @@ impl Journal {
                 "a snapshot is already in progress",
             ));
         }
-        if let Some(e) = self.log.failure() {
-            self.snapshot_busy.store(false, Ordering::Release);
-            return Err(e);
-        }
+        // Allowed while the log refuses appends: on a full disk, a snapshot
+        // is what lets the segments the store pins go.
+        let epoch = self.log.epoch();
         let cover = self.log.next_seq();
-        self.bytes.store(0, Ordering::Relaxed);
+        let bytes_at_cut = self.bytes.load(Ordering::Relaxed);
         Ok(SnapshotWriter {
             raw: Some(RawSnapshot::new(
                 self.log.io().clone(),
@@ -364,6 +369,9 @@ impl Journal {
             log: self.log.clone(),
             holder: self.holder,
             busy: self.snapshot_busy.clone(),
+            epoch,
+            journal_bytes: self.bytes.clone(),
+            bytes_at_cut,
         })
     }
 
@@ -401,6 +409,13 @@ pub struct SnapshotWriter {
     log: Arc<Log>,
     holder: usize,
     busy: Arc<AtomicBool>,
+    /// The log's epoch at the cut.
+    epoch: u64,
+    /// The journal's bytes since the last cut, and their count at this
+    /// cut: taken off once this snapshot is whole, so that a snapshot that
+    /// fails is tried again.
+    journal_bytes: Arc<AtomicU64>,
+    bytes_at_cut: u64,
 }
 
 impl SnapshotWriter {
@@ -418,11 +433,29 @@ impl SnapshotWriter {
         let cover = raw.cover();
         // The state written may hold mutations not yet durable when the
         // cut was made; if their group failed, they were undone in memory
-        // and this snapshot must not keep them.
-        self.log.wait_blocking(Ticket::below(cover))?;
+        // and this snapshot must not keep them. (A failure known before
+        // the cut was undone before the state was copied.)
+        let _ = self.log.wait_blocking(Ticket::below(cover));
+        if self
+            .log
+            .failed_since(self.epoch)
+            .is_some_and(|first| first < cover)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "a group commit below the snapshot's cut failed; the snapshot is dropped",
+            ));
+        }
         raw.finish()?;
+        self.journal_bytes
+            .fetch_sub(self.bytes_at_cut, Ordering::Relaxed);
         self.log.release(self.holder, cover);
         Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.raw.as_ref().map_or(0, RawSnapshot::bytes)
     }
 }
 
@@ -575,15 +608,18 @@ mod tests {
         {
             let (j, _) = open(dir);
             append_all(&j, &["a", "b", "c"]);
-            assert!(j.current_journal_bytes() > 0);
+            let cut = j.current_journal_bytes();
+            assert!(cut > 0);
             let mut w = j.start_snapshot().unwrap();
-            assert_eq!(j.current_journal_bytes(), 0);
             assert!(j.start_snapshot().is_err(), "one snapshot at a time");
             // Appends during the snapshot are not in it.
             append_all(&j, &["d"]);
             w.write_record(b"state-1").unwrap();
             w.write_record(b"state-2").unwrap();
+            let during = j.current_journal_bytes() - cut;
             w.finish().unwrap();
+            // Once it is whole, only what came after the cut counts.
+            assert_eq!(j.current_journal_bytes(), during);
             append_all(&j, &["e"]);
             assert_eq!(snapshots(dir).len(), 1);
         }

@@ -60,6 +60,7 @@ pub mod index;
 pub mod journal;
 pub mod json;
 pub mod record;
+mod room;
 mod sanitize;
 pub mod series;
 mod undo;
@@ -158,6 +159,8 @@ struct Inner {
     pending: Vec<Undo>,
     /// The journal log's epoch the pending list was last settled at.
     seen_epoch: u64,
+    /// Journal record bytes per series pushed, averaged (see `room`).
+    bytes_per_series: f64,
 }
 
 /// The families a push replaced, freed by the caller once the lock is
@@ -212,13 +215,17 @@ pub struct Store {
     options: StoreOptions,
     ready: AtomicBool,
     snapshotting: Arc<AtomicBool>,
+    /// Room held for a snapshot on a full disk (see `room`).
+    room: Arc<room::Room>,
 }
 
 impl Store {
     /// An empty store, ready at once without `persistence_dir`; with it,
     /// not ready (pushes get 503) until [`Store::load`] has run.
     pub fn new(options: StoreOptions) -> Store {
+        let room = Arc::new(room::Room::new(options.persistence_dir.as_deref()));
         Store {
+            room,
             inner: Mutex::new(Inner {
                 index: Index::new(&pinned_families()),
                 ..Inner::default()
@@ -252,7 +259,23 @@ impl Store {
             let mut inner = self.lock();
             for (i, bytes) in recovered.records.iter().enumerate() {
                 match Mutation::decode(bytes) {
-                    Ok(m) => inner.apply(m),
+                    Ok(m) => {
+                        // Whole groups: what the room for a snapshot is
+                        // sized by (see `room`).
+                        let whole = match &m {
+                            Mutation::Restore(s) => {
+                                Some(s.families.iter().map(|(f, _)| f.metrics.len()).sum())
+                            }
+                            Mutation::Push { families, .. } => {
+                                Some(families.iter().map(|f| f.metrics.len()).sum())
+                            }
+                            _ => None,
+                        };
+                        if let Some(series) = whole {
+                            inner.note_record(bytes.len(), series);
+                        }
+                        inner.apply(m)
+                    }
                     Err(e) => warnings.push(format!(
                         "store record {i} in {} skipped: {e}",
                         dir.display()
@@ -263,6 +286,22 @@ impl Store {
         let _ = self.journal.set(Arc::new(journal));
         self.ready.store(true, Ordering::Release);
         warnings
+    }
+
+    /// Has the journal's log, each time it tries to recover from a
+    /// failure, settle the store, which compacts it when only its records
+    /// keep a full disk full (see `room`): a store that gets no pushes or
+    /// scrapes meanwhile heals too.
+    pub fn heal_on_retry(self: &Arc<Self>) {
+        let Some(journal) = self.journal.get() else {
+            return;
+        };
+        let store = Arc::downgrade(self);
+        journal.log().on_retry(move || {
+            if let Some(store) = store.upgrade() {
+                store.settle();
+            }
+        });
     }
 
     /// False while persisted state is being loaded.
@@ -367,6 +406,8 @@ impl Store {
                     .append_in(inner.seen_epoch, record)
                     .map_err(PushRefused::Journal)?;
                 inner.remember(t, std::slice::from_ref(&push.key));
+                let series = push.packed.iter().map(|f| f.series_count()).sum();
+                inner.note_record(record.len(), series);
                 Some(t)
             }
             _ => None,
@@ -501,7 +542,14 @@ impl Store {
         let Some(journal) = self.journal.get() else {
             return;
         };
-        if journal.current_journal_bytes() < self.options.snapshot_after_bytes
+        self.room.size_for(inner.snapshot_estimate());
+        // On a full disk, the segments this journal pins go only once a
+        // snapshot covers its records: compact now, into the reserve.
+        let for_space = journal.log().refuses_for_space()
+            && journal.current_journal_bytes() > 0
+            && journal.pins_segments()
+            && self.room.compaction_due();
+        if (journal.current_journal_bytes() < self.options.snapshot_after_bytes && !for_space)
             || self.snapshotting.swap(true, Ordering::AcqRel)
         {
             return;
@@ -516,16 +564,31 @@ impl Store {
         };
         let groups: Vec<Arc<Group>> = inner.groups.iter().flatten().cloned().collect();
         let busy = self.snapshotting.clone();
+        let room = self.room.clone();
         std::thread::spawn(move || {
+            if for_space {
+                room.give_up();
+            }
             let result = groups
                 .iter()
                 .try_for_each(|g| writer.write_record(&Mutation::Restore(g.state()).encode()))
-                .and_then(|()| writer.finish());
+                .and_then(|()| {
+                    let bytes = writer.bytes();
+                    writer.finish().map(|()| bytes)
+                });
             match result {
-                Ok(()) => tracing::info!("store snapshot written"),
-                Err(e) => tracing::error!(
-                    "store snapshot failed (the journal still holds everything): {e}"
-                ),
+                Ok(bytes) => {
+                    tracing::info!("store snapshot written");
+                    room.sized_by_snapshot(bytes);
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "store snapshot failed (the journal still holds everything): {e}"
+                    );
+                    if for_space {
+                        room.take_back();
+                    }
+                }
             }
             busy.store(false, Ordering::Release);
         });

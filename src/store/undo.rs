@@ -83,6 +83,9 @@ impl Store {
         }
         let done = inner.pending.partition_point(|u| u.seq <= durable);
         dropped.extend(inner.pending.drain(..done));
+        // Pushes are refused while the disk is full, so compaction for
+        // space starts from here (see `room`).
+        self.maybe_snapshot(inner);
         dropped
     }
 }

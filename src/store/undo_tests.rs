@@ -134,3 +134,35 @@ fn a_failed_fsync_undoes_every_mutation_not_yet_durable() {
     let reopened = open(dir.path(), Arc::new(crate::durable::RealIo));
     assert_eq!(stored(&reopened), after);
 }
+
+#[test]
+fn a_snapshot_whose_cut_covers_a_failed_group_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::default();
+    let (journal, _) = Journal::open_with(Arc::new(io.clone()), dir.path()).unwrap();
+    let ok = journal.append(b"durable").unwrap();
+    journal.wait_blocking(ok).unwrap();
+    io.faults.failing_syncs.store(true, Ordering::SeqCst);
+    let group = journal.log().group();
+    let t = journal.append(b"refused").unwrap();
+    // The state copied at this cut holds the refused mutation.
+    let mut w = journal.start_snapshot().unwrap();
+    drop(group);
+    assert!(journal.wait_blocking(t).is_err());
+    w.write_record(b"state with the refused mutation").unwrap();
+    let err = w.finish().unwrap_err();
+    assert!(
+        err.to_string().contains("below the snapshot's cut failed"),
+        "{err}"
+    );
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    // Only the snapshot the journal wrote when it was created.
+    let snapshots: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("snapshot-"))
+        .collect();
+    assert_eq!(snapshots, ["snapshot-00000000000000000001"], "{names:?}");
+}
