@@ -149,6 +149,7 @@ fn a_snapshot_whose_cut_covers_a_failed_group_is_dropped() {
     let mut w = journal.start_snapshot().unwrap();
     drop(group);
     assert!(journal.wait_blocking(t).is_err());
+    io.faults.failing_syncs.store(false, Ordering::SeqCst);
     w.write_record(b"state with the refused mutation").unwrap();
     let err = w.finish().unwrap_err();
     assert!(
