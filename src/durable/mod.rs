@@ -93,7 +93,8 @@ pub use reader::{damaged_bytes, RecordRef};
 pub use record::{Payload, KIND_QUEUE, KIND_STORE, MAX_PAYLOAD};
 pub use snapshot::{Snapshot, SnapshotWriter};
 pub use writer::{
-    is_disk_full, read_log_id, total_fsyncs, CommitGroup, Log, LogOptions, Opened, Ticket,
+    is_disk_full, read_log_id, total_fsyncs, CommitGroup, Log, LogOptions, Opened, Slot, SlotState,
+    Ticket,
 };
 
 #[cfg(test)]

@@ -126,6 +126,56 @@ pub fn read_log_id(io: &dyn Io, dir: &Path) -> Option<u64> {
     parse_log_id(&io.read(&dir.join(LOG_ID_FILE)).ok()?)
 }
 
+/// Where a record is about to go: the log, the epoch its content was
+/// checked at, and the sequence number it will get. Something released
+/// only once that record is durable (a push's points in a memory queue,
+/// beside a journal) holds one and asks [`Slot::state`].
+#[derive(Clone)]
+pub struct Slot {
+    pub log: Arc<Log>,
+    pub epoch: u64,
+    pub seq: u64,
+}
+
+/// What became of a [`Slot`]'s record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    Durable,
+    /// Not yet durable (or not yet appended).
+    Pending,
+    /// Its group failed, or it was never appended because the log was
+    /// failing or closed: it will never be durable.
+    Failed,
+}
+
+impl Slot {
+    pub fn state(&self) -> SlotState {
+        // An append refused after the slot was taken leaves a failure
+        // since its epoch that covers the sequence number, so a later
+        // record taking the same number is never mistaken for it.
+        if self
+            .log
+            .failed_since(self.epoch)
+            .is_some_and(|first| self.seq >= first)
+        {
+            return SlotState::Failed;
+        }
+        if self.log.durable() >= self.seq {
+            return SlotState::Durable;
+        }
+        if self.log.is_closed() {
+            return SlotState::Failed;
+        }
+        SlotState::Pending
+    }
+}
+
+impl fmt::Debug for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Slot(epoch {}, seq {})", self.epoch, self.seq)
+    }
+}
+
 /// Identifies an appended record; wait on it before acknowledging.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[must_use = "a record is only durable once its ticket has been waited on"]

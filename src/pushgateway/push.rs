@@ -249,7 +249,7 @@ impl PushgatewayInput {
                 }
                 let queued = self
                     .sinks
-                    .enqueue(sealed, body_bytes, room)
+                    .enqueue(sealed, body_bytes, room, None)
                     .map_err(enqueue_error)?;
                 self.sinks.complete(queued).await.map_err(enqueue_error)?;
             }
@@ -259,7 +259,14 @@ impl PushgatewayInput {
                 // On a log shared by the journal and the disk queue, both
                 // records go to disk under one fsync.
                 let commit_group = self.sinks.commit_group();
-                let stored = store.push(prepared, || self.sinks.enqueue(sealed, body_bytes, room));
+                // Memory queues send the points once the journal record is
+                // durable; the disk queue's record shares its commit.
+                let stored = store.push(prepared, || {
+                    let slot = store
+                        .upcoming_slot()
+                        .filter(|_| !self.sinks.has_disk_queue());
+                    self.sinks.enqueue(sealed, body_bytes, room, slot)
+                });
                 drop(commit_group);
                 match stored {
                     Ok((stored, queued)) => {
@@ -271,6 +278,9 @@ impl PushgatewayInput {
                             // Gone from the store before the client hears.
                             store.settle();
                         }
+                        // Its points, held in memory queues until now, go
+                        // (or are dropped, refused).
+                        self.sinks.recheck();
                         a.map_err(journal_error)?;
                         b.map_err(enqueue_error)?;
                     }

@@ -382,11 +382,15 @@ impl SinkSet {
     /// [`SinkSet::forms`] asked for; `body_bytes` is the size of the
     /// request body the points came from; `held` is the push's room from
     /// [`SinkSet::wait_for_room`], given back here whatever happens.
+    /// `slot` is where the push's journal record goes, when the store
+    /// journals beside memory queues: they send the points once it is
+    /// durable, and never if it fails.
     pub fn enqueue(
         &self,
         sealed: Sealed,
         body_bytes: u64,
         mut held: Reservation,
+        slot: Option<crate::durable::Slot>,
     ) -> Result<Enqueued, EnqueueError> {
         let converted = match sealed.form {
             SealedForm::Disk(push) => {
@@ -465,7 +469,7 @@ impl SinkSet {
                 depths.push((state.depth_points(), state.depth_bytes()));
                 continue;
             }
-            let dropped = sink.queue.admit(state, payload, cost);
+            let dropped = sink.queue.admit(state, payload, cost, slot.clone());
             if dropped > 0 {
                 tracing::warn!(sink = %sink.name, dropped, "queue full: dropped the oldest points (overflow = drop_oldest)");
                 self.metrics
@@ -555,6 +559,19 @@ impl SinkSet {
     /// `None` without a disk queue.
     pub fn commit_group(&self) -> Option<crate::durable::CommitGroup<'_>> {
         self.disk.as_ref().map(|d| d.log().group())
+    }
+
+    /// True with `[io] queue_dir`.
+    pub fn has_disk_queue(&self) -> bool {
+        self.disk.is_some()
+    }
+
+    /// The journal records that pushes in the memory queues wait for were
+    /// resolved (durable or failed): their workers look again.
+    pub fn recheck(&self) {
+        for sink in &self.http {
+            sink.queue.recheck();
+        }
     }
 
     /// Finishes what [`SinkSet::enqueue`] started: writes the points of

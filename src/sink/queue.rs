@@ -6,7 +6,13 @@
 //! (`admit` is all or nothing for one sink; [`super::SinkSet`] makes it all
 //! or nothing across sinks by locking every queue before admitting). The
 //! queue keeps arrival order; one worker takes batches from its head.
+//!
+//! A push stored beside a journal enters with the [`Slot`] of its journal
+//! record: the worker takes it only once that record is durable, and
+//! drops it, unsent, if the record failed (the push was refused). What
+//! comes after it waits for it, so order is kept.
 
+use crate::durable::{Slot, SlotState};
 use crate::lineproto::Lines;
 use crate::model::point::Point;
 use std::collections::VecDeque;
@@ -73,6 +79,9 @@ struct Chunk {
     start: usize,
     /// When the push was admitted, for the age of the oldest point.
     at: Instant,
+    /// The journal record it waits for; `None` once durable, or without
+    /// a journal.
+    slot: Option<Slot>,
 }
 
 #[derive(Default)]
@@ -201,9 +210,16 @@ impl SinkQueue {
         self.room.notify_one();
     }
 
-    /// Appends a push under a lock the caller holds. Returns the number of
-    /// old points dropped to make room (only with `DropOldest`).
-    pub fn admit(&self, state: &mut QueueState, payload: Payload, cost: u64) -> usize {
+    /// Appends a push under a lock the caller holds, to be sent once
+    /// `slot`'s record is durable (at once without one). Returns the
+    /// number of old points dropped to make room (only with `DropOldest`).
+    pub fn admit(
+        &self,
+        state: &mut QueueState,
+        payload: Payload,
+        cost: u64,
+        slot: Option<Slot>,
+    ) -> usize {
         let mut dropped = 0;
         if self.overflow == Overflow::DropOldest {
             while !self.has_room(state, cost) && state.queued_points > 0 {
@@ -225,9 +241,16 @@ impl SinkQueue {
             payload,
             start: 0,
             at: Instant::now(),
+            slot,
         });
         self.wake.notify_one();
         dropped
+    }
+
+    /// A journal record a queued push waits for was resolved: the worker
+    /// looks again.
+    pub fn recheck(&self) {
+        self.wake.notify_one();
     }
 
     /// Waits for a batch: `max_points` points, or whatever is queued when
@@ -241,16 +264,15 @@ impl SinkQueue {
             let notified = self.wake.notified();
             {
                 let mut state = self.lock();
-                if state.queued_points > 0 && deadline.is_none() {
+                let ready = self.ready_points(&mut state, max_points);
+                if ready > 0 && deadline.is_none() {
                     deadline = Some(tokio::time::Instant::now() + flush_every);
                 }
                 let timed_out = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
-                if state.queued_points >= max_points
-                    || (state.queued_points > 0 && (timed_out || state.closed))
-                {
-                    return Some(take(&mut state, max_points));
+                if ready >= max_points || (ready > 0 && (timed_out || state.closed)) {
+                    return Some(take(&mut state, ready.min(max_points)));
                 }
-                if state.closed {
+                if state.closed && state.queued_points == 0 {
                     return None;
                 }
             }
@@ -264,6 +286,33 @@ impl SinkQueue {
                 None => notified.await,
             }
         }
+    }
+
+    /// Points at the head that may be sent (up to `max_points` counted):
+    /// those of pushes whose journal record is durable. Pushes whose record
+    /// failed are taken out, unsent and uncounted: they were refused.
+    fn ready_points(&self, state: &mut QueueState, max_points: usize) -> usize {
+        let mut ready = 0;
+        let mut i = 0;
+        while i < state.chunks.len() && ready < max_points {
+            let chunk = &mut state.chunks[i];
+            match chunk.slot.as_ref().map(Slot::state) {
+                None => {}
+                Some(SlotState::Durable) => chunk.slot = None,
+                Some(SlotState::Pending) => break,
+                Some(SlotState::Failed) => {
+                    let chunk = state.chunks.remove(i).expect("in range");
+                    let (from, len) = (chunk.start, chunk.payload.len());
+                    state.queued_points -= len - from;
+                    state.queued_bytes -= chunk.payload.cost(from, len);
+                    self.room.notify_one();
+                    continue;
+                }
+            }
+            ready += chunk.payload.len() - chunk.start;
+            i += 1;
+        }
+        ready
     }
 
     /// The worker is done with a batch (delivered or dropped).
@@ -401,7 +450,7 @@ mod tests {
         for _ in 0..3 {
             let p = points(4);
             let c = cost(&p);
-            q.admit(&mut q.lock(), p, c);
+            q.admit(&mut q.lock(), p, c, None);
         }
         let b = q.next_batch(5, Duration::from_secs(60)).await.unwrap();
         assert_eq!(values(&b), [0.0, 1.0, 2.0, 3.0, 0.0]);
@@ -425,7 +474,7 @@ mod tests {
         let q = SinkQueue::new(1 << 20, Overflow::Block);
         let p = points(2);
         let c = cost(&p);
-        q.admit(&mut q.lock(), p, c);
+        q.admit(&mut q.lock(), p, c, None);
         let b = q.next_batch(1000, Duration::from_millis(20)).await.unwrap();
         assert_eq!(b.points, 2);
         assert_eq!(values(&b).len(), 2);
@@ -436,12 +485,12 @@ mod tests {
         let one = cost(&points(1));
         let q = SinkQueue::new(one * 3, Overflow::Block);
         let p = points(3);
-        q.admit(&mut q.lock(), p, one * 3);
+        q.admit(&mut q.lock(), p, one * 3, None);
         assert!(!q.has_room(&q.lock(), one));
 
         let q = SinkQueue::new(one * 3, Overflow::DropOldest);
-        q.admit(&mut q.lock(), points(3), one * 3);
-        let dropped = q.admit(&mut q.lock(), points(2), one * 2);
+        q.admit(&mut q.lock(), points(3), one * 3, None);
+        let dropped = q.admit(&mut q.lock(), points(2), one * 2, None);
         assert_eq!(dropped, 2);
         assert_eq!(q.lock().depth_points(), 3);
     }
@@ -452,8 +501,8 @@ mod tests {
         let first = lines(&["a 1 1\n", "bb 2 2\n", "c 3 3\n"]);
         // A second queue holds the same push, so it is copied, not moved.
         let shared = first.clone();
-        q.admit(&mut q.lock(), first, 19);
-        q.admit(&mut q.lock(), lines(&["d 4 4\n"]), 6);
+        q.admit(&mut q.lock(), first, 19, None);
+        q.admit(&mut q.lock(), lines(&["d 4 4\n"]), 6, None);
         assert_eq!(q.lock().depth_bytes(), 25);
         let b = q.next_batch(2, Duration::from_secs(60)).await.unwrap();
         assert_eq!((text(&b), b.points, b.bytes), ("a 1 1\nbb 2 2\n", 2, 13));
@@ -465,11 +514,79 @@ mod tests {
         assert_eq!(shared.len(), 3);
 
         let q = SinkQueue::new(14, Overflow::DropOldest);
-        q.admit(&mut q.lock(), lines(&["a 1 1\n", "bb 2 2\n"]), 13);
-        let dropped = q.admit(&mut q.lock(), lines(&["e 5 5\n"]), 6);
+        q.admit(&mut q.lock(), lines(&["a 1 1\n", "bb 2 2\n"]), 13, None);
+        let dropped = q.admit(&mut q.lock(), lines(&["e 5 5\n"]), 6, None);
         assert_eq!(dropped, 1);
         let b = q.next_batch(10, Duration::from_millis(1)).await.unwrap();
         assert_eq!(text(&b), "bb 2 2\ne 5 5\n");
+    }
+
+    /// A push held for its journal record goes once the record is durable,
+    /// never if it failed, and what follows it waits for it.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn pushes_wait_for_their_journal_record_and_go_only_if_it_held() {
+        use crate::durable::{FaultyIo, Io, Log, LogOptions, Payload, KIND_STORE};
+        let tmp = tempfile::tempdir().unwrap();
+        let io = FaultyIo::default();
+        let opts = LogOptions {
+            segment_bytes: 1 << 20,
+            holders: 1,
+            what: "journal",
+        };
+        let io_dyn: Arc<dyn Io> = Arc::new(io.clone());
+        let log = Arc::new(
+            Log::open(io_dyn, tmp.path(), opts, &mut |_| {})
+                .unwrap()
+                .log,
+        );
+        // A record appended, and its slot; the flusher holds it until the
+        // group (the caller's) ends.
+        fn record(log: &Arc<Log>) -> (Slot, crate::durable::Ticket) {
+            let slot = Slot {
+                log: log.clone(),
+                epoch: log.epoch(),
+                seq: log.next_seq(),
+            };
+            let t = log
+                .append(Payload::new(KIND_STORE, 1, b"r".to_vec()))
+                .unwrap();
+            (slot, t)
+        }
+        let q = SinkQueue::new(1 << 20, Overflow::Block);
+        // Held while its record is not durable.
+        let group = log.group();
+        let (slot, t) = record(&log);
+        q.admit(&mut q.lock(), points(2), cost(&points(2)), Some(slot));
+        assert_eq!(q.ready_points(&mut q.lock(), 100), 0);
+        drop(group);
+        log.wait(t).await.unwrap();
+        let b = q.next_batch(100, Duration::from_millis(1)).await.unwrap();
+        assert_eq!(b.points, 2);
+        q.finish(&b);
+        // A refused one is dropped unsent; the one after it goes.
+        io.faults
+            .failing_syncs
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let group = log.group();
+        let (slot, t) = record(&log);
+        q.admit(&mut q.lock(), points(3), cost(&points(3)), Some(slot));
+        drop(group);
+        assert!(log.wait(t).await.is_err());
+        io.faults
+            .failing_syncs
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        while log.failure().is_some() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let group = log.group();
+        let (slot, t) = record(&log);
+        q.admit(&mut q.lock(), points(1), cost(&points(1)), Some(slot));
+        drop(group);
+        log.wait(t).await.unwrap();
+        let b = q.next_batch(100, Duration::from_millis(1)).await.unwrap();
+        assert_eq!(values(&b), [0.0], "only the push whose record held");
+        q.finish(&b);
+        assert_eq!(q.lock().depth_points(), 0);
     }
 
     #[test]

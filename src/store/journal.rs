@@ -301,6 +301,21 @@ impl Journal {
         self.append_in(self.log.epoch(), payload)
     }
 
+    /// Refuses a record too large for the log, before anything is done
+    /// for it.
+    pub fn check_size(&self, len: usize) -> io::Result<()> {
+        if len > crate::durable::MAX_PAYLOAD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a journal record of {len} bytes exceeds the limit of {}",
+                    crate::durable::MAX_PAYLOAD
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// [`Journal::append`], refused if a group of the log has failed since
     /// `epoch` ([`crate::durable::Log::append_in`]).
     pub fn append_in(&self, epoch: u64, payload: &[u8]) -> io::Result<Ticket> {

@@ -215,6 +215,9 @@ pub struct Store {
     options: StoreOptions,
     ready: AtomicBool,
     snapshotting: Arc<AtomicBool>,
+    /// `Inner::seen_epoch`, readable while a push holds the lock (see
+    /// [`Store::upcoming_slot`]).
+    seen_epoch: AtomicU64,
     /// Room held for a snapshot on a full disk (see `room`).
     room: Arc<room::Room>,
 }
@@ -235,6 +238,7 @@ impl Store {
             ready: AtomicBool::new(options.persistence_dir.is_none()),
             options,
             snapshotting: Arc::new(AtomicBool::new(false)),
+            seen_epoch: AtomicU64::new(0),
         }
     }
 
@@ -398,6 +402,10 @@ impl Store {
                 drop(settled);
                 return Err(PushRefused::Inconsistent { message, ticket });
             }
+        }
+        if let (Some(j), Some(record)) = (self.journal.get(), &push.record) {
+            // Refused before `reserve`, which may hand out a slot for it.
+            j.check_size(record.len()).map_err(PushRefused::Journal)?;
         }
         let reserved = reserve().map_err(PushRefused::Reserve)?;
         let ticket = match (self.journal.get(), &push.record) {

@@ -24,6 +24,7 @@
 use super::{Group, Inner, Store};
 use crate::durable::Ticket;
 use crate::model::GroupingKey;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// How to undo one journaled mutation: the groups it changed, as they
@@ -34,6 +35,21 @@ pub(super) struct Undo {
 }
 
 impl Store {
+    /// Where the journal record of the push [`Store::push`] is storing
+    /// will go; `None` without a journal. Call it only from `push`'s
+    /// `reserve`, which runs under the store lock between the check and
+    /// the append, and only when the journal's log is its own (no other
+    /// client appends to it): a memory queue releases the push's points
+    /// once that record is durable, and drops them if it failed.
+    pub fn upcoming_slot(&self) -> Option<crate::durable::Slot> {
+        let journal = self.journal.get()?;
+        Some(crate::durable::Slot {
+            log: journal.log().clone(),
+            epoch: self.seen_epoch.load(Ordering::Acquire),
+            seq: journal.log().next_seq(),
+        })
+    }
+
     /// Undoes the journaled mutations whose group commit failed, if any
     /// did: call it when a wait on a ticket fails, before replying, so
     /// that a refused push is gone from the store before its client hears
@@ -80,6 +96,7 @@ impl Store {
                 }
             }
             inner.seen_epoch = epoch;
+            self.seen_epoch.store(epoch, Ordering::Release);
         }
         let done = inner.pending.partition_point(|u| u.seq <= durable);
         dropped.extend(inner.pending.drain(..done));
