@@ -89,6 +89,13 @@ pub struct Recovered {
     pub records: Vec<Vec<u8>>,
     /// How many of `records` came from the snapshot.
     pub snapshot_records: usize,
+    /// The log sequence number of each record after the snapshot's (in
+    /// order, `records.len() - snapshot_records` of them): what a record's
+    /// link to its group's previous one names. Empty when the records came
+    /// from another log and are all covered by a new snapshot.
+    pub seqs: Vec<u64>,
+    /// The snapshot's cut: records below it are in the snapshot.
+    pub cover: u64,
     /// Damage found and what was done about it (also logged).
     pub warnings: Vec<String>,
 }
@@ -100,8 +107,10 @@ pub struct Prepared {
     io: Arc<dyn Io>,
     dir: PathBuf,
     snapshot: Option<Snapshot>,
-    /// Store records of the opening log the snapshot may not cover.
+    /// Store records of the opening log the snapshot may not cover, with
+    /// their sequence numbers.
     log_records: Vec<Vec<u8>>,
+    log_seqs: Vec<u64>,
     warnings: Vec<String>,
     lock: Option<File>,
 }
@@ -112,6 +121,7 @@ impl Prepared {
         let cover = self.snapshot.as_ref().map_or(0, |s| s.cover);
         if r.kind == KIND_STORE && r.seq >= cover {
             self.log_records.push(r.payload.to_vec());
+            self.log_seqs.push(r.seq);
         }
     }
 }
@@ -157,6 +167,7 @@ impl Journal {
             dir: dir.to_path_buf(),
             snapshot,
             log_records: Vec::new(),
+            log_seqs: Vec::new(),
             warnings,
             lock,
         })
@@ -184,9 +195,11 @@ impl Journal {
             dir,
             snapshot,
             log_records,
+            log_seqs,
             mut warnings,
             lock,
         } = prepared;
+        let mut seqs = Vec::new();
         let (cover, log_id, mut records) = match snapshot {
             Some(s) => (
                 s.cover,
@@ -198,7 +211,10 @@ impl Journal {
         let snapshot_records = records.len();
         let in_this_log = log_id == Some(log.id());
         match log_id {
-            Some(id) if id == log.id() => records.extend(log_records),
+            Some(id) if id == log.id() => {
+                records.extend(log_records);
+                seqs = log_seqs;
+            }
             Some(0) | None => {
                 if log_id.is_none() && log.oldest_segment() > 1 {
                     let msg = format!(
@@ -210,6 +226,7 @@ impl Journal {
                     warnings.push(msg);
                 }
                 records.extend(log_records);
+                seqs = log_seqs;
             }
             Some(id) => {
                 let prev = find_log(&*io, &dir, id, log.dir()).ok_or_else(|| {
@@ -255,9 +272,17 @@ impl Journal {
             w.finish()?;
         }
         journal.point_to_log()?;
+        // Records carried over from another log are all in the new
+        // snapshot now: none is checked against its group's chain.
+        let (snapshot_records, seqs, cover) = match in_this_log || log_id.is_none_or(|id| id == 0) {
+            true => (snapshot_records, seqs, cover),
+            false => (records.len(), Vec::new(), 0),
+        };
         let recovered = Recovered {
             records,
             snapshot_records,
+            seqs,
+            cover,
             warnings,
         };
         Ok((journal, recovered))

@@ -60,6 +60,7 @@ pub mod index;
 pub mod journal;
 pub mod json;
 pub mod record;
+mod replay;
 mod room;
 mod sanitize;
 pub mod series;
@@ -114,6 +115,10 @@ pub struct Group {
     /// 0 when no push failed yet.
     pub failure_ns: i64,
     pub created_ns: i64,
+    /// The sequence number of its last journal record, which the next
+    /// one links to (see `record`); below the snapshot's cut for a group
+    /// loaded from one; 0 without a journal.
+    journal_seq: u64,
 }
 
 impl Group {
@@ -258,35 +263,8 @@ impl Store {
     /// with the sinks' disk queue (see `agent`).
     pub fn load_from(&self, journal: Journal, recovered: journal::Recovered) -> Vec<String> {
         let dir = self.options.persistence_dir.clone().unwrap_or_default();
-        let mut warnings = recovered.warnings;
-        {
-            let mut inner = self.lock();
-            for (i, bytes) in recovered.records.iter().enumerate() {
-                match Mutation::decode(bytes) {
-                    Ok(m) => {
-                        // Whole groups: what the room for a snapshot is
-                        // sized by (see `room`).
-                        let whole = match &m {
-                            Mutation::Restore(s) => {
-                                Some(s.families.iter().map(|(f, _)| f.metrics.len()).sum())
-                            }
-                            Mutation::Push { families, .. } => {
-                                Some(families.iter().map(|f| f.metrics.len()).sum())
-                            }
-                            _ => None,
-                        };
-                        if let Some(series) = whole {
-                            inner.note_record(bytes.len(), series);
-                        }
-                        inner.apply(m)
-                    }
-                    Err(e) => warnings.push(format!(
-                        "store record {i} in {} skipped: {e}",
-                        dir.display()
-                    )),
-                }
-            }
-        }
+        let mut warnings = self.lock().replay(&recovered, &dir);
+        warnings.splice(0..0, recovered.warnings);
         let _ = self.journal.set(Arc::new(journal));
         self.ready.store(true, Ordering::Release);
         warnings
@@ -377,7 +355,7 @@ impl Store {
     /// waited on before acknowledging.
     pub fn push<T, E>(
         &self,
-        push: Prepared,
+        mut push: Prepared,
         reserve: impl FnOnce() -> Result<T, E>,
     ) -> Result<(Option<Ticket>, T), PushRefused<E>> {
         let mut inner = self.lock();
@@ -391,13 +369,16 @@ impl Store {
                 .and_then(|()| inner.check(&push, &ids, self.options.utf8_names));
             if let Err(message) = checked {
                 let m = Mutation::Failure {
-                    key: push.key,
+                    key: push.key.clone(),
                     at_ns: push.at_ns,
                 };
                 let ticket = self
                     .journal_append(&mut inner, &m)
                     .map_err(PushRefused::Journal)?;
                 inner.apply(m);
+                if let Some(t) = ticket {
+                    inner.link(&push.key, t.seq());
+                }
                 drop(inner);
                 drop(settled);
                 return Err(PushRefused::Inconsistent { message, ticket });
@@ -408,8 +389,9 @@ impl Store {
             j.check_size(record.len()).map_err(PushRefused::Journal)?;
         }
         let reserved = reserve().map_err(PushRefused::Reserve)?;
-        let ticket = match (self.journal.get(), &push.record) {
+        let ticket = match (self.journal.get(), &mut push.record) {
             (Some(j), Some(record)) => {
+                record::set_link(record, inner.journal_seq_of(&push.key));
                 let t = j
                     .append_in(inner.seen_epoch, record)
                     .map_err(PushRefused::Journal)?;
@@ -428,6 +410,9 @@ impl Store {
             push.packed,
             push.at_ns,
         );
+        if let Some(t) = ticket {
+            inner.link(&push.key, t.seq());
+        }
         self.maybe_snapshot(&inner);
         drop(inner);
         // Freed without the lock, as the push's parsed families are: a
@@ -528,7 +513,11 @@ impl Store {
         let Some(j) = self.journal.get() else {
             return Ok(None);
         };
-        let t = j.append_in(inner.seen_epoch, &m.encode())?;
+        let mut record = m.encode();
+        if let Some(key) = m.key() {
+            record::set_link(&mut record, inner.journal_seq_of(key));
+        }
+        let t = j.append_in(inner.seen_epoch, &record)?;
         match m {
             Mutation::Push { key, .. }
             | Mutation::Failure { key, .. }
@@ -877,6 +866,7 @@ impl Inner {
             push_ns: 0,
             failure_ns: 0,
             created_ns: at_ns,
+            journal_seq: 0,
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -893,6 +883,21 @@ impl Inner {
     }
 
     /// Copied first if a snapshot still reads it.
+    /// The sequence number of group `key`'s last journal record; 0 if
+    /// it does not exist.
+    fn journal_seq_of(&self, key: &GroupingKey) -> u64 {
+        let id = self.by_key.get(key);
+        id.and_then(|id| self.groups[*id as usize].as_ref())
+            .map_or(0, |g| g.journal_seq)
+    }
+
+    /// Notes `seq` as group `key`'s last journal record, if it exists.
+    fn link(&mut self, key: &GroupingKey, seq: u64) {
+        if let Some(&id) = self.by_key.get(key) {
+            self.group_mut(id).journal_seq = seq;
+        }
+    }
+
     fn group_mut(&mut self, id: GroupId) -> &mut Group {
         Arc::make_mut(
             self.groups[id as usize]

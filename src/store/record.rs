@@ -7,6 +7,15 @@
 //! length + UTF-8; families as delimited `io.prometheus.client.MetricFamily`
 //! messages (the format pushes arrive in, so the decoder is the one pushes
 //! already exercise).
+//!
+//! Journal records of a push, a failure time or a delete carry, right
+//! after their tag, a link: the sequence number of the group's previous
+//! journal record (0: the group did not exist). A POST or a failure time
+//! is a change to the state before it; if replay finds that a record's
+//! link names one it did not apply (damage took it), applying the change
+//! would build a state no client ever pushed, so the group is dropped
+//! instead until a record restores it whole (see `Store::load_from`).
+//! Records written before links existed (tags 1 to 3) are read too.
 
 use crate::expfmt::delimited::{parse_delimited, write_delimited};
 use crate::model::family::Family;
@@ -51,6 +60,24 @@ const FAILURE: u8 = 2;
 const DELETE: u8 = 3;
 const WIPE: u8 = 4;
 const RESTORE: u8 = 5;
+/// The same three, with the link to the group's previous record.
+const LINKED_PUSH: u8 = 6;
+const LINKED_FAILURE: u8 = 7;
+const LINKED_DELETE: u8 = 8;
+/// Where the link is in a linked record.
+const LINK: std::ops::Range<usize> = 1..9;
+
+/// Sets the link of a record [`Mutation::encode`] or [`encode_push`]
+/// wrote (to the sequence number of its group's previous record); a
+/// record without one is left alone.
+pub fn set_link(record: &mut [u8], prev: u64) {
+    if matches!(
+        record.first(),
+        Some(&(LINKED_PUSH | LINKED_FAILURE | LINKED_DELETE))
+    ) {
+        record[LINK].copy_from_slice(&prev.to_le_bytes());
+    }
+}
 
 impl Mutation {
     pub fn encode(&self) -> Vec<u8> {
@@ -63,12 +90,14 @@ impl Mutation {
                 at_ns,
             } => return encode_push(key, *replace, families, *at_ns),
             Mutation::Failure { key, at_ns } => {
-                out.push(FAILURE);
+                out.push(LINKED_FAILURE);
+                put_i64(&mut out, 0);
                 put_i64(&mut out, *at_ns);
                 put_key(&mut out, key);
             }
             Mutation::Delete { key } => {
-                out.push(DELETE);
+                out.push(LINKED_DELETE);
+                put_i64(&mut out, 0);
                 put_key(&mut out, key);
             }
             Mutation::Wipe => out.push(WIPE),
@@ -90,9 +119,31 @@ impl Mutation {
         out
     }
 
+    /// The group it changes; `None` for a wipe.
+    pub fn key(&self) -> Option<&GroupingKey> {
+        match self {
+            Mutation::Push { key, .. }
+            | Mutation::Failure { key, .. }
+            | Mutation::Delete { key } => Some(key),
+            Mutation::Restore(state) => Some(&state.key),
+            Mutation::Wipe => None,
+        }
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<Mutation, String> {
+        Mutation::decode_linked(bytes).map(|(m, _)| m)
+    }
+
+    /// [`Mutation::decode`], with the record's link if it has one.
+    pub fn decode_linked(bytes: &[u8]) -> Result<(Mutation, Option<u64>), String> {
         let mut r = Reader { buf: bytes };
-        let m = match r.u8()? {
+        let mut tag = r.u8()?;
+        let mut link = None;
+        if matches!(tag, LINKED_PUSH | LINKED_FAILURE | LINKED_DELETE) {
+            link = Some(r.i64()? as u64);
+            tag -= LINKED_PUSH - PUSH;
+        }
+        let m = match tag {
             PUSH => {
                 let replace = r.u8()? != 0;
                 let at_ns = r.i64()?;
@@ -142,7 +193,7 @@ impl Mutation {
         if !r.buf.is_empty() {
             return Err("trailing bytes after the record".into());
         }
-        Ok(m)
+        Ok((m, link))
     }
 }
 
@@ -150,7 +201,8 @@ impl Mutation {
 /// store encodes it before taking its lock).
 pub fn encode_push(key: &GroupingKey, replace: bool, families: &[Family], at_ns: i64) -> Vec<u8> {
     let mut out = Vec::new();
-    out.push(PUSH);
+    out.push(LINKED_PUSH);
+    put_i64(&mut out, 0);
     out.push(u8::from(replace));
     put_i64(&mut out, at_ns);
     put_key(&mut out, key);

@@ -167,3 +167,64 @@ fn a_snapshot_whose_cut_covers_a_failed_group_is_dropped() {
         .collect();
     assert_eq!(snapshots, ["snapshot-00000000000000000001"], "{names:?}");
 }
+
+/// Flips a byte inside the first journal record holding `needle`.
+fn damage_record_holding(dir: &std::path::Path, needle: &[u8]) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("log-") {
+            continue;
+        }
+        let mut data = std::fs::read(&path).unwrap();
+        if let Some(at) = data.windows(needle.len()).position(|w| w == needle) {
+            data[at] ^= 0x55;
+            std::fs::write(&path, &data).unwrap();
+            return;
+        }
+    }
+    panic!("no record holds {needle:?}");
+}
+
+#[test]
+fn replay_drops_a_group_whose_change_lost_the_record_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), Arc::new(crate::durable::RealIo));
+        push(&store, "a", true, "first 1\n").unwrap();
+        push(&store, "a", false, "lost_family 2\n").unwrap();
+        push(&store, "a", false, "later 3\n").unwrap();
+        push(&store, "b", true, "x 1\n").unwrap();
+        push(&store, "b", false, "y 2\n").unwrap();
+        // A PUT does not depend on what came before it.
+        push(&store, "c", true, "z 1\n").unwrap();
+        push(&store, "c", false, "c_lost 1\n").unwrap();
+        push(&store, "c", true, "z 2\n").unwrap();
+        store.close().unwrap();
+    }
+    damage_record_holding(dir.path(), b"lost_family");
+    damage_record_holding(dir.path(), b"c_lost");
+    let store = Store::new(StoreOptions {
+        consistency_check: true,
+        utf8_names: false,
+        max_groups: 0,
+        max_series: 0,
+        persistence_dir: Some(dir.path().to_path_buf()),
+        group_ttl: Duration::ZERO,
+        snapshot_after_bytes: DEFAULT_SNAPSHOT_AFTER_BYTES,
+    });
+    let (journal, recovered) = Journal::open(dir.path()).unwrap();
+    let warnings = store.load_from(journal, recovered);
+    // Group a is never shown as {first, later}, which no client pushed.
+    assert_eq!(
+        stored(&store),
+        ["b/x=Simple(1.0)", "b/y=Simple(2.0)", "c/z=Simple(2.0)"],
+        "{warnings:?}"
+    );
+    let dropped: Vec<&String> = warnings
+        .iter()
+        .filter(|w| w.contains("is dropped"))
+        .collect();
+    assert_eq!(dropped.len(), 1, "{warnings:?}");
+    assert!(dropped[0].contains("\"a\""), "{dropped:?}");
+}
