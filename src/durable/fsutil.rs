@@ -212,51 +212,6 @@ impl Failure {
     }
 }
 
-/// Makes `path` a file of `bytes` zeros, real blocks (not a sparse
-/// length), growing it if it is smaller, if the disk has room for the
-/// growth and `keep_free` more: room kept for a full disk, given up by
-/// deleting the file. Fails, leaving no partial file, if a write does.
-pub fn hold_room(
-    io: &dyn super::io::Io,
-    path: &Path,
-    bytes: u64,
-    keep_free: u64,
-) -> io::Result<()> {
-    let have = std::fs::metadata(path).map_or(0, |m| m.len());
-    if have >= bytes {
-        return Ok(());
-    }
-    let growth = bytes - have;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    if free_bytes(dir).is_ok_and(|free| free < growth + keep_free) {
-        return Err(io::Error::new(
-            io::ErrorKind::StorageFull,
-            "no room to hold more room",
-        ));
-    }
-    let file = match have {
-        0 => {
-            let _ = io.remove(path);
-            io.create_new(path)
-        }
-        _ => io.open(path),
-    };
-    let zeros = vec![0u8; 1 << 20];
-    let grown = file.and_then(|f| {
-        let mut left = growth;
-        while left > 0 {
-            let n = left.min(zeros.len() as u64) as usize;
-            f.append(&zeros[..n])?;
-            left -= n as u64;
-        }
-        f.sync_data()
-    });
-    if grown.is_err() {
-        let _ = io.remove(path);
-    }
-    grown
-}
-
 /// Bytes an unprivileged writer may still use on the filesystem holding
 /// `path` (statvfs's `f_bavail` × `f_frsize`).
 pub fn free_bytes(path: &Path) -> io::Result<u64> {

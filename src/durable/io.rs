@@ -92,6 +92,46 @@ impl Io for RealIo {
     }
 }
 
+/// Makes `path` a file of `bytes` zeros, real blocks (not a sparse
+/// length), growing it if it is smaller, if the disk has room for the
+/// growth and `keep_free` more: room kept for a full disk, given up by
+/// deleting the file. Fails, leaving no partial file, if a write does.
+pub fn hold_room(io: &dyn Io, path: &Path, bytes: u64, keep_free: u64) -> io::Result<()> {
+    let have = std::fs::metadata(path).map_or(0, |m| m.len());
+    if have >= bytes {
+        return Ok(());
+    }
+    let growth = bytes - have;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if fsutil::free_bytes(dir).is_ok_and(|free| free < growth + keep_free) {
+        return Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            "no room to hold more room",
+        ));
+    }
+    let file = match have {
+        0 => {
+            let _ = io.remove(path);
+            io.create_new(path)
+        }
+        _ => io.open(path),
+    };
+    let zeros = vec![0u8; 1 << 20];
+    let grown = file.and_then(|f| {
+        let mut left = growth;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            f.append(&zeros[..n])?;
+            left -= n as u64;
+        }
+        f.sync_data()
+    });
+    if grown.is_err() {
+        let _ = io.remove(path);
+    }
+    grown
+}
+
 /// Faults to inject through [`FaultyIo`]; shared, so a test can arm them
 /// while the engine runs.
 #[derive(Debug, Default)]

@@ -361,7 +361,7 @@ impl Inner {
     /// and as much again. Best effort: a log works without it.
     fn keep_reserve(&self) {
         let path = self.dir.join(RESERVE_FILE);
-        let _ = fsutil::hold_room(&*self.io, &path, RESERVE_BYTES, RESERVE_BYTES);
+        let _ = super::io::hold_room(&*self.io, &path, RESERVE_BYTES, RESERVE_BYTES);
     }
 
     /// Gives the reserve up; true if there was one.

@@ -83,7 +83,7 @@ impl Room {
             if let Some(path) = &room.path {
                 let wanted = room.wanted.load(Ordering::Relaxed);
                 let keep_free = if margin { wanted } else { 0 };
-                if let Err(e) = fsutil::hold_room(&RealIo, path, wanted, keep_free) {
+                if let Err(e) = crate::durable::io::hold_room(&RealIo, path, wanted, keep_free) {
                     tracing::debug!(
                         "cannot hold {wanted} bytes of room in {}: {e}",
                         path.display()
