@@ -54,6 +54,20 @@ pub async fn run(
     lines: LineOutput,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<usize, AgentError> {
+    run_with_io(config, listener, lines, shutdown, Arc::new(RealIo)).await
+}
+
+/// [`run`], with the store's journal and the log it may share with the
+/// disk queue written through `io`: tests inject faults with it (a failed
+/// fsync, EIO) that no real filesystem gives on demand. A disk queue with
+/// a log of its own uses the real file system.
+pub async fn run_with_io(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    lines: LineOutput,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    io: Arc<dyn Io>,
+) -> Result<usize, AgentError> {
     // `load` has validated a config read from files; one built in code
     // is held to the same rules before anything starts.
     config.validate()?;
@@ -61,7 +75,7 @@ pub async fn run(
     // The door first: a bad certificate stops the start before anything
     // opens its data.
     let edge = Edge::from_config(&config.http_api, metrics.clone())?;
-    let (shared_log, journal, queue) = match open_shared_log(&config)? {
+    let (shared_log, journal, queue) = match open_shared_log(&config, &io)? {
         Some(s) => (Some(s.log), Some(s.journal), Some(s.queue)),
         None => (None, None, None),
     };
@@ -69,7 +83,12 @@ pub async fn run(
     let quit = Arc::new(tokio::sync::Notify::new());
     let fatal: Arc<std::sync::OnceLock<String>> = Arc::default();
     let store = match &config.pushgateway {
-        Some(pg) if pg.store => Some(start_store(pg, quit.clone(), fatal.clone(), journal)),
+        Some(pg) if pg.store => Some(start_store(
+            pg,
+            (quit.clone(), fatal.clone()),
+            journal,
+            io.clone(),
+        )),
         _ => None,
     };
     let (prefix, pushgateway) = match &config.pushgateway {
@@ -171,7 +190,7 @@ struct SharedLog {
 /// store's snapshots stay in `persistence_dir` (which names the log in its
 /// `LOG` file). On two filesystems one fsync cannot cover both: `None`,
 /// and each keeps a log of its own.
-fn open_shared_log(config: &Config) -> Result<Option<SharedLog>, AgentError> {
+fn open_shared_log(config: &Config, io: &Arc<dyn Io>) -> Result<Option<SharedLog>, AgentError> {
     let pdir = match &config.pushgateway {
         Some(pg) if pg.store => pg.persistence_dir.clone(),
         _ => None,
@@ -197,7 +216,7 @@ fn open_shared_log(config: &Config) -> Result<Option<SharedLog>, AgentError> {
         );
         return Ok(None);
     }
-    let io: Arc<dyn Io> = Arc::new(RealIo);
+    let io = io.clone();
     let q_lock = fsutil::lock_dir(q, "agent").map_err(err)?;
     let same_dir = p.canonicalize().map_err(err)? == q.canonicalize().map_err(err)?;
     let p_lock = match same_dir {
@@ -240,9 +259,9 @@ fn open_shared_log(config: &Config) -> Result<Option<SharedLog>, AgentError> {
 /// that cannot be loaded stops the agent.
 fn start_store(
     pg: &crate::config::PushgatewayConfig,
-    quit: Arc<tokio::sync::Notify>,
-    fatal: Arc<std::sync::OnceLock<String>>,
+    (quit, fatal): (Arc<tokio::sync::Notify>, Arc<std::sync::OnceLock<String>>),
     journal: Option<(Journal, Recovered)>,
+    io: Arc<dyn Io>,
 ) -> Arc<Store> {
     let store = Arc::new(Store::new(StoreOptions {
         consistency_check: pg.consistency_check,
@@ -260,7 +279,7 @@ fn start_store(
             let started = std::time::Instant::now();
             let loaded = match journal {
                 Some((journal, recovered)) => Ok(loading.load_from(journal, recovered)),
-                None => loading.load(),
+                None => loading.load_with(io),
             };
             match loaded {
                 Ok(warnings) => {

@@ -299,6 +299,8 @@ struct Inner {
     on_retry: Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
     /// Set while appends are refused for a full disk.
     full: std::sync::atomic::AtomicBool,
+    /// Set while appends are refused for any reason (`State::failed`).
+    refusing: std::sync::atomic::AtomicBool,
 }
 
 type FailureHook = Box<dyn Fn(u64) + Send + Sync>;
@@ -326,6 +328,7 @@ impl Inner {
         };
         st.ops.clear();
         st.retry_at = None;
+        self.refusing.store(true, Ordering::Release);
         self.update_status(|s| s.failed = Some(failure));
     }
 
@@ -551,6 +554,7 @@ fn fail_group(inner: &Inner, active: &mut Active, e: io::Error) {
             },
     );
     inner.full.store(full, Ordering::Release);
+    inner.refusing.store(true, Ordering::Release);
     drop(st);
     tracing::error!("{}", failure.message);
     // Clients forget the failed records before any later one can become
@@ -672,6 +676,7 @@ fn resume(inner: &Inner, fresh: Option<(u64, Arc<dyn LogFile>)>) {
     st.failed = None;
     st.retry_at = None;
     inner.full.store(false, Ordering::Release);
+    inner.refusing.store(false, Ordering::Release);
     drop(st);
     inner.update_status(|s| s.failed = None);
     tracing::info!(
@@ -883,6 +888,7 @@ impl Log {
             on_failure: Mutex::new(Vec::new()),
             on_retry: Mutex::new(Vec::new()),
             full: std::sync::atomic::AtomicBool::new(false),
+            refusing: std::sync::atomic::AtomicBool::new(false),
         });
         inner.update_status(|s| s.durable = next_seq - 1);
         // A fresh segment at every open: the old ones are only read.
@@ -923,6 +929,7 @@ impl Log {
                 st.failed = Some(failure.clone());
                 st.retry_at = Some(Instant::now() + FULL_DISK_RETRY);
                 inner.full.store(true, Ordering::Release);
+                inner.refusing.store(true, Ordering::Release);
                 drop(st);
                 inner.update_status(|s| s.failed = Some(failure));
                 Active {
@@ -1058,6 +1065,15 @@ impl Log {
     /// The hook may take the client's locks, never the log's.
     pub fn on_failure(&self, hook: impl Fn(u64) + Send + Sync + 'static) {
         lock(&self.inner.on_failure).push(Box::new(hook));
+    }
+
+    /// Why appends are refused now, if they are; cheap when they are not
+    /// (an atomic load), so a client can ask before every append.
+    pub fn refusal(&self) -> Option<io::Error> {
+        if !self.inner.refusing.load(Ordering::Acquire) {
+            return None;
+        }
+        self.failure()
     }
 
     /// True while appends are refused for a full disk: a client that pins

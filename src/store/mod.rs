@@ -252,10 +252,15 @@ impl Store {
     /// ready. Returns warnings: torn tails, corrupt snapshots moved aside,
     /// undecodable records skipped. Blocking; call it once.
     pub fn load(&self) -> std::io::Result<Vec<String>> {
+        self.load_with(Arc::new(crate::durable::RealIo))
+    }
+
+    /// [`Store::load`] through `io` (tests inject faults with it).
+    pub fn load_with(&self, io: Arc<dyn crate::durable::Io>) -> std::io::Result<Vec<String>> {
         let Some(dir) = &self.options.persistence_dir else {
             return Ok(Vec::new());
         };
-        let (journal, recovered) = Journal::open(dir)?;
+        let (journal, recovered) = Journal::open_with(io, dir)?;
         Ok(self.load_from(journal, recovered))
     }
 
@@ -385,8 +390,13 @@ impl Store {
             }
         }
         if let (Some(j), Some(record)) = (self.journal.get(), &push.record) {
-            // Refused before `reserve`, which may hand out a slot for it.
+            // Refused before `reserve`, which may hand out a slot for the
+            // record: a slot whose record is never appended must not be
+            // mistaken for the next record to take its number.
             j.check_size(record.len()).map_err(PushRefused::Journal)?;
+            if let Some(e) = j.log().refusal() {
+                return Err(PushRefused::Journal(e));
+            }
         }
         let reserved = reserve().map_err(PushRefused::Reserve)?;
         let ticket = match (self.journal.get(), &mut push.record) {

@@ -34,14 +34,23 @@ pub struct Agent {
 /// Starts the agent in process on a free loopback port, its line-protocol
 /// output captured.
 pub async fn start(config: Config) -> Agent {
+    start_with_io(config, Arc::new(pushkit::durable::RealIo)).await
+}
+
+/// [`start`], with the journal (and a log shared with the disk queue)
+/// written through `io`, which can inject faults.
+pub async fn start_with_io(config: Config, io: Arc<dyn pushkit::durable::Io>) -> Agent {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let out = Arc::new(Mutex::new(Vec::new()));
     let lines: LineOutput = Arc::new(Mutex::new(Box::new(Capture(out.clone()))));
     let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(pushkit::agent::run(config, listener, lines, async {
+    let shutdown = async {
         let _ = rx.await;
-    }));
+    };
+    let handle = tokio::spawn(pushkit::agent::run_with_io(
+        config, listener, lines, shutdown, io,
+    ));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
