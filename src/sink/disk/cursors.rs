@@ -131,8 +131,14 @@ pub fn read_sinks(dir: &Path) -> Option<Vec<String>> {
     Some(text.lines().filter_map(decode_sink_name).collect())
 }
 
-/// Replaces `dir`'s [`SINKS_FILE`] atomically with `names`.
+/// Replaces `dir`'s [`SINKS_FILE`] atomically with `names`; writes
+/// nothing if it already says that (an agent restarted on a full disk
+/// needs no room for it).
 pub fn write_sinks(dir: &Path, names: &[&str]) -> io::Result<()> {
+    if read_sinks(dir).is_some_and(|have| have.iter().map(String::as_str).eq(names.iter().copied()))
+    {
+        return Ok(());
+    }
     let tmp = dir.join(format!("{SINKS_FILE}.tmp"));
     let mut file = fsutil::create_private(&tmp)?;
     for name in names {
@@ -157,11 +163,19 @@ pub struct CursorFile {
 }
 
 impl CursorFile {
+    /// The cursor of `sink` in `dir`. A whole cursor file already there
+    /// (the queue's open writes one for every sink) is written in place
+    /// from the first store on: saving a cursor never needs room, not even
+    /// on a disk that is full when the agent starts.
     pub fn new(dir: &Path, sink: &str) -> CursorFile {
+        let path = dir.join(cursor_name(sink));
+        let file = (read(&path).is_ok())
+            .then(|| OpenOptions::new().write(true).open(&path).ok())
+            .flatten();
         CursorFile {
             dir: dir.to_path_buf(),
             sink: sink.to_string(),
-            file: None,
+            file,
             dirty: false,
         }
     }
@@ -196,6 +210,31 @@ impl CursorFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// After a restart, saving a cursor or the sink list needs no new
+    /// file: on a full disk neither could be created.
+    #[test]
+    fn a_restart_saves_cursors_in_place_and_rewrites_nothing_unchanged() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        write(dir, "vm", Pos { seq: 3, point: 0 }).unwrap();
+        write_sinks(dir, &["vm"]).unwrap();
+        let inode = |name: &str| fs::metadata(dir.join(name)).unwrap().ino();
+        let (cursor, sinks) = (inode(&cursor_name("vm")), inode(SINKS_FILE));
+        let mut file = CursorFile::new(dir, "vm");
+        file.store(Pos { seq: 9, point: 2 }).unwrap();
+        file.sync().unwrap();
+        write_sinks(dir, &["vm"]).unwrap();
+        assert_eq!(inode(&cursor_name("vm")), cursor, "written in place");
+        assert_eq!(inode(SINKS_FILE), sinks, "not rewritten");
+        assert_eq!(
+            read(&dir.join(cursor_name("vm"))).unwrap().1,
+            Pos { seq: 9, point: 2 }
+        );
+        write_sinks(dir, &["vm", "influx"]).unwrap();
+        assert_eq!(read_sinks(dir).unwrap(), ["vm", "influx"]);
+    }
 
     #[test]
     fn sink_names_are_safe_file_names() {
