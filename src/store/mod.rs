@@ -610,6 +610,7 @@ impl Store {
         // try takes what it needs under the lock.
         let (mut groups, mut families) = (Vec::new(), Vec::new());
         let mut settled = Vec::new();
+        let mut committed = Vec::new();
         for tries in 1.. {
             let mut inner = self.lock();
             // A scrape never shows a push whose commit is known to have
@@ -621,6 +622,7 @@ impl Store {
                 families.extend(
                     (inner.index.families()).map(|(name, entry)| (name.clone(), entry.clone())),
                 );
+                committed = inner.committed_states();
                 break;
             }
             drop(inner);
@@ -629,6 +631,8 @@ impl Store {
             families.reserve(f + f / 16 + 16);
         }
         drop(settled);
+        // Mutations whose commit is still running are not shown yet.
+        undo::show_committed(&mut groups, &mut families, committed);
         Snapshot { groups, families }
     }
 }

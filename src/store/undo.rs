@@ -18,14 +18,22 @@
 //! - Every path that takes the lock to mutate or to snapshot settles first,
 //!   and appends with the epoch it settled at (`Log::append_in`), so no
 //!   record is checked against state that a failure has undone.
-//! - A scrape can show a mutation while its fsync runs (milliseconds);
-//!   never once its failure is known.
+//! - Readers see only what is durable: a snapshot shows each group with
+//!   a pending mutation as its oldest pending entry remembers it, that is,
+//!   as the last durable record left it (`show_committed`). So a push is
+//!   visible once its commit is, never before, and never if it failed.
 
+use super::index::{FamilyEntry, GroupId};
 use super::{Group, Inner, Store};
 use crate::durable::Ticket;
 use crate::model::GroupingKey;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+/// A group a pending mutation changed: the id it has now, if any, and its
+/// state as the last durable record left it (`None`: absent).
+pub(super) type Committed = (Option<GroupId>, Option<Arc<Group>>);
 
 /// How to undo one journaled mutation: the groups it changed, as they
 /// were before (`None`: the group did not exist).
@@ -108,6 +116,21 @@ impl Store {
 }
 
 impl Inner {
+    /// The groups pending mutations changed, as they were before the
+    /// oldest of them (reference counts, O(pending)).
+    pub(super) fn committed_states(&self) -> Vec<Committed> {
+        let mut seen: HashSet<&GroupingKey> = HashSet::new();
+        let mut out = Vec::new();
+        for undo in &self.pending {
+            for (key, before) in &undo.before {
+                if seen.insert(key) {
+                    out.push((self.by_key.get(key).copied(), before.clone()));
+                }
+            }
+        }
+        out
+    }
+
     /// Notes how to undo the mutation journaled as `t`: the groups of
     /// `keys` as they are now (reference counts, O(keys)).
     pub(super) fn remember(&mut self, t: Ticket, keys: &[GroupingKey]) {
@@ -148,6 +171,82 @@ impl Inner {
             self.groups[id as usize] = Some(group);
         }
         now
+    }
+}
+
+/// Rewrites a snapshot's copy of the groups and family holders to show
+/// `committed` in place of what pending mutations made of them.
+pub(super) fn show_committed(
+    groups: &mut Vec<Option<Arc<Group>>>,
+    families: &mut Vec<(Arc<str>, FamilyEntry)>,
+    committed: Vec<Committed>,
+) {
+    for (id, state) in committed {
+        let slot = match (id, &state) {
+            (Some(id), _) => id,
+            (None, None) => continue,
+            // Deleted by a pending mutation: shown at an id of its own.
+            (None, Some(_)) => {
+                groups.push(None);
+                (groups.len() - 1) as GroupId
+            }
+        };
+        if let Some(now) = groups[slot as usize].take() {
+            for name in now.families.keys() {
+                if !state
+                    .as_ref()
+                    .is_some_and(|s| s.families.contains_key(name))
+                {
+                    remove_holder(families, name, slot);
+                }
+            }
+        }
+        if let Some(s) = &state {
+            for (name, family) in &s.families {
+                add_holder(families, name, slot, family.kind);
+            }
+        }
+        groups[slot as usize] = state;
+    }
+}
+
+fn remove_holder(families: &mut Vec<(Arc<str>, FamilyEntry)>, name: &str, id: GroupId) {
+    let Ok(i) = families.binary_search_by(|(n, _)| (**n).cmp(name)) else {
+        return;
+    };
+    let entry = &mut families[i].1;
+    if entry.holders.contains(&id) {
+        Arc::make_mut(&mut entry.holders).remove(&id);
+    }
+    if entry.holders.is_empty() && entry.pinned_help.is_none() {
+        families.remove(i);
+    }
+}
+
+fn add_holder(
+    families: &mut Vec<(Arc<str>, FamilyEntry)>,
+    name: &str,
+    id: GroupId,
+    kind: crate::model::family::MetricType,
+) {
+    match families.binary_search_by(|(n, _)| (**n).cmp(name)) {
+        Ok(i) => {
+            let entry = &mut families[i].1;
+            if !entry.holders.contains(&id) {
+                Arc::make_mut(&mut entry.holders).insert(id);
+            }
+        }
+        Err(i) => families.insert(
+            i,
+            (
+                Arc::from(name),
+                FamilyEntry {
+                    kind,
+                    holders: Arc::new(BTreeSet::from([id])),
+                    pinned_help: None,
+                },
+            ),
+        ),
     }
 }
 

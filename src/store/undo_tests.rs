@@ -228,3 +228,48 @@ fn replay_drops_a_group_whose_change_lost_the_record_before_it() {
     assert_eq!(dropped.len(), 1, "{warnings:?}");
     assert!(dropped[0].contains("\"a\""), "{dropped:?}");
 }
+
+#[test]
+fn readers_see_a_push_only_once_its_commit_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Arc::new(crate::durable::RealIo));
+    push(&store, "a", true, "kept 1\nother 1\n").unwrap();
+    push(&store, "gone", true, "g 1\n").unwrap();
+    let before = stored(&store);
+    let journal = store.journal.get().unwrap();
+    // While this group lives, the flusher commits nothing.
+    let group = journal.log().group();
+    let families = |t: &str| parse_text(t.as_bytes()).unwrap();
+    let key = |j: &str| GroupingKey::from_pairs(j, &[]);
+    // A PUT that drops a family, a new group, and a delete.
+    let (t1, ()) = store
+        .push(
+            store.prepare(key("a"), true, families("kept 2\n"), 2),
+            || Ok::<(), ()>(()),
+        )
+        .unwrap();
+    let (t2, ()) = store
+        .push(
+            store.prepare(key("new"), true, families("n 1\n"), 3),
+            || Ok::<(), ()>(()),
+        )
+        .unwrap();
+    let t3 = store.delete(key("gone")).unwrap();
+    assert_eq!(stored(&store), before, "nothing shown before the commit");
+    let text = {
+        let mut w = crate::expfmt::expose::ExpositionWriter::new(
+            crate::expfmt::expose::ExpositionFormat::Text,
+        );
+        store.expose(&mut w, Vec::new());
+        String::from_utf8(w.finish()).unwrap()
+    };
+    assert!(text.contains("other{instance=\"\",job=\"a\"} 1"), "{text}");
+    assert!(!text.contains("job=\"new\""), "{text}");
+    assert!(text.contains("g{instance=\"\",job=\"gone\"} 1"), "{text}");
+    drop(group);
+    for t in [t1, t2, t3] {
+        journal.wait_blocking(t.unwrap()).unwrap();
+    }
+    let after = stored(&store);
+    assert_eq!(after, ["a/kept=Simple(2.0)", "new/n=Simple(1.0)"]);
+}
