@@ -1,5 +1,5 @@
-//! Faults no real filesystem gives on demand (a failed fsync, EIO, and
-//! ENOSPC at a chosen moment), injected under the agent's journal and the
+//! Faults no real filesystem gives on demand (a failed fsync, EIO at a
+//! write, and ENOSPC at a chosen moment), injected under the agent's journal and the
 //! log it shares with the disk queue, with the agent in process and a
 //! recording backend. For each fault the test counts what was
 //! acknowledged, what was refused, what the backend received and what the
@@ -213,6 +213,20 @@ fn fsync(io: &FaultyIo) -> &AtomicBool {
 
 fn enospc(io: &FaultyIo) -> &AtomicBool {
     &io.faults.short_writes
+}
+
+fn eio(io: &FaultyIo) -> &AtomicBool {
+    &io.faults.failing_writes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eio_at_write_on_the_shared_log_refuses_cleanly_and_heals() {
+    fault_round(true, eio, 500).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eio_at_write_under_the_journal_with_memory_queues() {
+    fault_round(false, eio, 500).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

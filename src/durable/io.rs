@@ -142,6 +142,8 @@ pub struct Faults {
     pub failing_syncs: AtomicBool,
     /// Every `set_len` (the cut of a failed group) fails with EIO.
     pub failing_set_len: AtomicBool,
+    /// Every append fails with EIO, writing nothing.
+    pub failing_writes: AtomicBool,
     /// `sync_data` calls that succeeded.
     pub syncs: AtomicU64,
 }
@@ -159,6 +161,9 @@ struct FaultyFile {
 
 impl LogFile for FaultyFile {
     fn append(&self, buf: &[u8]) -> io::Result<()> {
+        if self.faults.failing_writes.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected: write failed (EIO)"));
+        }
         if self.faults.short_writes.load(Ordering::SeqCst) {
             self.file.append(&buf[..buf.len() / 2])?;
             return Err(io::Error::new(
