@@ -12,24 +12,8 @@
 mod common;
 
 use common::*;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("PUSHKIT_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = repo_root().join(".venv/bin/python3");
-    if venv.exists() {
-        return venv;
-    }
-    panic!(
-        "no Python interpreter for the prometheus_client peer test: set PUSHKIT_PYTHON, or create \
-         {} with `python3 -m venv .venv && .venv/bin/pip install prometheus-client` (.ci/run does this)",
-        venv.display()
-    );
-}
 
 const TAGS: &str = "instance=host-1,job=py-batch";
 

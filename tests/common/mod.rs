@@ -364,6 +364,23 @@ pub fn run_pushkit_once(args: &[&str], conf: &str) -> std::process::Output {
 }
 
 /// The repository root (where Cargo.toml is).
+/// The Python interpreter with prometheus_client: `PUSHKIT_PYTHON`, else
+/// `.venv/bin/python3` in the repository root (`.ci/run` creates it).
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("PUSHKIT_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = repo_root().join(".venv/bin/python3");
+    if venv.exists() {
+        return venv;
+    }
+    panic!(
+        "no Python interpreter for the prometheus_client peer test: set PUSHKIT_PYTHON, or create \
+         {} with `python3 -m venv .venv && .venv/bin/pip install prometheus-client` (.ci/run does this)",
+        venv.display()
+    );
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
