@@ -15,41 +15,10 @@
 mod common;
 
 use common::*;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-const GOPATH: &str = "/usr/share/gocode";
 const STAMP_MS: i64 = 1_700_000_000_123;
-
-fn build_pusher(dir: &Path) -> std::path::PathBuf {
-    let client = Path::new(GOPATH).join("src/github.com/prometheus/client_golang/prometheus/push");
-    assert!(
-        client.is_dir(),
-        "{} is missing: install golang-go and golang-github-prometheus-client-golang-dev (.ci/run does)",
-        client.display()
-    );
-    let go = std::env::var_os("PUSHKIT_GO").unwrap_or_else(|| "go".into());
-    let out = dir.join("pusher");
-    let mut cmd = Command::new(&go);
-    cmd.arg("build")
-        .arg("-o")
-        .arg(&out)
-        .arg(repo_root().join("samples/clients/go-pusher/main.go"))
-        .current_dir(dir)
-        .env("GO111MODULE", "off")
-        .env("GOPATH", GOPATH)
-        .env("GOCACHE", dir.join("gocache"))
-        .env("GOFLAGS", "")
-        .env("GOPROXY", "off")
-        .env("CGO_ENABLED", "0");
-    let (status, stdout, stderr) = run_bounded("go build", cmd, Duration::from_secs(300));
-    assert!(
-        status.success(),
-        "go build of the pusher failed ({status}; go = {go:?})\n{stdout}\n{stderr}"
-    );
-    out
-}
 
 const TAGS: &str = "instance=node-a,job=go-batch";
 
@@ -72,7 +41,7 @@ fn go_client_push_add_delete(text: bool) {
         .prefix("pushkit-go-")
         .tempdir()
         .expect("temp dir");
-    let pusher = build_pusher(build_dir.path());
+    let pusher = build_go_pusher(build_dir.path());
     let mut agent = Agent::start(&AgentConf::default());
 
     let before = now_ns();
@@ -198,7 +167,7 @@ fn go_native_histograms_and_exemplars_match_the_pushgateway() {
         .prefix("pushkit-go-")
         .tempdir()
         .expect("temp dir");
-    let pusher = build_pusher(build_dir.path());
+    let pusher = build_go_pusher(build_dir.path());
     let data = tempfile::Builder::new()
         .prefix("pushkit-native-")
         .tempdir()
@@ -263,7 +232,7 @@ fn go_client_to_victoria_metrics() {
         .prefix("pushkit-go-")
         .tempdir()
         .expect("temp dir");
-    let pusher = build_pusher(build_dir.path());
+    let pusher = build_go_pusher(build_dir.path());
     let mut vm = VictoriaMetrics::start();
     let agent = vm.remote_write_agent();
     let run = |args: &[&str]| {

@@ -2,12 +2,14 @@
 //! loopback port with `samples/sharding/nginx/nginx.conf` (its upstream
 //! addresses and listen port rewritten to the test's), in front of three
 //! pushkit replicas with `persistence_dir`. The official Python client
-//! pushes 300 groups through it.
+//! pushes 300 groups through it, and the Go client 100 more; a Prometheus
+//! scrapes the three replicas with the sample's scrape config.
 //! - Each group lives on exactly one replica, and every replica gets some.
 //! - A DELETE through the proxy reaches the owner.
 //! - The spelling rule: the same group spelled two ways (padded and
 //!   unpadded base64, as the Python and Go clients send it) can land on
 //!   two replicas, which then both expose it.
+//! - Prometheus scraping all three sees each series once.
 //! - No failover: with one replica down, pushes of its groups fail and
 //!   the others' keep working; restarted, it has its groups back, and no
 //!   group is exposed twice.
@@ -182,6 +184,26 @@ fn nginx_hashing_the_uri_gives_each_group_one_replica() {
         .map(|i| owners.values().filter(|o| o[0] == i).count())
         .collect();
     assert!(per_replica.iter().all(|&n| n >= 50), "{per_replica:?}");
+    // The Go client's groups too.
+    let go_dir = tempfile::tempdir().unwrap();
+    let pusher = build_go_pusher(go_dir.path());
+    let mut cmd = Command::new(&pusher);
+    cmd.arg("-url").arg(nginx.url()).arg("-groups").arg("100");
+    let (status, out, err) = run_bounded("go pusher", cmd, Duration::from_secs(120));
+    assert!(status.success(), "{out}{err}");
+    let mut go_owner: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, r) in replicas.iter().enumerate() {
+        for g in groups_of(r.as_ref().unwrap()) {
+            if g["job"] == "go-shard" {
+                go_owner.entry(g["instance"].clone()).or_default().push(i);
+            }
+        }
+    }
+    assert_eq!(go_owner.len(), 100);
+    assert!(
+        go_owner.values().all(|o| o.len() == 1),
+        "a Go group on two replicas"
+    );
 
     // A DELETE through the proxy reaches the owner.
     let (ok, out) = run_python(&script, &args("delete", 0, 10));
@@ -221,6 +243,40 @@ fn nginx_hashing_the_uri_gives_each_group_one_replica() {
         })
         .count();
     assert!(twice > 0, "mixing spellings never split a group (20 tries)");
+
+    // Prometheus scraping every replica (the sample's scrape config, its
+    // targets rewritten) sees each pushed series once.
+    let scrape = std::fs::read_to_string(repo_root().join("samples/sharding/prometheus.yml"))
+        .unwrap()
+        .replace(
+            "[\"pushkit-0:9529\", \"pushkit-1:9529\", \"pushkit-2:9529\"]",
+            &format!(
+                "[\"127.0.0.1:{}\", \"127.0.0.1:{}\", \"127.0.0.1:{}\"]",
+                ports[0], ports[1], ports[2]
+            ),
+        )
+        .replace(
+            "scrape_configs:",
+            "global:\n  scrape_interval: 1s\nscrape_configs:",
+        );
+    assert!(scrape.contains("127.0.0.1"), "{scrape}");
+    let mut prom = Prometheus::start(&scrape, &["--log.level=warn"]);
+    let counts = |prom: &mut Prometheus, q: &str| -> Vec<f64> {
+        prom.query(q, "", "vector")
+            .into_iter()
+            .map(|(_, s)| api_sample(&s["value"]).1)
+            .collect()
+    };
+    wait_for("every series scraped", Duration::from_secs(60), || {
+        let n = counts(&mut prom, "count(sharded_value) + count(go_sharded_value)");
+        (n == [390.0]).then_some(())
+    });
+    // Each series from one target only.
+    let per_series = counts(
+        &mut prom,
+        "max(count by (job, instance) ({__name__=~\"(go_)?sharded_value\"}))",
+    );
+    assert_eq!(per_series, [1.0]);
 
     // No failover: replica 1 down, its groups' pushes fail, the others' do not.
     let owners = owner(&replicas);

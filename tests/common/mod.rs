@@ -364,6 +364,38 @@ pub fn run_pushkit_once(args: &[&str], conf: &str) -> std::process::Output {
 }
 
 /// The repository root (where Cargo.toml is).
+const GOPATH: &str = "/usr/share/gocode";
+/// Builds samples/clients/go-pusher with Debian's client_golang, offline,
+/// into `dir`.
+pub fn build_go_pusher(dir: &Path) -> std::path::PathBuf {
+    let client = Path::new(GOPATH).join("src/github.com/prometheus/client_golang/prometheus/push");
+    assert!(
+        client.is_dir(),
+        "{} is missing: install golang-go and golang-github-prometheus-client-golang-dev (.ci/run does)",
+        client.display()
+    );
+    let go = std::env::var_os("PUSHKIT_GO").unwrap_or_else(|| "go".into());
+    let out = dir.join("pusher");
+    let mut cmd = Command::new(&go);
+    cmd.arg("build")
+        .arg("-o")
+        .arg(&out)
+        .arg(repo_root().join("samples/clients/go-pusher/main.go"))
+        .current_dir(dir)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", GOPATH)
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOFLAGS", "")
+        .env("GOPROXY", "off")
+        .env("CGO_ENABLED", "0");
+    let (status, stdout, stderr) = run_bounded("go build", cmd, Duration::from_secs(300));
+    assert!(
+        status.success(),
+        "go build of the pusher failed ({status}; go = {go:?})\n{stdout}\n{stderr}"
+    );
+    out
+}
+
 /// The Python interpreter with prometheus_client: `PUSHKIT_PYTHON`, else
 /// `.venv/bin/python3` in the repository root (`.ci/run` creates it).
 pub fn python() -> PathBuf {

@@ -30,6 +30,10 @@
 // -url in turn. Every URL gets the same metrics (exemplar timestamps
 // included), so that two gateways' expositions can be compared.
 //
+// With -groups N it does something else too: N PUTs, under job "go-shard",
+// each to its own group (instance="g<k>", k from -first on) with one gauge,
+// go_sharded_value = k; as many jobs push through a sharding proxy.
+//
 // Every request's method and HTTP status are printed as "METHOD STATUS" on
 // stdout. The program exits non-zero if a request fails or is answered with
 // anything but 200 (PUT, POST) or 202 (DELETE).
@@ -93,10 +97,16 @@ func main() {
 	stampMs := flag.Int64("stamp-ms", 0, "if > 0, also push demo_stamped_value with this timestamp (ms since the epoch); Prometheus' Pushgateway rejects timestamps, pushkit honors them")
 	text := flag.Bool("text", false, "push in the text format instead of delimited protobuf")
 	native := flag.Bool("native", false, "push native histograms and exemplars to each URL in -url (comma-separated), and nothing else")
+	groups := flag.Int("groups", 0, "if > 0, push this many groups of job go-shard, and nothing else")
+	first := flag.Int("first", 0, "with -groups, the first group's number")
 	flag.Parse()
 
 	if *native {
 		pushNative(strings.Split(*url, ","))
+		return
+	}
+	if *groups > 0 {
+		pushGroups(*url, *first, *groups)
 		return
 	}
 
@@ -215,6 +225,28 @@ func pushNative(urls []string) {
 	for _, u := range urls {
 		err := push.New(u, "go-native").Client(client).Grouping("instance", "node-n").
 			Collector(wait).Collector(mixed).Collector(empty).Collector(requests).Push()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "push:", err)
+			os.Exit(1)
+		}
+	}
+	if client.failed {
+		os.Exit(1)
+	}
+}
+
+// pushGroups PUTs n groups of job "go-shard", g<first> to g<first+n-1>,
+// each with go_sharded_value set to its number.
+func pushGroups(url string, first, n int) {
+	client := &recordingClient{}
+	for k := first; k < first+n; k++ {
+		value := prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "go_sharded_value",
+			Help: "A value per group.",
+		})
+		value.Set(float64(k))
+		err := push.New(url, "go-shard").Client(client).Grouping("instance", fmt.Sprintf("g%d", k)).
+			Collector(value).Push()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "push:", err)
 			os.Exit(1)
