@@ -333,6 +333,12 @@ pub fn recover(io: &dyn Io, dir: &Path, what: &str, visit: &mut Visit<'_>) -> io
             records: places,
         });
     }
+    // Sequence numbers of failed groups are never handed out again, even
+    // when no file holds them any more (their group was cut off): a record
+    // taking one would be ignored as failed at the next open.
+    for &(_, last) in &failed {
+        rec.next_seq = rec.next_seq.max(last + 1);
+    }
     if !rec.segments.is_empty() || !keys.is_empty() {
         io.sync_dir(dir)?;
     }

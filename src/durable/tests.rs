@@ -556,3 +556,31 @@ fn a_damaged_commit_marker_loses_nothing_when_later_groups_committed() {
     assert_eq!(payloads(&got), ["a", "b", "c"]);
     assert_eq!(w.len(), 1, "{w:?}");
 }
+
+/// A failed group cut off its file leaves its sequence numbers only in
+/// `FAILED`; a later open must not hand them out again, or the records
+/// taking them would be ignored as failed at the open after.
+#[test]
+fn sequence_numbers_of_failed_groups_are_never_reused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let io = FaultyIo::default();
+    {
+        let (log, _, _) = open_with(Arc::new(io.clone()), dir, opts(64 << 20, 1));
+        io.faults.short_writes.store(true, Ordering::SeqCst);
+        let t = append(&log, KIND_STORE, "refused");
+        assert!(log.wait_blocking(t).is_err());
+        io.faults.short_writes.store(false, Ordering::SeqCst);
+        until_recovered(&log);
+        log.close().unwrap();
+    }
+    {
+        let (log, got, _) = open(dir);
+        assert!(got.is_empty());
+        let t = append(&log, KIND_STORE, "acknowledged");
+        assert!(t.seq() > 1, "seq {} reused", t.seq());
+        log.wait_blocking(t).unwrap();
+    }
+    let (_, got, w) = open(dir);
+    assert_eq!(payloads(&got), ["acknowledged"], "{w:?}");
+}

@@ -33,7 +33,7 @@ pub const RESERVE_FILE: &str = "RESERVE";
 /// starts a fresh segment and takes appends again.
 const FULL_DISK_RETRY: Duration = Duration::from_secs(1);
 /// Failed ranges kept for tickets still to be waited on.
-const FAILED_RANGES_KEPT: usize = 256;
+const FAILED_RANGES_KEPT: usize = 4096;
 
 /// Group-commit fsyncs of every log in the process.
 static TOTAL_FSYNCS: AtomicU64 = AtomicU64::new(0);
@@ -60,8 +60,9 @@ impl Drop for CommitGroup<'_> {
         let mut st = lock(&self.log.inner.state);
         st.groups[slot] -= 1;
         // Only the last group the flusher waits for wakes it.
-        let wake = (st.groups[slot] == 0 && st.flusher == Flusher::WaitsForGroups(slot))
-            || (st.groups == [0, 0] && st.flusher == Flusher::WaitsToRecover);
+        let wake = st.groups[slot] == 0
+            && (st.flusher == Flusher::WaitsForGroups(slot)
+                || (st.flusher == Flusher::WaitsToRecover && slot == st.recovery_slot));
         drop(st);
         if wake {
             self.log.inner.work.notify_one();
@@ -153,6 +154,9 @@ impl Slot {
         // An append refused after the slot was taken leaves a failure
         // since its epoch that covers the sequence number, so a later
         // record taking the same number is never mistaken for it.
+        // Durable read first: if no group failed since the slot's epoch by
+        // the time that is checked, the record truly is durable.
+        let durable = self.log.durable() >= self.seq;
         if self
             .log
             .failed_since(self.epoch)
@@ -160,7 +164,7 @@ impl Slot {
         {
             return SlotState::Failed;
         }
-        if self.log.durable() >= self.seq {
+        if durable {
             return SlotState::Durable;
         }
         if self.log.is_closed() {
@@ -252,6 +256,10 @@ struct State {
     /// Failures so far, and the first sequence number each failed.
     epoch: u64,
     failures: std::collections::VecDeque<(u64, u64)>,
+    /// The `groups` slot of the commit groups open when the last group
+    /// failed: recovery waits for them only (a group opened later had its
+    /// appends refused, so it cannot straddle the failure).
+    recovery_slot: usize,
     /// The ranges of failed records listed in `FAILED` (and those to add
     /// at the next recovery), so that replay ignores them.
     failed_on_disk: Vec<(u64, u64)>,
@@ -442,6 +450,11 @@ fn run_flusher(inner: Arc<Inner>, mut active: Active) {
             loop {
                 if st.failed.is_some() {
                     if st.closing {
+                        // Said on disk before the process goes: a failed
+                        // fsync may have left the group's commit marker.
+                        let ranges = st.failed_on_disk.clone();
+                        drop(st);
+                        let _ = reader::write_failed_ranges(&*inner.io, &inner.dir, &ranges);
                         return;
                     }
                     // Recover only once no commit group is open: a group
@@ -449,7 +462,7 @@ fn run_flusher(inner: Arc<Inner>, mut active: Active) {
                     // its next record after it (see `Log::epoch`).
                     let now = Instant::now();
                     let due = st.retry_at.is_none_or(|t| now >= t);
-                    if due && st.groups == [0, 0] {
+                    if due && st.groups[st.recovery_slot] == 0 {
                         break;
                     }
                     let wait = match st.retry_at {
@@ -536,6 +549,10 @@ fn fail_group(inner: &Inner, active: &mut Active, e: io::Error) {
     st.ledger.forget_unmade();
     st.epoch += 1;
     inner.epoch.store(st.epoch, Ordering::Release);
+    // Groups opened from now on count in the other slot; recovery waits
+    // for this one's.
+    st.recovery_slot = (st.group_gen % 2) as usize;
+    st.group_gen += 1;
     let epoch = st.epoch;
     st.failures.push_back((epoch, first));
     if st.failures.len() > FAILED_RANGES_KEPT {
@@ -671,8 +688,10 @@ fn resume(inner: &Inner, fresh: Option<(u64, Arc<dyn LogFile>)>) {
         st.ledger
             .add_segment(name, inner.dir.join(segment_name(name)), Some(file));
         st.active = name;
-        st.active_bytes = FILE_HEADER_LEN as u64;
     }
+    // The failed group's bytes were cut off (or left in a file not
+    // written again).
+    st.active_bytes = FILE_HEADER_LEN as u64;
     st.failed = None;
     st.retry_at = None;
     inner.full.store(false, Ordering::Release);
@@ -770,6 +789,9 @@ fn commit(inner: &Inner, active: &mut Active, buf: &mut Vec<u8>, g: Group) -> io
     for (seq, offset, len) in g.places {
         st.ledger.record(active.name, seq, offset, len);
     }
+    drop(st);
+    // Durable now, even if a later group of the same batch fails.
+    inner.update_status(|s| s.durable = s.durable.max(g.last));
     Ok(())
 }
 
@@ -874,6 +896,7 @@ impl Log {
                 retry_at: None,
                 epoch: 0,
                 failures: std::collections::VecDeque::new(),
+                recovery_slot: 0,
                 failed_on_disk: reader::failed_ranges(&*io_for_ranges, dir),
             }),
             work: Condvar::new(),

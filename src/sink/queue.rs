@@ -20,6 +20,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
+/// How often a worker whose head waits for its journal record looks again
+/// without being told.
+const JOURNAL_POLL: Duration = Duration::from_millis(20);
+
 /// What a sink does when a push does not fit in its budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overflow {
@@ -262,12 +266,19 @@ impl SinkQueue {
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
             let notified = self.wake.notified();
+            let waiting_on_journal;
             {
                 let mut state = self.lock();
                 let ready = self.ready_points(&mut state, max_points);
-                if ready > 0 && deadline.is_none() {
+                if ready == 0 {
+                    deadline = None;
+                } else if deadline.is_none() {
                     deadline = Some(tokio::time::Instant::now() + flush_every);
                 }
+                // Points queued, none sendable: the head waits for its
+                // journal record, which the pushing task may never report
+                // (it was cancelled), so look again soon.
+                waiting_on_journal = ready == 0 && state.queued_points > 0;
                 let timed_out = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
                 if ready >= max_points || (ready > 0 && (timed_out || state.closed)) {
                     return Some(take(&mut state, ready.min(max_points)));
@@ -281,6 +292,12 @@ impl SinkQueue {
                     tokio::select! {
                         _ = notified => {}
                         _ = tokio::time::sleep_until(d) => {}
+                    }
+                }
+                None if waiting_on_journal => {
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = tokio::time::sleep(JOURNAL_POLL) => {}
                     }
                 }
                 None => notified.await,

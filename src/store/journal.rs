@@ -388,6 +388,13 @@ impl Journal {
     /// then `finish` it. Does no I/O, so it may be called under the
     /// caller's lock. One snapshot at a time.
     pub fn start_snapshot(&self) -> io::Result<SnapshotWriter> {
+        self.start_snapshot_at(self.log.epoch())
+    }
+
+    /// [`Journal::start_snapshot`] of a state settled at the log's
+    /// `epoch`: if a group failed since, the state may hold what it
+    /// refused, and `finish` drops the snapshot.
+    pub fn start_snapshot_at(&self, epoch: u64) -> io::Result<SnapshotWriter> {
         if self.snapshot_busy.swap(true, Ordering::AcqRel) {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
@@ -396,7 +403,6 @@ impl Journal {
         }
         // Allowed while the log refuses appends: on a full disk, a snapshot
         // is what lets the segments the store pins go.
-        let epoch = self.log.epoch();
         let cover = self.log.next_seq();
         let bytes_at_cut = self.bytes.load(Ordering::Relaxed);
         Ok(SnapshotWriter {

@@ -561,7 +561,7 @@ impl Store {
         {
             return;
         }
-        let mut writer = match journal.start_snapshot() {
+        let mut writer = match journal.start_snapshot_at(inner.seen_epoch) {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!("cannot start a store snapshot: {e}");
