@@ -75,10 +75,13 @@
 //!
 //! `record` (framing, checksums, versions), `io` (the file operations, a
 //! trait so tests inject faults), `ledger` (segments, record places,
-//! holds), `writer` (appends, group commit, failure and recovery), `reader`
+//! holds), `state` (what appenders, the flusher and waiters share),
+//! `flusher` (group commit, rotation, failure and recovery), `writer` (the
+//! public API: open, append, wait, read, release, close), `reader`
 //! (recovery), `snapshot`, `legacy` (reading the format-1 files of earlier
 //! releases), `fsutil` (directories, locks, moving aside).
 
+mod flusher;
 pub mod fsutil;
 pub mod io;
 pub mod ledger;
@@ -86,6 +89,7 @@ pub mod legacy;
 pub mod reader;
 pub mod record;
 pub mod snapshot;
+mod state;
 pub mod writer;
 
 pub use io::{Faults, FaultyIo, Io, RealIo};

@@ -1,0 +1,427 @@
+//! The flusher thread: group commit (everything appended while the last
+//! fsync ran goes out together, under one commit marker and one fsync),
+//! segment rotation, and what a failed write or fsync starts: the failed
+//! group and every record not yet durable fail, and the log recovers by
+//! itself (see invariant 5 in `durable`).
+
+use super::fsutil::Failure;
+use super::io::LogFile;
+use super::reader;
+use super::record::{self, FILE_HEADER_LEN};
+use super::state::{
+    lock, segment_name, FailedRange, Flusher, Inner, Op, FAILED_RANGES_KEPT, FULL_DISK_RETRY,
+    RESERVE_BYTES, TOTAL_FSYNCS,
+};
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The flusher writes through a buffer of this size.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// Stands for the segment a log started on a full disk could not create;
+/// never written (the log refuses appends until it has a real one).
+pub(super) struct NoFile;
+
+impl LogFile for NoFile {
+    fn append(&self, _: &[u8]) -> io::Result<()> {
+        Err(io::Error::other("no segment"))
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        Ok(())
+    }
+    fn read_exact_at(&self, _: &mut [u8], _: u64) -> io::Result<()> {
+        Err(io::Error::other("no segment"))
+    }
+    fn set_len(&self, _: u64) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The segment being written: its name, file, and length on disk.
+pub(super) struct Active {
+    pub(super) name: u64,
+    pub(super) file: Arc<dyn LogFile>,
+    pub(super) len: u64,
+    /// Length when the last group was committed: a failed group is cut
+    /// back to it.
+    pub(super) committed: u64,
+    /// A failed fsync, or a failed cut, hit it: never written again.
+    pub(super) poisoned: bool,
+}
+
+pub(super) fn run_flusher(inner: Arc<Inner>, mut active: Active) {
+    let _exit = FlusherExit(&inner);
+    loop {
+        let taken = {
+            let mut st = lock(&inner.state);
+            loop {
+                if st.failed.is_some() {
+                    if st.closing {
+                        // Said on disk before the process goes: a failed
+                        // fsync may have left the group's commit marker.
+                        let ranges = st.failed_on_disk.clone();
+                        drop(st);
+                        let _ = reader::write_failed_ranges(&*inner.io, &inner.dir, &ranges);
+                        return;
+                    }
+                    // Recover only once no commit group is open: a group
+                    // that appended before the failure must not append
+                    // its next record after it (see `Log::epoch`).
+                    let now = Instant::now();
+                    let due = st.retry_at.is_none_or(|t| now >= t);
+                    if due && st.groups[st.recovery_slot] == 0 {
+                        break;
+                    }
+                    let wait = match st.retry_at {
+                        Some(t) if t > now => t - now,
+                        _ => Duration::from_millis(10),
+                    };
+                    st.flusher = Flusher::WaitsToRecover;
+                    st = inner
+                        .work
+                        .wait_timeout(st, wait)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                    st.flusher = Flusher::Busy;
+                    continue;
+                }
+                if !st.ops.is_empty() {
+                    let open = (st.group_gen % 2) as usize;
+                    if st.groups[open] > 0 && !st.closing {
+                        // Wait for the groups open now; those opened
+                        // meanwhile count in the next generation, whose
+                        // slot is empty (its groups ended before the
+                        // previous commit), and are not waited for.
+                        st.group_gen += 1;
+                        while st.groups[open] > 0 && !st.closing {
+                            st.flusher = Flusher::WaitsForGroups(open);
+                            st = inner.work.wait(st).unwrap_or_else(|p| p.into_inner());
+                        }
+                        st.flusher = Flusher::Busy;
+                    }
+                    break;
+                }
+                if st.closing {
+                    return;
+                }
+                st.flusher = Flusher::WaitsForOps;
+                st = inner.work.wait(st).unwrap_or_else(|p| p.into_inner());
+                st.flusher = Flusher::Busy;
+            }
+            // Everything queued while the last fsync ran goes out together.
+            (st.failed.is_none()).then(|| (std::mem::take(&mut st.ops), st.next_seq - 1))
+        };
+        let Some((ops, target)) = taken else {
+            recover(&inner, &mut active);
+            continue;
+        };
+        match write_ops(&inner, &mut active, ops) {
+            Ok(()) => inner.update_status(|s| s.durable = s.durable.max(target)),
+            Err(e) => fail_group(&inner, &mut active, e),
+        }
+    }
+}
+
+/// A write or fsync failed: every record appended and not yet durable
+/// fails with it, and appends are refused until [`recover`] has run.
+fn fail_group(inner: &Inner, active: &mut Active, e: io::Error) {
+    // Cut off the group that did not commit, so that a restart does not
+    // replay what was never acknowledged. If the cut fails, recovery still
+    // leaves the file for a fresh one, and the reader ignores a last group
+    // without its commit marker in any segment.
+    let cut = active.file.set_len(active.committed).is_ok();
+    active.len = active.committed;
+    let full = is_disk_full(&e);
+    active.poisoned = !cut || !full;
+    let path = inner.dir.join(segment_name(active.name));
+    let message = if full {
+        format!(
+            "{} {}: the disk is full ({e}); pushes are refused until there is room",
+            inner.opts.what,
+            path.display()
+        )
+    } else {
+        format!(
+            "{} {}: write or fsync failed: {e}; the file is left, and appends go on in a fresh one",
+            inner.opts.what,
+            path.display()
+        )
+    };
+    let failure = Failure::new(e.kind(), message);
+    let first = lock(&inner.status).durable + 1;
+    let mut st = lock(&inner.state);
+    let last = st.next_seq - 1;
+    st.ops.clear();
+    // Segments a cleared rotation named but never created.
+    st.ledger.forget_unmade();
+    st.epoch += 1;
+    inner.epoch.store(st.epoch, Ordering::Release);
+    // Groups opened from now on count in the other slot; recovery waits
+    // for this one's.
+    st.recovery_slot = (st.group_gen % 2) as usize;
+    st.group_gen += 1;
+    let epoch = st.epoch;
+    st.failures.push_back((epoch, first));
+    if st.failures.len() > FAILED_RANGES_KEPT {
+        st.failures.pop_front();
+    }
+    if first <= last {
+        st.failed_on_disk.push((first, last));
+    }
+    st.failed = Some(failure.clone());
+    st.retry_at = Some(
+        Instant::now()
+            + if full {
+                FULL_DISK_RETRY
+            } else {
+                Duration::ZERO
+            },
+    );
+    inner.full.store(full, Ordering::Release);
+    inner.refusing.store(true, Ordering::Release);
+    drop(st);
+    tracing::error!("{}", failure.message);
+    // Clients forget the failed records before any later one can become
+    // durable; hooks may take the clients' own locks.
+    for hook in lock(&inner.on_failure).iter() {
+        hook(first - 1);
+    }
+    inner.update_status(|s| {
+        let mut ranges = Vec::with_capacity(s.failed_ranges.len() + 1);
+        let keep = s.failed_ranges.len().saturating_sub(FAILED_RANGES_KEPT - 1);
+        ranges.extend(s.failed_ranges[keep..].iter().cloned());
+        if first <= last {
+            ranges.push(FailedRange {
+                first,
+                last,
+                failure: failure.clone(),
+            });
+        }
+        s.failed_ranges = Arc::new(ranges);
+        s.failed = Some(failure);
+    });
+}
+
+/// ENOSPC or EDQUOT: waiting (or deleting) can cure it.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
+/// After a failure, once no commit group is open: continues in a fresh
+/// segment (the failed one may be poisoned by a failed fsync, or be the
+/// one that filled the disk and can only be deleted once it is not
+/// written any more), giving the reserve up if that is what it takes.
+/// Then appends are taken again; if the disk is still full, the next
+/// group fails as the last one did.
+fn recover(inner: &Inner, active: &mut Active) {
+    for hook in lock(&inner.on_retry).iter() {
+        hook();
+    }
+    let (name, ranges) = {
+        let mut st = lock(&inner.state);
+        // Ranges below every segment kept name nothing on disk.
+        let oldest = st.ledger.oldest().unwrap_or(0).min(active.name);
+        st.failed_on_disk.retain(|&(_, last)| last >= oldest);
+        (st.next_seq, st.failed_on_disk.clone())
+    };
+    if !write_failed_list(inner, &ranges) {
+        return;
+    }
+    // An unpoisoned segment holding no record (the disk filled at its
+    // first group) is kept: starting another would only add files.
+    if !active.poisoned && active.len == FILE_HEADER_LEN as u64 {
+        resume(inner, None);
+        return;
+    }
+    let mut made = inner.create_segment(name);
+    if matches!(&made, Err(e) if is_disk_full(e)) && inner.release_reserve() {
+        tracing::warn!(
+            "{} {}: the disk is full; gave up the reserved {RESERVE_BYTES} bytes to start a segment",
+            inner.opts.what,
+            inner.dir.display()
+        );
+        made = inner.create_segment(name);
+    }
+    match made {
+        Ok(file) => {
+            let len = FILE_HEADER_LEN as u64;
+            *active = Active {
+                name,
+                file: file.clone(),
+                len,
+                committed: len,
+                poisoned: false,
+            };
+            resume(inner, Some((name, file)));
+        }
+        Err(e) => {
+            // Still failing: try again in a while.
+            tracing::debug!("{}: cannot start a fresh segment yet: {e}", inner.opts.what);
+            lock(&inner.state).retry_at = Some(Instant::now() + FULL_DISK_RETRY);
+        }
+    }
+}
+
+/// Lists the failed ranges in `FAILED`, giving the reserve up if that is
+/// what it takes; on failure, schedules the next try and returns false.
+/// Said on disk before anything else is appended: a failed fsync may
+/// have left the group's commit marker behind.
+fn write_failed_list(inner: &Inner, ranges: &[(u64, u64)]) -> bool {
+    let mut listed = reader::write_failed_ranges(&*inner.io, &inner.dir, ranges);
+    if matches!(&listed, Err(e) if is_disk_full(e)) && inner.release_reserve() {
+        listed = reader::write_failed_ranges(&*inner.io, &inner.dir, ranges);
+    }
+    match listed {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(
+                "{}: cannot list the failed records yet: {e}",
+                inner.opts.what
+            );
+            lock(&inner.state).retry_at = Some(Instant::now() + FULL_DISK_RETRY);
+            false
+        }
+    }
+}
+
+/// Takes appends again, in `fresh` (name and file) if given, else in the
+/// segment being written.
+fn resume(inner: &Inner, fresh: Option<(u64, Arc<dyn LogFile>)>) {
+    let mut st = lock(&inner.state);
+    if let Some((name, file)) = fresh {
+        st.ledger
+            .add_segment(name, inner.dir.join(segment_name(name)), Some(file));
+        st.active = name;
+    }
+    // The failed group's bytes were cut off (or left in a file not
+    // written again).
+    st.active_bytes = FILE_HEADER_LEN as u64;
+    st.failed = None;
+    st.retry_at = None;
+    inner.full.store(false, Ordering::Release);
+    inner.refusing.store(false, Ordering::Release);
+    drop(st);
+    inner.update_status(|s| s.failed = None);
+    tracing::info!(
+        "{} {}: appends are taken again",
+        inner.opts.what,
+        inner.dir.display()
+    );
+    inner.keep_reserve();
+}
+
+/// Records written since the last commit, to commit.
+struct Group {
+    first: u64,
+    last: u64,
+    /// (seq, offset, len) for the ledger once committed.
+    places: Vec<(u64, u64, u64)>,
+}
+
+fn write_ops(inner: &Inner, active: &mut Active, ops: Vec<Op>) -> io::Result<()> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut group: Option<Group> = None;
+    for op in ops {
+        match op {
+            Op::Record {
+                seq,
+                header,
+                payload,
+            } => {
+                let len = (header.len() + payload.len()) as u64;
+                let offset = active.len + buf.len() as u64;
+                let g = group.get_or_insert(Group {
+                    first: seq,
+                    last: seq,
+                    places: Vec::new(),
+                });
+                g.last = seq;
+                g.places.push((seq, offset, len));
+                if buf.len() + len as usize > WRITE_BUFFER && !buf.is_empty() {
+                    flush(active, &mut buf)?;
+                }
+                buf.extend_from_slice(&header);
+                if payload.len() >= WRITE_BUFFER {
+                    flush(active, &mut buf)?;
+                    active.file.append(&payload)?;
+                    active.len += payload.len() as u64;
+                } else {
+                    buf.extend_from_slice(&payload);
+                }
+            }
+            Op::Rotate(name) => {
+                if let Some(g) = group.take() {
+                    commit(inner, active, &mut buf, g)?;
+                }
+                let file = inner.create_segment(name)?;
+                lock(&inner.state).ledger.set_file(name, file.clone());
+                let len = FILE_HEADER_LEN as u64;
+                *active = Active {
+                    name,
+                    file,
+                    len,
+                    committed: len,
+                    poisoned: false,
+                };
+            }
+        }
+    }
+    if let Some(g) = group {
+        commit(inner, active, &mut buf, g)?;
+    }
+    Ok(())
+}
+
+fn flush(active: &mut Active, buf: &mut Vec<u8>) -> io::Result<()> {
+    if !buf.is_empty() {
+        active.file.append(buf)?;
+        active.len += buf.len() as u64;
+        buf.clear();
+    }
+    Ok(())
+}
+
+/// Closes a group with its commit marker, writes it and fsyncs once.
+fn commit(inner: &Inner, active: &mut Active, buf: &mut Vec<u8>, g: Group) -> io::Result<()> {
+    buf.extend_from_slice(&record::commit_marker(g.first, g.last));
+    flush(active, buf)?;
+    active.file.sync_data()?;
+    inner.fsyncs.fetch_add(1, Ordering::Relaxed);
+    TOTAL_FSYNCS.fetch_add(1, Ordering::Relaxed);
+    active.committed = active.len;
+    let mut st = lock(&inner.state);
+    for (seq, offset, len) in g.places {
+        st.ledger.record(active.name, seq, offset, len);
+    }
+    drop(st);
+    // Durable now, even if a later group of the same batch fails.
+    inner.update_status(|s| s.durable = s.durable.max(g.last));
+    Ok(())
+}
+
+/// However the flusher ends (close, failure, panic), no waiter may be left
+/// hanging and no later append may be accepted.
+struct FlusherExit<'a>(&'a Inner);
+
+impl Drop for FlusherExit<'_> {
+    fn drop(&mut self) {
+        let inner = self.0;
+        let mut st = lock(&inner.state);
+        if st.failed.is_none() && (!st.closing || !st.ops.is_empty()) {
+            let what = inner.opts.what;
+            inner.fail(
+                &mut st,
+                io::ErrorKind::Other,
+                format!("{what} flusher stopped unexpectedly; records not acknowledged"),
+            );
+        }
+        st.closing = true;
+        drop(st);
+        inner.update_status(|s| s.closed = true);
+    }
+}
