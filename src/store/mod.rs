@@ -529,12 +529,10 @@ impl Store {
             record::set_link(&mut record, inner.journal_seq_of(key));
         }
         let t = j.append_in(inner.seen_epoch, &record)?;
-        match m {
-            Mutation::Push { key, .. }
-            | Mutation::Failure { key, .. }
-            | Mutation::Delete { key } => inner.remember(t, std::slice::from_ref(key)),
-            Mutation::Restore(state) => inner.remember(t, std::slice::from_ref(&state.key)),
-            Mutation::Wipe => {
+        match m.key() {
+            Some(key) => inner.remember(t, std::slice::from_ref(key)),
+            // A wipe changes every group.
+            None => {
                 let keys: Vec<GroupingKey> = inner.by_key.keys().cloned().collect();
                 inner.remember(t, &keys);
             }

@@ -109,8 +109,11 @@ impl Store {
         let done = inner.pending.partition_point(|u| u.seq <= durable);
         dropped.extend(inner.pending.drain(..done));
         // Pushes are refused while the disk is full, so compaction for
-        // space starts from here (see `room`).
-        self.maybe_snapshot(inner);
+        // space starts from here (see `room`); otherwise the mutation
+        // that follows checks for a snapshot itself.
+        if log.refuses_for_space() {
+            self.maybe_snapshot(inner);
+        }
         dropped
     }
 }
