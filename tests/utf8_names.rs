@@ -203,3 +203,53 @@ fn protobuf_names_with_and_without_utf8_names() {
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("invalid metric name"), "{}", r.text());
 }
+
+/// A label name with `:` is a legal metric name but not a legal label
+/// name. Go's `writeName` tests label names against the metric-name rule,
+/// so it would write `a:b="v"` bare, which no parser reads back. pushkit
+/// escapes and quotes label names by the label-name rule instead.
+#[test]
+fn label_names_with_colons_expose_parsably() {
+    let agent = agent(true);
+    let r = agent.request("PUT", "/metrics/job/j", &[TEXT], b"m{\"a:b\"=\"v\"} 1\n");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let want = [
+        (None, "m{\"a:b\"=\"v\",instance=\"\",job=\"j\"} 1", false),
+        (None, "m{a_b=\"v\",instance=\"\",job=\"j\"} 1", true),
+        (
+            Some("text/plain;version=0.0.4;escaping=allow-utf-8"),
+            "m{\"a:b\"=\"v\",instance=\"\",job=\"j\"} 1",
+            true,
+        ),
+        (
+            Some("text/plain;version=0.0.4;escaping=values"),
+            "m{U__a_3a_b=\"v\",instance=\"\",job=\"j\"} 1",
+            true,
+        ),
+        (
+            Some("text/plain;version=0.0.4;escaping=dots"),
+            "m{a__b=\"v\",instance=\"\",job=\"j\"} 1",
+            true,
+        ),
+    ];
+    for (accept, line, present) in want {
+        let (_, text) = get(&agent, accept);
+        assert_eq!(
+            text.lines().any(|l| l == line),
+            present,
+            "{accept:?}: {line}\n{text}"
+        );
+        // Whatever the escaping, the scrape parses.
+        let utf8 = accept.is_some_and(|a| a.contains("allow-utf-8"));
+        pushkit::expfmt::text::parse_text_names(text.as_bytes(), utf8)
+            .unwrap_or_else(|e| panic!("{accept:?}: {e}\n{text}"));
+    }
+    // `a:b` and `a_b` would expose alike under the default escaping.
+    let r = agent.request(
+        "PUT",
+        "/metrics/job/k",
+        &[TEXT],
+        b"m{\"a:b\"=\"1\",a_b=\"2\"} 1\n",
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+}

@@ -26,7 +26,7 @@ use pushkit::http::error::ErrorCode;
 use pushkit::http::inflight::InflightBudget;
 use pushkit::metrics::Metrics;
 use pushkit::model::family::{duplicate_series, Family, MetricType};
-use pushkit::model::names::{escape_values, is_valid_label_name_with, unescape_values};
+use pushkit::model::names::{escape_values, is_valid_label_name_with, unescape_values, NameKind};
 use pushkit::model::GroupingKey;
 use pushkit::pushgateway::body::{decode_content, parse_families};
 use pushkit::pushgateway::grouping::parse_push_path;
@@ -244,7 +244,7 @@ fn key_path(key: &GroupingKey, utf8: bool) -> Option<String> {
     let mut path = format!("/metrics/job@base64/{}", b64(key.job()));
     for (name, value) in &key.labels()[1..] {
         let escaped = if utf8 {
-            escape_values(name)
+            escape_values(name, NameKind::Label)
         } else {
             name.into()
         };

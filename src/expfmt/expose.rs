@@ -29,7 +29,7 @@ pub use super::negotiate::{
 use super::proto;
 use crate::model::family::{Exemplar, Histogram, Metric, MetricType, Summary, Value};
 use crate::model::gofloat::write_go_g;
-use crate::model::names::is_valid_metric_name;
+use crate::model::names::{is_valid_metric_name, NameKind};
 use prost::Message as _;
 use std::borrow::Cow;
 
@@ -124,7 +124,7 @@ impl ExpositionWriter {
         kind: MetricType,
     ) -> FamilyBuilder<'w> {
         self.scratch.clear();
-        let name = self.names.name(name);
+        let name = self.names.name(name, NameKind::Metric);
         FamilyBuilder {
             writer: self,
             name,
@@ -172,8 +172,10 @@ impl FamilyBuilder<'_> {
     ) {
         let names = self.writer.names;
         if !matches!(names, NameEscaping::AsStored | NameEscaping::AllowUtf8) {
-            let escaped: Vec<(Cow<'_, str>, &str)> =
-                labels.iter().map(|&(k, v)| (names.name(k), v)).collect();
+            let escaped: Vec<(Cow<'_, str>, &str)> = labels
+                .iter()
+                .map(|&(k, v)| (names.name(k, NameKind::Label), v))
+                .collect();
             let pairs: Vec<(&str, &str)> = escaped.iter().map(|(k, v)| (k.as_ref(), *v)).collect();
             self.write_series(&pairs, value, exemplar, ts);
         } else {
@@ -250,13 +252,13 @@ fn write_text_header(
 ) {
     if let Some(help) = help {
         out.extend_from_slice(b"# HELP ");
-        write_name(out, name, quote);
+        write_name(out, name, NameKind::Metric, quote);
         out.push(b' ');
         write_escaped(out, help, false);
         out.push(b'\n');
     }
     out.extend_from_slice(b"# TYPE ");
-    write_name(out, name, quote);
+    write_name(out, name, NameKind::Metric, quote);
     out.push(b' ');
     out.extend_from_slice(text_type(kind));
     out.push(b'\n');
@@ -330,10 +332,11 @@ fn write_text_series<K: AsRef<str>, V: AsRef<str>>(
     }
 }
 
-/// A name, quoted and escaped if `quote` and it is not a legacy metric
-/// name (Go applies that test to label names too).
-fn write_name(out: &mut Vec<u8>, name: &str, quote: bool) {
-    if quote && !is_valid_metric_name(name.as_bytes()) {
+/// A name, quoted and escaped if `quote` and it is not a legacy name of
+/// its kind. Go tests label names against the metric-name rule too, so
+/// it writes a label `a:b` bare, which no parser reads back.
+fn write_name(out: &mut Vec<u8>, name: &str, kind: NameKind, quote: bool) {
+    if quote && !kind.is_legacy(name) {
         out.push(b'"');
         write_escaped(out, name, true);
         out.push(b'"');
@@ -430,7 +433,7 @@ fn write_label_pairs_quoted<K: AsRef<str>, V: AsRef<str>>(
         if i > 0 {
             out.push(b',');
         }
-        write_name(out, name.as_ref(), quote);
+        write_name(out, name.as_ref(), NameKind::Label, quote);
         out.extend_from_slice(b"=\"");
         write_escaped(out, value.as_ref(), true);
         out.push(b'"');

@@ -8,7 +8,7 @@ use std::io::Write as _;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use crate::model::names::{escape_dots, escape_underscores, escape_values};
+use crate::model::names::{escape_dots, escape_underscores, escape_values, NameKind};
 
 /// A format `GET /metrics` can answer in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,14 +77,14 @@ impl NameEscaping {
         self != NameEscaping::AsStored
     }
 
-    /// A name as this escaping writes it (quoting, for `AllowUtf8`, is the
-    /// text writer's).
-    pub fn name(self, name: &str) -> std::borrow::Cow<'_, str> {
+    /// A name of `kind` as this escaping writes it (quoting, for
+    /// `AllowUtf8`, is the text writer's).
+    pub fn name(self, name: &str, kind: NameKind) -> std::borrow::Cow<'_, str> {
         match self {
             NameEscaping::AsStored | NameEscaping::AllowUtf8 => name.into(),
-            NameEscaping::Underscores => escape_underscores(name),
-            NameEscaping::Dots => escape_dots(name),
-            NameEscaping::Values => escape_values(name),
+            NameEscaping::Underscores => escape_underscores(name, kind),
+            NameEscaping::Dots => escape_dots(name, kind),
+            NameEscaping::Values => escape_values(name, kind),
         }
     }
 

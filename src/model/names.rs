@@ -70,38 +70,62 @@ pub fn is_valid_metric_name_with(name: &str, utf8: bool) -> bool {
     }
 }
 
-/// A rune a legacy name may hold at byte offset `i`.
-fn legacy_rune(c: char, i: usize) -> bool {
-    c.is_ascii_alphabetic() || c == '_' || c == ':' || (c.is_ascii_digit() && i > 0)
+/// Which legacy rule a name is escaped against. Prometheus' `EscapeName`
+/// tests label names against the metric-name rule, so `a:b` would go out
+/// bare as a label name, which no parser reads back; here a label name is
+/// escaped (and, with `allow-utf-8`, quoted) unless it is a legacy label
+/// name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    Metric,
+    Label,
 }
 
-/// Underscore escaping: a valid legacy metric name as it is, any other
-/// with each rune a legacy name cannot hold (a leading digit included) as
-/// one `_`. Label names go through the same rule, so `a:b` stays.
-pub fn escape_underscores(name: &str) -> std::borrow::Cow<'_, str> {
-    if is_valid_metric_name(name.as_bytes()) {
+impl NameKind {
+    /// True for a legacy name of this kind.
+    pub fn is_legacy(self, name: &str) -> bool {
+        match self {
+            NameKind::Metric => is_valid_metric_name(name.as_bytes()),
+            NameKind::Label => is_valid_label_name(name.as_bytes()),
+        }
+    }
+
+    /// A rune a legacy name of this kind may hold at byte offset `i`.
+    fn legacy_rune(self, c: char, i: usize) -> bool {
+        c.is_ascii_alphabetic()
+            || c == '_'
+            || (c == ':' && self == NameKind::Metric)
+            || (c.is_ascii_digit() && i > 0)
+    }
+}
+
+/// Underscore escaping: a legacy name of its kind as it is, any other
+/// with each rune such a name cannot hold (a leading digit included) as
+/// one `_`.
+pub fn escape_underscores(name: &str, kind: NameKind) -> std::borrow::Cow<'_, str> {
+    if kind.is_legacy(name) {
         return name.into();
     }
     name.char_indices()
-        .map(|(i, c)| if legacy_rune(c, i) { c } else { '_' })
+        .map(|(i, c)| if kind.legacy_rune(c, i) { c } else { '_' })
         .collect::<String>()
         .into()
 }
 
-/// Value-encoding escaping: a valid legacy metric name as it is, any
-/// other as `U__` followed by each rune: `_` as `__`, a rune a legacy name
+/// Value-encoding escaping: a legacy name of its kind as it is, any
+/// other as `U__` followed by each rune: `_` as `__`, a rune such a name
 /// may hold as itself, anything else as `_<lowercase hex code>_`
 /// (`foo.bar` → `U__foo_2e_bar`).
-pub fn escape_values(name: &str) -> std::borrow::Cow<'_, str> {
+pub fn escape_values(name: &str, kind: NameKind) -> std::borrow::Cow<'_, str> {
     use std::fmt::Write as _;
-    if is_valid_metric_name(name.as_bytes()) {
+    if kind.is_legacy(name) {
         return name.into();
     }
     let mut out = String::from("U__");
     for (i, c) in name.char_indices() {
         if c == '_' {
             out.push_str("__");
-        } else if legacy_rune(c, i) {
+        } else if kind.legacy_rune(c, i) {
             out.push(c);
         } else {
             let _ = write!(out, "_{:x}_", u32::from(c));
@@ -170,9 +194,9 @@ pub fn unescape_values(name: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Dots escaping: `_` as `__`, `.` as `_dot_`, any other rune a legacy
-/// name cannot hold as `__`; a valid legacy name as it is.
-pub fn escape_dots(name: &str) -> std::borrow::Cow<'_, str> {
-    if is_valid_metric_name(name.as_bytes()) {
+/// name of its kind cannot hold as `__`; a legacy name as it is.
+pub fn escape_dots(name: &str, kind: NameKind) -> std::borrow::Cow<'_, str> {
+    if kind.is_legacy(name) {
         return name.into();
     }
     let mut out = String::with_capacity(name.len() + 8);
@@ -180,7 +204,7 @@ pub fn escape_dots(name: &str) -> std::borrow::Cow<'_, str> {
         match c {
             '_' => out.push_str("__"),
             '.' => out.push_str("_dot_"),
-            c if legacy_rune(c, i) => out.push(c),
+            c if kind.legacy_rune(c, i) => out.push(c),
             _ => out.push_str("__"),
         }
     }
@@ -193,23 +217,32 @@ mod tests {
 
     #[test]
     fn escapings_as_prometheus_has_them() {
-        assert_eq!(escape_values("foo.bar"), "U__foo_2e_bar");
-        assert_eq!(escape_values("1abc"), "U___31_abc");
-        assert_eq!(escape_values("ö"), "U___f6_");
-        assert_eq!(escape_values("😱"), "U___1f631_");
-        assert_eq!(escape_values("a_b.c"), "U__a__b_2e_c");
-        assert_eq!(escape_values("ok_name"), "ok_name");
-        assert_eq!(escape_underscores("foo.bar"), "foo_bar");
-        assert_eq!(escape_underscores("1abc"), "_abc");
-        assert_eq!(escape_underscores("a:b"), "a:b");
-        assert_eq!(escape_underscores("héllo wörld"), "h_llo_w_rld");
-        assert_eq!(escape_dots("a_b.c-d"), "a__b_dot_c__d");
-        for name in ["foo.bar", "1abc", "ö", "😱", "a_b.c", "__x", "a b\\\"c"] {
-            assert_eq!(unescape_values(&escape_values(name)), name, "{name}");
+        use NameKind::{Label, Metric};
+        assert_eq!(escape_values("foo.bar", Metric), "U__foo_2e_bar");
+        assert_eq!(escape_values("1abc", Metric), "U___31_abc");
+        assert_eq!(escape_values("ö", Metric), "U___f6_");
+        assert_eq!(escape_values("😱", Metric), "U___1f631_");
+        assert_eq!(escape_values("a_b.c", Metric), "U__a__b_2e_c");
+        assert_eq!(escape_values("ok_name", Metric), "ok_name");
+        assert_eq!(escape_underscores("foo.bar", Metric), "foo_bar");
+        assert_eq!(escape_underscores("1abc", Metric), "_abc");
+        assert_eq!(escape_underscores("héllo wörld", Metric), "h_llo_w_rld");
+        assert_eq!(escape_dots("a_b.c-d", Metric), "a__b_dot_c__d");
+        // A colon is legacy in a metric name only.
+        assert_eq!(escape_underscores("a:b", Metric), "a:b");
+        assert_eq!(escape_underscores("a:b", Label), "a_b");
+        assert_eq!(escape_values("a:b", Label), "U__a_3a_b");
+        assert_eq!(escape_dots("a:b", Label), "a__b");
+        for name in [
+            "foo.bar", "1abc", "ö", "😱", "a_b.c", "__x", "a b\\\"c", "a:b",
+        ] {
+            for kind in [Metric, Label] {
+                assert_eq!(unescape_values(&escape_values(name, kind)), name, "{name}");
+            }
         }
         // A legacy name is not escaped, so one that looks escaped does not
         // come back: as in Prometheus.
-        assert_eq!(unescape_values(&escape_values("U__y")), "y");
+        assert_eq!(unescape_values(&escape_values("U__y", Metric)), "y");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use super::series::{series_id, IdHasher};
 use crate::model::family::{Family, LabelStr, MetricType};
-use crate::model::names::escape_underscores;
+use crate::model::names::{escape_underscores, NameKind};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasherDefault;
@@ -175,7 +175,7 @@ impl Index {
         };
         for family in push {
             let name = family.name.as_str();
-            let escaped = escape_underscores(name);
+            let escaped = escape_underscores(name, NameKind::Metric);
             if let Some(other) = pushed.insert(escaped.clone(), name) {
                 if other != name {
                     return collision(name, other, &escaped);
@@ -195,7 +195,7 @@ impl Index {
             for metric in &family.metrics {
                 let mut seen: HashMap<Cow<'_, str>, &str> = HashMap::new();
                 for (label, _) in &metric.labels {
-                    let e = escape_underscores(label);
+                    let e = escape_underscores(label, NameKind::Label);
                     if let Some(other) = seen.insert(e.clone(), label) {
                         return Err(format!(
                             "label names {other:?} and {label:?} of series {} would both be \
@@ -232,7 +232,7 @@ impl Index {
         if entry.holders.is_empty() && entry.pinned_help.is_none() {
             entry.kind = kind;
         }
-        if let Cow::Owned(escaped) = escape_underscores(name) {
+        if let Cow::Owned(escaped) = escape_underscores(name, NameKind::Metric) {
             if !self.escaped.contains_key(&escaped) {
                 let (raw, _) = self.families.get_key_value(name).expect("inserted above");
                 self.escaped.insert(escaped, raw.clone());
@@ -264,7 +264,7 @@ impl Index {
             }
             if entry.holders.is_empty() && entry.pinned_help.is_none() {
                 self.families.remove(name);
-                if let Cow::Owned(escaped) = escape_underscores(name) {
+                if let Cow::Owned(escaped) = escape_underscores(name, NameKind::Metric) {
                     if self.escaped.get(&escaped).is_some_and(|raw| &**raw == name) {
                         self.escaped.remove(&escaped);
                     }
