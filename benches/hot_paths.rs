@@ -182,29 +182,31 @@ fn mapping_and_line_protocol(c: &mut Criterion) {
 
 fn exposition(c: &mut Criterion) {
     let families = parse_text(bench_payload().as_bytes()).expect("valid");
-    // Built on first use, so that a filter that skips these benches skips
-    // the preload too.
-    let mut store: Option<Store> = None;
-    let mut g = c.benchmark_group("expose_1000_groups_x_100_series");
-    g.sample_size(20);
-    g.throughput(Throughput::Elements(100_000));
-    for (name, format) in [
-        ("text", ExpositionFormat::Text),
-        ("protobuf", ExpositionFormat::Delimited),
-    ] {
-        let mut size = 0;
-        g.bench_function(name, |b| {
-            let store = store.get_or_insert_with(|| store_with(1_000, &families));
-            b.iter(|| {
-                let mut w = ExpositionWriter::with_capacity(format, size);
-                store.expose(&mut w, Vec::new());
-                let out = w.finish();
-                size = out.len();
-                out
-            })
-        });
+    for groups in [1_000usize, 10_000] {
+        // Built on first use, so that a filter that skips these benches
+        // skips the preload too.
+        let mut store: Option<Store> = None;
+        let mut g = c.benchmark_group(format!("expose_{groups}_groups_x_100_series"));
+        g.sample_size(10);
+        g.throughput(Throughput::Elements(groups as u64 * 100));
+        for (name, format) in [
+            ("text", ExpositionFormat::Text),
+            ("protobuf", ExpositionFormat::Delimited),
+        ] {
+            let mut size = 0;
+            g.bench_function(name, |b| {
+                let store = store.get_or_insert_with(|| store_with(groups, &families));
+                b.iter(|| {
+                    let mut w = ExpositionWriter::with_capacity(format, size);
+                    store.expose(&mut w, Vec::new());
+                    let out = w.finish();
+                    size = out.len();
+                    out
+                })
+            });
+        }
+        g.finish();
     }
-    g.finish();
 }
 
 fn store_apply(c: &mut Criterion) {

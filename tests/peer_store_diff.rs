@@ -849,6 +849,9 @@ struct Norm {
     /// Family name → every TYPE given for it (more than one is a bug).
     types: BTreeMap<String, Vec<String>>,
     samples: Vec<NormSample>,
+    /// Each sample's name and label values, in exposition order: the
+    /// Pushgateway sorts a family's series by their label values.
+    order: Vec<String>,
 }
 
 fn value_key(name: &str, v: f64) -> String {
@@ -892,8 +895,19 @@ fn normalize(text: &str) -> Result<Norm, String> {
             name,
         })
         .collect();
+    let order = samples
+        .iter()
+        .map(|s| {
+            let values: Vec<&str> = s.labels.iter().map(|(_, v)| v.as_str()).collect();
+            format!("{} {values:?}", s.name)
+        })
+        .collect();
     samples.sort();
-    Ok(Norm { types, samples })
+    Ok(Norm {
+        types,
+        samples,
+        order,
+    })
 }
 
 /// Empty when equal; otherwise a readable diff.
@@ -946,6 +960,17 @@ fn diff_norms(pgw: &Norm, pk: &Norm) -> String {
     }
     for s in only_pk {
         let _ = writeln!(out, "+ only in pushkit:         {s}");
+    }
+    // The same samples, in another order.
+    if out.is_empty() {
+        if let Some(i) = (0..pgw.order.len()).find(|&i| pgw.order.get(i) != pk.order.get(i)) {
+            let _ = writeln!(
+                out,
+                "sample {i} in exposition order: pushgateway {}, pushkit {}",
+                pgw.order[i],
+                pk.order.get(i).map_or("nothing", |s| s.as_str())
+            );
+        }
     }
     out
 }
@@ -1657,6 +1682,13 @@ fn normalized_comparison_catches_what_matters() {
             same.replace("push_time_seconds{job=\"j2\"} 0\n", ""),
         ),
         ("extra series", format!("{same}m{{job=\"j1\",x=\"y\"}} 1\n")),
+        (
+            "series order",
+            same.replace(
+                "push_time_seconds{job=\"j1\"} 1.8e+09\npush_time_seconds{job=\"j2\"} 0\n",
+                "push_time_seconds{job=\"j2\"} 0\npush_time_seconds{job=\"j1\"} 1.8e+09\n",
+            ),
+        ),
     ] {
         let b = normalize(&other).expect("variant parses");
         assert_ne!(diff_norms(&a, &b), "", "a different {what} went unnoticed");

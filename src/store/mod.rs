@@ -60,6 +60,7 @@ pub mod exposition;
 pub mod index;
 pub mod journal;
 pub mod json;
+mod order;
 pub mod record;
 mod replay;
 mod room;
@@ -226,6 +227,8 @@ pub struct Store {
     seen_epoch: AtomicU64,
     /// Room held for a snapshot on a full disk (see `room`).
     room: Arc<room::Room>,
+    /// Each family's exposition order, as the last scrape built it.
+    orders: order::OrderCache,
 }
 
 impl Store {
@@ -235,6 +238,7 @@ impl Store {
         let room = Arc::new(room::Room::new(options.persistence_dir.as_deref()));
         Store {
             room,
+            orders: order::OrderCache::default(),
             inner: Mutex::new(Inner {
                 index: Index::new(&pinned_families()),
                 ..Inner::default()
@@ -654,11 +658,23 @@ impl Snapshot {
         self.groups.iter().flatten().map(|g| &**g)
     }
 
+    /// Every group, in id order, to keep.
+    pub fn into_groups(self) -> Vec<Arc<Group>> {
+        self.groups.into_iter().flatten().collect()
+    }
+
     /// The group of a holder in [`Snapshot::families`].
     pub fn group(&self, id: GroupId) -> &Group {
         self.groups[id as usize]
             .as_deref()
             .expect("holders are live groups")
+    }
+
+    /// True when family `name` is stored or pinned.
+    pub fn has_family(&self, name: &str) -> bool {
+        self.families
+            .binary_search_by(|(n, _)| (**n).cmp(name))
+            .is_ok()
     }
 
     /// The family names stored or pinned, in name order, with their

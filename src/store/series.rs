@@ -34,6 +34,16 @@ impl GroupLabels {
         self.pairs.iter().any(|(k, _)| k == name)
     }
 
+    /// Reads the first byte of the labels, so that a caller can have
+    /// their memory loaded before it needs them.
+    pub fn first_byte(&self) -> u8 {
+        self.pairs
+            .first()
+            .and_then(|(k, _)| k.as_bytes().first())
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The full, sorted label set of a series whose own labels (sorted)
     /// are `own`, into `out` (cleared first).
     fn merge<'a>(
@@ -158,6 +168,10 @@ pub struct StoredFamily {
     values: StoredValues,
     /// When the push that stored it arrived, ns since the epoch.
     pub pushed_ns: i64,
+    /// A hash of its group's labels and its series' labels, in order:
+    /// equal for two pushes that differ only in values, so the exposition
+    /// order built for one holds for the other (see `order`).
+    shape: u64,
 }
 
 /// One stored series, borrowed from its family.
@@ -177,6 +191,11 @@ impl<'a> StoredSeries<'a> {
             Some(names) => Some((names.next()?, strs.next()?)),
             None => Some((strs.next()?, strs.next()?)),
         })
+    }
+
+    /// Reads the first byte of its labels (see [`GroupLabels::first_byte`]).
+    pub fn first_byte(&self) -> u8 {
+        self.labels.first().copied().unwrap_or(0)
     }
 
     /// Its full, sorted label set, into `out` (cleared first).
@@ -251,6 +270,7 @@ impl StoredFamily {
             Some(v) => StoredValues::Simple(v),
             None => StoredValues::Other(family.metrics.iter().map(|m| m.value.clone()).collect()),
         };
+        let shape = shape_of(group, names.as_deref(), &labels, &ends);
         StoredFamily {
             help: family.help.as_deref().map(Box::from),
             kind: family.kind,
@@ -259,7 +279,13 @@ impl StoredFamily {
             ends: ends.into_boxed_slice(),
             values,
             pushed_ns,
+            shape,
         }
+    }
+
+    /// See the field: what the exposition order depends on, hashed.
+    pub fn shape(&self) -> u64 {
+        self.shape
     }
 
     /// How many series it has.
@@ -269,24 +295,35 @@ impl StoredFamily {
 
     /// Its series, in push order.
     pub fn series(&self) -> impl Iterator<Item = StoredSeries<'_>> + '_ {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts
-            .zip(self.ends.iter().copied())
-            .enumerate()
-            .map(move |(i, (start, end))| StoredSeries {
-                names: self.names.as_deref(),
-                labels: &self.labels[start as usize..end as usize],
-                value: match &self.values {
-                    StoredValues::Simple(v) | StoredValues::Exemplified(v, _) => {
-                        std::borrow::Cow::Owned(Value::Simple(v[i]))
-                    }
-                    StoredValues::Other(v) => std::borrow::Cow::Borrowed(&v[i]),
-                },
-                exemplar: match &self.values {
-                    StoredValues::Exemplified(_, e) => e[i].as_deref(),
-                    _ => None,
-                },
-            })
+        self.series_range(0..self.ends.len())
+    }
+
+    /// Its series `range`, in push order.
+    pub fn series_range(
+        &self,
+        range: std::ops::Range<usize>,
+    ) -> impl Iterator<Item = StoredSeries<'_>> + '_ {
+        range.map(move |i| self.series_at(i))
+    }
+
+    /// Its series `i` (in push order).
+    pub fn series_at(&self, i: usize) -> StoredSeries<'_> {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let end = self.ends[i];
+        StoredSeries {
+            names: self.names.as_deref(),
+            labels: &self.labels[start as usize..end as usize],
+            value: match &self.values {
+                StoredValues::Simple(v) | StoredValues::Exemplified(v, _) => {
+                    std::borrow::Cow::Owned(Value::Simple(v[i]))
+                }
+                StoredValues::Other(v) => std::borrow::Cow::Borrowed(&v[i]),
+            },
+            exemplar: match &self.values {
+                StoredValues::Exemplified(_, e) => e[i].as_deref(),
+                _ => None,
+            },
+        }
     }
 
     /// True when `other` (of the same name and group) has the same type and
@@ -338,6 +375,22 @@ impl StoredFamily {
             series_id(name, labels.iter().copied())
         })
     }
+}
+
+/// [`StoredFamily::shape`] of a family packed as `names`, `labels` and
+/// `ends`, for the group whose labels are `group`.
+fn shape_of(group: &GroupLabels, names: Option<&[u8]>, labels: &[u8], ends: &[u32]) -> u64 {
+    let mut h = IdHash(SEED);
+    for (k, v) in &group.pairs {
+        h.write(k.as_bytes());
+        h.write(v.as_bytes());
+    }
+    h.write(names.unwrap_or_default());
+    h.write(labels);
+    for end in ends {
+        h.0 = fold(h.0 ^ u64::from(*end) ^ SEED, MULT);
+    }
+    fold(h.0, SEED)
 }
 
 /// A series' identity: its family name and its sorted labels, hashed to

@@ -596,8 +596,9 @@ fn a_put_keeps_changes_adds_and_drops_families() {
         s,
         [
             "a{instance=\"i\",job=\"j\",x=\"1\"} 2",
-            "b{instance=\"i\",job=\"j\",y=\"2\"} 3",
+            // Fewer labels first, whichever group holds them.
             "b{instance=\"i\",job=\"j\"} 5",
+            "b{instance=\"i\",job=\"j\",y=\"2\"} 3",
             "c{instance=\"i\",job=\"j\"} 6",
             "d{instance=\"i\",job=\"j\"} 4",
         ]
