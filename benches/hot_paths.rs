@@ -16,7 +16,7 @@ use pushkit::lineproto::{encode_line_protocol, Dialect};
 use pushkit::model::family::Family;
 use pushkit::model::GroupingKey;
 use pushkit::pushgateway::grouping::parse_grouping_key;
-use pushkit::store::{Store, StoreOptions, DEFAULT_SNAPSHOT_AFTER_BYTES};
+use pushkit::store::{Store, StoreOptions};
 use std::hint::black_box;
 use std::path::PathBuf;
 
@@ -73,15 +73,7 @@ fn mapping() -> Mapping {
 }
 
 fn store_with(groups: usize, families: &[Family]) -> Store {
-    let store = Store::new(StoreOptions {
-        consistency_check: true,
-        utf8_names: false,
-        max_groups: 0,
-        max_series: 0,
-        persistence_dir: None,
-        group_ttl: Duration::ZERO,
-        snapshot_after_bytes: DEFAULT_SNAPSHOT_AFTER_BYTES,
-    });
+    let store = Store::new(StoreOptions::in_memory());
     for g in 0..groups {
         let k = key(g);
         let f = families.to_vec();
@@ -209,6 +201,45 @@ fn exposition(c: &mut Criterion) {
     }
 }
 
+/// The store exported to a sink (`export_interval`): made from a snapshot
+/// in batches of 1,000 points, as a remote-write sink encodes them (protobuf
+/// and snappy) and as line protocol writes them.
+fn export(c: &mut Criterion) {
+    use pushkit::lineproto::Dialect;
+    use pushkit::pushgateway::export::StoreExport;
+    use pushkit::sink::export::ExportSource;
+    use pushkit::sink::http::Format;
+    use pushkit::sink::queue::BatchData;
+    let families = parse_text(bench_payload().as_bytes()).expect("valid");
+    for groups in [1_000usize, 10_000] {
+        let mut store: Option<Store> = None;
+        let mut g = c.benchmark_group(format!("export_{groups}_groups_x_100_series"));
+        g.sample_size(10);
+        g.throughput(Throughput::Elements(groups as u64 * 100));
+        for (name, format) in [
+            ("remote_write", Format::RemoteWrite),
+            ("line_protocol", Format::LineProtocol(Dialect::InfluxDb)),
+        ] {
+            g.bench_function(name, |b| {
+                let store = store.get_or_insert_with(|| store_with(groups, &families));
+                b.iter(|| {
+                    let snapshot = store.snapshot().into_groups();
+                    let mut export = StoreExport::new(snapshot, None, format, &mapping(), 1);
+                    let mut bytes = 0;
+                    while let Some(batch) = export.next_batch(1_000) {
+                        bytes += match batch.data {
+                            BatchData::Points(p) => pushkit::sink::remote_write::encode(&p).len(),
+                            BatchData::Lines(t) => t.len(),
+                        };
+                    }
+                    bytes
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
 fn store_apply(c: &mut Criterion) {
     let families = parse_text(bench_payload().as_bytes()).expect("valid");
     let mut g = c.benchmark_group("store_push_100_series");
@@ -245,6 +276,6 @@ fn store_apply(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = configured();
-    targets = text_parse, protobuf_decode, mapping_and_line_protocol, exposition, store_apply
+    targets = text_parse, protobuf_decode, mapping_and_line_protocol, exposition, export, store_apply
 }
 criterion_main!(benches);

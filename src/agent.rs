@@ -8,6 +8,7 @@ use crate::http;
 use crate::http::auth::Authenticator;
 use crate::http::rate_limit::{Rate, RateLimiter};
 use crate::metrics::Metrics;
+use crate::pushgateway::export;
 use crate::pushgateway::guard::Guard;
 use crate::pushgateway::limits::PushLimits;
 use crate::pushgateway::status_page::{SinkRow, StatusPage};
@@ -91,18 +92,27 @@ pub async fn run_with_io(
         )),
         _ => None,
     };
-    let (prefix, pushgateway) = match &config.pushgateway {
-        Some(pg) => (
+    let mapping = config.pushgateway.as_ref().map(|pg| Mapping {
+        naming: Naming {
+            measurement_name: pg.measurement_name.clone(),
+            job_as_measurement: pg.job_as_measurement,
+            keep_exist_metric_name: pg.keep_exist_metric_name,
+        },
+        honor_timestamps: pg.honor_timestamps,
+    });
+    // `validate` allows an export_interval only beside a store.
+    let exports = match (&store, &mapping) {
+        (Some(store), Some(mapping)) => {
+            let intervals: Vec<_> = config.sinks.iter().map(|s| s.export_interval).collect();
+            export::spawn(&intervals, store.clone(), sinks.clone(), mapping.clone())
+        }
+        _ => Vec::new(),
+    };
+    let (prefix, pushgateway) = match (&config.pushgateway, mapping) {
+        (Some(pg), Some(mapping)) => (
             pg.route_prefix.clone(),
             Some(Arc::new(PushgatewayInput {
-                mapping: Mapping {
-                    naming: Naming {
-                        measurement_name: pg.measurement_name.clone(),
-                        job_as_measurement: pg.job_as_measurement,
-                        keep_exist_metric_name: pg.keep_exist_metric_name,
-                    },
-                    honor_timestamps: pg.honor_timestamps,
-                },
+                mapping,
                 max_body_size: config.http_api.max_body_size,
                 max_decompressed_size: config.http_api.max_decompressed_size,
                 sinks: sinks.clone(),
@@ -120,7 +130,7 @@ pub async fn run_with_io(
                 },
             })),
         ),
-        None => (String::new(), None),
+        _ => (String::new(), None),
     };
     let pg = config.pushgateway.clone().unwrap_or_default();
     let api = Arc::new(Api {
@@ -158,6 +168,9 @@ pub async fn run_with_io(
     listeners.extend(edge.unix.map(http::Listener::Unix));
     http::serve(listeners, edge.tls, edge.limits, api, stop).await;
     tracing::info!("stopped accepting; flushing sinks");
+    for export in exports {
+        export.abort();
+    }
     if let Some(store) = &store {
         if let Err(e) = store.close() {
             tracing::error!("closing the store's journal: {e}");

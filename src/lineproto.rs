@@ -103,6 +103,11 @@ impl LpDrops {
         self.exemplars += other.exemplars;
     }
 
+    /// Everything left out, whatever the reason.
+    pub fn total(&self) -> u64 {
+        self.non_finite + self.field_is_tag + self.native_buckets + self.exemplars
+    }
+
     /// Counts what a point's extra (native buckets, exemplars) takes
     /// away from its line.
     pub fn note_extra(&mut self, extra: Option<&PointExtra>) {

@@ -35,6 +35,8 @@ pub const SINK_QUEUE_BYTES: &str = "pushkit_sink_queue_bytes";
 pub const SINK_QUEUE_OLDEST_AGE: &str = "pushkit_sink_queue_oldest_age_seconds";
 pub const SINK_RETRIED: &str = "pushkit_sink_points_retried_total";
 pub const SINK_DUPLICATES: &str = "pushkit_sink_points_possible_duplicates_total";
+pub const SINK_EXPORTS: &str = "pushkit_sink_exports_total";
+pub const SINK_EXPORT_POINTS: &str = "pushkit_sink_export_points_total";
 pub const LOG_FSYNCS: &str = "pushkit_log_fsyncs_total";
 pub const LOG_DAMAGED_BYTES: &str = "pushkit_log_damaged_bytes_total";
 pub const DATA_FAILED: &str = "pushkit_data_failed";
@@ -125,6 +127,18 @@ pub const CATALOG: &[MetricDoc] = &[
         kind: MetricType::Counter,
         labels: &["sink", "reason"],
         help: "Points delivered that the backend may already hold: retried after a timeout or reset (timeout), or sent again after a restart because the crash came before the acknowledgement was recorded (restart).",
+    },
+    MetricDoc {
+        name: SINK_EXPORTS,
+        kind: MetricType::Counter,
+        labels: &["sink", "outcome"],
+        help: "Exports of the store to a sink (export_interval), by outcome: queued, skipped (it did not fit in the room the sink's queue budget had free), sent (delivered whole), cut (a push needed its room, a newer export replaced it, or a request failed: exports are never retried).",
+    },
+    MetricDoc {
+        name: SINK_EXPORT_POINTS,
+        kind: MetricType::Counter,
+        labels: &["sink", "outcome"],
+        help: "Points of store exports, counted apart from pushed points, by outcome: delivered (staleness markers included), rejected (the backend answered a 4xx other than 429), left_out (samples line protocol cannot carry).",
     },
     MetricDoc {
         name: LOG_FSYNCS,
@@ -376,6 +390,8 @@ pub struct Metrics {
     pub sink_queue_oldest_age: Labelled<Gauge>,
     pub sink_retried: Labelled<Counter>,
     pub sink_duplicates: Labelled<Counter>,
+    pub sink_exports: Labelled<Counter>,
+    pub sink_export_points: Labelled<Counter>,
     /// Set from the durable engine's count when a scrape reads it.
     pub log_fsyncs: Counter,
     /// Set from the durable engine's count when a scrape reads it.
@@ -429,6 +445,8 @@ impl Metrics {
                     SINK_QUEUE_OLDEST_AGE => self.sink_queue_oldest_age.metrics(doc, gauge),
                     SINK_RETRIED => self.sink_retried.metrics(doc, counter),
                     SINK_DUPLICATES => self.sink_duplicates.metrics(doc, counter),
+                    SINK_EXPORTS => self.sink_exports.metrics(doc, counter),
+                    SINK_EXPORT_POINTS => self.sink_export_points.metrics(doc, counter),
                     LOG_FSYNCS => vec![unlabelled(counter(&self.log_fsyncs))],
                     LOG_DAMAGED_BYTES => vec![unlabelled(counter(&self.log_damaged_bytes))],
                     DATA_FAILED => self.data_failed.metrics(doc, gauge),

@@ -1019,7 +1019,7 @@ mod tests {
         );
         assert_eq!(
             file_err("[[sinks]]\nurl = \"http://a/w\"\ncompress = true\n"),
-            r#"conf.d/pushkit.conf: unknown key "sinks[0].compress": expected one of name, url, gzip, timeout, max_queue_bytes, overflow, format, lp_dialect, max_disk_bytes, retry_base, retry_max, headers, bearer_token, bearer_token_file, basic_auth, ca_file, cert_file, key_file, tls_insecure_skip_verify"#
+            r#"conf.d/pushkit.conf: unknown key "sinks[0].compress": expected one of name, url, gzip, timeout, max_queue_bytes, overflow, format, lp_dialect, max_disk_bytes, retry_base, retry_max, export_interval, headers, bearer_token, bearer_token_file, basic_auth, ca_file, cert_file, key_file, tls_insecure_skip_verify"#
         );
         assert_eq!(
             file_err("[[inputs.pushgateway]]\nstores = true\n"),
@@ -1129,6 +1129,25 @@ mod tests {
             Case::new(&[("a.conf", "[[inputs.pushgateway]]\n"), ("b.conf", "[[inputs.pushgateway]]\n")]).err(),
             "conf.d/b.conf: inputs.pushgateway[0]: a second [[inputs.pushgateway]] block (the first is conf.d/a.conf: inputs.pushgateway[0]): expected the input to be configured once"
         );
+    }
+
+    #[test]
+    fn an_export_needs_the_store() {
+        let sink = "[[sinks]]\nurl = \"http://a/w\"\nexport_interval = \"30s\"\n";
+        assert_eq!(
+            Case::new(&[(
+                "a.conf",
+                &format!("{sink}[[inputs.pushgateway]]\nstore = false\n")
+            )])
+            .err(),
+            r#"conf.d/a.conf: sinks[0].export_interval = "30s": expected 0s: an export sends the store of [[inputs.pushgateway]], which is off (store = false) or not enabled"#
+        );
+        assert_eq!(
+            file_err("[[sinks]]\nurl = \"http://a/w\"\nexport_interval = \"500ms\"\n[[inputs.pushgateway]]\n"),
+            r#"conf.d/pushkit.conf: sinks[0].export_interval = "500ms": expected 0s (off) or at least 1s"#
+        );
+        let config = Case::new(&[("a.conf", &format!("{sink}[[inputs.pushgateway]]\n"))]).config();
+        assert_eq!(config.sinks[0].export_interval, Duration::from_secs(30));
     }
 
     #[test]

@@ -199,7 +199,7 @@ mod tests {
             ),
         ];
         let docs = reference();
-        assert_eq!(docs.len(), 64);
+        assert_eq!(docs.len(), 65);
         for doc in docs {
             let (_, name, source) = structs.iter().find(|(s, _, _)| *s == doc.section).unwrap();
             let comment = field_doc(source, name, doc.key);

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::{Key, Section, Show, ENV_DATAWAY};
 use super::syntax::{self, Choice};
-use super::value::{quote, REDACTED};
+use super::value::{format_duration, quote, REDACTED};
 
 // The `http` crate's header rules, as the client applies them; without
 // the network stack, the same crate through warp.
@@ -196,6 +196,11 @@ pub struct SinkConfig {
     /// Default: `"30s"`. ENV: none.
     #[serde(with = "syntax::nonzero_duration")]
     pub retry_max: Duration,
+    /// Send the whole store this often (every stored series, and each
+    /// group's push times, stamped with the export time); 0 is off.
+    /// Default: `"0s"`. ENV: none.
+    #[serde(with = "syntax::duration")]
+    pub export_interval: Duration,
     /// Extra request headers; values are secrets, never shown.
     /// Default: `{}`. ENV: none.
     #[serde(with = "syntax::headers", skip_serializing_if = "BTreeMap::is_empty")]
@@ -246,6 +251,7 @@ impl Default for SinkConfig {
             max_disk_bytes: 1 << 30,
             retry_base: Duration::from_millis(500),
             retry_max: Duration::from_secs(30),
+            export_interval: Duration::ZERO,
             headers: BTreeMap::new(),
             bearer_token: None,
             bearer_token_file: None,
@@ -300,6 +306,10 @@ impl Section for SinkConfig {
             "first retry delay; doubles up to retry_max, with jitter",
         ),
         Key::new("retry_max", "longest retry delay"),
+        Key::new(
+            "export_interval",
+            "send the whole store this often: every stored series and each group's push times, stamped with the export time (0s: off; needs store = true)",
+        ),
         Key::new(
             "headers",
             "extra request headers, e.g. { Authorization = \"Token ...\" }; values never shown",
@@ -437,9 +447,21 @@ impl SinkConfig {
         self.check_headers()?;
         self.auth()?;
         self.client_cert()?;
+        if !self.export_interval.is_zero() && self.export_interval < MIN_EXPORT_INTERVAL {
+            return Err(Violation {
+                key: "export_interval",
+                sub: None,
+                value: quote(&format_duration(self.export_interval)),
+                expected: "expected 0s (off) or at least 1s".into(),
+            });
+        }
         Ok(())
     }
 }
+
+/// The shortest `export_interval`: a whole store each second is already
+/// more than any TSDB needs.
+const MIN_EXPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 const EXPECT_HEADER_VALUE: &str =
     "expected visible ASCII characters, spaces and tabs only (it is sent in a header)";

@@ -58,8 +58,24 @@ impl Config {
     pub(crate) fn validate_from(&self, origins: &Origins) -> Result<(), ConfigError> {
         validate_http(&self.http_api, &origins.http)?;
         validate_tls(&self.http_api.tls, &origins.tls)?;
-        validate_sinks(&self.sinks, &origins.sinks)
+        validate_sinks(&self.sinks, &origins.sinks)?;
+        validate_exports(self, &origins.sinks)
     }
+}
+
+/// An export sends the pushgateway input's store, so it needs one.
+fn validate_exports(config: &Config, origins: &[SectionOrigin]) -> Result<(), ConfigError> {
+    let store = config.pushgateway.as_ref().is_some_and(|p| p.store);
+    for (i, sink) in config.sinks.iter().enumerate() {
+        if !sink.export_interval.is_zero() && !store {
+            return Err(ConfigError::Invalid {
+                at: sink_origin(origins, i).place("export_interval"),
+                value: quote(&super::value::format_duration(sink.export_interval)),
+                expected: "expected 0s: an export sends the store of [[inputs.pushgateway]], which is off (store = false) or not enabled".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The rules of `[http_api]`: a body of `max_body_size` must fit in the

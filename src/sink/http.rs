@@ -15,6 +15,7 @@
 
 use super::disk::{Body, DiskBatch, DiskQueue, Form};
 use super::drops;
+use super::export::ExportTaken;
 use super::lp_reply;
 use super::queue::{Batch, BatchData, SinkQueue};
 use super::remote_write;
@@ -94,20 +95,47 @@ enum Taken {
     Disk(DiskBatch),
 }
 
+/// Whose points a delivery carries: pushed points and store exports are
+/// counted apart, and only pushes are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Push,
+    Export,
+}
+
+/// Why a request body was not delivered.
+enum Undelivered {
+    /// The backend refused it: status and reply.
+    Rejected(u16, String),
+    /// An export's request failed in a way a push would retry: exports are
+    /// sent once (the next one is due at the next interval).
+    GaveUp,
+}
+
 impl HttpSink {
     /// Takes batches until the queue is closed and empty.
     pub async fn run(self: Arc<Self>, max_points: usize, flush_every: Duration) {
         loop {
+            // Pushes first: an export batch goes only while no pushed
+            // point waits.
+            if !self.push_waiting() && self.send_export_batch(max_points).await {
+                continue;
+            }
+            // Cancelling either wait loses nothing (see each); an export
+            // offered meanwhile is looked at above.
             let taken = match &self.disk {
-                Some((disk, i)) => disk
-                    .next_batch(*i, max_points, flush_every, self.disk_form())
-                    .await
-                    .map(Taken::Disk),
-                None => self
-                    .queue
-                    .next_batch(max_points, flush_every)
-                    .await
-                    .map(Taken::Memory),
+                Some((disk, i)) => tokio::select! {
+                    biased;
+                    b = disk.next_batch(*i, max_points, flush_every, self.disk_form()) => {
+                        b.map(Taken::Disk)
+                    }
+                    _ = self.queue.export_offered() => continue,
+                },
+                None => tokio::select! {
+                    biased;
+                    b = self.queue.next_batch(max_points, flush_every) => b.map(Taken::Memory),
+                    _ = self.queue.export_offered() => continue,
+                },
             };
             let Some(mut taken) = taken else { break };
             self.update_depth();
@@ -116,15 +144,22 @@ impl HttpSink {
                     data: BatchData::Lines(text),
                     points,
                     ..
-                }) => self.deliver_lines(std::mem::take(text), *points).await,
+                }) => {
+                    self.deliver_lines(std::mem::take(text), *points, Purpose::Push)
+                        .await;
+                }
                 Taken::Memory(Batch {
                     data: BatchData::Points(points),
                     ..
-                }) => self.deliver(points).await,
+                }) => {
+                    self.deliver(points, Purpose::Push).await;
+                }
                 Taken::Disk(DiskBatch {
                     body: Body::Points(points),
                     ..
-                }) => self.deliver(points).await,
+                }) => {
+                    self.deliver(points, Purpose::Push).await;
+                }
                 Taken::Disk(DiskBatch {
                     body:
                         Body::Lines {
@@ -136,7 +171,8 @@ impl HttpSink {
                 }) => {
                     drops::note_lp(&self.metrics, &self.name, *drops);
                     if *points > 0 {
-                        self.deliver_lines(std::mem::take(text), *points).await;
+                        self.deliver_lines(std::mem::take(text), *points, Purpose::Push)
+                            .await;
                     }
                 }
             }
@@ -160,6 +196,47 @@ impl HttpSink {
             }
             self.update_depth();
         }
+    }
+
+    /// True while pushed points wait to be sent (durable or not yet).
+    fn push_waiting(&self) -> bool {
+        match &self.disk {
+            Some((disk, i)) => disk.depth(*i).0 > 0,
+            None => self.queue.lock().depth_points() > 0,
+        }
+    }
+
+    /// Sends the next batch of the export waiting, if one is; false when
+    /// there is none. A request that fails ends the export (counted cut).
+    async fn send_export_batch(&self, max_points: usize) -> bool {
+        let (taken, cut) = self.queue.take_export(max_points);
+        let m = &self.metrics;
+        if cut > 0 {
+            m.sink_exports.with(&[&self.name, "cut"]).add(cut as f64);
+        }
+        let batch = match taken {
+            ExportTaken::Nothing => return false,
+            ExportTaken::Done => {
+                m.sink_exports.with(&[&self.name, "sent"]).add(1.0);
+                return true;
+            }
+            ExportTaken::Batch(b) => b,
+        };
+        if batch.left_out > 0 {
+            (m.sink_export_points.with(&[&self.name, "left_out"])).add(batch.left_out as f64);
+        }
+        let sent = match batch.data {
+            BatchData::Lines(text) if batch.points > 0 => {
+                self.deliver_lines(text, batch.points, Purpose::Export)
+                    .await
+            }
+            BatchData::Lines(_) => true,
+            BatchData::Points(points) => self.deliver(&points, Purpose::Export).await,
+        };
+        if !sent && self.queue.cut_export() {
+            m.sink_exports.with(&[&self.name, "cut"]).add(1.0);
+        }
+        true
     }
 
     /// How this sink reads the disk queue: line protocol straight from the
@@ -195,66 +272,85 @@ impl HttpSink {
         m.sink_queue_oldest_age.with(&[&self.name]).set(age);
     }
 
-    /// Delivers `points`, retrying until they are accepted or rejected. A
-    /// 400 that refuses the batch whole is bisected down to the refused
-    /// points; a line-protocol partial write is counted, never re-sent.
-    async fn deliver(&self, points: &[Point]) {
+    /// Delivers `points`, retrying pushes until they are accepted or
+    /// rejected. A 400 that refuses the batch whole is bisected down to the
+    /// refused points; a line-protocol partial write is counted, never
+    /// re-sent. False when an export's request failed (see [`Undelivered`]).
+    async fn deliver(&self, points: &[Point], purpose: Purpose) -> bool {
         let mut refused = Refused::default();
         let mut pending = vec![points];
+        let mut sent = true;
         while let Some(part) = pending.pop() {
-            let body = match self.encode(part) {
+            let body = match self.encode(part, purpose) {
                 Ok(body) => body,
                 Err(e) => {
-                    self.encode_failed(part.len(), e);
+                    self.encode_failed(part.len(), e, purpose);
                     continue;
                 }
             };
             if body.is_empty() {
                 continue;
             }
-            if let Err((status, reply)) = self.send(body, part.len()).await {
-                if let Some(refused) = self.partial_write(part.len(), status, &reply) {
-                    self.count_partial_write(part.len(), refused, &reply);
-                } else if status == 400 && part.len() > 1 {
-                    let (a, b) = remote_write::halves(part);
-                    pending.push(b);
-                    pending.push(a);
-                } else {
-                    refused.add(part.len(), status, reply);
+            match self.send(body, part.len(), purpose).await {
+                Ok(()) => {}
+                Err(Undelivered::GaveUp) => {
+                    sent = false;
+                    break;
+                }
+                Err(Undelivered::Rejected(status, reply)) => {
+                    if let Some(refused) = self.partial_write(part.len(), status, &reply) {
+                        self.count_partial_write(part.len(), refused, &reply, purpose);
+                    } else if status == 400 && part.len() > 1 {
+                        let (a, b) = remote_write::halves(part);
+                        pending.push(b);
+                        pending.push(a);
+                    } else {
+                        refused.add(part.len(), status, reply);
+                    }
                 }
             }
         }
-        self.rejected(refused);
+        self.rejected(refused, purpose);
+        sent
     }
 
     /// Delivers `points` points already written as line protocol, one per
     /// line, as [`HttpSink::deliver`] does points.
-    async fn deliver_lines(&self, text: Vec<u8>, points: usize) {
+    async fn deliver_lines(&self, text: Vec<u8>, points: usize, purpose: Purpose) -> bool {
         let mut refused = Refused::default();
         let mut pending = vec![(0..text.len(), points)];
+        let mut sent = true;
         while let Some((range, n)) = pending.pop() {
             let part = &text[range.clone()];
             let body = match self.compress(part) {
                 Ok(body) => body,
                 Err(e) => {
-                    self.encode_failed(n, e);
+                    self.encode_failed(n, e, purpose);
                     continue;
                 }
             };
-            if let Err((status, reply)) = self.send(body, n).await {
-                if let Some(refused) = self.partial_write(n, status, &reply) {
-                    self.count_partial_write(n, refused, &reply);
-                } else if status == 400 && n > 1 {
-                    let half = n.div_ceil(2);
-                    let mid = range.start + lp_reply::after_line(part, half);
-                    pending.push((mid..range.end, n - half));
-                    pending.push((range.start..mid, half));
-                } else {
-                    refused.add(n, status, reply);
+            match self.send(body, n, purpose).await {
+                Ok(()) => {}
+                Err(Undelivered::GaveUp) => {
+                    sent = false;
+                    break;
+                }
+                Err(Undelivered::Rejected(status, reply)) => {
+                    if let Some(refused) = self.partial_write(n, status, &reply) {
+                        self.count_partial_write(n, refused, &reply, purpose);
+                    } else if status == 400 && n > 1 {
+                        let half = n.div_ceil(2);
+                        let mid = range.start + lp_reply::after_line(part, half);
+                        pending.push((mid..range.end, n - half));
+                        pending.push((range.start..mid, half));
+                    } else {
+                        refused.add(n, status, reply);
+                    }
                 }
             }
         }
-        self.rejected(refused);
+        self.rejected(refused, purpose);
+        sent
     }
 
     /// The lines of a batch of `points` a line-protocol backend says it
@@ -269,23 +365,38 @@ impl HttpSink {
 
     /// A partial write stored every line but `refused`: those are dropped
     /// (rejected), the rest delivered; none is sent again.
-    fn count_partial_write(&self, points: usize, refused: usize, reply: &str) {
+    fn count_partial_write(&self, points: usize, refused: usize, reply: &str, purpose: Purpose) {
         let why = format!(
             "stored a batch but {refused} of its {points} points (partial write), dropped: {}",
             self.one_line(reply)
         );
         tracing::error!(sink = %self.name, points, refused, "sink {why}");
         self.metrics.note_sink_error(&self.name, why);
-        self.count_dropped(refused, "rejected");
-        self.metrics
-            .sink_delivered
-            .with(&[&self.name])
-            .add((points - refused) as f64);
+        self.count_rejected(refused, purpose);
+        self.count_delivered(points - refused, purpose);
+    }
+
+    fn count_delivered(&self, points: usize, purpose: Purpose) {
+        let m = &self.metrics;
+        let counter = match purpose {
+            Purpose::Push => m.sink_delivered.with(&[&self.name]),
+            Purpose::Export => m.sink_export_points.with(&[&self.name, "delivered"]),
+        };
+        counter.add(points as f64);
+    }
+
+    fn count_rejected(&self, points: usize, purpose: Purpose) {
+        match purpose {
+            Purpose::Push => self.count_dropped(points, "rejected"),
+            Purpose::Export => (self.metrics.sink_export_points)
+                .with(&[&self.name, "rejected"])
+                .add(points as f64),
+        }
     }
 
     /// Drops and logs what a batch's delivery had refused: one line for
     /// the whole batch, however many requests bisecting it took.
-    fn rejected(&self, refused: Refused) {
+    fn rejected(&self, refused: Refused, purpose: Purpose) {
         let Some((status, reply)) = refused.first else {
             return;
         };
@@ -301,19 +412,27 @@ impl HttpSink {
             "sink {why}"
         );
         self.metrics.note_sink_error(&self.name, why);
-        self.count_dropped(refused.points, "rejected");
+        self.count_rejected(refused.points, purpose);
     }
 
     /// Writing gzip into memory does not fail in practice; if it does, the
     /// batch cannot be sent at all.
-    fn encode_failed(&self, points: usize, e: std::io::Error) {
+    fn encode_failed(&self, points: usize, e: std::io::Error, purpose: Purpose) {
         tracing::error!(sink = %self.name, points, "could not encode a batch, dropped: {e}");
-        self.count_dropped(points, "encode");
+        match purpose {
+            Purpose::Push => self.count_dropped(points, "encode"),
+            Purpose::Export => self.count_rejected(points, purpose),
+        }
     }
 
     /// Sends one request body of `points` points until it is delivered (Ok)
-    /// or rejected (Err with status and body).
-    async fn send(&self, body: bytes::Bytes, points: usize) -> Result<(), (u16, String)> {
+    /// or rejected; an export's body is tried once.
+    async fn send(
+        &self,
+        body: bytes::Bytes,
+        points: usize,
+        purpose: Purpose,
+    ) -> Result<(), Undelivered> {
         let mut retries: u32 = 0;
         let mut maybe_duplicated = false;
         loop {
@@ -330,7 +449,7 @@ impl HttpSink {
                         .sink_requests
                         .with(&[&self.name, "success"])
                         .add(1.0);
-                    self.metrics.sink_delivered.with(&[&self.name]).add(n);
+                    self.count_delivered(points, purpose);
                     if maybe_duplicated {
                         self.metrics
                             .sink_duplicates
@@ -347,7 +466,15 @@ impl HttpSink {
                         .sink_requests
                         .with(&[&self.name, "rejected"])
                         .add(1.0);
-                    return Err((status, body));
+                    return Err(Undelivered::Rejected(status, body));
+                }
+                Attempt::Retry { why, .. } if purpose == Purpose::Export => {
+                    self.metrics
+                        .sink_requests
+                        .with(&[&self.name, "retry"])
+                        .add(1.0);
+                    tracing::warn!(sink = %self.name, points, "export request failed, the rest of this export is skipped: {why}");
+                    return Err(Undelivered::GaveUp);
                 }
                 Attempt::Retry {
                     after,
@@ -379,13 +506,18 @@ impl HttpSink {
         }
     }
 
-    fn encode(&self, points: &[Point]) -> std::io::Result<bytes::Bytes> {
+    fn encode(&self, points: &[Point], purpose: Purpose) -> std::io::Result<bytes::Bytes> {
         match self.format {
             // Snappy is part of the remote-write protocol; gzip does not apply.
             Format::RemoteWrite => Ok(remote_write::encode(points).into()),
             Format::LineProtocol(dialect) => {
                 let (text, left_out) = encode_line_protocol(points, dialect);
-                drops::note_lp(&self.metrics, &self.name, left_out);
+                match purpose {
+                    Purpose::Push => drops::note_lp(&self.metrics, &self.name, left_out),
+                    Purpose::Export => (self.metrics.sink_export_points)
+                        .with(&[&self.name, "left_out"])
+                        .add(left_out.total() as f64),
+                }
                 if text.is_empty() {
                     // Nothing line protocol can carry: nothing to send.
                     return Ok(bytes::Bytes::new());

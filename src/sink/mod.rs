@@ -11,6 +11,8 @@
 pub mod client;
 pub mod disk;
 pub mod drops;
+pub mod export;
+mod form;
 pub mod http;
 pub mod lp_reply;
 pub mod queue;
@@ -356,7 +358,7 @@ impl SinkSet {
                 freed.as_mut().enable();
                 {
                     let mut state = queue.lock();
-                    if queue.has_room(&state, expected) {
+                    if queue.has_room(&mut state, expected) {
                         queue.reserve(&mut state, expected);
                         held.queues.push((queue.clone(), expected));
                         break;
@@ -452,7 +454,7 @@ impl SinkSet {
         }
         // Given back above; the room it held is now the push's to take.
         held.queues.clear();
-        for ((sink, state), (_, cost)) in self.http.iter().zip(&guards).zip(&payloads) {
+        for ((sink, state), (_, cost)) in self.http.iter().zip(guards.iter_mut()).zip(&payloads) {
             if sink.queue.overflow == Overflow::Block && !sink.queue.has_room(state, *cost) {
                 return Err(EnqueueError::Full(QueueFull {
                     sink: sink.name.clone(),
@@ -559,6 +561,28 @@ impl SinkSet {
     /// `None` without a disk queue.
     pub fn commit_group(&self) -> Option<crate::durable::CommitGroup<'_>> {
         self.disk.as_ref().map(|d| d.log().group())
+    }
+
+    /// The wire format of sink `i` (in configuration order), which an
+    /// export made for it must take: points for remote write, lines in its
+    /// dialect for line protocol.
+    pub fn format(&self, i: usize) -> http::Format {
+        self.http[i].format
+    }
+
+    /// Offers sink `i` an export of the store (see `export`), counted as
+    /// queued or skipped; true if queued.
+    pub fn offer_export(&self, i: usize, source: Box<dyn export::ExportSource>) -> bool {
+        let sink = &self.http[i];
+        let queued = sink.queue.offer_export(source);
+        let outcome = if queued { "queued" } else { "skipped" };
+        (self.metrics.sink_exports)
+            .with(&[&sink.name, outcome])
+            .add(1.0);
+        if !queued {
+            tracing::warn!(sink = %sink.name, "export skipped: it does not fit in the room max_queue_bytes leaves beside the queued pushes");
+        }
+        queued
     }
 
     /// True with `[io] queue_dir`.

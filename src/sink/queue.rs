@@ -11,12 +11,15 @@
 //! record: the worker takes it only once that record is durable, and
 //! drops it, unsent, if the record failed (the push was refused). What
 //! comes after it waits for it, so order is kept.
+//!
+//! Beside the pushes it may hold one store export (`export`), counted in
+//! the budget until a push needs its room.
 
+use super::export::{ExportSlot, ExportSource, ExportTaken};
+pub use super::form::{point_cost, BatchData, Payload};
 use crate::durable::{Slot, SlotState};
-use crate::lineproto::Lines;
-use crate::model::point::Point;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -31,50 +34,6 @@ pub enum Overflow {
     Block,
     /// Drop the oldest queued points to make room, counting them.
     DropOldest,
-}
-
-/// Estimated line-protocol bytes of a point: what the budget counts.
-pub fn point_cost(p: &Point) -> u64 {
-    let tags: usize = p.tags.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
-    let fields: usize = p.fields.iter().map(|f| f.key.len() + 20).sum();
-    (p.measurement.len() + tags + fields + 21) as u64
-}
-
-/// The points of one push in the form a sink sends, shared between the
-/// queues of the sinks that send that form.
-#[derive(Clone)]
-pub enum Payload {
-    Points(Arc<Vec<Point>>),
-    Lines(Arc<Lines>),
-}
-
-impl Payload {
-    pub fn len(&self) -> usize {
-        match self {
-            Payload::Points(p) => p.len(),
-            Payload::Lines(l) => l.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// No other queue shares these points.
-    fn held_alone(&self) -> bool {
-        match self {
-            Payload::Points(p) => Arc::strong_count(p) == 1,
-            Payload::Lines(l) => Arc::strong_count(l) == 1,
-        }
-    }
-
-    /// What the budget counts for points `from..to`.
-    pub fn cost(&self, from: usize, to: usize) -> u64 {
-        match self {
-            Payload::Points(p) => p[from..to].iter().map(point_cost).sum(),
-            Payload::Lines(l) => l.range(from, to).len() as u64,
-        }
-    }
 }
 
 /// A run of points from one push.
@@ -100,6 +59,8 @@ pub struct QueueState {
     /// When the oldest point of the batch in flight was admitted.
     inflight_since: Option<Instant>,
     closed: bool,
+    /// The store export waiting beside the pushes, if any (see `export`).
+    pub(super) export: ExportSlot,
 }
 
 impl QueueState {
@@ -110,6 +71,11 @@ impl QueueState {
 
     pub fn depth_bytes(&self) -> u64 {
         self.queued_bytes + self.inflight_bytes
+    }
+
+    /// Bytes held for pushes being parsed.
+    pub fn reserved_bytes(&self) -> u64 {
+        self.reserved_bytes
     }
 
     /// How long the oldest point waiting (or in flight) has been queued.
@@ -129,50 +95,11 @@ pub struct Batch {
     pub bytes: u64,
 }
 
-pub enum BatchData {
-    Points(Vec<Point>),
-    /// Line protocol, ready to send.
-    Lines(Vec<u8>),
-}
-
-impl BatchData {
-    fn empty_like(payload: &Payload) -> BatchData {
-        match payload {
-            Payload::Points(_) => BatchData::Points(Vec::new()),
-            Payload::Lines(_) => BatchData::Lines(Vec::new()),
-        }
-    }
-
-    fn same_form(&self, payload: &Payload) -> bool {
-        matches!(
-            (self, payload),
-            (BatchData::Points(_), Payload::Points(_)) | (BatchData::Lines(_), Payload::Lines(_))
-        )
-    }
-
-    fn is_empty(&self) -> bool {
-        match self {
-            BatchData::Points(p) => p.is_empty(),
-            BatchData::Lines(l) => l.is_empty(),
-        }
-    }
-
-    /// The payload's points, moved out when no other queue shares them.
-    fn from_payload(payload: Payload) -> BatchData {
-        match payload {
-            Payload::Points(p) => {
-                BatchData::Points(Arc::try_unwrap(p).unwrap_or_else(|shared| (*shared).clone()))
-            }
-            Payload::Lines(l) => BatchData::Lines(
-                Arc::try_unwrap(l).map_or_else(|shared| shared.text.clone(), |l| l.text),
-            ),
-        }
-    }
-}
-
 pub struct SinkQueue {
     state: Mutex<QueueState>,
     wake: Notify,
+    /// Notified when an export is offered.
+    pub(super) export_wake: Notify,
     /// Notified when a batch is done and its bytes leave the budget.
     room: Notify,
     pub max_bytes: u64,
@@ -184,6 +111,7 @@ impl SinkQueue {
         SinkQueue {
             state: Mutex::new(QueueState::default()),
             wake: Notify::new(),
+            export_wake: Notify::new(),
             room: Notify::new(),
             max_bytes,
             overflow,
@@ -196,10 +124,14 @@ impl SinkQueue {
 
     /// Would `cost` more bytes fit beside what is queued and reserved? An
     /// empty queue takes any push, so that a push bigger than the budget is
-    /// not refused forever.
-    pub fn has_room(&self, state: &QueueState, cost: u64) -> bool {
+    /// not refused forever. An export held makes way for it if it must.
+    pub fn has_room(&self, state: &mut QueueState, cost: u64) -> bool {
         let taken = state.depth_bytes() + state.reserved_bytes;
-        taken == 0 || taken + cost <= self.max_bytes
+        let with_export = taken + state.export.bytes;
+        if with_export == 0 || with_export + cost <= self.max_bytes {
+            return true;
+        }
+        make_room_for_push(state, taken, cost, self.max_bytes)
     }
 
     /// Holds `bytes` for a push about to be parsed.
@@ -354,9 +286,96 @@ impl SinkQueue {
 
     /// No more pushes: the worker sends what is left without waiting.
     pub fn close(&self) {
-        self.lock().closed = true;
+        let mut state = self.lock();
+        state.closed = true;
+        // An export is made again at any time: none delays a shutdown.
+        state.export.drop_held();
+        drop(state);
         self.wake.notify_one();
     }
+}
+
+/// Store exports beside the pushes (see `export` for the contract).
+impl SinkQueue {
+    /// Offers an export (see the module doc): true if it is queued, false
+    /// if it did not fit in the room the budget has free. One not yet sent
+    /// whole is replaced (cut, counted by the worker).
+    pub fn offer_export(&self, source: Box<dyn ExportSource>) -> bool {
+        let bytes = source.remaining_bytes();
+        let mut state = self.lock();
+        state.export.cut();
+        let taken = state.depth_bytes() + state.reserved_bytes();
+        if taken.saturating_add(bytes) > self.max_bytes {
+            return false;
+        }
+        let slot = &mut state.export;
+        slot.source = Some(source);
+        slot.held = true;
+        slot.bytes = bytes;
+        drop(state);
+        self.export_wake.notify_one();
+        true
+    }
+
+    /// Resolves once an export was offered after the last call (or one is
+    /// pending from before), for the worker to wait on beside its pushes.
+    pub async fn export_offered(&self) {
+        self.export_wake.notified().await;
+    }
+
+    /// The next batch of the export held, made without the queue's lock;
+    /// and how many exports were cut since the last call, for the worker
+    /// to count.
+    pub fn take_export(&self, max_points: usize) -> (ExportTaken, u64) {
+        let (mut source, generation, cut_before) = {
+            let mut state = self.lock();
+            let slot = &mut state.export;
+            let cut = std::mem::take(&mut slot.cut);
+            match slot.source.take() {
+                Some(source) => (source, slot.generation, cut),
+                None => return (ExportTaken::Nothing, cut),
+            }
+        };
+        let batch = source.next_batch(max_points);
+        let mut state = self.lock();
+        let slot = &mut state.export;
+        let cut = cut_before + std::mem::take(&mut slot.cut);
+        if slot.generation != generation {
+            // Cut meanwhile, for a push or a newer export: this batch goes
+            // with it.
+            return (ExportTaken::Nothing, cut);
+        }
+        match batch {
+            None => {
+                slot.held = false;
+                slot.bytes = 0;
+                slot.generation += 1;
+                (ExportTaken::Done, cut)
+            }
+            Some(batch) => {
+                slot.bytes = source.remaining_bytes();
+                slot.source = Some(source);
+                (ExportTaken::Batch(batch), cut)
+            }
+        }
+    }
+
+    /// Drops the export held (its request failed); true if there was one,
+    /// for the caller to count.
+    pub fn cut_export(&self) -> bool {
+        self.lock().export.drop_held()
+    }
+}
+
+/// Whether a push of `cost` bytes fits beside the use `taken` of the
+/// budget without the export held, which does not fit with it: if so,
+/// the export makes way (cut, counted).
+fn make_room_for_push(state: &mut QueueState, taken: u64, cost: u64, max_bytes: u64) -> bool {
+    let fits = taken == 0 || taken + cost <= max_bytes;
+    if fits {
+        state.export.cut();
+    }
+    fits
 }
 
 fn take(state: &mut QueueState, max_points: usize) -> Batch {
@@ -411,8 +430,11 @@ fn take(state: &mut QueueState, max_points: usize) -> Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lineproto::Lines;
     use crate::model::family::MetricType;
+    use crate::model::point::Point;
     use crate::model::point::{Field, SeriesSuffix};
+    use std::sync::Arc;
 
     fn points(n: usize) -> Payload {
         Payload::Points(Arc::new(
@@ -503,7 +525,7 @@ mod tests {
         let q = SinkQueue::new(one * 3, Overflow::Block);
         let p = points(3);
         q.admit(&mut q.lock(), p, one * 3, None);
-        assert!(!q.has_room(&q.lock(), one));
+        assert!(!q.has_room(&mut q.lock(), one));
 
         let q = SinkQueue::new(one * 3, Overflow::DropOldest);
         q.admit(&mut q.lock(), points(3), one * 3, None);
@@ -609,6 +631,10 @@ mod tests {
     #[test]
     fn an_empty_queue_takes_an_oversize_push() {
         let q = SinkQueue::new(1, Overflow::Block);
-        assert!(q.has_room(&q.lock(), 1000));
+        assert!(q.has_room(&mut q.lock(), 1000));
     }
 }
+
+#[cfg(test)]
+#[path = "queue_export_tests.rs"]
+mod export_tests;

@@ -101,6 +101,21 @@ pub struct StoreOptions {
     pub snapshot_after_bytes: u64,
 }
 
+impl StoreOptions {
+    /// A store in memory only, its check on, with no limits and no TTL.
+    pub fn in_memory() -> StoreOptions {
+        StoreOptions {
+            consistency_check: true,
+            utf8_names: false,
+            max_groups: 0,
+            max_series: 0,
+            persistence_dir: None,
+            group_ttl: Duration::ZERO,
+            snapshot_after_bytes: DEFAULT_SNAPSHOT_AFTER_BYTES,
+        }
+    }
+}
+
 /// One stored group. The store keeps each behind an `Arc`, and each of
 /// its families behind another: a mutation copies a group that a
 /// [`Snapshot`] still reads (its families by reference, O(families)) and

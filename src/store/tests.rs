@@ -10,15 +10,7 @@ fn key(job: &str, pairs: &[&str]) -> GroupingKey {
 }
 
 fn options() -> StoreOptions {
-    StoreOptions {
-        consistency_check: true,
-        utf8_names: false,
-        max_groups: 0,
-        max_series: 0,
-        persistence_dir: None,
-        group_ttl: Duration::ZERO,
-        snapshot_after_bytes: DEFAULT_SNAPSHOT_AFTER_BYTES,
-    }
+    StoreOptions::in_memory()
 }
 
 /// Pushes `text` as PUT (`replace`) or POST at time `at` seconds.

@@ -428,7 +428,13 @@ impl VictoriaMetrics {
                 .map(|(t, v)| {
                     (
                         t.as_i64().expect("integer timestamp"),
-                        v.as_f64().expect("numeric value"),
+                        // A staleness marker comes back as null.
+                        if v.is_null() {
+                            f64::NAN
+                        } else {
+                            v.as_f64()
+                                .unwrap_or_else(|| panic!("a value that is not a number: {line}"))
+                        },
                     )
                 })
                 .collect();
