@@ -100,7 +100,8 @@ fn pack_into<'a>(out: &mut Vec<u8>, strs: impl Iterator<Item = &'a str>) {
     }
 }
 
-/// The strings [`pack_into`] packed.
+/// The strings [`pack_into`] packed. `packed` must be its output,
+/// whole: the strings are not checked again for UTF-8.
 fn unpack(mut packed: &[u8]) -> impl Iterator<Item = &str> {
     std::iter::from_fn(move || {
         if packed.is_empty() {
@@ -119,7 +120,13 @@ fn unpack(mut packed: &[u8]) -> impl Iterator<Item = &str> {
         }
         let (s, rest) = packed.split_at(n);
         packed = rest;
-        Some(std::str::from_utf8(s).expect("packed from a str"))
+        debug_assert!(std::str::from_utf8(s).is_ok());
+        // SAFETY: `packed` is what `pack_into` wrote (the fields holding it
+        // are private to this module and only `StoredFamily::pack` fills
+        // them): whole `&str`s, each after its length, so `s` is exactly
+        // one of them. Checking it again cost 15 % of a scrape.
+        #[allow(unsafe_code)]
+        Some(unsafe { std::str::from_utf8_unchecked(s) })
     })
 }
 
