@@ -259,3 +259,46 @@ fn exports_flow_beside_a_disk_queue() {
         .unwrap_or(0.0);
     assert!(exported >= 3.0, "{exported}");
 }
+
+/// Pushes that trickle in below a batch wait for `flush_interval`; an
+/// export meanwhile must not wait behind them, only behind batches that
+/// are ready to go.
+#[test]
+#[ignore = "needs victoria-metrics: run via .ci/run"]
+fn exports_are_not_starved_by_pushes_waiting_for_their_flush() {
+    let vm = VictoriaMetrics::start();
+    let agent = Agent::start_raw(
+        free_port(),
+        &format!(
+            "[io]\nflush_interval = \"30s\"\n\n\
+             [[sinks]]\nname = \"vm\"\nurl = \"{}\"\nformat = \"remote-write\"\n\
+             export_interval = \"1s\"\n\n\
+             [[inputs.pushgateway]]\n",
+            vm.url("/api/v1/write"),
+        ),
+    );
+    let started = std::time::Instant::now();
+    let mut i = 0;
+    while started.elapsed() < Duration::from_secs(5) {
+        let body = format!("trickle {i}\n");
+        let r = agent.request("PUT", "/metrics/job/trickle", &[TEXT], body.as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+        i += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The pushes still wait for their 30 s flush; the exports went.
+    let pushed = agent
+        .self_metric("pushkit_sink_points_delivered_total", &[("sink", "vm")])
+        .unwrap_or(0.0);
+    assert_eq!(pushed, 0.0, "the pushes' batch is not due yet");
+    let exported = agent
+        .self_metric(
+            "pushkit_sink_export_points_total",
+            &[("sink", "vm"), ("outcome", "delivered")],
+        )
+        .unwrap_or(0.0);
+    assert!(
+        exported >= 3.0,
+        "exports delivered while pushes waited: {exported}"
+    );
+}

@@ -115,110 +115,115 @@ enum Undelivered {
 impl HttpSink {
     /// Takes batches until the queue is closed and empty.
     pub async fn run(self: Arc<Self>, max_points: usize, flush_every: Duration) {
-        loop {
-            // Pushes first: an export batch goes only while no pushed
-            // point waits.
-            if !self.push_waiting() && self.send_export_batch(max_points).await {
-                continue;
+        let next = || async {
+            match &self.disk {
+                Some((disk, i)) => disk
+                    .next_batch(*i, max_points, flush_every, self.disk_form())
+                    .await
+                    .map(Taken::Disk),
+                None => self
+                    .queue
+                    .next_batch(max_points, flush_every)
+                    .await
+                    .map(Taken::Memory),
             }
-            // Cancelling either wait loses nothing (see each); an export
-            // offered meanwhile is looked at above.
-            let taken = match &self.disk {
-                Some((disk, i)) => tokio::select! {
-                    biased;
-                    b = disk.next_batch(*i, max_points, flush_every, self.disk_form()) => {
-                        b.map(Taken::Disk)
-                    }
-                    _ = self.queue.export_offered() => continue,
-                },
-                None => tokio::select! {
-                    biased;
-                    b = self.queue.next_batch(max_points, flush_every) => b.map(Taken::Memory),
-                    _ = self.queue.export_offered() => continue,
-                },
+        };
+        // The wait for the next push batch lives across export batches, so
+        // that an export never restarts a partial batch's flush interval.
+        let mut pending = Box::pin(next());
+        loop {
+            // Pushes first: an export batch goes only while no push batch
+            // is ready.
+            let export_held = self.queue.export_held();
+            let taken = tokio::select! {
+                biased;
+                taken = &mut pending => taken,
+                () = std::future::ready(()), if export_held => {
+                    self.send_export_batch(max_points).await;
+                    continue;
+                }
+                () = self.queue.export_offered() => continue,
             };
-            let Some(mut taken) = taken else { break };
-            self.update_depth();
-            match &mut taken {
-                Taken::Memory(Batch {
-                    data: BatchData::Lines(text),
-                    points,
-                    ..
-                }) => {
+            let Some(taken) = taken else { break };
+            pending = Box::pin(next());
+            self.handle(taken).await;
+        }
+    }
+
+    /// Delivers one push batch and records it done.
+    async fn handle(&self, mut taken: Taken) {
+        self.update_depth();
+        match &mut taken {
+            Taken::Memory(Batch {
+                data: BatchData::Lines(text),
+                points,
+                ..
+            }) => {
+                self.deliver_lines(std::mem::take(text), *points, Purpose::Push)
+                    .await;
+            }
+            Taken::Memory(Batch {
+                data: BatchData::Points(points),
+                ..
+            }) => {
+                self.deliver(points, Purpose::Push).await;
+            }
+            Taken::Disk(DiskBatch {
+                body: Body::Points(points),
+                ..
+            }) => {
+                self.deliver(points, Purpose::Push).await;
+            }
+            Taken::Disk(DiskBatch {
+                body:
+                    Body::Lines {
+                        text,
+                        points,
+                        drops,
+                    },
+                ..
+            }) => {
+                drops::note_lp(&self.metrics, &self.name, *drops);
+                if *points > 0 {
                     self.deliver_lines(std::mem::take(text), *points, Purpose::Push)
                         .await;
                 }
-                Taken::Memory(Batch {
-                    data: BatchData::Points(points),
-                    ..
-                }) => {
-                    self.deliver(points, Purpose::Push).await;
-                }
-                Taken::Disk(DiskBatch {
-                    body: Body::Points(points),
-                    ..
-                }) => {
-                    self.deliver(points, Purpose::Push).await;
-                }
-                Taken::Disk(DiskBatch {
-                    body:
-                        Body::Lines {
-                            text,
-                            points,
-                            drops,
-                        },
-                    ..
-                }) => {
-                    drops::note_lp(&self.metrics, &self.name, *drops);
-                    if *points > 0 {
-                        self.deliver_lines(std::mem::take(text), *points, Purpose::Push)
-                            .await;
-                    }
-                }
             }
-            if let Taken::Disk(b) = &taken {
-                if b.lost_points > 0 {
-                    self.count_dropped(b.lost_points as usize, "corrupt");
-                }
-            }
-            match taken {
-                Taken::Memory(b) => self.queue.finish(&b),
-                Taken::Disk(b) => {
-                    let (disk, i) = self.disk.clone().expect("disk batches come from disk");
-                    // Recording the cursor fsyncs: keep it off the async workers.
-                    let acked = tokio::task::spawn_blocking(move || disk.ack(i, &b)).await;
-                    if let Ok(Err(e)) = acked {
-                        // The points went out; a lost cursor only means they
-                        // are sent again after a restart.
-                        tracing::error!(sink = %self.name, "cannot record delivery in the disk queue: {e}");
-                    }
-                }
-            }
-            self.update_depth();
         }
+        if let Taken::Disk(b) = &taken {
+            if b.lost_points > 0 {
+                self.count_dropped(b.lost_points as usize, "corrupt");
+            }
+        }
+        match taken {
+            Taken::Memory(b) => self.queue.finish(&b),
+            Taken::Disk(b) => {
+                let (disk, i) = self.disk.clone().expect("disk batches come from disk");
+                // Recording the cursor fsyncs: keep it off the async workers.
+                let acked = tokio::task::spawn_blocking(move || disk.ack(i, &b)).await;
+                if let Ok(Err(e)) = acked {
+                    // The points went out; a lost cursor only means they
+                    // are sent again after a restart.
+                    tracing::error!(sink = %self.name, "cannot record delivery in the disk queue: {e}");
+                }
+            }
+        }
+        self.update_depth();
     }
 
-    /// True while pushed points wait to be sent (durable or not yet).
-    fn push_waiting(&self) -> bool {
-        match &self.disk {
-            Some((disk, i)) => disk.depth(*i).0 > 0,
-            None => self.queue.lock().depth_points() > 0,
-        }
-    }
-
-    /// Sends the next batch of the export waiting, if one is; false when
-    /// there is none. A request that fails ends the export (counted cut).
-    async fn send_export_batch(&self, max_points: usize) -> bool {
+    /// Sends the next batch of the export waiting, if one is. A request
+    /// that fails ends the export (counted cut).
+    async fn send_export_batch(&self, max_points: usize) {
         let (taken, cut) = self.queue.take_export(max_points);
         let m = &self.metrics;
         if cut > 0 {
             m.sink_exports.with(&[&self.name, "cut"]).add(cut as f64);
         }
         let batch = match taken {
-            ExportTaken::Nothing => return false,
+            ExportTaken::Nothing => return,
             ExportTaken::Done => {
                 m.sink_exports.with(&[&self.name, "sent"]).add(1.0);
-                return true;
+                return;
             }
             ExportTaken::Batch(b) => b,
         };
@@ -236,7 +241,6 @@ impl HttpSink {
         if !sent && self.queue.cut_export() {
             m.sink_exports.with(&[&self.name, "cut"]).add(1.0);
         }
-        true
     }
 
     /// How this sink reads the disk queue: line protocol straight from the

@@ -317,6 +317,11 @@ impl SinkQueue {
         true
     }
 
+    /// True while an export waits to be sent (or its batch is made).
+    pub fn export_held(&self) -> bool {
+        self.lock().export.held
+    }
+
     /// Resolves once an export was offered after the last call (or one is
     /// pending from before), for the worker to wait on beside its pushes.
     pub async fn export_offered(&self) {
