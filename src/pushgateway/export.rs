@@ -18,6 +18,11 @@
 //!   backend's own staleness covers those series. A native histogram's
 //!   markers go on its count, sum and classic buckets only.
 //! - Exports are offered only while the store is ready (loaded).
+//! - Memory: an export holds its snapshot until it is sent, and a
+//!   remote-write exporter keeps the previous one until the next export,
+//!   for the markers. Groups pushed in between are then held twice: at
+//!   worst, with every group re-pushed each interval, the store's size
+//!   again.
 
 use crate::convert::{convert_into, Converted, Mapping};
 use crate::lineproto::Lines;
@@ -88,7 +93,11 @@ async fn export_every(
             now_ns(),
         );
         sinks.offer_export(i, Box::new(export));
-        previous = Some(groups);
+        // Only remote write has markers to send. Holding the groups keeps
+        // the versions of them that pushes replace until the next export.
+        if format == Format::RemoteWrite {
+            previous = Some(groups);
+        }
     }
 }
 
