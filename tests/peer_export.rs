@@ -7,11 +7,12 @@
 //!   after the push and fires once the group has not been pushed for
 //!   longer, while the exports keep the series alive;
 //! - after DELETE the group is no longer exported, and remote write sends
-//!   one staleness marker per series, so that VictoriaMetrics stops
-//!   showing it at once, not after its lookback.
+//!   one staleness marker per series, so that VictoriaMetrics, and
+//!   Prometheus' remote-write receiver, stop showing it at once, not
+//!   after their lookback.
 //!
-//! `PUSHKIT_VICTORIA_METRICS` names the binary (default
-//! /usr/bin/victoria-metrics).
+//! `PUSHKIT_VICTORIA_METRICS` and `PUSHKIT_PROMETHEUS` name the binaries
+//! (default /usr/bin/victoria-metrics, /usr/bin/prometheus).
 
 mod common;
 
@@ -300,5 +301,59 @@ fn exports_are_not_starved_by_pushes_waiting_for_their_flush() {
     assert!(
         exported >= 3.0,
         "exports delivered while pushes waited: {exported}"
+    );
+}
+
+/// Prometheus' remote-write receiver takes the staleness markers: an
+/// instant query stops returning a deleted group's series at once, where
+/// without a marker it would return the last sample for its 5-minute
+/// lookback.
+#[test]
+#[ignore = "needs prometheus: run via .ci/run"]
+fn prometheus_honours_the_staleness_markers() {
+    let mut prom = Prometheus::start(
+        "global:\n  evaluation_interval: 1m\n",
+        &["--web.enable-remote-write-receiver", "--log.level=info"],
+    );
+    let agent = Agent::start_raw(
+        free_port(),
+        &format!(
+            "[io]\nflush_interval = \"100ms\"\n\n\
+             [[sinks]]\nname = \"prom\"\nurl = \"{}\"\nformat = \"remote-write\"\n\
+             export_interval = \"1s\"\n\n\
+             [[inputs.pushgateway]]\n",
+            prom.url("/api/v1/write"),
+        ),
+    );
+    let r = agent.request(
+        "PUT",
+        "/metrics/job/cleanup",
+        &[TEXT],
+        b"# TYPE cleanup_files gauge\ncleanup_files{dir=\"/tmp\"} 9\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let fresh = wait_for("two exports in Prometheus", Duration::from_secs(20), || {
+        let r = prom.query("count_over_time(cleanup_files[1m])", "", "vector");
+        let n = r
+            .first()
+            .map(|(_, s)| s["value"][1].as_str().unwrap_or("0").to_string());
+        n.filter(|n| n.parse::<f64>().unwrap_or(0.0) >= 2.0)
+    });
+    assert!(!fresh.is_empty());
+    assert_eq!(prom.query("cleanup_files", "", "vector").len(), 1);
+
+    let r = agent.request("DELETE", "/metrics/job/cleanup", &[], b"");
+    assert_eq!(r.status, 202, "{}", r.text());
+    // Within a few export intervals, far inside the 5-minute lookback.
+    wait_for(
+        "the marker to end the series",
+        Duration::from_secs(10),
+        || {
+            (prom.query("cleanup_files", "", "vector").is_empty()
+                && prom
+                    .query("push_time_seconds{job=\"cleanup\"}", "", "vector")
+                    .is_empty())
+            .then_some(())
+        },
     );
 }
