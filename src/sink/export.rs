@@ -9,8 +9,9 @@
 //!   queue is for acknowledged pushes.
 //! - Pushes come first. The worker sends an export batch only while no
 //!   push batch is ready to go (full, or due by `flush_interval`); its
-//!   wait for the next push batch goes on meanwhile, so an export never
-//!   delays one. While it waits, an export counts against the
+//!   wait for the next push batch goes on meanwhile, so a push batch
+//!   waits at most for the one export request under way. While it waits,
+//!   an export counts against the
 //!   queue's budget (as the bytes its source estimates are left), and a
 //!   push that needs that room takes it: the export is cut, counted.
 //! - An export is offered only into room the budget has free; one that
