@@ -85,19 +85,12 @@ async fn export_every(
             continue;
         }
         let groups = store.snapshot().into_groups();
-        let export = StoreExport::new(
-            groups.clone(),
-            previous.as_deref(),
-            format,
-            &mapping,
-            now_ns(),
-        );
-        sinks.offer_export(i, Box::new(export));
         // Only remote write has markers to send. Holding the groups keeps
         // the versions of them that pushes replace until the next export.
-        if format == Format::RemoteWrite {
-            previous = Some(groups);
-        }
+        let keep = (format == Format::RemoteWrite).then(|| groups.clone());
+        let export = StoreExport::new(groups, previous.as_deref(), format, &mapping, now_ns());
+        sinks.offer_export(i, Box::new(export));
+        previous = keep;
     }
 }
 

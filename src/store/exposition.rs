@@ -17,7 +17,7 @@ use super::sanitize::{
 };
 use super::series::StoredSeries;
 use super::{Group, Snapshot, Store};
-use crate::expfmt::expose::ExpositionWriter;
+use crate::expfmt::expose::{ExpositionWriter, FamilyBuilder};
 use crate::metrics::{
     CATALOG, STORE_GROUPS, STORE_LOCK_MAX_HOLD, STORE_MAX_GROUPS, STORE_MAX_SERIES, STORE_SERIES,
 };
@@ -132,6 +132,16 @@ fn sort_series(metrics: &mut [Metric]) {
     metrics.sort_by(|a, b| cmp_label_values(&a.labels, &b.labels));
 }
 
+/// One of the agent's own series, written among a stored family's.
+fn write_own(family: &mut FamilyBuilder<'_>, m: &Metric) {
+    let labels: Vec<(&str, &str)> = m
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    family.series(&labels, &m.value, m.exemplar.as_deref());
+}
+
 fn write_merged(
     snapshot: &Snapshot,
     orders: &OrderCache,
@@ -179,7 +189,6 @@ fn write_merged(
         // series go where they sort among the stored ones.
         let own_series = own.remove(name).map(|f| f.metrics).unwrap_or_default();
         let mut own_series = own_series.iter().peekable();
-        let mut own_labels: Vec<(&str, &str)> = Vec::new();
         let mut labels: Vec<(&str, &str)> = Vec::new();
         // Neighbours in this order are mostly series of other groups, each
         // a cache miss: look a window of them up before writing any, so
@@ -201,17 +210,13 @@ fn write_merged(
                 while let Some(m) =
                     own_series.next_if(|m| cmp_label_values(&m.labels, &labels) == Ordering::Less)
                 {
-                    own_labels.clear();
-                    own_labels.extend(m.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                    family.series(&own_labels, &m.value, m.exemplar.as_deref());
+                    write_own(&mut family, m);
                 }
                 family.series(&labels, series.value(), series.exemplar());
             }
         }
         for m in own_series {
-            own_labels.clear();
-            own_labels.extend(m.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            family.series(&own_labels, &m.value, m.exemplar.as_deref());
+            write_own(&mut family, m);
         }
     }
     for f in own.values() {

@@ -214,6 +214,17 @@ mod tests {
         (labels, family)
     }
 
+    /// Holders of `parts`, with ids by position.
+    fn holders_of<'a>(parts: &[&'a (GroupLabels, StoredFamily)]) -> Vec<Holder<'a>> {
+        (parts.iter().enumerate())
+            .map(|(id, (labels, family))| Holder {
+                id: id as GroupId,
+                labels,
+                family,
+            })
+            .collect()
+    }
+
     /// The series of `holders` in the order's order, as `label=value`
     /// lists.
     fn written(order: &FamilyOrder, holders: &[Holder<'_>]) -> Vec<String> {
@@ -233,18 +244,7 @@ mod tests {
     fn series_interleave_across_groups_by_label_values() {
         let b = pack("b", "m{code=\"500\"} 1\nm{code=\"200\"} 2\n");
         let a = pack("a", "m{code=\"404\"} 1\nm{code=\"200\"} 2\nm 3\n");
-        let holders = [
-            Holder {
-                id: 0,
-                labels: &b.0,
-                family: &b.1,
-            },
-            Holder {
-                id: 1,
-                labels: &a.0,
-                family: &a.1,
-            },
-        ];
+        let holders = holders_of(&[&b, &a]);
         let cache = OrderCache::default();
         let order = cache.order("m", &holders);
         assert_eq!(
@@ -262,33 +262,11 @@ mod tests {
         assert!(Arc::ptr_eq(&order, &cache.order("m", &holders)));
         // New values, same series: still the cached order.
         let a2 = pack("a", "m{code=\"404\"} 7\nm{code=\"200\"} 8\nm 9\n");
-        let again = [
-            Holder {
-                id: 0,
-                labels: &b.0,
-                family: &b.1,
-            },
-            Holder {
-                id: 1,
-                labels: &a2.0,
-                family: &a2.1,
-            },
-        ];
+        let again = holders_of(&[&b, &a2]);
         assert!(Arc::ptr_eq(&order, &cache.order("m", &again)));
         // Other series: sorted again.
         let a3 = pack("a", "m{code=\"100\"} 1\n");
-        let changed = [
-            Holder {
-                id: 0,
-                labels: &b.0,
-                family: &b.1,
-            },
-            Holder {
-                id: 1,
-                labels: &a3.0,
-                family: &a3.1,
-            },
-        ];
+        let changed = holders_of(&[&b, &a3]);
         let order = cache.order("m", &changed);
         assert_eq!(
             written(&order, &changed),
