@@ -45,10 +45,18 @@ fn walk(
     }
     entries.sort();
     for path in entries {
-        let meta = fs::metadata(&path).map_err(|e| ConfigError::io(&path, "cannot read", e))?;
+        let is_conf = path.extension().is_some_and(|e| e == "conf");
+        let meta = match fs::metadata(&path) {
+            Ok(meta) => meta,
+            // Gone since it was listed, or a dangling link: only a .conf
+            // file matters. A data directory under conf.d (a queue_dir)
+            // renames temporary files while the agent runs.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !is_conf => continue,
+            Err(e) => return Err(ConfigError::io(&path, "cannot read", e)),
+        };
         if meta.is_dir() {
             walk(&path, files, seen_dirs)?;
-        } else if meta.is_file() && path.extension().is_some_and(|e| e == "conf") {
+        } else if meta.is_file() && is_conf {
             files.push(path);
         }
     }
@@ -139,6 +147,21 @@ mod tests {
         std::os::unix::fs::symlink(root, root.join("real/loop")).unwrap();
         let found = conf_files(root).unwrap();
         assert_eq!(found, [root.join("link/a.conf")]);
+    }
+
+    /// A file that is gone between listing and reading (here: a dangling
+    /// link) is skipped unless it is a .conf file.
+    #[cfg(unix)]
+    #[test]
+    fn vanished_entries_matter_only_as_conf_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join("a.conf"), "").unwrap();
+        std::os::unix::fs::symlink(root.join("gone"), root.join("SINKS.tmp")).unwrap();
+        assert_eq!(conf_files(root).unwrap(), [root.join("a.conf")]);
+        std::os::unix::fs::symlink(root.join("gone"), root.join("b.conf")).unwrap();
+        let err = conf_files(root).unwrap_err().to_string();
+        assert!(err.contains("b.conf: cannot read"), "{err}");
     }
 
     #[test]
