@@ -61,7 +61,7 @@ pub async fn run(
 /// [`run`], with the store's journal and the log it may share with the
 /// disk queue written through `io`: tests inject faults with it (a failed
 /// fsync, EIO) that no real filesystem gives on demand. A disk queue with
-/// a log of its own uses the real file system.
+/// a log of its own is written through `io` too.
 pub async fn run_with_io(
     config: Config,
     listener: tokio::net::TcpListener,
@@ -78,9 +78,15 @@ pub async fn run_with_io(
     let edge = Edge::from_config(&config.http_api, metrics.clone())?;
     let (shared_log, journal, queue) = match open_shared_log(&config, &io)? {
         Some(s) => (Some(s.log), Some(s.journal), Some(s.queue)),
-        None => (None, None, None),
+        None => (None, None, own_disk_queue(&config, &io)?),
     };
     let sinks = SinkSet::start_with(&config.sinks, &config.io, lines, metrics.clone(), queue)?;
+    // Beside a disk queue on a log of its own, the journal's records wait
+    // for the queue's (see `Store::gate_journal_on`).
+    let journal_gate = match (&shared_log, &journal) {
+        (None, None) => sinks.disk_log().cloned(),
+        _ => None,
+    };
     let quit = Arc::new(tokio::sync::Notify::new());
     let fatal: Arc<std::sync::OnceLock<String>> = Arc::default();
     let store = match &config.pushgateway {
@@ -89,6 +95,7 @@ pub async fn run_with_io(
             (quit.clone(), fatal.clone()),
             journal,
             io.clone(),
+            journal_gate,
         )),
         _ => None,
     };
@@ -189,6 +196,23 @@ pub async fn run_with_io(
     Ok(undelivered)
 }
 
+/// Without a shared log, the disk queue (if `[io] queue_dir` is set and
+/// there are sinks) in a log of its own, through `io` like the journal,
+/// so that tests can inject faults under either.
+fn own_disk_queue(
+    config: &Config,
+    io: &Arc<dyn Io>,
+) -> Result<Option<crate::sink::disk::Opened>, AgentError> {
+    match (&config.io.queue_dir, config.sinks.is_empty()) {
+        (Some(dir), false) => Ok(Some(crate::sink::open_disk(
+            dir,
+            &config.sinks,
+            io.clone(),
+        )?)),
+        _ => Ok(None),
+    }
+}
+
 /// The log the store's journal and the sinks' disk queue share, and their
 /// two clients on it.
 struct SharedLog {
@@ -225,7 +249,7 @@ fn open_shared_log(config: &Config, io: &Arc<dyn Io>) -> Result<Option<SharedLog
     let device = |d: &Path| std::fs::metadata(d).map(|m| std::os::unix::fs::MetadataExt::dev(&m));
     if device(p).map_err(err)? != device(q).map_err(err)? {
         tracing::info!(
-            "persistence_dir {pdir} and [io] queue_dir {qdir} are on different filesystems: one fsync cannot cover both, so the store and the sinks keep a log each (two fsyncs per push, in parallel)"
+            "persistence_dir {pdir} and [io] queue_dir {qdir} are on different filesystems: one fsync cannot cover both, so the store and the sinks keep a log each (two fsyncs per push, the queue's first)"
         );
         return Ok(None);
     }
@@ -275,6 +299,7 @@ fn start_store(
     (quit, fatal): (Arc<tokio::sync::Notify>, Arc<std::sync::OnceLock<String>>),
     journal: Option<(Journal, Recovered)>,
     io: Arc<dyn Io>,
+    journal_gate: Option<Arc<Log>>,
 ) -> Arc<Store> {
     let store = Arc::new(Store::new(StoreOptions {
         consistency_check: pg.consistency_check,
@@ -285,6 +310,9 @@ fn start_store(
         group_ttl: pg.group_ttl,
         snapshot_after_bytes: DEFAULT_SNAPSHOT_AFTER_BYTES,
     }));
+    if let Some(queue_log) = journal_gate {
+        store.gate_journal_on(queue_log);
+    }
     if let Some(dir) = &pg.persistence_dir {
         let dir = dir.clone();
         let loading = store.clone();

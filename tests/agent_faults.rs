@@ -5,7 +5,9 @@
 //! acknowledged, what was refused, what the backend received and what the
 //! store holds, and asserts: every acknowledged push delivered, no refused
 //! one delivered or stored, each group holding its last acknowledged push,
-//! the same after a restart, and pushes taken again without one.
+//! the same after a restart, and pushes taken again without one. With
+//! `persistence_dir` and `queue_dir` on two filesystems (a log each), the
+//! faults hit one of the two logs.
 //! (The real filesystem that fills is `peer_full_disk`.)
 
 use pushkit::config::{Config, IoConfig, PushgatewayConfig, SinkConfig};
@@ -46,17 +48,75 @@ async fn recording_backend() -> (u16, Arc<Mutex<BTreeSet<u64>>>) {
     (port, got)
 }
 
-fn config(dir: &std::path::Path, port: u16, queue: bool) -> Config {
+/// Where the agent keeps its data, and which of it fails.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// `persistence_dir` and `queue_dir` on one filesystem: one log.
+    SharedLog,
+    /// The journal beside memory queues.
+    MemoryQueues,
+    /// `persistence_dir` on a tmpfs (`/dev/shm`) and `queue_dir` on the
+    /// disk, a log each, the faults under the journal's only.
+    TwoLogsJournalFails,
+    /// The same, the faults under the disk queue's only.
+    TwoLogsQueueFails,
+}
+
+/// The data directories of a round: `store` and `queue` under `disk`, or
+/// `store` under `shm` (another filesystem) for two logs.
+struct Dirs {
+    disk: tempfile::TempDir,
+    shm: tempfile::TempDir,
+}
+
+impl Dirs {
+    fn new() -> Dirs {
+        Dirs {
+            disk: tempfile::tempdir().unwrap(),
+            // A tmpfs on every Linux this runs on; failing here is right:
+            // the two-log rounds need a second filesystem.
+            shm: tempfile::tempdir_in("/dev/shm").expect("a tmpfs at /dev/shm"),
+        }
+    }
+
+    fn store(&self, layout: Layout) -> std::path::PathBuf {
+        match layout {
+            Layout::TwoLogsJournalFails | Layout::TwoLogsQueueFails => {
+                self.shm.path().join("store")
+            }
+            _ => self.disk.path().join("store"),
+        }
+    }
+
+    fn queue(&self) -> std::path::PathBuf {
+        self.disk.path().join("queue")
+    }
+
+    /// The faults, armed under the directory the layout says fails.
+    fn io(&self, layout: Layout) -> FaultyIo {
+        FaultyIo {
+            only_under: match layout {
+                Layout::TwoLogsJournalFails => Some(self.store(layout)),
+                Layout::TwoLogsQueueFails => Some(self.queue()),
+                _ => None,
+            },
+            ..FaultyIo::default()
+        }
+    }
+}
+
+fn config(dirs: &Dirs, port: u16, layout: Layout) -> Config {
     Config {
         pushgateway: Some(PushgatewayConfig {
-            persistence_dir: Some(dir.join("store").to_string_lossy().into_owned()),
+            persistence_dir: Some(dirs.store(layout).to_string_lossy().into_owned()),
             ..PushgatewayConfig::default()
         }),
         io: IoConfig {
             max_cache_count: 1000,
             flush_interval: Duration::from_millis(20),
             shutdown_timeout: Duration::from_millis(500),
-            queue_dir: queue.then(|| dir.join("queue").to_string_lossy().into_owned()),
+            queue_dir: (layout != Layout::MemoryQueues)
+                .then(|| dirs.queue().to_string_lossy().into_owned()),
         },
         sinks: vec![SinkConfig {
             name: "rec".into(),
@@ -70,10 +130,23 @@ fn config(dir: &std::path::Path, port: u16, queue: bool) -> Config {
     }
 }
 
-/// Push `seq` to one of five groups.
+/// The pushes the faults are armed for.
+const FAULTY: std::ops::Range<u64> = 10..15;
+
+/// The group of push `seq`: one of five, or one of its own for a push the
+/// faults are armed for, so that a refused push the store kept shows
+/// (a later push to its group would hide it).
+fn group_of(seq: u64) -> String {
+    match FAULTY.contains(&seq) {
+        true => format!("f{seq}"),
+        false => format!("g{}", seq % 5),
+    }
+}
+
+/// Push `seq` to its group.
 async fn push(agent: &Agent, seq: u64) -> u16 {
     let body = format!("fault_value{{seq=\"{seq}\"}} {seq}\n");
-    let path = format!("/metrics/job/faults/instance/g{}", seq % 5);
+    let path = format!("/metrics/job/faults/instance/{}", group_of(seq));
     agent.put_text(&path, &body).await.status
 }
 
@@ -104,10 +177,7 @@ struct Outcomes {
 
 impl Outcomes {
     fn last_per_group(&self) -> BTreeMap<String, u64> {
-        self.acked
-            .iter()
-            .map(|&s| (format!("g{}", s % 5), s))
-            .collect()
+        self.acked.iter().map(|&s| (group_of(s), s)).collect()
     }
 }
 
@@ -129,18 +199,18 @@ async fn run_pushes(
     fault.store(false, Ordering::SeqCst);
 }
 
-async fn fault_round(queue: bool, which: fn(&FaultyIo) -> &AtomicBool, want_status: u16) {
-    let dir = tempfile::tempdir().unwrap();
+async fn fault_round(layout: Layout, which: fn(&FaultyIo) -> &AtomicBool, want_status: u16) {
+    let dirs = Dirs::new();
     let (port, got) = recording_backend().await;
-    let io = FaultyIo::default();
-    let agent = start_with_io(config(dir.path(), port, queue), Arc::new(io.clone())).await;
+    let io = dirs.io(layout);
+    let agent = start_with_io(config(&dirs, port, layout), Arc::new(io.clone())).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while agent.get("/-/ready").await.status != 200 {
         assert!(Instant::now() < deadline, "never ready");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let mut out = Outcomes::default();
-    run_pushes(&agent, 0..20, which(&io), 10..15, &mut out).await;
+    run_pushes(&agent, 0..20, which(&io), FAULTY, &mut out).await;
     // Taken again with no restart, within seconds.
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut seq = 1_000;
@@ -156,7 +226,7 @@ async fn fault_round(queue: bool, which: fn(&FaultyIo) -> &AtomicBool, want_stat
     assert!(
         out.refused
             .iter()
-            .any(|&(s, status)| (10..15).contains(&s) && status == want_status),
+            .any(|&(s, status)| FAULTY.contains(&s) && status == want_status),
         "{:?}",
         out.refused
     );
@@ -194,7 +264,7 @@ async fn fault_round(queue: bool, which: fn(&FaultyIo) -> &AtomicBool, want_stat
 
     // A restart replays exactly what was acknowledged.
     let agent = start_with_io(
-        config(dir.path(), port, queue),
+        config(&dirs, port, layout),
         Arc::new(pushkit::durable::RealIo),
     )
     .await;
@@ -221,30 +291,64 @@ fn eio(io: &FaultyIo) -> &AtomicBool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eio_at_write_on_the_shared_log_refuses_cleanly_and_heals() {
-    fault_round(true, eio, 500).await;
+    fault_round(Layout::SharedLog, eio, 500).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eio_at_write_under_the_journal_with_memory_queues() {
-    fault_round(false, eio, 500).await;
+    fault_round(Layout::MemoryQueues, eio, 500).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_fsync_on_the_shared_log_refuses_cleanly_and_heals() {
-    fault_round(true, fsync, 500).await;
+    fault_round(Layout::SharedLog, fsync, 500).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enospc_on_the_shared_log_refuses_cleanly_and_heals() {
-    fault_round(true, enospc, 503).await;
+    fault_round(Layout::SharedLog, enospc, 503).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_fsync_under_the_journal_with_memory_queues() {
-    fault_round(false, fsync, 500).await;
+    fault_round(Layout::MemoryQueues, fsync, 500).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enospc_under_the_journal_with_memory_queues() {
-    fault_round(false, enospc, 503).await;
+    fault_round(Layout::MemoryQueues, enospc, 503).await;
+}
+
+// `persistence_dir` and `queue_dir` on two filesystems: a log each, the
+// queue's record committed first. Whichever fails, the push is refused
+// and neither the store nor the backend keeps it.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eio_under_the_journal_on_two_logs_forwards_nothing_refused() {
+    fault_round(Layout::TwoLogsJournalFails, eio, 500).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fsync_under_the_journal_on_two_logs() {
+    fault_round(Layout::TwoLogsJournalFails, fsync, 500).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enospc_under_the_journal_on_two_logs() {
+    fault_round(Layout::TwoLogsJournalFails, enospc, 503).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eio_under_the_disk_queue_on_two_logs_stores_nothing_refused() {
+    fault_round(Layout::TwoLogsQueueFails, eio, 500).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fsync_under_the_disk_queue_on_two_logs() {
+    fault_round(Layout::TwoLogsQueueFails, fsync, 500).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enospc_under_the_disk_queue_on_two_logs() {
+    fault_round(Layout::TwoLogsQueueFails, enospc, 503).await;
 }

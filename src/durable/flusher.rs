@@ -49,6 +49,9 @@ pub(super) struct Active {
     pub(super) committed: u64,
     /// A failed fsync, or a failed cut, hit it: never written again.
     pub(super) poisoned: bool,
+    /// The last group failed before it was written (for its companion):
+    /// recovery goes on in this file.
+    pub(super) resumable: bool,
 }
 
 pub(super) fn run_flusher(inner: Arc<Inner>, mut active: Active) {
@@ -61,8 +64,9 @@ pub(super) fn run_flusher(inner: Arc<Inner>, mut active: Active) {
                     if st.closing {
                         // Said on disk before the process goes: a failed
                         // fsync may have left the group's commit marker.
-                        let ranges = st.failed_on_disk.clone();
                         drop(st);
+                        let _file = lock(&inner.failed_file);
+                        let ranges = lock(&inner.state).failed_on_disk.clone();
                         let _ = reader::write_failed_ranges(&*inner.io, &inner.dir, &ranges);
                         return;
                     }
@@ -117,26 +121,70 @@ pub(super) fn run_flusher(inner: Arc<Inner>, mut active: Active) {
             recover(&inner, &mut active);
             continue;
         };
+        if let Err(e) = companion_gate(&inner, &ops) {
+            fail_group(&inner, &mut active, e, Cause::Companion);
+            continue;
+        }
         match write_ops(&inner, &mut active, ops) {
             Ok(()) => inner.update_status(|s| s.durable = s.durable.max(target)),
-            Err(e) => fail_group(&inner, &mut active, e),
+            Err(e) => fail_group(&inner, &mut active, e, Cause::Io),
         }
     }
 }
 
+/// Why a group failed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// Its write or fsync: the file may be poisoned.
+    Io,
+    /// A companion record it goes with failed; nothing was written.
+    Companion,
+}
+
+/// Waits until the companion records that `ops` go with (see
+/// `Log::gate_on`) are durable; the first that failed fails the group.
+/// Records without one wait for nothing.
+fn companion_gate(inner: &Inner, ops: &[Op]) -> io::Result<()> {
+    let Some(companion) = inner.companion.get() else {
+        return Ok(());
+    };
+    for op in ops {
+        if let Op::Record { after: Some(t), .. } = op {
+            companion.wait_blocking(*t).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("the {} it goes with failed: {e}", companion.what()),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// A write or fsync failed: every record appended and not yet durable
 /// fails with it, and appends are refused until [`recover`] has run.
-fn fail_group(inner: &Inner, active: &mut Active, e: io::Error) {
+fn fail_group(inner: &Inner, active: &mut Active, e: io::Error, cause: Cause) {
     // Cut off the group that did not commit, so that a restart does not
     // replay what was never acknowledged. If the cut fails, recovery still
     // leaves the file for a fresh one, and the reader ignores a last group
-    // without its commit marker in any segment.
-    let cut = active.file.set_len(active.committed).is_ok();
-    active.len = active.committed;
-    let full = is_disk_full(&e);
-    active.poisoned = !cut || !full;
+    // without its commit marker in any segment. A group failed for its
+    // companion wrote nothing: its file is as good as before.
+    let companion = cause == Cause::Companion;
+    let full = !companion && is_disk_full(&e);
+    if !companion {
+        let cut = active.file.set_len(active.committed).is_ok();
+        active.len = active.committed;
+        active.poisoned = !cut || !full;
+    }
+    active.resumable = companion && !active.poisoned;
     let path = inner.dir.join(segment_name(active.name));
-    let message = if full {
+    let message = if companion {
+        format!(
+            "{} {}: a group commit is refused: {e}",
+            inner.opts.what,
+            path.display()
+        )
+    } else if full {
         format!(
             "{} {}: the disk is full ({e}); pushes are refused until there is room",
             inner.opts.what,
@@ -222,19 +270,21 @@ fn recover(inner: &Inner, active: &mut Active) {
     for hook in lock(&inner.on_retry).iter() {
         hook();
     }
-    let (name, ranges) = {
+    let name = {
         let mut st = lock(&inner.state);
         // Ranges below every segment kept name nothing on disk.
         let oldest = st.ledger.oldest().unwrap_or(0).min(active.name);
         st.failed_on_disk.retain(|&(_, last)| last >= oldest);
-        (st.next_seq, st.failed_on_disk.clone())
+        st.next_seq
     };
-    if !write_failed_list(inner, &ranges) {
+    if !write_failed_list(inner) {
         return;
     }
     // An unpoisoned segment holding no record (the disk filled at its
-    // first group) is kept: starting another would only add files.
-    if !active.poisoned && active.len == FILE_HEADER_LEN as u64 {
+    // first group), or one whose group failed for its companion and was
+    // never written, is kept: starting another would only add files.
+    if !active.poisoned && (active.resumable || active.len == FILE_HEADER_LEN as u64) {
+        active.resumable = false;
         resume(inner, None);
         return;
     }
@@ -256,6 +306,7 @@ fn recover(inner: &Inner, active: &mut Active) {
                 len,
                 committed: len,
                 poisoned: false,
+                resumable: false,
             };
             resume(inner, Some((name, file)));
         }
@@ -271,12 +322,12 @@ fn recover(inner: &Inner, active: &mut Active) {
 /// what it takes; on failure, schedules the next try and returns false.
 /// Said on disk before anything else is appended: a failed fsync may
 /// have left the group's commit marker behind.
-fn write_failed_list(inner: &Inner, ranges: &[(u64, u64)]) -> bool {
-    let mut listed = reader::write_failed_ranges(&*inner.io, &inner.dir, ranges);
-    if matches!(&listed, Err(e) if is_disk_full(e)) && inner.release_reserve() {
-        listed = reader::write_failed_ranges(&*inner.io, &inner.dir, ranges);
-    }
-    match listed {
+fn write_failed_list(inner: &Inner) -> bool {
+    let _file = lock(&inner.failed_file);
+    // Taken under the file's lock, so that a `Log::revoke` running
+    // meanwhile is not written over by an older list.
+    let ranges = lock(&inner.state).failed_on_disk.clone();
+    match write_failed_file(inner, &ranges) {
         Ok(()) => true,
         Err(e) => {
             tracing::debug!(
@@ -287,6 +338,16 @@ fn write_failed_list(inner: &Inner, ranges: &[(u64, u64)]) -> bool {
             false
         }
     }
+}
+
+/// Writes `ranges` as `FAILED`, giving the reserve up if the disk is
+/// full. The caller holds `Inner::failed_file`.
+pub(super) fn write_failed_file(inner: &Inner, ranges: &[(u64, u64)]) -> io::Result<()> {
+    let mut listed = reader::write_failed_ranges(&*inner.io, &inner.dir, ranges);
+    if matches!(&listed, Err(e) if is_disk_full(e)) && inner.release_reserve() {
+        listed = reader::write_failed_ranges(&*inner.io, &inner.dir, ranges);
+    }
+    listed
 }
 
 /// Takes appends again, in `fresh` (name and file) if given, else in the
@@ -332,6 +393,7 @@ fn write_ops(inner: &Inner, active: &mut Active, ops: Vec<Op>) -> io::Result<()>
                 seq,
                 header,
                 payload,
+                after: _,
             } => {
                 let len = (header.len() + payload.len()) as u64;
                 let offset = active.len + buf.len() as u64;
@@ -367,6 +429,7 @@ fn write_ops(inner: &Inner, active: &mut Active, ops: Vec<Op>) -> io::Result<()>
                     len,
                     committed: len,
                     poisoned: false,
+                    resumable: false,
                 };
             }
         }

@@ -152,6 +152,9 @@ pub struct Faults {
 #[derive(Debug, Clone, Default)]
 pub struct FaultyIo {
     pub faults: Arc<Faults>,
+    /// If set, only files under this directory get the faults (two logs
+    /// on two filesystems, one failing).
+    pub only_under: Option<PathBuf>,
 }
 
 struct FaultyFile {
@@ -193,7 +196,14 @@ impl LogFile for FaultyFile {
 }
 
 impl FaultyIo {
-    fn wrap(&self, file: Arc<dyn LogFile>) -> Arc<dyn LogFile> {
+    fn wrap(&self, path: &Path, file: Arc<dyn LogFile>) -> Arc<dyn LogFile> {
+        if self
+            .only_under
+            .as_ref()
+            .is_some_and(|d| !path.starts_with(d))
+        {
+            return file;
+        }
         Arc::new(FaultyFile {
             file,
             faults: self.faults.clone(),
@@ -203,10 +213,10 @@ impl FaultyIo {
 
 impl Io for FaultyIo {
     fn create_new(&self, path: &Path) -> io::Result<Arc<dyn LogFile>> {
-        Ok(self.wrap(RealIo.create_new(path)?))
+        Ok(self.wrap(path, RealIo.create_new(path)?))
     }
     fn open(&self, path: &Path) -> io::Result<Arc<dyn LogFile>> {
-        Ok(self.wrap(RealIo.open(path)?))
+        Ok(self.wrap(path, RealIo.open(path)?))
     }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         RealIo.read(path)

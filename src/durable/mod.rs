@@ -50,7 +50,15 @@
 //!    them). The segment being written is never deleted.
 //! 7. **One process per directory**: the log holds an exclusive lock on
 //!    `LOCK` while open.
-//! 8. **A snapshot names its log.** A log has an id (`LOGID`), and a
+//! 8. **Two logs commit a pair in a known order.** A log gated on a
+//!    companion ([`Log::gate_on`]) writes a record appended with
+//!    [`Log::append_after`] only once its companion record is durable, and
+//!    fails its group (as a failed write would, though nothing was
+//!    written) if that one failed. A companion record whose partner then
+//!    fails is revoked by its client ([`Log::revoke`]): listed in `FAILED`,
+//!    so that recovery never hands it out. (The store's journal and a disk
+//!    queue on two filesystems; one log needs neither.)
+//! 9. **A snapshot names its log.** A log has an id (`LOGID`), and a
 //!    snapshot's cut is a sequence number of the log it names, so that a
 //!    client moving between logs (the store, when `queue_dir` comes or
 //!    goes) never applies a cut to the wrong log.
@@ -65,8 +73,8 @@
 //!   snapshots in `persistence_dir`, wherever its log is.)
 //! - `LOGID`: the log's id.
 //! - `*.corrupt-<unix time>`: damaged files moved aside, never deleted.
-//! - `FAILED`: the sequence numbers of failed groups (first and last, a
-//!   line each) still in segments kept.
+//! - `FAILED`: the sequence numbers of failed groups and revoked records
+//!   (first and last, a line each) still in segments kept.
 //! - `RESERVE`: 64 KiB of zeros, given up when a full disk leaves no room
 //!   to start a segment.
 //! - `LOCK`.

@@ -53,6 +53,11 @@ pub(super) enum Op {
         seq: u64,
         header: [u8; record::HEADER_LEN],
         payload: Vec<u8>,
+        /// A record of the companion log (see [`Log::gate_on`]) that must
+        /// be durable before this one is written.
+        ///
+        /// [`Log::gate_on`]: super::writer::Log::gate_on
+        after: Option<Ticket>,
     },
     /// Commit what is written, then continue in the segment of this name.
     Rotate(u64),
@@ -135,6 +140,10 @@ pub(super) struct Inner {
     pub(super) full: std::sync::atomic::AtomicBool,
     /// Set while appends are refused for any reason (`State::failed`).
     pub(super) refusing: std::sync::atomic::AtomicBool,
+    /// The log whose records this one's wait for (see `Log::gate_on`).
+    pub(super) companion: std::sync::OnceLock<Arc<super::writer::Log>>,
+    /// Serializes writes of `FAILED` (the flusher's, and `Log::revoke`'s).
+    pub(super) failed_file: Mutex<()>,
 }
 
 pub(super) type FailureHook = Box<dyn Fn(u64) + Send + Sync>;

@@ -252,6 +252,8 @@ impl Log {
             on_retry: Mutex::new(Vec::new()),
             full: std::sync::atomic::AtomicBool::new(false),
             refusing: std::sync::atomic::AtomicBool::new(false),
+            companion: std::sync::OnceLock::new(),
+            failed_file: Mutex::new(()),
         });
         inner.update_status(|s| s.durable = next_seq - 1);
         // A fresh segment at every open: the old ones are only read.
@@ -274,6 +276,7 @@ impl Log {
                     len,
                     committed: len,
                     poisoned: false,
+                    resumable: false,
                 }
             }
             // Started on a full disk: what is on disk is read and served,
@@ -301,6 +304,7 @@ impl Log {
                     len,
                     committed: len,
                     poisoned: true,
+                    resumable: false,
                 }
             }
             Err(e) => return Err(e),
@@ -325,7 +329,7 @@ impl Log {
     /// its own lock. Fails once the log failed or closed, or if the
     /// payload is larger than [`MAX_PAYLOAD`].
     pub fn append(&self, p: Payload) -> io::Result<Ticket> {
-        self.append_checked(p, None)
+        self.append_checked(p, None, None)
     }
 
     /// [`Log::append`], refused if a group has failed since `epoch` was
@@ -333,10 +337,67 @@ impl Log {
     /// earlier ones (the store's, checked against the state they left)
     /// appends this way, after it has undone what failed.
     pub fn append_in(&self, epoch: u64, p: Payload) -> io::Result<Ticket> {
-        self.append_checked(p, Some(epoch))
+        self.append_checked(p, Some(epoch), None)
     }
 
-    fn append_checked(&self, p: Payload, epoch: Option<u64>) -> io::Result<Ticket> {
+    /// [`Log::append_in`] for a record that goes with `after`, a record of
+    /// the companion log ([`Log::gate_on`]): it is written only once that
+    /// one is durable, and fails (with every record not yet durable, as a
+    /// failed write would) if that one failed. `None` gates nothing.
+    pub fn append_after(
+        &self,
+        epoch: u64,
+        p: Payload,
+        after: Option<Ticket>,
+    ) -> io::Result<Ticket> {
+        debug_assert!(
+            after.is_none() || self.inner.companion.get().is_some(),
+            "a gated record on a log with no companion"
+        );
+        self.append_checked(p, Some(epoch), after)
+    }
+
+    /// Makes `companion` this log's companion: a record appended with
+    /// [`Log::append_after`] is written only after its companion record is
+    /// durable, so that two logs on two filesystems commit a pair of
+    /// records in a known order (the store's journal after the disk
+    /// queue: a journal record is never durable when its push's queue
+    /// record failed). Set once, before such appends.
+    pub fn gate_on(&self, companion: Arc<Log>) {
+        let _ = self.inner.companion.set(companion);
+    }
+
+    /// Lists `seqs` in `FAILED`, so that recovery never hands those records
+    /// out: records a client appended and then gave up, because what they
+    /// went with failed elsewhere (a queue record whose journal record
+    /// failed). Their tickets resolve as before; readers of the live log
+    /// are the client's to keep away from them. Blocking I/O (a small file
+    /// written, fsynced and renamed), giving the reserve up if the disk is
+    /// full.
+    pub fn revoke(&self, seqs: &[u64]) -> io::Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let _file = lock(&self.inner.failed_file);
+        let ranges = {
+            let mut st = lock(&self.inner.state);
+            for &seq in seqs {
+                match st.failed_on_disk.last_mut() {
+                    Some((_, last)) if *last + 1 == seq => *last = seq,
+                    _ => st.failed_on_disk.push((seq, seq)),
+                }
+            }
+            st.failed_on_disk.clone()
+        };
+        super::flusher::write_failed_file(&self.inner, &ranges)
+    }
+
+    fn append_checked(
+        &self,
+        p: Payload,
+        epoch: Option<u64>,
+        after: Option<Ticket>,
+    ) -> io::Result<Ticket> {
         if p.bytes.len() > MAX_PAYLOAD {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -375,6 +436,7 @@ impl Log {
             seq,
             header: p.header(seq),
             payload: p.bytes,
+            after,
         });
         let wake = st.flusher == Flusher::WaitsForOps;
         drop(st);
@@ -453,6 +515,11 @@ impl Log {
     /// never the log's.
     pub fn on_retry(&self, hook: impl Fn() + Send + Sync + 'static) {
         lock(&self.inner.on_retry).push(Box::new(hook));
+    }
+
+    /// What the log is, in messages ("journal", "disk queue", "log").
+    pub fn what(&self) -> &'static str {
+        self.inner.opts.what
     }
 
     /// The log's id (see [`LOG_ID_FILE`]).

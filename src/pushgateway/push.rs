@@ -259,30 +259,37 @@ impl PushgatewayInput {
                 // On a log shared by the journal and the disk queue, both
                 // records go to disk under one fsync.
                 let commit_group = self.sinks.commit_group();
-                // Memory queues send the points once the journal record is
-                // durable; the disk queue's record shares its commit.
-                let stored = store.push(prepared, || {
-                    let slot = store
-                        .upcoming_slot()
-                        .filter(|_| !self.sinks.has_disk_queue());
-                    self.sinks.enqueue(sealed, body_bytes, room, slot)
+                // Memory queues, and a disk queue on a log of its own,
+                // send the points once the journal record is durable; on
+                // a shared log the two records share their commit. On two
+                // logs the journal record waits for the queue record.
+                let stored = store.push_after(prepared, || {
+                    let slot = store.upcoming_slot();
+                    let queued = self.sinks.enqueue(sealed, body_bytes, room, slot)?;
+                    let after = queued.disk_ticket();
+                    Ok((queued, after))
                 });
                 drop(commit_group);
                 match stored {
                     Ok((stored, queued)) => {
                         // On a shared log both waits end with the same
-                        // fsync; on two logs the two fsyncs run in
-                        // parallel.
+                        // fsync; on two logs, with the journal's, which
+                        // follows the queue's.
                         let (a, b) = tokio::join!(store.wait(stored), self.sinks.complete(queued));
                         if a.is_err() || b.is_err() {
                             // Gone from the store before the client hears.
                             store.settle();
+                            // And from a disk queue on its own log, for
+                            // good.
+                            self.settle_holds().await;
                         }
                         // Its points, held in memory queues until now, go
                         // (or are dropped, refused).
                         self.sinks.recheck();
-                        a.map_err(journal_error)?;
+                        // The queue's failure first: on two logs it is
+                        // what failed the journal record too.
                         b.map_err(enqueue_error)?;
+                        a.map_err(journal_error)?;
                     }
                     Err(PushRefused::Inconsistent { message, ticket }) => {
                         if let Err(e) = store.wait(ticket).await {
@@ -300,7 +307,12 @@ impl PushgatewayInput {
                     Err(PushRefused::Full(message)) => {
                         return Err(ApiError::new(ErrorCode::StoreFull, message))
                     }
-                    Err(PushRefused::Journal(e)) => return Err(journal_error(e)),
+                    Err(PushRefused::Journal(e)) => {
+                        // A disk queue on its own log may hold the push's
+                        // record, appended before the journal refused.
+                        self.settle_holds().await;
+                        return Err(journal_error(e));
+                    }
                 }
             }
         }
@@ -311,6 +323,17 @@ impl PushgatewayInput {
 }
 
 impl PushgatewayInput {
+    /// [`SinkSet::settle_holds`] off the async workers (it may write a
+    /// small file).
+    async fn settle_holds(&self) {
+        let sinks = self.sinks.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || sinks.settle_holds()).await {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+    }
+
     /// Decoding, parsing, the push's own checks and the mapping to points:
     /// CPU work that grows with the body.
     fn decode_and_convert(

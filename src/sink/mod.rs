@@ -71,6 +71,14 @@ pub struct Enqueued {
     stdout: Option<Lines>,
 }
 
+impl Enqueued {
+    /// The disk queue record's ticket, if the push has one: a journal
+    /// record on another log waits for it ([`crate::store::Store::push_after`]).
+    pub fn disk_ticket(&self) -> Option<Ticket> {
+        self.ticket
+    }
+}
+
 /// Room held in the blocking memory queues for one push while it is parsed
 /// ([`SinkSet::wait_for_room`]); given back when the push is enqueued
 /// ([`SinkSet::enqueue`]) or dropped.
@@ -166,7 +174,20 @@ fn open_disk_queue(
     batch_points: usize,
     metrics: &Metrics,
 ) -> Result<Arc<DiskQueue>, StartError> {
-    let opened = DiskQueue::open(
+    let opened = open_disk(dir, sinks, Arc::new(crate::durable::RealIo))?;
+    Ok(report_opened(opened, sinks, batch_points, metrics))
+}
+
+/// Opens the disk queue under `dir` for `sinks`, in a log of its own,
+/// through `io` (tests inject faults with it); hand the result to
+/// [`SinkSet::start_with`].
+pub fn open_disk(
+    dir: &str,
+    sinks: &[SinkConfig],
+    io: Arc<dyn crate::durable::Io>,
+) -> Result<disk::Opened, StartError> {
+    DiskQueue::open_with(
+        io,
         std::path::Path::new(dir),
         &disk_specs(sinks),
         disk::DEFAULT_SEGMENT_BYTES,
@@ -174,8 +195,7 @@ fn open_disk_queue(
     .map_err(|source| StartError::DiskQueue {
         dir: dir.to_string(),
         source,
-    })?;
-    Ok(report_opened(opened, sinks, batch_points, metrics))
+    })
 }
 
 /// Logs what opening the disk queue found. Of what it reads back, at most
@@ -385,8 +405,10 @@ impl SinkSet {
     /// request body the points came from; `held` is the push's room from
     /// [`SinkSet::wait_for_room`], given back here whatever happens.
     /// `slot` is where the push's journal record goes, when the store
-    /// journals beside memory queues: they send the points once it is
-    /// durable, and never if it fails.
+    /// journals on a log of its own: the queues (memory queues, or a disk
+    /// queue on another log) send the points once it is durable, and
+    /// never if it fails. A slot on the disk queue's own log (one log for
+    /// both) holds nothing: the two records share their commit.
     pub fn enqueue(
         &self,
         sealed: Sealed,
@@ -397,7 +419,8 @@ impl SinkSet {
         let converted = match sealed.form {
             SealedForm::Disk(push) => {
                 let disk = self.disk.as_ref().expect("sealed for the disk queue");
-                let ticket = self.enqueue_on_disk(disk, push)?;
+                let hold = slot.filter(|s| !Arc::ptr_eq(&s.log, disk.log()));
+                let ticket = self.enqueue_on_disk(disk, push, hold)?;
                 // Line protocol's drops are counted as sinks read.
                 return Ok(Enqueued {
                     ticket: Some(ticket),
@@ -527,8 +550,13 @@ impl SinkSet {
         })
     }
 
-    fn enqueue_on_disk(&self, disk: &DiskQueue, push: EncodedPush) -> Result<Ticket, EnqueueError> {
-        let (ticket, dropped) = disk.append_encoded(push).map_err(|e| match e {
+    fn enqueue_on_disk(
+        &self,
+        disk: &DiskQueue,
+        push: EncodedPush,
+        hold: Option<crate::durable::Slot>,
+    ) -> Result<Ticket, EnqueueError> {
+        let (ticket, dropped) = disk.append_held(push, hold).map_err(|e| match e {
             Refused::Full { sink } => EnqueueError::Full(QueueFull {
                 sink: self.http[sink].name.clone(),
                 max_bytes: self.http[sink].disk_budget,
@@ -596,6 +624,24 @@ impl SinkSet {
         for sink in &self.http {
             sink.queue.recheck();
         }
+    }
+
+    /// Before a push whose record a disk queue holds for its journal
+    /// record is refused: drops the points of failed journal records from
+    /// the disk queue and lists them in its `FAILED`, so that they are not
+    /// sent after a restart either (see [`DiskQueue::settle_holds`]).
+    /// Blocking I/O, only when there are some.
+    pub fn settle_holds(&self) {
+        if let Some(disk) = &self.disk {
+            if let Err(e) = disk.settle_holds() {
+                tracing::error!("disk queue: cannot list the points of a refused push in FAILED yet (a restart now would send them): {e}");
+            }
+        }
+    }
+
+    /// The disk queue's log, if there is a disk queue.
+    pub fn disk_log(&self) -> Option<&Arc<crate::durable::Log>> {
+        self.disk.as_ref().map(|d| d.log())
     }
 
     /// Finishes what [`SinkSet::enqueue`] started: writes the points of

@@ -344,9 +344,20 @@ impl Journal {
     /// [`Journal::append`], refused if a group of the log has failed since
     /// `epoch` ([`crate::durable::Log::append_in`]).
     pub fn append_in(&self, epoch: u64, payload: &[u8]) -> io::Result<Ticket> {
+        self.append_after(epoch, payload, None)
+    }
+
+    /// [`Journal::append_in`], written only once `after`, a record of the
+    /// log's companion ([`Log::gate_on`]), is durable.
+    pub fn append_after(
+        &self,
+        epoch: u64,
+        payload: &[u8],
+        after: Option<Ticket>,
+    ) -> io::Result<Ticket> {
         let p = Payload::new(KIND_STORE, RECORD_VERSION, payload.to_vec());
         let len = p.frame_len();
-        let t = self.log.append_in(epoch, p)?;
+        let t = self.log.append_after(epoch, p, after)?;
         self.bytes.fetch_add(len, Ordering::Relaxed);
         Ok(t)
     }

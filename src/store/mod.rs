@@ -244,6 +244,9 @@ pub struct Store {
     room: Arc<room::Room>,
     /// Each family's exposition order, as the last scrape built it.
     orders: order::OrderCache,
+    /// The disk queue's own log, which the journal's records wait for
+    /// (see [`Store::gate_journal_on`]).
+    journal_gate: OnceLock<Arc<crate::durable::Log>>,
 }
 
 impl Store {
@@ -264,7 +267,20 @@ impl Store {
             options,
             snapshotting: Arc::new(AtomicBool::new(false)),
             seen_epoch: AtomicU64::new(0),
+            journal_gate: OnceLock::new(),
         }
+    }
+
+    /// With `persistence_dir` and `queue_dir` on two filesystems, the
+    /// journal and the disk queue keep a log each. A push is then
+    /// committed in a fixed order: its queue record first, its journal
+    /// record once that is durable ([`Store::push_after`]), so that a
+    /// failed queue write fails the journal record too and the push
+    /// changes nothing; a failed journal write leaves a durable queue
+    /// record, which the disk queue holds back until the journal record's
+    /// fate is known and then revokes. Call before [`Store::load`].
+    pub fn gate_journal_on(&self, queue_log: Arc<crate::durable::Log>) {
+        let _ = self.journal_gate.set(queue_log);
     }
 
     /// Opens the journal under `persistence_dir`, applies what it recovers
@@ -290,6 +306,9 @@ impl Store {
         let dir = self.options.persistence_dir.clone().unwrap_or_default();
         let mut warnings = self.lock().replay(&recovered, &dir);
         warnings.splice(0..0, recovered.warnings);
+        if let Some(queue_log) = self.journal_gate.get() {
+            journal.log().gate_on(queue_log.clone());
+        }
         let _ = self.journal.set(Arc::new(journal));
         self.ready.store(true, Ordering::Release);
         warnings
@@ -380,8 +399,22 @@ impl Store {
     /// waited on before acknowledging.
     pub fn push<T, E>(
         &self,
-        mut push: Prepared,
+        push: Prepared,
         reserve: impl FnOnce() -> Result<T, E>,
+    ) -> Result<(Option<Ticket>, T), PushRefused<E>> {
+        self.push_after(push, || reserve().map(|t| (t, None)))
+    }
+
+    /// [`Store::push`] for a push whose points went to a disk queue with a
+    /// log of its own (`persistence_dir` and `queue_dir` on two
+    /// filesystems): `reserve` also returns the ticket of the queue record,
+    /// and the journal record is written only once that one is durable
+    /// (see [`Store::gate_journal_on`]), so that a push whose queue record
+    /// failed leaves nothing in the journal.
+    pub fn push_after<T, E>(
+        &self,
+        mut push: Prepared,
+        reserve: impl FnOnce() -> Result<(T, Option<Ticket>), E>,
     ) -> Result<(Option<Ticket>, T), PushRefused<E>> {
         let mut inner = self.lock();
         let settled = self.settle_locked(&mut inner);
@@ -418,12 +451,13 @@ impl Store {
                 return Err(PushRefused::Journal(e));
             }
         }
-        let reserved = reserve().map_err(PushRefused::Reserve)?;
+        let (reserved, after) = reserve().map_err(PushRefused::Reserve)?;
         let ticket = match (self.journal.get(), &mut push.record) {
             (Some(j), Some(record)) => {
                 record::set_link(record, inner.journal_seq_of(&push.key));
+                let after = after.filter(|_| self.journal_gate.get().is_some());
                 let t = j
-                    .append_in(inner.seen_epoch, record)
+                    .append_after(inner.seen_epoch, record, after)
                     .map_err(PushRefused::Journal)?;
                 inner.remember(t, std::slice::from_ref(&push.key));
                 let series = push.packed.iter().map(|f| f.series_count()).sum();

@@ -52,6 +52,12 @@
 //!   the index before any later record is durable, so no sink reads them.
 //!   What was durable is still delivered. A sink that has everything holds
 //!   back no segment, so a full disk's segments go once delivered.
+//! - Beside a journal on another filesystem (a log each), a push's record
+//!   is held ([`DiskQueue::append_held`]): no sink reads it, nor anything
+//!   after it, before the push's journal record is durable. If that one
+//!   failed, the record leaves the index and is listed in the log's
+//!   `FAILED` ([`DiskQueue::settle_holds`], before the push is refused),
+//!   so no sink ever sends it, not even after a restart.
 //! - Damage on disk is the log's to recover from: a damaged record is lost
 //!   alone and reported, later records are still delivered, and nothing
 //!   found on disk makes `open` fail; only I/O errors do.
@@ -198,6 +204,13 @@ struct Inner {
     /// Set at close: stops the cursor syncer.
     stop: Mutex<bool>,
     stop_cv: Condvar,
+    /// The log of the journal records that holds wait for (see
+    /// [`DiskQueue::append_held`]), once a record was held.
+    hold_log: std::sync::OnceLock<Arc<Log>>,
+    /// Serializes listing revoked records in `FAILED`, so that a caller
+    /// of [`DiskQueue::settle_holds`] returns only once its record is
+    /// listed, even if another caller took it to list.
+    revoking: Mutex<()>,
 }
 
 impl Inner {
@@ -247,6 +260,35 @@ impl Inner {
         self.collect_garbage();
     }
 
+    /// Settles the holds (see [`DiskQueue::append_held`]) and lists the
+    /// records whose journal record failed in the log's `FAILED`, so that
+    /// a restart does not send them either. On error they stay to list at
+    /// the next call (the syncer's, each second).
+    fn settle_holds(&self) -> io::Result<()> {
+        let _one = lock(&self.revoking);
+        let revoked = {
+            let mut st = lock(&self.state);
+            st.resolve_holds();
+            std::mem::take(&mut st.revoked)
+        };
+        if revoked.is_empty() {
+            return Ok(());
+        }
+        match self.log.revoke(&revoked) {
+            Ok(()) => {
+                tracing::warn!(
+                    records = revoked.len(),
+                    "disk queue: points of pushes whose journal record failed are dropped unsent"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                lock(&self.state).revoked.splice(0..0, revoked);
+                Err(e)
+            }
+        }
+    }
+
     /// Lets the log delete the segments every sink's persisted cursor has
     /// passed.
     fn collect_garbage(&self) {
@@ -284,6 +326,9 @@ fn run_syncer(inner: Arc<Inner>) {
         drop(stop);
         inner.persist_dirty();
         inner.sync_cursors();
+        if let Err(e) = inner.settle_holds() {
+            tracing::error!("disk queue: cannot list the points of refused pushes in FAILED yet (a restart now would send them): {e}");
+        }
         // Segments a full disk left behind go once the log has moved on.
         inner.collect_garbage();
         if stopping {
@@ -311,7 +356,7 @@ impl DiskQueue {
     }
 
     /// [`DiskQueue::open`] through `io` (tests inject faults with it).
-    fn open_with(
+    pub fn open_with(
         io: Arc<dyn Io>,
         dir: &Path,
         sinks: &[SinkSpec],
@@ -377,6 +422,8 @@ impl DiskQueue {
             closed_tx,
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
+            hold_log: std::sync::OnceLock::new(),
+            revoking: Mutex::new(()),
         });
         inner.collect_garbage();
         // A failed group: its records leave the index before any later
@@ -448,6 +495,20 @@ impl DiskQueue {
     /// The second half of [`DiskQueue::append`]: queues a record from
     /// [`DiskQueue::encode`].
     pub fn append_encoded(&self, push: EncodedPush) -> Result<(Ticket, Vec<u64>), Refused> {
+        self.append_held(push, None)
+    }
+
+    /// [`DiskQueue::append_encoded`] for a push whose journal record goes
+    /// to another log, at `hold` (the store's journal on another
+    /// filesystem): no sink reads the record before that one is durable,
+    /// and if it fails the record is dropped unsent and listed in the
+    /// log's `FAILED` ([`DiskQueue::settle_holds`]). Records after a held
+    /// one wait behind it, so order is kept.
+    pub fn append_held(
+        &self,
+        push: EncodedPush,
+        hold: Option<crate::durable::Slot>,
+    ) -> Result<(Ticket, Vec<u64>), Refused> {
         if push.points == 0 {
             let sinks = lock(&self.inner.state).sinks.len();
             return Ok((Ticket::DURABLE, vec![0; sinks]));
@@ -475,10 +536,23 @@ impl DiskQueue {
         }
         let ticket = log.append(push.payload).map_err(Refused::Io)?;
         st.push(ticket.seq(), cost, push.points, push.append_ns, push.body);
+        if let Some(slot) = hold {
+            let _ = self.inner.hold_log.set(slot.log.clone());
+            st.holds.push_back((ticket.seq(), slot));
+        }
         if dropped.iter().any(|&d| d > 0) {
             st.trim();
         }
         Ok((ticket, dropped))
+    }
+
+    /// Settles the holds whose journal records' fate is known: the
+    /// records of failed ones leave the queue and are listed in `FAILED`
+    /// before this returns (blocking I/O, when there are some). Call it
+    /// before refusing a push whose record was held, so that the refusal
+    /// holds across a restart; the syncer also calls it each second.
+    pub fn settle_holds(&self) -> io::Result<()> {
+        self.inner.settle_holds()
     }
 
     /// Waits until the push is on disk (or the queue failed).
@@ -516,9 +590,11 @@ impl DiskQueue {
         loop {
             let mut rx = log.subscribe();
             let mut closed_rx = self.inner.closed_tx.subscribe();
+            let mut hold_rx = self.inner.hold_log.get().map(|l| l.subscribe());
             let taken = {
-                let st = lock(&self.inner.state);
-                let durable = log.durable();
+                let mut st = lock(&self.inner.state);
+                st.resolve_holds();
+                let durable = st.readable(log.durable());
                 let available = st
                     .points_at(st.durable_end(durable))
                     .saturating_sub(st.points_at(st.sinks[sink].read));
@@ -580,10 +656,21 @@ impl DiskQueue {
                 }
                 continue;
             }
+            let held = async {
+                // A journal record held for became durable or failed.
+                let changed = match hold_rx.as_mut() {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => false,
+                };
+                if !changed {
+                    std::future::pending::<()>().await;
+                }
+            };
             let woken = async {
                 tokio::select! {
                     r = rx.changed() => r.is_ok(),
                     r = closed_rx.changed() => r.is_ok(),
+                    () = held => true,
                 }
             };
             match deadline {

@@ -4,6 +4,7 @@
 //! lock; no I/O.
 
 use super::cursors::Pos;
+use crate::durable::{Slot, SlotState};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -73,6 +74,14 @@ pub struct State {
     cache_order: VecDeque<u64>,
     cache_bytes: u64,
     pub closing: bool,
+    /// Records that go with a journal record in another log, oldest
+    /// first, and where that record goes: no sink reads past the first
+    /// until it is durable; one whose journal record failed leaves the
+    /// index (see [`State::resolve_holds`]).
+    pub holds: VecDeque<(u64, Slot)>,
+    /// Records taken out of the index for a failed journal record, still
+    /// to be listed in the log's `FAILED`.
+    pub revoked: Vec<u64>,
 }
 
 impl State {
@@ -326,9 +335,63 @@ impl State {
         }
     }
 
+    /// Settles the holds whose journal record's fate is known, oldest
+    /// first: a durable one lets its record be read; a failed one takes
+    /// its record out of the index (and into `revoked`), so no sink ever
+    /// reads it. Stops at the first still pending.
+    pub fn resolve_holds(&mut self) {
+        while let Some((seq, slot)) = self.holds.front() {
+            match slot.state() {
+                SlotState::Pending => return,
+                SlotState::Durable => {}
+                SlotState::Failed => {
+                    let seq = *seq;
+                    if self.remove(seq) {
+                        self.revoked.push(seq);
+                    }
+                }
+            }
+            self.holds.pop_front();
+        }
+    }
+
+    /// The last sequence number sinks may read up to: durable, and before
+    /// the first record still held.
+    pub fn readable(&self, durable: u64) -> u64 {
+        match self.holds.front() {
+            Some((seq, _)) => durable.min(seq - 1),
+            None => durable,
+        }
+    }
+
+    /// Takes record `seq` out of the index, as if it had never been
+    /// appended: the records after it count its points and bytes no more.
+    /// Positions stay valid (they name records by sequence number); no
+    /// sink has read it, since it was held. False if it is not indexed.
+    fn remove(&mut self, seq: u64) -> bool {
+        let Ok(i) = self.find(seq) else {
+            return false;
+        };
+        let r = self.index.remove(i).expect("found");
+        for later in self.index.iter_mut().skip(i) {
+            later.cum_points -= r.points as u64;
+            later.cum_bytes -= r.len;
+        }
+        self.total_points -= r.points as u64;
+        self.total_bytes -= r.len;
+        if r.body.is_some() {
+            self.cache_bytes -= r.len;
+            self.cache_order.retain(|&s| s != seq);
+        }
+        true
+    }
+
     /// Forgets the records past `durable`: the log failed before writing
     /// them, and they were never acknowledged.
     pub fn rollback(&mut self, durable: u64) {
+        while self.holds.back().is_some_and(|(seq, _)| *seq > durable) {
+            self.holds.pop_back();
+        }
         while self.index.back().is_some_and(|r| r.seq > durable) {
             let r = self.index.pop_back().expect("back exists");
             self.total_points = r.cum_points;

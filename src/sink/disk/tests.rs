@@ -847,3 +847,87 @@ fn write_failure_fails_waiters_and_later_appends() {
     append_wait(q, &push(3, 1));
     assert_eq!(q.depth(0).0, 2);
 }
+
+/// A journal of its own beside the queue (two filesystems): records held
+/// for journal records are read only once those are durable, and the
+/// record of a failed one is never read, not even after a reopen.
+#[tokio::test]
+async fn held_records_wait_for_their_journal_record_and_a_failed_one_is_revoked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("q");
+    let io = FaultyIo::default();
+    let journal = Arc::new(
+        Log::open(
+            Arc::new(io.clone()),
+            &tmp.path().join("journal"),
+            LogOptions {
+                segment_bytes: DEFAULT_SEGMENT_BYTES,
+                holders: 1,
+                what: "journal",
+            },
+            &mut |_| {},
+        )
+        .unwrap()
+        .log,
+    );
+    let slot = || crate::durable::Slot {
+        log: journal.clone(),
+        epoch: journal.epoch(),
+        seq: journal.next_seq(),
+    };
+    let journal_record = || journal.append(Payload::new(crate::durable::KIND_STORE, 1, vec![1]));
+    // Sink b reads nothing: after the reopen it starts before push 1.
+    let sinks = two_sinks();
+    {
+        let o = open(&dir, &sinks, DEFAULT_SEGMENT_BYTES);
+        let q = &o.queue;
+        let held = |p: usize, s| {
+            let (t, _) = q
+                .append_held(DiskQueue::encode(&push(p, 2)).unwrap(), Some(s))
+                .unwrap();
+            q.wait_blocking(t).unwrap();
+        };
+        // Push 0: its journal record durable.
+        held(0, slot());
+        journal.wait_blocking(journal_record().unwrap()).unwrap();
+        // Push 1: its journal record's write fails.
+        held(1, slot());
+        io.faults.failing_writes.store(true, Ordering::SeqCst);
+        let failed = journal_record().unwrap();
+        assert!(journal.wait_blocking(failed).is_err());
+        io.faults.failing_writes.store(false, Ordering::SeqCst);
+        while journal.refusal().is_some() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Push 2: its journal record not yet appended.
+        held(2, slot());
+        assert_eq!(take(q, 0, 2, 100, true).await, expect([0], 2));
+        let waiting = tokio::time::timeout(
+            Duration::from_millis(200),
+            q.next_batch(0, 100, Duration::ZERO, Form::Points),
+        )
+        .await;
+        assert!(
+            waiting.is_err(),
+            "push 2 was read before its journal record was durable"
+        );
+        journal.wait_blocking(journal_record().unwrap()).unwrap();
+        // Woken by the journal: push 1 is gone, push 2 follows push 0.
+        let b = tokio::time::timeout(
+            Duration::from_secs(5),
+            q.next_batch(0, 100, Duration::ZERO, Form::Points),
+        )
+        .await
+        .expect("woken when the journal record became durable")
+        .unwrap();
+        assert_eq!(values(b.points()), expect([2], 2));
+        assert_eq!(q.depth(0).0, 2, "push 1's points are not counted");
+        // Not acknowledged: a reopen hands push 2 out again, never push 1.
+        q.settle_holds().unwrap();
+    }
+    let o = open(&dir, &sinks, DEFAULT_SEGMENT_BYTES);
+    assert_eq!(
+        drain(&o.queue, 2).await,
+        [expect([2], 2), expect([0, 2], 2)]
+    );
+}
