@@ -176,6 +176,71 @@ fn a_full_disk_refuses_pushes_cleanly_and_heals_when_room_returns() {
     assert_eq!(stored_instances(&agent), acknowledged);
 }
 
+/// A journal in a log of its own (`persistence_dir` alone, as beside
+/// memory queues, or on another filesystem than `queue_dir`) that fills
+/// its disk by itself: the same few groups pushed again and again, so the
+/// store stays small while its journal grows. Nothing frees room but a
+/// compaction, which must happen by itself: each push refused for the
+/// full disk is taken again within seconds, with no restart and no room
+/// given back by anyone.
+#[test]
+#[ignore = "needs root to mount a tmpfs: run via .ci/run"]
+fn a_journal_that_fills_its_own_disk_compacts_and_goes_on() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let fs = Tmpfs::mount(&tmp.path().join("fs"), "1m");
+    let conf = format!(
+        "[[inputs.pushgateway]]\npersistence_dir = {:?}\n",
+        fs.path.join("store").display().to_string()
+    );
+    let agent = Agent::start_raw(free_port(), &conf);
+    let mut last = BTreeMap::new();
+    let mut refusals = 0;
+    // About 8 KB of journal a push: some three times the disk in all.
+    for i in 0..400u64 {
+        let group = i % 5;
+        let path = format!("/metrics/job/fill/instance/{group}");
+        let body = fill_body().replace("pad=", &format!("push=\"{i}\",pad="));
+        wait_for(
+            &format!("push {i} taken (after {refusals} refusals)"),
+            Duration::from_secs(15),
+            || {
+                let r = agent.request("PUT", &path, &[], body.as_bytes());
+                if r.status != 200 {
+                    assert_eq!(r.status, 503, "{}", r.text());
+                    refusals += 1;
+                    return None;
+                }
+                Some(())
+            },
+        );
+        last.insert(group, i);
+    }
+    assert!(
+        refusals > 0,
+        "the disk never filled: the test proves nothing"
+    );
+    let log = std::fs::read_to_string(agent.dir.path().join("agent.stderr.log")).unwrap();
+    assert!(
+        log.contains("compacting the store's journal"),
+        "no compaction for space:\n{log}"
+    );
+    let stored = |agent: &Agent| -> BTreeMap<u64, u64> {
+        let text = agent.request("GET", "/metrics", &[], b"").text();
+        text.lines()
+            .filter(|l| l.starts_with("fill_value{"))
+            .map(|l| (label(l, "instance"), label(l, "push")))
+            .collect()
+    };
+    assert_eq!(stored(&agent), last);
+    drop(agent);
+    // A restart replays exactly that.
+    let agent = Agent::start_raw(free_port(), &conf);
+    wait_for("the store loaded", Duration::from_secs(10), || {
+        (agent.request("GET", "/-/ready", &[], b"").status == 200).then_some(())
+    });
+    assert_eq!(stored(&agent), last);
+}
+
 /// The second fault: `queue_dir` (here shared with the journal)
 /// fills while the backend is down. Ten groups are pushed over and over,
 /// as cron jobs do, so the disk fills with the log, not the store. Pushes

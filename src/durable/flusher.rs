@@ -354,11 +354,11 @@ pub(super) fn write_failed_file(inner: &Inner, ranges: &[(u64, u64)]) -> io::Res
 /// segment being written.
 fn resume(inner: &Inner, fresh: Option<(u64, Arc<dyn LogFile>)>) {
     let mut st = lock(&inner.state);
-    if let Some((name, file)) = fresh {
+    let fresh = fresh.map(|(name, file)| {
         st.ledger
             .add_segment(name, inner.dir.join(segment_name(name)), Some(file));
         st.active = name;
-    }
+    });
     // The failed group's bytes were cut off (or left in a file not
     // written again).
     st.active_bytes = FILE_HEADER_LEN as u64;
@@ -368,6 +368,11 @@ fn resume(inner: &Inner, fresh: Option<(u64, Arc<dyn LogFile>)>) {
     inner.refusing.store(false, Ordering::Release);
     drop(st);
     inner.update_status(|s| s.failed = None);
+    if fresh.is_some() {
+        // The failed one, if released already, goes now (on a full disk,
+        // that is the room the next appends need).
+        inner.collect_segments();
+    }
     tracing::info!(
         "{} {}: appends are taken again",
         inner.opts.what,
@@ -422,6 +427,7 @@ fn write_ops(inner: &Inner, active: &mut Active, ops: Vec<Op>) -> io::Result<()>
                 }
                 let file = inner.create_segment(name)?;
                 lock(&inner.state).ledger.set_file(name, file.clone());
+                inner.collect_segments();
                 let len = FILE_HEADER_LEN as u64;
                 *active = Active {
                     name,

@@ -120,13 +120,13 @@ impl Ledger {
             .min()
             .unwrap_or(u64::MAX);
         let own = self.holds.get(holder).copied().unwrap_or(0);
-        let mut names = self.segments.keys();
-        names.next();
-        // The second segment's name: the first goes once every hold
-        // reaches it.
-        names
-            .next()
-            .is_some_and(|&second| second <= others && second > own)
+        // A segment goes once every hold reaches the next one's name. Look
+        // at each, not only the first: one the holds already let go may
+        // still be listed until the next collection.
+        self.segments
+            .keys()
+            .skip(1)
+            .any(|&next| next <= others && next > own)
     }
 
     pub fn oldest(&self) -> Option<u64> {
@@ -171,5 +171,23 @@ mod tests {
         assert_eq!(l.segment_count(), 1);
         l.release(1, 2); // a mark never goes back
         assert!(l.find(1).is_none());
+    }
+
+    /// A segment its holds already let go but nobody collected yet (it was
+    /// the newest when they were raised) must not hide the one after it,
+    /// which the holder alone keeps.
+    #[test]
+    fn a_segment_left_uncollected_does_not_hide_the_pinned_one() {
+        let mut l = Ledger::new(1);
+        l.add_segment(1, "s1".into(), None);
+        // A snapshot covers everything below 10 while s1 is the newest.
+        l.release(0, 10);
+        assert!(l.collect().is_empty(), "the newest segment stays");
+        l.add_segment(10, "s10".into(), None);
+        l.add_segment(20, "s20".into(), None);
+        assert!(l.pinned_by(0), "s10's records are needed by holder 0 alone");
+        l.release(0, 20);
+        assert!(!l.pinned_by(0));
+        assert_eq!(l.collect(), vec![PathBuf::from("s1"), PathBuf::from("s10")]);
     }
 }

@@ -203,6 +203,23 @@ impl Inner {
         Ok(file)
     }
 
+    /// Deletes the segments every holder has released (never the one being
+    /// written). Run at each release, and when a segment is started: a
+    /// release that came while the segment it freed was still being
+    /// written frees it only then.
+    pub(super) fn collect_segments(&self) {
+        let doomed = lock(&self.state).ledger.collect();
+        for path in doomed {
+            match self.io.remove(&path) {
+                Ok(()) => tracing::debug!("{}: removed {}", self.opts.what, path.display()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!("{}: cannot remove {}: {e}", self.opts.what, path.display())
+                }
+            }
+        }
+    }
+
     /// Creates the reserve if it is missing and the disk has room for it
     /// and as much again. Best effort: a log works without it.
     pub(super) fn keep_reserve(&self) {

@@ -599,22 +599,8 @@ impl Log {
     /// Holder `holder` needs no record below `below` any more: deletes the
     /// segments no holder needs (blocking I/O).
     pub fn release(&self, holder: usize, below: u64) {
-        let doomed = {
-            let mut st = lock(&self.inner.state);
-            st.ledger.release(holder, below);
-            st.ledger.collect()
-        };
-        for path in doomed {
-            match self.inner.io.remove(&path) {
-                Ok(()) => tracing::debug!("{}: removed {}", self.inner.opts.what, path.display()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!(
-                    "{}: cannot remove {}: {e}",
-                    self.inner.opts.what,
-                    path.display()
-                ),
-            }
-        }
+        lock(&self.inner.state).ledger.release(holder, below);
+        self.inner.collect_segments();
     }
 
     /// True if holder `holder` alone keeps a segment on disk (see

@@ -210,8 +210,13 @@ impl Journal {
         };
         let snapshot_records = records.len();
         let in_this_log = log_id == Some(log.id());
+        // What the log holds since the snapshot counts towards the next
+        // compaction, as if appended now: on a full disk, a compaction is
+        // what frees it.
+        let mut log_bytes = 0;
         match log_id {
             Some(id) if id == log.id() => {
+                log_bytes = frame_bytes(&log_records);
                 records.extend(log_records);
                 seqs = log_seqs;
             }
@@ -225,6 +230,7 @@ impl Journal {
                     tracing::warn!("{msg}");
                     warnings.push(msg);
                 }
+                log_bytes = frame_bytes(&log_records);
                 records.extend(log_records);
                 seqs = log_seqs;
             }
@@ -257,7 +263,7 @@ impl Journal {
             holder,
             owns_log,
             dir,
-            bytes: Arc::default(),
+            bytes: Arc::new(AtomicU64::new(log_bytes)),
             snapshot_busy: Arc::new(AtomicBool::new(false)),
             _lock: lock,
         };
@@ -520,6 +526,12 @@ impl Drop for SnapshotWriter {
     fn drop(&mut self) {
         self.busy.store(false, Ordering::Release);
     }
+}
+
+/// Bytes the records `payloads` take in the log, headers included.
+fn frame_bytes(payloads: &[Vec<u8>]) -> u64 {
+    let header = crate::durable::record::HEADER_LEN as u64;
+    payloads.iter().map(|p| p.len() as u64 + header).sum()
 }
 
 /// The directory of the log `id` among `dir` itself and where
