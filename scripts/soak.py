@@ -8,6 +8,8 @@ root (it mounts a tmpfs), the release binary and victoria-metrics.
 What it does:
 - mounts a small tmpfs and runs pushkit with persistence_dir and queue_dir
   on it (one shared log), forwarding by remote write to VictoriaMetrics;
+  with --two-filesystems, persistence_dir goes on a second tmpfs (a log
+  each) and the fills take turns between the two;
 - 8 connections push, each to groups of its own, a mix of valid pushes
   (PUT and POST, each with a unique `seq` label) and invalid ones (a bad
   value, an empty job, a type that conflicts with other groups);
@@ -199,12 +201,18 @@ def main():
     ap.add_argument("--pushkit", default="target/release/pushkit")
     ap.add_argument("--vm", default=shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics")
     ap.add_argument("--tmpfs-size", default="32m")
+    ap.add_argument("--two-filesystems", action="store_true",
+                    help="persistence_dir on a second tmpfs: the store and the sinks keep a log each")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="pushkit-soak-")
     fs = os.path.join(work, "fs")
-    os.makedirs(fs)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={args.tmpfs_size}", "tmpfs", fs], check=True)
+    # The filesystems the fills take turns on; the store's is the last.
+    filesystems = [fs] + ([os.path.join(work, "fs2")] if args.two_filesystems else [])
+    for d in filesystems:
+        os.makedirs(d)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={args.tmpfs_size}", "tmpfs", d], check=True)
+    store_fs = filesystems[-1]
     vm = VictoriaMetrics(args.vm, os.path.join(work, "vm"), free_port())
     vm.start()
     port = free_port()
@@ -226,7 +234,7 @@ retry_base = "100ms"
 retry_max = "1s"
 
 [[inputs.pushgateway]]
-persistence_dir = "{fs}/store"
+persistence_dir = "{store_fs}/store"
 """)
     log = open(os.path.join(work, "pushkit.log"), "w")
     agent = subprocess.Popen([args.pushkit, "--conf-dir", conf_dir], stdout=subprocess.DEVNULL, stderr=log)
@@ -254,6 +262,7 @@ persistence_dir = "{fs}/store"
 
     start = time.time()
     end = start + args.minutes * 60
+    fills = 0
     ballast = os.path.join(fs, "ballast")
     rss = []
     events = []
@@ -273,6 +282,9 @@ persistence_dir = "{fs}/store"
             events.append("sink up")
             vm_up_at, vm_down_at = None, now + 15
         if fill_at and now >= fill_at:
+            filled = filesystems[fills % len(filesystems)]
+            fills += 1
+            ballast = os.path.join(filled, "ballast")
             block = b"\0" * 4096
             fd = os.open(ballast, os.O_WRONLY | os.O_CREAT, 0o600)
             try:
@@ -282,7 +294,8 @@ persistence_dir = "{fs}/store"
                 pass
             finally:
                 os.close(fd)
-            events.append("disk filled")
+            events.append("disk filled" if len(filesystems) == 1 else
+                          f"{'store' if filled == store_fs else 'queue'} disk filled")
             fill_at, empty_at = None, now + 15
         if empty_at and now >= empty_at:
             os.remove(ballast)
@@ -294,7 +307,8 @@ persistence_dir = "{fs}/store"
             with counts.lock:
                 acked, refused, invalid = len(counts.acked), len(counts.refused), counts.invalid_4xx
             print(f"| {now - start:.0f} | {kib / 1024:.1f} | {acked} | {refused} | {invalid} | "
-                  f"{free_bytes(fs) // 1024} | {', '.join(events)} |", flush=True)
+                  f"{' / '.join(str(free_bytes(d) // 1024) for d in filesystems)} | "
+                  f"{', '.join(events)} |", flush=True)
             events = []
             next_tick += 10
         time.sleep(0.05)
@@ -315,7 +329,8 @@ persistence_dir = "{fs}/store"
     agent.send_signal(signal.SIGTERM)
     agent.wait()
     vm.stop()
-    subprocess.run(["umount", fs])
+    for d in filesystems:
+        subprocess.run(["umount", d])
 
     lost = counts.acked - delivered
     refused_delivered = counts.refused & delivered

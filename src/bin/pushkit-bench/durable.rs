@@ -72,7 +72,10 @@ async fn round(
             url: format!("http://{sink}/write"),
             gzip: false,
         }],
-        persistence_dir: durable.then(|| d.join("store")),
+        persistence_dir: durable.then(|| match &ctx.opts.store_dir {
+            Some(dir) => dir.join(format!("pushkit-bench-store-{}", std::process::id())),
+            None => d.join("store"),
+        }),
         queue_dir: durable.then(|| d.join("queue")),
         ..PushkitConf::default()
     };
@@ -111,6 +114,9 @@ async fn round(
         res.durability.memory = Some(run);
     }
     finish(res, &format!("pushkit {label} with a sink"), &mut p);
+    if let (Some(store), Some(_)) = (&conf.persistence_dir, &ctx.opts.store_dir) {
+        let _ = std::fs::remove_dir_all(store);
+    }
     Ok(())
 }
 

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "\
 usage: pushkit-bench [--quick] [--duration SECS] [--no-go] [--no-victoria]
                      [--only LIST] [--groups LIST] [--pushkit PATH]
+                     [--store-dir DIR]
 
   --quick          3 s per run (20 s for the Go Pushgateway at 10,000 groups)
   --duration SECS  seconds per run (default 10; the Go Pushgateway at 10,000
@@ -52,6 +53,10 @@ usage: pushkit-bench [--quick] [--duration SECS] [--no-go] [--no-victoria]
   --groups LIST    comma-separated group counts of scenarios a-d
                    (default 10,1000,10000; the table shows those three)
   --pushkit PATH   the pushkit binary (default: next to this executable)
+  --store-dir DIR  the durable rows put persistence_dir in a fresh directory
+                   under DIR (default: beside queue_dir). On another
+                   filesystem than the temporary directory, the store and
+                   the sinks keep a log each: the two-log rows.
 ";
 
 /// Keep-alive connections of the load generator.
@@ -74,6 +79,7 @@ struct Opts {
     pushkit: Option<PathBuf>,
     parts: Vec<String>,
     groups: Vec<usize>,
+    store_dir: Option<PathBuf>,
 }
 
 const PARTS: [&str; 9] = [
@@ -97,6 +103,7 @@ fn parse_args() -> Result<Opts, String> {
         pushkit: None,
         parts: PARTS.iter().map(|s| s.to_string()).collect(),
         groups: GROUP_COUNTS.to_vec(),
+        store_dir: None,
     };
     let mut explicit_duration = false;
     let mut args = std::env::args().skip(1);
@@ -135,6 +142,9 @@ fn parse_args() -> Result<Opts, String> {
                 }
             }
             "--pushkit" => o.pushkit = Some(args.next().ok_or("--pushkit needs a path")?.into()),
+            "--store-dir" => {
+                o.store_dir = Some(args.next().ok_or("--store-dir needs a path")?.into())
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
