@@ -153,7 +153,7 @@ fn companion_gate(inner: &Inner, ops: &[Op]) -> io::Result<()> {
             companion.wait_blocking(*t).map_err(|e| {
                 io::Error::new(
                     e.kind(),
-                    format!("the {} it goes with failed: {e}", companion.what()),
+                    format!("the {} it goes with failed: {e}", companion.opts.what),
                 )
             })?;
         }

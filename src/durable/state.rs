@@ -141,7 +141,7 @@ pub(super) struct Inner {
     /// Set while appends are refused for any reason (`State::failed`).
     pub(super) refusing: std::sync::atomic::AtomicBool,
     /// The log whose records this one's wait for (see `Log::gate_on`).
-    pub(super) companion: std::sync::OnceLock<Arc<super::writer::Log>>,
+    pub(super) companion: std::sync::OnceLock<Arc<Inner>>,
     /// Serializes writes of `FAILED` (the flusher's, and `Log::revoke`'s).
     pub(super) failed_file: Mutex<()>,
 }
@@ -173,6 +173,18 @@ impl Inner {
         st.retry_at = None;
         self.refusing.store(true, Ordering::Release);
         self.update_status(|s| s.failed = Some(failure));
+    }
+
+    /// Blocks until `t`'s record is durable (or failed, or the log
+    /// closed).
+    pub(super) fn wait_blocking(&self, t: Ticket) -> io::Result<()> {
+        let mut s = lock(&self.status);
+        loop {
+            if let Some(r) = resolve(&s, t) {
+                return r;
+            }
+            s = self.status_cv.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
     }
 
     pub(super) fn check_open(&self, st: &State) -> io::Result<()> {

@@ -364,7 +364,7 @@ impl Log {
     /// queue: a journal record is never durable when its push's queue
     /// record failed). Set once, before such appends.
     pub fn gate_on(&self, companion: Arc<Log>) {
-        let _ = self.inner.companion.set(companion);
+        let _ = self.inner.companion.set(companion.inner.clone());
     }
 
     /// Lists `seqs` in `FAILED`, so that recovery never hands those records
@@ -517,11 +517,6 @@ impl Log {
         lock(&self.inner.on_retry).push(Box::new(hook));
     }
 
-    /// What the log is, in messages ("journal", "disk queue", "log").
-    pub fn what(&self) -> &'static str {
-        self.inner.opts.what
-    }
-
     /// The log's id (see [`LOG_ID_FILE`]).
     pub fn id(&self) -> u64 {
         self.inner.id
@@ -542,17 +537,7 @@ impl Log {
 
     /// Blocking form of [`Log::wait`], for threads outside a runtime.
     pub fn wait_blocking(&self, t: Ticket) -> io::Result<()> {
-        let mut s = lock(&self.inner.status);
-        loop {
-            if let Some(r) = resolve(&s, t) {
-                return r;
-            }
-            s = self
-                .inner
-                .status_cv
-                .wait(s)
-                .unwrap_or_else(|p| p.into_inner());
-        }
+        self.inner.wait_blocking(t)
     }
 
     /// A receiver that changes whenever records become durable, the log
