@@ -285,7 +285,7 @@ fn recover(inner: &Inner, active: &mut Active) {
     // never written, is kept: starting another would only add files.
     if !active.poisoned && (active.resumable || active.len == FILE_HEADER_LEN as u64) {
         active.resumable = false;
-        resume(inner, None);
+        resume(inner, None, active.len);
         return;
     }
     let mut made = inner.create_segment(name);
@@ -308,7 +308,7 @@ fn recover(inner: &Inner, active: &mut Active) {
                 poisoned: false,
                 resumable: false,
             };
-            resume(inner, Some((name, file)));
+            resume(inner, Some((name, file)), len);
         }
         Err(e) => {
             // Still failing: try again in a while.
@@ -351,17 +351,18 @@ pub(super) fn write_failed_file(inner: &Inner, ranges: &[(u64, u64)]) -> io::Res
 }
 
 /// Takes appends again, in `fresh` (name and file) if given, else in the
-/// segment being written.
-fn resume(inner: &Inner, fresh: Option<(u64, Arc<dyn LogFile>)>) {
+/// segment being written; `len` is the length of the one appends go to.
+fn resume(inner: &Inner, fresh: Option<(u64, Arc<dyn LogFile>)>, len: u64) {
     let mut st = lock(&inner.state);
     let fresh = fresh.map(|(name, file)| {
         st.ledger
             .add_segment(name, inner.dir.join(segment_name(name)), Some(file));
         st.active = name;
     });
-    // The failed group's bytes were cut off (or left in a file not
-    // written again).
-    st.active_bytes = FILE_HEADER_LEN as u64;
+    // `len`: the segment appends go on in, as long as it is (the failed
+    // group's bytes were cut off, or never written), so that it rotates
+    // when it should.
+    st.active_bytes = len;
     st.failed = None;
     st.retry_at = None;
     inner.full.store(false, Ordering::Release);

@@ -585,3 +585,59 @@ fn sequence_numbers_of_failed_groups_are_never_reused() {
     let (_, got, w) = open(dir);
     assert_eq!(payloads(&got), ["acknowledged"], "{w:?}");
 }
+
+/// A log gated on a companion: a record goes only after its companion
+/// record is durable, and fails, with nothing written, if that one
+/// failed. The log then goes on in the same segment, still knowing how
+/// full it is, so that it rotates when it should.
+#[test]
+fn a_gated_record_fails_with_its_companion_and_the_segment_keeps_its_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let faults = FaultyIo::default();
+    let (queue, _, _) = open_with(
+        Arc::new(faults.clone()),
+        &tmp.path().join("q"),
+        opts(64 << 20, 1),
+    );
+    let queue = Arc::new(queue);
+    let dir = tmp.path().join("j");
+    let (journal, _, _) = open_with(Arc::new(RealIo), &dir, opts(4096, 1));
+    journal.gate_on(queue.clone());
+    let gated = |s: &str, after| {
+        journal.append_after(
+            journal.epoch(),
+            Payload::new(KIND_STORE, 1, s.as_bytes().to_vec()),
+            Some(after),
+        )
+    };
+    let kb = "x".repeat(1000);
+    // Three records of 1 KB, each after a durable companion record.
+    for _ in 0..3 {
+        let after = append(&queue, KIND_QUEUE, "q");
+        journal.wait_blocking(gated(&kb, after).unwrap()).unwrap();
+    }
+    assert_eq!(segments(&dir).len(), 1);
+    // The companion's write fails: so does the record gated on it.
+    faults.faults.failing_writes.store(true, Ordering::SeqCst);
+    let after = append(&queue, KIND_QUEUE, "q");
+    let refused = gated("refused", after).unwrap();
+    assert!(journal.wait_blocking(refused).is_err());
+    faults.faults.failing_writes.store(false, Ordering::SeqCst);
+    until_recovered(&queue);
+    until_recovered(&journal);
+    assert_eq!(
+        segments(&dir).len(),
+        1,
+        "nothing was written: no fresh segment"
+    );
+    // Two more records of 1 KB pass 4 KB: the segment rotates.
+    for _ in 0..2 {
+        let after = append(&queue, KIND_QUEUE, "q");
+        journal.wait_blocking(gated(&kb, after).unwrap()).unwrap();
+    }
+    assert_eq!(segments(&dir).len(), 2, "the segment kept its size");
+    drop(journal);
+    let (_, got, _) = open_with(Arc::new(RealIo), &dir, opts(4096, 1));
+    assert_eq!(got.len(), 5);
+    assert!(!payloads(&got).contains(&"refused"));
+}

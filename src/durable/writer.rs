@@ -133,6 +133,9 @@ impl Slot {
         // record taking the same number is never mistaken for it.
         // Durable read first: if no group failed since the slot's epoch by
         // the time that is checked, the record truly is durable.
+        // Closed read before durable: a log found closed had made its
+        // last commit, so a record not durable then never will be.
+        let closed = self.log.is_closed();
         let durable = self.log.durable() >= self.seq;
         if self
             .log
@@ -144,7 +147,7 @@ impl Slot {
         if durable {
             return SlotState::Durable;
         }
-        if self.log.is_closed() {
+        if closed {
             return SlotState::Failed;
         }
         SlotState::Pending
@@ -381,7 +384,26 @@ impl Log {
         let _file = lock(&self.inner.failed_file);
         let ranges = {
             let mut st = lock(&self.inner.state);
+            if st.closing {
+                // The directory's lock goes with the log: another process
+                // may own `FAILED` now.
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    format!("the {} is closed", self.inner.opts.what),
+                ));
+            }
+            // Ranges below every segment kept name nothing on disk.
+            let oldest = st.ledger.oldest().unwrap_or(0).min(st.active);
+            st.failed_on_disk.retain(|&(_, last)| last >= oldest);
             for &seq in seqs {
+                if st
+                    .failed_on_disk
+                    .iter()
+                    .any(|&(a, b)| (a..=b).contains(&seq))
+                {
+                    // Listed by an earlier try whose write failed.
+                    continue;
+                }
                 match st.failed_on_disk.last_mut() {
                     Some((_, last)) if *last + 1 == seq => *last = seq,
                     _ => st.failed_on_disk.push((seq, seq)),

@@ -257,7 +257,9 @@ impl PushgatewayInput {
                 let replace = req.method == PushMethod::Put;
                 let prepared = store.prepare(group, replace, families, req.received_ns);
                 // On a log shared by the journal and the disk queue, both
-                // records go to disk under one fsync.
+                // records go to disk under one fsync. (On the queue's own
+                // log it only makes the queue's commit wait for this
+                // append.)
                 let commit_group = self.sinks.commit_group();
                 // Memory queues, and a disk queue on a log of its own,
                 // send the points once the journal record is durable; on
@@ -326,6 +328,9 @@ impl PushgatewayInput {
     /// [`SinkSet::settle_holds`] off the async workers (it may write a
     /// small file).
     async fn settle_holds(&self) {
+        if !self.sinks.has_holds() {
+            return;
+        }
         let sinks = self.sinks.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || sinks.settle_holds()).await {
             if e.is_panic() {

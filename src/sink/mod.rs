@@ -639,6 +639,12 @@ impl SinkSet {
         }
     }
 
+    /// True while a disk queue holds a record for a journal record on
+    /// another log, or has a revocation still to list.
+    pub fn has_holds(&self) -> bool {
+        self.disk.as_ref().is_some_and(|d| d.has_holds())
+    }
+
     /// The disk queue's log, if there is a disk queue.
     pub fn disk_log(&self) -> Option<&Arc<crate::durable::Log>> {
         self.disk.as_ref().map(|d| d.log())

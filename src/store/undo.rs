@@ -46,9 +46,12 @@ impl Store {
     /// Where the journal record of the push [`Store::push`] is storing
     /// will go; `None` without a journal. Call it only from `push`'s
     /// `reserve`, which runs under the store lock between the check and
-    /// the append, and only when the journal's log is its own (no other
-    /// client appends to it): a memory queue releases the push's points
-    /// once that record is durable, and drops them if it failed.
+    /// the append. It is right only when the journal's log is its own (no
+    /// other client appends to it): then a memory queue, or a disk queue
+    /// on another log, releases the push's points once that record is
+    /// durable, and drops them if it failed. On a log shared with the
+    /// disk queue the queue's own record takes that number; the sinks
+    /// ignore a slot on their own log.
     pub fn upcoming_slot(&self) -> Option<crate::durable::Slot> {
         let journal = self.journal.get()?;
         Some(crate::durable::Slot {

@@ -56,8 +56,9 @@
 //!   is held ([`DiskQueue::append_held`]): no sink reads it, nor anything
 //!   after it, before the push's journal record is durable. If that one
 //!   failed, the record leaves the index and is listed in the log's
-//!   `FAILED` ([`DiskQueue::settle_holds`], before the push is refused),
-//!   so no sink ever sends it, not even after a restart.
+//!   `FAILED` ([`DiskQueue::settle_holds`], before the push is refused;
+//!   if that write fails, the cursor syncer tries again each second), so
+//!   no sink ever sends it, not even after a restart.
 //! - Damage on disk is the log's to recover from: a damaged record is lost
 //!   alone and reported, later records are still delivered, and nothing
 //!   found on disk makes `open` fail; only I/O errors do.
@@ -534,16 +535,27 @@ impl DiskQueue {
                 *d = st.drop_oldest(s, cost);
             }
         }
+        if let Some(slot) = &hold {
+            // Before the record can be durable: a worker that finds it
+            // held must find the log to wait on too.
+            let _ = self.inner.hold_log.set(slot.log.clone());
+        }
         let ticket = log.append(push.payload).map_err(Refused::Io)?;
         st.push(ticket.seq(), cost, push.points, push.append_ns, push.body);
         if let Some(slot) = hold {
-            let _ = self.inner.hold_log.set(slot.log.clone());
             st.holds.push_back((ticket.seq(), slot));
         }
         if dropped.iter().any(|&d| d > 0) {
             st.trim();
         }
         Ok((ticket, dropped))
+    }
+
+    /// True while a record is held or a revocation is still to be listed
+    /// (see [`DiskQueue::settle_holds`]).
+    pub fn has_holds(&self) -> bool {
+        let st = lock(&self.inner.state);
+        !st.holds.is_empty() || !st.revoked.is_empty()
     }
 
     /// Settles the holds whose journal records' fate is known: the
@@ -587,13 +599,26 @@ impl DiskQueue {
         let mut deadline = Some(Instant::now() + flush_every);
         let mut lost_before = 0;
         let log = &self.inner.log;
+        // Whether to wait on the hold log too: only while a record is
+        // held, so that its commits wake no worker otherwise.
+        let mut watch_holds = false;
         loop {
             let mut rx = log.subscribe();
             let mut closed_rx = self.inner.closed_tx.subscribe();
-            let mut hold_rx = self.inner.hold_log.get().map(|l| l.subscribe());
+            let mut hold_rx = match watch_holds {
+                true => self.inner.hold_log.get().map(|l| l.subscribe()),
+                false => None,
+            };
             let taken = {
                 let mut st = lock(&self.inner.state);
                 st.resolve_holds();
+                if !st.holds.is_empty() && hold_rx.is_none() && self.inner.hold_log.get().is_some()
+                {
+                    // Subscribe first, then look again: no wake-up lost.
+                    watch_holds = true;
+                    continue;
+                }
+                watch_holds = !st.holds.is_empty();
                 let durable = st.readable(log.durable());
                 let available = st
                     .points_at(st.durable_end(durable))
@@ -752,6 +777,10 @@ impl DiskQueue {
     pub fn close(&self) {
         lock(&self.inner.state).closing = true;
         let log = &self.inner.log;
+        // Revocations are written while the directory is still locked.
+        if let Err(e) = self.inner.settle_holds() {
+            tracing::error!("disk queue: cannot list the points of refused pushes in FAILED (a restart may send them): {e}");
+        }
         if self.inner.owns_log {
             // Errors were logged when they happened.
             let _ = log.close();

@@ -345,10 +345,12 @@ impl State {
                 SlotState::Pending => return,
                 SlotState::Durable => {}
                 SlotState::Failed => {
+                    // Listed even if no longer indexed (`drop_oldest` may
+                    // have passed it): a cursor not yet persisted would
+                    // send it again after a crash.
                     let seq = *seq;
-                    if self.remove(seq) {
-                        self.revoked.push(seq);
-                    }
+                    self.remove(seq);
+                    self.revoked.push(seq);
                 }
             }
             self.holds.pop_front();
@@ -367,10 +369,10 @@ impl State {
     /// Takes record `seq` out of the index, as if it had never been
     /// appended: the records after it count its points and bytes no more.
     /// Positions stay valid (they name records by sequence number); no
-    /// sink has read it, since it was held. False if it is not indexed.
-    fn remove(&mut self, seq: u64) -> bool {
+    /// sink has read it, since it was held. Nothing if it is not indexed.
+    fn remove(&mut self, seq: u64) {
         let Ok(i) = self.find(seq) else {
-            return false;
+            return;
         };
         let r = self.index.remove(i).expect("found");
         for later in self.index.iter_mut().skip(i) {
@@ -383,7 +385,6 @@ impl State {
             self.cache_bytes -= r.len;
             self.cache_order.retain(|&s| s != seq);
         }
-        true
     }
 
     /// Forgets the records past `durable`: the log failed before writing

@@ -932,3 +932,50 @@ async fn held_records_wait_for_their_journal_record_and_a_failed_one_is_revoked(
         [expect([2], 2), expect([0, 2], 2)]
     );
 }
+
+/// A held record that `drop_oldest` skipped before its journal record
+/// failed is listed in `FAILED` all the same: a cursor not yet persisted
+/// would otherwise send it after a crash.
+#[tokio::test]
+async fn a_dropped_held_record_is_still_revoked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("q");
+    let journal = Log::open(
+        Arc::new(crate::durable::RealIo),
+        &tmp.path().join("journal"),
+        LogOptions {
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            holders: 1,
+            what: "journal",
+        },
+        &mut |_| {},
+    )
+    .unwrap()
+    .log;
+    let journal = Arc::new(journal);
+    let small = push(0, 2);
+    // Room for one push: the second drops the first.
+    let sinks = [spec("a", frame_len(&small) as u64, true)];
+    let o = open(&dir, &sinks, DEFAULT_SEGMENT_BYTES);
+    let q = &o.queue;
+    let slot = crate::durable::Slot {
+        log: journal.clone(),
+        epoch: journal.epoch(),
+        seq: journal.next_seq(),
+    };
+    let (held, _) = q
+        .append_held(DiskQueue::encode(&small).unwrap(), Some(slot))
+        .unwrap();
+    q.wait_blocking(held).unwrap();
+    let dropped = append_wait(q, &push(1, 2));
+    assert_eq!(dropped, [2], "push 0 dropped for push 1");
+    // Its journal record never comes: the journal closes.
+    journal.close().unwrap();
+    q.settle_holds().unwrap();
+    let failed = crate::durable::reader::failed_ranges(&crate::durable::RealIo, &dir);
+    assert!(
+        failed.iter().any(|&(a, b)| (a..=b).contains(&held.seq())),
+        "{failed:?} does not list {}",
+        held.seq()
+    );
+}
