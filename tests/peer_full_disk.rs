@@ -169,10 +169,7 @@ fn a_full_disk_refuses_pushes_cleanly_and_heals_when_room_returns() {
     drop(agent);
 
     // A restart replays exactly what was acknowledged.
-    let agent = Agent::start_raw(free_port(), &conf);
-    wait_for("the store loaded", Duration::from_secs(10), || {
-        (agent.request("GET", "/-/ready", &[], b"").status == 200).then_some(())
-    });
+    let agent = restarted(&conf);
     assert_eq!(stored_instances(&agent), acknowledged);
 }
 
@@ -234,10 +231,7 @@ fn a_journal_that_fills_its_own_disk_compacts_and_goes_on() {
     assert_eq!(stored(&agent), last);
     drop(agent);
     // A restart replays exactly that.
-    let agent = Agent::start_raw(free_port(), &conf);
-    wait_for("the store loaded", Duration::from_secs(10), || {
-        (agent.request("GET", "/-/ready", &[], b"").status == 200).then_some(())
-    });
+    let agent = restarted(&conf);
     assert_eq!(stored(&agent), last);
 }
 
@@ -372,6 +366,15 @@ fn a_full_queue_dir_drains_and_takes_pushes_again() {
     );
     let want: BTreeSet<u64> = acknowledged.iter().copied().collect();
     assert_eq!(delivered, want, "refused: {refused:?}");
+}
+
+/// The agent started again on `conf`, once its store has loaded.
+fn restarted(conf: &str) -> Agent {
+    let agent = Agent::start_raw(free_port(), conf);
+    wait_for("the store loaded", Duration::from_secs(10), || {
+        (agent.request("GET", "/-/ready", &[], b"").status == 200).then_some(())
+    });
+    agent
 }
 
 /// The value of label `name` in an exposition line, as a number.

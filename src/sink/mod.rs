@@ -73,7 +73,7 @@ pub struct Enqueued {
 
 impl Enqueued {
     /// The disk queue record's ticket, if the push has one: a journal
-    /// record on another log waits for it ([`crate::store::Store::push_after`]).
+    /// record on another log waits for it (the store's `push_after`).
     pub fn disk_ticket(&self) -> Option<Ticket> {
         self.ticket
     }
@@ -611,11 +611,6 @@ impl SinkSet {
             tracing::warn!(sink = %sink.name, "export skipped: it does not fit in the room max_queue_bytes leaves beside the queued pushes");
         }
         queued
-    }
-
-    /// True with `[io] queue_dir`.
-    pub fn has_disk_queue(&self) -> bool {
-        self.disk.is_some()
     }
 
     /// The journal records that pushes in the memory queues wait for were

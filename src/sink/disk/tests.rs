@@ -849,6 +849,25 @@ fn write_failure_fails_waiters_and_later_appends() {
     assert_eq!(q.depth(0).0, 2);
 }
 
+/// A journal's log in `dir`, as on another filesystem than the queue.
+fn journal_beside(dir: &Path, io: Arc<dyn Io>) -> Arc<Log> {
+    let opts = LogOptions {
+        segment_bytes: DEFAULT_SEGMENT_BYTES,
+        holders: 1,
+        what: "journal",
+    };
+    Arc::new(Log::open(io, dir, opts, &mut |_| {}).unwrap().log)
+}
+
+/// Where `journal`'s next record goes.
+fn next_slot(journal: &Arc<Log>) -> crate::durable::Slot {
+    crate::durable::Slot {
+        log: journal.clone(),
+        epoch: journal.epoch(),
+        seq: journal.next_seq(),
+    }
+}
+
 /// A journal of its own beside the queue (two filesystems): records held
 /// for journal records are read only once those are durable, and the
 /// record of a failed one is never read, not even after a reopen.
@@ -857,25 +876,8 @@ async fn held_records_wait_for_their_journal_record_and_a_failed_one_is_revoked(
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("q");
     let io = FaultyIo::default();
-    let journal = Arc::new(
-        Log::open(
-            Arc::new(io.clone()),
-            &tmp.path().join("journal"),
-            LogOptions {
-                segment_bytes: DEFAULT_SEGMENT_BYTES,
-                holders: 1,
-                what: "journal",
-            },
-            &mut |_| {},
-        )
-        .unwrap()
-        .log,
-    );
-    let slot = || crate::durable::Slot {
-        log: journal.clone(),
-        epoch: journal.epoch(),
-        seq: journal.next_seq(),
-    };
+    let journal = journal_beside(&tmp.path().join("journal"), Arc::new(io.clone()));
+    let slot = || next_slot(&journal);
     let journal_record = || journal.append(Payload::new(crate::durable::KIND_STORE, 1, vec![1]));
     // Sink b reads nothing: after the reopen it starts before push 1.
     let sinks = two_sinks();
@@ -940,31 +942,20 @@ async fn held_records_wait_for_their_journal_record_and_a_failed_one_is_revoked(
 async fn a_dropped_held_record_is_still_revoked() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("q");
-    let journal = Log::open(
-        Arc::new(crate::durable::RealIo),
+    let journal = journal_beside(
         &tmp.path().join("journal"),
-        LogOptions {
-            segment_bytes: DEFAULT_SEGMENT_BYTES,
-            holders: 1,
-            what: "journal",
-        },
-        &mut |_| {},
-    )
-    .unwrap()
-    .log;
-    let journal = Arc::new(journal);
+        Arc::new(crate::durable::RealIo),
+    );
     let small = push(0, 2);
     // Room for one push: the second drops the first.
     let sinks = [spec("a", frame_len(&small) as u64, true)];
     let o = open(&dir, &sinks, DEFAULT_SEGMENT_BYTES);
     let q = &o.queue;
-    let slot = crate::durable::Slot {
-        log: journal.clone(),
-        epoch: journal.epoch(),
-        seq: journal.next_seq(),
-    };
     let (held, _) = q
-        .append_held(DiskQueue::encode(&small).unwrap(), Some(slot))
+        .append_held(
+            DiskQueue::encode(&small).unwrap(),
+            Some(next_slot(&journal)),
+        )
         .unwrap();
     q.wait_blocking(held).unwrap();
     let dropped = append_wait(q, &push(1, 2));
