@@ -1,31 +1,45 @@
 //! The encoding of a push's points in a queue record.
 //!
 //! ```text
-//! payload (record version 3): append_ns: i64 | count: u32 | count × point
-//! point:   measurement: str | tags: u32 × (key: str, value: str)
-//!          | fields: u32 × (key: str, value: f64, suffix: u8) | time_ns: i64
-//!          | family: str | kind: u8 | extra: bytes
-//! str:     len: u32 | UTF-8 bytes
-//! bytes:   len: u32 | bytes; for `extra`, empty or an `ExtraMessage`
+//! payload (record version 4): append_ns: i64 | count: u32 | count × point
+//! point:   measurement: str | tags: n × (key: str, value: str)
+//!          | fields: n × (key: str, value: f64, suffix: u8)
+//!          | time: zigzag | family: str | kind: u8 | extra: n × u8
+//! n:       a varint (LEB128)
+//! str:     n = 0: the string in the same place of the point before
+//!          (measurement, the i-th tag's key or value, the j-th field's
+//!          key, family); else n - 1 UTF-8 bytes follow
+//! zigzag:  a varint of the zigzag-coded difference from the point
+//!          before's time (from 0 for the first point)
 //! ```
 //!
-//! Numbers are little-endian; `f64` is its IEEE bits, so NaN (payload
-//! included), ±Inf and -0.0 come back as they went in. `suffix` is 0 none,
-//! 1 `_count`, 2 `_sum`, 3 `_bucket`; `kind` is 0 counter, 1 gauge,
-//! 2 summary, 3 untyped, 4 histogram, 5 gauge histogram. `append_ns` (Unix
-//! time) dates the record for `DiskQueue::oldest_age`.
+//! The points of one push share most of their strings (the measurement,
+//! the grouping labels, the family, the field key) and their time, so a
+//! point mostly costs its value and the labels that set it apart: about a
+//! fifth of version 3's bytes, which is less for the log to write and
+//! fsync and for the sinks to read back (BENCHMARKS.md, "Queue records
+//! written once per string").
+//!
+//! Fixed-width numbers are little-endian; `f64` is its IEEE bits, so NaN
+//! (payload included), ±Inf and -0.0 come back as they went in. `suffix`
+//! is 0 none, 1 `_count`, 2 `_sum`, 3 `_bucket`; `kind` is 0 counter,
+//! 1 gauge, 2 summary, 3 untyped, 4 histogram, 5 gauge histogram.
+//! `append_ns` (Unix time) dates the record for `DiskQueue::oldest_age`.
 //!
 //! `extra` is a point's native histogram and exemplars (`PointExtra`), as
 //! protobuf: `io.prometheus.client.Histogram` carries the native fields and
 //! `Exemplar` the exemplars, so they keep exactly what was pushed. Nearly
-//! every point has none, and pays four bytes.
+//! every point has none, and pays one byte.
 //!
 //! The record's version (in the engine's record header) names this
-//! layout, and [`decode`] keeps reading the old ones: version 2 is the same
-//! without `extra` (releases before native histograms were forwarded).
-//! Version 1 is the point body of the format-1 disk queue (releases up to
-//! 57b122d): a version byte (1), then `count × point` as in version 2;
-//! [`decode_v1`] reads it for the migration.
+//! layout, and [`decode`] keeps reading the old ones. Version 3 (up to
+//! this layout) wrote every string and count whole: `str` a `u32` length
+//! and the bytes, counts a `u32`, `time_ns` an `i64`, `extra` a `u32`
+//! length and the bytes. Version 2 is version 3 without `extra` (releases
+//! before native histograms were forwarded). Version 1 is the point body
+//! of the format-1 disk queue (releases up to 57b122d): a version byte
+//! (1), then `count × point` as in version 2; [`decode_v1`] reads it for
+//! the migration.
 
 use crate::expfmt::proto;
 use crate::lineproto::{write_line, Dialect, LpDrops};
@@ -35,7 +49,9 @@ use prost::Message as _;
 use std::sync::Arc;
 
 /// The record version [`encode`] writes.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
+/// The version that wrote every string whole.
+const VERSION_3: u8 = 3;
 /// The version before points carried their `extra`.
 const VERSION_2: u8 = 2;
 /// The smallest encoded point of version 2: empty strings, no tags, no
@@ -77,15 +93,15 @@ fn decode_extra(bytes: &[u8]) -> Result<PointExtra, String> {
 
 /// The payload of a queue record holding `points`, appended at `append_ns`.
 pub fn encode(points: &[Point], append_ns: i64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(12 + points.len() * 96);
+    let mut out = Vec::with_capacity(12 + points.len() * 40);
     out.extend_from_slice(&append_ns.to_le_bytes());
-    encode_points(points, true, &mut out);
+    encode_points(points, &mut out);
     out
 }
 
 /// The append time and point count of a payload, without decoding it.
 pub fn peek(version: u8, payload: &[u8]) -> Result<(i64, u32), String> {
-    if version != VERSION && version != VERSION_2 {
+    if !(VERSION_2..=VERSION).contains(&version) {
         return Err(format!("unknown queue record version {version}"));
     }
     if payload.len() < 12 {
@@ -115,6 +131,7 @@ fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
+#[cfg(test)]
 fn put_str(out: &mut Vec<u8>, s: &str) {
     // Longer strings cannot fit a record anyway; `append` refuses them.
     put_u32(out, u32::try_from(s.len()).unwrap_or(u32::MAX));
@@ -163,9 +180,66 @@ fn kind_from_code(c: u8) -> Option<MetricType> {
     })
 }
 
-/// Appends the point count and the points, with their `extra` (version 3)
-/// or without (version 2, for tests of reading old records).
-fn encode_points(points: &[Point], with_extra: bool, out: &mut Vec<u8>) {
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A string, or "the same as in this place of the point before".
+fn put_shared(out: &mut Vec<u8>, s: &str, before: Option<&str>) {
+    if before == Some(s) {
+        out.push(0);
+    } else {
+        // Longer strings cannot fit a record anyway; `append` refuses them.
+        put_varint(out, s.len().min(u32::MAX as usize - 1) as u64 + 1);
+        out.extend_from_slice(s.as_bytes());
+    }
+}
+
+/// Appends the point count and the points (the current version).
+fn encode_points(points: &[Point], out: &mut Vec<u8>) {
+    put_u32(out, u32::try_from(points.len()).unwrap_or(u32::MAX));
+    let mut before: Option<&Point> = None;
+    let mut time = 0i64;
+    for p in points {
+        put_shared(out, &p.measurement, before.map(|b| &*b.measurement));
+        put_varint(out, p.tags.len() as u64);
+        for (i, (k, v)) in p.tags.iter().enumerate() {
+            let had = before.and_then(|b| b.tags.get(i));
+            put_shared(out, k, had.map(|(k, _)| &**k));
+            put_shared(out, v, had.map(|(_, v)| &**v));
+        }
+        put_varint(out, p.fields.len() as u64);
+        for (j, f) in p.fields.iter().enumerate() {
+            let had = before.and_then(|b| b.fields.get(j));
+            put_shared(out, &f.key, had.map(|f| &*f.key));
+            out.extend_from_slice(&f.value.to_bits().to_le_bytes());
+            out.push(suffix_code(f.suffix));
+        }
+        let delta = p.time_ns.wrapping_sub(time);
+        put_varint(out, ((delta << 1) ^ (delta >> 63)) as u64);
+        time = p.time_ns;
+        put_shared(out, &p.family, before.map(|b| &*b.family));
+        out.push(kind_code(p.kind));
+        match &p.extra {
+            Some(e) => {
+                let bytes = encode_extra(e);
+                put_varint(out, bytes.len() as u64);
+                out.extend_from_slice(&bytes);
+            }
+            None => out.push(0),
+        }
+        before = Some(p);
+    }
+}
+
+/// Appends the point count and the points as version 3 wrote them (with
+/// `extra`) or version 2 (without), for tests of reading old records.
+#[cfg(test)]
+fn encode_points_v3(points: &[Point], with_extra: bool, out: &mut Vec<u8>) {
     put_u32(out, u32::try_from(points.len()).unwrap_or(u32::MAX));
     for p in points {
         put_str(out, &p.measurement);
@@ -247,6 +321,45 @@ impl<'a> Decoder<'a> {
     }
 }
 
+impl<'a> Decoder<'a> {
+    /// A varint below 2^32 (see the module docs).
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(format!("varint too long at byte {}", self.pos))
+    }
+
+    /// A count (a varint) of items each at least `min_len` bytes long,
+    /// checked against what is left as [`Decoder::count`] does.
+    fn varint_count(&mut self, min_len: usize) -> Result<usize, String> {
+        let n = usize::try_from(self.varint()?).unwrap_or(usize::MAX);
+        if n.saturating_mul(min_len) > self.data.len() - self.pos {
+            return Err(format!("count {n} exceeds the record at byte {}", self.pos));
+        }
+        Ok(n)
+    }
+
+    /// A string of version 4: its bytes, or `before`'s when it says "the
+    /// same" (an error if there is no string before in its place).
+    fn shared(&mut self, before: Option<&'a [u8]>) -> Result<&'a [u8], String> {
+        match self.varint()? {
+            0 => before.ok_or_else(|| {
+                format!(
+                    "a string at byte {} refers to a point before that has none",
+                    self.pos
+                )
+            }),
+            n => self.take(usize::try_from(n - 1).unwrap_or(usize::MAX)),
+        }
+    }
+}
+
 fn utf8(b: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(b).map_err(|e| format!("invalid UTF-8 in a string: {e}"))
 }
@@ -267,17 +380,104 @@ struct PointRef<'p, 's> {
     extra: &'p [u8],
 }
 
-/// Walks what [`encode_points`] wrote (or its `version` 2), all of
-/// `body`, checking its structure: calls `each` with each point's index
-/// and the point, and stops at the first error either finds. Returns the
-/// count.
+/// Walks what [`encode_points`] wrote (or what versions 2 and 3 wrote),
+/// all of `body`, checking its structure: calls `each` with each point's
+/// index and the point, and stops at the first error either finds.
+/// Returns the count.
 fn walk_points<'p>(
+    version: u8,
+    body: &'p [u8],
+    each: impl FnMut(usize, &PointRef<'p, '_>) -> Result<(), String>,
+) -> Result<usize, String> {
+    if version >= VERSION {
+        walk_points_v4(body, each)
+    } else {
+        walk_points_v3(version, body, each)
+    }
+}
+
+/// The smallest point of version 4: "same" or empty strings, no tags,
+/// no fields, the same time, no extra.
+const MIN_POINT_LEN_V4: usize = 7;
+
+fn walk_points_v4<'p>(
+    body: &'p [u8],
+    mut each: impl FnMut(usize, &PointRef<'p, '_>) -> Result<(), String>,
+) -> Result<usize, String> {
+    let mut d = Decoder { data: body, pos: 0 };
+    let n = d.count(MIN_POINT_LEN_V4)?;
+    // The point before's strings, in their places: a point's tags and
+    // fields are written over them.
+    let mut tags: Vec<(&[u8], &[u8])> = Vec::new();
+    let mut fields: Vec<(&[u8], f64, SeriesSuffix)> = Vec::new();
+    let mut measurement = None;
+    let mut family = None;
+    let mut time_ns = 0i64;
+    for i in 0..n {
+        measurement = Some(d.shared(measurement)?);
+        let ntags = d.varint_count(2)?;
+        for t in 0..ntags {
+            let had = tags.get(t).copied();
+            let tag = (
+                d.shared(had.map(|(k, _)| k))?,
+                d.shared(had.map(|(_, v)| v))?,
+            );
+            match tags.get_mut(t) {
+                Some(slot) => *slot = tag,
+                None => tags.push(tag),
+            }
+        }
+        tags.truncate(ntags);
+        let nfields = d.varint_count(1 + 8 + 1)?;
+        for j in 0..nfields {
+            let key = d.shared(fields.get(j).map(|f| f.0))?;
+            let value = d.f64()?;
+            let code = d.u8()?;
+            let suffix =
+                suffix_from_code(code).ok_or_else(|| format!("unknown series suffix {code}"))?;
+            match fields.get_mut(j) {
+                Some(slot) => *slot = (key, value, suffix),
+                None => fields.push((key, value, suffix)),
+            }
+        }
+        fields.truncate(nfields);
+        let zigzag = d.varint()?;
+        time_ns = time_ns.wrapping_add(((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64));
+        family = Some(d.shared(family)?);
+        let code = d.u8()?;
+        let kind = kind_from_code(code).ok_or_else(|| format!("unknown metric type {code}"))?;
+        let extra_len = usize::try_from(d.varint()?).unwrap_or(usize::MAX);
+        let extra = d.take(extra_len)?;
+        each(
+            i,
+            &PointRef {
+                measurement: measurement.expect("set above"),
+                tags: &tags,
+                fields: &fields,
+                time_ns,
+                family: family.expect("set above"),
+                kind,
+                extra,
+            },
+        )?;
+    }
+    if d.pos != body.len() {
+        return Err(format!(
+            "{} unexpected bytes after the points",
+            body.len() - d.pos
+        ));
+    }
+    Ok(n)
+}
+
+/// [`walk_points`] for versions 2 and 3.
+fn walk_points_v3<'p>(
     version: u8,
     body: &'p [u8],
     mut each: impl FnMut(usize, &PointRef<'p, '_>) -> Result<(), String>,
 ) -> Result<usize, String> {
     let mut d = Decoder { data: body, pos: 0 };
-    let has_extra = version >= VERSION;
+    let has_extra = version >= VERSION_3;
     let n = d.count(MIN_POINT_LEN + if has_extra { 4 } else { 0 })?;
     let mut tags = Vec::new();
     let mut fields = Vec::new();
@@ -543,10 +743,14 @@ mod tests {
             for cut in 0..body.len() {
                 assert!(decode(VERSION, &body[..cut]).is_err());
             }
-            // Version 2 (no extras), and the format-1 body: a version
-            // byte, then the points as version 2 has them.
+            // Version 3 (every string whole), version 2 (no extras), and
+            // the format-1 body: a version byte, then the points as
+            // version 2 has them.
+            let mut v3 = 77i64.to_le_bytes().to_vec();
+            encode_points_v3(&points, true, &mut v3);
+            assert_eq!(decode(VERSION_3, &v3).unwrap(), points);
             let mut v2 = 77i64.to_le_bytes().to_vec();
-            encode_points(&points, false, &mut v2);
+            encode_points_v3(&points, false, &mut v2);
             assert_eq!(decode(VERSION_2, &v2).unwrap(), points);
             let v1 = [&[1u8][..], &v2[8..]].concat();
             assert_eq!(decode_v1(&v1).unwrap(), points);
@@ -560,6 +764,59 @@ mod tests {
             .unwrap_err()
             .contains("unexpected bytes"));
         assert!(decode(VERSION + 1, &encode(&points, 0)).is_err());
+    }
+
+    #[test]
+    fn strings_shared_with_the_point_before_round_trip() {
+        // 100 series of one push, as the benchmark pushes them: they share
+        // all but two labels, the family and the time.
+        let mut points = push(0, 100);
+        for (i, p) in points.iter_mut().enumerate() {
+            p.measurement = "bench".into();
+            p.family = Arc::from("bench_requests_total");
+            p.tags = vec![
+                ("code".into(), "200".into()),
+                ("instance".into(), "g988".into()),
+                ("job".into(), "bench".into()),
+                ("method".into(), ["GET", "POST"][i % 2].into()),
+                ("shard".into(), format!("{i:03}").into()),
+            ];
+            p.fields[0].key = "bench_requests_total".into();
+            p.time_ns = 1_700_000_000_000_000_000;
+        }
+        let shared = encode(&points, 5);
+        let mut whole = 5i64.to_le_bytes().to_vec();
+        encode_points_v3(&points, true, &mut whole);
+        assert_eq!(decode(VERSION, &shared).unwrap(), points);
+        assert!(
+            shared.len() * 4 < whole.len(),
+            "{} bytes shared against {} whole",
+            shared.len(),
+            whole.len()
+        );
+        // Tags and fields that grow, shrink, change places and go empty;
+        // a time that goes back.
+        let mut odd = push(0, 5);
+        odd[1].tags.push(("new".into(), "".into()));
+        odd[2].tags = vec![("new".into(), "v".into())];
+        odd[3].tags = vec![("k".into(), "".into()), ("new".into(), "v".into())];
+        odd[3].fields.push(Field {
+            key: "".into(),
+            value: f64::NAN,
+            suffix: SeriesSuffix::Bucket,
+        });
+        odd[4].measurement = "".into();
+        odd[2].time_ns = i64::MAX;
+        odd[3].time_ns = i64::MIN;
+        odd[4].time_ns = -1;
+        let back = decode(VERSION, &encode(&odd, 0)).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{odd:?}"));
+        // "The same as before" in the first point has nothing to refer to.
+        let mut bad = 0i64.to_le_bytes().to_vec();
+        bad.extend_from_slice(&1u32.to_le_bytes());
+        bad.extend_from_slice(&[0, 0, 0, 0, 1, 0, 0]);
+        let err = decode(VERSION, &bad).unwrap_err();
+        assert!(err.contains("refers to a point before"), "{err}");
     }
 
     #[test]
