@@ -9,8 +9,8 @@ use super::io::LogFile;
 use super::reader;
 use super::record::{self, FILE_HEADER_LEN};
 use super::state::{
-    lock, segment_name, FailedRange, Flusher, Inner, Op, FAILED_RANGES_KEPT, FULL_DISK_RETRY,
-    RESERVE_BYTES, TOTAL_FSYNCS,
+    lock, segment_name, FailedRange, Flusher, Inner, Op, State, FAILED_RANGES_KEPT,
+    FULL_DISK_RETRY, RESERVE_BYTES, TOTAL_FSYNCS,
 };
 use std::io;
 use std::sync::atomic::Ordering;
@@ -115,7 +115,11 @@ pub(super) fn run_flusher(inner: Arc<Inner>, mut active: Active) {
                 st.flusher = Flusher::Busy;
             }
             // Everything queued while the last fsync ran goes out together.
-            (st.failed.is_none()).then(|| (std::mem::take(&mut st.ops), st.next_seq - 1))
+            (st.failed.is_none()).then(|| {
+                let ops = std::mem::take(&mut st.ops);
+                let ops = one_segment(&inner, &mut st, ops, active.name);
+                (ops, st.next_seq - 1)
+            })
         };
         let Some((ops, target)) = taken else {
             recover(&inner, &mut active);
@@ -130,6 +134,48 @@ pub(super) fn run_flusher(inner: Arc<Inner>, mut active: Active) {
             Err(e) => fail_group(&inner, &mut active, e, Cause::Io),
         }
     }
+}
+
+/// Keeps a batch in one segment, so that it takes one fsync (fsync works
+/// per file): a rotation that appends named after some of the batch's
+/// records (a push's two records may sit on either side of it) is moved
+/// to just after the batch, and the segment it named is renamed after the
+/// batch's last record. The current segment then passes `segment_bytes`
+/// by at most that batch. Done under the state's lock, before anything of
+/// the batch is written, so that the ledger never says a record is in the
+/// segment after the one it is written to. (If the current segment was
+/// already collected, every record after the rotation is below every
+/// hold, and the batch is written as appends named it.)
+fn one_segment(inner: &Inner, st: &mut State, mut ops: Vec<Op>, current: u64) -> Vec<Op> {
+    let Some(first_record) = ops.iter().position(|op| matches!(op, Op::Record { .. })) else {
+        return ops;
+    };
+    let mid_batch = |op: &Op| matches!(op, Op::Rotate(_));
+    if !ops[first_record..].iter().any(mid_batch) || !st.ledger.has(current) {
+        return ops;
+    }
+    let mut moved = Vec::new();
+    let mut i = first_record;
+    while i < ops.len() {
+        if let Op::Rotate(name) = ops[i] {
+            moved.push(name);
+            ops.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+    for name in moved {
+        st.ledger.forget(name);
+    }
+    // Nothing is queued after the batch yet (it was just taken): appends
+    // from now on go to the segment named after it.
+    let name = st.next_seq;
+    let path = inner.dir.join(segment_name(name));
+    st.ledger.add_segment(name, path, None);
+    st.ops.push(Op::Rotate(name));
+    st.active = name;
+    st.active_bytes = FILE_HEADER_LEN as u64;
+    ops
 }
 
 /// Why a group failed.

@@ -64,6 +64,23 @@ impl Ledger {
             .retain(|_, s| s.file.is_some() || !s.records.is_empty());
     }
 
+    /// Whether segment `name` is listed (made, or named by a rotation).
+    pub fn has(&self, name: u64) -> bool {
+        self.segments.contains_key(&name)
+    }
+
+    /// Forgets segment `name` if it was only named, never made, and holds
+    /// no record (a rotation moved elsewhere).
+    pub fn forget(&mut self, name: u64) {
+        if self
+            .segments
+            .get(&name)
+            .is_some_and(|s| s.file.is_none() && s.records.is_empty())
+        {
+            self.segments.remove(&name);
+        }
+    }
+
     /// Notes a record written at `offset` of segment `name`.
     pub fn record(&mut self, name: u64, seq: u64, offset: u64, len: u64) {
         if let Some(s) = self.segments.get_mut(&name) {

@@ -463,10 +463,15 @@ fn snapshots_round_trip_and_fall_back_when_damaged() {
 fn records_are_read_back_from_rotated_segments() {
     let tmp = tempfile::tempdir().unwrap();
     let (log, _, _) = open_with(Arc::new(RealIo), tmp.path(), opts(100, 1));
+    // One at a time: a batch stays in one segment (see
+    // `a_group_that_straddles_a_rotation_still_takes_one_fsync`).
     let tickets: Vec<_> = (0..8)
-        .map(|i| append(&log, KIND_QUEUE, &format!("payload {i} with some length")))
+        .map(|i| {
+            let t = append(&log, KIND_QUEUE, &format!("payload {i} with some length"));
+            log.wait_blocking(t).unwrap();
+            t
+        })
         .collect();
-    log.wait_blocking(*tickets.last().unwrap()).unwrap();
     for (i, t) in tickets.iter().enumerate() {
         let (_, _, p) = log.read(t.seq()).unwrap();
         assert_eq!(p, format!("payload {i} with some length").as_bytes());
@@ -640,4 +645,34 @@ fn a_gated_record_fails_with_its_companion_and_the_segment_keeps_its_size() {
     let (_, got, _) = open_with(Arc::new(RealIo), &dir, opts(4096, 1));
     assert_eq!(got.len(), 5);
     assert!(!payloads(&got).contains(&"refused"));
+}
+
+#[test]
+fn a_group_that_straddles_a_rotation_still_takes_one_fsync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, _, _) = open_with(Arc::new(RealIo), tmp.path(), opts(4096, 1));
+    let before = log.fsync_count();
+    let record = "x".repeat(700);
+    for _ in 0..40 {
+        let group = log.group();
+        let a = append(&log, KIND_STORE, &record);
+        let b = append(&log, KIND_QUEUE, &record);
+        drop(group);
+        log.wait_blocking(a).unwrap();
+        log.wait_blocking(b).unwrap();
+    }
+    assert!(
+        segments(tmp.path()).len() > 5,
+        "the pushes crossed rotations"
+    );
+    assert_eq!(log.fsync_count() - before, 40, "one fsync per group");
+    // Every record is where the ledger says, now and after a reopen.
+    for seq in 1..=80 {
+        assert_eq!(log.read(seq).unwrap().2.len(), 700, "record {seq}");
+    }
+    drop(log);
+    let (_, got, warnings) = open_with(Arc::new(RealIo), tmp.path(), opts(4096, 1));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let seqs: Vec<u64> = got.iter().map(|r| r.0).collect();
+    assert_eq!(seqs, (1..=80).collect::<Vec<_>>());
 }
