@@ -86,7 +86,19 @@ async fn round(
     preload(ctx, p.addr, GROUPS).await?;
 
     let before = fsyncs(p.addr).await;
+    let threads_before = procs::cpu_seconds_by_thread(p.pid());
     let r = measured(&p, ctx.spec(p.addr, GROUPS, ctx.opts.duration)).await;
+    let threads = threads_before.and_then(|t0| {
+        let t1 = procs::cpu_seconds_by_thread(p.pid())?;
+        Ok(t1
+            .into_iter()
+            .map(|(name, s)| {
+                let spent = s - t0.get(&name).copied().unwrap_or(0.0);
+                (name, spent)
+            })
+            .filter(|&(_, spent)| spent > 0.0)
+            .collect::<Vec<_>>())
+    });
     let run = Run {
         fsyncs: delta(before, fsyncs(p.addr).await),
         load: r,
@@ -94,6 +106,7 @@ async fn round(
     let label = if durable { "durable" } else { "in memory" };
     report_run(&format!("pushkit ({label}, sink)"), GROUPS, &run.load);
     report_fsyncs(&run);
+    report_threads(&run, threads);
     res.check_run(&format!("pushkit {label} with a sink"), &run.load);
     if durable {
         res.durability.durable = Some(run);
@@ -138,6 +151,25 @@ fn report_fsyncs(run: &Run) {
             "  fsyncs: {f:.0} for {} pushes = {per:.3} per push",
             run.load.ok
         );
+    }
+}
+
+/// The server's CPU per push by thread name (where a durable push's CPU
+/// goes: the async workers, or the log's flusher and its fsyncs).
+fn report_threads(run: &Run, threads: Result<Vec<(String, f64)>, String>) {
+    match threads {
+        Ok(threads) if run.load.ok > 0 => {
+            let per_push: Vec<String> = threads
+                .iter()
+                .map(|(name, s)| {
+                    let us = s * 1e6 / run.load.ok as f64;
+                    format!("{name} {us:.0} µs")
+                })
+                .collect();
+            eprintln!("  CPU per push by thread: {}", per_push.join(", "));
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("  CPU by thread: {e}"),
     }
 }
 

@@ -4,6 +4,7 @@
 //! or a panic leaves nothing running.
 
 use crate::http;
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -214,7 +215,31 @@ pub fn cpu_seconds(pid: Option<u32>) -> Result<f64, String> {
         Some(pid) => format!("/proc/{pid}/stat"),
         None => "/proc/self/stat".to_string(),
     };
-    let stat = fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    stat_seconds(&path)
+}
+
+/// The CPU time of a process's threads, in seconds, summed by thread name
+/// (`comm`: `tokio-rt-worker`, `log-flusher`, ...).
+pub fn cpu_seconds_by_thread(pid: u32) -> Result<BTreeMap<String, f64>, String> {
+    let dir = format!("/proc/{pid}/task");
+    let mut by_name = BTreeMap::new();
+    for entry in fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))? {
+        let task = entry.map_err(|e| format!("{dir}: {e}"))?.path();
+        // A thread that ended meanwhile is skipped.
+        let (Ok(name), Ok(secs)) = (
+            fs::read_to_string(task.join("comm")),
+            stat_seconds(&task.join("stat").to_string_lossy()),
+        ) else {
+            continue;
+        };
+        *by_name.entry(name.trim().to_string()).or_insert(0.0) += secs;
+    }
+    Ok(by_name)
+}
+
+/// User + system time from a `stat` file of /proc.
+fn stat_seconds(path: &str) -> Result<f64, String> {
+    let stat = fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     // Fields after the command name, which is in parentheses and may
     // contain spaces: state is the first, utime the 12th, stime the 13th.
     let rest = stat
