@@ -91,6 +91,15 @@ pub(super) fn run_flusher(inner: Arc<Inner>, mut active: Active) {
                     st.flusher = Flusher::Busy;
                     continue;
                 }
+                if st.closing && st.ops.iter().all(|op| matches!(op, Op::Rotate(_))) {
+                    // Nothing left to write. A rotation that `one_segment`
+                    // moved after the last batch is not worth a segment
+                    // (nor a failure, if it could not be made) at close:
+                    // the next open starts a fresh one anyway.
+                    st.ops.clear();
+                    st.ledger.forget_unmade();
+                    return;
+                }
                 if !st.ops.is_empty() {
                     let open = (st.group_gen % 2) as usize;
                     if st.groups[open] > 0 && !st.closing {
@@ -106,9 +115,6 @@ pub(super) fn run_flusher(inner: Arc<Inner>, mut active: Active) {
                         st.flusher = Flusher::Busy;
                     }
                     break;
-                }
-                if st.closing {
-                    return;
                 }
                 st.flusher = Flusher::WaitsForOps;
                 st = inner.work.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -141,11 +147,13 @@ pub(super) fn run_flusher(inner: Arc<Inner>, mut active: Active) {
 /// records (a push's two records may sit on either side of it) is moved
 /// to just after the batch, and the segment it named is renamed after the
 /// batch's last record. The current segment then passes `segment_bytes`
-/// by at most that batch. Done under the state's lock, before anything of
-/// the batch is written, so that the ledger never says a record is in the
-/// segment after the one it is written to. (If the current segment was
-/// already collected, every record after the rotation is below every
-/// hold, and the batch is written as appends named it.)
+/// by at most that batch (what was appended while the last fsync ran).
+/// Done under the state's lock, before anything of the batch is written,
+/// so that the ledger never says a record is in the segment after the one
+/// it is written to. If every holder has already released the current
+/// segment and it left the ledger, the batch is written as appends named
+/// it (two fsyncs): records moved into a segment the ledger no longer
+/// lists could not be read back.
 fn one_segment(inner: &Inner, st: &mut State, mut ops: Vec<Op>, current: u64) -> Vec<Op> {
     let Some(first_record) = ops.iter().position(|op| matches!(op, Op::Record { .. })) else {
         return ops;

@@ -15,7 +15,8 @@
 //!    appended under one [`CommitGroup`] (a push's store record and queue
 //!    record) share one, even where a segment rotation falls between them:
 //!    a batch is written to one segment, and a rotation due inside it
-//!    follows it. A stream of overlapping groups cannot hold
+//!    follows it (unless every holder had already released the segment
+//!    being written). A stream of overlapping groups cannot hold
 //!    commits back: the flusher waits only for the groups open when it
 //!    starts to wait. [`Log::fsync_count`] and [`total_fsyncs`] count them.
 //! 3. **Sequence numbers are assigned at append, strictly increasing, and
@@ -70,8 +71,8 @@
 //! In the log's directory (created 0700; files 0600):
 //! - `log-<first seq>` (20 digits): segments, format in `record`. A new one
 //!   at every open, and when the current one would pass `segment_bytes`
-//!   (after the batch being written: a segment passes it by at most one
-//!   group commit).
+//!   (after the batch being written: a segment passes it by at most what
+//!   was appended during one fsync).
 //! - `snapshot-<seq>`: a client's state as of the records below `seq`
 //!   (see `snapshot`); `.tmp` while being written. (The store keeps its
 //!   snapshots in `persistence_dir`, wherever its log is.)
