@@ -676,3 +676,36 @@ fn a_group_that_straddles_a_rotation_still_takes_one_fsync() {
     let seqs: Vec<u64> = got.iter().map(|r| r.0).collect();
     assert_eq!(seqs, (1..=80).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_failed_batch_that_straddles_a_rotation_fails_whole_and_the_log_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let io = FaultyIo::default();
+    let faults = io.faults.clone();
+    let record = "x".repeat(700);
+    {
+        let (log, _, _) = open_with(Arc::new(io.clone()), dir, opts(4096, 1));
+        // Four frames of 724 bytes after the 20-byte header: the next two
+        // records fall on either side of a rotation.
+        let kept = ["a", "b", "c", "d"].map(|p| format!("{p}{record}"));
+        append_all(&log, &kept.iter().map(String::as_str).collect::<Vec<_>>());
+        let epoch = log.epoch();
+        faults.failing_syncs.store(true, Ordering::SeqCst);
+        let group = log.group();
+        let a = append(&log, KIND_STORE, &record);
+        let b = append(&log, KIND_QUEUE, &record);
+        drop(group);
+        assert!(log.wait_blocking(a).is_err());
+        assert!(log.wait_blocking(b).is_err());
+        assert_eq!(log.failed_since(epoch), Some(a.seq()));
+        faults.failing_syncs.store(false, Ordering::SeqCst);
+        until_recovered(&log);
+        append_all(&log, &["after"]);
+        log.close().unwrap();
+    }
+    let (_, got, _) = open_with(Arc::new(io), dir, opts(4096, 1));
+    let firsts: Vec<&str> = payloads(&got).iter().map(|p| &p[..1]).collect();
+    assert_eq!(firsts, ["a", "b", "c", "d", "a"]);
+    assert_eq!(payloads(&got).last(), Some(&"after"));
+}
