@@ -158,23 +158,20 @@ fn one_segment(inner: &Inner, st: &mut State, mut ops: Vec<Op>, current: u64) ->
     let Some(first_record) = ops.iter().position(|op| matches!(op, Op::Record { .. })) else {
         return ops;
     };
-    let mid_batch = |op: &Op| matches!(op, Op::Rotate(_));
-    if !ops[first_record..].iter().any(mid_batch) || !st.ledger.has(current) {
+    let is_rotation = |op: &Op| matches!(op, Op::Rotate(_));
+    if !ops[first_record..].iter().any(is_rotation) || !st.ledger.has(current) {
         return ops;
     }
-    let mut moved = Vec::new();
-    let mut i = first_record;
-    while i < ops.len() {
-        if let Op::Rotate(name) = ops[i] {
-            moved.push(name);
-            ops.remove(i);
-        } else {
-            i += 1;
+    let (moved, records): (Vec<Op>, Vec<Op>) = ops
+        .split_off(first_record)
+        .into_iter()
+        .partition(is_rotation);
+    for op in moved {
+        if let Op::Rotate(name) = op {
+            st.ledger.forget(name);
         }
     }
-    for name in moved {
-        st.ledger.forget(name);
-    }
+    ops.extend(records);
     // Nothing is queued after the batch yet (it was just taken): appends
     // from now on go to the segment named after it.
     let name = st.next_seq;

@@ -24,6 +24,13 @@ pub struct Segment {
     records: Vec<(u64, u64, u64)>,
 }
 
+impl Segment {
+    /// Named by a rotation but never made, and holding no record.
+    fn unmade(&self) -> bool {
+        self.file.is_none() && self.records.is_empty()
+    }
+}
+
 #[derive(Default)]
 pub struct Ledger {
     /// By name: the first sequence number the segment may hold.
@@ -60,8 +67,7 @@ impl Ledger {
     /// Forgets the segments that were named but never created (a rotation
     /// that failed).
     pub fn forget_unmade(&mut self) {
-        self.segments
-            .retain(|_, s| s.file.is_some() || !s.records.is_empty());
+        self.segments.retain(|_, s| !s.unmade());
     }
 
     /// Whether segment `name` is listed (made, or named by a rotation).
@@ -72,11 +78,7 @@ impl Ledger {
     /// Forgets segment `name` if it was only named, never made, and holds
     /// no record (a rotation moved elsewhere).
     pub fn forget(&mut self, name: u64) {
-        if self
-            .segments
-            .get(&name)
-            .is_some_and(|s| s.file.is_none() && s.records.is_empty())
-        {
+        if self.segments.get(&name).is_some_and(Segment::unmade) {
             self.segments.remove(&name);
         }
     }

@@ -314,15 +314,36 @@ impl<'a> Decoder<'a> {
     /// what is left, so that a bad count cannot cause a huge allocation.
     fn count(&mut self, min_len: usize) -> Result<usize, String> {
         let n = self.u32()? as usize;
+        self.fits(n, min_len)
+    }
+
+    /// `n`, if `n` items of at least `min_len` bytes fit in what is left.
+    fn fits(&self, n: usize, min_len: usize) -> Result<usize, String> {
         if n.saturating_mul(min_len) > self.data.len() - self.pos {
             return Err(format!("count {n} exceeds the record at byte {}", self.pos));
         }
         Ok(n)
     }
-}
 
-impl<'a> Decoder<'a> {
-    /// A varint below 2^32 (see the module docs).
+    fn suffix(&mut self) -> Result<SeriesSuffix, String> {
+        let code = self.u8()?;
+        suffix_from_code(code).ok_or_else(|| format!("unknown series suffix {code}"))
+    }
+
+    fn kind(&mut self) -> Result<MetricType, String> {
+        let code = self.u8()?;
+        kind_from_code(code).ok_or_else(|| format!("unknown metric type {code}"))
+    }
+
+    /// Checks that the points took the whole body.
+    fn end(&self) -> Result<(), String> {
+        match self.data.len() - self.pos {
+            0 => Ok(()),
+            left => Err(format!("{left} unexpected bytes after the points")),
+        }
+    }
+
+    /// A varint of up to 64 bits (see the module docs).
     fn varint(&mut self) -> Result<u64, String> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
@@ -339,10 +360,7 @@ impl<'a> Decoder<'a> {
     /// checked against what is left as [`Decoder::count`] does.
     fn varint_count(&mut self, min_len: usize) -> Result<usize, String> {
         let n = usize::try_from(self.varint()?).unwrap_or(usize::MAX);
-        if n.saturating_mul(min_len) > self.data.len() - self.pos {
-            return Err(format!("count {n} exceeds the record at byte {}", self.pos));
-        }
-        Ok(n)
+        self.fits(n, min_len)
     }
 
     /// A string of version 4: its bytes, or `before`'s when it says "the
@@ -432,9 +450,7 @@ fn walk_points_v4<'p>(
         for j in 0..nfields {
             let key = d.shared(fields.get(j).map(|f| f.0))?;
             let value = d.f64()?;
-            let code = d.u8()?;
-            let suffix =
-                suffix_from_code(code).ok_or_else(|| format!("unknown series suffix {code}"))?;
+            let suffix = d.suffix()?;
             match fields.get_mut(j) {
                 Some(slot) => *slot = (key, value, suffix),
                 None => fields.push((key, value, suffix)),
@@ -444,8 +460,7 @@ fn walk_points_v4<'p>(
         let zigzag = d.varint()?;
         time_ns = time_ns.wrapping_add(((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64));
         family = Some(d.shared(family)?);
-        let code = d.u8()?;
-        let kind = kind_from_code(code).ok_or_else(|| format!("unknown metric type {code}"))?;
+        let kind = d.kind()?;
         let extra_len = usize::try_from(d.varint()?).unwrap_or(usize::MAX);
         let extra = d.take(extra_len)?;
         each(
@@ -461,12 +476,7 @@ fn walk_points_v4<'p>(
             },
         )?;
     }
-    if d.pos != body.len() {
-        return Err(format!(
-            "{} unexpected bytes after the points",
-            body.len() - d.pos
-        ));
-    }
+    d.end()?;
     Ok(n)
 }
 
@@ -493,15 +503,12 @@ fn walk_points_v3<'p>(
         for _ in 0..nfields {
             let key = d.str()?;
             let value = d.f64()?;
-            let code = d.u8()?;
-            let suffix =
-                suffix_from_code(code).ok_or_else(|| format!("unknown series suffix {code}"))?;
+            let suffix = d.suffix()?;
             fields.push((key, value, suffix));
         }
         let time_ns = d.i64()?;
         let family = d.str()?;
-        let code = d.u8()?;
-        let kind = kind_from_code(code).ok_or_else(|| format!("unknown metric type {code}"))?;
+        let kind = d.kind()?;
         let extra = if has_extra { d.str()? } else { &[] };
         each(
             i,
@@ -516,12 +523,7 @@ fn walk_points_v3<'p>(
             },
         )?;
     }
-    if d.pos != body.len() {
-        return Err(format!(
-            "{} unexpected bytes after the points",
-            body.len() - d.pos
-        ));
-    }
+    d.end()?;
     Ok(n)
 }
 
