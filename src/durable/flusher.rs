@@ -281,6 +281,9 @@ fn fail_group(inner: &Inner, active: &mut Active, e: io::Error, cause: Cause) {
     inner.full.store(full, Ordering::Release);
     inner.refusing.store(true, Ordering::Release);
     drop(st);
+    if full {
+        inner.drop_spare();
+    }
     tracing::error!("{}", failure.message);
     // Clients forget the failed records before any later one can become
     // durable; hooks may take the clients' own locks.

@@ -2,15 +2,19 @@
 //! inject faults ([`FaultyIo`]): a failed or short write, a failed fsync.
 //! [`RealIo`] is the one used outside tests.
 //!
-//! Contract: [`LogFile::append`] writes all of `buf` at the end of the file
-//! or returns an error (a short write reports an error too, and may have
-//! left a prefix behind, as a crash can); [`LogFile::sync_data`] returns
-//! `Ok` only once everything appended before it is on stable storage.
+//! Contract: [`LogFile::append`] writes all of `buf` at the file's write
+//! position and moves it on, or returns an error (a short write reports an
+//! error too, and may have left a prefix behind, as a crash can). The
+//! position starts at the end of a file created or opened, at 0 in one
+//! reused ([`Io::reuse`], whose old bytes past it stay until written
+//! over), and moves to `len` at [`LogFile::set_len`].
+//! [`LogFile::sync_data`] returns `Ok` only once everything appended
+//! before it is on stable storage.
 
 use super::fsutil;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,6 +35,12 @@ pub trait Io: Send + Sync + fmt::Debug + 'static {
     fn create_new(&self, path: &Path) -> io::Result<Arc<dyn LogFile>>;
     /// Opens an existing file for reading and appending.
     fn open(&self, path: &Path) -> io::Result<Arc<dyn LogFile>>;
+    /// Opens an existing file for reading and for writing over it from
+    /// its start; its length stays until [`LogFile::set_len`]. Writing over
+    /// blocks a file already has changes no metadata, so its `fdatasync`
+    /// is one data write and a cache flush, where a growing file's adds
+    /// an inode write.
+    fn reuse(&self, path: &Path) -> io::Result<Arc<dyn LogFile>>;
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// Fsyncs a directory: creations, renames and removals in it.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
@@ -44,20 +54,40 @@ pub trait Io: Send + Sync + fmt::Debug + 'static {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RealIo;
 
-struct RealFile(File);
+/// A file and its write position (positional writes, not `O_APPEND`: a
+/// reused file is written over from its start).
+struct RealFile {
+    file: File,
+    /// Only the one writer moves it.
+    pos: AtomicU64,
+}
+
+impl RealFile {
+    fn at(file: File, pos: u64) -> Arc<dyn LogFile> {
+        Arc::new(RealFile {
+            file,
+            pos: AtomicU64::new(pos),
+        })
+    }
+}
 
 impl LogFile for RealFile {
     fn append(&self, buf: &[u8]) -> io::Result<()> {
-        (&self.0).write_all(buf)
+        let pos = self.pos.load(Ordering::Relaxed);
+        self.file.write_all_at(buf, pos)?;
+        self.pos.store(pos + buf.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
     fn sync_data(&self) -> io::Result<()> {
-        self.0.sync_data()
+        self.file.sync_data()
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.0.read_exact_at(buf, offset)
+        self.file.read_exact_at(buf, offset)
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)
+        self.file.set_len(len)?;
+        self.pos.store(len, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -65,15 +95,20 @@ impl Io for RealIo {
     fn create_new(&self, path: &Path) -> io::Result<Arc<dyn LogFile>> {
         let f = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .create_new(true)
             .mode(fsutil::FILE_MODE)
             .open(path)?;
-        Ok(Arc::new(RealFile(f)))
+        Ok(RealFile::at(f, 0))
     }
     fn open(&self, path: &Path) -> io::Result<Arc<dyn LogFile>> {
-        let f = OpenOptions::new().read(true).append(true).open(path)?;
-        Ok(Arc::new(RealFile(f)))
+        let f = OpenOptions::new().read(true).write(true).open(path)?;
+        let end = f.metadata()?.len();
+        Ok(RealFile::at(f, end))
+    }
+    fn reuse(&self, path: &Path) -> io::Result<Arc<dyn LogFile>> {
+        let f = OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(RealFile::at(f, 0))
     }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         fs::read(path)
@@ -217,6 +252,9 @@ impl Io for FaultyIo {
     }
     fn open(&self, path: &Path) -> io::Result<Arc<dyn LogFile>> {
         Ok(self.wrap(path, RealIo.open(path)?))
+    }
+    fn reuse(&self, path: &Path) -> io::Result<Arc<dyn LogFile>> {
+        Ok(self.wrap(path, RealIo.reuse(path)?))
     }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         RealIo.read(path)

@@ -82,6 +82,10 @@
 //!   (first and last, a line each) still in segments kept.
 //! - `RESERVE`: 64 KiB of zeros, given up when a full disk leaves no room
 //!   to start a segment.
+//! - `SPARE`: a released segment kept to be written over as the next one
+//!   (appends into blocks a file has fsync without an inode write), while
+//!   the disk is not full. A reused segment's old records stay past its
+//!   new ones; the reader tells them apart by their sequence numbers.
 //! - `LOCK`.
 //!
 //! # Layout of the code
@@ -114,5 +118,7 @@ pub use writer::{
     Ticket,
 };
 
+#[cfg(test)]
+mod reuse_tests;
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,13 @@
 //!   never acknowledged, and ignored, with a warning. When damage follows
 //!   the last marker, the records before the damage are handed out all the
 //!   same: the marker may have been lost to the damage.
+//! - A segment written over a reused file (see `Inner::create_segment`)
+//!   ends where a record with a sequence number below its name starts:
+//!   that is the file's earlier life, never written in this one (records
+//!   are written in order, and the fsync of a group completes before its
+//!   records count). Nothing there is damage. If damaged bytes come
+//!   first, they are the end of the last group (a crash tore it) and
+//!   count as after the last commit marker.
 //! - A segment whose header is damaged is moved aside; one with only part
 //!   of a header (the process died creating it) is removed.
 //! - Records in a range listed in `FAILED` are ignored wherever they are:
@@ -94,8 +101,12 @@ struct Scan<'a> {
     committed_end: usize,
     /// Damage skipped: offset, bytes, why.
     skipped: Vec<(usize, usize, &'static str)>,
-    /// Where reading stopped on damage with nothing valid after it.
+    /// Where reading stopped on damage with nothing valid after it (or
+    /// only an earlier life's records).
     stop: Option<(usize, &'static str)>,
+    /// Where the segment's bytes end: the file's end, or where the records
+    /// of a reused file's earlier life start.
+    end: usize,
     /// The highest sequence number read.
     last_seq: u64,
 }
@@ -109,6 +120,7 @@ fn scan(data: &[u8], name: u64, floor: u64, limit: Option<u64>) -> Scan<'_> {
         committed_end: record::FILE_HEADER_LEN,
         skipped: Vec::new(),
         stop: None,
+        end: data.len(),
         last_seq: floor,
     };
     let mut pos = record::FILE_HEADER_LEN;
@@ -116,6 +128,11 @@ fn scan(data: &[u8], name: u64, floor: u64, limit: Option<u64>) -> Scan<'_> {
         let last = s.last_seq;
         let fits = |seq: u64| seq > last && seq >= name && limit.is_none_or(|l| seq < l);
         let why = match record::parse(&data[pos..]) {
+            // Intact, and older than the segment: where it was reused.
+            Ok(f) if f.seq < name => {
+                s.end = pos;
+                break;
+            }
             // A marker commits every record before it: the writer starts a
             // group only after the previous one's fsync succeeded, so
             // records whose own marker was damaged committed too.
@@ -139,7 +156,12 @@ fn scan(data: &[u8], name: u64, floor: u64, limit: Option<u64>) -> Scan<'_> {
         };
         let last = s.last_seq;
         let fits = |seq: u64| seq > last && seq >= name && limit.is_none_or(|l| seq < l);
-        match record::resync(data, pos, |seq| fits(seq) || seq == last) {
+        match record::resync(data, pos, |seq| fits(seq) || seq == last || seq < name) {
+            Some(next) if record::parse(&data[next..]).is_ok_and(|f| f.seq < name) => {
+                s.stop = Some((pos, why));
+                s.end = next;
+                break;
+            }
             Some(next) => {
                 s.skipped.push((pos, next - pos, why));
                 pos = next;
@@ -246,7 +268,7 @@ pub fn recover(io: &dyn Io, dir: &Path, what: &str, visit: &mut Visit<'_>) -> io
                 ),
             );
         }
-        if newest && s.committed_end < data.len() {
+        if newest && s.committed_end < s.end {
             if !s.skipped.is_empty() {
                 let copy = fsutil::corrupt_path(path);
                 std::fs::copy(path, &copy)?;
@@ -264,7 +286,7 @@ pub fn recover(io: &dyn Io, dir: &Path, what: &str, visit: &mut Visit<'_>) -> io
                 format!(
                     "{what}: segment {}: dropped {} bytes after the last commit{why}: a group commit a crash interrupted, never acknowledged; truncated the file",
                     path.display(),
-                    data.len() - s.committed_end
+                    s.end - s.committed_end
                 ),
             );
             s.pending.clear();
@@ -283,13 +305,13 @@ pub fn recover(io: &dyn Io, dir: &Path, what: &str, visit: &mut Visit<'_>) -> io
             );
             s.pending.clear();
         } else if let Some((at, why)) = s.stop {
-            count_damage(data.len() - at);
+            count_damage(s.end - at);
             note(
                 &mut rec.warnings,
                 format!(
                     "{what}: segment {}: {why} at offset {at}; skipped the rest of the file ({} bytes), the records in it are lost",
                     path.display(),
-                    data.len() - at
+                    s.end - at
                 ),
             );
         }

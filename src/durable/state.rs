@@ -21,6 +21,9 @@ use tokio::sync::watch;
 pub const RESERVE_BYTES: u64 = 64 << 10;
 /// The reserve's name.
 pub const RESERVE_FILE: &str = "RESERVE";
+/// A released segment kept to be written over as the next one (see
+/// [`Inner::create_segment`]); at most one.
+pub const SPARE_FILE: &str = "SPARE";
 /// After a failure with the disk full, the log waits this long before it
 /// starts a fresh segment and takes appends again.
 pub(super) const FULL_DISK_RETRY: Duration = Duration::from_secs(1);
@@ -144,6 +147,9 @@ pub(super) struct Inner {
     pub(super) companion: std::sync::OnceLock<Arc<Inner>>,
     /// Serializes writes of `FAILED` (the flusher's, and `Log::revoke`'s).
     pub(super) failed_file: Mutex<()>,
+    /// Whether [`SPARE_FILE`] exists; held while it is made or taken, which
+    /// a release (any thread) and a rotation (the flusher) may do at once.
+    pub(super) spare: Mutex<bool>,
 }
 
 pub(super) type FailureHook = Box<dyn Fn(u64) + Send + Sync>;
@@ -200,7 +206,13 @@ impl Inner {
         Ok(())
     }
 
+    /// Starts segment `name` (the spare, if there is one): its header
+    /// fsynced, and the file fsynced into the directory, before any record
+    /// is written to it.
     pub(super) fn create_segment(&self, name: u64) -> io::Result<Arc<dyn LogFile>> {
+        if let Some(file) = self.reuse_spare(name) {
+            return Ok(file);
+        }
         let path = self.dir.join(segment_name(name));
         let file = self.io.create_new(&path)?;
         let written = file
@@ -215,13 +227,51 @@ impl Inner {
         Ok(file)
     }
 
+    /// Makes the spare segment `name`, if there is one: its header is
+    /// written over and fsynced before it takes the name, so that a
+    /// `log-` file never carries another segment's header. Its old
+    /// records stay behind what is written, until written over; the
+    /// reader tells them by their sequence numbers, all below `name`.
+    /// Appends into its blocks fsync without an inode write (see
+    /// [`Io::reuse`]), the point of keeping it. `None` if there is no
+    /// spare or it cannot be used (it is then removed).
+    fn reuse_spare(&self, name: u64) -> Option<Arc<dyn LogFile>> {
+        let mut spare = lock(&self.spare);
+        if !*spare {
+            return None;
+        }
+        *spare = false;
+        let from = self.dir.join(SPARE_FILE);
+        let to = self.dir.join(segment_name(name));
+        let made = self.io.reuse(&from).and_then(|file| {
+            file.append(&record::file_header(SEGMENT_MAGIC, name))?;
+            file.sync_data()?;
+            self.io.rename(&from, &to)?;
+            self.io.sync_dir(&self.dir)?;
+            Ok(file)
+        });
+        match made {
+            Ok(file) => Some(file),
+            Err(e) => {
+                tracing::debug!("{}: cannot reuse {}: {e}", self.opts.what, from.display());
+                let _ = self.io.remove(&to);
+                let _ = self.io.remove(&from);
+                None
+            }
+        }
+    }
+
     /// Deletes the segments every holder has released (never the one being
-    /// written). Run at each release, and when a segment is started: a
-    /// release that came while the segment it freed was still being
-    /// written frees it only then.
+    /// written), but keeps one as the spare while there is none and the
+    /// disk is not full. Run at each release, and when a segment is
+    /// started: a release that came while the segment it freed was still
+    /// being written frees it only then.
     pub(super) fn collect_segments(&self) {
         let doomed = lock(&self.state).ledger.collect();
         for path in doomed {
+            if self.keep_as_spare(&path) {
+                continue;
+            }
             match self.io.remove(&path) {
                 Ok(()) => tracing::debug!("{}: removed {}", self.opts.what, path.display()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -229,6 +279,31 @@ impl Inner {
                     tracing::warn!("{}: cannot remove {}: {e}", self.opts.what, path.display())
                 }
             }
+        }
+        if self.full.load(Ordering::Acquire) {
+            self.drop_spare();
+        }
+    }
+
+    /// Renames a released segment to [`SPARE_FILE`] if there is no spare
+    /// and the disk is not full. Not fsynced into the directory: after a
+    /// crash either name is fine (a released segment that comes back is
+    /// read again and skipped by its holders, as one whose removal was
+    /// lost).
+    fn keep_as_spare(&self, path: &std::path::Path) -> bool {
+        let mut spare = lock(&self.spare);
+        if *spare || self.full.load(Ordering::Acquire) {
+            return false;
+        }
+        *spare = self.io.rename(path, &self.dir.join(SPARE_FILE)).is_ok();
+        *spare
+    }
+
+    /// Removes the spare: room for a full disk.
+    pub(super) fn drop_spare(&self) {
+        let mut spare = lock(&self.spare);
+        if std::mem::take(&mut *spare) {
+            let _ = self.io.remove(&self.dir.join(SPARE_FILE));
         }
     }
 

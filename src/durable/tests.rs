@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-fn opts(segment_bytes: u64, holders: usize) -> LogOptions {
+pub(super) fn opts(segment_bytes: u64, holders: usize) -> LogOptions {
     LogOptions {
         segment_bytes,
         holders,
@@ -21,7 +21,7 @@ fn opts(segment_bytes: u64, holders: usize) -> LogOptions {
 
 /// Opens the log; returns it, the recovered `(seq, kind, payload)` and the
 /// warnings.
-fn open_with(
+pub(super) fn open_with(
     io: Arc<dyn Io>,
     dir: &Path,
     o: LogOptions,
@@ -38,27 +38,27 @@ fn open_with(
     (opened.log, got, opened.warnings)
 }
 
-fn open(dir: &Path) -> (Log, Vec<(u64, u8, String)>, Vec<String>) {
+pub(super) fn open(dir: &Path) -> (Log, Vec<(u64, u8, String)>, Vec<String>) {
     open_with(Arc::new(RealIo), dir, opts(64 << 20, 1))
 }
 
-fn payloads(got: &[(u64, u8, String)]) -> Vec<&str> {
+pub(super) fn payloads(got: &[(u64, u8, String)]) -> Vec<&str> {
     got.iter().map(|(_, _, p)| p.as_str()).collect()
 }
 
-fn append(log: &Log, kind: u8, s: &str) -> super::Ticket {
+pub(super) fn append(log: &Log, kind: u8, s: &str) -> super::Ticket {
     log.append(Payload::new(kind, 1, s.as_bytes().to_vec()))
         .unwrap()
 }
 
-fn append_all(log: &Log, items: &[&str]) {
+pub(super) fn append_all(log: &Log, items: &[&str]) {
     for s in items {
         let t = append(log, KIND_STORE, s);
         log.wait_blocking(t).unwrap();
     }
 }
 
-fn segments(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn segments(dir: &Path) -> Vec<PathBuf> {
     names(dir)
         .into_iter()
         .filter(|n| n.starts_with("log-") && !n.contains("corrupt"))
@@ -287,7 +287,7 @@ fn segments_rotate_and_go_once_every_holder_released_them() {
 }
 
 /// Waits (up to 5 s) until the log takes appends again.
-fn until_recovered(log: &Log) {
+pub(super) fn until_recovered(log: &Log) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while log.failure().is_some() {
         assert!(

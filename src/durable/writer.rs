@@ -14,7 +14,7 @@ use super::record::{self, Payload, FILE_HEADER_LEN, MAX_PAYLOAD};
 use super::state::{
     lock, resolve, segment_name, Flusher, Inner, Op, State, Status, FULL_DISK_RETRY, TOTAL_FSYNCS,
 };
-pub use super::state::{LogOptions, Ticket, RESERVE_BYTES, RESERVE_FILE};
+pub use super::state::{LogOptions, Ticket, RESERVE_BYTES, RESERVE_FILE, SPARE_FILE};
 use std::fmt;
 use std::fs::File;
 use std::io;
@@ -257,6 +257,7 @@ impl Log {
             refusing: std::sync::atomic::AtomicBool::new(false),
             companion: std::sync::OnceLock::new(),
             failed_file: Mutex::new(()),
+            spare: Mutex::new(dir.join(SPARE_FILE).is_file()),
         });
         inner.update_status(|s| s.durable = next_seq - 1);
         // A fresh segment at every open: the old ones are only read.

@@ -295,9 +295,9 @@ impl Journal {
     }
 
     /// Keeps [`LOG_POINTER`] naming the log when it is elsewhere, and
-    /// removes `persistence_dir`'s own old segments once the store's
-    /// records have moved out of them (their last ones are in a durable
-    /// snapshot by now).
+    /// removes `persistence_dir`'s own old segments and spare once the
+    /// store's records have moved out of them (their last ones are in a
+    /// durable snapshot by now).
     fn point_to_log(&self) -> io::Result<()> {
         let pointer = self.dir.join(LOG_POINTER);
         if self.log.dir() == self.dir {
@@ -319,6 +319,7 @@ impl Journal {
         for (name, path) in fsutil::list_dir(&self.dir)? {
             if fsutil::parse_numbered20(&name, reader::SEGMENT_PREFIX).is_some()
                 || name == crate::durable::writer::LOG_ID_FILE
+                || name == crate::durable::writer::SPARE_FILE
             {
                 std::fs::remove_file(path)?;
             }
