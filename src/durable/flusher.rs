@@ -56,6 +56,7 @@ pub(super) struct Active {
 
 pub(super) fn run_flusher(inner: Arc<Inner>, mut active: Active) {
     let _exit = FlusherExit(&inner);
+    raise_priority();
     loop {
         let taken = {
             let mut st = lock(&inner.state);
@@ -138,6 +139,36 @@ pub(super) fn run_flusher(inner: Arc<Inner>, mut active: Active) {
         match write_ops(&inner, &mut active, ops) {
             Ok(()) => inner.update_status(|s| s.durable = s.durable.max(target)),
             Err(e) => fail_group(&inner, &mut active, e, Cause::Io),
+        }
+    }
+}
+
+/// The nice value the flusher asks for: a larger share of the CPU than
+/// the async workers' (0) when both want it.
+const FLUSHER_NICE: i32 = -20;
+
+/// Raises the calling thread's scheduling priority to [`FLUSHER_NICE`] if
+/// the process may (root, or `CAP_SYS_NICE`; otherwise nothing changes).
+/// The flusher uses little CPU, but every push waits for it: when an fsync
+/// returns while the async workers keep every core busy, the flusher at the
+/// workers' priority waits its turn before it can mark the group durable
+/// and wake its pushes. Measured in BENCHMARKS.md. Best effort: a log
+/// works the same without it.
+fn raise_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid takes no arguments and cannot fail.
+        #[allow(unsafe_code)]
+        let tid = unsafe { libc::gettid() };
+        // SAFETY: setpriority reads its three integer arguments only; a
+        // thread id is a valid `who` for PRIO_PROCESS on Linux.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, FLUSHER_NICE) };
+        if rc != 0 {
+            tracing::debug!(
+                "the log's flusher keeps its priority: {}",
+                io::Error::last_os_error()
+            );
         }
     }
 }
