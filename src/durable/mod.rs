@@ -50,7 +50,10 @@
 //! 6. **A segment is deleted only when every holder has released it**
 //!    ([`Log::release`]): each client says which records it no longer needs
 //!    (the store once a snapshot covers them, a sink once its cursor passed
-//!    them). The segment being written is never deleted.
+//!    them). The segment being written is never deleted. One released
+//!    segment may be kept as the spare and written over as a later one;
+//!    its old records, all numbered below its new name, are never handed
+//!    out again (see `reader`).
 //! 7. **One process per directory**: the log holds an exclusive lock on
 //!    `LOCK` while open.
 //! 8. **Two logs commit a pair in a known order.** A log gated on a
