@@ -99,6 +99,8 @@ pub(super) fn run_flusher(inner: Arc<Inner>, mut active: Active) {
                     // the next open starts a fresh one anyway.
                     st.ops.clear();
                     st.ledger.forget_unmade();
+                    drop(st);
+                    cut_old_life(&active);
                     return;
                 }
                 if !st.ops.is_empty() {
@@ -257,6 +259,9 @@ fn fail_group(inner: &Inner, active: &mut Active, e: io::Error, cause: Cause) {
         let cut = active.file.set_len(active.committed).is_ok();
         active.len = active.committed;
         active.poisoned = !cut || !full;
+    }
+    if active.poisoned {
+        lock(&inner.state).ledger.poison(active.name);
     }
     active.resumable = companion && !active.poisoned;
     let path = inner.dir.join(segment_name(active.name));
@@ -438,6 +443,7 @@ pub(super) fn write_failed_file(inner: &Inner, ranges: &[(u64, u64)]) -> io::Res
 /// Takes appends again, in `fresh` (name and file) if given, else in the
 /// segment being written; `len` is the length of the one appends go to.
 fn resume(inner: &Inner, fresh: Option<(u64, Arc<dyn LogFile>)>, len: u64) {
+    let was_full = inner.full.load(Ordering::Acquire);
     let mut st = lock(&inner.state);
     let fresh = fresh.map(|(name, file)| {
         st.ledger
@@ -456,8 +462,12 @@ fn resume(inner: &Inner, fresh: Option<(u64, Arc<dyn LogFile>)>, len: u64) {
     inner.update_status(|s| s.failed = None);
     if fresh.is_some() {
         // The failed one, if released already, goes now (on a full disk,
-        // that is the room the next appends need).
+        // that is the room the next appends need, so it is not kept as
+        // the spare).
         inner.collect_segments();
+        if was_full {
+            inner.drop_spare();
+        }
     }
     tracing::info!(
         "{} {}: appends are taken again",
@@ -513,7 +523,7 @@ fn write_ops(inner: &Inner, active: &mut Active, ops: Vec<Op>) -> io::Result<()>
                 }
                 let file = inner.create_segment(name)?;
                 lock(&inner.state).ledger.set_file(name, file.clone());
-                inner.collect_segments();
+                cut_old_life(active);
                 let len = FILE_HEADER_LEN as u64;
                 *active = Active {
                     name,
@@ -523,6 +533,9 @@ fn write_ops(inner: &Inner, active: &mut Active, ops: Vec<Op>) -> io::Result<()>
                     poisoned: false,
                     resumable: false,
                 };
+                // Once the flusher let go of the old file, which may then
+                // be kept as the spare.
+                inner.collect_segments();
             }
         }
     }
@@ -530,6 +543,16 @@ fn write_ops(inner: &Inner, active: &mut Active, ops: Vec<Op>) -> io::Result<()>
         commit(inner, active, &mut buf, g)?;
     }
     Ok(())
+}
+
+/// Cuts a segment the flusher leaves (at a rotation or close) to its
+/// records, dropping what is left of a reused file's earlier life, so that
+/// a reader finds its clean end without telling old bytes from new (see
+/// `reader`). Not fsynced: after a crash either length reads the same.
+fn cut_old_life(active: &Active) {
+    if !active.poisoned {
+        let _ = active.file.set_len(active.len);
+    }
 }
 
 fn flush(active: &mut Active, buf: &mut Vec<u8>) -> io::Result<()> {

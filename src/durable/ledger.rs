@@ -22,6 +22,9 @@ pub struct Segment {
     pub file: Option<Arc<dyn LogFile>>,
     /// Its records: sequence number, offset, length; in order.
     records: Vec<(u64, u64, u64)>,
+    /// False once a write or fsync into it failed: never written again,
+    /// so never kept as the spare either.
+    pub reusable: bool,
 }
 
 impl Segment {
@@ -54,6 +57,7 @@ impl Ledger {
                 path,
                 file,
                 records: Vec::new(),
+                reusable: true,
             },
         );
     }
@@ -61,6 +65,13 @@ impl Ledger {
     pub fn set_file(&mut self, name: u64, file: Arc<dyn LogFile>) {
         if let Some(s) = self.segments.get_mut(&name) {
             s.file = Some(file);
+        }
+    }
+
+    /// A write or fsync into segment `name` failed (see [`Segment::reusable`]).
+    pub fn poison(&mut self, name: u64) {
+        if let Some(s) = self.segments.get_mut(&name) {
+            s.reusable = false;
         }
     }
 
@@ -113,9 +124,9 @@ impl Ledger {
     }
 
     /// Takes out the segments no holder needs (every record in one is
-    /// below the next one's name); never the newest. Returns their paths,
-    /// for the caller to delete.
-    pub fn collect(&mut self) -> Vec<PathBuf> {
+    /// below the next one's name); never the newest. Returns them, for the
+    /// caller to delete (or keep as the spare).
+    pub fn take_released(&mut self) -> Vec<Segment> {
         let min = self.holds.iter().copied().min().unwrap_or(u64::MAX);
         let names: Vec<u64> = self.segments.keys().copied().collect();
         let mut doomed = Vec::new();
@@ -124,10 +135,16 @@ impl Ledger {
                 break;
             }
             if let Some(seg) = self.segments.remove(&w[0]) {
-                doomed.push(seg.path);
+                doomed.push(seg);
             }
         }
         doomed
+    }
+
+    /// [`Ledger::take_released`]'s paths.
+    #[cfg(test)]
+    pub fn collect(&mut self) -> Vec<PathBuf> {
+        self.take_released().into_iter().map(|s| s.path).collect()
     }
 
     /// True if holder `holder` alone keeps a segment from being deleted:

@@ -23,9 +23,13 @@
 //!   ends where a record with a sequence number below its name starts:
 //!   that is the file's earlier life, never written in this one (records
 //!   are written in order, and the fsync of a group completes before its
-//!   records count). Nothing there is damage. If damaged bytes come
-//!   first, they are the end of the last group (a crash tore it) and
-//!   count as after the last commit marker.
+//!   records count), and nothing there is damage. Right after a commit
+//!   marker, the bytes up to the next such record are the rest of an old
+//!   one; within a group, they are its torn end (a crash), after the last
+//!   commit marker. The flusher cuts a reused segment to its records when
+//!   it leaves it, so this matters for the one written at a crash. The
+//!   spare itself is read too: sequence numbers go on above its records
+//!   and its name, so that it never holds a number taken again.
 //! - A segment whose header is damaged is moved aside; one with only part
 //!   of a header (the process died creating it) is removed.
 //! - Records in a range listed in `FAILED` are ignored wherever they are:
@@ -57,6 +61,10 @@ fn count_damage(n: usize) {
 }
 
 pub const SEGMENT_PREFIX: &str = "log-";
+
+/// A released segment kept to be written over as a later one (see
+/// `Inner::create_segment`); at most one.
+pub const SPARE_FILE: &str = "SPARE";
 
 /// One committed record, as recovery hands it out.
 #[derive(Debug, Clone, Copy)]
@@ -158,8 +166,15 @@ fn scan(data: &[u8], name: u64, floor: u64, limit: Option<u64>) -> Scan<'_> {
         let fits = |seq: u64| seq > last && seq >= name && limit.is_none_or(|l| seq < l);
         match record::resync(data, pos, |seq| fits(seq) || seq == last || seq < name) {
             Some(next) if record::parse(&data[next..]).is_ok_and(|f| f.seq < name) => {
-                s.stop = Some((pos, why));
-                s.end = next;
+                if s.pending.is_empty() {
+                    // Right after a commit marker: the middle of one of
+                    // the earlier life's records, the clean end.
+                    s.end = pos;
+                } else {
+                    // Inside a group: its torn end.
+                    s.stop = Some((pos, why));
+                    s.end = next;
+                }
                 break;
             }
             Some(next) => {
@@ -354,6 +369,19 @@ pub fn recover(io: &dyn Io, dir: &Path, what: &str, visit: &mut Visit<'_>) -> io
             file: Some(io.open(path)?),
             records: places,
         });
+    }
+    // A spare's records, and the name a reuse interrupted by a crash gave
+    // it, are never numbers of new records: its old records would be read
+    // as theirs once it is reused. An unreadable spare is removed.
+    let spare = dir.join(SPARE_FILE);
+    if let Ok(data) = io.read(&spare) {
+        match record::check_file_header(&data, SEGMENT_MAGIC) {
+            FileHeader::Valid(first) => {
+                let s = scan(&data, first, 0, None);
+                rec.next_seq = rec.next_seq.max(first).max(s.last_seq + 1);
+            }
+            _ => io.remove(&spare)?,
+        }
     }
     // Sequence numbers of failed groups are never handed out again, even
     // when no file holds them any more (their group was cut off): a record

@@ -3,8 +3,8 @@
 
 use super::fsutil::testing::names;
 use super::io::{FaultyIo, RealIo};
+use super::reader::SPARE_FILE;
 use super::record::{self, FILE_HEADER_LEN, KIND_STORE};
-use super::state::SPARE_FILE;
 use super::tests::{
     append, append_all, open, open_with, opts, payloads, segments, until_recovered,
 };
@@ -14,6 +14,25 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+/// A copy of the log's files as they are now, while it is open: what a
+/// `kill -9` would leave (everything waited for is written and fsynced).
+fn crash_image(dir: &Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for name in names(dir) {
+        if name != "LOCK" {
+            fs::copy(dir.join(&name), copy.path().join(&name)).unwrap();
+        }
+    }
+    copy
+}
+
+/// The number in a segment's file name.
+fn segment_number(path: &Path) -> u64 {
+    path.file_name().unwrap().to_str().unwrap()[4..]
+        .parse()
+        .unwrap()
+}
 
 /// Each segment's inode, by name.
 fn inodes(dir: &Path) -> HashMap<String, u64> {
@@ -36,7 +55,10 @@ fn churn(log: &super::Log, dir: &Path, n: usize, first: usize) -> (Vec<String>, 
     let mut reused = false;
     let mut appended = Vec::new();
     for i in first..first + n {
-        let p = format!("record {i:04} with some padding to fill segments");
+        // Sizes vary, so that a new life rarely ends where an old record
+        // does.
+        let pad = "#".repeat(i * 37 % 90);
+        let p = format!("record {i:04} {pad}");
         let t = append(log, KIND_STORE, &p);
         log.wait_blocking(t).unwrap();
         log.release(0, t.seq());
@@ -61,22 +83,28 @@ fn a_released_segment_is_written_over_and_its_old_records_are_not_read() {
         let (appended, reused) = churn(&log, dir, 60, 0);
         assert!(reused, "no segment was reused: {:?}", names(dir));
         assert!(names(dir).contains(&SPARE_FILE.to_string()));
+        // Killed now: the segment being written still has its old life
+        // behind its records.
+        let image = crash_image(dir);
+        let newest = segments(image.path()).pop().unwrap();
+        let name = segment_number(&newest);
+        let old = fs::read(&newest).unwrap();
+        let (_, got, w) = open(image.path());
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            payloads(&got).last().copied(),
+            appended.last().map(|p| p.as_str())
+        );
+        assert!(
+            (FILE_HEADER_LEN..old.len())
+                .any(|at| record::parse(&old[at..]).is_ok_and(|f| f.seq < name)),
+            "the newest segment had no old records behind its new ones"
+        );
         appended.last().unwrap().clone()
     };
-    // The newest segment was reused, and its old records lie past its new
-    // ones: the file is longer than what the reader takes.
+    // Closed: the flusher cut the segment it left to its own records.
     let newest = segments(dir).pop().unwrap();
-    let data = fs::read(&newest).unwrap();
-    let old = record::frame(1, KIND_STORE, 1, b"x")[..4].to_vec();
-    assert!(
-        data.windows(4)
-            .skip(FILE_HEADER_LEN + 200)
-            .any(|w| w == old),
-        "no old records behind the new ones"
-    );
-    // Reopened: only what was not released, no warning, and the file is
-    // left as it is (a clean end is not a torn one).
-    let len = data.len() as u64;
+    let len = fs::metadata(&newest).unwrap().len();
     let (log, got, w) = open_with(Arc::new(RealIo), dir, opts(1024, 1));
     assert!(w.is_empty(), "{w:?}");
     assert_eq!(payloads(&got).last().copied(), Some(last.as_str()));
@@ -96,22 +124,17 @@ fn a_released_segment_is_written_over_and_its_old_records_are_not_read() {
 #[test]
 fn a_torn_group_over_old_records_is_dropped_with_a_warning() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let kept = {
-        let (log, _, _) = open_with(Arc::new(RealIo), dir, opts(1024, 1));
-        let (appended, reused) = churn(&log, dir, 60, 0);
-        assert!(reused);
-        // The last one is kept: nothing released after it.
-        append_all(&log, &["kept"]);
-        appended
-    };
+    let (log, _, _) = open_with(Arc::new(RealIo), tmp.path(), opts(1024, 1));
+    let (appended, reused) = churn(&log, tmp.path(), 60, 0);
+    assert!(reused);
+    // Nothing released after it.
+    append_all(&log, &["kept"]);
+    let image = crash_image(tmp.path());
+    let dir = image.path();
     let newest = segments(dir).pop().unwrap();
+    let name = segment_number(&newest);
     let data = fs::read(&newest).unwrap();
-    // Where the new records end: past the last commit marker of a group
-    // naming the newest segment's records.
-    let name: u64 = newest.file_name().unwrap().to_str().unwrap()[4..]
-        .parse()
-        .unwrap();
+    // Where the new records end.
     let mut end = FILE_HEADER_LEN;
     while let Ok(f) = record::parse(&data[end..]) {
         if f.seq < name {
@@ -121,22 +144,61 @@ fn a_torn_group_over_old_records_is_dropped_with_a_warning() {
     }
     assert!(
         end < data.len(),
-        "the newest segment has no old records behind its new ones"
+        "the newest segment has no old bytes behind its new ones"
     );
-    // A crash tore the next group: some of it written over the old bytes.
-    let torn = &record::frame(10_000, KIND_STORE, 1, b"torn group")[..12];
+    // A crash tore the next group: its first record whole, the next one
+    // cut short, over the old bytes.
+    let mut torn = record::frame(10_000, KIND_STORE, 1, b"whole, never committed");
+    torn.extend_from_slice(&record::frame(10_001, KIND_STORE, 1, b"torn record")[..12]);
     OpenOptions::new()
         .write(true)
         .open(&newest)
         .unwrap()
-        .write_all_at(torn, end as u64)
+        .write_all_at(&torn, end as u64)
         .unwrap();
     let (_, got, w) = open(dir);
     assert_eq!(payloads(&got).last().copied(), Some("kept"));
-    assert!(!payloads(&got).contains(&kept[0].as_str()));
+    assert!(!payloads(&got).contains(&appended[0].as_str()));
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].contains("after the last commit"), "{}", w[0]);
     assert_eq!(fs::metadata(&newest).unwrap().len(), end as u64);
+}
+
+#[test]
+fn numbers_go_on_above_the_spare() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    {
+        let (log, _, _) = open_with(Arc::new(RealIo), dir, opts(1024, 1));
+        churn(&log, dir, 60, 0);
+    }
+    let spare = fs::read(dir.join(SPARE_FILE)).unwrap();
+    let spare_max = (FILE_HEADER_LEN..spare.len())
+        .filter_map(|at| record::parse(&spare[at..]).ok())
+        .map(|f| f.seq)
+        .max()
+        .unwrap();
+    // A crash left the spare and no segment (every segment was released,
+    // the one being written renamed to the spare before the next one's
+    // name was durable).
+    for seg in segments(dir) {
+        fs::remove_file(seg).unwrap();
+    }
+    let (log, got, _) = open(dir);
+    assert!(got.is_empty(), "{got:?}");
+    let t = append(&log, KIND_STORE, "new");
+    assert!(
+        t.seq() > spare_max,
+        "{} is a number the spare holds",
+        t.seq()
+    );
+    log.wait_blocking(t).unwrap();
+    // Killed now: the segment written over the spare holds "new" and the
+    // spare's old records behind it.
+    let image = crash_image(dir);
+    let (_, got, w) = open(image.path());
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(payloads(&got), ["new"]);
 }
 
 #[test]
@@ -155,11 +217,44 @@ fn a_full_disk_gives_the_spare_up() {
         "{:?}",
         names(dir)
     );
+    // Everything is delivered meanwhile: the full segment goes once the
+    // log has left it, as room, not as the spare.
+    log.release(0, u64::MAX);
     io.faults.short_writes.store(false, Ordering::SeqCst);
     until_recovered(&log);
+    assert!(
+        !names(dir).contains(&SPARE_FILE.to_string()),
+        "{:?}",
+        names(dir)
+    );
     append_all(&log, &["after"]);
     // No spare is kept from segments released while the disk was full,
     // and one is again once it is not.
     churn(&log, dir, 30, 100);
     assert!(names(dir).contains(&SPARE_FILE.to_string()));
+}
+
+#[test]
+fn a_segment_whose_fsync_failed_is_never_the_spare() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let io = FaultyIo::default();
+    let (log, _, _) = open_with(Arc::new(io.clone()), dir, opts(1024, 1));
+    append_all(&log, &["before"]);
+    let failed = segments(dir).pop().unwrap();
+    io.faults.failing_syncs.store(true, Ordering::SeqCst);
+    let t = append(&log, KIND_STORE, "lost");
+    assert!(log.wait_blocking(t).is_err());
+    io.faults.failing_syncs.store(false, Ordering::SeqCst);
+    until_recovered(&log);
+    append_all(&log, &["after"]);
+    assert!(segments(dir).len() >= 2, "{:?}", names(dir));
+    // Released: the failed file is deleted, not kept to be written again.
+    log.release(0, u64::MAX);
+    assert!(!failed.exists());
+    assert!(
+        !names(dir).contains(&SPARE_FILE.to_string()),
+        "{:?}",
+        names(dir)
+    );
 }

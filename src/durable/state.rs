@@ -6,7 +6,7 @@
 use super::fsutil::Failure;
 use super::io::{Io, LogFile};
 use super::ledger::Ledger;
-use super::reader;
+use super::reader::{self, SPARE_FILE};
 use super::record::{self, SEGMENT_MAGIC};
 use std::io;
 use std::path::PathBuf;
@@ -21,9 +21,6 @@ use tokio::sync::watch;
 pub const RESERVE_BYTES: u64 = 64 << 10;
 /// The reserve's name.
 pub const RESERVE_FILE: &str = "RESERVE";
-/// A released segment kept to be written over as the next one (see
-/// [`Inner::create_segment`]); at most one.
-pub const SPARE_FILE: &str = "SPARE";
 /// After a failure with the disk full, the log waits this long before it
 /// starts a fresh segment and takes appends again.
 pub(super) const FULL_DISK_RETRY: Duration = Duration::from_secs(1);
@@ -243,13 +240,24 @@ impl Inner {
         *spare = false;
         let from = self.dir.join(SPARE_FILE);
         let to = self.dir.join(segment_name(name));
-        let made = self.io.reuse(&from).and_then(|file| {
-            file.append(&record::file_header(SEGMENT_MAGIC, name))?;
-            file.sync_data()?;
-            self.io.rename(&from, &to)?;
-            self.io.sync_dir(&self.dir)?;
-            Ok(file)
-        });
+        if to.exists() {
+            // Left for `create_new` to refuse, as it would without a spare.
+            *spare = true;
+            return None;
+        }
+        // The spare's name durable first: a segment renamed to it must not
+        // come back under its old name with the new header.
+        let made = self
+            .io
+            .sync_dir(&self.dir)
+            .and_then(|()| self.io.reuse(&from))
+            .and_then(|file| {
+                file.append(&record::file_header(SEGMENT_MAGIC, name))?;
+                file.sync_data()?;
+                self.io.rename(&from, &to)?;
+                self.io.sync_dir(&self.dir)?;
+                Ok(file)
+            });
         match made {
             Ok(file) => Some(file),
             Err(e) => {
@@ -263,15 +271,16 @@ impl Inner {
 
     /// Deletes the segments every holder has released (never the one being
     /// written), but keeps one as the spare while there is none and the
-    /// disk is not full. Run at each release, and when a segment is
+    /// disk has room (see [`Inner::room_for_spare`]). Run at each release, and when a segment is
     /// started: a release that came while the segment it freed was still
     /// being written frees it only then.
     pub(super) fn collect_segments(&self) {
-        let doomed = lock(&self.state).ledger.collect();
-        for path in doomed {
-            if self.keep_as_spare(&path) {
+        let doomed = lock(&self.state).ledger.take_released();
+        for seg in doomed {
+            if self.keep_as_spare(&seg) {
                 continue;
             }
+            let path = seg.path;
             match self.io.remove(&path) {
                 Ok(()) => tracing::debug!("{}: removed {}", self.opts.what, path.display()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -280,22 +289,39 @@ impl Inner {
                 }
             }
         }
-        if self.full.load(Ordering::Acquire) {
+        if self.full.load(Ordering::Acquire) || (*lock(&self.spare) && !self.room_for_spare()) {
             self.drop_spare();
         }
     }
 
-    /// Renames a released segment to [`SPARE_FILE`] if there is no spare
-    /// and the disk is not full. Not fsynced into the directory: after a
-    /// crash either name is fine (a released segment that comes back is
-    /// read again and skipped by its holders, as one whose removal was
-    /// lost).
-    fn keep_as_spare(&self, path: &std::path::Path) -> bool {
+    /// True while the disk has `segment_bytes` free besides the spare: a
+    /// spare is room the log keeps for itself, given back on a disk that
+    /// runs short, before it is full.
+    fn room_for_spare(&self) -> bool {
+        super::fsutil::free_bytes(&self.dir).is_ok_and(|free| free >= self.opts.segment_bytes)
+    }
+
+    /// Renames a released segment to [`SPARE_FILE`] if there is no spare,
+    /// the disk has room for one, no write into it failed, and nothing holds its
+    /// file any more (the flusher still finishing it, a sink reading a
+    /// batch from it): out of the ledger, no one can take it again. Not
+    /// fsynced into the directory here (`reuse_spare` does before it
+    /// writes): after a crash either name is fine, since a released
+    /// segment that comes back is read again and skipped by its holders,
+    /// as one whose removal was lost.
+    fn keep_as_spare(&self, seg: &super::ledger::Segment) -> bool {
+        let unheld = seg.file.as_ref().is_some_and(|f| Arc::strong_count(f) == 1);
         let mut spare = lock(&self.spare);
-        if *spare || self.full.load(Ordering::Acquire) {
+        if *spare || !seg.reusable || !unheld || self.full.load(Ordering::Acquire) {
             return false;
         }
-        *spare = self.io.rename(path, &self.dir.join(SPARE_FILE)).is_ok();
+        if !self.room_for_spare() {
+            return false;
+        }
+        *spare = self
+            .io
+            .rename(&seg.path, &self.dir.join(SPARE_FILE))
+            .is_ok();
         *spare
     }
 

@@ -9,12 +9,13 @@ use super::flusher::{run_flusher, Active, NoFile};
 use super::fsutil::{self, Failure};
 use super::io::{Io, LogFile};
 use super::ledger::{Ledger, Place};
+pub use super::reader::SPARE_FILE;
 use super::reader::{self, Recovery, Visit};
 use super::record::{self, Payload, FILE_HEADER_LEN, MAX_PAYLOAD};
 use super::state::{
     lock, resolve, segment_name, Flusher, Inner, Op, State, Status, FULL_DISK_RETRY, TOTAL_FSYNCS,
 };
-pub use super::state::{LogOptions, Ticket, RESERVE_BYTES, RESERVE_FILE, SPARE_FILE};
+pub use super::state::{LogOptions, Ticket, RESERVE_BYTES, RESERVE_FILE};
 use std::fmt;
 use std::fs::File;
 use std::io;
