@@ -56,7 +56,7 @@ pub(super) struct Active {
 
 pub(super) fn run_flusher(inner: Arc<Inner>, mut active: Active) {
     let _exit = FlusherExit(&inner);
-    raise_priority();
+    let raised = raise_priority();
     loop {
         let taken = {
             let mut st = lock(&inner.state);
@@ -131,16 +131,16 @@ pub(super) fn run_flusher(inner: Arc<Inner>, mut active: Active) {
             })
         };
         let Some((ops, target)) = taken else {
-            recover(&inner, &mut active);
+            recover(&inner, &mut active, raised);
             continue;
         };
         if let Err(e) = companion_gate(&inner, &ops) {
-            fail_group(&inner, &mut active, e, Cause::Companion);
+            fail_group(&inner, &mut active, e, Cause::Companion, raised);
             continue;
         }
         match write_ops(&inner, &mut active, ops) {
             Ok(()) => inner.update_status(|s| s.durable = s.durable.max(target)),
-            Err(e) => fail_group(&inner, &mut active, e, Cause::Io),
+            Err(e) => fail_group(&inner, &mut active, e, Cause::Io, raised),
         }
     }
 }
@@ -149,30 +149,64 @@ pub(super) fn run_flusher(inner: Arc<Inner>, mut active: Active) {
 /// the async workers' (0) when both want it.
 const FLUSHER_NICE: i32 = -20;
 
-/// Raises the calling thread's scheduling priority to [`FLUSHER_NICE`] if
-/// the process may (root, or `CAP_SYS_NICE`; otherwise nothing changes).
-/// The flusher uses little CPU, but every push waits for it: when an fsync
-/// returns while the async workers keep every core busy, the flusher at the
-/// workers' priority waits its turn before it can mark the group durable
-/// and wake its pushes. Measured in BENCHMARKS.md. Best effort: a log
-/// works the same without it.
-fn raise_priority() {
+/// Raises the calling thread's scheduling priority to [`FLUSHER_NICE`], or
+/// as far towards it as `RLIMIT_NICE` lets an unprivileged process (by
+/// default not at all: nothing changes). The flusher uses little CPU, but
+/// every push waits for it: when an fsync returns while the async workers
+/// keep every core busy, the flusher at the workers' priority waits its
+/// turn before it can mark the group durable and wake its pushes.
+/// Measured in BENCHMARKS.md. Best effort: a log works the same without
+/// it. Returns the nice value it got, if it raised it.
+fn raise_priority() -> Option<i32> {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: gettid takes no arguments and cannot fail.
-        #[allow(unsafe_code)]
-        let tid = unsafe { libc::gettid() };
-        // SAFETY: setpriority reads its three integer arguments only; a
-        // thread id is a valid `who` for PRIO_PROCESS on Linux.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, FLUSHER_NICE) };
-        if rc != 0 {
-            tracing::debug!(
-                "the log's flusher keeps its priority: {}",
-                io::Error::last_os_error()
-            );
+        if set_nice(FLUSHER_NICE) {
+            return Some(FLUSHER_NICE);
         }
+        // An unprivileged process may go down to 20 - RLIMIT_NICE.
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one `rlimit` into the struct it is
+        // given, which lives for the call.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::getrlimit(libc::RLIMIT_NICE, &mut limit) };
+        let floor = 20 - i32::try_from(limit.rlim_cur.min(40)).unwrap_or(0);
+        if rc == 0 && floor < 0 && set_nice(floor.max(FLUSHER_NICE)) {
+            return Some(floor.max(FLUSHER_NICE));
+        }
+        tracing::debug!("the log's flusher keeps its priority (no CAP_SYS_NICE)");
     }
+    None
+}
+
+/// Runs `f` (clients' hooks, which may start threads: a store snapshot)
+/// at the default priority if the flusher raised its own, so that what it
+/// starts does not inherit the flusher's.
+fn at_normal_priority(raised: Option<i32>, f: impl FnOnce()) {
+    #[cfg(target_os = "linux")]
+    if let Some(nice) = raised {
+        set_nice(0);
+        f();
+        set_nice(nice);
+        return;
+    }
+    let _ = raised;
+    f();
+}
+
+/// Sets the calling thread's nice value; true if it was set.
+#[cfg(target_os = "linux")]
+fn set_nice(nice: i32) -> bool {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    #[allow(unsafe_code)]
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: setpriority reads its three integer arguments only; a thread
+    // id is a valid `who` for PRIO_PROCESS on Linux.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+    rc == 0
 }
 
 /// Keeps a batch in one segment, so that it takes one fsync (fsync works
@@ -247,7 +281,7 @@ fn companion_gate(inner: &Inner, ops: &[Op]) -> io::Result<()> {
 
 /// A write or fsync failed: every record appended and not yet durable
 /// fails with it, and appends are refused until [`recover`] has run.
-fn fail_group(inner: &Inner, active: &mut Active, e: io::Error, cause: Cause) {
+fn fail_group(inner: &Inner, active: &mut Active, e: io::Error, cause: Cause, raised: Option<i32>) {
     // Cut off the group that did not commit, so that a restart does not
     // replay what was never acknowledged. If the cut fails, recovery still
     // leaves the file for a fresh one, and the reader ignores a last group
@@ -323,9 +357,11 @@ fn fail_group(inner: &Inner, active: &mut Active, e: io::Error, cause: Cause) {
     tracing::error!("{}", failure.message);
     // Clients forget the failed records before any later one can become
     // durable; hooks may take the clients' own locks.
-    for hook in lock(&inner.on_failure).iter() {
-        hook(first - 1);
-    }
+    at_normal_priority(raised, || {
+        for hook in lock(&inner.on_failure).iter() {
+            hook(first - 1);
+        }
+    });
     inner.update_status(|s| {
         let mut ranges = Vec::with_capacity(s.failed_ranges.len() + 1);
         let keep = s.failed_ranges.len().saturating_sub(FAILED_RANGES_KEPT - 1);
@@ -356,10 +392,12 @@ pub fn is_disk_full(e: &io::Error) -> bool {
 /// written any more), giving the reserve up if that is what it takes.
 /// Then appends are taken again; if the disk is still full, the next
 /// group fails as the last one did.
-fn recover(inner: &Inner, active: &mut Active) {
-    for hook in lock(&inner.on_retry).iter() {
-        hook();
-    }
+fn recover(inner: &Inner, active: &mut Active, raised: Option<i32>) {
+    at_normal_priority(raised, || {
+        for hook in lock(&inner.on_retry).iter() {
+            hook();
+        }
+    });
     let name = {
         let mut st = lock(&inner.state);
         // Ranges below every segment kept name nothing on disk.
@@ -601,5 +639,40 @@ impl Drop for FlusherExit<'_> {
         st.closing = true;
         drop(st);
         inner.update_status(|s| s.closed = true);
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The calling thread's nice value.
+    fn nice() -> i32 {
+        // SAFETY: gettid takes no arguments and cannot fail; getpriority
+        // reads its integer arguments only.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t)
+        }
+    }
+
+    #[test]
+    #[ignore = "needs root (CAP_SYS_NICE) to raise a priority: run via .ci/run"]
+    fn the_flusher_raises_its_priority_and_runs_hooks_at_the_default() {
+        std::thread::spawn(|| {
+            let raised = raise_priority();
+            assert_eq!(raised, Some(FLUSHER_NICE));
+            assert_eq!(nice(), FLUSHER_NICE);
+            // A thread a hook starts does not inherit it.
+            let mut inside = None;
+            at_normal_priority(raised, || {
+                inside = Some(std::thread::spawn(nice).join().unwrap());
+            });
+            assert_eq!(inside, Some(0));
+            assert_eq!(nice(), FLUSHER_NICE);
+            assert_eq!(std::thread::spawn(nice).join().unwrap(), FLUSHER_NICE);
+        })
+        .join()
+        .unwrap();
     }
 }
