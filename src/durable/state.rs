@@ -271,9 +271,9 @@ impl Inner {
 
     /// Deletes the segments every holder has released (never the one being
     /// written), but keeps one as the spare while there is none and the
-    /// disk has room (see [`Inner::room_for_spare`]). Run at each release, and when a segment is
-    /// started: a release that came while the segment it freed was still
-    /// being written frees it only then.
+    /// disk has room (see [`Inner::room_for_spare`]). Run at each release,
+    /// and when a segment is started: a release that came while the
+    /// segment it freed was still being written frees it only then.
     pub(super) fn collect_segments(&self) {
         let doomed = lock(&self.state).ledger.take_released();
         for seg in doomed {
@@ -302,9 +302,10 @@ impl Inner {
     }
 
     /// Renames a released segment to [`SPARE_FILE`] if there is no spare,
-    /// the disk has room for one, no write into it failed, and nothing holds its
-    /// file any more (the flusher still finishing it, a sink reading a
-    /// batch from it): out of the ledger, no one can take it again. Not
+    /// the disk has room for one, no write into it failed, and nothing
+    /// holds its file any more (the flusher still finishing it, a sink
+    /// reading a batch from it): out of the ledger, no one can take it
+    /// again. Not
     /// fsynced into the directory here (`reuse_spare` does before it
     /// writes): after a crash either name is fine, since a released
     /// segment that comes back is read again and skipped by its holders,
