@@ -284,22 +284,31 @@ fn go_client_to_victoria_metrics() {
         ("demo_go_batch_size_bucket", vec![("le", "+Inf")], 4.0),
         ("demo_go_add_marker", vec![], 7.0),
     ];
-    let exported = wait_for(
-        "the Go client's series in VictoriaMetrics",
-        Duration::from_secs(30),
-        || {
-            let e = vm.export(r#"{job="go-batch"}"#);
-            (e.len() >= 12).then_some(e)
-        },
-    );
-    for (name, extra, value) in want {
+    let series_of = |name: &str, extra: &[(&'static str, &'static str)]| {
         let mut pairs = vec![
             ("instance", "node-a"),
             ("job", "go-batch"),
             ("path", "/srv/batch"),
         ];
-        pairs.extend(extra);
-        let series = labels(name, &pairs);
+        pairs.extend_from_slice(extra);
+        labels(name, &pairs)
+    };
+    // The PUT and the POST reach VictoriaMetrics in batches of their own:
+    // wait for the series of both, not only for a count the PUT alone
+    // can reach.
+    let exported = wait_for(
+        "the Go client's series in VictoriaMetrics",
+        Duration::from_secs(30),
+        || {
+            let e = vm.export(r#"{job="go-batch"}"#);
+            let all = want
+                .iter()
+                .all(|(name, extra, _)| e.contains_key(&series_of(name, extra)));
+            (e.len() >= 12 && all).then_some(e)
+        },
+    );
+    for (name, extra, value) in want {
+        let series = series_of(name, &extra);
         assert_eq!(
             exported.get(&series).map(|s| s.last().unwrap().1),
             Some(value),
