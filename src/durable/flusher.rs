@@ -294,9 +294,6 @@ fn fail_group(inner: &Inner, active: &mut Active, e: io::Error, cause: Cause, ra
         active.len = active.committed;
         active.poisoned = !cut || !full;
     }
-    if active.poisoned {
-        lock(&inner.state).ledger.poison(active.name);
-    }
     active.resumable = companion && !active.poisoned;
     let path = inner.dir.join(segment_name(active.name));
     let message = if companion {
@@ -325,6 +322,9 @@ fn fail_group(inner: &Inner, active: &mut Active, e: io::Error, cause: Cause, ra
     st.ops.clear();
     // Segments a cleared rotation named but never created.
     st.ledger.forget_unmade();
+    if active.poisoned {
+        st.ledger.poison(active.name);
+    }
     st.epoch += 1;
     inner.epoch.store(st.epoch, Ordering::Release);
     // Groups opened from now on count in the other slot; recovery waits

@@ -313,10 +313,12 @@ impl Inner {
     fn keep_as_spare(&self, seg: &super::ledger::Segment) -> bool {
         let unheld = seg.file.as_ref().is_some_and(|f| Arc::strong_count(f) == 1);
         let mut spare = lock(&self.spare);
-        if *spare || !seg.reusable || !unheld || self.full.load(Ordering::Acquire) {
-            return false;
-        }
-        if !self.room_for_spare() {
+        if *spare
+            || !seg.reusable
+            || !unheld
+            || self.full.load(Ordering::Acquire)
+            || !self.room_for_spare()
+        {
             return false;
         }
         *spare = self
