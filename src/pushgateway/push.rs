@@ -18,15 +18,15 @@
 //! and holds that room while it is parsed; without room it is refused
 //! (503) unparsed, its body read and dropped so that the connection stays
 //! open. With the store on (see `crate::store`), a push then goes: parse →
-//! convert → seal (the disk queue's record encoded, outside the store's
-//! lock) → consistency check → room in the sink queues (the room it holds,
+//! convert (with a disk queue, straight into its record) → seal (the
+//! record checksummed, outside the store's lock) → consistency check → room in the sink queues (the room it holds,
 //! checked against what it takes) → journal → store → enqueue → fsync
 //! wait → reply. A refused push is neither stored nor forwarded.
 
 use super::body;
 use super::grouping::GroupingError;
 use super::limits::PushLimits;
-use crate::convert::{check_timestamps, convert_into, Converted, Mapping};
+use crate::convert::{check_timestamps, convert_into, Mapping};
 use crate::durable::is_disk_full;
 use crate::http::body::{declared_length, discard_body, read_body_within};
 use crate::http::error::{ApiError, ErrorCode};
@@ -40,7 +40,7 @@ use crate::model::point::now_ns;
 use crate::model::GroupingKey;
 use crate::sink::disk::Refused;
 use crate::sink::{
-    EnqueueError, Reservation, SinkSet, QUEUE_FULL_RETRY_AFTER_SECS, QUEUE_FULL_WAIT,
+    Conversion, EnqueueError, Reservation, SinkSet, QUEUE_FULL_RETRY_AFTER_SECS, QUEUE_FULL_WAIT,
 };
 use crate::store::{PushRefused, Store};
 use std::sync::Arc;
@@ -235,7 +235,7 @@ impl PushgatewayInput {
         } else {
             decode()?
         };
-        let n_points = converted.count;
+        let n_points = converted.count();
         let sealed = self.sinks.seal(converted).map_err(enqueue_error)?;
         match &self.store {
             None => {
@@ -347,7 +347,7 @@ impl PushgatewayInput {
         received_ns: i64,
         group: &GroupingKey,
         permit: Option<&InflightPermit>,
-    ) -> Result<(Vec<Family>, Converted, usize), ApiError> {
+    ) -> Result<(Vec<Family>, Conversion, usize), ApiError> {
         let decoded =
             body::decode_content_within(encoding, body, self.max_decompressed_size, permit)?;
         let families = body::parse_families(content_type, &decoded, self.utf8_names)?;
@@ -355,9 +355,8 @@ impl PushgatewayInput {
             .map_err(|m| ApiError::new(ErrorCode::TimestampOutOfRange, m))?;
         self.limits.check(&families, group)?;
         let samples: usize = families.iter().map(|f| f.metrics.len()).sum();
-        let (points, lines) = self.sinks.forms();
         // Line protocol takes about as many bytes as the text it came from.
-        let mut converted = Converted::new(points, lines, decoded.len() + decoded.len() / 4);
+        let mut converted = self.sinks.conversion(decoded.len() + decoded.len() / 4);
         convert_into(&families, group, &self.mapping, received_ns, &mut converted);
         Ok((families, converted, samples))
     }

@@ -20,10 +20,12 @@ pub mod remote_write;
 pub mod stdout;
 
 use crate::config::{self, IoConfig, SinkConfig};
-use crate::convert::Converted;
+use crate::convert::{Converted, EmitPoints, PointParts};
 use crate::lineproto::{Dialect, Lines, LpDrops};
 use crate::metrics::Metrics;
-use disk::{DiskQueue, EncodedPush, Refused, SinkSpec, Ticket};
+use crate::model::family::Family;
+use crate::model::point::now_ns;
+use disk::{DiskQueue, EncodedPush, RecordWriter, Refused, SinkSpec, Ticket};
 use queue::{Overflow, Payload, SinkQueue};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -48,6 +50,41 @@ pub struct QueueFull {
 
 /// The `sink` label of what the stdout sink (no `[[sinks]]`) leaves out.
 pub const STDOUT_SINK: &str = "stdout";
+
+/// A push's points as the mapping writes them ([`SinkSet::conversion`]),
+/// to hand to [`SinkSet::seal`].
+pub enum Conversion {
+    /// For the memory queues or stdout.
+    Memory(Converted),
+    /// The disk queue's record.
+    Disk(RecordWriter),
+}
+
+impl Conversion {
+    /// Points converted so far.
+    pub fn count(&self) -> usize {
+        match self {
+            Conversion::Memory(c) => c.count,
+            Conversion::Disk(w) => w.count() as usize,
+        }
+    }
+}
+
+impl EmitPoints for Conversion {
+    fn family(&mut self, family: &Family, measurement: &str, field: &str) {
+        match self {
+            Conversion::Memory(c) => c.family(family, measurement, field),
+            Conversion::Disk(w) => w.family(family, measurement, field),
+        }
+    }
+
+    fn point(&mut self, p: &PointParts<'_>) {
+        match self {
+            Conversion::Memory(c) => c.point(p),
+            Conversion::Disk(w) => w.point(p),
+        }
+    }
+}
 
 /// A push's points readied by [`SinkSet::seal`], to hand to
 /// [`SinkSet::enqueue`].
@@ -321,16 +358,19 @@ impl SinkSet {
         }))
     }
 
-    /// The forms the sinks take a push's points in: `(points, lines)`.
-    /// The disk queue and remote write store `Point`s; stdout and
-    /// line-protocol sinks with memory queues take line protocol, written
-    /// once per push.
-    pub fn forms(&self) -> (bool, Option<Dialect>) {
+    /// Where a push's points are converted to, in the form the sinks take
+    /// them: the disk queue's record, written straight from the mapping;
+    /// otherwise `Point`s for remote write, and line protocol (written
+    /// once per push, about `line_bytes`) for stdout and line-protocol
+    /// sinks with memory queues.
+    pub fn conversion(&self, line_bytes: usize) -> Conversion {
         if self.disk.is_some() {
-            return (true, None);
+            // A queue record takes about a fifth of the line protocol's
+            // bytes (see `disk::codec`).
+            return Conversion::Disk(RecordWriter::new(now_ns(), line_bytes / 4));
         }
         if self.http.is_empty() {
-            return (false, Some(Dialect::InfluxDb));
+            return Conversion::Memory(Converted::new(false, Some(Dialect::InfluxDb), line_bytes));
         }
         // Lines in the first line-protocol sink's dialect; a sink that
         // wants another dialect (or remote write) takes points.
@@ -342,7 +382,7 @@ impl SinkSet {
             .http
             .iter()
             .any(|s| s.format != http::Format::LineProtocol(lines.unwrap_or_default()));
-        (points, lines)
+        Conversion::Memory(Converted::new(points, lines, line_bytes))
     }
 
     /// Waits until every memory queue with `overflow = "block"` has room
@@ -534,20 +574,17 @@ impl SinkSet {
     }
 
     /// Readies a push's converted points for [`SinkSet::enqueue`], doing
-    /// outside the store's lock what needs none: with a disk queue, encodes
-    /// the record (and frees the points). Refuses a push too large for the
-    /// disk queue.
-    pub fn seal(&self, converted: Converted) -> Result<Sealed, EnqueueError> {
-        if self.disk.is_none() {
-            return Ok(Sealed {
-                form: SealedForm::Memory(Box::new(converted)),
-            });
-        }
-        let points = converted.points.map(|b| b.points).unwrap_or_default();
-        let push = DiskQueue::encode(&points).map_err(EnqueueError::Refused)?;
-        Ok(Sealed {
-            form: SealedForm::Disk(push),
-        })
+    /// outside the store's lock what needs none: with a disk queue,
+    /// checksums the record the mapping wrote. Refuses a push too large
+    /// for the disk queue.
+    pub fn seal(&self, conversion: Conversion) -> Result<Sealed, EnqueueError> {
+        let form = match conversion {
+            Conversion::Memory(converted) => SealedForm::Memory(Box::new(converted)),
+            Conversion::Disk(record) => {
+                SealedForm::Disk(DiskQueue::seal(record).map_err(EnqueueError::Refused)?)
+            }
+        };
+        Ok(Sealed { form })
     }
 
     fn enqueue_on_disk(

@@ -41,6 +41,7 @@
 //! (1), then `count × point` as in version 2; [`decode_v1`] reads it for
 //! the migration.
 
+use super::record_writer::RecordWriter;
 use crate::expfmt::proto;
 use crate::lineproto::{write_line, Dialect, LpDrops};
 use crate::model::family::{LabelStr, MetricType};
@@ -67,7 +68,7 @@ struct ExtraMessage {
     exemplars: Vec<proto::Exemplar>,
 }
 
-fn encode_extra(e: &PointExtra) -> Vec<u8> {
+pub(super) fn encode_extra(e: &PointExtra) -> Vec<u8> {
     ExtraMessage {
         native: e.native.as_ref().map(|n| {
             let mut h = proto::Histogram::default();
@@ -93,10 +94,11 @@ fn decode_extra(bytes: &[u8]) -> Result<PointExtra, String> {
 
 /// The payload of a queue record holding `points`, appended at `append_ns`.
 pub fn encode(points: &[Point], append_ns: i64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(12 + points.len() * 40);
-    out.extend_from_slice(&append_ns.to_le_bytes());
-    encode_points(points, &mut out);
-    out
+    let mut w = RecordWriter::new(append_ns, points.len() * 40);
+    for p in points {
+        w.write_point(p);
+    }
+    w.finish()
 }
 
 /// The append time and point count of a payload, without decoding it.
@@ -127,6 +129,7 @@ pub fn decode_v1(body: &[u8]) -> Result<Vec<Point>, String> {
     }
 }
 
+#[cfg(test)]
 fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
 }
@@ -138,7 +141,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-fn suffix_code(s: SeriesSuffix) -> u8 {
+pub(super) fn suffix_code(s: SeriesSuffix) -> u8 {
     match s {
         SeriesSuffix::None => 0,
         SeriesSuffix::Count => 1,
@@ -157,7 +160,7 @@ fn suffix_from_code(c: u8) -> Option<SeriesSuffix> {
     })
 }
 
-fn kind_code(k: MetricType) -> u8 {
+pub(super) fn kind_code(k: MetricType) -> u8 {
     match k {
         MetricType::Counter => 0,
         MetricType::Gauge => 1,
@@ -178,62 +181,6 @@ fn kind_from_code(c: u8) -> Option<MetricType> {
         5 => MetricType::GaugeHistogram,
         _ => return None,
     })
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// A string, or "the same as in this place of the point before".
-fn put_shared(out: &mut Vec<u8>, s: &str, before: Option<&str>) {
-    if before == Some(s) {
-        out.push(0);
-    } else {
-        // Longer strings cannot fit a record anyway; `append` refuses them.
-        put_varint(out, s.len().min(u32::MAX as usize - 1) as u64 + 1);
-        out.extend_from_slice(s.as_bytes());
-    }
-}
-
-/// Appends the point count and the points (the current version).
-fn encode_points(points: &[Point], out: &mut Vec<u8>) {
-    put_u32(out, u32::try_from(points.len()).unwrap_or(u32::MAX));
-    let mut before: Option<&Point> = None;
-    let mut time = 0i64;
-    for p in points {
-        put_shared(out, &p.measurement, before.map(|b| &*b.measurement));
-        put_varint(out, p.tags.len() as u64);
-        for (i, (k, v)) in p.tags.iter().enumerate() {
-            let had = before.and_then(|b| b.tags.get(i));
-            put_shared(out, k, had.map(|(k, _)| &**k));
-            put_shared(out, v, had.map(|(_, v)| &**v));
-        }
-        put_varint(out, p.fields.len() as u64);
-        for (j, f) in p.fields.iter().enumerate() {
-            let had = before.and_then(|b| b.fields.get(j));
-            put_shared(out, &f.key, had.map(|f| &*f.key));
-            out.extend_from_slice(&f.value.to_bits().to_le_bytes());
-            out.push(suffix_code(f.suffix));
-        }
-        let delta = p.time_ns.wrapping_sub(time);
-        put_varint(out, ((delta << 1) ^ (delta >> 63)) as u64);
-        time = p.time_ns;
-        put_shared(out, &p.family, before.map(|b| &*b.family));
-        out.push(kind_code(p.kind));
-        match &p.extra {
-            Some(e) => {
-                let bytes = encode_extra(e);
-                put_varint(out, bytes.len() as u64);
-                out.extend_from_slice(&bytes);
-            }
-            None => out.push(0),
-        }
-        before = Some(p);
-    }
 }
 
 /// Appends the point count and the points as version 3 wrote them (with
@@ -383,7 +330,7 @@ fn utf8(b: &[u8]) -> Result<&str, String> {
 }
 
 /// One point as the payload holds it, borrowed from the payload and from
-/// the walker's scratch vectors. Strings are bytes: [`encode_points`]
+/// the walker's scratch vectors. Strings are bytes: [`RecordWriter`]
 /// wrote them from `str`s and the record's checksum held, so they are
 /// UTF-8, but only [`decode_points`], which makes `str`s of them, checks
 /// again; line protocol is written from the bytes.
@@ -398,7 +345,7 @@ struct PointRef<'p, 's> {
     extra: &'p [u8],
 }
 
-/// Walks what [`encode_points`] wrote (or what versions 2 and 3 wrote),
+/// Walks what [`RecordWriter`] wrote (or what versions 2 and 3 wrote),
 /// all of `body`, checking its structure: calls `each` with each point's
 /// index and the point, and stops at the first error either finds.
 /// Returns the count.
@@ -527,7 +474,7 @@ fn walk_points_v3<'p>(
     Ok(n)
 }
 
-/// Decodes what [`encode_points`] wrote, all of `body`.
+/// Decodes what [`RecordWriter`] wrote, all of `body`.
 fn decode_points(version: u8, body: &[u8]) -> Result<Vec<Point>, String> {
     let mut points = Vec::new();
     // Points of one push mostly share their family: share the Arc too.

@@ -67,6 +67,7 @@ mod batch;
 mod codec;
 mod cursors;
 mod migrate;
+mod record_writer;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -80,6 +81,7 @@ use state::{Source, State, CACHE_MAX_RECORD};
 pub use batch::{Body, Form};
 
 pub use migrate::Prepared;
+pub use record_writer::RecordWriter;
 
 pub use state::SinkSpec;
 use std::collections::HashSet;
@@ -467,13 +469,22 @@ impl DiskQueue {
     /// encodes and checksums a push's record. Refuses a push larger than
     /// [`MAX_RECORD_LEN`].
     pub fn encode(points: &[Point]) -> Result<EncodedPush, Refused> {
-        let append_ns = unix_now_ns();
-        let bytes = if points.is_empty() {
-            Vec::new()
-        } else {
-            codec::encode(points, append_ns)
-        };
-        if bytes.len() > MAX_RECORD_LEN || points.len() > u32::MAX as usize {
+        let mut w = RecordWriter::new(unix_now_ns(), points.len() * 40);
+        for p in points {
+            w.write_point(p);
+        }
+        DiskQueue::seal(w)
+    }
+
+    /// [`DiskQueue::encode`] for a record written point by point (the
+    /// mapping writes a push's points straight into a [`RecordWriter`]).
+    pub fn seal(w: RecordWriter) -> Result<EncodedPush, Refused> {
+        let points = w.count();
+        let append_ns = w.append_ns();
+        let bytes = if points == 0 { Vec::new() } else { w.finish() };
+        // A push of u32::MAX points (which the count saturates at) is
+        // refused here too: each takes several bytes.
+        if bytes.len() > MAX_RECORD_LEN {
             return Err(Refused::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -487,7 +498,7 @@ impl DiskQueue {
             (payload.frame_len() <= CACHE_MAX_RECORD).then(|| Arc::from(&payload.bytes[..]));
         Ok(EncodedPush {
             payload,
-            points: points.len() as u32,
+            points,
             append_ns,
             body,
         })
