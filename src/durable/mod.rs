@@ -50,10 +50,10 @@
 //! 6. **A segment is deleted only when every holder has released it**
 //!    ([`Log::release`]): each client says which records it no longer needs
 //!    (the store once a snapshot covers them, a sink once its cursor passed
-//!    them). The segment being written is never deleted. One released
-//!    segment may be kept as the spare and written over as a later one;
-//!    its old records, all numbered below its new name, are never handed
-//!    out again (see `reader`).
+//!    them). The segment being written is never deleted. Up to two
+//!    released segments may be kept as spares and written over as later
+//!    ones; their old records, all numbered below the new name, are never
+//!    handed out again (see `reader`).
 //! 7. **One process per directory**: the log holds an exclusive lock on
 //!    `LOCK` while open.
 //! 8. **Two logs commit a pair in a known order.** A log gated on a
@@ -85,9 +85,9 @@
 //!   (first and last, a line each) still in segments kept.
 //! - `RESERVE`: 64 KiB of zeros, given up when a full disk leaves no room
 //!   to start a segment.
-//! - `SPARE`: a released segment kept to be written over as the next one
-//!   (appends into blocks a file has fsync without an inode write), while
-//!   the disk is not full. A reused segment's old records stay past its
+//! - `SPARE`, `SPARE-2`: released segments kept to be written over as the
+//!   next ones (appends into blocks a file has fsync without an inode
+//!   write), while the disk has room. A reused segment's old records stay past its
 //!   new ones; the reader tells them apart by their sequence numbers.
 //! - `LOCK`.
 //!

@@ -62,9 +62,13 @@ fn count_damage(n: usize) {
 
 pub const SEGMENT_PREFIX: &str = "log-";
 
-/// A released segment kept to be written over as a later one (see
-/// `Inner::create_segment`); at most one.
-pub const SPARE_FILE: &str = "SPARE";
+/// Released segments kept to be written over as later ones (see
+/// `Inner::create_segment`): at most these two. Two, because the store
+/// releases segments in pairs when one snapshot covers both, and a log
+/// that keeps only one starts every other segment afresh.
+pub const SPARE_FILES: [&str; 2] = ["SPARE", "SPARE-2"];
+/// The first spare's name (the only one releases before two kept).
+pub const SPARE_FILE: &str = SPARE_FILES[0];
 
 /// One committed record, as recovery hands it out.
 #[derive(Debug, Clone, Copy)]
@@ -373,14 +377,16 @@ pub fn recover(io: &dyn Io, dir: &Path, what: &str, visit: &mut Visit<'_>) -> io
     // A spare's records, and the name a reuse interrupted by a crash gave
     // it, are never numbers of new records: its old records would be read
     // as theirs once it is reused. An unreadable spare is removed.
-    let spare = dir.join(SPARE_FILE);
-    if let Ok(data) = io.read(&spare) {
-        match record::check_file_header(&data, SEGMENT_MAGIC) {
-            FileHeader::Valid(first) => {
-                let s = scan(&data, first, 0, None);
-                rec.next_seq = rec.next_seq.max(first).max(s.last_seq + 1);
+    for name in SPARE_FILES {
+        let spare = dir.join(name);
+        if let Ok(data) = io.read(&spare) {
+            match record::check_file_header(&data, SEGMENT_MAGIC) {
+                FileHeader::Valid(first) => {
+                    let s = scan(&data, first, 0, None);
+                    rec.next_seq = rec.next_seq.max(first).max(s.last_seq + 1);
+                }
+                _ => io.remove(&spare)?,
             }
-            _ => io.remove(&spare)?,
         }
     }
     // Sequence numbers of failed groups are never handed out again, even

@@ -3,7 +3,7 @@
 
 use super::fsutil::testing::names;
 use super::io::{FaultyIo, RealIo};
-use super::reader::SPARE_FILE;
+use super::reader::SPARE_FILES;
 use super::record::{self, FILE_HEADER_LEN, KIND_STORE};
 use super::tests::{
     append, append_all, open, open_with, opts, payloads, segments, until_recovered,
@@ -28,7 +28,7 @@ fn crash_image(dir: &Path) -> tempfile::TempDir {
 }
 
 fn has_spare(dir: &Path) -> bool {
-    dir.join(SPARE_FILE).exists()
+    SPARE_FILES.iter().any(|name| dir.join(name).exists())
 }
 
 /// The number in a segment's file name.
@@ -176,13 +176,17 @@ fn numbers_go_on_above_the_spare() {
         let (log, _, _) = open_with(Arc::new(RealIo), dir, opts(1024, 1));
         churn(&log, dir, 60, 0);
     }
-    let spare = fs::read(dir.join(SPARE_FILE)).unwrap();
-    let spare_max = (FILE_HEADER_LEN..spare.len())
-        .filter_map(|at| record::parse(&spare[at..]).ok())
-        .map(|f| f.seq)
+    let spare_max = SPARE_FILES
+        .iter()
+        .filter_map(|name| fs::read(dir.join(name)).ok())
+        .flat_map(|spare| {
+            (FILE_HEADER_LEN..spare.len())
+                .filter_map(|at| record::parse(&spare[at..]).ok().map(|f| f.seq))
+                .collect::<Vec<_>>()
+        })
         .max()
         .unwrap();
-    // A crash left the spare and no segment (every segment was released,
+    // A crash left the spares and no segment (every segment was released,
     // the one being written renamed to the spare before the next one's
     // name was durable).
     for seg in segments(dir) {
@@ -248,5 +252,56 @@ fn a_segment_whose_fsync_failed_is_never_the_spare() {
     // Released: the failed file is deleted, not kept to be written again.
     log.release(0, u64::MAX);
     assert!(!failed.exists());
+    assert!(!has_spare(dir), "{:?}", names(dir));
+}
+
+#[test]
+fn segments_released_together_are_both_kept_and_written_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (log, _, _) = open_with(Arc::new(RealIo), dir, opts(1024, 1));
+    let record = |i: usize| format!("record {i:04} {}", "#".repeat(60));
+    let mut i = 0;
+    while segments(dir).len() < 3 {
+        append_all(&log, &[&record(i)]);
+        i += 1;
+    }
+    let active = segments(dir).pop().unwrap();
+    let released: Vec<u64> = segments(dir)[..2]
+        .iter()
+        .map(|p| fs::metadata(p).unwrap().ino())
+        .collect();
+    // As the store does when one snapshot covers both.
+    let t = append(&log, KIND_STORE, &record(i));
+    log.wait_blocking(t).unwrap();
+    log.release(0, t.seq());
+    assert_eq!(
+        segments(dir),
+        std::slice::from_ref(&active),
+        "{:?}",
+        names(dir)
+    );
+    let mut spares: Vec<u64> = SPARE_FILES
+        .iter()
+        .map(|name| fs::metadata(dir.join(name)).map(|m| m.ino()))
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{e}: {:?}", names(dir)));
+    spares.sort_unstable();
+    let mut want = released.clone();
+    want.sort_unstable();
+    assert_eq!(spares, want);
+    // The next two segments are the two spares, written over.
+    let mut reused = Vec::new();
+    while reused.len() < 2 {
+        i += 1;
+        append_all(&log, &[&record(i)]);
+        for (name, ino) in inodes(dir) {
+            if dir.join(&name) != active && !reused.contains(&ino) {
+                reused.push(ino);
+            }
+        }
+    }
+    reused.sort_unstable();
+    assert_eq!(reused, want, "{:?}", names(dir));
     assert!(!has_spare(dir), "{:?}", names(dir));
 }

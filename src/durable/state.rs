@@ -6,7 +6,7 @@
 use super::fsutil::Failure;
 use super::io::{Io, LogFile};
 use super::ledger::Ledger;
-use super::reader::{self, SPARE_FILE};
+use super::reader::{self, SPARE_FILES};
 use super::record::{self, SEGMENT_MAGIC};
 use std::io;
 use std::path::PathBuf;
@@ -144,9 +144,10 @@ pub(super) struct Inner {
     pub(super) companion: std::sync::OnceLock<Arc<Inner>>,
     /// Serializes writes of `FAILED` (the flusher's, and `Log::revoke`'s).
     pub(super) failed_file: Mutex<()>,
-    /// Whether [`SPARE_FILE`] exists; held while it is made or taken, which
-    /// a release (any thread) and a rotation (the flusher) may do at once.
-    pub(super) spare: Mutex<bool>,
+    /// Which of [`SPARE_FILES`] exist; held while one is made or taken,
+    /// which a release (any thread) and a rotation (the flusher) may do at
+    /// once.
+    pub(super) spare: Mutex<[bool; SPARE_FILES.len()]>,
 }
 
 pub(super) type FailureHook = Box<dyn Fn(u64) + Send + Sync>;
@@ -224,7 +225,7 @@ impl Inner {
         Ok(file)
     }
 
-    /// Makes the spare segment `name`, if there is one: its header is
+    /// Makes a spare segment `name`, if there is one: its header is
     /// written over and fsynced before it takes the name, so that a
     /// `log-` file never carries another segment's header. Its old
     /// records stay behind what is written, until written over; the
@@ -234,17 +235,14 @@ impl Inner {
     /// spare or it cannot be used (it is then removed).
     fn reuse_spare(&self, name: u64) -> Option<Arc<dyn LogFile>> {
         let mut spare = lock(&self.spare);
-        if !*spare {
-            return None;
-        }
-        *spare = false;
-        let from = self.dir.join(SPARE_FILE);
+        let slot = spare.iter().position(|&kept| kept)?;
+        let from = self.dir.join(SPARE_FILES[slot]);
         let to = self.dir.join(segment_name(name));
         if to.exists() {
             // Left for `create_new` to refuse, as it would without a spare.
-            *spare = true;
             return None;
         }
+        spare[slot] = false;
         // The spare's name durable first: a segment renamed to it must not
         // come back under its old name with the new header.
         let made = self
@@ -270,8 +268,9 @@ impl Inner {
     }
 
     /// Deletes the segments every holder has released (never the one being
-    /// written), but keeps one as the spare while there is none and the
-    /// disk has room (see [`Inner::room_for_spare`]). Run at each release,
+    /// written), but keeps them as spares while there are fewer than
+    /// [`SPARE_FILES`] and the disk has room (see
+    /// [`Inner::room_for_spare`]). Run at each release,
     /// and when a segment is started: a release that came while the
     /// segment it freed was still being written frees it only then.
     pub(super) fn collect_segments(&self) {
@@ -289,20 +288,26 @@ impl Inner {
                 }
             }
         }
-        if self.full.load(Ordering::Acquire) || (*lock(&self.spare) && !self.room_for_spare()) {
+        if self.full.load(Ordering::Acquire) {
             self.drop_spare();
+        }
+        // Given back one at a time, as long as the disk is short.
+        while lock(&self.spare).contains(&true) && !self.room_for_spare() {
+            if !self.drop_one_spare() {
+                break;
+            }
         }
     }
 
-    /// True while the disk has `segment_bytes` free besides the spare: a
+    /// True while the disk has `segment_bytes` free besides the spares: a
     /// spare is room the log keeps for itself, given back on a disk that
     /// runs short, before it is full.
     fn room_for_spare(&self) -> bool {
         super::fsutil::free_bytes(&self.dir).is_ok_and(|free| free >= self.opts.segment_bytes)
     }
 
-    /// Renames a released segment to [`SPARE_FILE`] if there is no spare,
-    /// the disk has room for one, no write into it failed, and nothing
+    /// Renames a released segment to a free name of [`SPARE_FILES`] if
+    /// there is one, the disk has room for it, no write into it failed, and nothing
     /// holds its file any more (the flusher still finishing it, a sink
     /// reading a batch from it): out of the ledger, no one can take it
     /// again. Not
@@ -313,27 +318,33 @@ impl Inner {
     fn keep_as_spare(&self, seg: &super::ledger::Segment) -> bool {
         let unheld = seg.file.as_ref().is_some_and(|f| Arc::strong_count(f) == 1);
         let mut spare = lock(&self.spare);
-        if *spare
-            || !seg.reusable
-            || !unheld
-            || self.full.load(Ordering::Acquire)
-            || !self.room_for_spare()
-        {
+        let Some(slot) = spare.iter().position(|&kept| !kept) else {
+            return false;
+        };
+        if !seg.reusable || !unheld || self.full.load(Ordering::Acquire) || !self.room_for_spare() {
             return false;
         }
-        *spare = self
+        spare[slot] = self
             .io
-            .rename(&seg.path, &self.dir.join(SPARE_FILE))
+            .rename(&seg.path, &self.dir.join(SPARE_FILES[slot]))
             .is_ok();
-        *spare
+        spare[slot]
     }
 
-    /// Removes the spare: room for a full disk.
+    /// Removes the spares: room for a full disk.
     pub(super) fn drop_spare(&self) {
+        while self.drop_one_spare() {}
+    }
+
+    /// Removes one spare; false if there was none.
+    fn drop_one_spare(&self) -> bool {
         let mut spare = lock(&self.spare);
-        if std::mem::take(&mut *spare) {
-            let _ = self.io.remove(&self.dir.join(SPARE_FILE));
-        }
+        let Some(slot) = spare.iter().rposition(|&kept| kept) else {
+            return false;
+        };
+        spare[slot] = false;
+        let _ = self.io.remove(&self.dir.join(SPARE_FILES[slot]));
+        true
     }
 
     /// Creates the reserve if it is missing and the disk has room for it

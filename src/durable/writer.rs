@@ -9,8 +9,8 @@ use super::flusher::{run_flusher, Active, NoFile};
 use super::fsutil::{self, Failure};
 use super::io::{Io, LogFile};
 use super::ledger::{Ledger, Place};
-pub use super::reader::SPARE_FILE;
 use super::reader::{self, Recovery, Visit};
+pub use super::reader::{SPARE_FILE, SPARE_FILES};
 use super::record::{self, Payload, FILE_HEADER_LEN, MAX_PAYLOAD};
 use super::state::{
     lock, resolve, segment_name, Flusher, Inner, Op, State, Status, FULL_DISK_RETRY, TOTAL_FSYNCS,
@@ -258,7 +258,7 @@ impl Log {
             refusing: std::sync::atomic::AtomicBool::new(false),
             companion: std::sync::OnceLock::new(),
             failed_file: Mutex::new(()),
-            spare: Mutex::new(dir.join(SPARE_FILE).is_file()),
+            spare: Mutex::new(SPARE_FILES.map(|name| dir.join(name).is_file())),
         });
         inner.update_status(|s| s.durable = next_seq - 1);
         // A fresh segment at every open: the old ones are only read.

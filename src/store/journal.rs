@@ -319,7 +319,7 @@ impl Journal {
         for (name, path) in fsutil::list_dir(&self.dir)? {
             if fsutil::parse_numbered20(&name, reader::SEGMENT_PREFIX).is_some()
                 || name == crate::durable::writer::LOG_ID_FILE
-                || name == crate::durable::writer::SPARE_FILE
+                || crate::durable::writer::SPARE_FILES.contains(&name.as_str())
             {
                 std::fs::remove_file(path)?;
             }
