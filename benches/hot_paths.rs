@@ -16,6 +16,7 @@ use pushkit::lineproto::{encode_line_protocol, Dialect};
 use pushkit::model::family::Family;
 use pushkit::model::GroupingKey;
 use pushkit::pushgateway::grouping::parse_grouping_key;
+use pushkit::sink::disk::{DiskQueue, RecordWriter};
 use pushkit::store::{Store, StoreOptions};
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -163,6 +164,22 @@ fn mapping_and_line_protocol(c: &mut Criterion) {
             b.iter(|| {
                 let points = convert(black_box(&families), &group, &m, 1_700_000_000_000_000_000);
                 encode_line_protocol(&points, Dialect::InfluxDb)
+            })
+        });
+        // The disk queue's record: written straight from the mapping, as
+        // pushes are, and from `Point`s built first, as before 424a352.
+        g.bench_function(format!("{name}/convert_to_queue_record"), |b| {
+            b.iter(|| {
+                let mut w = RecordWriter::new(0, 4096);
+                let now = 1_700_000_000_000_000_000;
+                convert_into(black_box(&families), &group, &m, now, &mut w);
+                DiskQueue::seal(w)
+            })
+        });
+        g.bench_function(format!("{name}/convert_to_points+queue_record"), |b| {
+            b.iter(|| {
+                let points = convert(black_box(&families), &group, &m, 1_700_000_000_000_000_000);
+                DiskQueue::encode(&points)
             })
         });
         g.bench_function(format!("{name}/encode_points"), |b| {
