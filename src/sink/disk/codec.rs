@@ -41,7 +41,6 @@
 //! (1), then `count × point` as in version 2; [`decode_v1`] reads it for
 //! the migration.
 
-use super::record_writer::RecordWriter;
 use crate::expfmt::proto;
 use crate::lineproto::{write_line, Dialect, LpDrops};
 use crate::model::family::{LabelStr, MetricType};
@@ -90,15 +89,6 @@ fn decode_extra(bytes: &[u8]) -> Result<PointExtra, String> {
             .map(proto::exemplar_from_proto)
             .collect(),
     })
-}
-
-/// The payload of a queue record holding `points`, appended at `append_ns`.
-pub fn encode(points: &[Point], append_ns: i64) -> Vec<u8> {
-    let mut w = RecordWriter::new(append_ns, points.len() * 40);
-    for p in points {
-        w.write_point(p);
-    }
-    w.finish()
 }
 
 /// The append time and point count of a payload, without decoding it.
@@ -330,7 +320,7 @@ fn utf8(b: &[u8]) -> Result<&str, String> {
 }
 
 /// One point as the payload holds it, borrowed from the payload and from
-/// the walker's scratch vectors. Strings are bytes: [`RecordWriter`]
+/// the walker's scratch vectors. Strings are bytes: `record_writer`
 /// wrote them from `str`s and the record's checksum held, so they are
 /// UTF-8, but only [`decode_points`], which makes `str`s of them, checks
 /// again; line protocol is written from the bytes.
@@ -345,7 +335,7 @@ struct PointRef<'p, 's> {
     extra: &'p [u8],
 }
 
-/// Walks what [`RecordWriter`] wrote (or what versions 2 and 3 wrote),
+/// Walks what `record_writer` wrote (or what versions 2 and 3 wrote),
 /// all of `body`, checking its structure: calls `each` with each point's
 /// index and the point, and stops at the first error either finds.
 /// Returns the count.
@@ -474,7 +464,7 @@ fn walk_points_v3<'p>(
     Ok(n)
 }
 
-/// Decodes what [`RecordWriter`] wrote, all of `body`.
+/// Decodes what `record_writer` wrote, all of `body`.
 fn decode_points(version: u8, body: &[u8]) -> Result<Vec<Point>, String> {
     let mut points = Vec::new();
     // Points of one push mostly share their family: share the Arc too.
@@ -575,6 +565,7 @@ pub fn write_lines(
 
 #[cfg(test)]
 mod tests {
+    use super::super::record_writer::encode;
     use super::super::tests::push;
     use super::*;
 

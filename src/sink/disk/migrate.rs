@@ -11,9 +11,9 @@
 //! behind every cursor and go with their segments; at-least-once delivery
 //! allows the rest.
 
-use super::codec;
 use super::cursors::{self, Pos, CURSOR_PREFIX};
 use super::state::{SinkSpec, SinkState, State};
+use super::{codec, record_writer};
 use crate::durable::legacy;
 use crate::durable::record::HEADER_LEN;
 use crate::durable::{Log, Payload, RecordRef, Ticket, KIND_QUEUE};
@@ -245,7 +245,7 @@ impl Prepared {
             let p = Payload::new(
                 KIND_QUEUE,
                 codec::VERSION,
-                codec::encode(&points, r.append_ns),
+                record_writer::encode(&points, r.append_ns),
             );
             let len = p.frame_len();
             match log.append(p) {

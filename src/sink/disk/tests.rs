@@ -51,7 +51,7 @@ pub(super) fn push(push: usize, n: usize) -> Vec<Point> {
 
 /// The bytes a push of `points` takes on disk: its record.
 fn frame_len(points: &[Point]) -> usize {
-    HEADER_LEN + codec::encode(points, 0).len()
+    HEADER_LEN + record_writer::encode(points, 0).len()
 }
 
 fn values(points: &[Point]) -> Vec<u64> {
