@@ -270,9 +270,9 @@ impl Inner {
     /// Deletes the segments every holder has released (never the one being
     /// written), but keeps them as spares while there are fewer than
     /// [`SPARE_FILES`] and the disk has room (see
-    /// [`Inner::room_for_spare`]). Run at each release,
-    /// and when a segment is started: a release that came while the
-    /// segment it freed was still being written frees it only then.
+    /// [`Inner::room_for_spare`]). Run at each release, and when a segment
+    /// is started: a release that came while the segment it freed was
+    /// still being written frees it only then.
     pub(super) fn collect_segments(&self) {
         let doomed = lock(&self.state).ledger.take_released();
         for seg in doomed {
@@ -307,14 +307,13 @@ impl Inner {
     }
 
     /// Renames a released segment to a free name of [`SPARE_FILES`] if
-    /// there is one, the disk has room for it, no write into it failed, and nothing
-    /// holds its file any more (the flusher still finishing it, a sink
-    /// reading a batch from it): out of the ledger, no one can take it
-    /// again. Not
-    /// fsynced into the directory here (`reuse_spare` does before it
-    /// writes): after a crash either name is fine, since a released
-    /// segment that comes back is read again and skipped by its holders,
-    /// as one whose removal was lost.
+    /// there is one, the disk has room for it, no write into it failed,
+    /// and nothing holds its file any more (the flusher still finishing
+    /// it, a sink reading a batch from it): out of the ledger, no one can
+    /// take it again. Not fsynced into the directory here (`reuse_spare`
+    /// does before it writes): after a crash either name is fine, since a
+    /// released segment that comes back is read again and skipped by its
+    /// holders, as one whose removal was lost.
     fn keep_as_spare(&self, seg: &super::ledger::Segment) -> bool {
         let unheld = seg.file.as_ref().is_some_and(|f| Arc::strong_count(f) == 1);
         let mut spare = lock(&self.spare);
