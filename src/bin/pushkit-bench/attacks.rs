@@ -356,7 +356,7 @@ pub(crate) fn print_attack(a: &Attack) {
         "The normal client: {} pushes/s on a fixed schedule over {} keep-alive connections to \
          {} groups, each timed from when it was due:",
         fmt_int(ATTACK_RATE),
-        crate::CONNECTIONS,
+        crate::connections(),
         fmt_int(GROUPS as f64)
     );
     println!();

@@ -392,7 +392,7 @@ fn print_setups(e: &EdgeResults) {
         "pushkit at {} groups, scenario a's load ({} keep-alive connections, as fast as \
          answered); each round's figure, in the order run:",
         fmt_int(GROUPS as f64),
-        crate::CONNECTIONS
+        crate::connections()
     );
     println!();
     println!(

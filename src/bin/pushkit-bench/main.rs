@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "\
 usage: pushkit-bench [--quick] [--duration SECS] [--no-go] [--no-victoria]
                      [--only LIST] [--groups LIST] [--pushkit PATH]
-                     [--store-dir DIR]
+                     [--store-dir DIR] [--connections N]
 
   --quick          3 s per run (20 s for the Go Pushgateway at 10,000 groups)
   --duration SECS  seconds per run (default 10; the Go Pushgateway at 10,000
@@ -57,10 +57,19 @@ usage: pushkit-bench [--quick] [--duration SECS] [--no-go] [--no-victoria]
                    under DIR (default: beside queue_dir). On another
                    filesystem than the temporary directory, the store and
                    the sinks keep a log each: the two-log rows.
+  --connections N  keep-alive connections of the load generator (default 8,
+                   what the targets are set for)
 ";
 
-/// Keep-alive connections of the load generator.
-const CONNECTIONS: usize = 8;
+/// Keep-alive connections of the load generator, unless `--connections`
+/// says otherwise; the targets are set for this many.
+const DEFAULT_CONNECTIONS: usize = 8;
+static CONNECTIONS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// Keep-alive connections of the load generator (`--connections`).
+fn connections() -> usize {
+    *CONNECTIONS.get().unwrap_or(&DEFAULT_CONNECTIONS)
+}
 /// Group counts of scenarios a and b.
 const GROUP_COUNTS: [usize; 3] = [10, 1_000, 10_000];
 /// Series per push in scenarios a–d, and in scenario e.
@@ -142,6 +151,16 @@ fn parse_args() -> Result<Opts, String> {
                 }
             }
             "--pushkit" => o.pushkit = Some(args.next().ok_or("--pushkit needs a path")?.into()),
+            "--connections" => {
+                let v = args.next().ok_or("--connections needs a value")?;
+                let n: usize = v
+                    .parse()
+                    .map_err(|_| format!("--connections {v:?}: not a number"))?;
+                if !(1..=1_000).contains(&n) {
+                    return Err("--connections must be between 1 and 1000".into());
+                }
+                let _ = CONNECTIONS.set(n);
+            }
             "--store-dir" => {
                 o.store_dir = Some(args.next().ok_or("--store-dir needs a path")?.into())
             }
@@ -193,7 +212,7 @@ impl Ctx {
     fn spec(&self, addr: SocketAddr, groups: usize, duration: Duration) -> LoadSpec {
         LoadSpec {
             addr,
-            connections: CONNECTIONS,
+            connections: connections(),
             groups,
             first_group: 0,
             body: self.body.clone(),
@@ -468,8 +487,9 @@ fn print_header(ctx: &Ctx) {
     println!("# pushkit-bench");
     println!();
     println!(
-        "- machine: {cores} cores, {cpu}; loopback; load generator: {CONNECTIONS} keep-alive \
-         HTTP/1.1 connections on one thread"
+        "- machine: {cores} cores, {cpu}; loopback; load generator: {} keep-alive \
+         HTTP/1.1 connections on one thread",
+        connections()
     );
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
