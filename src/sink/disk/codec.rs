@@ -42,7 +42,7 @@
 //! the migration.
 
 use crate::expfmt::proto;
-use crate::lineproto::{write_line, Dialect, LpDrops};
+use crate::lineproto::{Dialect, LineReuse, LpDrops};
 use crate::model::family::{LabelStr, MetricType};
 use crate::model::point::{Field, Point, PointExtra, SeriesSuffix};
 use prost::Message as _;
@@ -281,7 +281,19 @@ impl<'a> Decoder<'a> {
     }
 
     /// A varint of up to 64 bits (see the module docs).
+    #[inline]
     fn varint(&mut self) -> Result<u64, String> {
+        // Nearly all are one byte (lengths, counts, "the same").
+        if let Some(&b) = self.data.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
+        self.long_varint()
+    }
+
+    fn long_varint(&mut self) -> Result<u64, String> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.u8()?;
@@ -302,6 +314,7 @@ impl<'a> Decoder<'a> {
 
     /// A string of version 4: its bytes, or `before`'s when it says "the
     /// same" (an error if there is no string before in its place).
+    #[inline]
     fn shared(&mut self, before: Option<&'a [u8]>) -> Result<&'a [u8], String> {
         match self.varint()? {
             0 => before.ok_or_else(|| {
@@ -529,16 +542,18 @@ pub fn write_lines(
     let range = from as usize..to as usize;
     let mut lines = 0;
     let mut drops = LpDrops::default();
+    // The points' strings all live in `payload`.
+    let mut reuse = LineReuse::default();
     let walked = walk_points(version, &payload[8..], |i, p| {
         if range.contains(&i) {
             if !p.extra.is_empty() {
                 drops.note_extra(Some(&decode_extra(p.extra)?));
             }
-            let written = write_line(
+            let written = reuse.write(
                 out,
                 dialect,
                 p.measurement,
-                p.tags.iter().copied(),
+                p.tags,
                 p.fields.iter().map(|&(key, value, _)| (key, value)),
                 p.time_ns,
                 &mut drops,
@@ -622,6 +637,58 @@ mod tests {
         for cut in 0..body.len() {
             assert!(write_lines(Dialect::InfluxDb, VERSION, &body[..cut], 0, 1, &mut out).is_err());
             assert!(out.is_empty());
+        }
+    }
+
+    /// Lines written from a record reuse the line before's measurement,
+    /// leading tags, field key and time (`LineReuse`): the same bytes as
+    /// the decoded points give, over every range, through lines left out
+    /// (NaN, a field keyed like a tag), escapes and changing times.
+    #[test]
+    fn lines_reusing_the_line_before_are_those_of_the_decoded_points() {
+        use crate::convert::{convert_into, Mapping};
+        use crate::model::GroupingKey;
+        let text = "# TYPE up gauge\nup 1\nup{a=\"x\"} NaN\nup{a=\"x\"} 2\nup{a=\"y y\"} 3\n\
+            # TYPE req_total counter\nreq_total{code=\"200\",path=\"C:\\\\x,y=z\"} 3 1700000000000\n\
+            req_total{code=\"200\",path=\"/\"} 4 1700000000000\nreq_total{code=\"500\",path=\"/\"} 5\n\
+            req_total{code=\"500\",path=\"/\"} +Inf\n\
+            # TYPE job_state gauge\njob_state{job_state=\"running\"} 1\njob_state{a=\"x\"} 1\n\
+            # TYPE lat_seconds histogram\nlat_seconds_bucket{le=\"0.5\"} 1\n\
+            lat_seconds_bucket{le=\"+Inf\"} 2\nlat_seconds_sum 0.75\nlat_seconds_count 2\n";
+        let families = crate::expfmt::parse_text(text.as_bytes()).unwrap();
+        let group = GroupingKey::from_pairs("j", &["instance", "h 1"]);
+        let mapping = Mapping {
+            honor_timestamps: true,
+            ..Mapping::default()
+        };
+        let mut w = super::super::RecordWriter::new(0, 0);
+        convert_into(&families, &group, &mapping, 9_000_000, &mut w);
+        let body = w.finish();
+        let points = decode(VERSION, &body).unwrap();
+        let n = points.len();
+        for dialect in [Dialect::InfluxDb, Dialect::VictoriaMetrics] {
+            for from in 0..n {
+                for to in from..=n {
+                    let mut want = Vec::new();
+                    let mut want_drops = LpDrops::default();
+                    let mut want_lines = 0;
+                    for p in &points[from..to] {
+                        let before = want.len();
+                        crate::lineproto::write_point(&mut want, dialect, p, &mut want_drops);
+                        want_lines += usize::from(want.len() > before);
+                    }
+                    let mut got = Vec::new();
+                    let (lines, drops) =
+                        write_lines(dialect, VERSION, &body, from as u32, to as u32, &mut got)
+                            .unwrap();
+                    assert_eq!(
+                        String::from_utf8(got).unwrap(),
+                        String::from_utf8(want).unwrap(),
+                        "{dialect:?} {from}..{to}"
+                    );
+                    assert_eq!((lines, drops), (want_lines, want_drops));
+                }
+            }
         }
     }
 

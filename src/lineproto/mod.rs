@@ -25,6 +25,10 @@
 //! - [`Dialect::VictoriaMetrics`] doubles every backslash, which it reads
 //!   back as one: backslashes arrive exactly.
 
+mod reuse;
+
+pub use reuse::LineReuse;
+
 use crate::model::point::{Point, PointExtra};
 use std::io::Write as _;
 
