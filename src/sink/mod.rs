@@ -492,9 +492,9 @@ impl SinkSet {
             .map(|sink| {
                 let payload = match sink.format {
                     http::Format::LineProtocol(d) if Some(d) == dialect => {
-                        Payload::Lines(lines.clone().expect("forms() asked for lines"))
+                        Payload::Lines(lines.clone().expect("conversion() asked for lines"))
                     }
-                    _ => Payload::Points(points.clone().expect("forms() asked for points")),
+                    _ => Payload::Points(points.clone().expect("conversion() asked for points")),
                 };
                 let cost = payload.cost(0, payload.len());
                 (payload, cost)

@@ -48,7 +48,7 @@ use crate::model::point::{Field, Point, PointExtra, SeriesSuffix};
 use prost::Message as _;
 use std::sync::Arc;
 
-/// The record version [`encode`] writes.
+/// The record version `record_writer` writes.
 pub const VERSION: u8 = 4;
 /// The version that wrote every string whole.
 const VERSION_3: u8 = 3;
