@@ -87,8 +87,9 @@
 //!   to start a segment.
 //! - `SPARE`, `SPARE-2`: released segments kept to be written over as the
 //!   next ones (appends into blocks a file has fsync without an inode
-//!   write), while the disk has room. A reused segment's old records stay past its
-//!   new ones; the reader tells them apart by their sequence numbers.
+//!   write), while the disk has room. A reused segment's old records stay
+//!   past its new ones; the reader tells them apart by their sequence
+//!   numbers.
 //! - `LOCK`.
 //!
 //! # Layout of the code

@@ -67,8 +67,6 @@ pub const SEGMENT_PREFIX: &str = "log-";
 /// releases segments in pairs when one snapshot covers both, and a log
 /// that keeps only one starts every other segment afresh.
 pub const SPARE_FILES: [&str; 2] = ["SPARE", "SPARE-2"];
-/// The first spare's name (the only one releases before two kept).
-pub const SPARE_FILE: &str = SPARE_FILES[0];
 
 /// One committed record, as recovery hands it out.
 #[derive(Debug, Clone, Copy)]

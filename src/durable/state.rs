@@ -292,11 +292,7 @@ impl Inner {
             self.drop_spare();
         }
         // Given back one at a time, as long as the disk is short.
-        while lock(&self.spare).contains(&true) && !self.room_for_spare() {
-            if !self.drop_one_spare() {
-                break;
-            }
-        }
+        while !self.room_for_spare() && self.drop_one_spare() {}
     }
 
     /// True while the disk has `segment_bytes` free besides the spares: a

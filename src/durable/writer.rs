@@ -9,8 +9,8 @@ use super::flusher::{run_flusher, Active, NoFile};
 use super::fsutil::{self, Failure};
 use super::io::{Io, LogFile};
 use super::ledger::{Ledger, Place};
+pub use super::reader::SPARE_FILES;
 use super::reader::{self, Recovery, Visit};
-pub use super::reader::{SPARE_FILE, SPARE_FILES};
 use super::record::{self, Payload, FILE_HEADER_LEN, MAX_PAYLOAD};
 use super::state::{
     lock, resolve, segment_name, Flusher, Inner, Op, State, Status, FULL_DISK_RETRY, TOTAL_FSYNCS,

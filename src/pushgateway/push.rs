@@ -19,9 +19,10 @@
 //! (503) unparsed, its body read and dropped so that the connection stays
 //! open. With the store on (see `crate::store`), a push then goes: parse →
 //! convert (with a disk queue, straight into its record) → seal (the
-//! record checksummed, outside the store's lock) → consistency check → room in the sink queues (the room it holds,
-//! checked against what it takes) → journal → store → enqueue → fsync
-//! wait → reply. A refused push is neither stored nor forwarded.
+//! record checksummed, outside the store's lock) → consistency check →
+//! room in the sink queues (the room it holds, checked against what it
+//! takes) → journal → store → enqueue → fsync wait → reply. A refused
+//! push is neither stored nor forwarded.
 
 use super::body;
 use super::grouping::GroupingError;

@@ -469,11 +469,7 @@ impl DiskQueue {
     /// encodes and checksums a push's record. Refuses a push larger than
     /// [`MAX_RECORD_LEN`].
     pub fn encode(points: &[Point]) -> Result<EncodedPush, Refused> {
-        let mut w = RecordWriter::new(unix_now_ns(), points.len() * 40);
-        for p in points {
-            w.write_point(p);
-        }
-        DiskQueue::seal(w)
+        DiskQueue::seal(RecordWriter::of_points(unix_now_ns(), points))
     }
 
     /// [`DiskQueue::encode`] for a record written point by point (the

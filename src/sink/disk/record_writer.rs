@@ -18,11 +18,7 @@ use crate::model::point::{Point, PointExtra, SeriesSuffix};
 
 /// The payload of a queue record holding `points`, appended at `append_ns`.
 pub fn encode(points: &[Point], append_ns: i64) -> Vec<u8> {
-    let mut w = RecordWriter::new(append_ns, points.len() * 40);
-    for p in points {
-        w.write_point(p);
-    }
-    w.finish()
+    RecordWriter::of_points(append_ns, points).finish()
 }
 
 /// A queue record's payload, written point by point; see the module docs.
@@ -88,6 +84,15 @@ impl RecordWriter {
         }
     }
 
+    /// A payload dated `append_ns` holding `points`.
+    pub fn of_points(append_ns: i64, points: &[Point]) -> RecordWriter {
+        let mut w = RecordWriter::new(append_ns, points.len() * 40);
+        for p in points {
+            w.write_point(p);
+        }
+        w
+    }
+
     /// Points written so far.
     pub fn count(&self) -> u32 {
         self.count
@@ -126,8 +131,8 @@ impl RecordWriter {
         let b = &mut self.before;
         let any = b.any;
         put_shared(out, (p.measurement, ""), &mut b.measurement, any);
-        put_varint(out, p.tags.clone().count() as u64);
-        let mut n = 0;
+        let n_tags = p.tags.clone().count();
+        put_varint(out, n_tags as u64);
         for (i, (k, v)) in p.tags.enumerate() {
             if b.tags.len() == i {
                 b.tags.push(Default::default());
@@ -136,11 +141,10 @@ impl RecordWriter {
             let (bk, bv) = &mut b.tags[i];
             put_shared(out, (k, ""), bk, had);
             put_shared(out, (v, ""), bv, had);
-            n += 1;
         }
-        b.n_tags = n;
-        put_varint(out, p.fields.clone().count() as u64);
-        let mut n = 0;
+        b.n_tags = n_tags;
+        let n_keys = p.fields.clone().count();
+        put_varint(out, n_keys as u64);
         for (j, (key, value, suffix)) in p.fields.enumerate() {
             if b.keys.len() == j {
                 b.keys.push(String::new());
@@ -149,9 +153,8 @@ impl RecordWriter {
             put_shared(out, key, &mut b.keys[j], had);
             out.extend_from_slice(&value.to_bits().to_le_bytes());
             out.push(suffix_code(suffix));
-            n += 1;
         }
-        b.n_keys = n;
+        b.n_keys = n_keys;
         let delta = p.time_ns.wrapping_sub(self.time);
         put_varint(out, ((delta << 1) ^ (delta >> 63)) as u64);
         self.time = p.time_ns;
