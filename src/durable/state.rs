@@ -291,8 +291,10 @@ impl Inner {
         if self.full.load(Ordering::Acquire) {
             self.drop_spare();
         }
-        // Given back one at a time, as long as the disk is short.
-        while !self.room_for_spare() && self.drop_one_spare() {}
+        // Given back one at a time, as long as the disk is short; the free
+        // space is asked for only while there is a spare to give back (a
+        // release comes with every batch a sink acknowledges).
+        while self.has_spare() && !self.room_for_spare() && self.drop_one_spare() {}
     }
 
     /// True while the disk has `segment_bytes` free besides the spares: a
@@ -324,6 +326,11 @@ impl Inner {
             .rename(&seg.path, &self.dir.join(SPARE_FILES[slot]))
             .is_ok();
         spare[slot]
+    }
+
+    /// True if at least one of [`SPARE_FILES`] is kept.
+    fn has_spare(&self) -> bool {
+        lock(&self.spare).contains(&true)
     }
 
     /// Removes the spares: room for a full disk.
